@@ -1,0 +1,50 @@
+# Two commands: `make run` (the whole system) and `make test` (the whole suite).
+# Everything is installed by `make setup` from PyPI through uv; nothing else is assumed.
+
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+MODE ?= $(if $(IDENTITY_DATABASE_URL),distributed,standalone)
+
+.PHONY: setup run test lint unit soak load bench asyncapi migrate clean
+
+setup:
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5,<1"
+	$(UV) sync --all-packages --frozen
+
+run: setup
+	$(UV) run --frozen python deploy/run.py --mode $(MODE)
+
+lint: setup
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
+
+test: setup
+	deploy/ensure-services.sh
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen mypy
+	$(UV) run --frozen pytest
+
+unit: setup
+	$(UV) run --frozen pytest -m "not slow" shared/tests services
+
+soak: setup
+	deploy/ensure-services.sh
+	$(UV) run --frozen pytest tests/soak -s
+
+load: setup
+	deploy/ensure-services.sh
+	$(UV) run --frozen python tests/load/run.py
+
+bench: setup
+	deploy/ensure-services.sh
+	$(UV) run --frozen pytest tests/bench -s
+
+asyncapi: setup
+	$(UV) run --frozen vs-asyncapi --output docs/asyncapi.yaml
+
+migrate: setup
+	for s in identity teams projects notifications; do $(UV) run --frozen python -m $$s migrate || exit 1; done
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .standalone

@@ -1,0 +1,69 @@
+"""Fixtures every suite shares: a throw-away RabbitMQ vhost, an SMTP server, token keys,
+and a factory of throw-away databases. Everything runs against the real servers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+from shared.auth import JwksSource, TokenSigner, TokenVerifier
+from shared.clock import ManualClock
+from shared.logging import configure_logging
+from shared.testing import SmtpServer, create_database, create_vhost, delete_vhost, drop_database
+
+ISSUER = "https://identity.test"
+AUDIENCE = "vs-api"
+
+configure_logging("tests", "console", "INFO")
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    url = create_vhost()
+    yield url
+    delete_vhost(url)
+
+
+@pytest.fixture(scope="session")
+async def database_factory() -> AsyncIterator[Callable[[str], Awaitable[str]]]:
+    created: list[str] = []
+
+    async def make(prefix: str) -> str:
+        url = await create_database(prefix)
+        created.append(url)
+        return url
+
+    yield make
+    for url in created:
+        await drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def signer() -> TokenSigner:
+    return TokenSigner(TokenSigner.generate_pem(), issuer=ISSUER, audience=AUDIENCE)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture(scope="session")
+def verifier_for(signer: TokenSigner) -> Callable[..., TokenVerifier]:
+    def make(clock: object | None = None) -> TokenVerifier:
+        return TokenVerifier(
+            JwksSource(keys=signer.jwks()),
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            clock=clock,  # type: ignore[arg-type]
+        )
+
+    return make

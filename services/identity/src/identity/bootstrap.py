@@ -1,0 +1,64 @@
+"""The one place the identity service is wired."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.auth import JwksSource, TokenSigner, TokenVerifier
+from shared.clock import Clock, SystemClock
+from shared.logging import get_logger
+from shared.messaging.broker import Broker
+from shared.runtime import Runtime
+
+from identity.config import IdentitySettings
+from identity.consumers import handlers
+from identity.models import messaging
+from identity.passwords import Passwords
+
+SERVICE_ROOT = Path(__file__).resolve().parents[2]
+log = get_logger("identity.bootstrap")
+
+
+class IdentityRuntime(Runtime):
+    settings: IdentitySettings
+    signer: TokenSigner
+    passwords: Passwords
+
+
+def build_signer(settings: IdentitySettings, clock: Clock) -> TokenSigner:
+    if settings.jwt_private_key is not None:
+        pem = settings.jwt_private_key.get_secret_value().encode()
+    else:
+        log.warning("jwt_key_generated", reason="IDENTITY_JWT_PRIVATE_KEY not set; tokens die with this process")
+        pem = TokenSigner.generate_pem(settings.jwt_algorithm)
+    return TokenSigner(
+        pem, issuer=settings.jwt_issuer, audience=settings.jwt_audience, algorithm=settings.jwt_algorithm, clock=clock
+    )
+
+
+def build_runtime(
+    settings: IdentitySettings,
+    *,
+    broker: Broker | None = None,
+    clock: Clock | None = None,
+    signer: TokenSigner | None = None,
+) -> IdentityRuntime:
+    clock = clock or SystemClock()
+    signer = signer or build_signer(settings, clock)
+    # identity verifies its own tokens from its own key set, never over HTTP.
+    verifier = TokenVerifier(
+        JwksSource(keys_provider=signer.jwks),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        algorithm=settings.jwt_algorithm,
+        leeway_seconds=settings.jwt_leeway_seconds,
+        clock=clock,
+    )
+    runtime = IdentityRuntime(settings, messaging, handlers=handlers, broker=broker, clock=clock, verifier=verifier)
+    runtime.signer = signer
+    runtime.passwords = Passwords(
+        memory_kib=settings.argon2_memory_kib,
+        time_cost=settings.argon2_time_cost,
+        parallelism=settings.argon2_parallelism,
+    )
+    return runtime

@@ -1,0 +1,22 @@
+"""The identity service's FastAPI app."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from shared.service import build_app
+
+from identity.api.routes import router
+from identity.bootstrap import SERVICE_ROOT, IdentityRuntime, build_runtime
+from identity.config import IdentitySettings
+
+
+def create_app(settings: IdentitySettings | None = None, runtime: IdentityRuntime | None = None) -> FastAPI:
+    settings = settings or IdentitySettings()
+    runtime = runtime or build_runtime(settings)
+    return build_app(
+        runtime,
+        title="Identity service",
+        description="Accounts, real-name volunteers, verification, volunteer numbers, tokens and JWKS.",
+        routers=[router],
+        service_root=SERVICE_ROOT,
+    )

@@ -1,0 +1,3 @@
+"""The notifications service of the volunteer system."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,51 @@
+"""The one place the notifications service is wired."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.auth import TokenVerifier
+from shared.clock import Clock
+from shared.db import asyncpg_dsn
+from shared.messaging.broker import Broker
+from shared.pgnotify import listen_forever
+from shared.runtime import Runtime
+
+from notifications.config import NotificationsSettings
+from notifications.consumers import handlers
+from notifications.models import EMAIL_CHANNEL, messaging
+from notifications.sender import EmailSender
+from notifications.templates import Templates
+from notifications.transport import MailboxTransport, SmtpTransport, Transport
+
+SERVICE_ROOT = Path(__file__).resolve().parents[2]
+
+
+class NotificationsRuntime(Runtime):
+    settings: NotificationsSettings
+    templates: Templates
+    sender: EmailSender
+
+
+def build_runtime(
+    settings: NotificationsSettings,
+    *,
+    broker: Broker | None = None,
+    clock: Clock | None = None,
+    verifier: TokenVerifier | None = None,
+    transport: Transport | None = None,
+) -> NotificationsRuntime:
+    runtime = NotificationsRuntime(
+        settings, messaging, handlers=handlers, broker=broker, clock=clock, verifier=verifier
+    )
+    runtime.templates = Templates(settings)
+    if transport is None:
+        transport = MailboxTransport() if settings.mail_transport == "mailbox" else SmtpTransport(settings)
+    runtime.sender = EmailSender(runtime.session_factory, transport, settings, runtime.clock)
+    dsn = asyncpg_dsn(settings.database_url)
+
+    async def listen_for_emails() -> None:
+        await listen_forever(dsn, EMAIL_CHANNEL, runtime.sender.wake.set)
+
+    runtime.background += [runtime.sender.run, listen_for_emails]
+    return runtime

@@ -1,0 +1,35 @@
+"""Settings of the notifications service; environment variables start with ``NOTIFICATIONS_``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic_settings import SettingsConfigDict
+from shared.settings import ServiceSettings
+
+
+class NotificationsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="NOTIFICATIONS_", extra="ignore")
+
+    service_name: str = "notifications"
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/notifications"
+
+    #: "smtp" sends through the SMTP server; "mailbox" keeps emails in the database with an
+    #: HTTP view (standalone mode), so a newcomer sees what would have been sent.
+    mail_transport: Literal["smtp", "mailbox"] = "smtp"
+    mail_from_address: str = "noreply@volunteer.example.org"
+    mail_from_name: str = "全国志愿服务信息系统"
+    #: shown in every email (FAQ O2): how to allow-list the sender so mail is not lost as spam
+    mail_allowlist_advice: str = (
+        "请将本系统邮箱地址加入邮件白名单:进入个人电子邮箱,点击“设置”-“反垃圾”,"
+        "点击“设置邮件地址白名单”,添加本系统的发件地址。"
+    )
+    mail_allowlist_advice_en: str = (
+        "Add our sender address to your mailbox's allow-list (Settings → Anti-spam → Allow-list) "
+        "so these emails are not filtered as spam."
+    )
+    mail_send_batch: int = 20
+    mail_max_attempts: int = 8
+    mail_retry_base_seconds: float = 5.0
+    mail_retry_max_seconds: float = 1800.0
+    mail_poll_interval: float = 1.0

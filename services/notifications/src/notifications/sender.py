@@ -1,0 +1,120 @@
+"""Sends queued emails: claims due rows with SKIP LOCKED (replicas are safe), sends, records.
+
+A temporary failure (server down, 4xx) schedules another attempt with exponential back-off
+and jitter; a permanent one (5xx) or the last attempt marks the email failed with the
+reason, where operators see and replay it. A crash mid-send leaves the row pending, so it
+is sent again after the restart: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import timedelta
+
+from prometheus_client import Counter
+from shared.clock import Clock
+from shared.logging import get_logger
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from notifications.config import NotificationsSettings
+from notifications.models import Email
+from notifications.transport import PermanentSendError, TemporarySendError, Transport
+
+log = get_logger("notifications.sender")
+
+SENT = Counter("vs_emails_sent_total", "Emails accepted by the mail server", ["template"])
+FAILED = Counter("vs_emails_failed_total", "Emails given up on", ["template"])
+DEFERRED = Counter("vs_emails_deferred_total", "Temporary send failures", ["template"])
+
+
+class EmailSender:
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        transport: Transport,
+        settings: NotificationsSettings,
+        clock: Clock,
+    ) -> None:
+        self.session_factory = session_factory
+        self.transport = transport
+        self.settings = settings
+        self.clock = clock
+        self.wake = asyncio.Event()
+
+    def retry_delay(self, attempts: int) -> float:
+        base = self.settings.mail_retry_base_seconds * (2 ** max(attempts - 1, 0))
+        return float(min(self.settings.mail_retry_max_seconds, base) * random.uniform(0.5, 1.5))
+
+    async def run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                handled = await self.send_due()
+                backoff = 0.5
+                if handled >= self.settings.mail_send_batch:
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("sender_failed", error=repr(exc)[:200])
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+                continue
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=self.settings.mail_poll_interval)
+            except TimeoutError:
+                pass
+
+    async def send_due(self) -> int:
+        """Send one batch of due emails. Returns how many were tried."""
+        async with self.session_factory() as session, session.begin():
+            now = self.clock.now()
+            emails = (
+                (
+                    await session.execute(
+                        select(Email)
+                        .where(Email.status == "pending", Email.next_attempt_at <= now)
+                        .order_by(Email.next_attempt_at)
+                        .limit(self.settings.mail_send_batch)
+                        .with_for_update(skip_locked=True)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            for email in emails:
+                await self._send_one(session, email)
+            return len(emails)
+
+    async def _send_one(self, session: AsyncSession, email: Email) -> None:
+        attempts = email.attempts + 1
+        now = self.clock.now()
+        values: dict[str, object]
+        try:
+            await self.transport.send(email)
+        except PermanentSendError as exc:
+            FAILED.labels(email.template).inc()
+            log.error("email_failed", email_id=str(email.id), template=email.template, reason=str(exc)[:200])
+            values = {"status": "failed", "attempts": attempts, "last_error": str(exc)[:1000]}
+        except TemporarySendError as exc:
+            if attempts >= self.settings.mail_max_attempts:
+                FAILED.labels(email.template).inc()
+                log.error("email_gave_up", email_id=str(email.id), template=email.template, attempts=attempts)
+                values = {"status": "failed", "attempts": attempts, "last_error": str(exc)[:1000]}
+            else:
+                DEFERRED.labels(email.template).inc()
+                delay = self.retry_delay(attempts)
+                log.warning("email_deferred", email_id=str(email.id), attempts=attempts, retry_in=round(delay, 1))
+                values = {
+                    "attempts": attempts,
+                    "last_error": str(exc)[:1000],
+                    "next_attempt_at": now + timedelta(seconds=delay),
+                }
+        else:
+            SENT.labels(email.template).inc()
+            log.info("email_sent", email_id=str(email.id), template=email.template)
+            values = {"status": "sent", "attempts": attempts, "sent_at": now, "last_error": None}
+        await session.execute(update(Email).where(Email.id == email.id).values(**values))

@@ -1,0 +1,53 @@
+"""Jinja2 rendering of every message: subject, plain text and HTML, in Chinese or English."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from notifications.config import NotificationsSettings
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+class Templates:
+    def __init__(self, settings: NotificationsSettings) -> None:
+        self.settings = settings
+        self._text = Environment(
+            loader=FileSystemLoader(TEMPLATE_DIR),
+            undefined=StrictUndefined,
+            autoescape=False,  # noqa: S701 - plain text
+            keep_trailing_newline=True,
+        )
+        self._html = Environment(
+            loader=FileSystemLoader(TEMPLATE_DIR),
+            undefined=StrictUndefined,
+            autoescape=select_autoescape(["html", "j2"]),
+        )
+
+    def render(self, template: str, language: str, context: dict[str, Any]) -> Rendered:
+        lang = "en" if language == "en" else "zh"
+        ctx = {
+            **context,
+            "language": lang,
+            "sender_name": self.settings.mail_from_name,
+            "sender_address": self.settings.mail_from_address,
+            "allowlist_advice": (
+                self.settings.mail_allowlist_advice_en if lang == "en" else self.settings.mail_allowlist_advice
+            ),
+        }
+        subject = self._text.get_template(f"{template}.{lang}.subject.j2").render(ctx).strip()
+        ctx["subject"] = subject
+        text = self._text.get_template(f"{template}.{lang}.txt.j2").render(ctx)
+        html = self._html.get_template(f"{template}.{lang}.html.j2").render(ctx)
+        return Rendered(subject=subject, text=text, html=html)

@@ -1,0 +1,5 @@
+"""Handlers of other services' events."""
+
+from shared.messaging.consumer import Handlers
+
+handlers = Handlers("projects")

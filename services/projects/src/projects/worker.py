@@ -1,0 +1,7 @@
+"""``python -m projects.worker``: the relay, consumers and background jobs without the HTTP API,
+for scaling them apart from the API replicas."""
+
+from projects.__main__ import run
+
+if __name__ == "__main__":
+    run(["worker"])

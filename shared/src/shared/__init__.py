@@ -1,0 +1,1 @@
+"""The library the four volunteer-system services share."""

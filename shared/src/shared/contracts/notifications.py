@@ -1,0 +1,3 @@
+"""Events produced by the notifications service."""
+
+from __future__ import annotations

@@ -1,0 +1,185 @@
+"""Database plumbing: naming convention, engine, sessions, and the unit of work.
+
+The unit of work is the only thing that commits. On commit it writes the outbox rows of
+every event the aggregates raised (and any raised on the unit of work itself) in the same
+transaction as the state change, and pokes the relay with ``pg_notify``; a rollback
+publishes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import MetaData, insert, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from shared.clock import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from shared.contracts.base import Event
+    from shared.messaging.tables import MessagingTables
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_metadata() -> MetaData:
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, echo: bool = False) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        echo=echo,
+    )
+
+
+def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The plain ``postgresql://`` DSN asyncpg wants, from a SQLAlchemy URL."""
+    u = make_url(url).set(drivername="postgresql")
+    return u.render_as_string(hide_password=False)
+
+
+class EventSource:
+    """Mixin for aggregates: ``raise_event`` collects events the unit of work writes on commit.
+
+    ORM-loaded instances skip ``__init__``, so the list is created lazily.
+    """
+
+    def raise_event(self, event: Event) -> None:
+        pending: list[Event] | None = self.__dict__.get("_vs_events")
+        if pending is None:
+            pending = []
+            self.__dict__["_vs_events"] = pending
+        pending.append(event)
+
+    def take_events(self) -> list[Event]:
+        pending: list[Event] = self.__dict__.pop("_vs_events", None) or []
+        return pending
+
+
+class UnitOfWork:
+    """One transaction: state plus the outbox rows of the events raised in it.
+
+    ``async with uow:`` commits on a clean exit and rolls back on an exception.
+    """
+
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        messaging: MessagingTables,
+        *,
+        producer: str,
+        clock: Clock | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> None:
+        self._session_factory = session_factory
+        self._messaging = messaging
+        self.producer = producer
+        self.clock = clock or SystemClock()
+        self.correlation_id = correlation_id
+        self.causation_id = causation_id
+        self._session: AsyncSession | None = None
+        self._events: list[Event] = []
+        self._tracked: list[EventSource] = []
+        self.committed_event_ids: list[uuid.UUID] = []
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            raise RuntimeError("the unit of work is not open: use 'async with uow:'")
+        return self._session
+
+    async def __aenter__(self) -> UnitOfWork:
+        self._session = self._session_factory()
+        self._events = []
+        self._tracked = []
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session = self.session
+        try:
+            if exc_type is None:
+                await self.commit()
+            else:
+                await session.rollback()
+        finally:
+            await session.close()
+            self._session = None
+
+    def raise_event(self, event: Event) -> None:
+        self._events.append(event)
+
+    def track(self, aggregate: EventSource) -> None:
+        """Remember an aggregate whose events must be written even if it is not in the session."""
+        self._tracked.append(aggregate)
+
+    def _collect_events(self) -> list[Event]:
+        events = list(self._events)
+        self._events = []
+        seen: set[int] = set()
+        candidates: Iterable[Any] = [*self._tracked, *self.session.new, *self.session.identity_map.values()]
+        for obj in candidates:
+            if id(obj) in seen or not isinstance(obj, EventSource):
+                continue
+            seen.add(id(obj))
+            events.extend(obj.take_events())
+        return events
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+    async def commit(self) -> None:
+        session = self.session
+        await session.flush()
+        events = self._collect_events()
+        if events:
+            rows = [self._outbox_row(event, self.clock.now()) for event in events]
+            await session.execute(insert(self._messaging.outbox), rows)
+            await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": self._messaging.channel})
+        await session.commit()
+        self.committed_event_ids = [row["id"] for row in rows] if events else []
+
+    async def rollback(self) -> None:
+        await self.session.rollback()
+        self._events = []
+
+    def _outbox_row(self, event: Event, now: datetime) -> dict[str, Any]:
+        return {
+            "id": uuid.uuid4(),
+            "event_type": event.event_type,
+            "schema_version": event.schema_version,
+            "aggregate_type": event.aggregate_type,
+            "aggregate_id": event.aggregate_key(),
+            "payload": event.model_dump(mode="json"),
+            "producer": self.producer,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            # available_at keeps the database's default now(): the relay compares it with the
+            # database clock, never with the (possibly moved) business clock.
+            "occurred_at": now,
+        }

@@ -1,0 +1,136 @@
+"""Stable error codes with Chinese and English messages, rendered in one shape.
+
+Every refusal is ``{"code", "message", "detail"}``; ``message`` is Chinese unless the
+client's ``Accept-Language`` prefers English. Services raise :class:`AppError` with an
+:class:`ErrorSpec`; they never raise ``HTTPException``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSpec:
+    code: str
+    status: int
+    zh: str
+    en: str
+
+    def message(self, lang: str, params: dict[str, Any] | None = None) -> str:
+        template = self.en if lang == "en" else self.zh
+        if not params:
+            return template
+        try:
+            return template.format(**params)
+        except (KeyError, IndexError, ValueError):
+            return template
+
+
+class AppError(Exception):
+    """A refusal with a stable code. ``params`` fill the message; ``detail`` goes to the client."""
+
+    def __init__(
+        self,
+        spec: ErrorSpec,
+        detail: Any = None,
+        *,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(spec.code)
+        self.spec = spec
+        self.detail = detail
+        self.params = params or {}
+        self.headers = headers or {}
+
+    @property
+    def code(self) -> str:
+        return self.spec.code
+
+    @property
+    def status(self) -> int:
+        return self.spec.status
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of every service."""
+
+    code: str = Field(examples=["validation_failed"])
+    message: str = Field(examples=["请求参数不合法"])
+    detail: Any = None
+
+
+# Codes every service can answer with.
+VALIDATION_FAILED = ErrorSpec("validation_failed", 422, "请求参数不合法", "The request is not valid")
+MALFORMED_JSON = ErrorSpec("malformed_json", 400, "请求内容不是合法的 JSON", "The request body is not valid JSON")
+UNSUPPORTED_MEDIA_TYPE = ErrorSpec("unsupported_media_type", 415, "不支持的请求内容类型", "Unsupported content type")
+PAYLOAD_TOO_LARGE = ErrorSpec("payload_too_large", 413, "请求内容过大", "The request body is too large")
+NOT_FOUND = ErrorSpec("not_found", 404, "请求的资源不存在", "Not found")
+METHOD_NOT_ALLOWED = ErrorSpec("method_not_allowed", 405, "不支持该请求方法", "Method not allowed")
+UNAUTHENTICATED = ErrorSpec("unauthenticated", 401, "请先登录", "Authentication required")
+TOKEN_INVALID = ErrorSpec("token_invalid", 401, "登录凭证无效", "The access token is not valid")
+TOKEN_EXPIRED = ErrorSpec("token_expired", 401, "登录已过期,请重新登录", "The access token has expired")
+FORBIDDEN = ErrorSpec("forbidden", 403, "没有权限执行此操作", "You are not allowed to do this")
+CONFLICT = ErrorSpec("conflict", 409, "数据已被修改,请刷新后重试", "The data changed; reload and retry")
+RATE_LIMITED = ErrorSpec("rate_limited", 429, "操作过于频繁,请稍后再试", "Too many requests; try again later")
+SERVICE_UNAVAILABLE = ErrorSpec(
+    "service_unavailable", 503, "服务暂时不可用,请稍后再试", "The service is temporarily unavailable"
+)
+INTERNAL_ERROR = ErrorSpec("internal_error", 500, "系统内部错误", "Internal error")
+
+COMMON_SPECS: tuple[ErrorSpec, ...] = (
+    VALIDATION_FAILED,
+    MALFORMED_JSON,
+    UNSUPPORTED_MEDIA_TYPE,
+    PAYLOAD_TOO_LARGE,
+    NOT_FOUND,
+    METHOD_NOT_ALLOWED,
+    UNAUTHENTICATED,
+    TOKEN_INVALID,
+    TOKEN_EXPIRED,
+    FORBIDDEN,
+    CONFLICT,
+    RATE_LIMITED,
+    SERVICE_UNAVAILABLE,
+    INTERNAL_ERROR,
+)
+
+
+def preferred_language(accept_language: str | None) -> str:
+    """``"en"`` when the client's best-ranked language is English, otherwise ``"zh"``."""
+    if not accept_language:
+        return "zh"
+    best_lang, best_q = "zh", -1.0
+    for part in accept_language.split(","):
+        piece = part.strip()
+        if not piece:
+            continue
+        lang, _, params = piece.partition(";")
+        q = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                q = float(params[2:])
+            except ValueError:
+                q = 0.0
+        if q > best_q:
+            best_lang, best_q = lang.strip().lower(), q
+    return "en" if best_lang.startswith("en") else "zh"
+
+
+def error_responses(*specs: ErrorSpec) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for a route: each status with the codes it may carry."""
+    by_status: dict[int, list[ErrorSpec]] = {}
+    for spec in specs:
+        by_status.setdefault(spec.status, []).append(spec)
+    return {
+        status: {
+            "model": ErrorBody,
+            "description": "; ".join(f"`{s.code}`: {s.zh} / {s.en}" for s in group),
+        }
+        for status, group in sorted(by_status.items())
+    }

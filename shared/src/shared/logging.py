@@ -1,0 +1,89 @@
+"""structlog for every service: JSON in deployment, console in development.
+
+stdlib loggers (uvicorn, sqlalchemy, aio-pika) are routed through the same processors,
+and a last processor masks anything shaped like an ID number, a mobile number or an
+email address: code must not log personal data, and this catches what slips through.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+from structlog.types import EventDict, Processor
+
+# 18-digit resident ID (last may be X), 15-digit legacy ID, mainland mobile, email.
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])|(?<!\d)\d{15}(?!\d)")
+_MOBILE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d{9}(?!\d)")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+
+
+def mask_personal_data(text: str) -> str:
+    text = _ID_NUMBER.sub("[id-number]", text)
+    text = _MOBILE.sub("[mobile]", text)
+    return _EMAIL.sub("[email]", text)
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return mask_personal_data(value)
+    if depth > 4:
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub(v, depth + 1) for v in value)
+    return value
+
+
+def scrub_personal_data(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    return {key: _scrub(value) for key, value in event_dict.items()}
+
+
+def configure_logging(service: str, fmt: str = "console", level: str = "INFO") -> None:
+    """Configure structlog and route stdlib logging through it. Safe to call twice."""
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            scrub_personal_data,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    handler.set_name("vs-structlog")
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if h.get_name() != "vs-structlog"]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True
+    # aiormq logs every reconnect attempt at WARNING with a traceback; keep them, once.
+    logging.getLogger("aiormq").setLevel(logging.ERROR)
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+def get_logger(name: str | None = None) -> Any:
+    return structlog.get_logger(name)

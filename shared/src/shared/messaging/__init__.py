@@ -1,0 +1,1 @@
+"""The event spine: envelope, outbox relay, topology, consumers, and the two brokers."""

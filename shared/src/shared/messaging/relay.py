@@ -1,0 +1,232 @@
+"""The outbox relay: moves committed events from a service's outbox to the broker.
+
+* claims a batch in ``seq`` order with ``FOR UPDATE SKIP LOCKED`` (many replicas are safe);
+* keeps per-aggregate order: an event is held back while an earlier event of the same
+  aggregate is unpublished and not in this batch (another relay holds it, or it is backing off);
+* publishes persistent + mandatory with publisher confirms and marks the rows published in
+  the same transaction that holds their locks; a crash between the two republishes, and the
+  consumers' inbox absorbs the duplicate;
+* a broker outage backs the whole relay off; a refused message (unroutable, nacked) backs
+  off that row alone, with its error recorded;
+* wakes on ``LISTEN/NOTIFY`` from the unit of work, polls as a fallback, purges old rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.logging import get_logger
+from shared.messaging.broker import Broker, BrokerUnavailable, PublishError
+from shared.messaging.envelope import Envelope
+from shared.messaging.tables import MessagingTables
+from shared.pgnotify import listen_forever
+
+log = get_logger("shared.messaging.relay")
+
+PUBLISHED = Counter("vs_outbox_published_total", "Events published from the outbox", ["service"])
+PUBLISH_FAILURES = Counter("vs_outbox_publish_failures_total", "Failed publishes", ["service", "kind"])
+OUTBOX_LAG = Gauge("vs_outbox_lag_seconds", "Age of the oldest unpublished event", ["service"])
+OUTBOX_PENDING = Gauge("vs_outbox_pending", "Unpublished events", ["service"])
+
+_CLAIM = """
+SELECT id, seq, event_type, schema_version, aggregate_type, aggregate_id, payload, producer,
+       correlation_id, causation_id, occurred_at, attempts
+FROM {outbox}
+WHERE published_at IS NULL AND available_at <= now()
+ORDER BY seq
+LIMIT :limit
+FOR UPDATE SKIP LOCKED
+"""
+
+# Earliest unpublished seq of each claimed aggregate among rows NOT in this batch.
+_BLOCKERS = """
+SELECT o.aggregate_type, o.aggregate_id, min(o.seq) AS seq
+FROM {outbox} o
+JOIN unnest(CAST(:types AS text[]), CAST(:ids AS text[])) AS b(aggregate_type, aggregate_id)
+  ON o.aggregate_type = b.aggregate_type AND o.aggregate_id = b.aggregate_id
+WHERE o.published_at IS NULL AND o.seq < :max_seq AND NOT (o.id = ANY(CAST(:claimed AS uuid[])))
+GROUP BY o.aggregate_type, o.aggregate_id
+"""
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        messaging: MessagingTables,
+        broker: Broker,
+        *,
+        service: str,
+        listen_dsn: str | None = None,
+        batch_size: int = 200,
+        poll_interval: float = 1.0,
+        retention_days: int = 7,
+        max_row_backoff: float = 300.0,
+    ) -> None:
+        self.engine = engine
+        self.messaging = messaging
+        self.broker = broker
+        self.service = service
+        self.listen_dsn = listen_dsn
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.retention_days = retention_days
+        self.max_row_backoff = max_row_backoff
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._outbox = messaging.outbox.name
+        #: hook for crash tests: called after publishing a batch, before marking it published
+        self.after_publish_hook: Any = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._tasks.append(asyncio.create_task(self._run(), name=f"relay-{self.service}"))
+        if self.listen_dsn:
+            self._tasks.append(asyncio.create_task(self._listen(), name=f"relay-listen-{self.service}"))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        last_purge = 0.0
+        while not self._stopping:
+            try:
+                published = await self.publish_batch()
+                backoff = 0.2
+                if time.monotonic() - last_purge > 3600:
+                    await self.purge()
+                    last_purge = time.monotonic()
+                if published >= self.batch_size:
+                    continue  # more may be waiting
+            except asyncio.CancelledError:
+                raise
+            except BrokerUnavailable as exc:
+                PUBLISH_FAILURES.labels(self.service, "broker").inc()
+                log.warning("relay_broker_unavailable", error=str(exc)[:200], retry_in=round(backoff, 2))
+                await asyncio.sleep(backoff + random.uniform(0, backoff / 2))
+                backoff = min(backoff * 2, 10.0)
+                continue
+            except Exception as exc:
+                PUBLISH_FAILURES.labels(self.service, "database").inc()
+                log.warning("relay_failed", error=repr(exc)[:300], retry_in=round(backoff, 2))
+                await asyncio.sleep(backoff + random.uniform(0, backoff / 2))
+                backoff = min(backoff * 2, 10.0)
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+            except TimeoutError:
+                pass
+
+    async def publish_batch(self) -> int:
+        """Claim, publish and mark one batch. Returns how many events were published."""
+        outbox = self._outbox
+        async with self.engine.connect() as conn, conn.begin():
+            rows = list((await conn.execute(text(_CLAIM.format(outbox=outbox)), {"limit": self.batch_size})).all())
+            if not rows:
+                await self._measure(conn)
+                return 0
+            blocked = await self._blocked_aggregates(conn, rows)
+            published: list[Any] = []
+            failed: list[tuple[Any, str]] = []
+            held: dict[tuple[str, str], int] = dict(blocked)
+            for row in rows:
+                key = (row.aggregate_type, row.aggregate_id)
+                if key in held and held[key] < row.seq:
+                    continue  # an earlier event of this aggregate goes first
+                try:
+                    await self.broker.publish(Envelope.from_outbox_row(row))
+                except BrokerUnavailable:
+                    if not published and not failed:
+                        raise
+                    break  # mark what made it; the rest waits for the broker
+                except PublishError as exc:
+                    failed.append((row, str(exc)))
+                    held.setdefault(key, row.seq)
+                    continue
+                published.append(row.id)
+            if self.after_publish_hook is not None:
+                await self.after_publish_hook(published)
+            if published:
+                await conn.execute(
+                    text(
+                        f"UPDATE {outbox} SET published_at = now(), attempts = attempts + 1 "  # noqa: S608
+                        "WHERE id = ANY(CAST(:ids AS uuid[]))"
+                    ),
+                    {"ids": published},
+                )
+                PUBLISHED.labels(self.service).inc(len(published))
+            for row, error in failed:
+                delay = min(self.max_row_backoff, 2 ** min(row.attempts, 12))
+                PUBLISH_FAILURES.labels(self.service, "refused").inc()
+                log.error(
+                    "event_refused_by_broker",
+                    event_id=str(row.id),
+                    event_type=row.event_type,
+                    attempts=row.attempts + 1,
+                    error=error[:200],
+                    retry_in=delay,
+                )
+                await conn.execute(
+                    text(
+                        f"UPDATE {outbox} SET attempts = attempts + 1, last_error = :error, "  # noqa: S608
+                        "available_at = now() + make_interval(secs => :delay) WHERE id = :id"
+                    ),
+                    {"error": error[:1000], "delay": delay, "id": row.id},
+                )
+            await self._measure(conn)
+        return len(published)
+
+    async def _blocked_aggregates(self, conn: Any, rows: list[Any]) -> dict[tuple[str, str], int]:
+        keys = {(r.aggregate_type, r.aggregate_id) for r in rows}
+        result = await conn.execute(
+            text(_BLOCKERS.format(outbox=self._outbox)),
+            {
+                "types": [k[0] for k in keys],
+                "ids": [k[1] for k in keys],
+                "max_seq": max(r.seq for r in rows),
+                "claimed": [r.id for r in rows],
+            },
+        )
+        return {(r.aggregate_type, r.aggregate_id): r.seq for r in result}
+
+    async def _measure(self, conn: Any) -> None:
+        row = (
+            await conn.execute(
+                text(
+                    f"SELECT count(*) AS n, extract(epoch FROM now() - min(occurred_at)) AS lag "  # noqa: S608
+                    f"FROM {self._outbox} WHERE published_at IS NULL"
+                )
+            )
+        ).one()
+        OUTBOX_PENDING.labels(self.service).set(row.n)
+        OUTBOX_LAG.labels(self.service).set(float(row.lag or 0.0))
+
+    async def purge(self) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                text(f"DELETE FROM {self._outbox} WHERE published_at < now() - make_interval(days => :days)"),  # noqa: S608
+                {"days": self.retention_days},
+            )
+        return int(result.rowcount or 0)
+
+    async def _listen(self) -> None:
+        assert self.listen_dsn is not None
+        await listen_forever(self.listen_dsn, self.messaging.channel, self._wake.set)

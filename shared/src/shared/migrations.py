@@ -1,0 +1,76 @@
+"""Alembic helpers: every service's ``migrations/env.py`` is two lines calling :func:`run_env`.
+
+Migrations run at start-up under an advisory lock (so replicas starting together take turns)
+or through the service's ``migrate`` command in a deployment's pre-start step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, pool, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def alembic_config(service_root: Path, database_url: str) -> Config:
+    cfg = Config(str(service_root / "alembic.ini"))
+    cfg.set_main_option("script_location", str(service_root / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return cfg
+
+
+async def upgrade_head(engine: AsyncEngine, service_root: Path) -> None:
+    cfg = alembic_config(service_root, engine.url.render_as_string(hide_password=False))
+
+    def run(connection: Connection) -> None:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+    async with engine.begin() as conn:
+        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('alembic_migrations'))"))
+        await conn.run_sync(run)
+
+
+def run_env(target_metadata: MetaData) -> None:
+    """Body of a service's ``env.py``: offline SQL, a given connection, or a URL of its own."""
+    config = context.config
+    # "-x url=..." on the alembic command line beats alembic.ini (the service's migrate
+    # command passes its settings' URL through the config instead).
+    url_override = context.get_x_argument(as_dictionary=True).get("url")
+    if url_override:
+        config.set_main_option("sqlalchemy.url", url_override.replace("%", "%%"))
+
+    def do_run(connection: Connection) -> None:
+        context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    if context.is_offline_mode():
+        context.configure(
+            url=config.get_main_option("sqlalchemy.url"),
+            target_metadata=target_metadata,
+            literal_binds=True,
+            dialect_opts={"paramstyle": "named"},
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
+    connection: Any = config.attributes.get("connection")
+    if connection is not None:
+        do_run(connection)
+        return
+
+    async def online() -> None:
+        engine = create_async_engine(str(config.get_main_option("sqlalchemy.url")), poolclass=pool.NullPool)
+        async with engine.begin() as conn:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('alembic_migrations'))"))
+            await conn.run_sync(do_run)
+        await engine.dispose()
+
+    asyncio.run(online())

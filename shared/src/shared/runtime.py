@@ -1,0 +1,139 @@
+"""Wiring shared by the four services: engine, unit of work, broker, relay, consumers, verifier.
+
+Each service's ``bootstrap`` builds one :class:`Runtime`; the HTTP app's lifespan and the
+``worker`` entry point both start it. Standalone mode passes one in-process broker to all four.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.auth import JwksSource, TokenVerifier
+from shared.clock import Clock, SystemClock
+from shared.db import UnitOfWork, asyncpg_dsn, make_engine, make_session_factory
+from shared.logging import get_logger
+from shared.messaging.amqp import AmqpBroker
+from shared.messaging.broker import Broker
+from shared.messaging.consumer import Dispatcher, Handlers
+from shared.messaging.inprocess import InProcessBroker
+from shared.messaging.relay import OutboxRelay
+from shared.messaging.tables import MessagingTables
+from shared.settings import ServiceSettings
+from shared.web import correlation_id_var
+
+log = get_logger("shared.runtime")
+
+
+def build_broker(settings: ServiceSettings) -> Broker:
+    if settings.bus == "inprocess":
+        return InProcessBroker(max_attempts=settings.max_handler_attempts)
+    return AmqpBroker(
+        settings.amqp_url,
+        exchange=settings.exchange,
+        prefetch=settings.consumer_prefetch,
+        max_attempts=settings.max_handler_attempts,
+        delivery_limit=settings.delivery_limit,
+    )
+
+
+def build_verifier(settings: ServiceSettings, clock: Clock) -> TokenVerifier:
+    return TokenVerifier(
+        JwksSource(settings.jwks_url, cache_seconds=settings.jwks_cache_seconds),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        algorithm=settings.jwt_algorithm,
+        leeway_seconds=settings.jwt_leeway_seconds,
+        clock=clock,
+    )
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        messaging: MessagingTables,
+        *,
+        handlers: Handlers | None = None,
+        broker: Broker | None = None,
+        clock: Clock | None = None,
+        verifier: TokenVerifier | None = None,
+        engine: AsyncEngine | None = None,
+    ) -> None:
+        self.settings = settings
+        self.service = settings.service_name
+        self.messaging = messaging
+        self.clock = clock or SystemClock()
+        self.engine = engine or make_engine(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+        )
+        self.session_factory = make_session_factory(self.engine)
+        self.owns_broker = broker is None
+        self.broker: Broker = broker or build_broker(settings)
+        self.verifier = verifier or build_verifier(settings, self.clock)
+        self.handlers = handlers
+        self.dispatcher = (
+            Dispatcher(handlers, self.uow, messaging, context=self) if handlers and handlers.specs else None
+        )
+        self.relay = OutboxRelay(
+            self.engine,
+            messaging,
+            self.broker,
+            service=self.service,
+            listen_dsn=asyncpg_dsn(settings.database_url),
+            batch_size=settings.relay_batch_size,
+            poll_interval=settings.relay_poll_interval,
+            retention_days=settings.outbox_retention_days,
+        )
+        self._started_relay = False
+        self._started_consumers = False
+        #: background jobs a service adds (sweeps, mail sender); started and stopped with the runtime
+        self.background: list[Any] = []
+        self._background_tasks: list[asyncio.Task[None]] = []
+
+    def uow(self, correlation_id: str | None = None, causation_id: str | None = None) -> UnitOfWork:
+        return UnitOfWork(
+            self.session_factory,
+            self.messaging,
+            producer=self.service,
+            clock=self.clock,
+            correlation_id=correlation_id or correlation_id_var.get(),
+            causation_id=causation_id,
+        )
+
+    async def start(self, *, relay: bool = True, consumers: bool = True, background: bool = True) -> None:
+        if consumers and self.dispatcher is not None:
+            self.dispatcher.attach(self.broker)
+            self._started_consumers = True
+        if self.owns_broker or self._started_consumers:
+            await self.broker.start()
+        if relay:
+            await self.relay.start()
+            self._started_relay = True
+        if background:
+            for job in self.background:
+                self._background_tasks.append(asyncio.create_task(job(), name=f"{self.service}-job"))
+
+    async def stop(self) -> None:
+        for task in self._background_tasks:
+            task.cancel()
+        await asyncio.gather(*self._background_tasks, return_exceptions=True)
+        self._background_tasks = []
+        if self._started_relay:
+            await self.relay.stop()
+        if self.owns_broker:
+            await self.broker.close()
+        await self.engine.dispose()
+
+    async def broker_ready(self) -> bool:
+        ready = getattr(self.broker, "consumers_ready", None)
+        if self._started_consumers and ready is not None:
+            return bool(ready.is_set())
+        probe = getattr(self.broker, "_publisher", None)
+        if probe is not None:
+            await probe()
+        return True

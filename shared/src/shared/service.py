@@ -1,0 +1,136 @@
+"""The parts of a service's entry points that do not differ between services.
+
+``build_app`` makes the FastAPI app (errors, middleware, health, lifespan that migrates,
+then starts relay, consumers and background jobs); ``main`` is the command line
+(``serve``, ``worker``, ``migrate``) each service exposes as ``python -m <service>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from shared.logging import configure_logging, get_logger
+from shared.migrations import upgrade_head
+from shared.runtime import Runtime
+from shared.settings import ServiceSettings
+from shared.web import configure_app, database_check, health_router
+
+log = get_logger("shared.service")
+
+
+def build_app(
+    runtime: Runtime,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    service_root: Path | None,
+    body_limits: dict[str, int] | None = None,
+    migrate_on_start: bool = True,
+    on_startup: Callable[[], Any] | None = None,
+) -> FastAPI:
+    settings = runtime.settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate_on_start and service_root is not None:
+            await upgrade_head(runtime.engine, service_root)
+        if on_startup is not None:
+            await on_startup()
+        await runtime.start(relay=settings.run_relay, consumers=settings.run_consumers)
+        log.info("service_started", service=runtime.service, version=settings.version)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=settings.version,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.runtime = runtime
+    app.state.verifier = runtime.verifier
+    app.state.clock = runtime.clock
+    configure_app(
+        app,
+        service=runtime.service,
+        cors_origins=settings.cors_origins,
+        max_body_bytes=settings.max_body_bytes,
+        body_limits=body_limits,
+    )
+    app.include_router(health_router({"database": database_check(runtime.engine), "broker": runtime.broker_ready}))
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def main(
+    *,
+    service: str,
+    settings_factory: Callable[[], ServiceSettings],
+    app_factory: str,
+    runtime_factory: Callable[[ServiceSettings], Runtime],
+    service_root: Path,
+    default_port: int,
+    argv: Sequence[str] | None = None,
+) -> None:
+    parser = argparse.ArgumentParser(prog=f"python -m {service}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP API (with relay and consumers unless disabled)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=default_port)
+    serve.add_argument("--workers", type=int, default=1)
+    sub.add_parser("worker", help="run only the outbox relay, consumers and background jobs")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    args = parser.parse_args(argv)
+    settings = settings_factory()
+    configure_logging(service, settings.resolved_log_format, settings.log_level)
+
+    if args.command == "serve":
+        import uvicorn
+
+        uvicorn.run(
+            app_factory,
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_config=None,
+            proxy_headers=True,
+        )
+    elif args.command == "migrate":
+        asyncio.run(_migrate(runtime_factory(settings), service_root))
+    else:
+        asyncio.run(_worker(runtime_factory(settings), service_root))
+
+
+async def _migrate(runtime: Runtime, service_root: Path) -> None:
+    try:
+        await upgrade_head(runtime.engine, service_root)
+        log.info("migrated", service=runtime.service)
+    finally:
+        await runtime.engine.dispose()
+
+
+async def _worker(runtime: Runtime, service_root: Path) -> None:
+    await upgrade_head(runtime.engine, service_root)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await runtime.start(relay=runtime.settings.run_relay, consumers=runtime.settings.run_consumers)
+    log.info("worker_started", service=runtime.service)
+    await stop.wait()
+    await runtime.stop()

@@ -1,0 +1,94 @@
+"""Settings every service shares; each service subclasses with its own env prefix.
+
+Default secrets are accepted only in development: a deployment that forgot to set
+one refuses to start instead of running with a key everybody knows.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-insecure-change-me"  # noqa: S105 - the marker the validator refuses outside development
+
+Environment = Literal["development", "test", "production"]
+
+
+class ServiceSettings(BaseSettings):
+    """Base settings. A subclass sets ``model_config`` with ``env_prefix="IDENTITY_"`` and so on."""
+
+    model_config = SettingsConfigDict(env_prefix="VS_", extra="ignore", env_file=None)
+
+    service_name: str = "service"
+    environment: Environment = "development"
+    version: str = "0.1.0"
+
+    # Storage and messaging
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+    database_pool_size: int = 10
+    database_max_overflow: int = 10
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    #: "amqp" publishes through RabbitMQ; "inprocess" is the standalone bus (one process, all services).
+    bus: Literal["amqp", "inprocess"] = "amqp"
+    exchange: str = "events"
+    run_relay: bool = True
+    run_consumers: bool = True
+    relay_batch_size: int = 200
+    relay_poll_interval: float = 1.0
+    outbox_retention_days: int = 7
+    consumer_prefetch: int = 32
+    #: delays (seconds) of the retry tiers used for transient handler errors
+    retry_delays: tuple[float, ...] = (1.0, 5.0, 15.0)
+    #: handled failures before a message is dead-lettered
+    max_handler_attempts: int = 5
+    #: deliveries (crashes included) before the broker dead-letters a message
+    delivery_limit: int = 10
+
+    # Tokens
+    jwt_issuer: str = "https://identity.vs.local"
+    jwt_audience: str = "vs-api"
+    jwt_algorithm: Literal["EdDSA", "RS256"] = "EdDSA"
+    jwks_url: str = "http://127.0.0.1:8001/.well-known/jwks.json"
+    jwks_cache_seconds: int = 300
+    #: tokens accepted this many seconds after ``exp`` for clock skew between hosts
+    jwt_leeway_seconds: int = 30
+
+    # Mail (used by notifications, and by identity for nothing: all mail goes through notifications)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_timeout: float = 10.0
+
+    # Web
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = 1_048_576
+    log_format: Literal["json", "console"] | None = None
+    log_level: str = "INFO"
+
+    # Secret used to sign/derive things that are not tokens (service specific meaning)
+    secret_key: SecretStr = SecretStr(DEV_SECRET)
+
+    @property
+    def resolved_log_format(self) -> Literal["json", "console"]:
+        if self.log_format:
+            return self.log_format
+        return "console" if self.environment == "development" else "json"
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets_outside_development(self) -> ServiceSettings:
+        if self.environment != "production":
+            return self
+        for name, value in self._secret_values().items():
+            if value is None or value == DEV_SECRET or value == "":
+                raise ValueError(f"{name} must be set to a real secret outside development")
+        if "guest:guest@" in self.amqp_url:
+            raise ValueError("amqp_url uses the default guest account; set real credentials")
+        return self
+
+    def _secret_values(self) -> dict[str, str | None]:
+        """Secrets that must not keep their defaults. Subclasses add theirs."""
+        return {"secret_key": self.secret_key.get_secret_value()}

@@ -1,0 +1,184 @@
+"""Test support shared by every service's suite: throw-away databases and RabbitMQ vhosts,
+an in-process SMTP server (aiosmtpd) that can be stopped or made to refuse, and a harness
+that runs a service app (migrations, relay, consumers) in the test's event loop.
+
+Only tests import this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import asyncpg
+import httpx
+from fastapi import FastAPI
+
+PG_ADMIN_DSN = os.environ.get("VS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+AMQP_BASE = os.environ.get("VS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    return dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+async def create_database(prefix: str) -> str:
+    """Create an empty database; returns its SQLAlchemy URL."""
+    name = f"vs_test_{prefix}_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    return sqlalchemy_url(f"{base}/{name}")
+
+
+async def drop_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1].split("?")[0]
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def _rabbitmqctl(*args: str) -> None:
+    exe = shutil.which("rabbitmqctl")
+    if exe is None:
+        raise RuntimeError("rabbitmqctl is needed to make a throw-away vhost")
+    subprocess.run([exe, "-q", *args], check=True, capture_output=True, timeout=60)  # noqa: S603 - fixed argv
+
+
+def create_vhost() -> str:
+    """A throw-away RabbitMQ vhost, so test runs never share queues; returns its AMQP URL."""
+    vhost = f"vs_test_{uuid.uuid4().hex[:8]}"
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    return AMQP_BASE.rstrip("/") + "/" + vhost
+
+
+def delete_vhost(url: str) -> None:
+    _rabbitmqctl("delete_vhost", url.rsplit("/", 1)[1])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ReceivedEmail:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    @property
+    def to(self) -> str:
+        return str(self.message["To"])
+
+    def text(self) -> str:
+        part = self.message.get_body(preferencelist=("plain",))
+        return part.get_content() if part is not None else ""
+
+    def html(self) -> str:
+        part = self.message.get_body(preferencelist=("html",))
+        return part.get_content() if part is not None else ""
+
+
+@dataclass
+class SmtpServer:
+    """aiosmtpd in this process. ``refuse_with`` makes it answer RCPT with that code."""
+
+    host: str = "127.0.0.1"
+    port: int = field(default_factory=free_port)
+    received: list[ReceivedEmail] = field(default_factory=list)
+    refuse_with: str | None = None
+    _controller: Any = None
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        server = self
+
+        class Handler:
+            async def handle_RCPT(self, srv: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+                if server.refuse_with:
+                    return server.refuse_with
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+            async def handle_DATA(self, srv: Any, session: Any, envelope: Any) -> str:
+                msg = message_from_bytes(envelope.content, policy=policy.default)
+                server.received.append(ReceivedEmail(envelope.mail_from, list(envelope.rcpt_tos), msg))
+                return "250 Message accepted"
+
+        self._controller = Controller(Handler(), hostname=self.host, port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def to(self, address: str) -> list[ReceivedEmail]:
+        return [m for m in self.received if address in m.rcpt_tos]
+
+    async def wait_for(
+        self, predicate: Callable[[ReceivedEmail], bool], *, count: int = 1, timeout: float = 15
+    ) -> list[ReceivedEmail]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            found = [m for m in self.received if predicate(m)]
+            if len(found) >= count:
+                return found
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"expected {count} matching email(s), got {len(found)}")
+            await asyncio.sleep(0.05)
+
+
+async def eventually(check: Callable[[], Any], *, timeout: float = 15, interval: float = 0.05) -> Any:
+    """Poll an (async or sync) check until it returns a truthy value; fail after ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Any = None
+    while True:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+        await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def running(app: FastAPI, base_url: str = "http://test") -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan (migrate, start relay/consumers) and give a client to it."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield client
+
+
+TEST_OVERRIDES: dict[str, Any] = {
+    "environment": "test",
+    "relay_poll_interval": 0.2,
+    "max_handler_attempts": 3,
+    "log_format": "console",
+}

@@ -1,0 +1,301 @@
+"""What every service's FastAPI app has: error rendering, request context, limits, health, metrics."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any
+
+import asyncpg
+import structlog
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.errors import (
+    INTERNAL_ERROR,
+    MALFORMED_JSON,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    PAYLOAD_TOO_LARGE,
+    SERVICE_UNAVAILABLE,
+    UNSUPPORTED_MEDIA_TYPE,
+    VALIDATION_FAILED,
+    AppError,
+    ErrorSpec,
+    preferred_language,
+)
+from shared.logging import get_logger
+
+log = get_logger("shared.web")
+
+correlation_id_var: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+REQUESTS = Counter("vs_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
+LATENCY = Histogram(
+    "vs_http_request_seconds",
+    "HTTP request latency",
+    ["service", "method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+    asyncpg.PostgresConnectionStatusError if hasattr(asyncpg, "PostgresConnectionStatusError") else OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    ConnectionError,
+    OSError,
+)
+
+
+def render_error(
+    request: Request,
+    spec: ErrorSpec,
+    detail: Any = None,
+    params: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    lang = preferred_language(request.headers.get("accept-language"))
+    body = {"code": spec.code, "message": spec.message(lang, params), "detail": detail}
+    response = JSONResponse(body, status_code=spec.status, headers=headers)
+    response.headers["Content-Language"] = "en" if lang == "en" else "zh-CN"
+    return response
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _CONNECTION_ERRORS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def app_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AppError)
+        return render_error(request, exc.spec, exc.detail, exc.params, exc.headers or None)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return render_error(request, MALFORMED_JSON)
+        detail = [{"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")} for e in errors]
+        return render_error(request, VALIDATION_FAILED, detail)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            return render_error(request, NOT_FOUND)
+        if exc.status_code == 405:
+            return render_error(request, METHOD_NOT_ALLOWED)
+        if exc.status_code == 413:
+            return render_error(request, PAYLOAD_TOO_LARGE)
+        spec = ErrorSpec(f"http_{exc.status_code}", exc.status_code, str(exc.detail), str(exc.detail))
+        return render_error(request, spec)
+
+    app.add_exception_handler(AppError, app_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    # Anything else is rendered by RequestContextMiddleware (503 for a lost database, else 500).
+
+
+_BODY_TYPES = (
+    "application/json",
+    "multipart/form-data",
+    "application/x-www-form-urlencoded",
+    "text/csv",
+    "application/octet-stream",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "image/jpeg",
+    "image/png",
+)
+
+
+class RequestContextMiddleware:
+    """Request id, correlation id, body-size and content-type limits, access log and metrics.
+
+    A pure ASGI middleware so the body limit applies while the body streams in.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, service: str, max_body_bytes: int, body_limits: dict[str, int] | None = None
+    ) -> None:
+        self.app = app
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+        self.body_limits = body_limits or {}
+
+    def _limit_for(self, path: str) -> int:
+        for prefix, limit in self.body_limits.items():
+            if path.startswith(prefix):
+                return limit
+        return self.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        correlation_id = request.headers.get("x-correlation-id") or request_id
+        token = correlation_id_var.set(correlation_id)
+        structlog.contextvars.bind_contextvars(
+            service=self.service, request_id=request_id, correlation_id=correlation_id
+        )
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+        limit = self._limit_for(scope["path"])
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["started"] = 1
+                status_holder["status"] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            early = self._refuse_early(request, limit)
+            if early is not None:
+                await early(scope, receive, send_wrapper)
+                return
+            received = 0
+
+            async def limited_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        raise _BodyTooLarge
+                return message
+
+            try:
+                await self.app(scope, limited_receive, send_wrapper)
+            except _BodyTooLarge:
+                await render_error(request, PAYLOAD_TOO_LARGE, {"limit_bytes": limit})(scope, receive, send_wrapper)
+            except Exception as exc:
+                if status_holder.get("started"):
+                    raise
+                if _is_connection_error(exc):
+                    log.warning("dependency_unavailable", error=type(exc).__name__)
+                    spec, headers = SERVICE_UNAVAILABLE, {"Retry-After": "2"}
+                else:
+                    log.exception("unhandled_error", error=type(exc).__name__)
+                    spec, headers = INTERNAL_ERROR, {}
+                await render_error(request, spec, headers=headers)(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            route_path = getattr(route, "path", None) or "unmatched"
+            REQUESTS.labels(self.service, scope["method"], route_path, str(status_holder["status"])).inc()
+            LATENCY.labels(self.service, scope["method"], route_path).observe(elapsed)
+            log.info(
+                "http_request",
+                method=scope["method"],
+                route=route_path,
+                status=status_holder["status"],
+                ms=round(elapsed * 1000, 1),
+            )
+            structlog.contextvars.unbind_contextvars("request_id", "correlation_id")
+            correlation_id_var.reset(token)
+
+    def _refuse_early(self, request: Request, limit: int) -> ASGIApp | None:
+        length = request.headers.get("content-length")
+        if length is not None:
+            try:
+                if int(length) > limit:
+                    return render_error(request, PAYLOAD_TOO_LARGE, {"limit_bytes": limit})
+            except ValueError:
+                return render_error(request, VALIDATION_FAILED, {"reason": "content-length"})
+        if request.method in ("POST", "PUT", "PATCH") and length not in (None, "0"):
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype and not ctype.startswith(_BODY_TYPES):
+                return render_error(request, UNSUPPORTED_MEDIA_TYPE, {"content_type": ctype})
+        return None
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="Alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Database and broker reachable", responses={503: {"description": "Not ready"}})
+    async def readyz() -> Response:
+        results: dict[str, bool] = {}
+        for name, check in checks.items():
+            try:
+                results[name] = await check()
+            except Exception:
+                results[name] = False
+        ready = all(results.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "checks": results}, status_code=200 if ready else 503
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def database_check(engine: Any) -> ReadinessCheck:
+    async def check() -> bool:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+
+    return check
+
+
+def configure_app(
+    app: FastAPI,
+    *,
+    service: str,
+    cors_origins: list[str],
+    max_body_bytes: int,
+    body_limits: dict[str, int] | None = None,
+) -> None:
+    install_error_handlers(app)
+    app.add_middleware(
+        RequestContextMiddleware, service=service, max_body_bytes=max_body_bytes, body_limits=body_limits
+    )
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id"],
+            allow_credentials=False,
+        )
