@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
+
 from shared.auth import JwksSource, TokenSigner, TokenVerifier
 from shared.clock import ManualClock
 from shared.logging import configure_logging

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from shared.service import main
-
 from identity.bootstrap import SERVICE_ROOT, build_runtime
 from identity.config import IdentitySettings
+from shared.service import main
 
 
 def run(argv: Sequence[str] | None = None) -> None:

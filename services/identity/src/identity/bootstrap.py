@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from identity.config import IdentitySettings
+from identity.consumers import handlers
+from identity.models import messaging
+from identity.passwords import Passwords
 from shared.auth import JwksSource, TokenSigner, TokenVerifier
 from shared.clock import Clock, SystemClock
 from shared.logging import get_logger
 from shared.messaging.broker import Broker
 from shared.runtime import Runtime
-
-from identity.config import IdentitySettings
-from identity.consumers import handlers
-from identity.models import messaging
-from identity.passwords import Passwords
 
 SERVICE_ROOT = Path(__file__).resolve().parents[2]
 log = get_logger("identity.bootstrap")

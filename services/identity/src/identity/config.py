@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
+
 from shared.settings import ServiceSettings
 
 

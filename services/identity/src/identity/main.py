@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from shared.service import build_app
 
 from identity.api.routes import router
 from identity.bootstrap import SERVICE_ROOT, IdentityRuntime, build_runtime
 from identity.config import IdentitySettings
+from shared.service import build_app
 
 
 def create_app(settings: IdentitySettings | None = None, runtime: IdentityRuntime | None = None) -> FastAPI:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import DateTime, String, text
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import EventSource, new_metadata
 from shared.messaging.tables import define_messaging_tables
-from sqlalchemy import DateTime, String, text
-from sqlalchemy.dialects.postgresql import UUID
-from sqlalchemy.orm import Mapped, mapped_column
+
 
 class Base(DeclarativeBase):
     metadata = new_metadata()

@@ -5,16 +5,16 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from shared.auth import ROLE_VOLUNTEER, TokenSigner
-from shared.contracts.identity import AccountRegistered
-from shared.db import UnitOfWork
-from shared.errors import AppError
 from sqlalchemy.exc import IntegrityError
 
 from identity.errors import INVALID_CREDENTIALS, USERNAME_TAKEN
 from identity.models import Account
 from identity.passwords import Passwords
 from identity.repository import Accounts
+from shared.auth import ROLE_VOLUNTEER, TokenSigner
+from shared.contracts.identity import AccountRegistered
+from shared.db import UnitOfWork
+from shared.errors import AppError
 
 
 async def sign_up(

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from shared.service import main
-
 from notifications.bootstrap import SERVICE_ROOT, build_runtime
 from notifications.config import NotificationsSettings
+from shared.service import main
 
 
 def run(argv: Sequence[str] | None = None) -> None:

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.auth import TokenVerifier
-from shared.clock import Clock
-from shared.db import asyncpg_dsn
-from shared.messaging.broker import Broker
-from shared.pgnotify import listen_forever
-from shared.runtime import Runtime
-
 from notifications.config import NotificationsSettings
 from notifications.consumers import handlers
 from notifications.models import EMAIL_CHANNEL, messaging
 from notifications.sender import EmailSender
 from notifications.templates import Templates
 from notifications.transport import MailboxTransport, SmtpTransport, Transport
+from shared.auth import TokenVerifier
+from shared.clock import Clock
+from shared.db import asyncpg_dsn
+from shared.messaging.broker import Broker
+from shared.pgnotify import listen_forever
+from shared.runtime import Runtime
 
 SERVICE_ROOT = Path(__file__).resolve().parents[2]
 

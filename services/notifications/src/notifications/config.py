@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic_settings import SettingsConfigDict
+
 from shared.settings import ServiceSettings
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shared.contracts.identity import AccountRegistered
-from shared.db import UnitOfWork
-from shared.messaging.consumer import Handlers
-from shared.messaging.envelope import Envelope
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from notifications.models import Recipient
 from notifications.outbox import queue_email
+from shared.contracts.identity import AccountRegistered
+from shared.db import UnitOfWork
+from shared.messaging.consumer import Handlers
+from shared.messaging.envelope import Envelope
 
 if TYPE_CHECKING:
     from notifications.bootstrap import NotificationsRuntime

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from shared.service import build_app
 
 from notifications.api.routes import router
 from notifications.bootstrap import SERVICE_ROOT, NotificationsRuntime, build_runtime
 from notifications.config import NotificationsSettings
+from shared.service import build_app
 
 
 def create_app(settings: NotificationsSettings | None = None, runtime: NotificationsRuntime | None = None) -> FastAPI:

@@ -6,13 +6,13 @@ import hashlib
 import uuid
 from typing import Any
 
-from shared.db import UnitOfWork
-from shared.messaging.envelope import Envelope
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from notifications.models import EMAIL_CHANNEL, Email
 from notifications.templates import Templates
+from shared.db import UnitOfWork
+from shared.messaging.envelope import Envelope
 
 
 def dedupe_key(event_id: uuid.UUID, recipient: str, template: str) -> str:

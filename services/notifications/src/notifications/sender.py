@@ -13,14 +13,14 @@ import random
 from datetime import timedelta
 
 from prometheus_client import Counter
-from shared.clock import Clock
-from shared.logging import get_logger
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from notifications.config import NotificationsSettings
 from notifications.models import Email
 from notifications.transport import PermanentSendError, TemporarySendError, Transport
+from shared.clock import Clock
+from shared.logging import get_logger
 
 log = get_logger("notifications.sender")
 

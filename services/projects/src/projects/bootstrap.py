@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from projects.config import ProjectsSettings
+from projects.consumers import handlers
+from projects.models import messaging
 from shared.auth import TokenVerifier
 from shared.clock import Clock
 from shared.messaging.broker import Broker
 from shared.runtime import Runtime
-
-from projects.config import ProjectsSettings
-from projects.consumers import handlers
-from projects.models import messaging
 
 SERVICE_ROOT = Path(__file__).resolve().parents[2]
 

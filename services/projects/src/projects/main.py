@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from shared.service import build_app
 
 from projects.api.routes import router
 from projects.bootstrap import SERVICE_ROOT, ProjectsRuntime, build_runtime
 from projects.config import ProjectsSettings
+from shared.service import build_app
 
 
 def create_app(settings: ProjectsSettings | None = None, runtime: ProjectsRuntime | None = None) -> FastAPI:

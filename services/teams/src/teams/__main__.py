@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from shared.service import main
-
 from teams.bootstrap import SERVICE_ROOT, build_runtime
 from teams.config import TeamsSettings
 

@@ -8,7 +8,6 @@ from shared.auth import TokenVerifier
 from shared.clock import Clock
 from shared.messaging.broker import Broker
 from shared.runtime import Runtime
-
 from teams.config import TeamsSettings
 from teams.consumers import handlers
 from teams.models import messaging

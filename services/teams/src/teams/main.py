@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from shared.service import build_app
 
+from shared.service import build_app
 from teams.api.routes import router
 from teams.bootstrap import SERVICE_ROOT, TeamsRuntime, build_runtime
 from teams.config import TeamsSettings

@@ -7,6 +7,7 @@ from sqlalchemy.orm import DeclarativeBase
 from shared.db import new_metadata
 from shared.messaging.tables import define_messaging_tables
 
+
 class Base(DeclarativeBase):
     metadata = new_metadata()
 

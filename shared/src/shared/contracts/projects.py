@@ -1,3 +1,132 @@
 """Events produced by the projects service."""
 
 from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import ClassVar
+
+from pydantic import Field
+
+from shared.contracts.base import Event
+
+
+class _ProjectEvent(Event):
+    producer: ClassVar[str] = "projects"
+    aggregate_type: ClassVar[str] = "project"
+    aggregate_field: ClassVar[str] = "project_id"
+
+
+class ProjectPublished(_ProjectEvent):
+    event_type: ClassVar[str] = "project.published"
+    summary: ClassVar[str] = "A project was published and recruits"
+
+    project_id: uuid.UUID
+    team_id: uuid.UUID
+    title: str
+    region_code: str
+    starts_on: date
+    ends_on: date
+
+
+class ProjectClosed(_ProjectEvent):
+    event_type: ClassVar[str] = "project.closed"
+    summary: ClassVar[str] = "A project closed (automatically after its end date: 自动结项)"
+
+    project_id: uuid.UUID
+    team_id: uuid.UUID
+    title: str
+    closed_at: datetime
+    automatic: bool = True
+    lead_account_ids: list[uuid.UUID] = Field(default_factory=list)
+
+
+class ProjectExtended(_ProjectEvent):
+    event_type: ClassVar[str] = "project.extended"
+    summary: ClassVar[str] = "A closed project was extended to a new end date"
+
+    project_id: uuid.UUID
+    team_id: uuid.UUID
+    title: str
+    new_end_date: date
+    extended_by_account_id: uuid.UUID
+    by_national_admin: bool = False
+    lead_account_ids: list[uuid.UUID] = Field(default_factory=list)
+
+
+class _ApplicationEvent(Event):
+    producer: ClassVar[str] = "projects"
+    aggregate_type: ClassVar[str] = "application"
+    aggregate_field: ClassVar[str] = "application_id"
+
+    application_id: uuid.UUID
+    project_id: uuid.UUID
+    position_id: uuid.UUID
+    account_id: uuid.UUID
+    project_title: str
+    position_name: str
+
+
+class ApplicationSubmitted(_ApplicationEvent):
+    event_type: ClassVar[str] = "application.submitted"
+    summary: ClassVar[str] = "A volunteer applied to a position"
+
+
+class ApplicationAdmitted(_ApplicationEvent):
+    event_type: ClassVar[str] = "application.admitted"
+    summary: ClassVar[str] = "A volunteer was admitted (录用), manually or automatically"
+
+    automatic: bool = False
+
+
+class ApplicationRejected(_ApplicationEvent):
+    event_type: ClassVar[str] = "application.rejected"
+    summary: ClassVar[str] = "An application was rejected"
+
+    reason: str | None = None
+
+
+class ApplicationStageChanged(_ApplicationEvent):
+    event_type: ClassVar[str] = "application.stage_changed"
+    summary: ClassVar[str] = "An application moved to interview, training, serving or completed"
+
+    stage: str
+
+
+class ApplicationWithdrawn(_ApplicationEvent):
+    event_type: ClassVar[str] = "application.withdrawn"
+    summary: ClassVar[str] = "A pending application was deleted by the volunteer"
+
+
+class ApplicationLeft(_ApplicationEvent):
+    event_type: ClassVar[str] = "application.left"
+    summary: ClassVar[str] = "An admitted volunteer with no hours left the project; the lead is emailed at once"
+
+    lead_account_ids: list[uuid.UUID]
+
+
+class _HoursEvent(Event):
+    producer: ClassVar[str] = "projects"
+    aggregate_type: ClassVar[str] = "application"
+    aggregate_field: ClassVar[str] = "application_id"
+
+    record_id: uuid.UUID
+    application_id: uuid.UUID
+    project_id: uuid.UUID
+    account_id: uuid.UUID
+    service_date: date
+    minutes: int
+    late: bool = False
+
+
+class HoursRecorded(_HoursEvent):
+    event_type: ClassVar[str] = "hours.recorded"
+    summary: ClassVar[str] = "Service hours were recorded (late recordings flagged)"
+
+
+class HoursCorrected(_HoursEvent):
+    event_type: ClassVar[str] = "hours.corrected"
+    summary: ClassVar[str] = "A service-hours record was corrected; minutes is the new value"
+
+    previous_minutes: int
+    reason: str

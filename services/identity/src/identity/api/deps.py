@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from shared.db import UnitOfWork
 
 from identity.bootstrap import IdentityRuntime
+from shared.db import UnitOfWork
 
 
 def get_runtime(request: Request) -> IdentityRuntime:

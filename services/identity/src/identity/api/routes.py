@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, status
-from shared.errors import VALIDATION_FAILED, error_responses
 
 from identity import services
 from identity.api.deps import Runtime, UoW
 from identity.api.schemas import AccountOut, LoginRequest, SignUpRequest, TokenOut
 from identity.errors import INVALID_CREDENTIALS, USERNAME_TAKEN
+from shared.errors import VALIDATION_FAILED, error_responses
 
 router = APIRouter()
 

@@ -8,11 +8,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
-from shared.errors import NOT_FOUND, AppError, error_responses
 from sqlalchemy import select
 
 from notifications.bootstrap import NotificationsRuntime
 from notifications.models import Email
+from shared.errors import NOT_FOUND, AppError, error_responses
 
 router = APIRouter()
 
