@@ -3,6 +3,7 @@ and a factory of throw-away databases. Everything runs against the real servers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
@@ -16,6 +17,7 @@ ISSUER = "https://identity.test"
 AUDIENCE = "vs-api"
 
 configure_logging("tests", "console", "INFO")
+logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd narrates every SMTP command
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from shared.contracts.base import Event, event_class
 from shared.db import UnitOfWork
+from shared.failpoints import failpoint
 from shared.logging import get_logger
 from shared.messaging.broker import Broker, PermanentError
 from shared.messaging.envelope import Envelope
@@ -97,6 +98,7 @@ class Dispatcher:
                     log.info("duplicate_ignored")
                     return
                 await spec.fn(event, envelope, uow, self.context)
+            failpoint("consumer_after_commit")
             log.debug("event_handled")
 
     async def _claim(self, uow: UnitOfWork, envelope: Envelope, handler: str) -> bool:

@@ -22,6 +22,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.failpoints import failpoint
 from shared.logging import get_logger
 from shared.messaging.broker import Broker, BrokerUnavailable, PublishError
 from shared.messaging.envelope import Envelope
@@ -147,6 +148,7 @@ class OutboxRelay:
             published: list[Any] = []
             failed: list[tuple[Any, str]] = []
             held: dict[tuple[str, str], int] = dict(blocked)
+            failpoint("relay_before_publish")
             for row in rows:
                 key = (row.aggregate_type, row.aggregate_id)
                 if key in held and held[key] < row.seq:
@@ -162,6 +164,8 @@ class OutboxRelay:
                     held.setdefault(key, row.seq)
                     continue
                 published.append(row.id)
+            if published:
+                failpoint("relay_after_publish")
             if self.after_publish_hook is not None:
                 await self.after_publish_hook(published)
             if published:
