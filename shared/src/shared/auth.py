@@ -19,6 +19,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.clock import Clock, SystemClock
 from shared.errors import (
@@ -292,18 +293,25 @@ class TokenVerifier:
         )
 
 
-def _bearer(request: Request) -> str | None:
+# Declared as a security scheme so OpenAPI shows which operations need a token; the scheme
+# does not refuse by itself (auto_error=False) so every refusal has our error shape.
+bearer_scheme = HTTPBearer(auto_error=False, bearerFormat="JWT", description="Access token from identity")
+
+
+def _bearer(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    if credentials is not None:
+        return credentials.credentials.strip() or None
     header = request.headers.get("authorization")
     if not header:
         return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        raise AppError(TOKEN_INVALID, {"reason": "not_bearer"})
-    return value.strip()
+    # A header that is there but not "Bearer <token>" is a bad token, not a missing one.
+    raise AppError(TOKEN_INVALID, {"reason": "not_bearer"})
 
 
-async def get_principal(request: Request) -> Principal:
-    token = _bearer(request)
+async def get_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+) -> Principal:
+    token = _bearer(request, credentials)
     if token is None:
         raise AppError(UNAUTHENTICATED)
     verifier: TokenVerifier = request.app.state.verifier
@@ -312,8 +320,10 @@ async def get_principal(request: Request) -> Principal:
     return principal
 
 
-async def get_optional_principal(request: Request) -> Principal | None:
-    token = _bearer(request)
+async def get_optional_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+) -> Principal | None:
+    token = _bearer(request, credentials)
     if token is None:
         return None
     verifier: TokenVerifier = request.app.state.verifier
