@@ -11,7 +11,7 @@ import pytest
 from shared.auth import JwksSource, TokenSigner, TokenVerifier
 from shared.clock import ManualClock
 from shared.logging import configure_logging
-from shared.testing import SmtpServer, create_database, create_vhost, delete_vhost, drop_database
+from shared.testing import RAW_LOGS, SmtpServer, create_database, create_vhost, delete_vhost, drop_database
 
 ISSUER = "https://identity.test"
 AUDIENCE = "vs-api"
@@ -70,3 +70,15 @@ def verifier_for(signer: TokenSigner) -> Callable[..., TokenVerifier]:
         )
 
     return make
+
+
+# -- personal data in logs -----------------------------------------------------------------
+# Every log record of the whole run is kept *before* the formatter masks personal data, so the
+# privacy test (tests/privacy) proves the code never logs it, not merely that the mask works.
+logging.getLogger().addHandler(RAW_LOGS)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The log scan reads what the rest of the run logged, so it goes last.
+    last = [i for i in items if i.get_closest_marker("runs_last")]
+    items[:] = [i for i in items if not i.get_closest_marker("runs_last")] + last

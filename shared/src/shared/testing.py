@@ -8,6 +8,8 @@ Only tests import this module.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import shutil
 import socket
@@ -182,3 +184,23 @@ TEST_OVERRIDES: dict[str, Any] = {
     "max_handler_attempts": 3,
     "log_format": "console",
 }
+
+
+class RawLogCapture(logging.Handler):
+    """Keeps every log record's raw content (before any masking) for the privacy scan."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("mail.log"):
+            return  # the aiosmtpd test server's own narration, not our code
+        msg = record.msg
+        text = json.dumps(msg, default=str, ensure_ascii=False) if isinstance(msg, dict) else record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += " " + repr(record.exc_info[1])
+        self.lines.append(text)
+
+
+RAW_LOGS = RawLogCapture()
