@@ -149,21 +149,41 @@ class OutboxRelay:
             failed: list[tuple[Any, str]] = []
             held: dict[tuple[str, str], int] = dict(blocked)
             failpoint("relay_before_publish")
+            # Waves: the k-th event of every aggregate in the batch goes out in wave k, the
+            # events of one wave concurrently (confirms overlap), waves one after another, so
+            # an aggregate's events reach the broker in order while the batch stays fast.
+            waves: list[list[Any]] = []
+            depth: dict[tuple[str, str], int] = {}
             for row in rows:
                 key = (row.aggregate_type, row.aggregate_id)
                 if key in held and held[key] < row.seq:
                     continue  # an earlier event of this aggregate goes first
-                try:
-                    await self.broker.publish(Envelope.from_outbox_row(row))
-                except BrokerUnavailable:
-                    if not published and not failed:
-                        raise
+                k = depth.get(key, 0)
+                depth[key] = k + 1
+                if k == len(waves):
+                    waves.append([])
+                waves[k].append(row)
+            broker_down: BrokerUnavailable | None = None
+            for wave in waves:
+                wave = [r for r in wave if held.get((r.aggregate_type, r.aggregate_id), r.seq) >= r.seq]
+                results = await asyncio.gather(
+                    *(self.broker.publish(Envelope.from_outbox_row(r)) for r in wave), return_exceptions=True
+                )
+                for row, result in zip(wave, results, strict=True):
+                    if result is None:
+                        published.append(row.id)
+                        continue
+                    held.setdefault((row.aggregate_type, row.aggregate_id), row.seq)
+                    if isinstance(result, BrokerUnavailable):
+                        broker_down = result
+                    elif isinstance(result, PublishError):
+                        failed.append((row, str(result)))
+                    else:
+                        raise result
+                if broker_down is not None:
                     break  # mark what made it; the rest waits for the broker
-                except PublishError as exc:
-                    failed.append((row, str(exc)))
-                    held.setdefault(key, row.seq)
-                    continue
-                published.append(row.id)
+            if broker_down is not None and not published and not failed:
+                raise broker_down
             if published:
                 failpoint("relay_after_publish")
             if self.after_publish_hook is not None:
