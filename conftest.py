@@ -17,7 +17,8 @@ ISSUER = "https://identity.test"
 AUDIENCE = "vs-api"
 
 configure_logging("tests", "console", "INFO")
-logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd narrates every SMTP command
+logging.getLogger("mail.log").setLevel(logging.WARNING)
+logging.getLogger("alembic").setLevel(logging.WARNING)  # and alembic every plugin it loads
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from notifications.bootstrap import build_runtime as build_notifications
 from notifications.config import NotificationsSettings
 from notifications.main import create_app as notifications_app
 from shared.auth import TokenSigner
-from shared.testing import TEST_OVERRIDES, SmtpServer, running
+from shared.testing import TEST_OVERRIDES, SmtpServer, running, sign_up_body
 
 
 async def test_sign_up_sends_a_welcome_email_across_rabbitmq(
@@ -40,12 +40,7 @@ async def test_sign_up_sends_a_welcome_email_across_rabbitmq(
     async with running(identity) as id_client, running(notifications):
         response = await id_client.post(
             "/api/v1/accounts",
-            json={
-                "username": f"u{uuid.uuid4().hex[:10]}",
-                "password": "correct horse battery",
-                "display_name": "张三",
-                "email": address,
-            },
+            json=sign_up_body(email=address),
         )
         assert response.status_code == 201, response.text
         [email] = await smtp_server.wait_for(lambda m: address in m.rcpt_tos, timeout=20)

@@ -41,9 +41,13 @@ ROLES = (ROLE_VOLUNTEER, ROLE_REGIONAL_ADMIN, ROLE_NATIONAL_ADMIN, ROLE_DATA_IMP
 def region_prefix(code: str) -> str:
     """The prefix a region code stands for: ``110000`` → ``11``, ``110100`` → ``1101``."""
     code = code.strip()
-    if len(code) > 6:
-        return code.rstrip("0") or code
     prefix = code
+    # Below county level codes grow in groups of three (township 9, village 12 digits):
+    # strip whole groups only, or township 330106010 would cover its sibling 330106011.
+    while len(prefix) > 6 and prefix.endswith("000"):
+        prefix = prefix[:-3]
+    if len(prefix) > 6:
+        return prefix
     while len(prefix) > 2 and prefix.endswith("00"):
         prefix = prefix[:-2]
     return prefix

@@ -67,6 +67,7 @@ class ErrorBody(BaseModel):
 # Codes every service can answer with.
 VALIDATION_FAILED = ErrorSpec("validation_failed", 422, "请求参数不合法", "The request is not valid")
 MALFORMED_JSON = ErrorSpec("malformed_json", 400, "请求内容不是合法的 JSON", "The request body is not valid JSON")
+MALFORMED_BODY = ErrorSpec("malformed_body", 400, "请求内容无法解析", "The request body could not be parsed")
 UNSUPPORTED_MEDIA_TYPE = ErrorSpec("unsupported_media_type", 415, "不支持的请求内容类型", "Unsupported content type")
 PAYLOAD_TOO_LARGE = ErrorSpec("payload_too_large", 413, "请求内容过大", "The request body is too large")
 NOT_FOUND = ErrorSpec("not_found", 404, "请求的资源不存在", "Not found")
@@ -85,6 +86,7 @@ INTERNAL_ERROR = ErrorSpec("internal_error", 500, "系统内部错误", "Interna
 COMMON_SPECS: tuple[ErrorSpec, ...] = (
     VALIDATION_FAILED,
     MALFORMED_JSON,
+    MALFORMED_BODY,
     UNSUPPORTED_MEDIA_TYPE,
     PAYLOAD_TOO_LARGE,
     NOT_FOUND,

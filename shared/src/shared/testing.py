@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
@@ -204,3 +206,34 @@ class RawLogCapture(logging.Handler):
 
 
 RAW_LOGS = RawLogCapture()
+
+
+def resident_id(birth: date = date(1990, 1, 1), region: str = "110105", serial: int | None = None) -> str:
+    """A valid 18-digit resident ID number (GB 11643 check digit) for test users.
+
+    ``serial`` defaults to a random one, so that tests running side by side get distinct numbers.
+    """
+    from stdnum.cn import ric
+
+    if serial is None:
+        serial = secrets.randbelow(1000)
+    body = f"{region}{birth:%Y%m%d}{serial:03d}"
+    return body + str(ric.calc_check_digit(body + "0"))  # stdnum expects a placeholder check digit
+
+
+def sign_up_body(**overrides: Any) -> dict[str, Any]:
+    """A complete, valid identity sign-up request with unique username, ID number, mobile and email."""
+    tag = secrets.token_hex(5)
+    body: dict[str, Any] = {
+        "username": f"u{tag}",
+        "password": "correct horse battery staple",
+        "real_name": "张三",
+        "id_number": resident_id(
+            birth=date(1980 + secrets.randbelow(25), 1 + secrets.randbelow(12), 1 + secrets.randbelow(28))
+        ),
+        "mobile": f"139{secrets.randbelow(10**8):08d}",
+        "email": f"{tag}@example.org",
+        "region_code": "110105",
+    }
+    body.update(overrides)
+    return body

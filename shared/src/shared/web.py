@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import (
     INTERNAL_ERROR,
+    MALFORMED_BODY,
     MALFORMED_JSON,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
@@ -103,6 +104,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:
+            return render_error(request, MALFORMED_BODY)  # e.g. a form body that does not parse
         if exc.status_code == 404:
             return render_error(request, NOT_FOUND)
         if exc.status_code == 405:
@@ -180,21 +183,34 @@ class RequestContextMiddleware:
                 await early(scope, receive, send_wrapper)
                 return
             received = 0
+            overflow = False
 
             async def limited_receive() -> Message:
-                nonlocal received
+                nonlocal received, overflow
                 message = await receive()
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
                     if received > limit:
+                        overflow = True
                         raise _BodyTooLarge
                 return message
 
+            async def guarded_send(message: Message) -> None:
+                # FastAPI turns any failure while reading the body into its own 400; once we cut a
+                # streamed body off, whatever the app answers is replaced by our 413.
+                if not overflow:
+                    await send_wrapper(message)
+
             try:
-                await self.app(scope, limited_receive, send_wrapper)
+                await self.app(scope, limited_receive, guarded_send)
+                if overflow:
+                    raise _BodyTooLarge
             except _BodyTooLarge:
                 await render_error(request, PAYLOAD_TOO_LARGE, {"limit_bytes": limit})(scope, receive, send_wrapper)
             except Exception as exc:
+                if overflow and not status_holder.get("started"):
+                    await render_error(request, PAYLOAD_TOO_LARGE, {"limit_bytes": limit})(scope, receive, send_wrapper)
+                    return
                 if status_holder.get("started"):
                     raise
                 if _is_connection_error(exc):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from identity.config import IdentitySettings
 from identity.consumers import handlers
+from identity.crypto import DataCipher, build_cipher
 from identity.models import messaging
 from identity.passwords import Passwords
 from shared.auth import JwksSource, TokenSigner, TokenVerifier
@@ -22,6 +23,7 @@ class IdentityRuntime(Runtime):
     settings: IdentitySettings
     signer: TokenSigner
     passwords: Passwords
+    cipher: DataCipher
 
 
 def build_signer(settings: IdentitySettings, clock: Clock) -> TokenSigner:
@@ -60,4 +62,5 @@ def build_runtime(
         time_cost=settings.argon2_time_cost,
         parallelism=settings.argon2_parallelism,
     )
+    runtime.cipher = build_cipher(settings)
     return runtime

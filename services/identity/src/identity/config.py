@@ -18,12 +18,47 @@ class IdentitySettings(ServiceSettings):
     #: development; in development a key is generated at start-up.
     jwt_private_key: SecretStr | None = None
     access_token_minutes: int = 15
+    refresh_token_days: int = 30
     #: argon2id parameters (memory in KiB); the issue's floor is m=19456, t=2
     argon2_memory_kib: int = 19_456
     argon2_time_cost: int = 2
     argon2_parallelism: int = 1
 
+    # -- personal data ----------------------------------------------------------------------
+    #: AES-256-GCM keys for ID numbers and ID-card images: ``kid:base64key[,kid:base64key]``
+    #: (32-byte keys). Old keys stay listed to decrypt until re-encrypted; required outside
+    #: development (where keys are derived from ``secret_key``).
+    data_keys: SecretStr | None = None
+    #: the key id new ciphertexts are written with (defaults to the first listed key)
+    data_key_id: str | None = None
+    #: HMAC-SHA256 key of the blind index that finds an ID number without decrypting (base64,
+    #: 32 bytes). Never rotate it without re-indexing: it is what makes ID numbers unique.
+    blind_index_key: SecretStr | None = None
+
+    # -- registration -----------------------------------------------------------------------
+    minimum_age: int = 14
+    #: below this age a guardian's consent is required
+    guardian_consent_below_age: int = 18
+
+    # -- login throttling -------------------------------------------------------------------
+    #: failures of one account before each further failure locks it for a while
+    login_account_free_failures: int = 5
+    #: failures from one client address before it is locked (higher: offices share addresses)
+    login_address_free_failures: int = 20
+    login_lock_base_seconds: int = 30
+    #: the longest lock; short, so an attacker cannot keep an owner out for long
+    login_lock_max_seconds: int = 900
+    #: trust the first X-Forwarded-For address (only behind a proxy that sets it)
+    trust_forwarded_for: bool = False
+
+    # -- password reset ---------------------------------------------------------------------
+    #: the frontend page that takes ``?token=``; the emailed link is built from it
+    password_reset_url: str = "http://localhost:3000/reset-password"  # noqa: S105 - a page, not a secret
+    password_reset_minutes: int = 30
+
     def _secret_values(self) -> dict[str, str | None]:
         values = super()._secret_values()
         values["jwt_private_key"] = self.jwt_private_key.get_secret_value() if self.jwt_private_key else None
+        values["data_keys"] = self.data_keys.get_secret_value() if self.data_keys else None
+        values["blind_index_key"] = self.blind_index_key.get_secret_value() if self.blind_index_key else None
         return values

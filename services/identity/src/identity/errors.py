@@ -1,6 +1,104 @@
-"""Refusals of the identity service."""
+"""Refusals of the identity service (stable codes; Chinese as SPEC.md quotes, English)."""
 
 from shared.errors import ErrorSpec
 
+# -- registration (V1–V4) -------------------------------------------------------------------
 USERNAME_TAKEN = ErrorSpec("username_taken", 409, "该用户名已被使用", "This username is already taken")
+ID_NUMBER_INVALID = ErrorSpec(
+    "id_number_invalid", 422, "身份证号码不正确,请核对校验位和出生日期", "The resident ID number is not valid"
+)
+DOCUMENT_NUMBER_INVALID = ErrorSpec(
+    "document_number_invalid", 422, "证件号码格式不正确", "The document number is not valid for its type"
+)
+BIRTH_DATE_REQUIRED = ErrorSpec(
+    "birth_date_required", 422, "使用该证件注册需填写出生日期", "This document type needs the birth date"
+)
+BIRTH_DATE_MISMATCH = ErrorSpec(
+    "birth_date_mismatch", 422, "出生日期与身份证号码不一致", "The birth date does not match the ID number"
+)
+TOO_YOUNG = ErrorSpec(
+    "too_young", 422, "未满{minimum_age}周岁不能注册为志愿者", "Volunteers must be at least {minimum_age} years old"
+)
+GUARDIAN_CONSENT_REQUIRED = ErrorSpec(
+    "guardian_consent_required",
+    422,
+    "未满18周岁的志愿者注册需经监护人同意,请填写监护人信息",
+    "Volunteers under 18 need a guardian's consent",
+)
+MOBILE_INVALID = ErrorSpec("mobile_invalid", 422, "手机号码格式不正确", "The mobile number is not valid")
+EMAIL_INVALID = ErrorSpec(
+    "email_invalid", 422, "电子邮箱格式不正确,一般格式为:用户名@域名", "The email address is not valid"
+)
+REGION_INVALID = ErrorSpec("region_invalid", 422, "所在地区代码不存在", "Unknown region code")
+ID_NUMBER_ALREADY_REGISTERED = ErrorSpec(
+    "id_number_already_registered",
+    409,
+    "使用该证件号码的志愿者已经注册过",
+    "A volunteer with this ID number is registered",
+)
+ID_NUMBER_CONFLICT = ErrorSpec(
+    "id_number_conflict", 409, "身份证件信息验证异常", "The ID document could not be verified"
+)
+IMPORTED_NAME_MISMATCH = ErrorSpec(
+    "imported_name_mismatch",
+    409,
+    "使用该证件号码的志愿者数据已经被导入,请输入正确的姓名进行注册以激活数据!",
+    "A record with this ID number was imported; enter the correct name to activate it",
+)
+NAME_LOCKED_AFTER_VERIFICATION = ErrorSpec(
+    "name_locked_after_verification",
+    409,
+    "已通过实名认证的志愿者不能修改姓名",
+    "The name cannot change once the identity is verified",
+)
+NOT_A_VOLUNTEER = ErrorSpec(
+    "not_a_volunteer", 409, "该账号没有志愿者身份信息", "This account has no volunteer identity"
+)
+
+# -- passwords and tokens (V10) -------------------------------------------------------------
+PASSWORD_LENGTH = ErrorSpec("password_length", 422, "密码长度应为8至128个字符", "Passwords have 8 to 128 characters")
+PASSWORD_TOO_COMMON = ErrorSpec(
+    "password_too_common", 422, "密码过于常见,请换一个更难猜的密码", "This password is too common; choose another"
+)
+PASSWORD_CONTAINS_USERNAME = ErrorSpec(
+    "password_contains_username", 422, "密码不能包含用户名", "The password must not contain the username"
+)
 INVALID_CREDENTIALS = ErrorSpec("invalid_credentials", 401, "用户名或密码错误", "Wrong username or password")
+TOO_MANY_ATTEMPTS = ErrorSpec(
+    "too_many_attempts", 429, "登录失败次数过多,请{retry_after}秒后再试", "Too many attempts; retry in {retry_after} s"
+)
+PASSWORD_CHANGE_REQUIRED = ErrorSpec(
+    "password_change_required",
+    403,
+    "您正在使用临时密码,请先修改密码",
+    "This is a temporary password; change it before logging in",
+)
+REFRESH_TOKEN_INVALID = ErrorSpec(
+    "refresh_token_invalid", 401, "登录已失效,请重新登录", "The refresh token is not valid; log in again"
+)
+REFRESH_TOKEN_REUSED = ErrorSpec(
+    "refresh_token_reused", 401, "登录凭证已被使用,请重新登录", "This refresh token was used before; log in again"
+)
+RESET_TOKEN_INVALID = ErrorSpec(
+    "reset_token_invalid", 400, "重置密码链接无效或已过期", "The reset link is not valid or has expired"
+)
+
+# -- administration -------------------------------------------------------------------------
+ACCOUNT_NOT_FOUND = ErrorSpec("account_not_found", 404, "账号不存在", "No such account")
+ROLE_INVALID = ErrorSpec(
+    "role_invalid", 422, "角色或管理地区不正确", "Unknown role, or a regional admin without region"
+)
+CASE_NOT_FOUND = ErrorSpec("case_not_found", 404, "重复记录处理单不存在", "No such duplicate case")
+CASE_ALREADY_RESOLVED = ErrorSpec("case_already_resolved", 409, "该重复记录已处理", "This case is already resolved")
+RECORD_NOT_IN_CASE = ErrorSpec(
+    "record_not_in_case", 422, "保留的记录不属于该处理单", "The record to keep is not part of this case"
+)
+MERGE_MUST_KEEP_REGISTERED = ErrorSpec(
+    "merge_must_keep_registered",
+    409,
+    "必须保留已注册账号对应的记录",
+    "The record that has a registered account must be the one kept",
+)
+PASSWORD_UNCHANGED = ErrorSpec(
+    "password_unchanged", 422, "新密码不能与当前密码相同", "The new password must differ from the current one"
+)

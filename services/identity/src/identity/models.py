@@ -1,13 +1,32 @@
-"""Tables of the identity service."""
+"""Tables of the identity service.
+
+A *volunteer record* is a person as some source knows them (a sign-up, a legacy import);
+several records may carry one ID number (legacy duplicates, V3). An *account* is what a
+person logs in with; at most one account per ID number (a unique index on the blind index),
+which is what makes concurrent sign-ups with one number give exactly one account. A
+volunteer's account id is the id of the record it registered or claimed.
+"""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import DateTime, String, text
-from sqlalchemy.dialects.postgresql import UUID
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.db import EventSource, new_metadata
 from shared.messaging.tables import define_messaging_tables
@@ -20,16 +39,149 @@ class Base(DeclarativeBase):
 metadata = Base.metadata
 messaging = define_messaging_tables(metadata, "identity")
 
+RECORD_ACTIVE = "active"
+RECORD_INACTIVE = "inactive"  # imported, not claimed yet (V4)
+RECORD_MERGED = "merged"  # a duplicate folded into another record (V3)
+
+SOURCE_REGISTRATION = "registration"
+SOURCE_IMPORT = "import"
+
+
+class VolunteerRecord(Base):
+    __tablename__ = "volunteer_records"
+    __table_args__ = (
+        Index("ix_volunteer_records_live_blind_index", "id_blind_index", postgresql_where=text("status <> 'merged'")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    document_type: Mapped[str] = mapped_column(String(20))
+    id_blind_index: Mapped[bytes] = mapped_column(LargeBinary(32))
+    id_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    id_key_id: Mapped[str] = mapped_column(String(32))
+    id_masked: Mapped[str] = mapped_column(String(32))
+    real_name: Mapped[str] = mapped_column(String(100))
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    merged_into_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("volunteer_records.id"))
+    #: what a legacy system knew (hours, teams, ...), kept when the record is claimed or merged
+    history: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
 
 class Account(EventSource, Base):
     """A person's account. Never deleted (V7); the username never changes."""
 
     __tablename__ = "accounts"
+    __table_args__ = (
+        # One account per ID number: the arbiter of concurrent sign-ups (no check-then-insert).
+        Index("ux_accounts_id_blind_index", "id_blind_index", unique=True),
+        Index(
+            "ix_accounts_pending_verification",
+            "created_at",
+            postgresql_where=text("verification_status = 'pending'"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     display_name: Mapped[str] = mapped_column(String(100))
     email: Mapped[str] = mapped_column(String(254))
+    mobile: Mapped[str | None] = mapped_column(String(20))
+    address: Mapped[str | None] = mapped_column(String(200))
+    region_code: Mapped[str | None] = mapped_column(String(12))
     language: Mapped[str] = mapped_column(String(8), server_default="zh")
+    #: the volunteer record this account registered or claimed; staff accounts have none
+    record_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("volunteer_records.id"), unique=True
+    )
+    id_blind_index: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    guardian_name: Mapped[str | None] = mapped_column(String(100))
+    guardian_relation: Mapped[str | None] = mapped_column(String(20))
+    guardian_phone: Mapped[str | None] = mapped_column(String(20))
+    guardian_consented_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    roles: Mapped[list[str]] = mapped_column(ARRAY(String(32)), server_default=text("'{volunteer}'"))
+    admin_region: Mapped[str | None] = mapped_column(String(12))
+    must_change_password: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: pending, verified, failed, manual_review; staff accounts have none
+    verification_status: Mapped[str | None] = mapped_column(String(16))
+    verification_expected_on: Mapped[date | None] = mapped_column(Date)
+    verification_reason: Mapped[str | None] = mapped_column(String(200))
+    volunteer_number: Mapped[str | None] = mapped_column(String(20), unique=True)
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))
+
+    record: Mapped[VolunteerRecord | None] = relationship(lazy="joined")
+
+
+class RefreshToken(Base):
+    """Rotating refresh tokens, stored as SHA-256 hashes. A family is one login's chain."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("accounts.id"), index=True)
+    family_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PasswordResetToken(Base):
+    __tablename__ = "password_reset_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("accounts.id"), index=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LoginThrottle(Base):
+    """Failed logins per key (``account:<hash>``, ``address:<ip>``), shared by all replicas."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DuplicateCase(Base):
+    """Two or more live records with one ID number (V3), waiting for the national admin."""
+
+    __tablename__ = "duplicate_cases"
+    __table_args__ = (
+        Index("ux_duplicate_cases_open", "id_blind_index", unique=True, postgresql_where=text("status = 'open'")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    id_blind_index: Mapped[bytes] = mapped_column(LargeBinary(32))
+    id_masked: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), server_default="open")
+    opened_by: Mapped[str] = mapped_column(String(16))  # registration | import
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    kept_record_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+
+
+class AuditEntry(Base):
+    """Who did what to whose personal data or rights: unmasked reads, lookups, role grants, resets."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    action: Mapped[str] = mapped_column(String(40))
+    subject_account_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from identity.models import Account
+from identity.models import (
+    RECORD_MERGED,
+    Account,
+    AuditEntry,
+    DuplicateCase,
+    RefreshToken,
+    VolunteerRecord,
+)
 
 
 class Accounts:
@@ -15,6 +26,112 @@ class Accounts:
     def add(self, account: Account) -> None:
         self.session.add(account)
 
+    async def get(self, account_id: uuid.UUID, *, for_update: bool = False) -> Account | None:
+        query = select(Account).where(Account.id == account_id)
+        if for_update:
+            query = query.with_for_update(of=Account)
+        return (await self.session.execute(query)).unique().scalar_one_or_none()
+
     async def by_username(self, username: str) -> Account | None:
         result = await self.session.execute(select(Account).where(Account.username == username))
-        return result.scalar_one_or_none()
+        return result.unique().scalar_one_or_none()
+
+    async def by_email(self, email: str, *, limit: int = 5) -> Sequence[Account]:
+        query = select(Account).where(func.lower(Account.email) == email.lower()).limit(limit)
+        return (await self.session.execute(query)).unique().scalars().all()
+
+    async def by_blind_index(self, blind_index: bytes) -> Account | None:
+        result = await self.session.execute(select(Account).where(Account.id_blind_index == blind_index))
+        return result.unique().scalar_one_or_none()
+
+
+class Records:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, record: VolunteerRecord) -> None:
+        self.session.add(record)
+
+    async def live_by_blind_index(self, blind_index: bytes) -> Sequence[VolunteerRecord]:
+        query = (
+            select(VolunteerRecord)
+            .where(VolunteerRecord.id_blind_index == blind_index, VolunteerRecord.status != RECORD_MERGED)
+            .order_by(VolunteerRecord.created_at, VolunteerRecord.id)
+        )
+        return (await self.session.execute(query)).scalars().all()
+
+
+class Cases:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, case_id: uuid.UUID, *, for_update: bool = False) -> DuplicateCase | None:
+        query = select(DuplicateCase).where(DuplicateCase.id == case_id)
+        if for_update:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def page(
+        self, *, status: str | None, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> Sequence[DuplicateCase]:
+        query = select(DuplicateCase).order_by(DuplicateCase.opened_at, DuplicateCase.id).limit(limit)
+        if status:
+            query = query.where(DuplicateCase.status == status)
+        if after is not None:
+            query = query.where(
+                (DuplicateCase.opened_at > after[0])
+                | ((DuplicateCase.opened_at == after[0]) & (DuplicateCase.id > after[1]))
+            )
+        return (await self.session.execute(query)).scalars().all()
+
+
+class RefreshTokens:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, token: RefreshToken) -> None:
+        self.session.add(token)
+
+    async def by_hash(self, token_hash: bytes) -> RefreshToken | None:
+        query = select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def revoke_family(self, family_id: uuid.UUID, now: datetime) -> None:
+        await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+
+    async def revoke_account(self, account_id: uuid.UUID, now: datetime) -> None:
+        await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.account_id == account_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+
+
+class Audit:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def write(
+        self,
+        *,
+        at: datetime,
+        actor_id: uuid.UUID | None,
+        action: str,
+        subject_account_id: uuid.UUID | None = None,
+        reason: str | None = None,
+        detail: dict[str, object] | None = None,
+    ) -> None:
+        self.session.add(
+            AuditEntry(
+                at=at,
+                actor_id=actor_id,
+                action=action,
+                subject_account_id=subject_account_id,
+                reason=reason,
+                detail=detail,
+            )
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -30,7 +31,16 @@ class NotificationsSettings(ServiceSettings):
         "so these emails are not filtered as spam."
     )
     mail_send_batch: int = 20
-    mail_max_attempts: int = 8
+    #: attempts before a temporarily failing email is marked failed; with the default back-off
+    #: (5 s doubling, capped at 30 min) that is about two hours of SMTP outage
+    mail_max_attempts: int = 12
     mail_retry_base_seconds: float = 5.0
     mail_retry_max_seconds: float = 1800.0
     mail_poll_interval: float = 1.0
+
+    #: per-recipient limits against mailbox flooding: at most N emails of a template per
+    #: recipient per window; the excess is kept as ``suppressed`` with the reason
+    mail_rate_limits: dict[str, int] = Field(
+        default_factory=lambda: {"review_reminder": 3, "review_escalation": 3, "password_reset": 5}
+    )
+    mail_rate_window_seconds: int = 3600

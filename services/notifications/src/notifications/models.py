@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import DateTime, Index, Integer, String, Text, text
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, func, text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import new_metadata
@@ -21,6 +22,15 @@ metadata = Base.metadata
 messaging = define_messaging_tables(metadata, "notifications")
 
 EMAIL_CHANNEL = "emails_notifications"
+
+#: waiting for the recipient's account.registered; rendered and made pending when it arrives
+AWAITING_RECIPIENT = "awaiting_recipient"
+PENDING = "pending"
+SENT = "sent"
+FAILED = "failed"
+#: stopped by a per-recipient rate limit; kept with the reason, an operator may replay it
+SUPPRESSED = "suppressed"
+EMAIL_STATUSES = (AWAITING_RECIPIENT, PENDING, SENT, FAILED, SUPPRESSED)
 
 
 class Recipient(Base):
@@ -43,7 +53,9 @@ class Email(Base):
         Index("ix_emails_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
         Index("ix_emails_status_created", "status", "created_at"),
         Index("ix_emails_event_id", "event_id"),
-        Index("ix_emails_to_address", "to_address"),
+        Index("ix_emails_created", "created_at", "id"),
+        Index("ix_emails_rate", "recipient_key", "template", "created_at"),
+        Index("ix_emails_unresolved", "recipient_account_id", postgresql_where=text("to_address = ''")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -51,6 +63,13 @@ class Email(Base):
     event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     event_type: Mapped[str] = mapped_column(String(120))
     template: Mapped[str] = mapped_column(String(80))
+    #: "account:<id>" for emails addressed to an account, else the lower-cased address: the
+    #: recipient part of the dedupe key and what the rate limits count by
+    recipient_key: Mapped[str] = mapped_column(String(300))
+    recipient_account_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    #: the template's variables, kept until the recipient is known (then the email is rendered)
+    context: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    #: empty while the recipient is not yet in the read model
     to_address: Mapped[str] = mapped_column(String(254))
     to_name: Mapped[str] = mapped_column(String(100))
     language: Mapped[str] = mapped_column(String(8))
@@ -58,10 +77,27 @@ class Email(Base):
     body_text: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str] = mapped_column(Text)
     message_id: Mapped[str] = mapped_column(String(200))
-    #: pending → sent | failed
-    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    #: awaiting_recipient → pending → sent | failed; or suppressed (rate limit)
+    status: Mapped[str] = mapped_column(String(24), server_default="pending")
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# operators search by address, whatever its case
+Index("ix_emails_to_address_lower", func.lower(Email.to_address))
+
+
+class EmailReplay(Base):
+    """Audit of an operator sending a failed (or suppressed) email again."""
+
+    __tablename__ = "email_replays"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    email_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("emails.id"), index=True)
+    replayed_by_account_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    previous_status: Mapped[str] = mapped_column(String(32))
+    previous_error: Mapped[str | None] = mapped_column(Text)
+    replayed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,15 +1,33 @@
-"""Queueing an email: one row per (event, recipient, template), inserted at most once."""
+"""Queueing an email: one row per (event, recipient, template), inserted at most once.
+
+An email to an account whose address the recipients read model does not hold yet (its
+``account.registered`` has not arrived) is never dropped: it is stored as
+``awaiting_recipient`` with the account id and the template's variables, and rendered and
+made ``pending`` in the transaction that brings the account into the read model.
+
+Per-recipient rate limits (settings ``mail_rate_limits``) keep the excess of a flood as
+``suppressed`` rows with the reason, visible to operators, instead of sending them.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+import zlib
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from notifications.models import EMAIL_CHANNEL, Email
+from notifications.models import (
+    AWAITING_RECIPIENT,
+    EMAIL_CHANNEL,
+    PENDING,
+    SUPPRESSED,
+    Email,
+    Recipient,
+)
 from notifications.templates import Templates
 from shared.db import UnitOfWork
 from shared.messaging.envelope import Envelope
@@ -19,10 +37,18 @@ def dedupe_key(event_id: uuid.UUID, recipient: str, template: str) -> str:
     return f"{event_id}:{recipient.strip().lower()}:{template}"
 
 
+def account_key(account_id: uuid.UUID) -> str:
+    return f"account:{account_id}"
+
+
 def message_id_for(key: str, domain: str) -> str:
     """A Message-ID derived from the unique key: a resend carries the same id, so mail
     clients and servers can fold the rare double delivery into one."""
     return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
+
+
+def _language(language: str | None) -> str:
+    return "en" if language == "en" else "zh"
 
 
 async def queue_email(
@@ -36,30 +62,197 @@ async def queue_email(
     language: str,
     context: dict[str, Any],
 ) -> bool:
-    """Queue one email; returns False when it was already queued for this event."""
-    key = dedupe_key(envelope.event_id, to_address, template)
-    rendered = templates.render(template, language, {**context, "name": to_name})
-    domain = templates.settings.mail_from_address.rpartition("@")[2] or "localhost"
-    result = await uow.session.execute(
-        pg_insert(Email)
-        .values(
-            id=uuid.uuid4(),
-            dedupe_key=key,
-            event_id=envelope.event_id,
-            event_type=envelope.event_type,
-            template=template,
-            to_address=to_address,
-            to_name=to_name,
-            language="en" if language == "en" else "zh",
-            subject=rendered.subject,
-            body_text=rendered.text,
-            body_html=rendered.html,
-            message_id=message_id_for(key, domain),
+    """Queue one email to an address the event itself carries; False when already queued."""
+    return await _insert(
+        uow,
+        templates,
+        envelope,
+        template=template,
+        recipient_key=to_address.strip().lower(),
+        account_id=None,
+        recipient=(to_address, to_name, language),
+        context=context,
+    )
+
+
+async def queue_for_account(
+    uow: UnitOfWork,
+    templates: Templates,
+    envelope: Envelope,
+    *,
+    template: str,
+    account_id: uuid.UUID,
+    context: dict[str, Any],
+) -> bool:
+    """Queue one email to an account, addressed from the recipients read model (or kept
+    awaiting the account when the read model does not know it yet)."""
+    # Serialised with the recipients handler: otherwise this could miss a recipient committed
+    # meanwhile and park the email as awaiting after the resolution already ran.
+    await lock_recipient(uow, account_id)
+    known = await uow.session.get(Recipient, account_id, populate_existing=True)
+    return await _insert(
+        uow,
+        templates,
+        envelope,
+        template=template,
+        recipient_key=account_key(account_id),
+        account_id=account_id,
+        recipient=(known.email, known.display_name, known.language) if known else None,
+        context=context,
+    )
+
+
+async def queue_for_accounts(
+    uow: UnitOfWork,
+    templates: Templates,
+    envelope: Envelope,
+    *,
+    template: str,
+    account_ids: list[uuid.UUID],
+    context: dict[str, Any],
+) -> int:
+    """One email per distinct account (an account listed twice gets one)."""
+    queued = 0
+    # sorted, so concurrent handlers take the recipients' locks in one order (no deadlock)
+    for account_id in sorted(set(account_ids), key=str):
+        queued += await queue_for_account(
+            uow, templates, envelope, template=template, account_id=account_id, context=context
         )
-        .on_conflict_do_nothing(index_elements=[Email.dedupe_key])
-        .returning(Email.id)
+    return queued
+
+
+async def _insert(
+    uow: UnitOfWork,
+    templates: Templates,
+    envelope: Envelope,
+    *,
+    template: str,
+    recipient_key: str,
+    account_id: uuid.UUID | None,
+    recipient: tuple[str, str, str] | None,
+    context: dict[str, Any],
+) -> bool:
+    settings = templates.settings
+    now = uow.clock.now()
+    key = dedupe_key(envelope.event_id, recipient_key, template)
+    domain = settings.mail_from_address.rpartition("@")[2] or "localhost"
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "dedupe_key": key,
+        "event_id": envelope.event_id,
+        "event_type": envelope.event_type,
+        "template": template,
+        "recipient_key": recipient_key,
+        "recipient_account_id": account_id,
+        "context": context,
+        "message_id": message_id_for(key, domain),
+        "created_at": now,
+        "next_attempt_at": now,
+        **_addressed(templates, template, context, recipient),
+    }
+    reason = await _rate_limited(uow, settings.mail_rate_limits, settings.mail_rate_window_seconds, now, values)
+    if reason is not None:
+        values.update(status=SUPPRESSED, last_error=reason)
+    elif recipient is None:
+        values["status"] = AWAITING_RECIPIENT
+    else:
+        values["status"] = PENDING
+    result = await uow.session.execute(
+        pg_insert(Email).values(**values).on_conflict_do_nothing(index_elements=[Email.dedupe_key]).returning(Email.id)
     )
     inserted = result.first() is not None
-    if inserted:
-        await uow.session.execute(text("SELECT pg_notify(:c, '')"), {"c": EMAIL_CHANNEL})
+    if inserted and values["status"] == PENDING:
+        await notify_sender(uow)
     return inserted
+
+
+def _addressed(
+    templates: Templates, template: str, context: dict[str, Any], recipient: tuple[str, str, str] | None
+) -> dict[str, Any]:
+    if recipient is None:
+        return {"to_address": "", "to_name": "", "language": "zh", "subject": "", "body_text": "", "body_html": ""}
+    address, name, language = recipient
+    rendered = templates.render(template, language, {**context, "name": name})
+    return {
+        "to_address": address,
+        "to_name": name,
+        "language": _language(language),
+        "subject": rendered.subject,
+        "body_text": rendered.text,
+        "body_html": rendered.html,
+    }
+
+
+async def _rate_limited(
+    uow: UnitOfWork, limits: dict[str, int], window_seconds: int, now: datetime, values: dict[str, Any]
+) -> str | None:
+    limit = limits.get(values["template"])
+    if limit is None:
+        return None
+    # Serialise concurrent handlers counting for the same recipient and template, so two
+    # simultaneous requests cannot both slip under the limit.
+    await _advisory_lock(uow, _RATE_LOCKS, f"{values['recipient_key']}:{values['template']}")
+    since = now - timedelta(seconds=window_seconds)
+    count = await uow.session.scalar(
+        select(func.count())
+        .select_from(Email)
+        .where(
+            Email.recipient_key == values["recipient_key"],
+            Email.template == values["template"],
+            Email.created_at > since,
+            Email.status != SUPPRESSED,
+        )
+    )
+    if (count or 0) < limit:
+        return None
+    return f"rate limit: at most {limit} '{values['template']}' emails per recipient per {window_seconds} s"
+
+
+async def resolve_awaiting(uow: UnitOfWork, templates: Templates, recipient: Recipient) -> int:
+    """Render and release the emails that waited for this account's address."""
+    waiting = (
+        (
+            await uow.session.execute(
+                select(Email)
+                .where(Email.recipient_account_id == recipient.account_id, Email.to_address == "")
+                .with_for_update()
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for email in waiting:
+        addressed = _addressed(
+            templates,
+            email.template,
+            email.context or {},
+            (recipient.email, recipient.display_name, recipient.language),
+        )
+        status = PENDING if email.status == AWAITING_RECIPIENT else email.status
+        await uow.session.execute(
+            update(Email)
+            .where(Email.id == email.id)
+            .values(**addressed, status=status, next_attempt_at=uow.clock.now())
+        )
+    if waiting:
+        await notify_sender(uow)
+    return len(waiting)
+
+
+_RECIPIENT_LOCKS = 6001
+_RATE_LOCKS = 6002
+
+
+async def lock_recipient(uow: UnitOfWork, account_id: uuid.UUID) -> None:
+    await _advisory_lock(uow, _RECIPIENT_LOCKS, str(account_id))
+
+
+async def _advisory_lock(uow: UnitOfWork, namespace: int, key: str) -> None:
+    """A transaction-scoped lock on (namespace, key): released at commit or rollback."""
+    digest = zlib.crc32(key.encode())
+    signed = digest - 2**32 if digest >= 2**31 else digest
+    await uow.session.execute(text("SELECT pg_advisory_xact_lock(:n, :k)"), {"n": namespace, "k": signed})
+
+
+async def notify_sender(uow: UnitOfWork) -> None:
+    await uow.session.execute(text("SELECT pg_notify(:c, '')"), {"c": EMAIL_CHANNEL})

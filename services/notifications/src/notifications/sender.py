@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from notifications.config import NotificationsSettings
-from notifications.models import Email
+from notifications.models import FAILED as FAILED_STATUS
+from notifications.models import PENDING, Email
+from notifications.models import SENT as SENT_STATUS
 from notifications.transport import PermanentSendError, TemporarySendError, Transport
 from shared.clock import Clock
 from shared.logging import get_logger
@@ -44,8 +46,11 @@ class EmailSender:
         self.wake = asyncio.Event()
 
     def retry_delay(self, attempts: int) -> float:
-        base = self.settings.mail_retry_base_seconds * (2 ** max(attempts - 1, 0))
-        return float(min(self.settings.mail_retry_max_seconds, base) * random.uniform(0.5, 1.5))
+        """Exponential back-off with ±50 % jitter (so a fleet of deferred emails does not hit a
+        recovering server in one wave), capped at ``mail_retry_max_seconds``."""
+        base = self.settings.mail_retry_base_seconds * (2 ** min(max(attempts - 1, 0), 30))
+        jittered = min(self.settings.mail_retry_max_seconds, base) * random.uniform(0.5, 1.5)
+        return float(min(self.settings.mail_retry_max_seconds, jittered))
 
     async def run(self) -> None:
         backoff = 0.5
@@ -76,7 +81,7 @@ class EmailSender:
                 (
                     await session.execute(
                         select(Email)
-                        .where(Email.status == "pending", Email.next_attempt_at <= now)
+                        .where(Email.status == PENDING, Email.next_attempt_at <= now)
                         .order_by(Email.next_attempt_at)
                         .limit(self.settings.mail_send_batch)
                         .with_for_update(skip_locked=True)
@@ -97,24 +102,26 @@ class EmailSender:
             await self.transport.send(email)
         except PermanentSendError as exc:
             FAILED.labels(email.template).inc()
-            log.error("email_failed", email_id=str(email.id), template=email.template, reason=str(exc)[:200])
-            values = {"status": "failed", "attempts": attempts, "last_error": str(exc)[:1000]}
-        except TemporarySendError as exc:
-            if attempts >= self.settings.mail_max_attempts:
-                FAILED.labels(email.template).inc()
-                log.error("email_gave_up", email_id=str(email.id), template=email.template, attempts=attempts)
-                values = {"status": "failed", "attempts": attempts, "last_error": str(exc)[:1000]}
-            else:
-                DEFERRED.labels(email.template).inc()
-                delay = self.retry_delay(attempts)
-                log.warning("email_deferred", email_id=str(email.id), attempts=attempts, retry_in=round(delay, 1))
-                values = {
-                    "attempts": attempts,
-                    "last_error": str(exc)[:1000],
-                    "next_attempt_at": now + timedelta(seconds=delay),
-                }
+            # the reason goes to the row (operators read it there): servers often echo the address
+            log.error("email_failed", email_id=str(email.id), template=email.template)
+            values = {"status": FAILED_STATUS, "attempts": attempts, "last_error": str(exc)[:1000]}
+        except Exception as exc:
+            values = self._deferred(email, attempts, now, exc)
         else:
             SENT.labels(email.template).inc()
             log.info("email_sent", email_id=str(email.id), template=email.template)
-            values = {"status": "sent", "attempts": attempts, "sent_at": now, "last_error": None}
+            values = {"status": SENT_STATUS, "attempts": attempts, "sent_at": now, "last_error": None}
         await session.execute(update(Email).where(Email.id == email.id).values(**values))
+
+    def _deferred(self, email: Email, attempts: int, now: datetime, exc: Exception) -> dict[str, object]:
+        # TemporarySendError (server down, timeout, 4xx) or a bug building the message: a poison
+        # email must not block the queue, so it too ends as failed after the last attempt.
+        reason = str(exc)[:1000] if isinstance(exc, TemporarySendError) else f"unexpected: {type(exc).__name__}"
+        if attempts >= self.settings.mail_max_attempts:
+            FAILED.labels(email.template).inc()
+            log.error("email_gave_up", email_id=str(email.id), template=email.template, attempts=attempts)
+            return {"status": FAILED_STATUS, "attempts": attempts, "last_error": reason}
+        DEFERRED.labels(email.template).inc()
+        delay = self.retry_delay(attempts)
+        log.warning("email_deferred", email_id=str(email.id), attempts=attempts, retry_in=round(delay, 2))
+        return {"attempts": attempts, "last_error": reason, "next_attempt_at": now + timedelta(seconds=delay)}

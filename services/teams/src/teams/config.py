@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
+
+
+class AuthorityContact(BaseModel):
+    """How an applicant reaches a registration authority (civil-affairs bureau) after 7 days."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    person: str = ""
+    phone: str = ""
+    email: str = ""
+    address: str = ""
+    working_hours: str = ""
 
 
 class TeamsSettings(ServiceSettings):
@@ -12,3 +26,8 @@ class TeamsSettings(ServiceSettings):
 
     service_name: str = "teams"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/teams"
+    #: seconds between two runs of the overdue-review sweep (T5 escalation)
+    review_sweep_interval_seconds: float = 300.0
+    #: contact of each registration authority by region code (JSON in TEAMS_AUTHORITY_CONTACTS);
+    #: a region without one uses the nearest region above it that has one
+    authority_contacts: dict[str, AuthorityContact] = Field(default_factory=dict)

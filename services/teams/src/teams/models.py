@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+import uuid
+from datetime import datetime
 
-from shared.db import new_metadata
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String, Text, func, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db import EventSource, new_metadata
 from shared.messaging.tables import define_messaging_tables
 
 
@@ -14,3 +18,129 @@ class Base(DeclarativeBase):
 
 metadata = Base.metadata
 messaging = define_messaging_tables(metadata, "teams")
+
+# team status
+PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
+# join modes (T6)
+REJECT_ANYONE, ANYONE, APPROVAL = "reject_anyone", "anyone", "approval"
+# join request / invitation status
+ACCEPTED, DECLINED = "accepted", "declined"
+
+
+class Team(Base, EventSource):
+    __tablename__ = "teams"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(60))
+    region_code: Mapped[str] = mapped_column(String(12))
+    level: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    uscc: Mapped[str | None] = mapped_column(String(18))
+    registration_authority_region: Mapped[str | None] = mapped_column(String(12))
+    liaison_team_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("teams.id"))
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    is_root: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    liaison_authorised: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    join_mode: Mapped[str] = mapped_column(String(16), default=REJECT_ANYONE, server_default=REJECT_ANYONE)
+    contact_person: Mapped[str] = mapped_column(String(60))
+    contact_phone: Mapped[str] = mapped_column(String(40))
+    contact_email: Mapped[str] = mapped_column(String(254))
+    contact_address: Mapped[str] = mapped_column(String(200))
+    applicant_account_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[uuid.UUID | None]
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    last_reminder_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    overdue_raised_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        # Names are unique within a region among live teams; a rejected applicant may try again.
+        Index(
+            "uq_teams_region_name", "region_code", "name", unique=True, postgresql_where=text("status <> 'rejected'")
+        ),
+        Index("uq_teams_uscc", "uscc", unique=True, postgresql_where=text("uscc IS NOT NULL AND status <> 'rejected'")),
+        Index("ix_teams_liaison_candidates", "region_code", postgresql_where=text("liaison_authorised")),
+        Index("ix_teams_pending_submitted", "submitted_at", postgresql_where=text("status = 'pending'")),
+        Index("ix_teams_liaison_team_id", "liaison_team_id"),
+    )
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+
+    team_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(primary_key=True, index=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    is_project_lead: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JoinRequest(Base):
+    __tablename__ = "join_requests"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    team_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("teams.id"))
+    account_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    message: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[uuid.UUID | None]
+    reason: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (
+        Index(
+            "uq_join_requests_pending",
+            "team_id",
+            "account_id",
+            unique=True,
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_join_requests_team_status", "team_id", "status", "created_at"),
+    )
+
+
+class Invitation(Base):
+    __tablename__ = "invitations"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    team_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("teams.id"), index=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    invited_by: Mapped[uuid.UUID]
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index(
+            "uq_invitations_pending",
+            "team_id",
+            "account_id",
+            unique=True,
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+
+class Volunteer(Base):
+    """Read model of identity's verified volunteers (masked name and number only)."""
+
+    __tablename__ = "volunteers"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    volunteer_number: Mapped[str] = mapped_column(String(40))
+    masked_name: Mapped[str] = mapped_column(String(60))
+    region_code: Mapped[str] = mapped_column(String(12))
+    verified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RegionAdmin(Base):
+    """Read model of identity's regional and national admins, for reviewers and escalations."""
+
+    __tablename__ = "region_admins"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    region_code: Mapped[str | None] = mapped_column(String(12), index=True)
+    is_national: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))

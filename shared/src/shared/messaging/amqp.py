@@ -108,8 +108,12 @@ class AmqpBroker:
         max_attempts: int = 5,
         delivery_limit: int = 10,
         declare: bool = True,
+        topology: tuple[Subscription, ...] | None = None,
     ) -> None:
         self.url = url
+        #: queues declared besides the subscribed ones (default: every consumer of the system, so
+        #: an event raised before its consumer ever ran still finds its queue)
+        self.topology = SUBSCRIPTIONS if topology is None else topology
         self.exchange_name = exchange
         self.prefetch = prefetch
         self.lane_count = max(1, lanes)
@@ -143,7 +147,7 @@ class AmqpBroker:
                 self._pub_channel = await self._pub_conn.channel(publisher_confirms=True, on_return_raises=True)
                 if self.declare:
                     self._pub_exchange = await declare_topology(
-                        self._pub_channel, self.exchange_name, delivery_limit=self.delivery_limit
+                        self._pub_channel, self.exchange_name, self._declared(), delivery_limit=self.delivery_limit
                     )
                 else:
                     self._pub_exchange = await self._pub_channel.get_exchange(self.exchange_name)
@@ -171,6 +175,11 @@ class AmqpBroker:
         except (TimeoutError, OSError, aiormq.exceptions.AMQPError, RuntimeError) as exc:
             await self._drop_publisher()
             raise BrokerUnavailable(f"publish failed: {exc!r}") from exc
+
+    def _declared(self) -> tuple[Subscription, ...]:
+        subs = list(self.topology)
+        subs.extend(sub for sub, _ in self._subs if sub not in subs)
+        return tuple(subs)
 
     # -- consuming --------------------------------------------------------------------------
     def subscribe(self, subscription: Subscription, handler: MessageHandler) -> None:
@@ -202,7 +211,9 @@ class AmqpBroker:
                 channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
                 await channel.set_qos(prefetch_count=self.prefetch)
                 if self.declare:
-                    await declare_topology(channel, self.exchange_name, delivery_limit=self.delivery_limit)
+                    await declare_topology(
+                        channel, self.exchange_name, self._declared(), delivery_limit=self.delivery_limit
+                    )
                 self._generation += 1
                 generation = self._generation
                 self._consume_channel = channel

@@ -45,8 +45,10 @@ class Handlers:
         self.service = service
         self.specs: dict[str, HandlerSpec] = {}
 
-    def __call__(self, name: str) -> Callable[[HandlerFn], HandlerFn]:
-        subscription = next((s for s in SUBSCRIPTIONS if s.service == self.service and s.handler == name), None)
+    def __call__(self, name: str, subscription: Subscription | None = None) -> Callable[[HandlerFn], HandlerFn]:
+        """Register ``name`` for its line in SUBSCRIPTIONS (tests may pass a subscription of their own)."""
+        if subscription is None:
+            subscription = next((s for s in SUBSCRIPTIONS if s.service == self.service and s.handler == name), None)
         if subscription is None:
             raise LookupError(f"{self.service}.{name} is not in shared.messaging.topology.SUBSCRIPTIONS")
 

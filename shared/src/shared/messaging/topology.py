@@ -45,8 +45,62 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(
         "notifications",
         "recipients",
-        ("account.registered",),
+        ("account.registered", "account.contact_changed"),
         "Keeps the recipients read model (address, display name, language)",
+    ),
+    Subscription(
+        "notifications",
+        "verification_email",
+        ("volunteer.verified", "volunteer.verification_changed"),
+        "Emails the verification outcome (verified with the number, or failed), manual review included",
+    ),
+    Subscription(
+        "notifications",
+        "password_reset_email",
+        ("account.password_reset_requested",),
+        "Emails the password reset link",
+    ),
+    Subscription(
+        "notifications",
+        "temporary_password_email",
+        ("account.temporary_password_set",),
+        "Tells an account a temporary password was set (never the password)",
+    ),
+    Subscription(
+        "notifications",
+        "team_review_email",
+        ("team.approved", "team.rejected"),
+        "Emails the team review outcome to the applicant",
+    ),
+    Subscription(
+        "notifications",
+        "review_reminder_email",
+        ("team.review_reminder_requested",),
+        "Emails a 'remind review' to every reviewer (T5)",
+    ),
+    Subscription(
+        "notifications",
+        "review_escalation_email",
+        ("team.review_overdue",),
+        "Emails the 7-day escalation to the reviewers and the region's admins (T5)",
+    ),
+    Subscription(
+        "notifications",
+        "application_email",
+        ("application.admitted", "application.rejected"),
+        "Emails the admission or rejection to the volunteer",
+    ),
+    Subscription(
+        "notifications",
+        "leave_email",
+        ("application.left",),
+        "Emails the project leads at once when an admitted volunteer leaves (P6)",
+    ),
+    Subscription(
+        "notifications",
+        "project_email",
+        ("project.closed", "project.extended"),
+        "Emails the project leads when their project closes or is extended",
     ),
 )
 

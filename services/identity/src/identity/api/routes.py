@@ -1,58 +1,110 @@
-"""HTTP routes of the identity service (thin: parse, call a use case, shape the answer)."""
+"""HTTP routes of the identity service: accounts and profile (V1–V4, V7, V8)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, status
 
-from identity import services
+from identity import errors, registration
 from identity.api.deps import Runtime, UoW
-from identity.api.schemas import AccountOut, LoginRequest, SignUpRequest, TokenOut
-from identity.errors import INVALID_CREDENTIALS, USERNAME_TAKEN
-from shared.errors import VALIDATION_FAILED, error_responses
+from identity.api.schemas import AccountOut, ProfilePatch, SignUpRequest
+from identity.api.views import account_out
+from identity.repository import Accounts
+from shared.auth import CurrentPrincipal
+from shared.errors import TOKEN_INVALID, UNAUTHENTICATED, VALIDATION_FAILED, AppError, error_responses
 
-router = APIRouter()
+router = APIRouter(tags=["accounts"])
+
+SIGN_UP_ERRORS = (
+    errors.USERNAME_TAKEN,
+    errors.ID_NUMBER_INVALID,
+    errors.DOCUMENT_NUMBER_INVALID,
+    errors.BIRTH_DATE_REQUIRED,
+    errors.BIRTH_DATE_MISMATCH,
+    errors.TOO_YOUNG,
+    errors.GUARDIAN_CONSENT_REQUIRED,
+    errors.MOBILE_INVALID,
+    errors.EMAIL_INVALID,
+    errors.REGION_INVALID,
+    errors.ID_NUMBER_ALREADY_REGISTERED,
+    errors.ID_NUMBER_CONFLICT,
+    errors.IMPORTED_NAME_MISMATCH,
+    errors.PASSWORD_LENGTH,
+    errors.PASSWORD_TOO_COMMON,
+    errors.PASSWORD_CONTAINS_USERNAME,
+    VALIDATION_FAILED,
+)
 
 
 @router.post(
     "/api/v1/accounts",
     status_code=status.HTTP_201_CREATED,
     response_model=AccountOut,
-    tags=["accounts"],
-    summary="Sign up",
-    responses=error_responses(USERNAME_TAKEN, VALIDATION_FAILED),
+    summary="Sign up as a volunteer (real name, ID document; claims an imported record with the same name)",
+    responses=error_responses(*SIGN_UP_ERRORS),
 )
-async def sign_up(body: SignUpRequest, uow: UoW, runtime: Runtime) -> AccountOut:
-    async with uow:
-        account = await services.sign_up(
-            uow,
-            runtime.passwords,
+async def sign_up(body: SignUpRequest, runtime: Runtime) -> AccountOut:
+    guardian = (
+        registration.Guardian(
+            name=body.guardian.name,
+            relation=body.guardian.relation,
+            phone=body.guardian.phone,
+            consented_at=body.guardian.consented_at,
+        )
+        if body.guardian
+        else None
+    )
+    account = await registration.sign_up(
+        runtime,
+        registration.SignUp(
             username=body.username,
             password=body.password,
+            real_name=body.real_name,
+            document_type=body.document_type,
+            id_number=body.id_number,
+            birth_date=body.birth_date,
+            mobile=body.mobile,
+            email=body.email,
+            region_code=body.region_code,
+            address=body.address,
             display_name=body.display_name,
-            email=str(body.email),
             language=body.language,
-        )
-    return AccountOut(id=account.id, username=account.username, display_name=account.display_name)
+            guardian=guardian,
+        ),
+    )
+    return account_out(account)
 
 
-@router.post(
-    "/api/v1/tokens",
-    response_model=TokenOut,
-    tags=["tokens"],
-    summary="Log in",
-    responses=error_responses(INVALID_CREDENTIALS, VALIDATION_FAILED),
+@router.get(
+    "/api/v1/accounts/me",
+    response_model=AccountOut,
+    summary="My account: profile, masked ID number, verification status and expected date",
+    responses=error_responses(UNAUTHENTICATED, TOKEN_INVALID, errors.ACCOUNT_NOT_FOUND),
 )
-async def log_in(body: LoginRequest, uow: UoW, runtime: Runtime) -> TokenOut:
-    minutes = runtime.settings.access_token_minutes
+async def me(principal: CurrentPrincipal, uow: UoW) -> AccountOut:
     async with uow:
-        token = await services.log_in(
-            uow, runtime.passwords, runtime.signer, username=body.username, password=body.password, minutes=minutes
+        account = await Accounts(uow.session).get(principal.account_id)
+        if account is None:
+            raise AppError(errors.ACCOUNT_NOT_FOUND)
+        return account_out(account)
+
+
+@router.patch(
+    "/api/v1/accounts/me",
+    response_model=AccountOut,
+    summary="Change my mobile, email, address (any time) or name (only while not verified)",
+    responses=error_responses(
+        UNAUTHENTICATED,
+        TOKEN_INVALID,
+        errors.NAME_LOCKED_AFTER_VERIFICATION,
+        errors.NOT_A_VOLUNTEER,
+        errors.MOBILE_INVALID,
+        errors.EMAIL_INVALID,
+        VALIDATION_FAILED,
+    ),
+)
+async def change_profile(body: ProfilePatch, principal: CurrentPrincipal, uow: UoW) -> AccountOut:
+    async with uow:
+        account = await registration.change_profile(
+            uow, principal.account_id, registration.ProfileChange(**body.model_dump(exclude_unset=True))
         )
-    return TokenOut(access_token=token, expires_in=minutes * 60)
-
-
-@router.get("/.well-known/jwks.json", tags=["tokens"], summary="Public keys that verify access tokens")
-async def jwks(runtime: Runtime) -> dict[str, Any]:
-    return runtime.signer.jwks()
+    return account_out(account)

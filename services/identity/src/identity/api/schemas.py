@@ -3,35 +3,165 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from identity.domain.documents import DocumentType
 
 
-class SignUpRequest(BaseModel):
+class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
+
+class GuardianIn(_In):
+    """A guardian's consent, required under 18."""
+
+    name: str = Field(min_length=1, max_length=100)
+    relation: str = Field(min_length=1, max_length=20, examples=["父亲"])
+    phone: str = Field(min_length=5, max_length=20)
+    consented_at: datetime
+
+
+class SignUpRequest(_In):
     username: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    password: str = Field(min_length=8, max_length=128)
-    display_name: str = Field(min_length=1, max_length=100)
-    email: EmailStr
+    # Length and strength are checked by the password policy, with their own error codes.
+    password: str = Field(min_length=1, max_length=1024)
+    real_name: str = Field(min_length=1, max_length=100, examples=["张三"])
+    document_type: DocumentType = DocumentType.RESIDENT_ID
+    id_number: str = Field(min_length=5, max_length=32)
+    birth_date: date | None = Field(default=None, description="Required for documents other than the resident ID")
+    mobile: str = Field(min_length=5, max_length=20)
+    email: str = Field(min_length=3, max_length=254)
+    region_code: str = Field(pattern=r"^\d{6}$", description="GB/T 2260 six-digit code")
+    address: str | None = Field(default=None, max_length=200)
+    display_name: str | None = Field(default=None, min_length=1, max_length=100)
     language: Literal["zh", "en"] = "zh"
+    guardian: GuardianIn | None = None
+
+
+class VerificationOut(BaseModel):
+    status: Literal["pending", "verified", "failed", "manual_review"]
+    expected_from: date | None = Field(None, description="Earliest expected date (3 Chinese working days)")
+    expected_by: date | None = Field(None, description="Latest expected date (5 Chinese working days)")
+    reason: str | None = None
+    volunteer_number: str | None = None
+    verified_at: datetime | None = None
 
 
 class AccountOut(BaseModel):
     id: uuid.UUID
     username: str
     display_name: str
+    real_name: str | None = None
+    document_type: str | None = None
+    id_number_masked: str | None = Field(None, examples=["110105********002X"])
+    mobile: str | None = None
+    email: str
+    address: str | None = None
+    region_code: str | None = None
+    language: str
+    roles: list[str]
+    admin_region: str | None = None
+    must_change_password: bool
+    guardian_consent_recorded: bool
+    verification: VerificationOut | None = None
+    created_at: datetime
 
 
-class LoginRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ProfilePatch(_In):
+    mobile: str | None = Field(default=None, min_length=5, max_length=20)
+    email: str | None = Field(default=None, min_length=3, max_length=254)
+    address: str | None = Field(default=None, max_length=200)
+    display_name: str | None = Field(default=None, min_length=1, max_length=100)
+    language: Literal["zh", "en"] | None = None
+    real_name: str | None = Field(default=None, min_length=1, max_length=100)
 
+
+class LoginRequest(_In):
     username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class RefreshRequest(_In):
+    refresh_token: str = Field(min_length=10, max_length=200)
 
 
 class TokenOut(BaseModel):
     access_token: str
+    refresh_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - a token type, not a secret
     expires_in: int
+
+
+class PasswordChangeRequest(_In):
+    username: str = Field(min_length=1, max_length=64)
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class PasswordResetRequest(_In):
+    username: str | None = Field(default=None, min_length=1, max_length=64)
+    email: str | None = Field(default=None, min_length=3, max_length=254)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> PasswordResetRequest:
+        if not self.username and not self.email:
+            raise ValueError("give the username or the email address")
+        return self
+
+
+class PasswordResetConfirmation(_In):
+    token: str = Field(min_length=10, max_length=200)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class AcceptedOut(BaseModel):
+    status: Literal["accepted"] = "accepted"
+
+
+class RolesIn(_In):
+    roles: list[Literal["volunteer", "regional_admin", "national_admin", "data_importer"]]
+    admin_region: str | None = Field(default=None, pattern=r"^\d{6}$")
+
+
+class CredentialResetIn(_In):
+    reason: str = Field(min_length=2, max_length=500)
+    email: str | None = Field(default=None, min_length=3, max_length=254)
+    mobile: str | None = Field(default=None, min_length=5, max_length=20)
+
+
+class TemporaryPasswordOut(BaseModel):
+    account_id: uuid.UUID
+    temporary_password: str
+    must_change_password: Literal[True] = True
+
+
+class CaseRecordOut(BaseModel):
+    record_id: uuid.UUID
+    masked_name: str
+    source: str
+    status: str
+    registered: bool
+    created_at: datetime
+
+
+class DuplicateCaseOut(BaseModel):
+    id: uuid.UUID
+    id_number_masked: str
+    status: str
+    opened_by: str
+    opened_at: datetime
+    resolved_at: datetime | None = None
+    kept_record_id: uuid.UUID | None = None
+    records: list[CaseRecordOut]
+
+
+class DuplicateCasePage(BaseModel):
+    items: list[DuplicateCaseOut]
+    next_cursor: str | None = None
+
+
+class ResolutionIn(_In):
+    keep_record_id: uuid.UUID

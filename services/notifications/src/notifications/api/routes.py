@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
-from sqlalchemy import select
 
+from notifications import repository
 from notifications.bootstrap import NotificationsRuntime
-from notifications.models import Email
-from shared.errors import NOT_FOUND, AppError, error_responses
+from notifications.errors import EMAIL_NOT_FOUND, EMAIL_NOT_REPLAYABLE, INVALID_CURSOR
+from notifications.repository import EmailFilter
+from shared.auth import NationalAdmin
+from shared.errors import FORBIDDEN, NOT_FOUND, TOKEN_EXPIRED, TOKEN_INVALID, UNAUTHENTICATED, AppError, error_responses
 
 router = APIRouter()
 
@@ -58,13 +60,19 @@ def _require_mailbox(runtime: NotificationsRuntime) -> None:
     response_model=MailboxPage,
     tags=["mailbox"],
     summary="Standalone mode: emails kept in the local mailbox, newest first",
-    responses=error_responses(NOT_FOUND),
+    responses=error_responses(NOT_FOUND, INVALID_CURSOR),
 )
-async def list_mailbox(runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> MailboxPage:
+async def list_mailbox(
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> MailboxPage:
     _require_mailbox(runtime)
     async with runtime.session_factory() as session:
-        rows = (await session.execute(select(Email).order_by(Email.created_at.desc()).limit(limit))).scalars()
-        return MailboxPage(items=[MailboxItem.model_validate(r, from_attributes=True) for r in rows])
+        rows, next_cursor = await repository.list_emails(session, EmailFilter(), limit=limit, cursor=cursor)
+        return MailboxPage(
+            items=[MailboxItem.model_validate(r, from_attributes=True) for r in rows], next_cursor=next_cursor
+        )
 
 
 @router.get(
@@ -72,12 +80,116 @@ async def list_mailbox(runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le
     response_model=MailboxEmail,
     tags=["mailbox"],
     summary="Standalone mode: read one email",
-    responses=error_responses(NOT_FOUND),
+    responses=error_responses(NOT_FOUND, EMAIL_NOT_FOUND),
 )
 async def read_mailbox(email_id: uuid.UUID, runtime: RuntimeDep) -> MailboxEmail:
     _require_mailbox(runtime)
     async with runtime.session_factory() as session:
-        email = await session.get(Email, email_id)
-        if email is None:
-            raise AppError(NOT_FOUND)
+        email = await repository.get_email(session, email_id)
         return MailboxEmail.model_validate(email, from_attributes=True)
+
+
+# -- operator view (national admins) ------------------------------------------------------------
+AUTH_ERRORS = (UNAUTHENTICATED, TOKEN_INVALID, TOKEN_EXPIRED, FORBIDDEN)
+EmailStatus = Literal["awaiting_recipient", "pending", "sent", "failed", "suppressed"]
+
+
+class EmailSummary(BaseModel):
+    id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    template: str
+    recipient_account_id: uuid.UUID | None
+    to_address: str
+    language: str
+    subject: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    #: why the last attempt failed, or why the email was suppressed
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class ReplayRecord(BaseModel):
+    replayed_by_account_id: uuid.UUID
+    previous_status: str
+    previous_error: str | None
+    replayed_at: datetime
+
+
+class EmailDetail(EmailSummary):
+    message_id: str
+    body_text: str
+    body_html: str
+    replays: list[ReplayRecord]
+
+
+class EmailPage(BaseModel):
+    items: list[EmailSummary]
+    next_cursor: str | None = None
+
+
+@router.get(
+    "/api/v1/emails",
+    response_model=EmailPage,
+    tags=["emails"],
+    summary="Operators: emails newest first, filtered by status, recipient, account, event or template",
+    responses=error_responses(*AUTH_ERRORS, INVALID_CURSOR),
+)
+async def list_emails(
+    runtime: RuntimeDep,
+    admin: NationalAdmin,
+    status: EmailStatus | None = None,
+    recipient: Annotated[str | None, Query(max_length=254, description="recipient email address")] = None,
+    account_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
+    template: Annotated[str | None, Query(max_length=80)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> EmailPage:
+    f = EmailFilter(status=status, recipient=recipient, account_id=account_id, event_id=event_id, template=template)
+    async with runtime.session_factory() as session:
+        rows, next_cursor = await repository.list_emails(session, f, limit=limit, cursor=cursor)
+        return EmailPage(
+            items=[EmailSummary.model_validate(r, from_attributes=True) for r in rows], next_cursor=next_cursor
+        )
+
+
+async def _detail(runtime: NotificationsRuntime, email_id: uuid.UUID) -> EmailDetail:
+    async with runtime.session_factory() as session:
+        email = await repository.get_email(session, email_id)
+        replays = await repository.replays_of(session, email_id)
+        summary = EmailSummary.model_validate(email, from_attributes=True)
+        return EmailDetail(
+            **summary.model_dump(),
+            message_id=email.message_id,
+            body_text=email.body_text,
+            body_html=email.body_html,
+            replays=[ReplayRecord.model_validate(r, from_attributes=True) for r in replays],
+        )
+
+
+@router.get(
+    "/api/v1/emails/{email_id}",
+    response_model=EmailDetail,
+    tags=["emails"],
+    summary="Operators: one email with its content, failure reason and replay history",
+    responses=error_responses(*AUTH_ERRORS, EMAIL_NOT_FOUND),
+)
+async def read_email(email_id: uuid.UUID, runtime: RuntimeDep, admin: NationalAdmin) -> EmailDetail:
+    return await _detail(runtime, email_id)
+
+
+@router.post(
+    "/api/v1/emails/{email_id}/replay",
+    response_model=EmailDetail,
+    tags=["emails"],
+    summary="Operators: send a failed or suppressed email again (attempts reset; audited)",
+    responses=error_responses(*AUTH_ERRORS, EMAIL_NOT_FOUND, EMAIL_NOT_REPLAYABLE),
+)
+async def replay_email(email_id: uuid.UUID, runtime: RuntimeDep, admin: NationalAdmin) -> EmailDetail:
+    async with runtime.session_factory() as session, session.begin():
+        await repository.replay(session, email_id, by=admin.account_id, now=runtime.clock.now())
+    return await _detail(runtime, email_id)

@@ -1,0 +1,211 @@
+"""What the national admin does: roles, credentials for owners who lost everything (V10),
+duplicate cases (V3); and the first national admin's bootstrap."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from identity import errors
+from identity.bootstrap import IdentityRuntime
+from identity.domain import documents
+from identity.domain.password_policy import check_password
+from identity.models import RECORD_MERGED, Account, DuplicateCase, VolunteerRecord
+from identity.registration import check_email
+from identity.repository import Accounts, Audit, Cases, RefreshTokens
+from shared import regions
+from shared.auth import ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER, ROLES, Principal
+from shared.contracts.identity import (
+    AccountContactChanged,
+    AccountRegistered,
+    AccountRolesChanged,
+    TemporaryPasswordSet,
+    VolunteerMerged,
+)
+from shared.db import UnitOfWork
+from shared.errors import AppError
+from shared.logging import get_logger
+
+log = get_logger("identity.admin")
+
+#: temporary passwords: 12 characters from an alphabet without look-alikes (read over the phone)
+_ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+
+def temporary_password() -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(12))
+
+
+async def set_roles(
+    uow: UnitOfWork, actor: Principal, account_id: uuid.UUID, roles: Sequence[str], admin_region: str | None
+) -> Account:
+    wanted = set(roles)
+    if not wanted <= set(ROLES):
+        raise AppError(errors.ROLE_INVALID, {"roles": sorted(wanted - set(ROLES))})
+    if ROLE_REGIONAL_ADMIN in wanted:
+        if not admin_region or not regions.is_valid(admin_region):
+            raise AppError(errors.ROLE_INVALID, {"admin_region": admin_region})
+    else:
+        admin_region = None
+    account = await Accounts(uow.session).get(account_id, for_update=True)
+    if account is None:
+        raise AppError(errors.ACCOUNT_NOT_FOUND)
+    if account.record_id is not None:
+        wanted.add(ROLE_VOLUNTEER)  # a registered volunteer stays one
+    before = (sorted(account.roles), account.admin_region)
+    account.roles = sorted(wanted)
+    account.admin_region = admin_region
+    Audit(uow.session).write(
+        at=uow.clock.now(),
+        actor_id=actor.account_id,
+        action="roles_changed",
+        subject_account_id=account.id,
+        detail={"before": before[0], "after": account.roles, "admin_region": admin_region},
+    )
+    if before != (account.roles, admin_region):
+        account.raise_event(AccountRolesChanged(account_id=account.id, roles=account.roles, region_code=admin_region))
+    log.info("roles_changed", account_id=str(account.id), roles=account.roles)
+    return account
+
+
+@dataclass(frozen=True)
+class CredentialReset:
+    reason: str
+    email: str | None = None
+    mobile: str | None = None
+
+
+async def national_reset(
+    runtime: IdentityRuntime, uow: UnitOfWork, actor: Principal, account_id: uuid.UUID, reset: CredentialReset
+) -> str:
+    """The owner lost everything (FAQ O1): new contact details and a temporary password that
+    must be changed at the next login. The password is returned once, to the admin."""
+    account = await Accounts(uow.session).get(account_id, for_update=True)
+    if account is None:
+        raise AppError(errors.ACCOUNT_NOT_FOUND)
+    password = temporary_password()
+    now = uow.clock.now()
+    account.password_hash = await runtime.passwords.hash(password)
+    account.must_change_password = True
+    await RefreshTokens(uow.session).revoke_account(account.id, now)
+    if reset.mobile is not None:
+        account.mobile = documents.check_mobile(reset.mobile)
+    if reset.email is not None and check_email(reset.email) != account.email:
+        account.email = check_email(reset.email)
+        account.raise_event(
+            AccountContactChanged(
+                account_id=account.id, display_name=account.display_name, email=account.email, language=account.language
+            )
+        )
+    account.raise_event(TemporaryPasswordSet(account_id=account.id, set_by_account_id=actor.account_id))
+    Audit(uow.session).write(
+        at=now,
+        actor_id=actor.account_id,
+        action="national_credential_reset",
+        subject_account_id=account.id,
+        reason=reset.reason,
+        detail={"email_changed": reset.email is not None, "mobile_changed": reset.mobile is not None},
+    )
+    log.info("temporary_password_set", account_id=str(account.id), by="national_admin")
+    return password
+
+
+# -- duplicate cases (V3) ---------------------------------------------------------------------
+async def case_records(uow: UnitOfWork, case: DuplicateCase) -> Sequence[VolunteerRecord]:
+    query = (
+        select(VolunteerRecord)
+        .where(VolunteerRecord.id_blind_index == case.id_blind_index)
+        .order_by(VolunteerRecord.created_at, VolunteerRecord.id)
+    )
+    return (await uow.session.execute(query)).scalars().all()
+
+
+async def registered_record_ids(uow: UnitOfWork, record_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    query = select(Account.record_id).where(Account.record_id.in_(record_ids))
+    return {rid for rid in (await uow.session.execute(query)).scalars().all() if rid is not None}
+
+
+async def resolve_case(
+    uow: UnitOfWork, actor: Principal, case_id: uuid.UUID, keep_record_id: uuid.UUID
+) -> DuplicateCase:
+    """Keep one record; the others are merged into it and the other services move their
+    memberships, applications and hours through ``volunteer.merged``."""
+    case = await Cases(uow.session).get(case_id, for_update=True)
+    if case is None:
+        raise AppError(errors.CASE_NOT_FOUND)
+    if case.status != "open":
+        raise AppError(errors.CASE_ALREADY_RESOLVED)
+    records = [r for r in await case_records(uow, case) if r.status != RECORD_MERGED]
+    kept = next((r for r in records if r.id == keep_record_id), None)
+    if kept is None:
+        raise AppError(errors.RECORD_NOT_IN_CASE)
+    registered = await registered_record_ids(uow, [r.id for r in records])
+    if registered and kept.id not in registered:
+        raise AppError(errors.MERGE_MUST_KEEP_REGISTERED)
+    now = uow.clock.now()
+    history = dict(kept.history or {})
+    merged_histories = list(history.get("merged", []))
+    for record in records:
+        if record.id == kept.id:
+            continue
+        record.status = RECORD_MERGED
+        record.merged_into_id = kept.id
+        if record.history:
+            merged_histories.append({"record_id": str(record.id), **record.history})
+        uow.raise_event(VolunteerMerged(account_id=kept.id, merged_account_id=record.id, case_id=case.id))
+    if merged_histories:
+        history["merged"] = merged_histories
+        kept.history = history
+    case.status = "resolved"
+    case.resolved_at = now
+    case.resolved_by = actor.account_id
+    case.kept_record_id = kept.id
+    Audit(uow.session).write(
+        at=now,
+        actor_id=actor.account_id,
+        action="duplicate_case_resolved",
+        subject_account_id=kept.id,
+        detail={"case_id": str(case.id), "merged": [str(r.id) for r in records if r.id != kept.id]},
+    )
+    log.info("duplicate_case_resolved", case_id=str(case.id), merged=len(records) - 1)
+    return case
+
+
+# -- bootstrap --------------------------------------------------------------------------------
+async def create_national_admin(
+    runtime: IdentityRuntime, *, username: str, password: str, email: str, display_name: str
+) -> uuid.UUID:
+    """The first national admin (``python -m identity create-admin``); a staff account with
+    no volunteer identity. Later admins are granted roles through the API."""
+    check_password(password, username=username)
+    password_hash = await runtime.passwords.hash(password)
+    async with runtime.uow() as uow:
+        account = Account(
+            id=uuid.uuid4(),
+            username=username,
+            password_hash=password_hash,
+            display_name=display_name,
+            email=check_email(email),
+            roles=["national_admin"],
+            must_change_password=False,
+            password_changed_at=uow.clock.now(),
+            created_at=uow.clock.now(),
+        )
+        Accounts(uow.session).add(account)
+        try:
+            await uow.flush()
+        except IntegrityError as exc:
+            raise AppError(errors.USERNAME_TAKEN) from exc
+        account.raise_event(
+            AccountRegistered(account_id=account.id, username=username, display_name=display_name, email=account.email)
+        )
+        account.raise_event(AccountRolesChanged(account_id=account.id, roles=account.roles))
+        Audit(uow.session).write(
+            at=uow.clock.now(), actor_id=None, action="national_admin_bootstrapped", subject_account_id=account.id
+        )
+    return account.id

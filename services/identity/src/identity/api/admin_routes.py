@@ -1,0 +1,146 @@
+"""National admin routes: roles, credential resets (V10), duplicate cases (V3)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import datetime
+
+from fastapi import APIRouter, Query
+
+from identity import admin, errors
+from identity.api.deps import Runtime, UoW
+from identity.api.schemas import (
+    AccountOut,
+    CaseRecordOut,
+    CredentialResetIn,
+    DuplicateCaseOut,
+    DuplicateCasePage,
+    ResolutionIn,
+    RolesIn,
+    TemporaryPasswordOut,
+)
+from identity.api.views import account_out
+from identity.domain.documents import mask_name
+from identity.models import DuplicateCase
+from identity.repository import Cases
+from shared.auth import NationalAdmin
+from shared.db import UnitOfWork
+from shared.errors import FORBIDDEN, TOKEN_INVALID, UNAUTHENTICATED, VALIDATION_FAILED, AppError, error_responses
+
+router = APIRouter(tags=["administration"])
+AUTH_ERRORS = (UNAUTHENTICATED, TOKEN_INVALID, FORBIDDEN)
+
+
+@router.put(
+    "/api/v1/admin/accounts/{account_id}/roles",
+    response_model=AccountOut,
+    summary="Grant or withdraw roles (regional admin with its region, national admin, data importer)",
+    responses=error_responses(*AUTH_ERRORS, errors.ACCOUNT_NOT_FOUND, errors.ROLE_INVALID, VALIDATION_FAILED),
+)
+async def set_roles(account_id: uuid.UUID, body: RolesIn, principal: NationalAdmin, uow: UoW) -> AccountOut:
+    async with uow:
+        account = await admin.set_roles(uow, principal, account_id, body.roles, body.admin_region)
+    return account_out(account)
+
+
+@router.post(
+    "/api/v1/admin/accounts/{account_id}/temporary-passwords",
+    response_model=TemporaryPasswordOut,
+    status_code=201,
+    summary="Reset the credentials of an owner who lost everything: a temporary password to change at next login",
+    responses=error_responses(
+        *AUTH_ERRORS, errors.ACCOUNT_NOT_FOUND, errors.EMAIL_INVALID, errors.MOBILE_INVALID, VALIDATION_FAILED
+    ),
+)
+async def national_reset(
+    account_id: uuid.UUID, body: CredentialResetIn, principal: NationalAdmin, uow: UoW, runtime: Runtime
+) -> TemporaryPasswordOut:
+    async with uow:
+        password = await admin.national_reset(
+            runtime,
+            uow,
+            principal,
+            account_id,
+            admin.CredentialReset(reason=body.reason, email=body.email, mobile=body.mobile),
+        )
+    return TemporaryPasswordOut(account_id=account_id, temporary_password=password)
+
+
+def _encode_cursor(case: DuplicateCase) -> str:
+    raw = json.dumps([case.opened_at.isoformat(), str(case.id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        opened, case_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(opened), uuid.UUID(case_id)
+    except (ValueError, TypeError) as exc:
+        raise AppError(VALIDATION_FAILED, {"cursor": "invalid"}) from exc
+
+
+async def _case_out(uow: UnitOfWork, case: DuplicateCase) -> DuplicateCaseOut:
+    records = await admin.case_records(uow, case)
+    registered = await admin.registered_record_ids(uow, [r.id for r in records])
+    return DuplicateCaseOut(
+        id=case.id,
+        id_number_masked=case.id_masked,
+        status=case.status,
+        opened_by=case.opened_by,
+        opened_at=case.opened_at,
+        resolved_at=case.resolved_at,
+        kept_record_id=case.kept_record_id,
+        records=[
+            CaseRecordOut(
+                record_id=r.id,
+                masked_name=mask_name(r.real_name),
+                source=r.source,
+                status=r.status,
+                registered=r.id in registered,
+                created_at=r.created_at,
+            )
+            for r in records
+        ],
+    )
+
+
+@router.get(
+    "/api/v1/admin/duplicate-cases",
+    response_model=DuplicateCasePage,
+    summary="Duplicate ID-number cases waiting for the national admin (oldest first)",
+    responses=error_responses(*AUTH_ERRORS, VALIDATION_FAILED),
+)
+async def list_cases(
+    principal: NationalAdmin,
+    uow: UoW,
+    status: str | None = Query("open", pattern="^(open|resolved)$"),
+    limit: int = Query(50, ge=1, le=200),
+    cursor: str | None = Query(None, max_length=200),
+) -> DuplicateCasePage:
+    after = _decode_cursor(cursor) if cursor else None
+    async with uow:
+        cases = await Cases(uow.session).page(status=status, after=after, limit=limit + 1)
+        items = [await _case_out(uow, c) for c in cases[:limit]]
+    next_cursor = _encode_cursor(cases[limit - 1]) if len(cases) > limit else None
+    return DuplicateCasePage(items=items, next_cursor=next_cursor)
+
+
+@router.post(
+    "/api/v1/admin/duplicate-cases/{case_id}/resolution",
+    response_model=DuplicateCaseOut,
+    summary="Resolve a case: keep one record, merge the others into it (volunteer.merged)",
+    responses=error_responses(
+        *AUTH_ERRORS,
+        errors.CASE_NOT_FOUND,
+        errors.CASE_ALREADY_RESOLVED,
+        errors.RECORD_NOT_IN_CASE,
+        errors.MERGE_MUST_KEEP_REGISTERED,
+        VALIDATION_FAILED,
+    ),
+)
+async def resolve_case(case_id: uuid.UUID, body: ResolutionIn, principal: NationalAdmin, uow: UoW) -> DuplicateCaseOut:
+    async with uow:
+        case = await admin.resolve_case(uow, principal, case_id, body.keep_record_id)
+        return await _case_out(uow, case)

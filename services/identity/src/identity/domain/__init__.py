@@ -1,0 +1,1 @@
+"""The identity rules, without I/O."""

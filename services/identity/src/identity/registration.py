@@ -1,0 +1,292 @@
+"""Sign-up (V1–V4) and the volunteer's own profile (V7, V8).
+
+The unique index on ``accounts.id_blind_index`` decides races: every sign-up inserts, and
+the loser of a race gets the integrity error, never a check that passed for two.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from identity import errors
+from identity.bootstrap import IdentityRuntime
+from identity.crypto import DataCipher
+from identity.domain import documents
+from identity.domain.documents import DocumentType
+from identity.domain.password_policy import check_password
+from identity.domain.working_days import add_working_days
+from identity.models import (
+    RECORD_ACTIVE,
+    RECORD_INACTIVE,
+    SOURCE_REGISTRATION,
+    Account,
+    VolunteerRecord,
+)
+from identity.repository import Accounts, Records
+from shared.clock import CHINA_TZ, local_today
+from shared.contracts.identity import AccountContactChanged, AccountRegistered
+from shared.db import UnitOfWork
+from shared.errors import AppError
+from shared.logging import get_logger
+
+log = get_logger("identity.registration")
+
+STATUS_PENDING = "pending"
+STATUS_VERIFIED = "verified"
+STATUS_FAILED = "failed"
+STATUS_MANUAL_REVIEW = "manual_review"
+
+#: V2's way out, returned in ``detail`` with ``id_number_already_registered``
+ALREADY_REGISTERED_WAY_OUT = {
+    "zh": (
+        "请把本人证件号码和姓名告知所在单位志愿团体的管理员,由管理员邀请您已注册的账号加入本团体,"
+        "并在团体“全体成员”中重置密码;再向管理员索取注册账号,用新密码登录后更新个人信息与密码。"
+    ),
+    "en": (
+        "Give your ID number and name to an admin of your volunteer team: the admin invites your existing "
+        "account into the team and resets its password from the member list; then log in with the username "
+        "and temporary password the admin gives you, and update your details and password."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Guardian:
+    name: str
+    relation: str
+    phone: str
+    consented_at: datetime
+
+
+@dataclass(frozen=True)
+class SignUp:
+    username: str
+    password: str
+    real_name: str
+    document_type: DocumentType
+    id_number: str
+    mobile: str
+    email: str
+    region_code: str
+    display_name: str | None = None
+    birth_date: date | None = None
+    address: str | None = None
+    language: str = "zh"
+    guardian: Guardian | None = None
+
+
+@dataclass(frozen=True)
+class SealedIdentity:
+    document_type: DocumentType
+    blind_index: bytes
+    ciphertext: bytes
+    key_id: str
+    masked: str
+    birth_date: date
+
+
+def check_email(email: str) -> str:
+    try:
+        return validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise AppError(errors.EMAIL_INVALID) from exc
+
+
+def seal_identity(
+    cipher: DataCipher, document_type: DocumentType, id_number: str, birth_date: date | None
+) -> SealedIdentity:
+    number, born = documents.check_document(document_type, id_number, birth_date)
+    sealed = cipher.seal(number.encode(), context=document_type.value.encode())
+    return SealedIdentity(
+        document_type=document_type,
+        blind_index=cipher.blind_index(documents.blind_index_input(document_type, number)),
+        ciphertext=sealed.data,
+        key_id=sealed.key_id,
+        masked=documents.mask_number(document_type, number),
+        birth_date=born,
+    )
+
+
+class _Duplicates(Exception):
+    def __init__(self, identity: SealedIdentity) -> None:
+        super().__init__("duplicate records")
+        self.identity = identity
+
+
+async def sign_up(runtime: IdentityRuntime, data: SignUp) -> Account:
+    settings, clock = runtime.settings, runtime.clock
+    check_password(data.password, username=data.username)
+    identity = seal_identity(runtime.cipher, data.document_type, data.id_number, data.birth_date)
+    age = documents.check_age(identity.birth_date, local_today(clock), minimum_age=settings.minimum_age)
+    if age < settings.guardian_consent_below_age and data.guardian is None:
+        raise AppError(errors.GUARDIAN_CONSENT_REQUIRED)
+    mobile = documents.check_mobile(data.mobile)
+    email = check_email(data.email)
+    region = documents.check_region(data.region_code)
+    guardian_phone = documents.check_mobile(data.guardian.phone) if data.guardian else None
+    password_hash = await runtime.passwords.hash(data.password)
+    try:
+        async with runtime.uow() as uow:
+            account = await _register(uow, data, identity, password_hash, mobile, email, region, guardian_phone)
+    except _Duplicates as dup:
+        await open_duplicate_case(runtime, dup.identity.blind_index, dup.identity.masked, opened_by="registration")
+        raise AppError(errors.ID_NUMBER_CONFLICT) from None
+    log.info("account_registered", account_id=str(account.id), claimed=account.record_id is not None)
+    return account
+
+
+async def _register(
+    uow: UnitOfWork,
+    data: SignUp,
+    identity: SealedIdentity,
+    password_hash: str,
+    mobile: str,
+    email: str,
+    region: str,
+    guardian_phone: str | None,
+) -> Account:
+    now = uow.clock.now()
+    records = await Records(uow.session).live_by_blind_index(identity.blind_index)
+    if len(records) >= 2:
+        raise _Duplicates(identity)
+    if records and records[0].status == RECORD_ACTIVE:
+        raise AppError(errors.ID_NUMBER_ALREADY_REGISTERED, {"way_out": ALREADY_REGISTERED_WAY_OUT})
+    if records and records[0].status == RECORD_INACTIVE:
+        record = records[0]
+        if not documents.same_name(record.real_name, data.real_name):
+            raise AppError(errors.IMPORTED_NAME_MISMATCH)
+        # V4: the imported record becomes this account, keeping its id and history.
+        record.status = RECORD_ACTIVE
+        record.claimed_at = now
+        record.birth_date = record.birth_date or identity.birth_date
+    else:
+        record = VolunteerRecord(
+            id=uuid.uuid4(),
+            document_type=identity.document_type.value,
+            id_blind_index=identity.blind_index,
+            id_ciphertext=identity.ciphertext,
+            id_key_id=identity.key_id,
+            id_masked=identity.masked,
+            real_name=data.real_name.strip(),
+            birth_date=identity.birth_date,
+            source=SOURCE_REGISTRATION,
+            status=RECORD_ACTIVE,
+        )
+        Records(uow.session).add(record)
+    guardian = data.guardian
+    account = Account(
+        id=record.id,
+        username=data.username,
+        password_hash=password_hash,
+        display_name=(data.display_name or data.real_name).strip(),
+        email=email,
+        mobile=mobile,
+        address=data.address,
+        region_code=region,
+        language=data.language,
+        record=record,
+        id_blind_index=identity.blind_index,
+        guardian_name=guardian.name if guardian else None,
+        guardian_relation=guardian.relation if guardian else None,
+        guardian_phone=guardian_phone,
+        guardian_consented_at=guardian.consented_at if guardian else None,
+        roles=["volunteer"],
+        must_change_password=False,
+        password_changed_at=now,
+        verification_status=STATUS_PENDING,
+        created_at=now,
+    )
+    Accounts(uow.session).add(account)
+    try:
+        await uow.flush()
+    except IntegrityError as exc:
+        if "ux_accounts_id_blind_index" in str(exc.orig):
+            raise AppError(errors.ID_NUMBER_ALREADY_REGISTERED, {"way_out": ALREADY_REGISTERED_WAY_OUT}) from None
+        raise AppError(errors.USERNAME_TAKEN) from None
+    account.raise_event(
+        AccountRegistered(
+            account_id=account.id,
+            username=account.username,
+            display_name=account.display_name,
+            email=account.email,
+            language=account.language,
+            region_code=region,
+        )
+    )
+    return account
+
+
+async def open_duplicate_case(runtime: IdentityRuntime, blind_index: bytes, masked: str, *, opened_by: str) -> None:
+    """Queue the number for the national admin (V3); one open case per number."""
+    async with runtime.uow() as uow:
+        await uow.session.execute(
+            text(
+                "INSERT INTO duplicate_cases (id, id_blind_index, id_masked, status, opened_by, opened_at) "
+                "VALUES (:id, :bi, :masked, 'open', :by, :now) "
+                "ON CONFLICT (id_blind_index) WHERE status = 'open' DO NOTHING"
+            ),
+            {"id": uuid.uuid4(), "bi": blind_index, "masked": masked, "by": opened_by, "now": uow.clock.now()},
+        )
+
+
+def expected_verification_window(account: Account) -> tuple[date, date] | None:
+    """3–5 Chinese working days after sign-up (FAQ V4), for a verification still under way."""
+    if account.verification_status not in (STATUS_PENDING, STATUS_MANUAL_REVIEW):
+        return None
+    start = account.created_at.astimezone(CHINA_TZ).date()
+    return add_working_days(start, 3), add_working_days(start, 5)
+
+
+@dataclass(frozen=True)
+class ProfileChange:
+    mobile: str | None = None
+    email: str | None = None
+    address: str | None = None
+    display_name: str | None = None
+    language: str | None = None
+    real_name: str | None = None
+
+
+async def change_profile(uow: UnitOfWork, account_id: uuid.UUID, change: ProfileChange) -> Account:
+    account = await Accounts(uow.session).get(account_id, for_update=True)
+    if account is None:
+        raise AppError(errors.ACCOUNT_NOT_FOUND)
+    if change.real_name is not None:
+        record = account.record
+        if record is None:
+            raise AppError(errors.NOT_A_VOLUNTEER)
+        if account.verification_status == STATUS_VERIFIED:
+            raise AppError(errors.NAME_LOCKED_AFTER_VERIFICATION)
+        if not documents.same_name(record.real_name, change.real_name):
+            record.real_name = change.real_name.strip()
+            if account.verification_status == STATUS_FAILED:
+                # A corrected name is worth another automatic check.
+                account.verification_status = STATUS_PENDING
+                account.verification_reason = None
+    if change.mobile is not None:
+        account.mobile = documents.check_mobile(change.mobile)
+    if change.address is not None:
+        account.address = change.address
+    contact_before = (account.email, account.display_name, account.language)
+    if change.email is not None:
+        account.email = check_email(change.email)
+    if change.display_name is not None:
+        account.display_name = change.display_name.strip()
+    if change.language is not None:
+        account.language = change.language
+    if (account.email, account.display_name, account.language) != contact_before:
+        account.raise_event(
+            AccountContactChanged(
+                account_id=account.id,
+                display_name=account.display_name,
+                email=account.email,
+                language=account.language,
+            )
+        )
+    return account

@@ -1,0 +1,209 @@
+"""Logging in and staying logged in (V10): access tokens, rotating refresh tokens, password
+changes and one-use reset links."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from sqlalchemy import text
+
+from identity import errors
+from identity.bootstrap import IdentityRuntime
+from identity.domain.password_policy import check_password
+from identity.models import Account, PasswordResetToken, RefreshToken
+from identity.repository import Accounts, RefreshTokens
+from identity.throttle import Policy, Throttle, account_key, address_key
+from shared.contracts.identity import PasswordResetRequested
+from shared.db import UnitOfWork
+from shared.errors import AppError
+from shared.logging import get_logger
+
+log = get_logger("identity.sessions")
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def throttle_for(runtime: IdentityRuntime) -> Throttle:
+    return Throttle(runtime.engine, Policy.from_settings(runtime.settings))
+
+
+def issue_pair(runtime: IdentityRuntime, uow: UnitOfWork, account: Account, family_id: uuid.UUID) -> TokenPair:
+    now = runtime.clock.now()
+    refresh = secrets.token_urlsafe(32)
+    RefreshTokens(uow.session).add(
+        RefreshToken(
+            account_id=account.id,
+            family_id=family_id,
+            token_hash=token_hash(refresh),
+            expires_at=now + timedelta(days=runtime.settings.refresh_token_days),
+            created_at=now,
+        )
+    )
+    minutes = runtime.settings.access_token_minutes
+    access = runtime.signer.issue(
+        account.id,
+        roles=account.roles,
+        region=account.admin_region,
+        ttl=timedelta(minutes=minutes),
+    )
+    return TokenPair(access, refresh, minutes * 60)
+
+
+async def _authenticate(
+    runtime: IdentityRuntime, uow: UnitOfWork, username: str, password: str, address: str
+) -> Account:
+    """The account if the password is right; throttled per account and per address."""
+    throttle = throttle_for(runtime)
+    keys = [account_key(username), address_key(address)]
+    now = runtime.clock.now()
+    await throttle.check(keys, now)
+    account = await Accounts(uow.session).by_username(username)
+    if account is None:
+        await runtime.passwords.verify(await _dummy_hash(runtime), password)  # same time for unknown names
+        ok = False
+    else:
+        ok = await runtime.passwords.verify(account.password_hash, password)
+    if not ok or account is None:
+        await throttle.failed(keys, now)
+        log.info("login_failed", known_account=account is not None)
+        raise AppError(errors.INVALID_CREDENTIALS)
+    await throttle.succeeded(keys[0])
+    if runtime.passwords.needs_rehash(account.password_hash):
+        account.password_hash = await runtime.passwords.hash(password)
+    return account
+
+
+_DUMMY: dict[int, str] = {}
+
+
+async def _dummy_hash(runtime: IdentityRuntime) -> str:
+    key = id(runtime.passwords)
+    if key not in _DUMMY:
+        _DUMMY[key] = await runtime.passwords.hash(secrets.token_hex(8))
+    return _DUMMY[key]
+
+
+async def log_in(runtime: IdentityRuntime, *, username: str, password: str, address: str) -> TokenPair:
+    async with runtime.uow() as uow:
+        account = await _authenticate(runtime, uow, username, password, address)
+        if account.must_change_password:
+            raise AppError(errors.PASSWORD_CHANGE_REQUIRED, {"change_at": "/api/v1/password-changes"})
+        pair = issue_pair(runtime, uow, account, uuid.uuid4())
+    log.info("logged_in", account_id=str(account.id))
+    return pair
+
+
+async def refresh(runtime: IdentityRuntime, token: str) -> TokenPair:
+    reused = False
+    async with runtime.uow() as uow:
+        now = runtime.clock.now()
+        tokens = RefreshTokens(uow.session)
+        row = await tokens.by_hash(token_hash(token))
+        if row is None or row.revoked_at is not None or row.expires_at <= now:
+            raise AppError(errors.REFRESH_TOKEN_INVALID)
+        if row.rotated_at is not None:
+            # A rotated token shown again: stolen or replayed. End the whole chain.
+            await tokens.revoke_family(row.family_id, now)
+            reused = True
+            log.warning("refresh_token_reused", account_id=str(row.account_id))
+        else:
+            row.rotated_at = now
+            account = await Accounts(uow.session).get(row.account_id)
+            assert account is not None
+            pair = issue_pair(runtime, uow, account, row.family_id)
+    if reused:
+        raise AppError(errors.REFRESH_TOKEN_REUSED)
+    return pair
+
+
+async def log_out(runtime: IdentityRuntime, token: str) -> None:
+    async with runtime.uow() as uow:
+        tokens = RefreshTokens(uow.session)
+        row = await tokens.by_hash(token_hash(token))
+        if row is not None:
+            await tokens.revoke_family(row.family_id, runtime.clock.now())
+
+
+async def set_password(runtime: IdentityRuntime, uow: UnitOfWork, account: Account, new_password: str) -> None:
+    """A new password the owner chose: every refresh token of the account dies with the old one."""
+    check_password(new_password, username=account.username)
+    now = runtime.clock.now()
+    account.password_hash = await runtime.passwords.hash(new_password)
+    account.must_change_password = False
+    account.password_changed_at = now
+    await RefreshTokens(uow.session).revoke_account(account.id, now)
+
+
+async def change_password(
+    runtime: IdentityRuntime, *, username: str, current_password: str, new_password: str, address: str
+) -> TokenPair:
+    """Works with a temporary password too, which is how a forced change is done."""
+    async with runtime.uow() as uow:
+        account = await _authenticate(runtime, uow, username, current_password, address)
+        if new_password == current_password:
+            raise AppError(errors.PASSWORD_UNCHANGED)
+        await set_password(runtime, uow, account, new_password)
+        pair = issue_pair(runtime, uow, account, uuid.uuid4())
+    log.info("password_changed", account_id=str(account.id))
+    return pair
+
+
+async def request_reset(runtime: IdentityRuntime, *, username: str | None, email: str | None) -> None:
+    """Issue a reset link to every account that matches; say nothing about which exist."""
+    settings = runtime.settings
+    async with runtime.uow() as uow:
+        repo = Accounts(uow.session)
+        found: list[Account] = []
+        if username:
+            account = await repo.by_username(username)
+            found = [account] if account is not None else []
+        elif email:
+            found = list(await repo.by_email(email))
+        now = runtime.clock.now()
+        expires = now + timedelta(minutes=settings.password_reset_minutes)
+        for account in found:
+            token = secrets.token_urlsafe(32)
+            uow.session.add(
+                PasswordResetToken(
+                    account_id=account.id, token_hash=token_hash(token), expires_at=expires, created_at=now
+                )
+            )
+            separator = "&" if "?" in settings.password_reset_url else "?"
+            url = settings.password_reset_url + separator + urlencode({"token": token})
+            account.raise_event(PasswordResetRequested(account_id=account.id, reset_url=url, expires_at=expires))
+    log.info("password_reset_requested", matched=len(found))
+
+
+async def confirm_reset(runtime: IdentityRuntime, *, token: str, new_password: str) -> None:
+    async with runtime.uow() as uow:
+        now = runtime.clock.now()
+        # One use, atomically: the UPDATE that marks it used is the check.
+        account_id = (
+            await uow.session.execute(
+                text(
+                    "UPDATE password_reset_tokens SET used_at = :now "
+                    "WHERE token_hash = :hash AND used_at IS NULL AND expires_at > :now RETURNING account_id"
+                ),
+                {"now": now, "hash": token_hash(token)},
+            )
+        ).scalar_one_or_none()
+        if account_id is None:
+            raise AppError(errors.RESET_TOKEN_INVALID)
+        account = await Accounts(uow.session).get(account_id, for_update=True)
+        assert account is not None
+        await set_password(runtime, uow, account, new_password)
+    log.info("password_reset", account_id=str(account_id))

@@ -1,0 +1,114 @@
+"""Every query of the operator view: listing with filters and a keyset cursor, replaying."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, and_, func, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from notifications.errors import EMAIL_NOT_FOUND, EMAIL_NOT_REPLAYABLE, INVALID_CURSOR
+from notifications.models import AWAITING_RECIPIENT, EMAIL_CHANNEL, FAILED, PENDING, SUPPRESSED, Email, EmailReplay
+from shared.errors import AppError
+
+REPLAYABLE = (FAILED, SUPPRESSED)
+
+
+@dataclass(frozen=True)
+class EmailFilter:
+    status: str | None = None
+    recipient: str | None = None
+    account_id: uuid.UUID | None = None
+    event_id: uuid.UUID | None = None
+    template: str | None = None
+
+
+def encode_cursor(email: Email) -> str:
+    raw = f"{email.created_at.isoformat()}|{email.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, _, email_id = raw.partition("|")
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is None:
+            raise ValueError("naive")
+        return moment, uuid.UUID(email_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise AppError(INVALID_CURSOR) from exc
+
+
+def _filtered(query: Select[Email], f: EmailFilter) -> Select[Email]:
+    if f.status:
+        query = query.where(Email.status == f.status)
+    if f.recipient:
+        query = query.where(func.lower(Email.to_address) == f.recipient.strip().lower())
+    if f.account_id:
+        query = query.where(Email.recipient_account_id == f.account_id)
+    if f.event_id:
+        query = query.where(Email.event_id == f.event_id)
+    if f.template:
+        query = query.where(Email.template == f.template)
+    return query
+
+
+async def list_emails(
+    session: AsyncSession, f: EmailFilter, *, limit: int, cursor: str | None
+) -> tuple[list[Email], str | None]:
+    """Newest first; the cursor is the (created_at, id) of the last item of the page."""
+    query = _filtered(select(Email), f)
+    if cursor:
+        created, email_id = decode_cursor(cursor)
+        query = query.where(or_(Email.created_at < created, and_(Email.created_at == created, Email.id < email_id)))
+    query = query.order_by(Email.created_at.desc(), Email.id.desc()).limit(limit + 1)
+    rows = list((await session.execute(query)).scalars())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1]) if more and rows else None
+
+
+async def get_email(session: AsyncSession, email_id: uuid.UUID) -> Email:
+    email = await session.get(Email, email_id)
+    if email is None:
+        raise AppError(EMAIL_NOT_FOUND)
+    return email
+
+
+async def replays_of(session: AsyncSession, email_id: uuid.UUID) -> list[EmailReplay]:
+    query = select(EmailReplay).where(EmailReplay.email_id == email_id).order_by(EmailReplay.replayed_at)
+    return list((await session.execute(query)).scalars())
+
+
+async def replay(session: AsyncSession, email_id: uuid.UUID, *, by: uuid.UUID, now: datetime) -> None:
+    """Back to the queue with fresh attempts; who did it and what it was before are audited."""
+    email = (await session.execute(select(Email).where(Email.id == email_id).with_for_update())).scalar_one_or_none()
+    if email is None:
+        raise AppError(EMAIL_NOT_FOUND)
+    if email.status not in REPLAYABLE:
+        raise AppError(EMAIL_NOT_REPLAYABLE, {"status": email.status})
+    session.add(
+        EmailReplay(
+            email_id=email.id,
+            replayed_by_account_id=by,
+            previous_status=email.status,
+            previous_error=email.last_error,
+            replayed_at=now,
+        )
+    )
+    await session.execute(
+        update(Email)
+        .where(Email.id == email.id)
+        .values(
+            status=PENDING if email.to_address else AWAITING_RECIPIENT,
+            attempts=0,
+            last_error=None,
+            next_attempt_at=now,
+        )
+    )
+    await session.execute(text("SELECT pg_notify(:c, '')"), {"c": EMAIL_CHANNEL})

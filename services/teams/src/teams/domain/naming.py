@@ -1,0 +1,114 @@
+"""T2: a team's name follows the form "XXX志愿服务队" or an equivalent team form; a bare company or
+school name is refused with a message saying what to use instead (FAQ T2)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from shared.errors import AppError
+from teams.errors import TEAM_NAME_FORM_REQUIRED, TEAM_NAME_NOT_ALLOWED
+
+#: endings that make a name a volunteer team's name (longest first so the stem is right)
+TEAM_FORMS: tuple[str, ...] = tuple(
+    sorted(
+        {
+            "志愿服务队",
+            "志愿者服务队",
+            "志愿服务总队",
+            "志愿服务大队",
+            "志愿服务支队",
+            "志愿服务分队",
+            "志愿服务小队",
+            "志愿者队",
+            "志愿者总队",
+            "志愿者大队",
+            "志愿者支队",
+            "志愿者分队",
+            "志愿者小队",
+            "志愿队",
+            "志愿者协会",
+            "志愿服务协会",
+            "志愿者服务协会",
+            "志愿者联合会",
+            "志愿服务联合会",
+            "志愿服务促进会",
+            "志愿服务中心",
+            "志愿者服务中心",
+            "志愿服务站",
+            "志愿者服务站",
+            "志愿者之家",
+            "志愿服务团",
+            "志愿者团",
+            "志愿服务团队",
+            "志愿者团队",
+            "志愿服务基金会",
+            "志愿者基金会",
+        },
+        key=len,
+        reverse=True,
+    )
+)
+
+#: endings of an institution's own name, which must not be used as the team's name as such
+INSTITUTION_ENDINGS: tuple[str, ...] = (
+    "有限责任公司",
+    "股份有限公司",
+    "有限公司",
+    "公司",
+    "集团",
+    "企业",
+    "工厂",
+    "厂",
+    "学校",
+    "大学",
+    "学院",
+    "中学",
+    "小学",
+    "幼儿园",
+    "医院",
+    "卫生院",
+    "银行",
+    "商店",
+    "超市",
+    "酒店",
+    "宾馆",
+    "事务所",
+    "研究所",
+    "研究院",
+    "委员会",
+    "政府",
+    "局",
+    "办事处",
+    "居委会",
+    "村委会",
+)
+
+MIN_LENGTH, MAX_LENGTH = 4, 60
+_SPACES = re.compile(r"\s+")
+
+
+def normalise(name: str) -> str:
+    """Full-width letters and digits to half-width, surrounding and repeated spaces removed."""
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", name)).strip()
+
+
+def check_team_name(raw: str) -> str:
+    """The normalised name, or a refusal that names the form to use."""
+    name = normalise(raw)
+    if any(name.endswith(form) for form in TEAM_FORMS):
+        stem = next(name[: -len(form)] for form in TEAM_FORMS if name.endswith(form))
+        if stem.strip() and MIN_LENGTH <= len(name) <= MAX_LENGTH:
+            return name
+        raise AppError(TEAM_NAME_FORM_REQUIRED, {"name": name, "forms": list(TEAM_FORMS)})
+    ending = next((e for e in INSTITUTION_ENDINGS if name.endswith(e)), None)
+    if ending is not None:
+        example = f"{name}志愿服务队"
+        raise AppError(
+            TEAM_NAME_NOT_ALLOWED,
+            {"name": name, "ending": ending, "suggested_form": "XXX志愿服务队", "example": example},
+            params={"example": example},
+        )
+    raise AppError(
+        TEAM_NAME_FORM_REQUIRED, {"name": name, "suggested_form": "XXX志愿服务队", "forms": list(TEAM_FORMS)}
+    )

@@ -1,0 +1,224 @@
+"""Every query of the teams service."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import regions
+from teams.models import (
+    APPROVED,
+    PENDING,
+    Invitation,
+    JoinRequest,
+    Membership,
+    RegionAdmin,
+    Team,
+    Volunteer,
+)
+
+
+class TeamsRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # -- teams ---------------------------------------------------------------------------------
+    async def team(self, team_id: uuid.UUID, *, for_update: bool = False) -> Team | None:
+        stmt = select(Team).where(Team.id == team_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def liaison_candidates(self, region_code: str) -> Sequence[Team]:
+        stmt = (
+            select(Team)
+            .where(Team.region_code == region_code, Team.liaison_authorised, Team.status == APPROVED)
+            .order_by(Team.name, Team.id)
+        )
+        return (await self.session.execute(stmt)).scalars().all()
+
+    async def list_teams(
+        self, *, region_prefix: str | None, after: tuple[str, uuid.UUID] | None, limit: int
+    ) -> Sequence[Team]:
+        stmt = select(Team).where(Team.status == APPROVED)
+        if region_prefix:
+            stmt = stmt.where(Team.region_code.startswith(region_prefix, autoescape=True))
+        if after is not None:
+            stmt = stmt.where(tuple_(Team.name, Team.id) > tuple_(*after))
+        return (await self.session.execute(stmt.order_by(Team.name, Team.id).limit(limit))).scalars().all()
+
+    async def overdue_reviews(self, submitted_before: datetime, limit: int) -> Sequence[Team]:
+        stmt = (
+            select(Team)
+            .where(Team.status == PENDING, Team.overdue_raised_at.is_(None), Team.submitted_at <= submitted_before)
+            .order_by(Team.submitted_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return (await self.session.execute(stmt)).scalars().all()
+
+    async def pending_reviews_of_teams(self, liaison_ids: Sequence[uuid.UUID]) -> Sequence[Team]:
+        if not liaison_ids:
+            return []
+        stmt = select(Team).where(Team.status == PENDING, Team.liaison_team_id.in_(liaison_ids))
+        return (await self.session.execute(stmt.order_by(Team.submitted_at))).scalars().all()
+
+    async def pending_authority_reviews(self) -> Sequence[Team]:
+        stmt = select(Team).where(Team.status == PENDING, Team.registration_authority_region.is_not(None))
+        return (await self.session.execute(stmt.order_by(Team.submitted_at))).scalars().all()
+
+    # -- memberships ---------------------------------------------------------------------------
+    async def membership(
+        self, team_id: uuid.UUID, account_id: uuid.UUID, *, for_update: bool = False
+    ) -> Membership | None:
+        stmt = select(Membership).where(Membership.team_id == team_id, Membership.account_id == account_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def admin_ids(self, team_id: uuid.UUID) -> list[uuid.UUID]:
+        stmt = (
+            select(Membership.account_id)
+            .where(Membership.team_id == team_id, Membership.is_admin)
+            .order_by(Membership.account_id)
+        )
+        return list((await self.session.execute(stmt)).scalars().all())
+
+    async def lock_admins(self, team_id: uuid.UUID) -> list[uuid.UUID]:
+        """The team's admins, locked, so two removals cannot both leave it without one."""
+        stmt = (
+            select(Membership.account_id)
+            .where(Membership.team_id == team_id, Membership.is_admin)
+            .order_by(Membership.account_id)
+            .with_for_update()
+        )
+        return list((await self.session.execute(stmt)).scalars().all())
+
+    async def teams_administered_by(self, account_id: uuid.UUID) -> list[uuid.UUID]:
+        stmt = select(Membership.team_id).where(Membership.account_id == account_id, Membership.is_admin)
+        return list((await self.session.execute(stmt)).scalars().all())
+
+    async def members_page(
+        self, team_id: uuid.UUID, *, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> Sequence[tuple[Membership, Volunteer | None]]:
+        stmt = (
+            select(Membership, Volunteer)
+            .outerjoin(Volunteer, Volunteer.account_id == Membership.account_id)
+            .where(Membership.team_id == team_id)
+        )
+        if after is not None:
+            stmt = stmt.where(tuple_(Membership.joined_at, Membership.account_id) > tuple_(*after))
+        stmt = stmt.order_by(Membership.joined_at, Membership.account_id).limit(limit)
+        return [(m, v) for m, v in (await self.session.execute(stmt)).all()]
+
+    async def my_memberships(self, account_id: uuid.UUID) -> Sequence[tuple[Membership, Team]]:
+        stmt = (
+            select(Membership, Team)
+            .join(Team, Team.id == Membership.team_id)
+            .where(Membership.account_id == account_id)
+            .order_by(Membership.joined_at)
+        )
+        return [(m, t) for m, t in (await self.session.execute(stmt)).all()]
+
+    # -- join requests and invitations --------------------------------------------------------
+    async def join_request(self, request_id: uuid.UUID, *, for_update: bool = False) -> JoinRequest | None:
+        stmt = select(JoinRequest).where(JoinRequest.id == request_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def pending_join_requests(
+        self, team_id: uuid.UUID, *, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> Sequence[tuple[JoinRequest, Volunteer | None]]:
+        stmt = (
+            select(JoinRequest, Volunteer)
+            .outerjoin(Volunteer, Volunteer.account_id == JoinRequest.account_id)
+            .where(JoinRequest.team_id == team_id, JoinRequest.status == PENDING)
+        )
+        if after is not None:
+            stmt = stmt.where(tuple_(JoinRequest.created_at, JoinRequest.id) > tuple_(*after))
+        stmt = stmt.order_by(JoinRequest.created_at, JoinRequest.id).limit(limit)
+        return [(r, v) for r, v in (await self.session.execute(stmt)).all()]
+
+    async def my_join_requests(self, account_id: uuid.UUID) -> Sequence[tuple[JoinRequest, Team]]:
+        stmt = (
+            select(JoinRequest, Team)
+            .join(Team, Team.id == JoinRequest.team_id)
+            .where(JoinRequest.account_id == account_id)
+            .order_by(JoinRequest.created_at.desc())
+            .limit(200)
+        )
+        return [(r, t) for r, t in (await self.session.execute(stmt)).all()]
+
+    async def invitation(self, invitation_id: uuid.UUID, *, for_update: bool = False) -> Invitation | None:
+        stmt = select(Invitation).where(Invitation.id == invitation_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def my_invitations(self, account_id: uuid.UUID) -> Sequence[tuple[Invitation, Team]]:
+        stmt = (
+            select(Invitation, Team)
+            .join(Team, Team.id == Invitation.team_id)
+            .where(Invitation.account_id == account_id, Invitation.status == PENDING)
+            .order_by(Invitation.created_at.desc())
+        )
+        return [(i, t) for i, t in (await self.session.execute(stmt)).all()]
+
+    # -- read models ---------------------------------------------------------------------------
+    async def volunteer(self, account_id: uuid.UUID) -> Volunteer | None:
+        return await self.session.get(Volunteer, account_id)
+
+    async def nearest_region_admins(self, region_code: str) -> list[uuid.UUID]:
+        """Regional admins of the region itself, else of the nearest region above that has any."""
+        chain = [r.code for r in regions.ancestors(region_code)] or [region_code]
+        stmt = select(RegionAdmin.account_id, RegionAdmin.region_code).where(
+            RegionAdmin.region_code.in_(chain), RegionAdmin.is_national.is_(False)
+        )
+        rows = (await self.session.execute(stmt)).all()
+        for code in chain:
+            found = sorted(account_id for account_id, region in rows if region == code)
+            if found:
+                return found
+        return []
+
+    async def merge_account(self, kept: uuid.UUID, merged: uuid.UUID) -> None:
+        """Move the merged record's memberships, requests and invitations to the kept one."""
+        kept_rows = {
+            m.team_id: m
+            for m in (await self.session.execute(select(Membership).where(Membership.account_id == kept))).scalars()
+        }
+        old_rows = (await self.session.execute(select(Membership).where(Membership.account_id == merged))).scalars()
+        for old in list(old_rows):
+            current = kept_rows.get(old.team_id)
+            if current is None:
+                await self.session.execute(
+                    update(Membership)
+                    .where(Membership.team_id == old.team_id, Membership.account_id == merged)
+                    .values(account_id=kept)
+                )
+                continue
+            current.is_admin = current.is_admin or old.is_admin
+            current.is_project_lead = current.is_project_lead or old.is_project_lead
+            current.joined_at = min(current.joined_at, old.joined_at)
+            await self.session.delete(old)
+        await self.session.flush()
+        # Pending requests/invitations of the merged record that would collide are dropped.
+        for model in (JoinRequest, Invitation):
+            clash = select(model.team_id).where(model.account_id == kept, model.status == PENDING)
+            await self.session.execute(
+                delete(model).where(model.account_id == merged, model.status == PENDING, model.team_id.in_(clash))
+            )
+            await self.session.execute(update(model).where(model.account_id == merged).values(account_id=kept))
+        await self.session.execute(
+            update(Team).where(Team.applicant_account_id == merged).values(applicant_account_id=kept)
+        )
+        await self.session.execute(delete(Volunteer).where(Volunteer.account_id == merged))
+
+    async def count_admins(self, team_id: uuid.UUID) -> int:
+        stmt = select(func.count()).where(Membership.team_id == team_id, Membership.is_admin)
+        return int((await self.session.execute(stmt)).scalar_one())

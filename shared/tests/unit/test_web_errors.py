@@ -1,0 +1,215 @@
+"""Error rendering: one shape, Chinese by default, English on request, never a 500 for bad input."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import OperationalError
+
+from shared.errors import (
+    CONFLICT,
+    NOT_FOUND,
+    VALIDATION_FAILED,
+    AppError,
+    ErrorSpec,
+    error_responses,
+    preferred_language,
+)
+from shared.web import configure_app
+
+QUOTA_FULL = ErrorSpec("quota_full", 409, "名额已满(上限 {limit} 人)", "The quota of {limit} is full")
+LIMIT = 2048
+
+
+class ItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=20)
+    count: int
+
+
+def make_app() -> FastAPI:
+    app = FastAPI()
+    configure_app(app, service="webtest", cors_origins=[], max_body_bytes=LIMIT, body_limits={"/api/v1/big": 10_000})
+
+    @app.post("/api/v1/items", status_code=201)
+    async def create(item: ItemIn) -> dict[str, str]:
+        return {"name": item.name}
+
+    @app.post("/api/v1/big", status_code=201)
+    async def big(item: ItemIn) -> dict[str, str]:
+        return {"name": item.name}
+
+    @app.get("/api/v1/quota")
+    async def quota() -> None:
+        raise AppError(QUOTA_FULL, {"limit": 30}, params={"limit": 30})
+
+    @app.get("/api/v1/conflict")
+    async def conflict() -> None:
+        raise AppError(CONFLICT)
+
+    @app.get("/api/v1/db-gone")
+    async def db_gone() -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+    @app.get("/api/v1/db-gone-wrapped")
+    async def db_gone_wrapped() -> None:
+        try:
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+        except asyncpg.exceptions.ConnectionDoesNotExistError as exc:
+            raise RuntimeError("loading the team failed") from exc
+
+    @app.get("/api/v1/bug")
+    async def bug() -> None:
+        raise ZeroDivisionError
+
+    return app
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=make_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        yield c
+
+
+def assert_error_shape(response: httpx.Response, status: int, code: str) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body: dict[str, object] = response.json()
+    assert set(body) == {"code", "message", "detail"}
+    assert body["code"] == code
+    return body
+
+
+async def test_message_is_chinese_by_default(client: httpx.AsyncClient) -> None:
+    body = assert_error_shape(await client.get("/api/v1/conflict"), 409, "conflict")
+    assert body["message"] == CONFLICT.zh
+
+
+async def test_message_is_english_when_accept_language_prefers_it(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/conflict", headers={"Accept-Language": "en-US,en;q=0.9,zh;q=0.5"})
+    body = assert_error_shape(response, 409, "conflict")
+    assert body["message"] == CONFLICT.en
+    assert response.headers["content-language"] == "en"
+
+
+async def test_chinese_ranked_first_wins_over_english(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/conflict", headers={"Accept-Language": "en;q=0.4, zh-CN"})
+    assert response.json()["message"] == CONFLICT.zh
+
+
+async def test_params_fill_the_message_and_detail_passes_through(client: httpx.AsyncClient) -> None:
+    zh = assert_error_shape(await client.get("/api/v1/quota"), 409, "quota_full")
+    en = (await client.get("/api/v1/quota", headers={"Accept-Language": "en"})).json()
+    assert zh["message"] == "名额已满(上限 30 人)"
+    assert en["message"] == "The quota of 30 is full"
+    assert zh["detail"] == {"limit": 30}
+
+
+async def test_invalid_body_is_422_validation_failed_with_field_locations(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/v1/items", json={"name": "", "count": "many", "extra": 1})
+    body = assert_error_shape(response, 422, "validation_failed")
+    assert body["message"] == VALIDATION_FAILED.zh
+    assert isinstance(body["detail"], list)
+    locations = {tuple(e["loc"]) for e in body["detail"]}
+    assert ("body", "name") in locations
+    assert ("body", "count") in locations
+    assert ("body", "extra") in locations
+
+
+async def test_malformed_json_is_400_malformed_json(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/items", content=b'{"name": "x", "count": ', headers={"Content-Type": "application/json"}
+    )
+    assert_error_shape(response, 400, "malformed_json")
+
+
+async def test_unknown_route_is_not_found_json(client: httpx.AsyncClient) -> None:
+    body = assert_error_shape(await client.get("/api/v1/nothing-here"), 404, "not_found")
+    assert body["message"] == NOT_FOUND.zh
+
+
+async def test_wrong_method_is_405_json(client: httpx.AsyncClient) -> None:
+    assert_error_shape(await client.delete("/api/v1/items"), 405, "method_not_allowed")
+
+
+async def test_lost_database_is_503_service_unavailable(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/db-gone")
+    assert_error_shape(response, 503, "service_unavailable")
+    assert response.headers["retry-after"]
+
+
+async def test_database_error_in_the_cause_chain_is_503(client: httpx.AsyncClient) -> None:
+    assert_error_shape(await client.get("/api/v1/db-gone-wrapped"), 503, "service_unavailable")
+
+
+async def test_a_bug_is_500_internal_error_in_the_same_shape(client: httpx.AsyncClient) -> None:
+    assert_error_shape(await client.get("/api/v1/bug"), 500, "internal_error")
+
+
+async def test_oversized_body_is_413_payload_too_large(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/items", content=b"x" * (LIMIT + 1), headers={"Content-Type": "application/json"}
+    )
+    body = assert_error_shape(response, 413, "payload_too_large")
+    assert body["detail"] == {"limit_bytes": LIMIT}
+
+
+async def test_oversized_streamed_body_without_length_is_413(client: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b" " * 1024
+
+    response = await client.post("/api/v1/items", content=chunks(), headers={"Content-Type": "application/json"})
+    assert_error_shape(response, 413, "payload_too_large")
+
+
+async def test_route_with_a_larger_limit_accepts_what_the_default_refuses(client: httpx.AsyncClient) -> None:
+    padded = b'{"name": "x", "count": 1}' + b" " * (LIMIT + 10)
+    response = await client.post("/api/v1/big", content=padded, headers={"Content-Type": "application/json"})
+    assert response.status_code == 201, response.text
+
+
+async def test_wrong_content_type_is_415(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/v1/items", content=b"name=x", headers={"Content-Type": "text/plain"})
+    body = assert_error_shape(response, 415, "unsupported_media_type")
+    assert body["detail"] == {"content_type": "text/plain"}
+
+
+async def test_valid_request_passes_and_gets_a_request_id(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/v1/items", json={"name": "x", "count": 1})
+    assert response.status_code == 201
+    assert response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    ("header", "lang"),
+    [
+        (None, "zh"),
+        ("", "zh"),
+        ("en", "en"),
+        ("en-GB", "en"),
+        ("zh-CN,zh;q=0.9,en;q=0.8", "zh"),
+        ("fr, en;q=0.5", "zh"),
+        ("en;q=0.9, zh;q=0.8", "en"),
+        ("en;q=bogus, zh", "zh"),
+    ],
+)
+def test_preferred_language(header: str | None, lang: str) -> None:
+    assert preferred_language(header) == lang
+
+
+def test_error_responses_document_every_code_under_its_status() -> None:
+    responses = error_responses(CONFLICT, QUOTA_FULL, NOT_FOUND)
+    assert set(responses) == {404, 409}
+    assert "`conflict`" in responses[409]["description"]
+    assert "`quota_full`" in responses[409]["description"]
+
+
+def test_message_with_missing_params_falls_back_to_the_template() -> None:
+    assert QUOTA_FULL.message("en", {"other": 1}) == QUOTA_FULL.en
