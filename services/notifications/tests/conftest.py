@@ -1,5 +1,6 @@
 """A notifications service running over the real RabbitMQ, PostgreSQL and an aiosmtpd server,
-and a publisher that sends other services' events to it through the broker."""
+and a producer that sends other services' events to it the way they do: committed into a
+producer database's outbox, published by an OutboxRelay."""
 
 from __future__ import annotations
 
@@ -20,8 +21,11 @@ from shared.auth import ROLE_NATIONAL_ADMIN, TokenSigner, TokenVerifier
 from shared.clock import Clock
 from shared.contracts.base import Event
 from shared.contracts.identity import AccountRegistered
+from shared.db import UnitOfWork, asyncpg_dsn, make_engine, make_session_factory, new_metadata
 from shared.messaging.amqp import AmqpBroker
 from shared.messaging.envelope import Envelope
+from shared.messaging.relay import OutboxRelay
+from shared.messaging.tables import define_messaging_tables
 from shared.testing import TEST_OVERRIDES, SmtpServer, eventually, running
 
 #: short back-off so retries happen within a test
@@ -46,12 +50,70 @@ def envelope_for(event: Event, *, event_id: uuid.UUID | None = None, occurred_at
     )
 
 
+class Producer:
+    """A producing service reduced to its outbox: ``produce`` commits events in one transaction
+    (as identity, teams or projects do with their state), an OutboxRelay publishes them."""
+
+    def __init__(self, database_url: str, amqp_url: str) -> None:
+        self.database_url = database_url
+        self.metadata = new_metadata()
+        self.messaging = define_messaging_tables(self.metadata, "producer")
+        self.engine = make_engine(database_url, pool_size=5, max_overflow=5)
+        self.session_factory = make_session_factory(self.engine)
+        self.broker = AmqpBroker(amqp_url)
+        self.relay = OutboxRelay(
+            self.engine,
+            self.messaging,
+            self.broker,
+            service="producer",
+            listen_dsn=asyncpg_dsn(database_url),
+            poll_interval=0.2,
+        )
+
+    async def start(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(self.metadata.create_all)
+        await self.relay.start()
+
+    async def stop(self) -> None:
+        await self.relay.stop()
+        await self.broker.close()
+        await self.engine.dispose()
+
+    async def produce(self, *events: Event) -> list[uuid.UUID]:
+        """Commit the events (one transaction); returns their event ids."""
+        uow = UnitOfWork(self.session_factory, self.messaging, producer=events[0].producer)
+        async with uow:
+            for event in events:
+                uow.raise_event(event)
+        return list(uow.committed_event_ids)
+
+    async def redeliver(self, event_id: uuid.UUID) -> None:
+        """Publish an already published event again, as a relay that died between publishing
+        and marking does."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                self.messaging.outbox.update().where(self.messaging.outbox.c.id == event_id).values(published_at=None)
+            )
+        self.relay.wake()
+
+    async def published(self, event_id: uuid.UUID) -> bool:
+        async with self.engine.connect() as conn:
+            row = await conn.execute(
+                self.messaging.outbox.select().where(
+                    self.messaging.outbox.c.id == event_id, self.messaging.outbox.c.published_at.is_not(None)
+                )
+            )
+            return row.first() is not None
+
+
 @dataclass
 class Service:
     """One running notifications service, as a test sees it."""
 
     client: httpx.AsyncClient
     runtime: NotificationsRuntime
+    producer: Producer
     publisher: AmqpBroker
     smtp: SmtpServer
     admin_token: str
@@ -62,7 +124,12 @@ class Service:
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_token}"}
 
+    async def produce(self, *events: Event) -> list[uuid.UUID]:
+        """Events committed by their producing service, delivered through its relay."""
+        return await self.producer.produce(*events)
+
     async def publish(self, event: Event, **kwargs: Any) -> Envelope:
+        """An envelope put on the broker directly (to deliver the very same event again)."""
         envelope = envelope_for(event, **kwargs)
         await self.publisher.publish(envelope)
         return envelope
@@ -71,7 +138,7 @@ class Service:
         """An account known to the recipients read model (its welcome email consumed)."""
         account_id = uuid.uuid4()
         address = f"u-{account_id.hex[:12]}@example.org"
-        await self.publish(
+        await self.produce(
             AccountRegistered(
                 account_id=account_id,
                 username=f"u{account_id.hex[:10]}",
@@ -90,6 +157,19 @@ class Service:
         assert response.status_code == 200, response.text
         items: list[dict[str, Any]] = response.json()["items"]
         return items
+
+    async def handled(self, event_id: uuid.UUID, handler: str) -> None:
+        """Wait until the handler consumed the event (its inbox row is committed)."""
+        inbox = self.runtime.messaging.inbox
+
+        async def check() -> bool:
+            async with self.runtime.engine.connect() as conn:
+                row = await conn.execute(
+                    inbox.select().where(inbox.c.message_id == event_id, inbox.c.handler == handler)
+                )
+                return row.first() is not None
+
+        await eventually(check, timeout=20, interval=0.1)
 
     async def settled(self, event_id: uuid.UUID, count: int = 1, status: str = "sent") -> list[dict[str, Any]]:
         """Wait until the event's ``count`` emails reached ``status``."""
@@ -113,12 +193,21 @@ async def publisher(amqp_url: str) -> AsyncIterator[AmqpBroker]:
 
 
 @pytest.fixture(scope="session")
+async def producer(amqp_url: str, database_factory: Callable[[str], Awaitable[str]]) -> AsyncIterator[Producer]:
+    made = Producer(await database_factory("producer"), amqp_url)
+    await made.start()
+    yield made
+    await made.stop()
+
+
+@pytest.fixture(scope="session")
 def start_service(
     amqp_url: str,
     database_factory: Callable[[str], Awaitable[str]],
     signer: TokenSigner,
     verifier_for: Callable[..., TokenVerifier],
     publisher: AmqpBroker,
+    producer: Producer,
 ) -> StartService:
     @asynccontextmanager
     async def start(
@@ -140,6 +229,6 @@ def start_service(
         app = create_app(settings, runtime)
         async with running(app) as client:
             token = signer.issue(uuid.uuid4(), roles=[ROLE_NATIONAL_ADMIN])
-            yield Service(client, runtime, publisher, smtp, token, url)
+            yield Service(client, runtime, producer, publisher, smtp, token, url)
 
     return start

@@ -44,7 +44,7 @@ def build_runtime(
     dsn = asyncpg_dsn(settings.database_url)
 
     async def listen_for_emails() -> None:
-        await listen_forever(dsn, EMAIL_CHANNEL, runtime.sender.wake.set)
+        await listen_forever(dsn, EMAIL_CHANNEL, runtime.sender.wake)
 
     runtime.background += [runtime.sender.run, listen_for_emails]
     return runtime

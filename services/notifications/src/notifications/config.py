@@ -31,6 +31,8 @@ class NotificationsSettings(ServiceSettings):
         "so these emails are not filtered as spam."
     )
     mail_send_batch: int = 20
+    #: concurrent send loops, each with its own kept-open SMTP connection
+    mail_senders: int = 4
     #: attempts before a temporarily failing email is marked failed; with the default back-off
     #: (5 s doubling, capped at 30 min) that is about two hours of SMTP outage
     mail_max_attempts: int = 12

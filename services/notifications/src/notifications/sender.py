@@ -1,9 +1,17 @@
 """Sends queued emails: claims due rows with SKIP LOCKED (replicas are safe), sends, records.
 
-A temporary failure (server down, 4xx) schedules another attempt with exponential back-off
-and jitter; a permanent one (5xx) or the last attempt marks the email failed with the
-reason, where operators see and replay it. A crash mid-send leaves the row pending, so it
-is sent again after the restart: nothing is lost.
+``mail_senders`` loops run side by side, each claiming its own batch (and, in the SMTP
+transport, using its own kept-open connection). A temporary failure (server down, 4xx)
+schedules another attempt with exponential back-off and jitter; a permanent one (5xx) or the
+last attempt marks the email failed with the reason, where operators see and replay it.
+
+A crash mid-send leaves the claimed rows pending (their transaction never commits), so they
+are sent again after the restart: nothing is lost. An email the server accepted just before
+the crash is sent a second time with the same Message-ID (derived from its unique key), which
+mail systems fold into one; SMTP offers nothing stronger.
+
+Failpoints for crash tests: ``sender_before_send`` (batch claimed, nothing sent) and
+``sender_after_send`` (sent, not yet recorded).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from notifications.models import PENDING, Email
 from notifications.models import SENT as SENT_STATUS
 from notifications.transport import PermanentSendError, TemporarySendError, Transport
 from shared.clock import Clock
+from shared.failpoints import failpoint
 from shared.logging import get_logger
 
 log = get_logger("notifications.sender")
@@ -43,7 +52,12 @@ class EmailSender:
         self.transport = transport
         self.settings = settings
         self.clock = clock
-        self.wake = asyncio.Event()
+        self._wakes = [asyncio.Event() for _ in range(max(1, settings.mail_senders))]
+
+    def wake(self) -> None:
+        """New emails are due (LISTEN/NOTIFY from the queueing transaction)."""
+        for event in self._wakes:
+            event.set()
 
     def retry_delay(self, attempts: int) -> float:
         """Exponential back-off with ±50 % jitter (so a fleet of deferred emails does not hit a
@@ -53,6 +67,12 @@ class EmailSender:
         return float(min(self.settings.mail_retry_max_seconds, jittered))
 
     async def run(self) -> None:
+        try:
+            await asyncio.gather(*(self._loop(wake) for wake in self._wakes))
+        finally:
+            await self.transport.close()
+
+    async def _loop(self, wake: asyncio.Event) -> None:
         backoff = 0.5
         while True:
             try:
@@ -67,9 +87,9 @@ class EmailSender:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
                 continue
-            self.wake.clear()
+            wake.clear()
             try:
-                await asyncio.wait_for(self.wake.wait(), timeout=self.settings.mail_poll_interval)
+                await asyncio.wait_for(wake.wait(), timeout=self.settings.mail_poll_interval)
             except TimeoutError:
                 pass
 
@@ -90,15 +110,25 @@ class EmailSender:
                 .scalars()
                 .all()
             )
+            if emails:
+                failpoint("sender_before_send")
+            server_down: TemporarySendError | None = None
             for email in emails:
-                await self._send_one(session, email)
+                server_down = await self._send_one(session, email, server_down)
             return len(emails)
 
-    async def _send_one(self, session: AsyncSession, email: Email) -> None:
+    async def _send_one(
+        self, session: AsyncSession, email: Email, server_down: TemporarySendError | None
+    ) -> TemporarySendError | None:
+        """Send one email and record the outcome. Once the server could not be reached, the rest
+        of the batch is deferred with that reason without trying: a dead server would otherwise
+        cost a connection timeout per email while the batch's rows stay locked."""
         attempts = email.attempts + 1
         now = self.clock.now()
         values: dict[str, object]
         try:
+            if server_down is not None:
+                raise server_down
             await self.transport.send(email)
         except PermanentSendError as exc:
             FAILED.labels(email.template).inc()
@@ -107,11 +137,15 @@ class EmailSender:
             values = {"status": FAILED_STATUS, "attempts": attempts, "last_error": str(exc)[:1000]}
         except Exception as exc:
             values = self._deferred(email, attempts, now, exc)
+            if isinstance(exc, TemporarySendError) and exc.unreachable:
+                server_down = exc
         else:
+            failpoint("sender_after_send")
             SENT.labels(email.template).inc()
-            log.info("email_sent", email_id=str(email.id), template=email.template)
+            log.debug("email_sent", email_id=str(email.id), template=email.template)
             values = {"status": SENT_STATUS, "attempts": attempts, "sent_at": now, "last_error": None}
         await session.execute(update(Email).where(Email.id == email.id).values(**values))
+        return server_down
 
     def _deferred(self, email: Email, attempts: int, now: datetime, exc: Exception) -> dict[str, object]:
         # TemporarySendError (server down, timeout, 4xx) or a bug building the message: a poison

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from typing import Protocol
@@ -17,11 +18,17 @@ class PermanentSendError(Exception):
 
 
 class TemporarySendError(Exception):
-    """Server down, timeout, 4xx: try again later."""
+    """Server down, timeout, 4xx: try again later. ``unreachable``: no connection at all."""
+
+    def __init__(self, reason: str, *, unreachable: bool = False) -> None:
+        super().__init__(reason)
+        self.unreachable = unreachable
 
 
 class Transport(Protocol):
     async def send(self, email: Email) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 def build_message(email: Email, settings: NotificationsSettings) -> EmailMessage:
@@ -31,44 +38,105 @@ def build_message(email: Email, settings: NotificationsSettings) -> EmailMessage
     message["Subject"] = email.subject
     message["Message-ID"] = email.message_id
     message["Date"] = formatdate(localtime=False, usegmt=True)
-    message["Content-Language"] = "en" if email.language == "en" else "zh-CN"
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(email.body_text)
     message.add_alternative(email.body_html, subtype="html")
+    # after the content: set_content drops every Content-* header set before it
+    message["Content-Language"] = "en" if email.language == "en" else "zh-CN"
     return message
 
 
 class SmtpTransport:
+    """aiosmtplib over a small pool of kept-open connections: one SMTP handshake per connection,
+    not per email. A connection that failed is closed and never reused; a kept connection the
+    server dropped meanwhile is replaced once at once, without counting as a failed attempt."""
+
     def __init__(self, settings: NotificationsSettings) -> None:
         self.settings = settings
+        self._idle: list[aiosmtplib.SMTP] = []
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        client = aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_username,
+            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            start_tls=s.smtp_starttls,
+            timeout=s.smtp_timeout,
+        )
+        await client.connect()
+        return client
 
     async def send(self, email: Email) -> None:
-        s = self.settings
+        message = build_message(email, self.settings)
+        while self._idle:
+            client = self._idle.pop()
+            try:
+                await self._send_on(client, message)
+                return
+            except _StaleConnection:
+                continue  # dropped while idle: try the next one (or a fresh connection)
         try:
-            await aiosmtplib.send(
-                build_message(email, s),
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=s.smtp_username,
-                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-                start_tls=s.smtp_starttls,
-                timeout=s.smtp_timeout,
-            )
+            client = await self._connect()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise TemporarySendError(f"cannot connect: {type(exc).__name__}", unreachable=True) from exc
+        try:
+            await self._send_on(client, message)
+        except _StaleConnection as exc:
+            raise TemporarySendError("the server closed the connection") from exc
+
+    async def _send_on(self, client: aiosmtplib.SMTP, message: EmailMessage) -> None:
+        keep = False
+        try:
+            await client.send_message(message)
+            keep = True
         except aiosmtplib.SMTPRecipientsRefused as exc:
+            keep = True  # the session is fine, this recipient is not
             codes = [r.code for r in exc.recipients]
             if codes and all(c >= 500 for c in codes):
-                raise PermanentSendError(f"recipient refused: {codes}") from exc
+                raise PermanentSendError(_reason(exc.recipients[0].code, exc.recipients[0].message)) from exc
             raise TemporarySendError(f"recipient deferred: {codes}") from exc
+        except aiosmtplib.SMTPServerDisconnected as exc:
+            raise _StaleConnection() from exc
+        except (ValueError, aiosmtplib.SMTPNotSupported) as exc:
+            keep = True  # refused before anything was sent: no retry can fix the address
+            raise PermanentSendError(f"address not deliverable: {type(exc).__name__}") from exc
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code >= 500:
-                raise PermanentSendError(f"{exc.code} {exc.message}") from exc
-            raise TemporarySendError(f"{exc.code} {exc.message}") from exc
+                raise PermanentSendError(_reason(exc.code, exc.message)) from exc
+            raise TemporarySendError(_reason(exc.code, exc.message)) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise TemporarySendError(repr(exc)) from exc
+            raise TemporarySendError(type(exc).__name__) from exc
+        finally:
+            if keep and client.is_connected and len(self._idle) < self.settings.mail_senders:
+                self._idle.append(client)
+            else:
+                client.close()
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for client in idle:
+            client.close()
+
+
+class _StaleConnection(Exception):
+    pass
+
+
+def _reason(code: int, message: str) -> str:
+    # Servers often echo the address in their answer: keep the code and the text without it.
+    return f"{code} {_ADDRESS.sub('<address>', message)}"[:500]
+
+
+_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
 
 
 class MailboxTransport:
     """Standalone mode: the row itself is the mailbox; 'sending' only marks it delivered."""
 
     async def send(self, email: Email) -> None:
+        return None
+
+    async def close(self) -> None:
         return None

@@ -1,0 +1,350 @@
+"""N1/N3: every message, triggered by its real event committed in a producer's outbox, relayed over
+RabbitMQ and received by the aiosmtpd server: recipient, language, content, sender and the
+allow-list advice."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from notifications.config import NotificationsSettings
+from notifications.models import Recipient
+from shared.contracts.identity import (
+    AccountContactChanged,
+    AccountRegistered,
+    PasswordResetRequested,
+    TemporaryPasswordSet,
+    VolunteerVerificationChanged,
+    VolunteerVerified,
+)
+from shared.contracts.projects import (
+    ApplicationAdmitted,
+    ApplicationLeft,
+    ApplicationRejected,
+    ProjectClosed,
+    ProjectExtended,
+)
+from shared.contracts.teams import TeamApproved, TeamRejected, TeamReviewOverdue, TeamReviewReminderRequested
+from shared.testing import ReceivedEmail, SmtpServer, eventually
+
+from .conftest import Service, StartService
+
+DEFAULTS = NotificationsSettings()
+
+
+@pytest.fixture(scope="module")
+async def service(start_service: StartService, smtp_server: SmtpServer) -> AsyncIterator[Service]:
+    async with start_service(smtp_server) as svc:
+        yield svc
+
+
+async def one_email_to(service: Service, address: str, subject_part: str) -> ReceivedEmail:
+    [email] = await service.smtp.wait_for(lambda m: address in m.rcpt_tos and subject_part in m.subject, timeout=30)
+    return email
+
+
+def assert_sender_and_advice(email: ReceivedEmail, *, english: bool = False) -> None:
+    """N3: the operator's sender name and address, and the advice to allow-list it, from settings."""
+    assert DEFAULTS.mail_from_address in email.message["From"]
+    assert email.message["From"].addresses[0].display_name == DEFAULTS.mail_from_name
+    advice = DEFAULTS.mail_allowlist_advice_en if english else DEFAULTS.mail_allowlist_advice
+    assert advice in email.text()
+    assert DEFAULTS.mail_from_address in email.text()
+    assert DEFAULTS.mail_from_address in email.html()
+    assert email.message["Content-Language"] == ("en" if english else "zh-CN")
+
+
+async def test_sign_up_is_welcomed_in_chinese_by_default(service: Service) -> None:
+    account_id = uuid.uuid4()
+    address = f"welcome-{account_id.hex[:10]}@example.org"
+    await service.produce(
+        AccountRegistered(account_id=account_id, username="zhangsan88", display_name="张三", email=address)
+    )
+    email = await one_email_to(service, address, "欢迎")
+    assert email.rcpt_tos == [address]
+    assert "张三" in email.text()
+    assert "zhangsan88" in email.text()
+    assert "<strong>zhangsan88</strong>" in email.html()
+    assert_sender_and_advice(email)
+
+
+async def test_sign_up_is_welcomed_in_english_for_a_recipient_who_chose_it(service: Service) -> None:
+    account_id = uuid.uuid4()
+    address = f"welcome-en-{account_id.hex[:10]}@example.org"
+    await service.produce(
+        AccountRegistered(account_id=account_id, username="alice01", display_name="Alice", email=address, language="en")
+    )
+    email = await one_email_to(service, address, "Welcome")
+    assert "Alice" in email.text()
+    assert "alice01" in email.text()
+    assert_sender_and_advice(email, english=True)
+
+
+async def test_html_part_escapes_what_users_typed(service: Service) -> None:
+    account_id = uuid.uuid4()
+    address = f"escape-{account_id.hex[:10]}@example.org"
+    await service.produce(
+        AccountRegistered(account_id=account_id, username="u1", display_name="<b>王五</b>", email=address)
+    )
+    email = await one_email_to(service, address, "欢迎")
+    assert "&lt;b&gt;王五&lt;/b&gt;" in email.html()
+    assert "<b>王五</b>" not in email.html()
+
+
+async def test_verification_success_carries_the_volunteer_number(service: Service) -> None:
+    account_id, address = await service.register()
+    await service.produce(
+        VolunteerVerified(
+            account_id=account_id,
+            volunteer_number="11010520261125000001",
+            masked_name="李*",
+            region_code="110105",
+            verified_at=datetime.now(UTC),
+        )
+    )
+    email = await one_email_to(service, address, "实名认证已通过")
+    assert "11010520261125000001" in email.text()
+    assert "人工审核" not in email.text()
+    assert_sender_and_advice(email)
+
+
+async def test_manual_review_outcomes_are_mailed_both_ways(service: Service) -> None:
+    passed_id, passed = await service.register()
+    failed_id, failed = await service.register(language="en", name="Bob")
+    await service.produce(
+        VolunteerVerified(
+            account_id=passed_id,
+            volunteer_number="11010520261125000002",
+            masked_name="李*",
+            region_code="110105",
+            verified_at=datetime.now(UTC),
+            manual=True,
+        ),
+        VolunteerVerificationChanged(
+            account_id=failed_id, status="failed", reason="证件照片不清晰 / photo unreadable", manual=True
+        ),
+    )
+    ok = await one_email_to(service, passed, "实名认证已通过")
+    assert "人工审核" in ok.text()
+    refused = await one_email_to(service, failed, "not")
+    assert "manual review" in refused.text().lower()
+    assert "photo unreadable" in refused.text()
+    assert_sender_and_advice(refused, english=True)
+
+
+async def test_verification_status_changes_other_than_failure_send_nothing_twice(service: Service) -> None:
+    account_id, address = await service.register()
+    [pending_event, verified_status_event] = await service.produce(
+        VolunteerVerificationChanged(account_id=account_id, status="pending"),
+        VolunteerVerificationChanged(account_id=account_id, status="verified"),
+    )
+    await service.handled(pending_event, "verification_email")
+    await service.handled(verified_status_event, "verification_email")
+    assert await service.emails(event_id=str(pending_event)) == []
+    assert await service.emails(event_id=str(verified_status_event)) == []
+    # The success email comes from volunteer.verified alone; only the welcome reached this address.
+    assert len(service.smtp.to(address)) == 1
+
+
+async def test_password_reset_link_is_mailed_with_its_expiry_in_china_time(service: Service) -> None:
+    account_id, address = await service.register()
+    expires = datetime(2026, 11, 26, 2, 30, tzinfo=UTC)  # 10:30 in Beijing
+    url = f"https://volunteer.example.org/reset#{uuid.uuid4().hex}"
+    await service.produce(PasswordResetRequested(account_id=account_id, reset_url=url, expires_at=expires))
+    email = await one_email_to(service, address, "重置密码")
+    assert url in email.text()
+    assert f'href="{url}"' in email.html()
+    assert "2026-11-26 10:30" in email.text()
+
+
+async def test_temporary_password_notice_never_contains_a_password(service: Service) -> None:
+    account_id, address = await service.register()
+    await service.produce(
+        TemporaryPasswordSet(account_id=account_id, set_by_account_id=uuid.uuid4(), by_team_id=uuid.uuid4())
+    )
+    email = await one_email_to(service, address, "临时密码")
+    assert "本邮件不包含密码" in email.text()
+    assert "团体的管理员" in email.text()
+
+
+async def test_team_review_outcomes_reach_the_applicant(service: Service) -> None:
+    applicant, address = await service.register()
+    await service.produce(
+        TeamApproved(
+            team_id=uuid.uuid4(),
+            name="朝阳助老服务队",
+            region_code="110105",
+            applicant_account_id=applicant,
+            reviewed_by_account_id=uuid.uuid4(),
+        ),
+        TeamRejected(
+            team_id=uuid.uuid4(),
+            name="海淀环保队",
+            applicant_account_id=applicant,
+            reviewed_by_account_id=uuid.uuid4(),
+            reason="登记材料缺少负责人信息",
+        ),
+    )
+    approved = await one_email_to(service, address, "审核已通过")
+    assert "朝阳助老服务队" in approved.subject
+    rejected = await one_email_to(service, address, "审核未通过")
+    assert "登记材料缺少负责人信息" in rejected.text()
+
+
+async def test_review_reminder_reaches_every_reviewer_in_their_language(service: Service) -> None:
+    reviewer_zh, address_zh = await service.register()
+    reviewer_en, address_en = await service.register(language="en", name="Carol")
+    await service.produce(
+        TeamReviewReminderRequested(
+            team_id=uuid.uuid4(),
+            name="西城义工队",
+            applicant_account_id=uuid.uuid4(),
+            reviewer_account_ids=[reviewer_zh, reviewer_en],
+            requested_at=datetime.now(UTC),
+            days_waiting=4,
+        )
+    )
+    zh = await one_email_to(service, address_zh, "提醒审核")
+    assert "4 天" in zh.text()
+    assert "西城义工队" in zh.text()
+    en = await one_email_to(service, address_en, "Review reminder")
+    assert "Carol" in en.text()
+    assert "4 days" in en.text()
+
+
+async def test_escalation_reaches_reviewers_and_region_admins_once_each(service: Service) -> None:
+    reviewer, reviewer_address = await service.register()
+    admin, admin_address = await service.register()
+    [event_id] = await service.produce(
+        TeamReviewOverdue(
+            team_id=uuid.uuid4(),
+            name="东城应急队",
+            region_code="110101",
+            applicant_account_id=uuid.uuid4(),
+            # the reviewer is also one of the region's admins: one email, not two
+            reviewer_account_ids=[reviewer, admin],
+            region_admin_account_ids=[admin],
+            submitted_at=datetime(2026, 11, 18, 17, 0, tzinfo=UTC),  # 19 Nov in Beijing
+        )
+    )
+    await service.settled(event_id, count=2)
+    for address in (reviewer_address, admin_address):
+        email = await one_email_to(service, address, "审核超时")
+        assert "2026-11-19" in email.text()
+
+
+async def test_admission_and_rejection_reach_the_volunteer(service: Service) -> None:
+    volunteer, address = await service.register()
+    common = {"project_id": uuid.uuid4(), "position_id": uuid.uuid4(), "account_id": volunteer}
+    await service.produce(
+        ApplicationAdmitted(
+            application_id=uuid.uuid4(), project_title="社区图书角", position_name="图书整理", **common
+        ),
+        ApplicationRejected(
+            application_id=uuid.uuid4(),
+            project_title="马拉松补给站",
+            position_name="补给",
+            reason="名额已满",
+            **common,
+        ),
+    )
+    admitted = await one_email_to(service, address, "录用")
+    assert "社区图书角" in admitted.text()
+    assert "图书整理" in admitted.text()
+    rejected = await one_email_to(service, address, "报名结果")
+    assert "名额已满" in rejected.text()
+
+
+async def test_leave_notice_goes_to_every_project_lead_at_once(service: Service) -> None:
+    volunteer, _ = await service.register(name="赵六")
+    lead_a, address_a = await service.register()
+    lead_b, address_b = await service.register(language="en", name="Dave")
+    await service.produce(
+        ApplicationLeft(
+            application_id=uuid.uuid4(),
+            project_id=uuid.uuid4(),
+            position_id=uuid.uuid4(),
+            account_id=volunteer,
+            project_title="河道清洁",
+            position_name="巡河",
+            lead_account_ids=[lead_a, lead_b],
+        )
+    )
+    zh = await one_email_to(service, address_a, "退出")
+    assert "赵六" in zh.text()
+    assert "河道清洁" in zh.text()
+    en = await one_email_to(service, address_b, "left")
+    assert "Dave" in en.text()
+
+
+async def test_project_closing_and_extension_reach_the_leads(service: Service) -> None:
+    lead, address = await service.register()
+    project_id = uuid.uuid4()
+    await service.produce(
+        ProjectClosed(
+            project_id=project_id,
+            team_id=uuid.uuid4(),
+            title="冬季送温暖",
+            closed_at=datetime(2026, 11, 25, 16, 5, tzinfo=UTC),
+            lead_account_ids=[lead],
+        ),
+        ProjectExtended(
+            project_id=project_id,
+            team_id=uuid.uuid4(),
+            title="冬季送温暖",
+            new_end_date=date(2026, 12, 31),
+            extended_by_account_id=uuid.uuid4(),
+            lead_account_ids=[lead],
+        ),
+    )
+    closed = await one_email_to(service, address, "已结项")
+    assert "自动结项" in closed.text()
+    assert "2026-11-26" in closed.text()
+    extended = await one_email_to(service, address, "已延期")
+    assert "2026-12-31" in extended.text()
+
+
+async def test_email_to_an_account_not_yet_known_waits_for_its_registration(service: Service) -> None:
+    account_id = uuid.uuid4()
+    address = f"late-{account_id.hex[:10]}@example.org"
+    [event_id] = await service.produce(
+        PasswordResetRequested(
+            account_id=account_id,
+            reset_url="https://volunteer.example.org/reset#late",
+            expires_at=datetime.now(UTC) + timedelta(minutes=30),
+        )
+    )
+    [waiting] = await service.settled(event_id, status="awaiting_recipient")
+    assert waiting["to_address"] == ""
+    await service.produce(AccountRegistered(account_id=account_id, username="late", display_name="迟到", email=address))
+    email = await one_email_to(service, address, "重置密码")
+    assert "迟到" in email.text()
+
+
+async def test_changed_address_and_language_are_used_for_later_emails(service: Service) -> None:
+    account_id, old_address = await service.register()
+    new_address = f"moved-{account_id.hex[:10]}@example.org"
+    await service.produce(
+        AccountContactChanged(account_id=account_id, display_name="Erin", email=new_address, language="en")
+    )
+
+    async def recipient_moved() -> bool:
+        async with service.runtime.session_factory() as session:
+            recipient = await session.get(Recipient, account_id)
+            return recipient is not None and recipient.email == new_address
+
+    # the change and the next email travel on different queues: wait until the read model has it
+    await eventually(recipient_moved, timeout=30)
+    await service.produce(
+        PasswordResetRequested(
+            account_id=account_id,
+            reset_url="https://volunteer.example.org/reset#moved",
+            expires_at=datetime.now(UTC) + timedelta(minutes=30),
+        )
+    )
+    email = await one_email_to(service, new_address, "password")
+    assert "Erin" in email.text()
+    assert len(service.smtp.to(old_address)) == 1  # only the welcome went to the old address
