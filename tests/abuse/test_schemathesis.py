@@ -1,0 +1,88 @@
+"""schemathesis against each service's own OpenAPI document, over real HTTP, with all its checks,
+authenticated as real users of each role: 0 server errors, 0 responses that break the schema.
+
+Examples per operation and role: ``VS_FUZZ_EXAMPLES`` (default 6 in ``make test``; raise it for a
+deeper run, e.g. ``VS_FUZZ_EXAMPLES=100 pytest tests/abuse/test_schemathesis.py -s``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+
+from shared.auth import TokenSigner, TokenVerifier
+from shared.testing import SmtpServer
+
+from .stack import SERVICES, Stack, full_stack
+
+EXAMPLES = int(os.environ.get("VS_FUZZ_EXAMPLES", "6"))
+ROLES = ("volunteer", "regional_admin", "national_admin")
+
+pytestmark = pytest.mark.slow
+
+
+def fuzz_service(stack: Stack, service: str, role: str) -> tuple[int, list[str]]:
+    """Every operation of one service with one role's token; returns (calls, failures)."""
+    schema = schemathesis.openapi.from_dict(stack.apps[service].openapi())
+    base_url = stack.url(service)
+    headers = stack.users[role].headers
+    calls = 0
+    failures: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=operation.as_strategy())
+        def run(case: Any, operation: Any = operation) -> None:
+            nonlocal calls
+            calls += 1
+            case.call_and_validate(base_url=base_url, headers=headers, timeout=30)
+
+        try:
+            run()
+        except Unsatisfiable:
+            continue
+        except Exception as exc:
+            failures.append(f"{service} {operation.label} as {role}: {str(exc)[:1500]}")
+    return calls, failures
+
+
+async def test_every_service_conforms_to_its_schema_for_every_role(
+    database_factory: Callable[[str], Awaitable[str]],
+    amqp_url: str,
+    signer: TokenSigner,
+    verifier_for: Callable[..., TokenVerifier],
+    smtp_server: SmtpServer,
+) -> None:
+    async with full_stack(
+        database_factory=database_factory,
+        amqp_url=amqp_url,
+        signer=signer,
+        verifier=verifier_for(),
+        smtp_port=smtp_server.port,
+    ) as stack:
+        total_calls = 0
+        failures: list[str] = []
+        for service in SERVICES:
+            for role in ROLES:
+                calls, found = await asyncio.to_thread(fuzz_service, stack, service, role)
+                total_calls += calls
+                failures.extend(found)
+                print(f"\nschemathesis {service} as {role}: calls={calls} failures={len(found)}")
+    print(f"\nschemathesis total: calls={total_calls} failures={len(failures)}")
+    assert total_calls > 0
+    assert not failures, "\n\n".join(failures[:15])
