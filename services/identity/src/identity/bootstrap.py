@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from identity import import_models  # noqa: F401 - the importer's tables join the metadata
 from identity.config import IdentitySettings
 from identity.consumers import handlers
 from identity.crypto import DataCipher, build_cipher
 from identity.models import messaging
 from identity.passwords import Passwords
+from identity.verification import VerificationProvider, build_provider, run_verifier
 from shared.auth import JwksSource, TokenSigner, TokenVerifier
 from shared.clock import Clock, SystemClock
 from shared.logging import get_logger
@@ -24,6 +26,7 @@ class IdentityRuntime(Runtime):
     signer: TokenSigner
     passwords: Passwords
     cipher: DataCipher
+    verification_provider: VerificationProvider
 
 
 def build_signer(settings: IdentitySettings, clock: Clock) -> TokenSigner:
@@ -63,4 +66,10 @@ def build_runtime(
         parallelism=settings.argon2_parallelism,
     )
     runtime.cipher = build_cipher(settings)
+    runtime.verification_provider = build_provider(settings)
+
+    async def verifier_job() -> None:
+        await run_verifier(runtime)
+
+    runtime.background.append(verifier_job)
     return runtime

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -55,6 +55,32 @@ class IdentitySettings(ServiceSettings):
     #: the frontend page that takes ``?token=``; the emailed link is built from it
     password_reset_url: str = "http://localhost:3000/reset-password"  # noqa: S105 - a page, not a secret
     password_reset_minutes: int = 30
+
+    # -- real-name verification (V5, V6) ----------------------------------------------------
+    #: ``development`` (rules below) or ``module:factory`` returning a VerificationProvider
+    verification_provider: str = "development"
+    #: seconds after sign-up before the provider is asked (the real check takes days)
+    verification_delay_seconds: float = 0
+    verification_poll_seconds: float = 1.0
+    #: a provider error is retried after this many seconds (doubling, capped at an hour)
+    verification_retry_seconds: float = 60
+    #: development provider: a real name containing a key gets that outcome
+    #: (``failed`` or ``manual_review``); every other identity is verified
+    dev_verification_rules: dict[str, str] = Field(
+        default_factory=lambda: {"验证失败": "failed", "人工复核": "manual_review", "核验超时": "error"}
+    )
+    #: largest accepted ID-card image (bytes)
+    id_card_max_bytes: int = 5 * 1024 * 1024
+
+    # -- invitations lookup and team admin resets (T7) ------------------------------------
+    #: lookups one team admin may make per hour
+    lookup_per_hour: int = 30
+
+    # -- volunteer card (V9) ----------------------------------------------------------------
+    #: public page the card's QR code points to (``?token=`` appended)
+    card_verification_url: str = "http://localhost:8001/api/v1/card-verifications"
+    #: a TrueType/OpenType font with Chinese glyphs for the PNG card; found automatically if unset
+    card_font_path: str | None = None
 
     def _secret_values(self) -> dict[str, str | None]:
         values = super()._secret_values()

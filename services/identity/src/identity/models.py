@@ -21,6 +21,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    Sequence,
     String,
     Text,
     text,
@@ -38,6 +39,9 @@ class Base(DeclarativeBase):
 
 metadata = Base.metadata
 messaging = define_messaging_tables(metadata, "identity")
+
+#: the national volunteer numbers' counter (rendered with a check digit, see identity.domain.numbers)
+volunteer_number_seq = Sequence("volunteer_number_seq", metadata=metadata, start=1)
 
 RECORD_ACTIVE = "active"
 RECORD_INACTIVE = "inactive"  # imported, not claimed yet (V4)
@@ -78,8 +82,8 @@ class Account(EventSource, Base):
         # One account per ID number: the arbiter of concurrent sign-ups (no check-then-insert).
         Index("ux_accounts_id_blind_index", "id_blind_index", unique=True),
         Index(
-            "ix_accounts_pending_verification",
-            "created_at",
+            "ix_accounts_verification_due",
+            "verification_due_at",
             postgresql_where=text("verification_status = 'pending'"),
         ),
     )
@@ -108,8 +112,12 @@ class Account(EventSource, Base):
     password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: pending, verified, failed, manual_review; staff accounts have none
     verification_status: Mapped[str | None] = mapped_column(String(16))
-    verification_expected_on: Mapped[date | None] = mapped_column(Date)
+    #: the day the current verification began: expected dates count working days from it
+    verification_requested_on: Mapped[date | None] = mapped_column(Date)
     verification_reason: Mapped[str | None] = mapped_column(String(200))
+    #: when the background verifier next asks the provider (None: nothing to ask)
+    verification_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    verification_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     volunteer_number: Mapped[str | None] = mapped_column(String(20), unique=True)
     verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))
@@ -185,3 +193,51 @@ class AuditEntry(Base):
     subject_account_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
     reason: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class IdCardUpload(Base):
+    """The front of an ID card a volunteer uploaded after a failed verification (V6), encrypted."""
+
+    __tablename__ = "id_card_uploads"
+    __table_args__ = (
+        Index("ix_id_card_uploads_pending", "region_code", "uploaded_at", postgresql_where=text("status = 'pending'")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("accounts.id"), index=True)
+    #: the volunteer's region when uploaded: whose regional admins review it
+    region_code: Mapped[str] = mapped_column(String(12))
+    content_type: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int] = mapped_column(Integer)
+    image_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # pending | approved | rejected
+    uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reviewed_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class TeamMembership(Base):
+    """Read model of teams' events (T7): who belongs to which team, and who administers it."""
+
+    __tablename__ = "team_memberships"
+
+    team_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, index=True)
+    member: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    admin: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class VolunteerCard(Base):
+    """An issued volunteer card (V9); its QR carries only this id, signed."""
+
+    __tablename__ = "volunteer_cards"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("accounts.id"), index=True)
+    issued_on: Mapped[date] = mapped_column(Date)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: set when a newer card replaces it or the volunteer's identity changes
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -29,6 +29,7 @@ from identity.models import (
     VolunteerRecord,
 )
 from identity.repository import Accounts, Records
+from identity.verification import STATUS_FAILED, STATUS_MANUAL_REVIEW, STATUS_PENDING, STATUS_VERIFIED, begin
 from shared.clock import CHINA_TZ, local_today
 from shared.contracts.identity import AccountContactChanged, AccountRegistered
 from shared.db import UnitOfWork
@@ -37,10 +38,6 @@ from shared.logging import get_logger
 
 log = get_logger("identity.registration")
 
-STATUS_PENDING = "pending"
-STATUS_VERIFIED = "verified"
-STATUS_FAILED = "failed"
-STATUS_MANUAL_REVIEW = "manual_review"
 
 #: V2's way out, returned in ``detail`` with ``id_number_already_registered``
 ALREADY_REGISTERED_WAY_OUT = {
@@ -133,7 +130,17 @@ async def sign_up(runtime: IdentityRuntime, data: SignUp) -> Account:
     password_hash = await runtime.passwords.hash(data.password)
     try:
         async with runtime.uow() as uow:
-            account = await _register(uow, data, identity, password_hash, mobile, email, region, guardian_phone)
+            account = await _register(
+                uow,
+                data,
+                identity,
+                password_hash,
+                mobile,
+                email,
+                region,
+                guardian_phone,
+                settings.verification_delay_seconds,
+            )
     except _Duplicates as dup:
         await open_duplicate_case(runtime, dup.identity.blind_index, dup.identity.masked, opened_by="registration")
         raise AppError(errors.ID_NUMBER_CONFLICT) from None
@@ -150,6 +157,7 @@ async def _register(
     email: str,
     region: str,
     guardian_phone: str | None,
+    delay_seconds: float,
 ) -> Account:
     now = uow.clock.now()
     records = await Records(uow.session).live_by_blind_index(identity.blind_index)
@@ -199,9 +207,9 @@ async def _register(
         roles=["volunteer"],
         must_change_password=False,
         password_changed_at=now,
-        verification_status=STATUS_PENDING,
         created_at=now,
     )
+    begin(account, uow, delay_seconds=delay_seconds)
     Accounts(uow.session).add(account)
     try:
         await uow.flush()
@@ -239,7 +247,7 @@ def expected_verification_window(account: Account) -> tuple[date, date] | None:
     """3–5 Chinese working days after sign-up (FAQ V4), for a verification still under way."""
     if account.verification_status not in (STATUS_PENDING, STATUS_MANUAL_REVIEW):
         return None
-    start = account.created_at.astimezone(CHINA_TZ).date()
+    start = account.verification_requested_on or account.created_at.astimezone(CHINA_TZ).date()
     return add_working_days(start, 3), add_working_days(start, 5)
 
 
@@ -253,7 +261,9 @@ class ProfileChange:
     real_name: str | None = None
 
 
-async def change_profile(uow: UnitOfWork, account_id: uuid.UUID, change: ProfileChange) -> Account:
+async def change_profile(
+    uow: UnitOfWork, account_id: uuid.UUID, change: ProfileChange, *, delay_seconds: float = 0
+) -> Account:
     account = await Accounts(uow.session).get(account_id, for_update=True)
     if account is None:
         raise AppError(errors.ACCOUNT_NOT_FOUND)
@@ -267,8 +277,7 @@ async def change_profile(uow: UnitOfWork, account_id: uuid.UUID, change: Profile
             record.real_name = change.real_name.strip()
             if account.verification_status == STATUS_FAILED:
                 # A corrected name is worth another automatic check.
-                account.verification_status = STATUS_PENDING
-                account.verification_reason = None
+                begin(account, uow, delay_seconds=delay_seconds)
     if change.mobile is not None:
         account.mobile = documents.check_mobile(change.mobile)
     if change.address is not None:

@@ -40,6 +40,16 @@ class Accounts:
         query = select(Account).where(func.lower(Account.email) == email.lower()).limit(limit)
         return (await self.session.execute(query)).unique().scalars().all()
 
+    async def due_for_verification(self, now: datetime, limit: int) -> Sequence[Account]:
+        query = (
+            select(Account)
+            .where(Account.verification_status == "pending", Account.verification_due_at <= now)
+            .order_by(Account.verification_due_at)
+            .limit(limit)
+            .with_for_update(of=Account, skip_locked=True)
+        )
+        return (await self.session.execute(query)).unique().scalars().all()
+
     async def by_blind_index(self, blind_index: bytes) -> Account | None:
         result = await self.session.execute(select(Account).where(Account.id_blind_index == blind_index))
         return result.unique().scalar_one_or_none()

@@ -102,9 +102,12 @@ async def me(principal: CurrentPrincipal, uow: UoW) -> AccountOut:
         VALIDATION_FAILED,
     ),
 )
-async def change_profile(body: ProfilePatch, principal: CurrentPrincipal, uow: UoW) -> AccountOut:
+async def change_profile(body: ProfilePatch, principal: CurrentPrincipal, uow: UoW, runtime: Runtime) -> AccountOut:
     async with uow:
         account = await registration.change_profile(
-            uow, principal.account_id, registration.ProfileChange(**body.model_dump(exclude_unset=True))
+            uow,
+            principal.account_id,
+            registration.ProfileChange(**body.model_dump(exclude_unset=True)),
+            delay_seconds=runtime.settings.verification_delay_seconds,
         )
     return account_out(account)

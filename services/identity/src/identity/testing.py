@@ -1,0 +1,91 @@
+"""Test support for the identity service's suites (only tests import this module)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+from identity.bootstrap import IdentityRuntime
+from identity.config import IdentitySettings
+from shared.auth import ROLE_NATIONAL_ADMIN, ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER
+from shared.clock import ManualClock
+from shared.testing import eventually, sign_up_body
+
+#: fast verification polling and a quick test run
+FAST: dict[str, Any] = {"verification_poll_seconds": 0.1}
+
+
+@dataclass
+class Identity:
+    client: httpx.AsyncClient
+    runtime: IdentityRuntime
+    clock: ManualClock
+    settings: IdentitySettings
+
+    def bearer(
+        self,
+        account_id: uuid.UUID | str | None = None,
+        *,
+        roles: tuple[str, ...] = (ROLE_VOLUNTEER,),
+        region: str | None = None,
+    ) -> dict[str, str]:
+        token = self.runtime.signer.issue(account_id or uuid.uuid4(), roles=roles, region=region)
+        return {"Authorization": f"Bearer {token}"}
+
+    def national_admin(self, account_id: uuid.UUID | None = None) -> dict[str, str]:
+        return self.bearer(account_id, roles=(ROLE_NATIONAL_ADMIN,))
+
+    def regional_admin(self, region: str, account_id: uuid.UUID | None = None) -> dict[str, str]:
+        return self.bearer(account_id, roles=(ROLE_REGIONAL_ADMIN,), region=region)
+
+    async def sign_up(self, **overrides: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A new volunteer: (the request body, the response body)."""
+        body = sign_up_body(**overrides)
+        response = await self.client.post("/api/v1/accounts", json=body)
+        assert response.status_code == 201, response.text
+        return body, response.json()
+
+    async def log_in(self, username: str, password: str) -> httpx.Response:
+        return await self.client.post("/api/v1/tokens", json={"username": username, "password": password})
+
+    async def headers_for(self, body: dict[str, Any]) -> dict[str, str]:
+        response = await self.log_in(body["username"], body["password"])
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    async def me(self, headers: dict[str, str]) -> dict[str, Any]:
+        response = await self.client.get("/api/v1/accounts/me", headers=headers)
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def fetch(self, sql: str, **params: Any) -> list[Any]:
+        async with self.runtime.engine.connect() as conn:
+            return list((await conn.execute(text(sql), params)).all())
+
+    async def events(self, event_type: str, account_id: uuid.UUID | str | None = None) -> list[dict[str, Any]]:
+        rows = await self.fetch("SELECT payload FROM outbox WHERE event_type = :t ORDER BY seq", t=event_type)
+        payloads = [r[0] if isinstance(r[0], dict) else json.loads(r[0]) for r in rows]
+        if account_id is not None:
+            payloads = [p for p in payloads if p.get("account_id") == str(account_id)]
+        return payloads
+
+    async def verification(self, headers: dict[str, str], status: str, timeout: float = 30) -> dict[str, Any]:
+        """Wait until the background verifier has moved the account to ``status``."""
+
+        async def check() -> dict[str, Any] | None:
+            me = await self.me(headers)
+            return me if me["verification"]["status"] == status else None
+
+        result: dict[str, Any] = await eventually(check, timeout=timeout, interval=0.1)
+        return result
+
+
+StartIdentity = Callable[..., AbstractAsyncContextManager[Identity]]

@@ -1,0 +1,45 @@
+"""An identity service running on the real PostgreSQL and RabbitMQ, on a manual clock.
+
+Tokens come from the service's own signer (on the same manual clock), so a test can both log
+in for real and mint an admin's token for any role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from identity.bootstrap import build_runtime
+from identity.config import IdentitySettings
+from identity.main import create_app
+from identity.testing import FAST, Identity, StartIdentity
+from shared.clock import ManualClock
+from shared.testing import TEST_OVERRIDES, running
+
+
+@pytest.fixture(scope="session")
+def start_identity(amqp_url: str, database_factory: Callable[[str], Awaitable[str]]) -> StartIdentity:
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[Identity]:
+        clock = ManualClock(datetime.now(UTC))
+        settings = IdentitySettings(
+            database_url=await database_factory("identity"),
+            amqp_url=amqp_url,
+            **{**TEST_OVERRIDES, **FAST, **overrides},
+        )
+        runtime = build_runtime(settings, clock=clock)
+        async with running(create_app(settings, runtime)) as client:
+            yield Identity(client, runtime, clock, settings)
+
+    return start
+
+
+@pytest.fixture(scope="module")
+async def identity(start_identity: StartIdentity) -> AsyncIterator[Identity]:
+    """One service per test module; tests use fresh usernames and ID numbers."""
+    async with start_identity() as service:
+        yield service
