@@ -5,7 +5,7 @@ producer database's outbox, published by an OutboxRelay."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -118,11 +118,15 @@ class Service:
     smtp: SmtpServer
     admin_token: str
     database_url: str
+    signer: TokenSigner
     registered: dict[uuid.UUID, str] = field(default_factory=dict)
 
     @property
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_token}"}
+
+    def bearer(self, *roles: str, region: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.signer.issue(uuid.uuid4(), roles=roles, region=region)}"}
 
     async def produce(self, *events: Event) -> list[uuid.UUID]:
         """Events committed by their producing service, delivered through its relay."""
@@ -192,6 +196,15 @@ async def publisher(amqp_url: str) -> AsyncIterator[AmqpBroker]:
     await broker.close()
 
 
+@pytest.fixture
+def own_smtp() -> Iterator[SmtpServer]:
+    """An SMTP server of the test's own, to stop or make refuse."""
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 async def producer(amqp_url: str, database_factory: Callable[[str], Awaitable[str]]) -> AsyncIterator[Producer]:
     made = Producer(await database_factory("producer"), amqp_url)
@@ -225,10 +238,11 @@ def start_service(
             jwt_issuer=signer.issuer,
             **{**TEST_OVERRIDES, **FAST_RETRIES, **overrides},
         )
-        runtime = build_runtime(settings, clock=clock, verifier=verifier_for(clock))
+        # tokens are signed on the system clock; the business clock only moves the service's own rules
+        runtime = build_runtime(settings, clock=clock, verifier=verifier_for(None))
         app = create_app(settings, runtime)
         async with running(app) as client:
             token = signer.issue(uuid.uuid4(), roles=[ROLE_NATIONAL_ADMIN])
-            yield Service(client, runtime, producer, publisher, smtp, token, url)
+            yield Service(client, runtime, producer, publisher, smtp, token, url, signer)
 
     return start

@@ -1,0 +1,288 @@
+"""N2: once, never lost. Duplicate deliveries, SMTP outages, 4xx back-off, 5xx failures and their
+replay by an operator, over the real broker, database and an aiosmtpd server."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from notifications.consumers import send_welcome
+from notifications.models import Email
+from notifications.outbox import dedupe_key, message_id_for
+from shared.auth import ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER
+from shared.contracts.identity import AccountRegistered, VolunteerVerified
+from shared.testing import SmtpServer, eventually
+
+from .conftest import Service, StartService, envelope_for
+
+
+def registration(tag: str = "") -> AccountRegistered:
+    account_id = uuid.uuid4()
+    return AccountRegistered(
+        account_id=account_id,
+        username=f"u{account_id.hex[:10]}",
+        display_name="测试",
+        email=f"n2-{tag}{account_id.hex[:12]}@example.org",
+    )
+
+
+async def email_rows(service: Service, **where: Any) -> list[Email]:
+    async with service.runtime.session_factory() as session:
+        query = select(Email)
+        for column, value in where.items():
+            query = query.where(getattr(Email, column) == value)
+        return list((await session.execute(query)).scalars())
+
+
+async def test_the_same_event_delivered_twice_gives_one_email(
+    start_service: StartService, smtp_server: SmtpServer
+) -> None:
+    async with start_service(smtp_server) as service:
+        event = registration()
+        envelope = await service.publish(event)
+        await service.publish(event, event_id=envelope.event_id)  # the very same event, again
+        # a later event of the same account travels the same lane: once it is mailed, both
+        # deliveries of the first were handled
+        marker = AccountRegistered(
+            account_id=event.account_id, username="marker", display_name="测试", email=f"marker-{event.email}"
+        )
+        await service.publish(marker)
+        await smtp_server.wait_for(lambda m: marker.email in m.rcpt_tos, timeout=30)
+        assert len(smtp_server.to(event.email)) == 1
+        [row] = await service.settled(envelope.event_id)
+        assert row["to_address"] == event.email
+
+
+async def test_redelivery_by_the_producers_relay_gives_one_email(
+    start_service: StartService, smtp_server: SmtpServer
+) -> None:
+    async with start_service(smtp_server) as service:
+        event = registration()
+        [event_id] = await service.produce(event)
+        await service.settled(event_id)
+        await service.producer.redeliver(event_id)  # as a relay that died before marking it published
+        await eventually(lambda: service.producer.published(event_id), timeout=20)
+        follow_up = registration()
+        await service.produce(follow_up)
+        await smtp_server.wait_for(lambda m: follow_up.email in m.rcpt_tos, timeout=30)
+        await service.settled(event_id)
+        assert len(smtp_server.to(event.email)) == 1
+
+
+async def test_unique_key_makes_a_second_handling_a_no_op_and_names_the_message_id(
+    start_service: StartService, smtp_server: SmtpServer
+) -> None:
+    """The inbox is the first guard; the email's own (event, recipient, template) key the second,
+    e.g. for a handler that runs again under another name or after an inbox purge."""
+    async with start_service(smtp_server) as service:
+        event = registration()
+        envelope = envelope_for(event)
+        for _ in range(2):
+            async with service.runtime.uow() as uow:
+                await send_welcome(event, envelope, uow, service.runtime)
+        [email] = await smtp_server.wait_for(lambda m: event.email in m.rcpt_tos, timeout=30)
+        rows = await email_rows(service, event_id=envelope.event_id)
+        assert len(rows) == 1
+        key = dedupe_key(envelope.event_id, event.email, "welcome")
+        assert rows[0].dedupe_key == key
+        assert email.message["Message-ID"] == message_id_for(key, "volunteer.example.org")
+        await service.settled(envelope.event_id)
+        assert len(smtp_server.to(event.email)) == 1
+
+
+async def test_smtp_down_while_events_keep_arriving_then_every_email_arrives_exactly_once(
+    start_service: StartService, own_smtp: SmtpServer
+) -> None:
+    async with start_service(own_smtp) as service:
+        known_id, known_address = await service.register()
+        own_smtp.stop()
+        before = [registration("a") for _ in range(15)]
+        ids = await service.produce(*before)
+
+        async def all_deferred() -> bool:
+            rows = [r for r in await email_rows(service) if r.event_id in set(ids)]
+            return len(rows) == len(ids) and all(r.attempts >= 1 and r.status == "pending" for r in rows)
+
+        await eventually(all_deferred, timeout=30)
+        # still down: more events arrive, one of them for an account known from before
+        during = [registration("b") for _ in range(15)]
+        ids += await service.produce(*during)
+        [verified_id] = await service.produce(
+            VolunteerVerified(
+                account_id=known_id,
+                volunteer_number="11010520261126000009",
+                masked_name="李*",
+                region_code="110105",
+                verified_at=datetime.now(UTC),
+            )
+        )
+        rows = await eventually(lambda: _with_attempts(service, [*ids, verified_id]), timeout=30)
+        assert all("cannot connect" in (r.last_error or "") for r in rows)
+
+        own_smtp.start()
+        for event_id in [*ids, verified_id]:
+            await service.settled(event_id)
+        addresses = [e.email for e in before + during]
+        received = Counter(rcpt for m in own_smtp.received for rcpt in m.rcpt_tos)
+        assert all(received[a] == 1 for a in addresses), received
+        assert received[known_address] == 2  # its welcome before the outage and the verification
+        assert len(own_smtp.received) == len(addresses) + 2
+
+
+async def _with_attempts(service: Service, event_ids: list[uuid.UUID]) -> list[Email] | None:
+    rows = [r for r in await email_rows(service) if r.event_id in set(event_ids)]
+    return rows if len(rows) == len(event_ids) and all(r.attempts >= 1 for r in rows) else None
+
+
+async def test_temporary_refusal_is_retried_with_growing_delays_until_accepted(
+    start_service: StartService, own_smtp: SmtpServer
+) -> None:
+    async with start_service(own_smtp) as service:
+        own_smtp.refuse_with = "451 4.3.0 Mailbox busy, try again later"
+        event = registration()
+        [event_id] = await service.produce(event)
+
+        async def retried_three_times() -> Email | None:
+            rows = await email_rows(service, event_id=event_id)
+            return rows[0] if rows and rows[0].attempts >= 3 else None
+
+        row = await eventually(retried_three_times, timeout=30)
+        assert row.status == "pending"
+        assert "451" in (row.last_error or "")
+        assert row.next_attempt_at > row.created_at
+        own_smtp.refuse_with = None
+        [sent] = await service.settled(event_id)
+        assert sent["attempts"] >= 4
+        assert sent["last_error"] is None
+        assert len(own_smtp.to(event.email)) == 1
+
+
+async def test_temporary_refusals_end_as_failed_after_the_last_attempt(
+    start_service: StartService, own_smtp: SmtpServer
+) -> None:
+    async with start_service(own_smtp, mail_max_attempts=3) as service:
+        own_smtp.refuse_with = "421 4.7.0 Too many connections"
+        [event_id] = await service.produce(registration())
+        [failed] = await service.settled(event_id, status="failed")
+        assert failed["attempts"] == 3
+        assert "421" in failed["last_error"]
+        assert own_smtp.received == []
+
+
+async def test_permanent_refusal_fails_at_once_with_the_reason_and_an_admin_replays_it(
+    start_service: StartService, own_smtp: SmtpServer
+) -> None:
+    async with start_service(own_smtp) as service:
+        own_smtp.refuse_with = "550 5.1.1 <someone@example.org> mailbox unavailable"
+        event = registration()
+        [event_id] = await service.produce(event)
+        [failed] = await service.settled(event_id, status="failed")
+        assert failed["attempts"] == 1
+        assert "550" in failed["last_error"]
+        assert "mailbox unavailable" in failed["last_error"]
+        assert "someone@example.org" not in failed["last_error"]  # no addresses in the reason
+        listed = await service.emails(status="failed")
+        assert [i["id"] for i in listed] == [failed["id"]]
+
+        own_smtp.refuse_with = None
+        path = f"/api/v1/emails/{failed['id']}/replay"
+        volunteer = await service.client.post(path, headers=service.bearer(ROLE_VOLUNTEER))
+        assert volunteer.status_code == 403
+        regional = await service.client.post(path, headers=service.bearer(ROLE_REGIONAL_ADMIN, region="110000"))
+        assert regional.status_code == 403
+        assert (await service.client.post(path)).status_code == 401
+
+        replayed = await service.client.post(path, headers=service.admin)
+        assert replayed.status_code == 200, replayed.text
+        [audit] = replayed.json()["replays"]
+        assert audit["previous_status"] == "failed"
+        assert "550" in audit["previous_error"]
+        [sent] = await service.settled(event_id)
+        assert sent["attempts"] == 1  # attempts start afresh on replay
+        assert len(own_smtp.to(event.email)) == 1
+
+        again = await service.client.post(path, headers=service.admin)
+        assert again.status_code == 409
+        assert again.json()["code"] == "email_not_replayable"
+        assert again.json()["message"] == "只有发送失败或被限流拦截的邮件可以重新发送"
+        english = await service.client.post(path, headers={**service.admin, "Accept-Language": "en"})
+        assert english.json()["message"] == "Only failed or suppressed emails can be replayed"
+
+
+async def test_operators_list_emails_by_status_recipient_and_event_page_by_page(
+    start_service: StartService, smtp_server: SmtpServer
+) -> None:
+    async with start_service(smtp_server) as service:
+        events = [registration() for _ in range(5)]
+        ids = await service.produce(*events)
+        for event_id in ids:
+            await service.settled(event_id)
+
+        [by_recipient] = await service.emails(recipient=events[2].email.upper())
+        assert by_recipient["event_id"] == str(ids[2])
+        [by_event] = await service.emails(event_id=str(ids[3]))
+        assert by_event["to_address"] == events[3].email
+        assert len(await service.emails(status="sent", template="welcome")) == 5
+        assert await service.emails(status="failed") == []
+
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+            page = await service.client.get("/api/v1/emails", params=params, headers=service.admin)
+            assert page.status_code == 200
+            body = page.json()
+            assert len(body["items"]) <= 2
+            seen += [i["id"] for i in body["items"]]
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        assert len(seen) == len(set(seen)) == 5
+        created = [i["created_at"] for i in await service.emails()]
+        assert created == sorted(created, reverse=True)  # newest first
+
+        detail = await service.client.get(f"/api/v1/emails/{by_event['id']}", headers=service.admin)
+        assert detail.status_code == 200
+        assert "测试" in detail.json()["body_text"]
+        assert detail.json()["message_id"].endswith("@volunteer.example.org>")
+
+
+async def test_operator_view_refuses_bad_input_with_stable_codes(
+    start_service: StartService, smtp_server: SmtpServer
+) -> None:
+    async with start_service(smtp_server) as service:
+        bad_cursor = await service.client.get("/api/v1/emails", params={"cursor": "not-a-cursor"}, headers=service.admin)
+        assert bad_cursor.status_code == 422
+        assert bad_cursor.json()["code"] == "invalid_cursor"
+        assert bad_cursor.json()["message"] == "分页游标无效"
+        bad_status = await service.client.get("/api/v1/emails", params={"status": "lost"}, headers=service.admin)
+        assert bad_status.status_code == 422
+        missing = await service.client.get(f"/api/v1/emails/{uuid.uuid4()}", headers=service.admin)
+        assert missing.status_code == 404
+        assert missing.json()["code"] == "email_not_found"
+        not_admin = await service.client.get("/api/v1/emails", headers=service.bearer(ROLE_VOLUNTEER))
+        assert not_admin.status_code == 403
+
+
+async def test_emails_not_yet_due_are_left_alone(start_service: StartService, own_smtp: SmtpServer) -> None:
+    """An email deferred into the future is not picked before its time, however often the sender wakes."""
+    async with start_service(own_smtp, mail_retry_base_seconds=3600, mail_retry_max_seconds=3600) as service:
+        own_smtp.refuse_with = "450 4.2.1 Mailbox temporarily unavailable"
+        [event_id] = await service.produce(registration())
+        [row] = await eventually(lambda: _with_attempts(service, [event_id]), timeout=30)
+        own_smtp.refuse_with = None
+        for _ in range(5):
+            service.runtime.sender.wake()
+            await service.runtime.sender.send_due()
+        [still] = await email_rows(service, event_id=event_id)
+        assert still.attempts == 1
+        assert still.status == "pending"
+        assert still.next_attempt_at - still.created_at >= timedelta(minutes=29)
+        assert own_smtp.received == []
+        async with service.runtime.session_factory() as session:
+            due = await session.scalar(select(func.count()).select_from(Email).where(Email.status == "pending"))
+        assert due == 1

@@ -1,0 +1,144 @@
+"""Per-recipient rate limits against mailbox flooding, and the standalone mailbox view."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from shared.clock import ManualClock
+from shared.contracts.identity import AccountRegistered, PasswordResetRequested
+from shared.contracts.teams import TeamReviewReminderRequested
+from shared.testing import SmtpServer, eventually
+
+from .conftest import Service, StartService
+
+
+def reset_for(account_id: uuid.UUID, n: int) -> PasswordResetRequested:
+    return PasswordResetRequested(
+        account_id=account_id,
+        reset_url=f"https://volunteer.example.org/reset#{n}",
+        expires_at=datetime.now(UTC) + timedelta(minutes=30),
+    )
+
+
+async def statuses(service: Service, event_ids: list[uuid.UUID]) -> list[str]:
+    result = []
+    for event_id in event_ids:
+        [item] = await eventually(lambda e=event_id: service.emails(event_id=str(e)), timeout=20)
+        result.append(item["status"])
+    return result
+
+
+async def test_password_reset_requests_beyond_the_limit_do_not_reach_the_mailbox(
+    start_service: StartService, smtp_server: SmtpServer
+) -> None:
+    clock = ManualClock(datetime.now(UTC))
+    async with start_service(smtp_server, clock=clock) as service:
+        victim, address = await service.register()
+        other, other_address = await service.register()
+        flood = [reset_for(victim, n) for n in range(8)]
+        ids = []
+        for event in flood:  # one request after another, as the reset button would be pressed
+            ids += await service.produce(event)
+        [other_id] = await service.produce(reset_for(other, 99))
+
+        found = await statuses(service, ids)
+        assert found.count("suppressed") == 3
+        sent = [event_id for event_id, status in zip(ids, found, strict=True) if status != "suppressed"]
+        for event_id in sent:
+            await service.settled(event_id)
+        await service.settled(other_id)  # another recipient is not held back by the victim's flood
+        resets = [m for m in smtp_server.to(address) if "重置密码" in m.subject]
+        assert len(resets) == 5
+        assert len([m for m in smtp_server.to(other_address) if "重置密码" in m.subject]) == 1
+
+        [suppressed] = await service.emails(status="suppressed", account_id=str(victim), limit=1)
+        assert "rate limit" in suppressed["last_error"]
+        assert "password_reset" in suppressed["last_error"]
+
+        # an hour later the window has moved on
+        clock.advance(timedelta(hours=1, seconds=1))
+        [later_id] = await service.produce(reset_for(victim, 100))
+        await service.settled(later_id)
+        assert len([m for m in smtp_server.to(address) if "重置密码" in m.subject]) == 6
+
+
+async def test_an_operator_may_release_a_suppressed_email(start_service: StartService, smtp_server: SmtpServer) -> None:
+    async with start_service(smtp_server, mail_rate_limits={"password_reset": 1}) as service:
+        account_id, address = await service.register()
+        first = await service.produce(reset_for(account_id, 1))
+        second = await service.produce(reset_for(account_id, 2))
+        await service.settled(first[0])
+        [held] = await service.settled(second[0], status="suppressed")
+        response = await service.client.post(f"/api/v1/emails/{held['id']}/replay", headers=service.admin)
+        assert response.status_code == 200
+        assert response.json()["replays"][0]["previous_status"] == "suppressed"
+        await service.settled(second[0])
+        assert len([m for m in smtp_server.to(address) if "重置密码" in m.subject]) == 2
+
+
+async def test_review_reminders_cannot_flood_a_reviewer(start_service: StartService, smtp_server: SmtpServer) -> None:
+    async with start_service(smtp_server) as service:
+        reviewer, address = await service.register()
+        ids = []
+        for n in range(5):  # five teams naming the same reviewer press "remind review"
+            ids += await service.produce(
+                TeamReviewReminderRequested(
+                    team_id=uuid.uuid4(),
+                    name=f"刷屏团体{n}",
+                    applicant_account_id=uuid.uuid4(),
+                    reviewer_account_ids=[reviewer],
+                    requested_at=datetime.now(UTC),
+                    days_waiting=4,
+                )
+            )
+        found = await statuses(service, ids)
+        assert found.count("suppressed") == 2
+        for event_id, status in zip(ids, found, strict=True):
+            if status != "suppressed":
+                await service.settled(event_id)
+        assert len([m for m in smtp_server.to(address) if "提醒审核" in m.subject]) == 3
+
+
+async def test_standalone_mailbox_keeps_emails_for_reading(start_service: StartService, own_smtp: SmtpServer) -> None:
+    async with start_service(own_smtp, mail_transport="mailbox") as service:
+        ids = []
+        addresses = []
+        for n in range(3):
+            account_id = uuid.uuid4()
+            addresses.append(f"box-{account_id.hex[:10]}@example.org")
+            ids += await service.produce(
+                AccountRegistered(
+                    account_id=account_id, username=f"box{n}", display_name=f"新人{n}", email=addresses[-1]
+                )
+            )
+        for event_id in ids:
+            await service.settled(event_id)
+        assert own_smtp.received == []  # nothing leaves the machine in standalone mode
+
+        first = await service.client.get("/api/v1/mailbox", params={"limit": 2})
+        assert first.status_code == 200
+        page = first.json()
+        assert len(page["items"]) == 2
+        rest = await service.client.get("/api/v1/mailbox", params={"limit": 2, "cursor": page["next_cursor"]})
+        items = page["items"] + rest.json()["items"]
+        assert rest.json()["next_cursor"] is None
+        assert sorted(i["to_address"] for i in items) == sorted(addresses)
+        assert all(i["subject"].startswith("欢迎") for i in items)
+
+        one = await service.client.get(f"/api/v1/mailbox/{items[0]['id']}")
+        assert one.status_code == 200
+        body = one.json()
+        assert "您已成功注册账号" in body["body_text"]
+        assert "<p>" in body["body_html"]
+        missing = await service.client.get(f"/api/v1/mailbox/{uuid.uuid4()}")
+        assert missing.status_code == 404
+        assert missing.json()["code"] == "email_not_found"
+
+
+async def test_mailbox_view_does_not_exist_when_mail_goes_out_by_smtp(
+    start_service: StartService, smtp_server: SmtpServer
+) -> None:
+    async with start_service(smtp_server) as service:
+        response = await service.client.get("/api/v1/mailbox")
+        assert response.status_code == 404
