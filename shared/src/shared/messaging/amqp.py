@@ -5,16 +5,19 @@ after a broker restart the loop reconnects, re-declares the topology and re-subs
 every consumer (aio-pika issue #231: robust connections that come back without their
 consumers). ``consumers_ready`` tells tests and ``/readyz`` whether consumption is live.
 
-Each queue is consumed by lanes: messages of one aggregate always go to the same lane and
-are handled one after another, so per-aggregate order holds while different aggregates are
-handled in parallel. A message is acked only after its handler's transaction committed.
+Every main queue is a single-active-consumer quorum queue: however many replicas consume it,
+the broker feeds one of them, in queue order, and fails over to another when it goes away.
+Inside that consumer a queue's deliveries run in per-aggregate lanes (:mod:`.lanes`): one
+aggregate's events one after another, different aggregates concurrently; a transient failure
+is retried in its lane (never through a retry queue, which would let later events overtake
+it), then rejected into ``<queue>.dlq``. A message is acked only after its handler's
+transaction committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,25 +32,20 @@ from aio_pika.abc import (
 from pydantic import ValidationError
 
 from shared.logging import get_logger
-from shared.messaging.broker import BrokerUnavailable, MessageHandler, PermanentError, PublishError
+from shared.messaging.broker import BrokerUnavailable, MessageHandler, PublishError
 from shared.messaging.envelope import CONTENT_TYPE, Envelope
+from shared.messaging.lanes import KeyedLanes, Outcome, RetryPolicy, lane_key, run_with_retries
 from shared.messaging.topology import (
-    RETRY_TIERS_MS,
     SUBSCRIPTIONS,
     Subscription,
     dlq_arguments,
     queue_arguments,
-    retry_exchange,
-    retry_queue_arguments,
-    retry_tier_for,
 )
 
 log = get_logger("shared.messaging.amqp")
 
-ATTEMPT_HEADER = "x-vs-attempt"
 
-
-def to_message(envelope: Envelope, *, attempt: int = 0) -> aio_pika.Message:
+def to_message(envelope: Envelope) -> aio_pika.Message:
     headers: dict[str, Any] = {
         "schema_version": envelope.schema_version,
         "producer": envelope.producer,
@@ -56,8 +54,6 @@ def to_message(envelope: Envelope, *, attempt: int = 0) -> aio_pika.Message:
         headers["correlation_id"] = envelope.correlation_id
     if envelope.causation_id:
         headers["causation_id"] = envelope.causation_id
-    if attempt:
-        headers[ATTEMPT_HEADER] = attempt
     return aio_pika.Message(
         body=envelope.to_bytes(),
         content_type=CONTENT_TYPE,
@@ -78,10 +74,6 @@ async def declare_topology(
     delivery_limit: int = 10,
 ) -> AbstractExchange:
     exchange = await channel.declare_exchange(exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
-    for tier in RETRY_TIERS_MS:
-        rx = await channel.declare_exchange(retry_exchange(tier), aio_pika.ExchangeType.FANOUT, durable=True)
-        rq = await channel.declare_queue(retry_exchange(tier), durable=True, arguments=retry_queue_arguments(tier))
-        await rq.bind(rx, routing_key="")
     for sub in subscriptions:
         await channel.declare_queue(sub.dlq, durable=True, arguments=dlq_arguments())
         queue = await channel.declare_queue(sub.queue, durable=True, arguments=queue_arguments(sub, delivery_limit))
@@ -95,6 +87,8 @@ class _Delivery:
     generation: int
     subscription: Subscription
     message: AbstractIncomingMessage
+    #: None when the body is not an envelope (it is dead-lettered unread)
+    envelope: Envelope | None
 
 
 class AmqpBroker:
@@ -116,8 +110,10 @@ class AmqpBroker:
         self.topology = SUBSCRIPTIONS if topology is None else topology
         self.exchange_name = exchange
         self.prefetch = prefetch
+        #: handlers running at once per queue (one aggregate never runs two at once)
         self.lane_count = max(1, lanes)
         self.max_attempts = max_attempts
+        self.retry_policy = RetryPolicy(max_attempts=max_attempts)
         self.delivery_limit = delivery_limit
         self.declare = declare
         self._subs: list[tuple[Subscription, MessageHandler]] = []
@@ -126,8 +122,8 @@ class AmqpBroker:
         self._pub_exchange: AbstractExchange | None = None
         self._pub_lock = asyncio.Lock()
         self._consume_task: asyncio.Task[None] | None = None
-        self._lane_tasks: list[asyncio.Task[None]] = []
-        self._lanes: dict[str, list[asyncio.Queue[_Delivery]]] = {}
+        self._lanes: dict[str, KeyedLanes[_Delivery]] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self._generation = 0
         self._consume_channel: AbstractChannel | None = None
         self._stopping = False
@@ -189,14 +185,9 @@ class AmqpBroker:
         self._stopping = False
         if not self._subs:
             return
-        handlers = {sub.queue: handler for sub, handler in self._subs}
-        for sub, _ in self._subs:
-            lanes: list[asyncio.Queue[_Delivery]] = []
-            for _ in range(self.lane_count):
-                lane: asyncio.Queue[_Delivery] = asyncio.Queue()
-                lanes.append(lane)
-                self._lane_tasks.append(asyncio.create_task(self._run_lane(lane, handlers[sub.queue])))
-            self._lanes[sub.queue] = lanes
+        for sub, handler in self._subs:
+            self._slots[sub.queue] = asyncio.Semaphore(self.lane_count)
+            self._lanes[sub.queue] = KeyedLanes(self._worker(handler), name=sub.queue)
         self._consume_task = asyncio.create_task(self._supervise_consumers(), name="amqp-consumers")
 
     async def wait_ready(self, timeout: float = 30) -> None:
@@ -232,6 +223,7 @@ class AmqpBroker:
             finally:
                 self.consumers_ready.clear()
                 self._consume_channel = None
+                self._generation += 1  # deliveries of the lost channel are stale: the broker redelivers them
                 if conn is not None and not conn.is_closed:
                     try:
                         await conn.close()
@@ -247,87 +239,40 @@ class AmqpBroker:
         lanes = self._lanes[sub.queue]
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            key = _lane_key(message)
-            lane = lanes[zlib.crc32(key.encode()) % len(lanes)]
-            lane.put_nowait(_Delivery(generation, sub, message))
+            try:
+                envelope: Envelope | None = Envelope.from_bytes(message.body)
+            except ValidationError:
+                envelope = None
+            lanes.submit(lane_key(envelope, message.message_id or ""), _Delivery(generation, sub, message, envelope))
 
         return on_message
 
-    async def _run_lane(self, lane: asyncio.Queue[_Delivery], handler: MessageHandler) -> None:
-        while True:
-            delivery = await lane.get()
-            if delivery.generation != self._generation:
-                continue  # its channel is gone; the broker redelivers it on the new one
-            try:
-                await self._handle(delivery, handler)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.error("lane_failure", error=repr(exc), queue=delivery.subscription.queue)
+    def _worker(self, handler: MessageHandler) -> Any:
+        async def work(delivery: _Delivery) -> None:
+            await self._handle(delivery, handler)
+
+        return work
 
     async def _handle(self, delivery: _Delivery, handler: MessageHandler) -> None:
-        message, sub = delivery.message, delivery.subscription
-        try:
-            envelope = Envelope.from_bytes(message.body)
-        except ValidationError as exc:
-            log.error("message_unreadable", queue=sub.queue, message_id=message.message_id, error=str(exc)[:300])
+        message, sub, envelope = delivery.message, delivery.subscription, delivery.envelope
+        if delivery.generation != self._generation:
+            return  # its channel is gone; the broker redelivers it on the new one
+        if envelope is None:
+            log.error("message_unreadable", queue=sub.queue, message_id=message.message_id)
             await _settle(message.reject(requeue=False))
             return
-        attempt = int(str((message.headers or {}).get(ATTEMPT_HEADER, 0) or 0))
-        try:
-            await handler(sub, envelope)
-        except PermanentError as exc:
-            log.error(
-                "handler_failed_permanently",
-                queue=sub.queue,
-                event_id=str(envelope.event_id),
-                event_type=envelope.event_type,
-                error=repr(exc)[:300],
-            )
-            await _settle(message.reject(requeue=False))
-            return
-        except Exception as exc:
-            await self._retry_or_dead_letter(delivery, envelope, attempt, exc)
-            return
-        await _settle(message.ack())
-
-    async def _retry_or_dead_letter(
-        self, delivery: _Delivery, envelope: Envelope, attempt: int, exc: Exception
-    ) -> None:
-        message, sub = delivery.message, delivery.subscription
-        next_attempt = attempt + 1
-        if next_attempt >= self.max_attempts:
-            log.error(
-                "handler_gave_up",
-                queue=sub.queue,
-                event_id=str(envelope.event_id),
-                event_type=envelope.event_type,
-                attempts=next_attempt,
-                error=repr(exc)[:300],
-            )
-            await _settle(message.reject(requeue=False))
-            return
-        tier = retry_tier_for(next_attempt)
-        log.warning(
-            "handler_retry",
-            queue=sub.queue,
-            event_id=str(envelope.event_id),
-            event_type=envelope.event_type,
-            attempt=next_attempt,
-            delay_ms=tier,
-            error=repr(exc)[:300],
+        outcome = await run_with_retries(
+            handler,
+            sub,
+            envelope,
+            self.retry_policy,
+            slot=self._slots[sub.queue],
+            stale=lambda: delivery.generation != self._generation,
         )
-        channel = self._consume_channel
-        try:
-            if channel is None or channel.is_closed:
-                raise RuntimeError("consumer channel closed")
-            retry_x = await channel.get_exchange(retry_exchange(tier), ensure=False)
-            await retry_x.publish(to_message(envelope, attempt=next_attempt), routing_key=sub.queue, timeout=10)
-        except Exception as pub_exc:
-            log.warning("retry_publish_failed", queue=sub.queue, error=repr(pub_exc))
-            await _settle(message.nack(requeue=True))
-            return
-        await _settle(message.ack())
+        if outcome is Outcome.DONE:
+            await _settle(message.ack())
+        elif outcome is Outcome.DEAD:
+            await _settle(message.reject(requeue=False))  # the queue dead-letters it into <queue>.dlq
 
     async def close(self) -> None:
         self._stopping = True
@@ -335,21 +280,10 @@ class AmqpBroker:
             self._consume_task.cancel()
             await asyncio.gather(self._consume_task, return_exceptions=True)
             self._consume_task = None
-        for task in self._lane_tasks:
-            task.cancel()
-        await asyncio.gather(*self._lane_tasks, return_exceptions=True)
-        self._lane_tasks = []
+        await asyncio.gather(*(lanes.close() for lanes in self._lanes.values()), return_exceptions=True)
         self._lanes = {}
+        self._slots = {}
         await self._drop_publisher()
-
-
-def _lane_key(message: AbstractIncomingMessage) -> str:
-    # The aggregate id is inside the body; avoid parsing twice by peeking at a cheap prefix.
-    try:
-        envelope = Envelope.from_bytes(message.body)
-    except ValidationError:
-        return message.message_id or ""
-    return f"{envelope.aggregate_type}:{envelope.aggregate_id}"
 
 
 async def _settle(operation: Any) -> None:

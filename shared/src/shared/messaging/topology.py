@@ -1,12 +1,23 @@
 """The whole broker topology, declared identically (and idempotently) by every service.
 
 * one durable topic exchange ``events``; routing key = event type;
-* one quorum queue per consuming handler, ``<service>.<handler>``, dead-lettering to
-  ``<queue>.dlq`` (at-least-once) once the broker has delivered it ``delivery_limit`` times
-  (crash loops) or when the consumer rejects it (permanent failure, retries used up);
-* delayed retry: fixed tiers, each a fanout exchange and a quorum queue with a message TTL
-  whose dead-letter target is the default exchange, so an expired message goes back to the
-  queue named by its routing key, i.e. the handler's own queue.
+* one quorum queue per consuming handler, ``<service>.<handler>``, with a **single active
+  consumer**: any number of replicas may consume it, the broker delivers to one of them at a
+  time, in queue order, and hands over to another when it goes away, so one aggregate's events
+  are never handled by two replicas at once or out of order;
+* each queue dead-letters to ``<queue>.dlq`` (at-least-once) when its consumer rejects a
+  message (permanent failure, or retries used up) or once the broker has delivered it
+  ``delivery_limit`` times (a message that crashes its consumer over and over);
+* retries of transient handler errors happen in the consumer's per-aggregate lane, waiting
+  :data:`RETRY_TIERS_MS` between runs (see :mod:`shared.messaging.lanes`), not through retry
+  queues: a message that went round a retry queue would come back behind later events of its
+  aggregate.
+
+Queue arguments are fixed when a queue is first declared; declaring it again with different
+arguments fails with ``PRECONDITION_FAILED``. A broker that still has queues from a topology with
+other arguments (e.g. before ``x-single-active-consumer``) needs them deleted (once drained) or
+migrated before the services start; the ``events.retry.*`` exchanges and queues of the old
+retry-queue design are no longer used and can be deleted.
 
 Every consumer's queue is declared by every service, so an event raised before its consumer
 ever started still finds its queue: an unroutable event is an error, never a silent loss.
@@ -17,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-#: delays of the retry tiers, milliseconds; a handler's n-th retry uses tier min(n, last)
+#: delays of the in-lane retry tiers, milliseconds; a handler's n-th retry waits tier min(n, last)
 RETRY_TIERS_MS: tuple[int, ...] = (200, 1_000, 5_000, 15_000)
 DEFAULT_DELIVERY_LIMIT = 10
 
@@ -102,15 +113,48 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
         ("project.closed", "project.extended"),
         "Emails the project leads when their project closes or is extended",
     ),
+    Subscription(
+        "projects",
+        "volunteers",
+        ("volunteer.verified", "volunteer.merged"),
+        "Keeps the verified volunteers read model; a merge moves applications and hours to the kept id",
+    ),
+    Subscription(
+        "projects",
+        "team_roles",
+        (
+            "team.approved",
+            "team.admin_appointed",
+            "team.admin_removed",
+            "team.project_lead_appointed",
+            "team.project_lead_removed",
+        ),
+        "Keeps the teams, team admins and project leads read model (who may run projects)",
+    ),
+    Subscription(
+        "teams",
+        "volunteers",
+        ("volunteer.verified", "volunteer.merged"),
+        "Keeps teams' read model of verified volunteers (masked name, number); merges move memberships",
+    ),
+    Subscription(
+        "teams",
+        "team_history",
+        ("team.#",),
+        "Keeps each team's history of facts (registration, review, reminders, liaison rights, membership) "
+        "for its admins and region admins; also makes sure every team event has a queue",
+    ),
+    Subscription(
+        "teams",
+        "region_admins",
+        ("account.roles_changed",),
+        "Keeps teams' read model of regional and national admins (reviewers, escalation recipients)",
+    ),
 )
 
 
 def subscriptions_for(service: str) -> list[Subscription]:
     return [s for s in SUBSCRIPTIONS if s.service == service]
-
-
-def retry_exchange(tier_ms: int) -> str:
-    return f"events.retry.{tier_ms}ms"
 
 
 def retry_tier_for(attempt: int) -> int:
@@ -127,21 +171,12 @@ def queue_arguments(sub: Subscription, delivery_limit: int = DEFAULT_DELIVERY_LI
         "x-dead-letter-routing-key": sub.dlq,
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
+        "x-single-active-consumer": True,
     }
 
 
 def dlq_arguments() -> dict[str, Any]:
     return {"x-queue-type": "quorum"}
-
-
-def retry_queue_arguments(tier_ms: int) -> dict[str, Any]:
-    return {
-        "x-queue-type": "quorum",
-        "x-message-ttl": tier_ms,
-        "x-dead-letter-exchange": "",
-        "x-dead-letter-strategy": "at-least-once",
-        "x-overflow": "reject-publish",
-    }
 
 
 def topic_matches(pattern: str, routing_key: str) -> bool:
