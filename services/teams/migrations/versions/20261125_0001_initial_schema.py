@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 05:54:13.738320
+Create Date: 2026-11-26 09:18:09.760782
 """
 from collections.abc import Sequence
 
@@ -47,11 +47,131 @@ def upgrade() -> None:
     op.create_index('ix_outbox_published_at', 'outbox', ['published_at'], unique=False, postgresql_where=sa.text('published_at IS NOT NULL'))
     op.create_index('ix_outbox_unpublished', 'outbox', ['seq'], unique=False, postgresql_where=sa.text('published_at IS NULL'))
     op.create_index('ix_outbox_unpublished_aggregate', 'outbox', ['aggregate_type', 'aggregate_id', 'seq'], unique=False, postgresql_where=sa.text('published_at IS NULL'))
+    op.create_table('region_admins',
+    sa.Column('account_id', sa.Uuid(), nullable=False),
+    sa.Column('region_code', sa.String(length=12), nullable=True),
+    sa.Column('is_national', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.PrimaryKeyConstraint('account_id', name=op.f('pk_region_admins'))
+    )
+    op.create_index(op.f('ix_region_admins_region_code'), 'region_admins', ['region_code'], unique=False)
+    op.create_table('team_history',
+    sa.Column('event_id', sa.Uuid(), nullable=False),
+    sa.Column('team_id', sa.Uuid(), nullable=False),
+    sa.Column('event_type', sa.String(length=120), nullable=False),
+    sa.Column('occurred_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('payload', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.PrimaryKeyConstraint('event_id', name=op.f('pk_team_history'))
+    )
+    op.create_index('ix_team_history_team_occurred', 'team_history', ['team_id', 'occurred_at', 'event_id'], unique=False)
+    op.create_table('teams',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('name', sa.String(length=60), nullable=False),
+    sa.Column('region_code', sa.String(length=12), nullable=False),
+    sa.Column('level', sa.String(length=16), nullable=False),
+    sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('uscc', sa.String(length=18), nullable=True),
+    sa.Column('registration_authority_region', sa.String(length=12), nullable=True),
+    sa.Column('liaison_team_id', sa.Uuid(), nullable=True),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('is_root', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.Column('liaison_authorised', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.Column('join_mode', sa.String(length=16), server_default='reject_anyone', nullable=False),
+    sa.Column('contact_person', sa.String(length=60), nullable=False),
+    sa.Column('contact_phone', sa.String(length=40), nullable=False),
+    sa.Column('contact_email', sa.String(length=254), nullable=False),
+    sa.Column('contact_address', sa.String(length=200), nullable=False),
+    sa.Column('applicant_account_id', sa.Uuid(), nullable=False),
+    sa.Column('submitted_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('decided_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('decided_by', sa.Uuid(), nullable=True),
+    sa.Column('decision_reason', sa.Text(), nullable=True),
+    sa.Column('last_reminder_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('overdue_raised_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.ForeignKeyConstraint(['liaison_team_id'], ['teams.id'], name=op.f('fk_teams_liaison_team_id_teams')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_teams'))
+    )
+    op.create_index(op.f('ix_teams_applicant_account_id'), 'teams', ['applicant_account_id'], unique=False)
+    op.create_index('ix_teams_liaison_candidates', 'teams', ['region_code'], unique=False, postgresql_where=sa.text('liaison_authorised'))
+    op.create_index('ix_teams_liaison_team_id', 'teams', ['liaison_team_id'], unique=False)
+    op.create_index('ix_teams_pending_submitted', 'teams', ['submitted_at'], unique=False, postgresql_where=sa.text("status = 'pending'"))
+    op.create_index('uq_teams_region_name', 'teams', ['region_code', 'name'], unique=True, postgresql_where=sa.text("status <> 'rejected'"))
+    op.create_index('uq_teams_uscc', 'teams', ['uscc'], unique=True, postgresql_where=sa.text("uscc IS NOT NULL AND status <> 'rejected'"))
+    op.create_table('volunteers',
+    sa.Column('account_id', sa.Uuid(), nullable=False),
+    sa.Column('volunteer_number', sa.String(length=40), nullable=False),
+    sa.Column('masked_name', sa.String(length=60), nullable=False),
+    sa.Column('region_code', sa.String(length=12), nullable=False),
+    sa.Column('verified_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('account_id', name=op.f('pk_volunteers'))
+    )
+    op.create_table('invitations',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('team_id', sa.Uuid(), nullable=False),
+    sa.Column('account_id', sa.Uuid(), nullable=False),
+    sa.Column('invited_by', sa.Uuid(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('answered_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['team_id'], ['teams.id'], name=op.f('fk_invitations_team_id_teams')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_invitations'))
+    )
+    op.create_index(op.f('ix_invitations_account_id'), 'invitations', ['account_id'], unique=False)
+    op.create_index(op.f('ix_invitations_team_id'), 'invitations', ['team_id'], unique=False)
+    op.create_index('uq_invitations_pending', 'invitations', ['team_id', 'account_id'], unique=True, postgresql_where=sa.text("status = 'pending'"))
+    op.create_table('join_requests',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('team_id', sa.Uuid(), nullable=False),
+    sa.Column('account_id', sa.Uuid(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('message', sa.String(length=500), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('decided_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('decided_by', sa.Uuid(), nullable=True),
+    sa.Column('reason', sa.String(length=500), nullable=True),
+    sa.ForeignKeyConstraint(['team_id'], ['teams.id'], name=op.f('fk_join_requests_team_id_teams')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_join_requests'))
+    )
+    op.create_index(op.f('ix_join_requests_account_id'), 'join_requests', ['account_id'], unique=False)
+    op.create_index('ix_join_requests_team_status', 'join_requests', ['team_id', 'status', 'created_at'], unique=False)
+    op.create_index('uq_join_requests_pending', 'join_requests', ['team_id', 'account_id'], unique=True, postgresql_where=sa.text("status = 'pending'"))
+    op.create_table('memberships',
+    sa.Column('team_id', sa.Uuid(), nullable=False),
+    sa.Column('account_id', sa.Uuid(), nullable=False),
+    sa.Column('is_admin', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.Column('is_project_lead', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.Column('joined_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['team_id'], ['teams.id'], name=op.f('fk_memberships_team_id_teams')),
+    sa.PrimaryKeyConstraint('team_id', 'account_id', name=op.f('pk_memberships'))
+    )
+    op.create_index(op.f('ix_memberships_account_id'), 'memberships', ['account_id'], unique=False)
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_index(op.f('ix_memberships_account_id'), table_name='memberships')
+    op.drop_table('memberships')
+    op.drop_index('uq_join_requests_pending', table_name='join_requests', postgresql_where=sa.text("status = 'pending'"))
+    op.drop_index('ix_join_requests_team_status', table_name='join_requests')
+    op.drop_index(op.f('ix_join_requests_account_id'), table_name='join_requests')
+    op.drop_table('join_requests')
+    op.drop_index('uq_invitations_pending', table_name='invitations', postgresql_where=sa.text("status = 'pending'"))
+    op.drop_index(op.f('ix_invitations_team_id'), table_name='invitations')
+    op.drop_index(op.f('ix_invitations_account_id'), table_name='invitations')
+    op.drop_table('invitations')
+    op.drop_table('volunteers')
+    op.drop_index('uq_teams_uscc', table_name='teams', postgresql_where=sa.text("uscc IS NOT NULL AND status <> 'rejected'"))
+    op.drop_index('uq_teams_region_name', table_name='teams', postgresql_where=sa.text("status <> 'rejected'"))
+    op.drop_index('ix_teams_pending_submitted', table_name='teams', postgresql_where=sa.text("status = 'pending'"))
+    op.drop_index('ix_teams_liaison_team_id', table_name='teams')
+    op.drop_index('ix_teams_liaison_candidates', table_name='teams', postgresql_where=sa.text('liaison_authorised'))
+    op.drop_index(op.f('ix_teams_applicant_account_id'), table_name='teams')
+    op.drop_table('teams')
+    op.drop_index('ix_team_history_team_occurred', table_name='team_history')
+    op.drop_table('team_history')
+    op.drop_index(op.f('ix_region_admins_region_code'), table_name='region_admins')
+    op.drop_table('region_admins')
     op.drop_index('ix_outbox_unpublished_aggregate', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))
     op.drop_index('ix_outbox_unpublished', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))
     op.drop_index('ix_outbox_published_at', table_name='outbox', postgresql_where=sa.text('published_at IS NOT NULL'))

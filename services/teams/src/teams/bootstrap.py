@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+from shared import regions
 from shared.auth import TokenVerifier
 from shared.clock import Clock
+from shared.logging import get_logger
 from shared.messaging.broker import Broker
 from shared.runtime import Runtime
 from teams.config import TeamsSettings
@@ -13,10 +16,23 @@ from teams.consumers import handlers
 from teams.models import messaging
 
 SERVICE_ROOT = Path(__file__).resolve().parents[2]
+log = get_logger("teams.bootstrap")
 
 
 class TeamsRuntime(Runtime):
     settings: TeamsSettings
+
+    async def sweep_overdue_reviews(self) -> int:
+        """One pass of the T5 escalation sweep; returns how many teams were escalated."""
+        from teams.registration import sweep_overdue_reviews
+
+        total = 0
+        while True:
+            async with self.uow() as uow:
+                found = await sweep_overdue_reviews(uow, self.clock)
+            total += found
+            if found == 0:
+                return total
 
 
 def build_runtime(
@@ -26,4 +42,19 @@ def build_runtime(
     clock: Clock | None = None,
     verifier: TokenVerifier | None = None,
 ) -> TeamsRuntime:
-    return TeamsRuntime(settings, messaging, handlers=handlers, broker=broker, clock=clock, verifier=verifier)
+    # Township level (nine-digit codes) from the packaged MCA list, for browsing and team regions.
+    regions.load_townships()
+    runtime = TeamsRuntime(settings, messaging, handlers=handlers, broker=broker, clock=clock, verifier=verifier)
+
+    async def review_sweep() -> None:
+        while True:
+            try:
+                escalated = await runtime.sweep_overdue_reviews()
+                if escalated:
+                    log.info("reviews_escalated", count=escalated)
+            except Exception:  # a failed pass is retried on the next tick
+                log.exception("review_sweep_failed")
+            await asyncio.sleep(settings.review_sweep_interval_seconds)
+
+    runtime.background.append(review_sweep)
+    return runtime

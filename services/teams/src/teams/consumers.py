@@ -1,5 +1,74 @@
-"""Handlers of other services' events."""
+"""Handlers of other services' events: the read models of verified volunteers and of admins."""
 
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from shared.auth import ROLE_NATIONAL_ADMIN, ROLE_REGIONAL_ADMIN
+from shared.contracts.base import Event
+from shared.contracts.identity import AccountRolesChanged, VolunteerMerged, VolunteerVerified
+from shared.db import UnitOfWork
 from shared.messaging.consumer import Handlers
+from shared.messaging.envelope import Envelope
+from teams.models import RegionAdmin, TeamHistory, Volunteer
+from teams.repository import TeamsRepository
 
 handlers = Handlers("teams")
+
+
+@handlers("volunteers")
+async def keep_volunteers(event: Any, envelope: Envelope, uow: UnitOfWork, context: Any) -> None:
+    if isinstance(event, VolunteerVerified):
+        values = {
+            "account_id": event.account_id,
+            "volunteer_number": event.volunteer_number,
+            "masked_name": event.masked_name,
+            "region_code": event.region_code,
+            "verified_at": event.verified_at,
+        }
+        stmt = pg_insert(Volunteer).values(**values)
+        await uow.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[Volunteer.account_id],
+                set_={k: v for k, v in values.items() if k != "account_id"},
+            )
+        )
+    elif isinstance(event, VolunteerMerged):
+        await TeamsRepository(uow.session).merge_account(event.account_id, event.merged_account_id)
+
+
+@handlers("region_admins")
+async def keep_region_admins(event: AccountRolesChanged, envelope: Envelope, uow: UnitOfWork, context: Any) -> None:
+    repo = TeamsRepository(uow.session)
+    regional = ROLE_REGIONAL_ADMIN in event.roles and bool(event.region_code)
+    national = ROLE_NATIONAL_ADMIN in event.roles
+    if not (regional or national):
+        await repo.forget_region_admin(event.account_id)
+        return
+    values = {
+        "account_id": event.account_id,
+        "region_code": event.region_code if regional else None,
+        "is_national": national,
+    }
+    stmt = pg_insert(RegionAdmin).values(**values)
+    await uow.session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[RegionAdmin.account_id],
+            set_={"region_code": values["region_code"], "is_national": national},
+        )
+    )
+
+
+@handlers("team_history")
+async def keep_team_history(event: Event, envelope: Envelope, uow: UnitOfWork, context: Any) -> None:
+    stmt = pg_insert(TeamHistory).values(
+        event_id=envelope.event_id,
+        team_id=uuid.UUID(str(envelope.payload["team_id"])),
+        event_type=envelope.event_type,
+        occurred_at=envelope.occurred_at,
+        payload=envelope.payload,
+    )
+    await uow.session.execute(stmt.on_conflict_do_nothing(index_elements=[TeamHistory.event_id]))

@@ -92,6 +92,18 @@ LIAISON_CROSS_LEVEL = ErrorSpec(
     "不能跨级选择联络团体,请选择所在地区上一级的联络团体",
     "The liaison team must be exactly one level up from your region; cross-level choices are not allowed",
 )
+LIAISON_OUTSIDE_REGION = ErrorSpec(
+    "liaison_outside_region",
+    422,
+    "所选联络团体不在本团体所在地区的上一级地区,请选择上级地区的联络团体",
+    "The liaison team must sit in the region directly above yours, not in a neighbouring one",
+)
+LIAISON_NOT_AVAILABLE = ErrorSpec(
+    "liaison_not_available",
+    422,
+    "省级志愿团体没有上一级联络团体,请联系地区管理员创建",
+    "A province-level team has no liaison one level up; a regional admin creates it",
+)
 NOT_REGION_ADMIN = ErrorSpec(
     "not_region_admin",
     403,
@@ -158,5 +170,11 @@ LAST_ADMIN = ErrorSpec(
     409,
     "志愿团体至少需要一名管理员,请先任命其他管理员",
     "A team needs at least one admin; appoint another admin first",
+)
+INVITE_TARGET_REQUIRED = ErrorSpec(
+    "invite_target_required",
+    422,
+    "请提供被邀请志愿者的账号ID或志愿者编号(二选一)",
+    "Give either the invitee's account id or volunteer number",
 )
 CURSOR_INVALID = ErrorSpec("cursor_invalid", 422, "分页游标无效", "The pagination cursor is not valid")

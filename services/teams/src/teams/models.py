@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String, Text, func, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import EventSource, new_metadata
@@ -144,3 +146,17 @@ class RegionAdmin(Base):
     account_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     region_code: Mapped[str | None] = mapped_column(String(12), index=True)
     is_national: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+
+
+class TeamHistory(Base):
+    """A team's facts in order, from its own events as published (ids and names only)."""
+
+    __tablename__ = "team_history"
+
+    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    team_id: Mapped[uuid.UUID]
+    event_type: Mapped[str] = mapped_column(String(120))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+    __table_args__ = (Index("ix_team_history_team_occurred", "team_id", "occurred_at", "event_id"),)

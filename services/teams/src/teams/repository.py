@@ -13,11 +13,13 @@ from shared import regions
 from teams.models import (
     APPROVED,
     PENDING,
+    REJECTED,
     Invitation,
     JoinRequest,
     Membership,
     RegionAdmin,
     Team,
+    TeamHistory,
     Volunteer,
 )
 
@@ -32,6 +34,14 @@ class TeamsRepository:
         if for_update:
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def name_taken(self, region_code: str, name: str) -> bool:
+        stmt = select(Team.id).where(Team.region_code == region_code, Team.name == name, Team.status != REJECTED)
+        return (await self.session.execute(stmt.limit(1))).first() is not None
+
+    async def uscc_taken(self, uscc: str) -> bool:
+        stmt = select(Team.id).where(Team.uscc == uscc, Team.status != REJECTED)
+        return (await self.session.execute(stmt.limit(1))).first() is not None
 
     async def liaison_candidates(self, region_code: str) -> Sequence[Team]:
         stmt = (
@@ -154,6 +164,18 @@ class TeamsRepository:
         )
         return [(r, t) for r, t in (await self.session.execute(stmt)).all()]
 
+    async def pending_join_request_for(self, team_id: uuid.UUID, account_id: uuid.UUID) -> JoinRequest | None:
+        stmt = select(JoinRequest).where(
+            JoinRequest.team_id == team_id, JoinRequest.account_id == account_id, JoinRequest.status == PENDING
+        )
+        return (await self.session.execute(stmt.with_for_update())).scalar_one_or_none()
+
+    async def pending_invitation_for(self, team_id: uuid.UUID, account_id: uuid.UUID) -> Invitation | None:
+        stmt = select(Invitation).where(
+            Invitation.team_id == team_id, Invitation.account_id == account_id, Invitation.status == PENDING
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def invitation(self, invitation_id: uuid.UUID, *, for_update: bool = False) -> Invitation | None:
         stmt = select(Invitation).where(Invitation.id == invitation_id)
         if for_update:
@@ -173,12 +195,17 @@ class TeamsRepository:
     async def volunteer(self, account_id: uuid.UUID) -> Volunteer | None:
         return await self.session.get(Volunteer, account_id)
 
+    async def volunteer_by_number(self, volunteer_number: str) -> Volunteer | None:
+        stmt = select(Volunteer).where(Volunteer.volunteer_number == volunteer_number)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def forget_region_admin(self, account_id: uuid.UUID) -> None:
+        await self.session.execute(delete(RegionAdmin).where(RegionAdmin.account_id == account_id))
+
     async def nearest_region_admins(self, region_code: str) -> list[uuid.UUID]:
         """Regional admins of the region itself, else of the nearest region above that has any."""
         chain = [r.code for r in regions.ancestors(region_code)] or [region_code]
-        stmt = select(RegionAdmin.account_id, RegionAdmin.region_code).where(
-            RegionAdmin.region_code.in_(chain), RegionAdmin.is_national.is_(False)
-        )
+        stmt = select(RegionAdmin.account_id, RegionAdmin.region_code).where(RegionAdmin.region_code.in_(chain))
         rows = (await self.session.execute(stmt)).all()
         for code in chain:
             found = sorted(account_id for account_id, region in rows if region == code)
@@ -222,3 +249,12 @@ class TeamsRepository:
     async def count_admins(self, team_id: uuid.UUID) -> int:
         stmt = select(func.count()).where(Membership.team_id == team_id, Membership.is_admin)
         return int((await self.session.execute(stmt)).scalar_one())
+
+    async def history_page(
+        self, team_id: uuid.UUID, *, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> Sequence[TeamHistory]:
+        stmt = select(TeamHistory).where(TeamHistory.team_id == team_id)
+        if after is not None:
+            stmt = stmt.where(tuple_(TeamHistory.occurred_at, TeamHistory.event_id) > tuple_(*after))
+        stmt = stmt.order_by(TeamHistory.occurred_at, TeamHistory.event_id).limit(limit)
+        return (await self.session.execute(stmt)).scalars().all()

@@ -1,5 +1,326 @@
-"""HTTP routes of the teams service."""
+"""HTTP routes of the teams service: regions, teams, liaison, review. Thin: parse, call, shape."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+import uuid
+
+from fastapi import APIRouter, Query
+
+from shared import regions
+from shared.auth import CurrentPrincipal, OptionalPrincipal, RegionalOrNationalAdmin, region_prefix
+from shared.errors import AppError, error_responses
+from teams import errors as E
+from teams import registration
+from teams.access import can_see, is_authority_reviewer, load_team
+from teams.api.deps import Runtime, UoW, decode_name_cursor, decode_time_cursor, encode_cursor
+from teams.api.membership_routes import router as membership_router
+from teams.api.schemas import (
+    HistoryEntry,
+    HistoryPage,
+    LiaisonAuthorisationOut,
+    LiaisonCandidate,
+    LiaisonCandidates,
+    RegionDetail,
+    RegionOut,
+    ReminderOut,
+    ReviewDecision,
+    ReviewStatus,
+    RootTeamCreate,
+    TeamOut,
+    TeamPage,
+    TeamRegistration,
+)
+from teams.api.views import team_out
+from teams.domain import review
+from teams.models import PENDING
+from teams.repository import TeamsRepository
+
+router = APIRouter(prefix="/api/v1")
+
+
+def _region_out(region: regions.Region) -> RegionOut:
+    return RegionOut(code=region.code, name=region.name, level=region.level, parent_code=region.parent_code)
+
+
+# -- regions ------------------------------------------------------------------------------------
+@router.get("/regions", response_model=list[RegionOut], tags=["regions"], summary="Provinces")
+async def provinces() -> list[RegionOut]:
+    return [_region_out(r) for r in regions.children(None)]
+
+
+@router.get(
+    "/regions/{code}",
+    response_model=RegionDetail,
+    tags=["regions"],
+    summary="A region with its sub-regions (cities, counties, townships)",
+    responses=error_responses(E.REGION_NOT_FOUND),
+)
+async def region(code: str) -> RegionDetail:
+    found = regions.get(code) if code.isdigit() else None
+    if found is None:
+        raise AppError(E.REGION_NOT_FOUND)
+    return RegionDetail(
+        **_region_out(found).model_dump(), children=[_region_out(r) for r in regions.children(found.code)]
+    )
+
+
+# -- teams --------------------------------------------------------------------------------------
+@router.post(
+    "/teams",
+    status_code=201,
+    response_model=TeamOut,
+    tags=["teams"],
+    summary="Register a team (verified volunteers); the applicant becomes its first admin",
+    responses=error_responses(
+        E.VOLUNTEER_NOT_VERIFIED,
+        E.TEAM_NAME_NOT_ALLOWED,
+        E.TEAM_NAME_FORM_REQUIRED,
+        E.TEAM_NAME_TAKEN,
+        E.USCC_REQUIRED,
+        E.USCC_INVALID,
+        E.USCC_NOT_CIVIL_AFFAIRS,
+        E.USCC_KIND_MISMATCH,
+        E.USCC_TAKEN,
+        E.USCC_NOT_ALLOWED,
+        E.REGION_INVALID,
+        E.LIAISON_REQUIRED,
+        E.LIAISON_NOT_FOUND,
+        E.LIAISON_NOT_AUTHORISED,
+        E.LIAISON_CROSS_CITY,
+        E.LIAISON_CROSS_LEVEL,
+        E.LIAISON_OUTSIDE_REGION,
+        E.LIAISON_NOT_AVAILABLE,
+    ),
+)
+async def register_team(body: TeamRegistration, principal: CurrentPrincipal, runtime: Runtime, uow: UoW) -> TeamOut:
+    async with uow:
+        team = await registration.register_team(uow, runtime.clock, principal, body)
+    return team_out(team)
+
+
+@router.post(
+    "/root-teams",
+    status_code=201,
+    response_model=TeamOut,
+    tags=["teams"],
+    summary="Create a root liaison team of a region (regional admin of that region, or national admin)",
+    responses=error_responses(
+        E.NOT_REGION_ADMIN, E.REGION_INVALID, E.TEAM_NAME_FORM_REQUIRED, E.TEAM_NAME_TAKEN, E.VOLUNTEER_NOT_FOUND
+    ),
+)
+async def create_root_team(
+    body: RootTeamCreate, principal: RegionalOrNationalAdmin, runtime: Runtime, uow: UoW
+) -> TeamOut:
+    async with uow:
+        team = await registration.create_root_team(uow, runtime.clock, principal, body)
+    return team_out(team)
+
+
+@router.get("/teams", response_model=TeamPage, tags=["teams"], summary="Approved teams, optionally within a region")
+async def list_teams(
+    uow: UoW,
+    region_code: str | None = Query(None, pattern=r"^\d{2,12}$"),
+    limit: int = Query(50, ge=1, le=200),
+    cursor: str | None = Query(None, max_length=400),
+) -> TeamPage:
+    after = decode_name_cursor(cursor) if cursor else None
+    async with uow:
+        rows = await TeamsRepository(uow.session).list_teams(
+            region_prefix=region_prefix(region_code) if region_code else None, after=after, limit=limit + 1
+        )
+    items = [team_out(t) for t in rows[:limit]]
+    next_cursor = encode_cursor(rows[limit - 1].name, rows[limit - 1].id) if len(rows) > limit else None
+    return TeamPage(items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/teams/{team_id}",
+    response_model=TeamOut,
+    tags=["teams"],
+    summary="A team (one under review only to its applicant, admins and reviewers)",
+    responses=error_responses(E.TEAM_NOT_FOUND),
+)
+async def get_team(team_id: uuid.UUID, principal: OptionalPrincipal, uow: UoW) -> TeamOut:
+    async with uow:
+        repo = TeamsRepository(uow.session)
+        team = await repo.team(team_id)
+        if team is None or not await can_see(repo, principal, team):
+            raise AppError(E.TEAM_NOT_FOUND)
+    return team_out(team)
+
+
+@router.get(
+    "/teams/{team_id}/history",
+    response_model=HistoryPage,
+    tags=["teams"],
+    summary="The team's facts in order (its admins, and admins of its region)",
+    responses=error_responses(E.TEAM_NOT_FOUND, E.NOT_TEAM_ADMIN, E.CURSOR_INVALID),
+)
+async def team_history(
+    team_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    uow: UoW,
+    limit: int = Query(50, ge=1, le=200),
+    cursor: str | None = Query(None, max_length=400),
+) -> HistoryPage:
+    after = decode_time_cursor(cursor) if cursor else None
+    async with uow:
+        repo = TeamsRepository(uow.session)
+        team = await load_team(repo, team_id)
+        if not principal.administers_region(team.region_code):
+            membership = await repo.membership(team.id, principal.account_id)
+            if membership is None or not membership.is_admin:
+                raise AppError(E.NOT_TEAM_ADMIN)
+        rows = await repo.history_page(team.id, after=after, limit=limit + 1)
+    items = [
+        HistoryEntry(event_id=h.event_id, event_type=h.event_type, occurred_at=h.occurred_at, payload=h.payload)
+        for h in rows[:limit]
+    ]
+    last = rows[limit - 1] if len(rows) > limit else None
+    return HistoryPage(items=items, next_cursor=encode_cursor(last.occurred_at, last.event_id) if last else None)
+
+
+# -- liaison (T3, T4) ---------------------------------------------------------------------------
+@router.get(
+    "/liaison-candidates",
+    response_model=LiaisonCandidates,
+    tags=["liaison"],
+    summary="The teams a new team in this region may choose as liaison (authorised, one level up, same city)",
+    responses=error_responses(E.REGION_INVALID),
+)
+async def liaison_candidates(uow: UoW, region_code: str = Query(pattern=r"^\d{6}(\d{3})?$")) -> LiaisonCandidates:
+    async with uow:
+        parent, teams = await registration.liaison_choices(uow, region_code)
+    items = [
+        LiaisonCandidate(
+            id=t.id,
+            name=t.name,
+            region_code=t.region_code,
+            region_name=(r.name if (r := regions.get(t.region_code)) else None),
+        )
+        for t in teams
+    ]
+    return LiaisonCandidates(region_code=region_code, liaison_region_code=parent, items=items)
+
+
+_AUTH_ERRORS = error_responses(E.TEAM_NOT_FOUND, E.NOT_REGION_ADMIN, E.TEAM_NOT_APPROVED)
+
+
+@router.put(
+    "/teams/{team_id}/liaison-authorisation",
+    response_model=LiaisonAuthorisationOut,
+    tags=["liaison"],
+    summary="Authorise a team to take sub-teams (regional admin of its region)",
+    responses=_AUTH_ERRORS,
+)
+async def authorise_liaison(
+    team_id: uuid.UUID, principal: RegionalOrNationalAdmin, uow: UoW
+) -> LiaisonAuthorisationOut:
+    async with uow:
+        team = await registration.set_liaison_authorisation(uow, principal, team_id, True)
+    return LiaisonAuthorisationOut(team_id=team.id, liaison_authorised=team.liaison_authorised)
+
+
+@router.delete(
+    "/teams/{team_id}/liaison-authorisation",
+    response_model=LiaisonAuthorisationOut,
+    tags=["liaison"],
+    summary="Withdraw a team's right to take sub-teams (regional admin of its region)",
+    responses=_AUTH_ERRORS,
+)
+async def withdraw_liaison(team_id: uuid.UUID, principal: RegionalOrNationalAdmin, uow: UoW) -> LiaisonAuthorisationOut:
+    async with uow:
+        team = await registration.set_liaison_authorisation(uow, principal, team_id, False)
+    return LiaisonAuthorisationOut(team_id=team.id, liaison_authorised=team.liaison_authorised)
+
+
+# -- review (T5) --------------------------------------------------------------------------------
+@router.get(
+    "/reviews",
+    response_model=TeamPage,
+    tags=["review"],
+    summary="Teams waiting for my review (as liaison team admin or as registration authority)",
+)
+async def my_reviews(principal: CurrentPrincipal, uow: UoW) -> TeamPage:
+    async with uow:
+        repo = TeamsRepository(uow.session)
+        liaison_ids = await repo.teams_administered_by(principal.account_id)
+        teams = list(await repo.pending_reviews_of_teams(liaison_ids))
+        if principal.region or principal.is_national_admin:
+            teams += [
+                t
+                for t in await repo.pending_authority_reviews()
+                if is_authority_reviewer(principal, t) or principal.is_national_admin
+            ]
+    return TeamPage(items=[team_out(t) for t in teams if t.status == PENDING])
+
+
+@router.get(
+    "/teams/{team_id}/review",
+    response_model=ReviewStatus,
+    tags=["review"],
+    summary="Review status for the applicant: reminder availability; reviewer contact from day 7",
+    responses=error_responses(E.TEAM_NOT_FOUND, E.NOT_APPLICANT),
+)
+async def review_status(team_id: uuid.UUID, principal: CurrentPrincipal, runtime: Runtime, uow: UoW) -> ReviewStatus:
+    async with uow:
+        view = await registration.review_status(uow, runtime.clock, runtime.settings, principal, team_id)
+    team, now = view.team, view.now
+    pending = team.status == PENDING
+    verdict = review.reminder_decision(team.submitted_at, team.last_reminder_at, now)
+    return ReviewStatus(
+        team_id=team.id,
+        status=team.status,
+        submitted_at=team.submitted_at,
+        days_waiting=review.days_waiting(team.submitted_at, team.decided_at or now),
+        decided_at=team.decided_at,
+        reason=team.decision_reason,
+        can_remind=pending and verdict.allowed,
+        next_reminder_at=review.next_reminder_at(team.submitted_at, team.last_reminder_at) if pending else None,
+        last_reminder_at=team.last_reminder_at,
+        overdue=pending and review.is_overdue(team.submitted_at, now),
+        reviewer=view.reviewer,
+    )
+
+
+@router.post(
+    "/teams/{team_id}/review/reminders",
+    status_code=202,
+    response_model=ReminderOut,
+    tags=["review"],
+    summary="提醒审核: remind the reviewers (from 4 days without a decision, at most once a day)",
+    responses=error_responses(
+        E.TEAM_NOT_FOUND,
+        E.NOT_APPLICANT,
+        E.TEAM_ALREADY_REVIEWED,
+        E.REMINDER_TOO_EARLY,
+        E.REMINDER_ALREADY_SENT_TODAY,
+    ),
+)
+async def remind_review(team_id: uuid.UUID, principal: CurrentPrincipal, runtime: Runtime, uow: UoW) -> ReminderOut:
+    async with uow:
+        team = await registration.remind(uow, runtime.clock, principal, team_id)
+    assert team.last_reminder_at is not None
+    return ReminderOut(
+        team_id=team.id,
+        requested_at=team.last_reminder_at,
+        next_reminder_at=review.next_reminder_at(team.submitted_at, team.last_reminder_at),
+    )
+
+
+@router.post(
+    "/teams/{team_id}/review/decision",
+    response_model=TeamOut,
+    tags=["review"],
+    summary="Approve or reject a team (its liaison team's admins, or its registration authority)",
+    responses=error_responses(E.TEAM_NOT_FOUND, E.NOT_REVIEWER, E.TEAM_ALREADY_REVIEWED, E.REJECTION_REASON_REQUIRED),
+)
+async def decide_review(
+    team_id: uuid.UUID, body: ReviewDecision, principal: CurrentPrincipal, runtime: Runtime, uow: UoW
+) -> TeamOut:
+    async with uow:
+        team = await registration.decide(uow, runtime.clock, principal, team_id, body)
+    return team_out(team)
+
+
+router.include_router(membership_router)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from shared import regions
 from shared.errors import ErrorSpec
-from teams.errors import LIAISON_CROSS_CITY, LIAISON_CROSS_LEVEL, LIAISON_NOT_AUTHORISED
+from teams.errors import LIAISON_CROSS_CITY, LIAISON_CROSS_LEVEL, LIAISON_NOT_AUTHORISED, LIAISON_OUTSIDE_REGION
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,10 @@ def liaison_refusal(new_region: str, liaison: LiaisonCandidate) -> ErrorSpec | N
         return LIAISON_CROSS_CITY
     parent = regions.parent_of(new_region)
     if parent is None or parent.code != liaison.region_code:
+        liaison_region = regions.get(liaison.region_code)
+        if parent is not None and liaison_region is not None and liaison_region.rank == parent.rank:
+            # the right level, but a neighbouring county (or district) of the same city
+            return LIAISON_OUTSIDE_REGION
         return LIAISON_CROSS_LEVEL
     return None
 

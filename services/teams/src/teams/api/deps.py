@@ -1,0 +1,55 @@
+"""Dependencies and small helpers of the teams routes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from shared.db import UnitOfWork
+from shared.errors import AppError
+from teams.bootstrap import TeamsRuntime
+from teams.errors import CURSOR_INVALID
+
+
+def get_runtime(request: Request) -> TeamsRuntime:
+    runtime: TeamsRuntime = request.app.state.runtime
+    return runtime
+
+
+Runtime = Annotated[TeamsRuntime, Depends(get_runtime)]
+
+
+def get_uow(runtime: Runtime) -> UnitOfWork:
+    return runtime.uow()
+
+
+UoW = Annotated[UnitOfWork, Depends(get_uow)]
+
+
+def encode_cursor(*parts: object) -> str:
+    raw = json.dumps([p.isoformat() if isinstance(p, datetime) else str(p) for p in parts])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_time_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        when, ident = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        moment = datetime.fromisoformat(when)
+        if moment.tzinfo is None:
+            raise ValueError("naive")
+        return moment, uuid.UUID(ident)
+    except (ValueError, TypeError) as exc:
+        raise AppError(CURSOR_INVALID) from exc
+
+
+def decode_name_cursor(cursor: str) -> tuple[str, uuid.UUID]:
+    try:
+        name, ident = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return str(name), uuid.UUID(ident)
+    except (ValueError, TypeError) as exc:
+        raise AppError(CURSOR_INVALID) from exc

@@ -1,0 +1,245 @@
+"""Request and response models of the teams API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from teams.domain.kinds import TeamKind
+
+JoinMode = Literal["reject_anyone", "anyone", "approval"]
+Outcome = Literal["approved", "rejected"]
+REGION_CODE = r"^\d{6}(\d{3})?$"
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+# -- regions ------------------------------------------------------------------------------------
+class RegionOut(BaseModel):
+    code: str
+    name: str
+    level: str
+    parent_code: str | None
+
+
+class RegionDetail(RegionOut):
+    children: list[RegionOut]
+
+
+# -- teams --------------------------------------------------------------------------------------
+class TeamContact(Input):
+    """Published contact details of a team (shown to pending applicants, T8)."""
+
+    person: str = Field(min_length=1, max_length=60)
+    phone: str = Field(pattern=r"^[0-9+\-() ]{5,30}$")
+    email: EmailStr
+    address: str = Field(min_length=1, max_length=200)
+
+
+class TeamRegistration(Input):
+    name: str = Field(min_length=1, max_length=80)
+    region_code: str = Field(pattern=REGION_CODE)
+    kind: TeamKind
+    uscc: str | None = Field(None, max_length=40, description="unified social credit code (social organisations)")
+    registration_authority_region: str | None = Field(
+        None, pattern=r"^\d{6}$", description="region of the civil-affairs bureau it is registered with"
+    )
+    liaison_team_id: uuid.UUID | None = None
+    contact: TeamContact
+
+
+class RootTeamCreate(Input):
+    name: str = Field(min_length=1, max_length=80)
+    region_code: str = Field(pattern=REGION_CODE)
+    kind: TeamKind = TeamKind.OTHER
+    uscc: str | None = Field(None, max_length=40)
+    registration_authority_region: str | None = Field(None, pattern=r"^\d{6}$")
+    contact: TeamContact
+    #: a verified volunteer who becomes the team's first admin
+    admin_account_id: uuid.UUID | None = None
+    liaison_authorised: bool = True
+
+
+class TeamSettingsUpdate(Input):
+    join_mode: JoinMode | None = None
+    contact: TeamContact | None = None
+
+
+class ContactOut(BaseModel):
+    person: str
+    phone: str
+    email: str
+    address: str
+
+
+class TeamOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    region_code: str
+    region_name: str | None
+    level: str
+    kind: str
+    status: str
+    is_root: bool
+    liaison_team_id: uuid.UUID | None
+    liaison_authorised: bool
+    join_mode: str
+    contact: ContactOut
+    submitted_at: datetime
+
+
+class TeamPage(BaseModel):
+    items: list[TeamOut]
+    next_cursor: str | None = None
+
+
+class LiaisonCandidate(BaseModel):
+    id: uuid.UUID
+    name: str
+    region_code: str
+    region_name: str | None
+
+
+class LiaisonCandidates(BaseModel):
+    region_code: str
+    liaison_region_code: str | None
+    items: list[LiaisonCandidate]
+
+
+class LiaisonAuthorisationOut(BaseModel):
+    team_id: uuid.UUID
+    liaison_authorised: bool
+
+
+# -- review -------------------------------------------------------------------------------------
+class ReviewDecision(Input):
+    outcome: Outcome
+    reason: str | None = Field(None, max_length=500)
+
+
+class ReviewerOut(BaseModel):
+    kind: Literal["liaison_team", "registration_authority"]
+    name: str
+    #: full contact details, from 7 days without a decision (T5)
+    contact: ContactOut | None = None
+    working_hours: str | None = None
+
+
+class ReviewStatus(BaseModel):
+    team_id: uuid.UUID
+    status: str
+    submitted_at: datetime
+    days_waiting: int
+    decided_at: datetime | None
+    reason: str | None
+    can_remind: bool
+    next_reminder_at: datetime | None
+    last_reminder_at: datetime | None
+    overdue: bool
+    reviewer: ReviewerOut
+
+
+class ReminderOut(BaseModel):
+    team_id: uuid.UUID
+    requested_at: datetime
+    next_reminder_at: datetime
+
+
+# -- membership ---------------------------------------------------------------------------------
+class JoinApplication(Input):
+    message: str | None = Field(None, max_length=500)
+
+
+class JoinDecision(Input):
+    outcome: Outcome
+    reason: str | None = Field(None, max_length=500)
+
+
+class JoinResult(BaseModel):
+    team_id: uuid.UUID
+    #: "member" when the team lets anyone join, "pending" when an admin decides
+    status: Literal["member", "pending"]
+    request_id: uuid.UUID | None = None
+    #: the team's published contact details while the application waits (T8)
+    team_contact: ContactOut | None = None
+
+
+class JoinRequestOut(BaseModel):
+    id: uuid.UUID
+    team_id: uuid.UUID
+    account_id: uuid.UUID
+    masked_name: str | None
+    volunteer_number: str | None
+    message: str | None
+    status: str
+    created_at: datetime
+
+
+class JoinRequestPage(BaseModel):
+    items: list[JoinRequestOut]
+    next_cursor: str | None = None
+
+
+class MyJoinRequest(BaseModel):
+    id: uuid.UUID
+    team_id: uuid.UUID
+    team_name: str
+    status: str
+    created_at: datetime
+    reason: str | None
+    #: shown while the application waits for an answer (T8)
+    team_contact: ContactOut | None
+
+
+class InvitationCreate(Input):
+    account_id: uuid.UUID | None = None
+    volunteer_number: str | None = Field(None, max_length=40)
+
+
+class InvitationOut(BaseModel):
+    id: uuid.UUID
+    team_id: uuid.UUID
+    team_name: str
+    account_id: uuid.UUID
+    status: str
+    created_at: datetime
+
+
+class MemberOut(BaseModel):
+    account_id: uuid.UUID
+    masked_name: str | None
+    volunteer_number: str | None
+    is_admin: bool
+    is_project_lead: bool
+    joined_at: datetime
+
+
+class MemberPage(BaseModel):
+    items: list[MemberOut]
+    next_cursor: str | None = None
+
+
+class MyTeam(BaseModel):
+    team_id: uuid.UUID
+    name: str
+    status: str
+    is_admin: bool
+    is_project_lead: bool
+    joined_at: datetime
+
+
+class HistoryEntry(BaseModel):
+    event_id: uuid.UUID
+    event_type: str
+    occurred_at: datetime
+    payload: dict[str, Any]
+
+
+class HistoryPage(BaseModel):
+    items: list[HistoryEntry]
+    next_cursor: str | None = None

@@ -1,0 +1,153 @@
+"""The pure rules of teams: names (T2), kinds and credit codes (T1), liaison (T3), review clock (T5)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from stdnum.cn import uscc
+
+from shared import regions
+from shared.errors import AppError
+from teams.domain import review
+from teams.domain.kinds import TeamKind, check_registration
+from teams.domain.liaison import LiaisonCandidate, liaison_refusal, liaison_region_for
+from teams.domain.naming import check_team_name
+
+
+def credit_code(department: str, category: str, region: str = "330106", org: str = "MJ0000001") -> str:
+    body = f"{department}{category}{region}{org}"
+    return body + uscc.calc_check_digit(body)
+
+
+# -- T2 names -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["西湖区阳光志愿服务队", "浙江大学青年志愿者协会", "文三社区志愿服务站"])
+def test_team_form_names_are_accepted(name: str) -> None:
+    assert check_team_name(f"  {name} ") == name
+
+
+@pytest.mark.parametrize(("name", "ending"), [("杭州某某科技有限公司", "有限公司"), ("杭州市文三路小学", "小学")])
+def test_bare_company_or_school_name_is_refused_with_the_form_to_use(name: str, ending: str) -> None:
+    with pytest.raises(AppError) as caught:
+        check_team_name(name)
+    assert caught.value.code == "team_name_not_allowed"
+    assert caught.value.detail["ending"] == ending
+    message = caught.value.spec.message("zh", caught.value.params)
+    assert "XXX志愿服务队" in message
+    assert f"{name}志愿服务队" in message
+
+
+def test_name_without_a_team_form_is_refused() -> None:
+    with pytest.raises(AppError) as caught:
+        check_team_name("西湖读书会")
+    assert caught.value.code == "team_name_form_required"
+
+
+def test_full_width_characters_are_normalised() -> None:
+    assert check_team_name("ＡＢＣ志愿服务队") == "ABC志愿服务队"
+
+
+# -- T1 kinds -------------------------------------------------------------------------------------
+def test_social_group_with_a_valid_civil_affairs_code_is_accepted() -> None:
+    code = credit_code("5", "1")
+    assert check_registration(TeamKind.SOCIAL_GROUP, code.lower(), "330106") == (code, "330106")
+
+
+def test_social_organisation_needs_code_and_authority() -> None:
+    with pytest.raises(AppError) as caught:
+        check_registration(TeamKind.FOUNDATION, None, "330106")
+    assert caught.value.code == "uscc_required"
+
+
+def test_wrong_check_character_is_refused() -> None:
+    code = credit_code("5", "3")
+    wrong = code[:-1] + ("0" if code[-1] != "0" else "1")
+    with pytest.raises(AppError) as caught:
+        check_registration(TeamKind.FOUNDATION, wrong, "330106")
+    assert caught.value.code == "uscc_invalid"
+
+
+def test_company_code_is_not_a_civil_affairs_registration() -> None:
+    with pytest.raises(AppError) as caught:
+        check_registration(TeamKind.SOCIAL_GROUP, credit_code("9", "1"), "330106")
+    assert caught.value.code == "uscc_not_civil_affairs"
+
+
+def test_code_category_must_match_the_kind() -> None:
+    with pytest.raises(AppError) as caught:
+        check_registration(TeamKind.FOUNDATION, credit_code("5", "1"), "330106")
+    assert caught.value.code == "uscc_kind_mismatch"
+
+
+def test_unregistered_group_gives_no_code() -> None:
+    assert check_registration(TeamKind.OTHER, None, None) == (None, None)
+    with pytest.raises(AppError) as caught:
+        check_registration(TeamKind.UNREGISTERED, credit_code("5", "1"), "330106")
+    assert caught.value.code == "uscc_not_allowed"
+
+
+# -- T3, T4 liaison -------------------------------------------------------------------------------
+def ok(region: str) -> LiaisonCandidate:
+    return LiaisonCandidate(region, approved=True, authorised=True)
+
+
+def test_liaison_one_level_up_in_the_same_city_is_valid() -> None:
+    assert liaison_refusal("330106", ok("330100")) is None  # Xihu district under Hangzhou
+    assert liaison_refusal("110105", ok("110000")) is None  # Chaoyang under Beijing municipality
+    assert liaison_refusal("330100", ok("330000")) is None  # Hangzhou under Zhejiang
+
+
+def test_unauthorised_liaison_is_refused() -> None:
+    candidate = LiaisonCandidate("330100", approved=True, authorised=False)
+    assert liaison_refusal("330106", candidate) is not None
+    assert liaison_refusal("330106", candidate).code == "liaison_not_authorised"  # type: ignore[union-attr]
+
+
+def test_liaison_in_another_city_is_refused_as_cross_city() -> None:
+    assert liaison_refusal("330106", ok("330200")).code == "liaison_cross_city"  # type: ignore[union-attr]
+
+
+def test_liaison_two_levels_up_is_refused_as_cross_level() -> None:
+    assert liaison_refusal("330106", ok("330000")).code == "liaison_cross_level"  # type: ignore[union-attr]
+
+
+def test_liaison_at_the_same_level_is_refused_as_cross_level() -> None:
+    assert liaison_refusal("330106", ok("330106")).code == "liaison_cross_level"  # type: ignore[union-attr]
+
+
+def test_neighbouring_county_is_refused_as_outside_region() -> None:
+    regions.load_townships()
+    township = regions.children("330106")[0].code
+    assert liaison_refusal(township, ok("330106")) is None
+    assert liaison_refusal(township, ok("330102")).code == "liaison_outside_region"  # type: ignore[union-attr]
+
+
+def test_the_liaison_region_is_the_parent() -> None:
+    assert liaison_region_for("330106") == "330100"
+    assert liaison_region_for("330000") is None
+
+
+# -- T5 review clock ------------------------------------------------------------------------------
+SUBMITTED = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+
+
+def test_reminder_before_four_days_says_when_it_becomes_possible() -> None:
+    verdict = review.reminder_decision(SUBMITTED, None, SUBMITTED + timedelta(days=3, hours=23))
+    assert not verdict.allowed
+    assert verdict.too_early
+    assert verdict.not_before == SUBMITTED + timedelta(days=4)
+
+
+def test_reminder_from_day_four_at_most_once_a_day() -> None:
+    day4 = SUBMITTED + timedelta(days=4)
+    assert review.reminder_decision(SUBMITTED, None, day4).allowed
+    again = review.reminder_decision(SUBMITTED, day4, day4 + timedelta(hours=5))
+    assert not again.allowed
+    assert not again.too_early
+    assert again.not_before == day4 + timedelta(days=1)
+    assert review.reminder_decision(SUBMITTED, day4, day4 + timedelta(days=1)).allowed
+
+
+def test_overdue_from_day_seven() -> None:
+    assert not review.is_overdue(SUBMITTED, SUBMITTED + timedelta(days=6, hours=23))
+    assert review.is_overdue(SUBMITTED, SUBMITTED + timedelta(days=7))
