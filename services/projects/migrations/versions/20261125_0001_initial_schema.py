@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 05:54:15.130464
+Create Date: 2026-11-26 09:18:55.814233
 """
 from collections.abc import Sequence
 
@@ -47,11 +47,182 @@ def upgrade() -> None:
     op.create_index('ix_outbox_published_at', 'outbox', ['published_at'], unique=False, postgresql_where=sa.text('published_at IS NOT NULL'))
     op.create_index('ix_outbox_unpublished', 'outbox', ['seq'], unique=False, postgresql_where=sa.text('published_at IS NULL'))
     op.create_index('ix_outbox_unpublished_aggregate', 'outbox', ['aggregate_type', 'aggregate_id', 'seq'], unique=False, postgresql_where=sa.text('published_at IS NULL'))
+    op.create_table('project_activity',
+    sa.Column('event_id', sa.UUID(), nullable=False),
+    sa.Column('project_id', sa.UUID(), nullable=False),
+    sa.Column('event_type', sa.String(length=60), nullable=False),
+    sa.Column('occurred_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('payload', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.PrimaryKeyConstraint('event_id', name=op.f('pk_project_activity'))
+    )
+    op.create_index('ix_project_activity_project', 'project_activity', ['project_id', 'occurred_at'], unique=False)
+    op.create_table('projects',
+    sa.Column('id', sa.UUID(), nullable=False),
+    sa.Column('team_id', sa.UUID(), nullable=False),
+    sa.Column('lead_account_id', sa.UUID(), nullable=False),
+    sa.Column('created_by', sa.UUID(), nullable=False),
+    sa.Column('copied_from', sa.UUID(), nullable=True),
+    sa.Column('title', sa.String(length=200), nullable=False),
+    sa.Column('description', sa.Text(), nullable=False),
+    sa.Column('category', sa.String(length=60), nullable=False),
+    sa.Column('region_code', sa.String(length=12), nullable=False),
+    sa.Column('address', sa.String(length=300), nullable=False),
+    sa.Column('contact_name', sa.String(length=60), nullable=False),
+    sa.Column('contact_phone', sa.String(length=30), nullable=False),
+    sa.Column('contact_email', sa.String(length=200), nullable=True),
+    sa.Column('requirements', sa.Text(), server_default='', nullable=False),
+    sa.Column('starts_on', sa.Date(), nullable=False),
+    sa.Column('ends_on', sa.Date(), nullable=False),
+    sa.Column('recruit_starts_on', sa.Date(), nullable=False),
+    sa.Column('recruit_ends_on', sa.Date(), nullable=False),
+    sa.Column('status', sa.String(length=12), server_default='draft', nullable=False),
+    sa.Column('published_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('closed_automatically', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.Column('team_admin_extensions', sa.SmallInteger(), server_default='0', nullable=False),
+    sa.Column('extensions', sa.SmallInteger(), server_default='0', nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('recruit_starts_on <= recruit_ends_on', name=op.f('ck_projects_recruit_order')),
+    sa.CheckConstraint('starts_on <= ends_on', name=op.f('ck_projects_date_order')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_projects'))
+    )
+    op.create_index('ix_projects_due', 'projects', ['ends_on'], unique=False, postgresql_where=sa.text("status = 'published'"))
+    op.create_index(op.f('ix_projects_lead_account_id'), 'projects', ['lead_account_id'], unique=False)
+    op.create_index(op.f('ix_projects_team_id'), 'projects', ['team_id'], unique=False)
+    op.create_table('team_roles',
+    sa.Column('team_id', sa.UUID(), nullable=False),
+    sa.Column('account_id', sa.UUID(), nullable=False),
+    sa.Column('role', sa.String(length=10), nullable=False),
+    sa.PrimaryKeyConstraint('team_id', 'account_id', 'role', name=op.f('pk_team_roles'))
+    )
+    op.create_table('teams',
+    sa.Column('team_id', sa.UUID(), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('region_code', sa.String(length=12), nullable=False),
+    sa.Column('approved', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.PrimaryKeyConstraint('team_id', name=op.f('pk_teams'))
+    )
+    op.create_table('volunteers',
+    sa.Column('account_id', sa.UUID(), nullable=False),
+    sa.Column('volunteer_number', sa.String(length=40), nullable=False),
+    sa.Column('masked_name', sa.String(length=60), nullable=False),
+    sa.Column('region_code', sa.String(length=12), nullable=False),
+    sa.Column('verified_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('merged_into', sa.UUID(), nullable=True),
+    sa.PrimaryKeyConstraint('account_id', name=op.f('pk_volunteers'))
+    )
+    op.create_table('positions',
+    sa.Column('id', sa.UUID(), nullable=False),
+    sa.Column('project_id', sa.UUID(), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('description', sa.Text(), server_default='', nullable=False),
+    sa.Column('quota', sa.Integer(), nullable=False),
+    sa.Column('admitted', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('admission_mode', sa.String(length=10), nullable=False),
+    sa.CheckConstraint('admitted >= 0 AND admitted <= quota', name=op.f('ck_positions_within_quota')),
+    sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_positions_project_id_projects')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_positions'))
+    )
+    op.create_index(op.f('ix_positions_project_id'), 'positions', ['project_id'], unique=False)
+    op.create_table('applications',
+    sa.Column('id', sa.UUID(), nullable=False),
+    sa.Column('seq', sa.BigInteger(), sa.Identity(always=True), nullable=False),
+    sa.Column('position_id', sa.UUID(), nullable=False),
+    sa.Column('project_id', sa.UUID(), nullable=False),
+    sa.Column('account_id', sa.UUID(), nullable=False),
+    sa.Column('stage', sa.String(length=12), nullable=False),
+    sa.Column('motivation', sa.Text(), nullable=True),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('minutes_total', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('team_rating', sa.SmallInteger(), nullable=True),
+    sa.Column('team_comment', sa.Text(), nullable=True),
+    sa.Column('volunteer_rating', sa.SmallInteger(), nullable=True),
+    sa.Column('volunteer_comment', sa.Text(), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['position_id'], ['positions.id'], name=op.f('fk_applications_position_id_positions')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_applications')),
+    sa.UniqueConstraint('seq', name=op.f('uq_applications_seq'))
+    )
+    op.create_index(op.f('ix_applications_account_id'), 'applications', ['account_id'], unique=False)
+    op.create_index(op.f('ix_applications_project_id'), 'applications', ['project_id'], unique=False)
+    op.create_index('ix_applications_waiting', 'applications', ['position_id', 'seq'], unique=False, postgresql_where=sa.text("stage = 'applied'"))
+    op.create_index('uq_applications_live', 'applications', ['position_id', 'account_id'], unique=True, postgresql_where=sa.text("stage <> 'withdrawn'"))
+    op.create_table('attendances',
+    sa.Column('id', sa.UUID(), nullable=False),
+    sa.Column('application_id', sa.UUID(), nullable=False),
+    sa.Column('service_date', sa.Date(), nullable=False),
+    sa.Column('signed_in_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('signed_out_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('record_id', sa.UUID(), nullable=True),
+    sa.ForeignKeyConstraint(['application_id'], ['applications.id'], name=op.f('fk_attendances_application_id_applications')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_attendances')),
+    sa.UniqueConstraint('application_id', 'service_date', 'signed_in_at', name='uq_attendances_session')
+    )
+    op.create_index('uq_attendances_open', 'attendances', ['application_id'], unique=True, postgresql_where=sa.text('signed_out_at IS NULL'))
+    op.create_table('hours_records',
+    sa.Column('id', sa.UUID(), server_default=sa.text('gen_random_uuid()'), nullable=False),
+    sa.Column('application_id', sa.UUID(), nullable=False),
+    sa.Column('project_id', sa.UUID(), nullable=False),
+    sa.Column('account_id', sa.UUID(), nullable=False),
+    sa.Column('service_date', sa.Date(), nullable=False),
+    sa.Column('minutes', sa.Integer(), nullable=False),
+    sa.Column('late', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.Column('source', sa.String(length=10), nullable=False),
+    sa.Column('note', sa.Text(), nullable=True),
+    sa.Column('recorded_by', sa.UUID(), nullable=False),
+    sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('corrected', sa.Boolean(), server_default=sa.text('false'), nullable=False),
+    sa.CheckConstraint('minutes >= 0', name=op.f('ck_hours_records_minutes_positive')),
+    sa.ForeignKeyConstraint(['application_id'], ['applications.id'], name=op.f('fk_hours_records_application_id_applications')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_hours_records'))
+    )
+    op.create_index(op.f('ix_hours_records_account_id'), 'hours_records', ['account_id'], unique=False)
+    op.create_index(op.f('ix_hours_records_application_id'), 'hours_records', ['application_id'], unique=False)
+    op.create_index('ix_hours_records_day', 'hours_records', ['application_id', 'service_date'], unique=False)
+    op.create_index(op.f('ix_hours_records_project_id'), 'hours_records', ['project_id'], unique=False)
+    op.create_table('hours_corrections',
+    sa.Column('id', sa.UUID(), nullable=False),
+    sa.Column('record_id', sa.UUID(), nullable=False),
+    sa.Column('previous_minutes', sa.Integer(), nullable=False),
+    sa.Column('new_minutes', sa.Integer(), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('corrected_by', sa.UUID(), nullable=False),
+    sa.Column('corrected_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['record_id'], ['hours_records.id'], name=op.f('fk_hours_corrections_record_id_hours_records')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_hours_corrections'))
+    )
+    op.create_index(op.f('ix_hours_corrections_record_id'), 'hours_corrections', ['record_id'], unique=False)
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_index(op.f('ix_hours_corrections_record_id'), table_name='hours_corrections')
+    op.drop_table('hours_corrections')
+    op.drop_index(op.f('ix_hours_records_project_id'), table_name='hours_records')
+    op.drop_index('ix_hours_records_day', table_name='hours_records')
+    op.drop_index(op.f('ix_hours_records_application_id'), table_name='hours_records')
+    op.drop_index(op.f('ix_hours_records_account_id'), table_name='hours_records')
+    op.drop_table('hours_records')
+    op.drop_index('uq_attendances_open', table_name='attendances', postgresql_where=sa.text('signed_out_at IS NULL'))
+    op.drop_table('attendances')
+    op.drop_index('uq_applications_live', table_name='applications', postgresql_where=sa.text("stage <> 'withdrawn'"))
+    op.drop_index('ix_applications_waiting', table_name='applications', postgresql_where=sa.text("stage = 'applied'"))
+    op.drop_index(op.f('ix_applications_project_id'), table_name='applications')
+    op.drop_index(op.f('ix_applications_account_id'), table_name='applications')
+    op.drop_table('applications')
+    op.drop_index(op.f('ix_positions_project_id'), table_name='positions')
+    op.drop_table('positions')
+    op.drop_table('volunteers')
+    op.drop_table('teams')
+    op.drop_table('team_roles')
+    op.drop_index(op.f('ix_projects_team_id'), table_name='projects')
+    op.drop_index(op.f('ix_projects_lead_account_id'), table_name='projects')
+    op.drop_index('ix_projects_due', table_name='projects', postgresql_where=sa.text("status = 'published'"))
+    op.drop_table('projects')
+    op.drop_index('ix_project_activity_project', table_name='project_activity')
+    op.drop_table('project_activity')
     op.drop_index('ix_outbox_unpublished_aggregate', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))
     op.drop_index('ix_outbox_unpublished', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))
     op.drop_index('ix_outbox_published_at', table_name='outbox', postgresql_where=sa.text('published_at IS NOT NULL'))

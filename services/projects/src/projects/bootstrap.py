@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from projects.config import ProjectsSettings
@@ -9,14 +10,29 @@ from projects.consumers import handlers
 from projects.models import messaging
 from shared.auth import TokenVerifier
 from shared.clock import Clock
+from shared.logging import get_logger
 from shared.messaging.broker import Broker
 from shared.runtime import Runtime
 
 SERVICE_ROOT = Path(__file__).resolve().parents[2]
+log = get_logger("projects.bootstrap")
 
 
 class ProjectsRuntime(Runtime):
     settings: ProjectsSettings
+
+    async def close_sweep_loop(self) -> None:
+        """自动结项: every replica may run it; the sweep skips rows another replica holds."""
+        from projects.services import close_due_projects
+
+        while True:
+            try:
+                await close_due_projects(self)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a failed sweep is retried at the next tick
+                log.warning("close_sweep_failed", error=type(exc).__name__)
+            await asyncio.sleep(self.settings.close_sweep_interval)
 
 
 def build_runtime(
@@ -26,4 +42,7 @@ def build_runtime(
     clock: Clock | None = None,
     verifier: TokenVerifier | None = None,
 ) -> ProjectsRuntime:
-    return ProjectsRuntime(settings, messaging, handlers=handlers, broker=broker, clock=clock, verifier=verifier)
+    runtime = ProjectsRuntime(settings, messaging, handlers=handlers, broker=broker, clock=clock, verifier=verifier)
+    if settings.run_close_sweep:
+        runtime.background.append(runtime.close_sweep_loop)
+    return runtime

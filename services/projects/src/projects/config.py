@@ -12,3 +12,18 @@ class ProjectsSettings(ServiceSettings):
 
     service_name: str = "projects"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/projects"
+
+    #: most service minutes recorded for one volunteer on one day (P7)
+    hours_daily_cap_minutes: int = 720
+    #: days after the session's date before a recording counts as late (补录); 0: any later day
+    hours_late_grace_days: int = 0
+    #: most rows one bulk hours request may carry
+    hours_bulk_max_rows: int = 2000
+    #: how long the sign-in/sign-out code the lead shows on site stays valid
+    sign_code_ttl_seconds: int = 300
+    #: how often the auto-close sweep looks for projects past their end date (seconds)
+    close_sweep_interval: float = 300.0
+    #: projects closed per sweep transaction
+    close_sweep_batch: int = 200
+    #: run the auto-close sweep in this process (every replica may: the sweep skips locked rows)
+    run_close_sweep: bool = True

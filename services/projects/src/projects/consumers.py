@@ -1,5 +1,78 @@
-"""Handlers of other services' events."""
+"""Handlers of other services' events: the read models of verified volunteers and team roles."""
 
+from __future__ import annotations
+
+from typing import Any
+
+from projects import repository as repo
+from shared.contracts.base import Event
+from shared.contracts.identity import VolunteerMerged, VolunteerVerified
+from shared.contracts.teams import (
+    TeamAdminAppointed,
+    TeamAdminRemoved,
+    TeamApproved,
+    TeamProjectLeadAppointed,
+    TeamProjectLeadRemoved,
+)
+from shared.db import UnitOfWork
 from shared.messaging.consumer import Handlers
+from shared.messaging.envelope import Envelope
 
 handlers = Handlers("projects")
+
+ADMIN = "admin"
+LEAD = "lead"
+
+
+@handlers("volunteers")
+async def on_volunteer(
+    event: VolunteerVerified | VolunteerMerged, envelope: Envelope, uow: UnitOfWork, runtime: Any
+) -> None:
+    if isinstance(event, VolunteerVerified):
+        await repo.upsert_volunteer(
+            uow.session,
+            event.account_id,
+            event.volunteer_number,
+            event.masked_name,
+            event.region_code,
+            event.verified_at,
+        )
+    else:
+        await repo.merge_volunteer(uow.session, kept=event.account_id, merged=event.merged_account_id)
+
+
+@handlers("team_roles")
+async def on_team(
+    event: TeamApproved | TeamAdminAppointed | TeamAdminRemoved | TeamProjectLeadAppointed | TeamProjectLeadRemoved,
+    envelope: Envelope,
+    uow: UnitOfWork,
+    runtime: Any,
+) -> None:
+    s = uow.session
+    if isinstance(event, TeamApproved):
+        await repo.upsert_team(s, event.team_id, event.name, event.region_code)
+        # The applicant runs the new team; teams also announces it with team.admin_appointed.
+        await repo.grant_team_role(s, event.team_id, event.applicant_account_id, ADMIN)
+    elif isinstance(event, TeamAdminAppointed):
+        await repo.grant_team_role(s, event.team_id, event.account_id, ADMIN)
+    elif isinstance(event, TeamAdminRemoved):
+        await repo.revoke_team_role(s, event.team_id, event.account_id, ADMIN)
+    elif isinstance(event, TeamProjectLeadAppointed):
+        await repo.grant_team_role(s, event.team_id, event.account_id, LEAD)
+    else:
+        await repo.revoke_team_role(s, event.team_id, event.account_id, LEAD)
+
+
+@handlers("project_activity")
+async def on_project_fact(event: Event, envelope: Envelope, uow: UnitOfWork, runtime: Any) -> None:
+    project_id = getattr(event, "project_id", None)
+    if project_id is None:
+        return
+    await repo.add_activity(
+        uow.session,
+        envelope.event_id,
+        project_id,
+        envelope.event_type,
+        envelope.occurred_at,
+        event.model_dump(mode="json"),
+    )

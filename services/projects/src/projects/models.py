@@ -1,7 +1,31 @@
-"""Tables of the projects service."""
+"""Tables of the projects service.
+
+Plain SQLAlchemy Core tables: the hot paths (apply, admit, bulk hours) are single statements
+whose shape matters (conditional update, ``INSERT ... SELECT FROM unnest``), so the repository
+writes them directly rather than through an ORM identity map.
+"""
 
 from __future__ import annotations
 
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase
 
 from shared.db import new_metadata
@@ -14,3 +38,184 @@ class Base(DeclarativeBase):
 
 metadata = Base.metadata
 messaging = define_messaging_tables(metadata, "projects")
+
+# -- read models fed by other services' events ---------------------------------------------------
+volunteers = Table(
+    "volunteers",
+    metadata,
+    Column("account_id", UUID(as_uuid=True), primary_key=True),
+    Column("volunteer_number", String(40), nullable=False),
+    Column("masked_name", String(60), nullable=False),
+    Column("region_code", String(12), nullable=False),
+    Column("verified_at", DateTime(timezone=True), nullable=False),
+    #: set when identity merged this record into another (the kept one)
+    Column("merged_into", UUID(as_uuid=True), nullable=True),
+)
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("team_id", UUID(as_uuid=True), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("region_code", String(12), nullable=False),
+    Column("approved", Boolean, nullable=False, server_default=text("false")),
+)
+
+team_roles = Table(
+    "team_roles",
+    metadata,
+    Column("team_id", UUID(as_uuid=True), primary_key=True),
+    Column("account_id", UUID(as_uuid=True), primary_key=True),
+    #: "admin" or "lead"
+    Column("role", String(10), primary_key=True),
+)
+
+# -- projects and positions (P1-P5) --------------------------------------------------------------
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("team_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("lead_account_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("created_by", UUID(as_uuid=True), nullable=False),
+    Column("copied_from", UUID(as_uuid=True), nullable=True),
+    Column("title", String(200), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("category", String(60), nullable=False),
+    Column("region_code", String(12), nullable=False),
+    Column("address", String(300), nullable=False),
+    Column("contact_name", String(60), nullable=False),
+    Column("contact_phone", String(30), nullable=False),
+    Column("contact_email", String(200), nullable=True),
+    Column("requirements", Text, nullable=False, server_default=""),
+    Column("starts_on", Date, nullable=False),
+    Column("ends_on", Date, nullable=False),
+    Column("recruit_starts_on", Date, nullable=False),
+    Column("recruit_ends_on", Date, nullable=False),
+    #: draft, published, closed
+    Column("status", String(12), nullable=False, server_default="draft"),
+    Column("published_at", DateTime(timezone=True), nullable=True),
+    Column("closed_at", DateTime(timezone=True), nullable=True),
+    Column("closed_automatically", Boolean, nullable=False, server_default=text("false")),
+    Column("team_admin_extensions", SmallInteger, nullable=False, server_default="0"),
+    Column("extensions", SmallInteger, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("recruit_starts_on <= recruit_ends_on", name="recruit_order"),
+    CheckConstraint("starts_on <= ends_on", name="date_order"),
+)
+Index("ix_projects_due", projects.c.ends_on, postgresql_where=text("status = 'published'"))
+
+positions = Table(
+    "positions",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("project_id", UUID(as_uuid=True), ForeignKey("projects.id"), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("quota", Integer, nullable=False),
+    Column("admitted", Integer, nullable=False, server_default="0"),
+    #: "manual" (review) or "auto" (in order of application)
+    Column("admission_mode", String(10), nullable=False),
+    CheckConstraint("admitted >= 0 AND admitted <= quota", name="within_quota"),
+)
+
+# -- applications (P5, P6, P8) -------------------------------------------------------------------
+applications = Table(
+    "applications",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    #: order of application: who is next in line when a place frees up
+    Column("seq", BigInteger, Identity(always=True), nullable=False, unique=True),
+    Column("position_id", UUID(as_uuid=True), ForeignKey("positions.id"), nullable=False),
+    Column("project_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("account_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("stage", String(12), nullable=False),
+    Column("motivation", Text, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("minutes_total", Integer, nullable=False, server_default="0"),
+    Column("team_rating", SmallInteger, nullable=True),
+    Column("team_comment", Text, nullable=True),
+    Column("volunteer_rating", SmallInteger, nullable=True),
+    Column("volunteer_comment", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+# One live application per volunteer and position; a withdrawn one may be followed by a new one.
+Index(
+    "uq_applications_live",
+    applications.c.position_id,
+    applications.c.account_id,
+    unique=True,
+    postgresql_where=text("stage <> 'withdrawn'"),
+)
+Index(
+    "ix_applications_waiting",
+    applications.c.position_id,
+    applications.c.seq,
+    postgresql_where=text("stage = 'applied'"),
+)
+
+# -- service hours (P7) --------------------------------------------------------------------------
+hours_records = Table(
+    "hours_records",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")),
+    Column("application_id", UUID(as_uuid=True), ForeignKey("applications.id"), nullable=False, index=True),
+    Column("project_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("account_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("service_date", Date, nullable=False),
+    Column("minutes", Integer, nullable=False),
+    #: 补录: recorded after the session's date or after the project closed
+    Column("late", Boolean, nullable=False, server_default=text("false")),
+    #: single, bulk or sign (sign-in/sign-out)
+    Column("source", String(10), nullable=False),
+    Column("note", Text, nullable=True),
+    Column("recorded_by", UUID(as_uuid=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("corrected", Boolean, nullable=False, server_default=text("false")),
+    CheckConstraint("minutes >= 0", name="minutes_positive"),
+)
+Index("ix_hours_records_day", hours_records.c.application_id, hours_records.c.service_date)
+
+hours_corrections = Table(
+    "hours_corrections",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("record_id", UUID(as_uuid=True), ForeignKey("hours_records.id"), nullable=False, index=True),
+    Column("previous_minutes", Integer, nullable=False),
+    Column("new_minutes", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("corrected_by", UUID(as_uuid=True), nullable=False),
+    Column("corrected_at", DateTime(timezone=True), nullable=False),
+)
+
+attendances = Table(
+    "attendances",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("application_id", UUID(as_uuid=True), ForeignKey("applications.id"), nullable=False),
+    Column("service_date", Date, nullable=False),
+    Column("signed_in_at", DateTime(timezone=True), nullable=False),
+    Column("signed_out_at", DateTime(timezone=True), nullable=True),
+    Column("record_id", UUID(as_uuid=True), nullable=True),
+    UniqueConstraint("application_id", "service_date", "signed_in_at", name="uq_attendances_session"),
+)
+# At most one open session per application: a second sign-in before signing out is refused.
+Index(
+    "uq_attendances_open",
+    attendances.c.application_id,
+    unique=True,
+    postgresql_where=text("signed_out_at IS NULL"),
+)
+
+#: facts about each project as they were published (the project_activity consumer writes it)
+project_activity = Table(
+    "project_activity",
+    metadata,
+    Column("event_id", UUID(as_uuid=True), primary_key=True),
+    Column("project_id", UUID(as_uuid=True), nullable=False),
+    Column("event_type", String(60), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("payload", JSONB, nullable=False),
+)
+Index("ix_project_activity_project", project_activity.c.project_id, project_activity.c.occurred_at)

@@ -132,6 +132,13 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
         "Keeps the teams, team admins and project leads read model (who may run projects)",
     ),
     Subscription(
+        "projects",
+        "project_activity",
+        ("project.#", "application.#", "hours.#"),
+        "Keeps each project's activity log (publishing, closing, every application stage, hours and their "
+        "corrections) for its lead and team admins; also makes sure every projects event has a queue",
+    ),
+    Subscription(
         "teams",
         "volunteers",
         ("volunteer.verified", "volunteer.merged"),
@@ -149,6 +156,12 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
         "region_admins",
         ("account.roles_changed",),
         "Keeps teams' read model of regional and national admins (reviewers, escalation recipients)",
+    ),
+    Subscription(
+        "identity",
+        "team_memberships",
+        ("team.member_joined", "team.member_left", "team.admin_appointed", "team.admin_removed"),
+        "Keeps identity's read model of team members and admins (T7: lookups, team admin password resets)",
     ),
 )
 

@@ -1,5 +1,713 @@
-"""HTTP routes of the projects service."""
+"""HTTP routes of the projects service: thin, each calls one use case."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+import base64
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from projects import errors, services
+from projects import repository as repo
+from projects.api import schemas as sch
+from projects.bootstrap import ProjectsRuntime
+from projects.domain import application as stages
+from projects.domain import project as project_rules
+from shared.auth import CurrentPrincipal, OptionalPrincipal
+from shared.clock import local_today
+from shared.errors import UNAUTHENTICATED, VALIDATION_FAILED, AppError, error_responses
+
+router = APIRouter(prefix="/api/v1")
+
+
+def get_runtime(request: Request) -> ProjectsRuntime:
+    runtime: ProjectsRuntime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[ProjectsRuntime, Depends(get_runtime)]
+Limit = Annotated[int, Query(ge=1, le=200)]
+AUTH = (UNAUTHENTICATED,)
+
+
+# -- cursors ---------------------------------------------------------------------------------------
+def _encode(*parts: Any) -> str:
+    return base64.urlsafe_b64encode("|".join(str(p) for p in parts).encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> list[str]:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AppError(VALIDATION_FAILED, {"cursor": "invalid"}) from exc
+
+
+def _time_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    if not cursor:
+        return None
+    try:
+        when, ident = _decode(cursor)
+        return datetime.fromisoformat(when), uuid.UUID(ident)
+    except ValueError as exc:
+        raise AppError(VALIDATION_FAILED, {"cursor": "invalid"}) from exc
+
+
+def _seq_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        return int(_decode(cursor)[0])
+    except ValueError as exc:
+        raise AppError(VALIDATION_FAILED, {"cursor": "invalid"}) from exc
+
+
+# -- views ----------------------------------------------------------------------------------------
+def _contact(row: Any) -> sch.ContactOut:
+    return sch.ContactOut(name=row["contact_name"], phone=row["contact_phone"], email=row["contact_email"])
+
+
+def _project_out(row: Any, positions: list[Any], today: Any) -> sch.ProjectOut:
+    return sch.ProjectOut(
+        id=row["id"],
+        team_id=row["team_id"],
+        lead_account_id=row["lead_account_id"],
+        copied_from=row["copied_from"],
+        title=row["title"],
+        description=row["description"],
+        category=row["category"],
+        region_code=row["region_code"],
+        address=row["address"],
+        contact=_contact(row),
+        requirements=row["requirements"],
+        starts_on=row["starts_on"],
+        ends_on=row["ends_on"],
+        recruit_starts_on=row["recruit_starts_on"],
+        recruit_ends_on=row["recruit_ends_on"],
+        status=row["status"],
+        recruiting=project_rules.is_recruiting(row["status"], services.dates_of(row), today),
+        closed_at=row["closed_at"],
+        extensions=row["extensions"],
+        positions=[
+            sch.PositionOut(
+                id=p["id"],
+                name=p["name"],
+                description=p["description"],
+                quota=p["quota"],
+                admitted=p["admitted"],
+                remaining=p["quota"] - p["admitted"],
+                admission_mode=p["admission_mode"],
+            )
+            for p in positions
+        ],
+    )
+
+
+async def _project_view(runtime: ProjectsRuntime, project_id: uuid.UUID) -> sch.ProjectOut:
+    async with runtime.uow() as uow:
+        row = await services.load_project(uow, project_id)
+        positions = await repo.positions_of(uow.session, project_id)
+        return _project_out(row, positions, local_today(uow.clock))
+
+
+def _application_out(row: Any) -> sch.ApplicationOut:
+    return sch.ApplicationOut(
+        id=row["id"],
+        project_id=row["project_id"],
+        position_id=row["position_id"],
+        project_title=row["project_title"],
+        position_name=row["position_name"],
+        stage=row["stage"],
+        minutes_total=row["minutes_total"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        reason=row.get("reason"),
+        team_rating=row.get("team_rating"),
+        volunteer_rating=row.get("volunteer_rating"),
+        project_contact=_contact(row) if stages.shows_contact(row["stage"]) and "contact_name" in row else None,
+    )
+
+
+# -- projects -------------------------------------------------------------------------------------
+@router.post(
+    "/projects",
+    status_code=201,
+    response_model=sch.ProjectOut,
+    tags=["projects"],
+    summary="Create a project (draft) with its positions",
+    responses=error_responses(
+        *AUTH,
+        errors.NOT_TEAM_MANAGER,
+        errors.TEAM_NOT_APPROVED,
+        errors.REGION_INVALID,
+        errors.PROJECT_DATES_ORDER,
+        errors.RECRUITMENT_DATES_ORDER,
+        errors.RECRUITMENT_OUTSIDE_PROJECT,
+        errors.PROJECT_TOO_LONG,
+        errors.LEAD_NOT_IN_TEAM,
+    ),
+)
+async def create_project(body: sch.ProjectIn, principal: CurrentPrincipal, runtime: RuntimeDep) -> sch.ProjectOut:
+    async with runtime.uow() as uow:
+        project_id = await services.create_project(uow, principal, body.model_dump())
+    return await _project_view(runtime, project_id)
+
+
+@router.get(
+    "/projects",
+    response_model=sch.ProjectPage,
+    tags=["projects"],
+    summary="Published (and closed) projects, newest first",
+)
+async def list_projects(
+    runtime: RuntimeDep,
+    team_id: uuid.UUID | None = None,
+    region_code: Annotated[str | None, Query(pattern=r"^\d{2,12}$")] = None,
+    status: Literal["published", "closed"] | None = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> sch.ProjectPage:
+    from shared.auth import region_prefix
+
+    statuses = [status] if status else [project_rules.PUBLISHED, project_rules.CLOSED]
+    async with runtime.uow() as uow:
+        rows = await repo.list_projects(
+            uow.session,
+            statuses=statuses,
+            team_id=team_id,
+            region_prefix=region_prefix(region_code) if region_code else None,
+            after=_time_cursor(cursor),
+            limit=limit + 1,
+        )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return sch.ProjectPage(
+        items=[sch.ProjectSummary.model_validate(dict(r)) for r in rows],
+        next_cursor=_encode(rows[-1]["created_at"].isoformat(), rows[-1]["id"]) if more else None,
+    )
+
+
+@router.get(
+    "/projects/{project_id}",
+    response_model=sch.ProjectOut,
+    tags=["projects"],
+    summary="One project with its positions and places left (drafts: its managers only)",
+    responses=error_responses(errors.PROJECT_NOT_FOUND),
+)
+async def get_project(project_id: uuid.UUID, principal: OptionalPrincipal, runtime: RuntimeDep) -> sch.ProjectOut:
+    view = await _project_view(runtime, project_id)
+    if view.status == project_rules.DRAFT:
+        if principal is None:
+            raise AppError(errors.PROJECT_NOT_FOUND)
+        async with runtime.uow() as uow:
+            row = await services.load_project(uow, project_id)
+            access = await services.access_to(uow, row, principal)
+        if not (access.manages or access.team_roles):
+            raise AppError(errors.PROJECT_NOT_FOUND)
+    return view
+
+
+@router.post(
+    "/projects/{project_id}/publication",
+    response_model=sch.ProjectOut,
+    tags=["projects"],
+    summary="Publish a draft: it recruits during its recruitment window",
+    responses=error_responses(
+        *AUTH,
+        errors.PROJECT_NOT_FOUND,
+        errors.NOT_PROJECT_MANAGER,
+        errors.PROJECT_NOT_DRAFT,
+        errors.PROJECT_HAS_NO_POSITIONS,
+        errors.PROJECT_ALREADY_ENDED,
+    ),
+)
+async def publish_project(project_id: uuid.UUID, principal: CurrentPrincipal, runtime: RuntimeDep) -> sch.ProjectOut:
+    async with runtime.uow() as uow:
+        await services.publish_project(uow, principal, project_id)
+    return await _project_view(runtime, project_id)
+
+
+@router.post(
+    "/projects/{project_id}/copies",
+    status_code=201,
+    response_model=sch.ProjectOut,
+    tags=["projects"],
+    summary="Copy a project (P3): same content and positions, new dates, a new draft",
+    responses=error_responses(
+        *AUTH,
+        errors.PROJECT_NOT_FOUND,
+        errors.NOT_PROJECT_MANAGER,
+        errors.PROJECT_DATES_ORDER,
+        errors.RECRUITMENT_DATES_ORDER,
+        errors.RECRUITMENT_OUTSIDE_PROJECT,
+        errors.PROJECT_TOO_LONG,
+    ),
+)
+async def copy_project(
+    project_id: uuid.UUID, body: sch.ProjectDatesIn, principal: CurrentPrincipal, runtime: RuntimeDep
+) -> sch.ProjectOut:
+    dates = project_rules.ProjectDates(body.starts_on, body.ends_on, body.recruit_starts_on, body.recruit_ends_on)
+    async with runtime.uow() as uow:
+        new_id = await services.copy_project(uow, principal, project_id, dates)
+    return await _project_view(runtime, new_id)
+
+
+@router.post(
+    "/projects/{project_id}/extensions",
+    response_model=sch.ProjectOut,
+    tags=["projects"],
+    summary="Extend a closed project (P4): team admin once within 30 days, national admin within 60",
+    responses=error_responses(
+        *AUTH,
+        errors.PROJECT_NOT_FOUND,
+        errors.PROJECT_NOT_CLOSED,
+        errors.NOT_TEAM_MANAGER,
+        errors.EXTENSION_ALREADY_USED,
+        errors.EXTENSION_NEEDS_NATIONAL_ADMIN,
+        errors.EXTENSION_WINDOW_OVER,
+        errors.EXTENSION_DATE_INVALID,
+        errors.PROJECT_TOO_LONG,
+    ),
+)
+async def extend_project(
+    project_id: uuid.UUID, body: sch.ExtensionIn, principal: CurrentPrincipal, runtime: RuntimeDep
+) -> sch.ProjectOut:
+    async with runtime.uow() as uow:
+        await services.extend_project(uow, principal, project_id, body.new_end_date)
+    return await _project_view(runtime, project_id)
+
+
+# -- applications ---------------------------------------------------------------------------------
+@router.post(
+    "/positions/{position_id}/applications",
+    status_code=201,
+    response_model=sch.ApplicationCreated,
+    tags=["applications"],
+    summary="Apply to a position (auto-admitting positions admit at once while places are left)",
+    responses=error_responses(
+        *AUTH,
+        errors.POSITION_NOT_FOUND,
+        errors.VOLUNTEER_NOT_VERIFIED,
+        errors.PROJECT_NOT_RECRUITING,
+        errors.ALREADY_APPLIED,
+    ),
+)
+async def apply(
+    position_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    runtime: RuntimeDep,
+    body: sch.ApplyIn | None = None,
+) -> sch.ApplicationCreated:
+    async with runtime.uow() as uow:
+        application_id, stage = await services.apply(
+            uow, principal, position_id, body.motivation if body is not None else None
+        )
+    return sch.ApplicationCreated(id=application_id, stage=stage)
+
+
+@router.get(
+    "/applications/{application_id}",
+    response_model=sch.ApplicationOut,
+    tags=["applications"],
+    summary="One application: its volunteer (with the project's contact while pending, P8) or its managers",
+    responses=error_responses(*AUTH, errors.APPLICATION_NOT_FOUND),
+)
+async def get_application(
+    application_id: uuid.UUID, principal: CurrentPrincipal, runtime: RuntimeDep
+) -> sch.ApplicationOut:
+    async with runtime.uow() as uow:
+        row = await services.load_application(uow, application_id)
+        if row["account_id"] != principal.account_id:
+            access = await services.access_to(uow, row, principal)
+            if not access.manages:
+                raise AppError(errors.APPLICATION_NOT_FOUND)
+    return _application_out(row)
+
+
+@router.delete(
+    "/applications/{application_id}",
+    status_code=204,
+    tags=["applications"],
+    summary="Delete a pending application (P6)",
+    responses=error_responses(*AUTH, errors.APPLICATION_NOT_FOUND, errors.WITHDRAW_NOT_PENDING),
+)
+async def withdraw(application_id: uuid.UUID, principal: CurrentPrincipal, runtime: RuntimeDep) -> Response:
+    async with runtime.uow() as uow:
+        await services.withdraw(uow, principal, application_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/applications/{application_id}/leave",
+    response_model=sch.ApplicationOut,
+    tags=["applications"],
+    summary="Leave the project (P6): admitted, no hours recorded; the lead is emailed at once",
+    responses=error_responses(
+        *AUTH, errors.APPLICATION_NOT_FOUND, errors.LEAVE_NOT_ADMITTED, errors.LEAVE_REFUSED_HOURS_RECORDED
+    ),
+)
+async def leave(application_id: uuid.UUID, principal: CurrentPrincipal, runtime: RuntimeDep) -> sch.ApplicationOut:
+    async with runtime.uow() as uow:
+        await services.leave(uow, principal, application_id)
+    async with runtime.uow() as uow:
+        return _application_out(await services.load_application(uow, application_id))
+
+
+@router.post(
+    "/applications/{application_id}/admission",
+    response_model=sch.ApplicationOut,
+    tags=["applications"],
+    summary="Admit (录用): takes a place, refused when the position is full",
+    responses=error_responses(
+        *AUTH,
+        errors.APPLICATION_NOT_FOUND,
+        errors.NOT_PROJECT_MANAGER,
+        errors.POSITION_FULL,
+        errors.STAGE_TRANSITION_NOT_ALLOWED,
+    ),
+)
+async def admit(application_id: uuid.UUID, principal: CurrentPrincipal, runtime: RuntimeDep) -> sch.ApplicationOut:
+    async with runtime.uow() as uow:
+        await services.admit(uow, principal, application_id)
+    async with runtime.uow() as uow:
+        return _application_out(await services.load_application(uow, application_id))
+
+
+@router.post(
+    "/applications/{application_id}/stage",
+    response_model=sch.ApplicationOut,
+    tags=["applications"],
+    summary="Move an application: interview, training, serving, completed, or rejected",
+    responses=error_responses(
+        *AUTH, errors.APPLICATION_NOT_FOUND, errors.NOT_PROJECT_MANAGER, errors.STAGE_TRANSITION_NOT_ALLOWED
+    ),
+)
+async def move_stage(
+    application_id: uuid.UUID, body: sch.StageIn, principal: CurrentPrincipal, runtime: RuntimeDep
+) -> sch.ApplicationOut:
+    async with runtime.uow() as uow:
+        await services.move_stage(uow, principal, application_id, body.stage, body.reason)
+    async with runtime.uow() as uow:
+        return _application_out(await services.load_application(uow, application_id))
+
+
+@router.put(
+    "/applications/{application_id}/team-rating",
+    status_code=204,
+    tags=["applications"],
+    summary="The team rates the volunteer's service (after serving starts)",
+    responses=error_responses(
+        *AUTH, errors.APPLICATION_NOT_FOUND, errors.NOT_PROJECT_MANAGER, errors.RATING_NOT_ALLOWED
+    ),
+)
+async def rate_volunteer(
+    application_id: uuid.UUID, body: sch.RatingIn, principal: CurrentPrincipal, runtime: RuntimeDep
+) -> Response:
+    async with runtime.uow() as uow:
+        await services.rate_by_team(uow, principal, application_id, body.score, body.comment)
+    return Response(status_code=204)
+
+
+@router.put(
+    "/applications/{application_id}/volunteer-rating",
+    status_code=204,
+    tags=["applications"],
+    summary="The volunteer rates the project (after serving starts)",
+    responses=error_responses(*AUTH, errors.APPLICATION_NOT_FOUND, errors.RATING_NOT_ALLOWED),
+)
+async def rate_project(
+    application_id: uuid.UUID, body: sch.RatingIn, principal: CurrentPrincipal, runtime: RuntimeDep
+) -> Response:
+    async with runtime.uow() as uow:
+        await services.rate_by_volunteer(uow, principal, application_id, body.score, body.comment)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/projects/{project_id}/applications",
+    response_model=sch.ApplicantPage,
+    tags=["applications"],
+    summary="Applicants of a project, in order of application (its lead and team admins only)",
+    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER),
+)
+async def list_applicants(
+    project_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    runtime: RuntimeDep,
+    stage: Literal[
+        "applied", "interview", "admitted", "training", "serving", "completed", "rejected", "withdrawn", "left"
+    ]
+    | None = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> sch.ApplicantPage:
+    async with runtime.uow() as uow:
+        row = await services.load_project(uow, project_id)
+        await services.require_manager(uow, row, principal)
+        rows = await repo.list_applications(
+            uow.session, project_id=project_id, stage=stage, after_seq=_seq_cursor(cursor), limit=limit + 1
+        )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return sch.ApplicantPage(
+        items=[sch.ApplicantOut.model_validate(dict(r)) for r in rows],
+        next_cursor=_encode(rows[-1]["seq"]) if more else None,
+    )
+
+
+@router.get(
+    "/me/applications",
+    response_model=sch.MyApplicationPage,
+    tags=["applications"],
+    summary="The caller's own applications",
+    responses=error_responses(*AUTH),
+)
+async def my_applications(
+    principal: CurrentPrincipal, runtime: RuntimeDep, limit: Limit = 50, cursor: str | None = None
+) -> sch.MyApplicationPage:
+    async with runtime.uow() as uow:
+        rows = await repo.list_applications(
+            uow.session, account_id=principal.account_id, after_seq=_seq_cursor(cursor), limit=limit + 1
+        )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return sch.MyApplicationPage(
+        items=[_application_out(r) for r in rows],
+        next_cursor=_encode(rows[-1]["seq"]) if more else None,
+    )
+
+
+# -- service hours --------------------------------------------------------------------------------
+def _hours_rows(rows: list[sch.HoursIn]) -> list[services.HoursRow]:
+    return [services.HoursRow(r.application_id, r.service_date, r.minutes, r.note) for r in rows]
+
+
+_HOURS_ERRORS = (
+    *AUTH,
+    errors.PROJECT_NOT_FOUND,
+    errors.NOT_PROJECT_MANAGER,
+    errors.HOURS_NOT_ADMITTED,
+    errors.HOURS_DATE_OUTSIDE_PROJECT,
+    errors.HOURS_DAILY_CAP_EXCEEDED,
+)
+
+
+@router.post(
+    "/projects/{project_id}/hours",
+    status_code=201,
+    response_model=sch.HoursOut,
+    tags=["hours"],
+    summary="Record one volunteer's service time for a date (late recordings flagged, 补录)",
+    responses=error_responses(*_HOURS_ERRORS),
+)
+async def record_hours(
+    project_id: uuid.UUID, body: sch.HoursIn, principal: CurrentPrincipal, runtime: RuntimeDep
+) -> sch.HoursOut:
+    async with runtime.uow() as uow:
+        [row] = await services.record_hours(uow, runtime, principal, project_id, _hours_rows([body]), source="single")
+    return sch.HoursOut.model_validate(dict(row))
+
+
+@router.post(
+    "/projects/{project_id}/hours/bulk",
+    status_code=201,
+    response_model=sch.BulkHoursOut,
+    tags=["hours"],
+    summary="Record many rows in one request (one INSERT ... SELECT FROM unnest); all or nothing",
+    responses=error_responses(*_HOURS_ERRORS, errors.HOURS_BULK_TOO_LARGE),
+)
+async def record_hours_bulk(
+    project_id: uuid.UUID, body: sch.BulkHoursIn, principal: CurrentPrincipal, runtime: RuntimeDep
+) -> sch.BulkHoursOut:
+    limit = runtime.settings.hours_bulk_max_rows
+    if len(body.rows) > limit:
+        raise AppError(errors.HOURS_BULK_TOO_LARGE, {"limit": limit}, params={"limit": limit})
+    async with runtime.uow() as uow:
+        rows = await services.record_hours(uow, runtime, principal, project_id, _hours_rows(body.rows), source="bulk")
+    items = [sch.HoursOut.model_validate(dict(r)) for r in rows]
+    return sch.BulkHoursOut(recorded=len(items), late=sum(1 for i in items if i.late), items=items)
+
+
+def _record_out(row: Any, corrections: list[Any]) -> sch.HoursRecordOut:
+    data = {k: row[k] for k in sch.HoursRecordOut.model_fields if k != "corrections"}
+    return sch.HoursRecordOut(**data, corrections=[sch.CorrectionOut.model_validate(dict(c)) for c in corrections])
+
+
+@router.post(
+    "/hours/{record_id}/corrections",
+    response_model=sch.HoursRecordOut,
+    tags=["hours"],
+    summary="Correct a record: the old value, who, when and why are kept",
+    responses=error_responses(
+        *AUTH, errors.HOURS_RECORD_NOT_FOUND, errors.NOT_PROJECT_MANAGER, errors.HOURS_DAILY_CAP_EXCEEDED
+    ),
+)
+async def correct_hours(
+    record_id: uuid.UUID, body: sch.CorrectionIn, principal: CurrentPrincipal, runtime: RuntimeDep
+) -> sch.HoursRecordOut:
+    async with runtime.uow() as uow:
+        await services.correct_hours(uow, runtime, principal, record_id, body.minutes, body.reason)
+    return await get_hours_record(record_id, principal, runtime)
+
+
+@router.get(
+    "/hours/{record_id}",
+    response_model=sch.HoursRecordOut,
+    tags=["hours"],
+    summary="One record with its correction history (its volunteer or the project's managers)",
+    responses=error_responses(*AUTH, errors.HOURS_RECORD_NOT_FOUND),
+)
+async def get_hours_record(
+    record_id: uuid.UUID, principal: CurrentPrincipal, runtime: RuntimeDep
+) -> sch.HoursRecordOut:
+    async with runtime.uow() as uow:
+        row = await repo.hours_record(uow.session, record_id)
+        if row is None:
+            raise AppError(errors.HOURS_RECORD_NOT_FOUND)
+        if row["account_id"] != principal.account_id and not (await services.access_to(uow, row, principal)).manages:
+            raise AppError(errors.HOURS_RECORD_NOT_FOUND)
+        corrections = await repo.corrections_of(uow.session, record_id)
+    return _record_out(row, corrections)
+
+
+@router.get(
+    "/projects/{project_id}/hours",
+    response_model=sch.HoursPage,
+    tags=["hours"],
+    summary="A project's hours records (its lead and team admins)",
+    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER),
+)
+async def list_project_hours(
+    project_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    runtime: RuntimeDep,
+    limit: Limit = 100,
+    cursor: str | None = None,
+) -> sch.HoursPage:
+    async with runtime.uow() as uow:
+        project = await services.load_project(uow, project_id)
+        await services.require_manager(uow, project, principal)
+        rows = await repo.list_hours(uow.session, project_id=project_id, after=_time_cursor(cursor), limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return sch.HoursPage(
+        items=[_record_out(r, []) for r in rows],
+        next_cursor=_encode(rows[-1]["recorded_at"].isoformat(), rows[-1]["id"]) if more else None,
+    )
+
+
+@router.get(
+    "/projects/{project_id}/hours/totals",
+    response_model=sch.ProjectTotalsOut,
+    tags=["hours"],
+    summary="Total service time of a project and per volunteer",
+    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER),
+)
+async def project_totals(
+    project_id: uuid.UUID, principal: CurrentPrincipal, runtime: RuntimeDep
+) -> sch.ProjectTotalsOut:
+    async with runtime.uow() as uow:
+        project = await services.load_project(uow, project_id)
+        await services.require_manager(uow, project, principal)
+        total, rows = await repo.project_totals(uow.session, project_id)
+    return sch.ProjectTotalsOut(
+        project_id=project_id,
+        minutes=total,
+        volunteers=[sch.VolunteerMinutes.model_validate(dict(r)) for r in rows],
+    )
+
+
+@router.get(
+    "/me/hours",
+    response_model=sch.MyHoursOut,
+    tags=["hours"],
+    summary="The caller's total service time, per project",
+    responses=error_responses(*AUTH),
+)
+async def my_hours(principal: CurrentPrincipal, runtime: RuntimeDep) -> sch.MyHoursOut:
+    async with runtime.uow() as uow:
+        rows = await repo.volunteer_totals(uow.session, principal.account_id)
+    items = [sch.ProjectMinutes(project_id=r["project_id"], title=r["title"], minutes=int(r["minutes"])) for r in rows]
+    return sch.MyHoursOut(minutes=sum(i.minutes for i in items), projects=items)
+
+
+# -- sign-in / sign-out on site -------------------------------------------------------------------
+@router.post(
+    "/projects/{project_id}/sign-codes",
+    response_model=sch.SignCodeOut,
+    tags=["hours"],
+    summary="A short-lived signed code (QR payload) the lead shows on site for signing in or out",
+    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER),
+)
+async def sign_code(
+    project_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    runtime: RuntimeDep,
+    kind: Annotated[Literal["in", "out"], Query()] = "in",
+) -> sch.SignCodeOut:
+    async with runtime.uow() as uow:
+        code, expires_at = await services.sign_code(uow, runtime, principal, project_id, kind)
+    return sch.SignCodeOut(kind=kind, code=code, expires_at=expires_at)
+
+
+@router.post(
+    "/projects/{project_id}/sign-ins",
+    status_code=201,
+    response_model=sch.SignInOut,
+    tags=["hours"],
+    summary="Sign in with the code shown on site",
+    responses=error_responses(
+        *AUTH, errors.SIGN_CODE_INVALID, errors.SIGN_CODE_EXPIRED, errors.HOURS_NOT_ADMITTED, errors.ALREADY_SIGNED_IN
+    ),
+)
+async def sign_in(
+    project_id: uuid.UUID, body: sch.SignIn, principal: CurrentPrincipal, runtime: RuntimeDep
+) -> sch.SignInOut:
+    async with runtime.uow() as uow:
+        at = await services.sign_in(uow, runtime, principal, project_id, body.code)
+    return sch.SignInOut(signed_in_at=at)
+
+
+@router.post(
+    "/projects/{project_id}/sign-outs",
+    status_code=201,
+    response_model=sch.SignOutOut,
+    tags=["hours"],
+    summary="Sign out: the time since signing in is recorded, capped per day",
+    responses=error_responses(
+        *AUTH, errors.SIGN_CODE_INVALID, errors.SIGN_CODE_EXPIRED, errors.HOURS_NOT_ADMITTED, errors.NOT_SIGNED_IN
+    ),
+)
+async def sign_out(
+    project_id: uuid.UUID, body: sch.SignIn, principal: CurrentPrincipal, runtime: RuntimeDep
+) -> sch.SignOutOut:
+    async with runtime.uow() as uow:
+        minutes, record_id = await services.sign_out(uow, runtime, principal, project_id, body.code)
+    return sch.SignOutOut(minutes=minutes, record_id=record_id)
+
+
+@router.get(
+    "/projects/{project_id}/activity",
+    response_model=sch.ActivityPage,
+    tags=["projects"],
+    summary="The project's activity log: publishing, closing, application stages, hours (its managers)",
+    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER),
+)
+async def project_activity(
+    project_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    runtime: RuntimeDep,
+    limit: Limit = 100,
+    cursor: str | None = None,
+) -> sch.ActivityPage:
+    async with runtime.uow() as uow:
+        project = await services.load_project(uow, project_id)
+        await services.require_manager(uow, project, principal)
+        rows = await repo.activity(uow.session, project_id, _time_cursor(cursor), limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return sch.ActivityPage(
+        items=[sch.ActivityOut.model_validate(dict(r)) for r in rows],
+        next_cursor=_encode(rows[-1]["occurred_at"].isoformat(), rows[-1]["event_id"]) if more else None,
+    )

@@ -1,0 +1,287 @@
+"""Request and response models of the projects API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ContactIn(Input):
+    name: str = Field(min_length=1, max_length=60)
+    phone: str = Field(min_length=5, max_length=30, pattern=r"^[0-9+\- ]+$")
+    email: EmailStr | None = None
+
+
+class PositionIn(Input):
+    name: str = Field(min_length=1, max_length=100)
+    description: str = Field(default="", max_length=2000)
+    quota: int = Field(ge=1, le=100_000)
+    admission_mode: Literal["manual", "auto"] = "manual"
+
+
+class ProjectDatesIn(Input):
+    starts_on: date
+    ends_on: date
+    recruit_starts_on: date
+    recruit_ends_on: date
+
+
+class ProjectIn(ProjectDatesIn):
+    team_id: uuid.UUID
+    title: str = Field(min_length=2, max_length=200)
+    description: str = Field(min_length=1, max_length=10_000)
+    category: str = Field(min_length=1, max_length=60)
+    region_code: str = Field(pattern=r"^\d{6}$")
+    address: str = Field(min_length=1, max_length=300)
+    contact: ContactIn
+    requirements: str = Field(default="", max_length=5000)
+    lead_account_id: uuid.UUID | None = None
+    positions: list[PositionIn] = Field(min_length=1, max_length=50)
+
+
+class ExtensionIn(Input):
+    new_end_date: date
+
+
+class ContactOut(BaseModel):
+    name: str
+    phone: str
+    email: str | None
+
+
+class PositionOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    description: str
+    quota: int
+    admitted: int
+    remaining: int
+    admission_mode: str
+
+
+class ProjectOut(BaseModel):
+    id: uuid.UUID
+    team_id: uuid.UUID
+    lead_account_id: uuid.UUID
+    copied_from: uuid.UUID | None
+    title: str
+    description: str
+    category: str
+    region_code: str
+    address: str
+    contact: ContactOut
+    requirements: str
+    starts_on: date
+    ends_on: date
+    recruit_starts_on: date
+    recruit_ends_on: date
+    status: str
+    recruiting: bool
+    closed_at: datetime | None
+    extensions: int
+    positions: list[PositionOut]
+
+
+class ProjectSummary(BaseModel):
+    id: uuid.UUID
+    team_id: uuid.UUID
+    title: str
+    category: str
+    region_code: str
+    starts_on: date
+    ends_on: date
+    recruit_starts_on: date
+    recruit_ends_on: date
+    status: str
+
+
+class ProjectPage(BaseModel):
+    items: list[ProjectSummary]
+    next_cursor: str | None
+
+
+class ApplyIn(Input):
+    motivation: str | None = Field(default=None, max_length=2000)
+
+
+class StageIn(Input):
+    stage: Literal["interview", "training", "serving", "completed", "rejected"]
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class RatingIn(Input):
+    score: int = Field(ge=1, le=5)
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class ApplicationOut(BaseModel):
+    id: uuid.UUID
+    project_id: uuid.UUID
+    position_id: uuid.UUID
+    project_title: str
+    position_name: str
+    stage: str
+    minutes_total: int
+    created_at: datetime
+    updated_at: datetime
+    reason: str | None = None
+    team_rating: int | None = None
+    volunteer_rating: int | None = None
+    #: P8: shown while the application waits for an answer
+    project_contact: ContactOut | None = None
+
+
+class ApplicantOut(BaseModel):
+    """An applicant as the project's lead and team admins see them (masked name, volunteer number)."""
+
+    id: uuid.UUID
+    position_id: uuid.UUID
+    position_name: str
+    account_id: uuid.UUID
+    masked_name: str | None
+    volunteer_number: str | None
+    stage: str
+    minutes_total: int
+    created_at: datetime
+
+
+class ApplicantPage(BaseModel):
+    items: list[ApplicantOut]
+    next_cursor: str | None
+
+
+class MyApplicationPage(BaseModel):
+    items: list[ApplicationOut]
+    next_cursor: str | None
+
+
+class HoursIn(Input):
+    application_id: uuid.UUID
+    service_date: date
+    minutes: int = Field(ge=1, le=24 * 60)
+    note: str | None = Field(default=None, max_length=500)
+
+
+class BulkHoursIn(Input):
+    rows: list[HoursIn] = Field(min_length=1)
+
+
+class HoursOut(BaseModel):
+    id: uuid.UUID
+    application_id: uuid.UUID
+    account_id: uuid.UUID
+    service_date: date
+    minutes: int
+    late: bool
+
+
+class BulkHoursOut(BaseModel):
+    recorded: int
+    late: int
+    items: list[HoursOut]
+
+
+class CorrectionIn(Input):
+    minutes: int = Field(ge=0, le=24 * 60)
+    reason: str = Field(min_length=2, max_length=500)
+
+
+class CorrectionOut(BaseModel):
+    previous_minutes: int
+    new_minutes: int
+    reason: str
+    corrected_by: uuid.UUID
+    corrected_at: datetime
+
+
+class HoursRecordOut(BaseModel):
+    id: uuid.UUID
+    application_id: uuid.UUID
+    project_id: uuid.UUID
+    account_id: uuid.UUID
+    service_date: date
+    minutes: int
+    late: bool
+    source: str
+    note: str | None
+    recorded_by: uuid.UUID
+    recorded_at: datetime
+    corrected: bool
+    corrections: list[CorrectionOut] = Field(default_factory=list)
+
+
+class HoursPage(BaseModel):
+    items: list[HoursRecordOut]
+    next_cursor: str | None
+
+
+class VolunteerMinutes(BaseModel):
+    account_id: uuid.UUID
+    masked_name: str | None
+    volunteer_number: str | None
+    minutes: int
+
+
+class ProjectTotalsOut(BaseModel):
+    project_id: uuid.UUID
+    minutes: int
+    volunteers: list[VolunteerMinutes]
+
+
+class ProjectMinutes(BaseModel):
+    project_id: uuid.UUID
+    title: str
+    minutes: int
+
+
+class MyHoursOut(BaseModel):
+    minutes: int
+    projects: list[ProjectMinutes]
+
+
+class SignCodeOut(BaseModel):
+    kind: str
+    #: the QR payload the lead shows; volunteers scan it and send it back
+    code: str
+    expires_at: datetime
+
+
+class SignIn(Input):
+    code: str = Field(min_length=10, max_length=500)
+
+
+class SignInOut(BaseModel):
+    signed_in_at: datetime
+
+
+class SignOutOut(BaseModel):
+    minutes: int
+    record_id: uuid.UUID | None
+
+
+class Created(BaseModel):
+    id: uuid.UUID
+
+
+class ApplicationCreated(BaseModel):
+    id: uuid.UUID
+    stage: str
+
+
+class ActivityOut(BaseModel):
+    event_id: uuid.UUID
+    event_type: str
+    occurred_at: datetime
+    payload: dict[str, object]
+
+
+class ActivityPage(BaseModel):
+    items: list[ActivityOut]
+    next_cursor: str | None

@@ -1,0 +1,1 @@
+"""The rules of projects, applications and service hours, free of I/O."""

@@ -1,0 +1,613 @@
+"""Every query of the projects service.
+
+The quota is guarded by one conditional update (``admitted < quota``) that takes a place in the
+caller's transaction; bulk hours are one ``INSERT ... SELECT FROM unnest`` statement.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from projects.domain import application as stages
+from projects.models import (
+    applications,
+    attendances,
+    hours_corrections,
+    hours_records,
+    positions,
+    project_activity,
+    projects,
+    team_roles,
+    teams,
+    volunteers,
+)
+
+Row = RowMapping
+
+
+# -- read models -----------------------------------------------------------------------------------
+async def upsert_volunteer(
+    s: AsyncSession, account_id: uuid.UUID, number: str, masked_name: str, region: str, verified_at: datetime
+) -> None:
+    stmt = pg_insert(volunteers).values(
+        account_id=account_id,
+        volunteer_number=number,
+        masked_name=masked_name,
+        region_code=region,
+        verified_at=verified_at,
+    )
+    await s.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[volunteers.c.account_id],
+            set_={
+                "volunteer_number": stmt.excluded.volunteer_number,
+                "masked_name": stmt.excluded.masked_name,
+                "region_code": stmt.excluded.region_code,
+                "verified_at": stmt.excluded.verified_at,
+            },
+        )
+    )
+
+
+async def merge_volunteer(s: AsyncSession, kept: uuid.UUID, merged: uuid.UUID) -> None:
+    """Move applications and hours of ``merged`` to ``kept``. Where both applied to one position the
+    merged record's application is withdrawn (its hours still count for the kept account)."""
+    await s.execute(update(volunteers).where(volunteers.c.account_id == merged).values(merged_into=kept))
+    clash = select(applications.c.position_id).where(
+        applications.c.account_id == kept, applications.c.stage != stages.WITHDRAWN
+    )
+    await s.execute(
+        update(applications)
+        .where(applications.c.account_id == merged, applications.c.position_id.in_(clash))
+        .values(stage=stages.WITHDRAWN)
+    )
+    await s.execute(update(applications).where(applications.c.account_id == merged).values(account_id=kept))
+    await s.execute(update(hours_records).where(hours_records.c.account_id == merged).values(account_id=kept))
+
+
+async def upsert_team(s: AsyncSession, team_id: uuid.UUID, name: str, region: str) -> None:
+    stmt = pg_insert(teams).values(team_id=team_id, name=name, region_code=region, approved=True)
+    await s.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[teams.c.team_id],
+            set_={"name": stmt.excluded.name, "region_code": stmt.excluded.region_code, "approved": True},
+        )
+    )
+
+
+async def grant_team_role(s: AsyncSession, team_id: uuid.UUID, account_id: uuid.UUID, role: str) -> None:
+    await s.execute(
+        pg_insert(team_roles).values(team_id=team_id, account_id=account_id, role=role).on_conflict_do_nothing()
+    )
+
+
+async def revoke_team_role(s: AsyncSession, team_id: uuid.UUID, account_id: uuid.UUID, role: str) -> None:
+    await s.execute(
+        delete(team_roles).where(
+            team_roles.c.team_id == team_id, team_roles.c.account_id == account_id, team_roles.c.role == role
+        )
+    )
+
+
+async def team(s: AsyncSession, team_id: uuid.UUID) -> Row | None:
+    return (await s.execute(select(teams).where(teams.c.team_id == team_id))).mappings().first()
+
+
+async def team_roles_of(s: AsyncSession, team_id: uuid.UUID, account_id: uuid.UUID) -> set[str]:
+    rows = await s.execute(
+        select(team_roles.c.role).where(team_roles.c.team_id == team_id, team_roles.c.account_id == account_id)
+    )
+    return {r[0] for r in rows}
+
+
+async def is_verified(s: AsyncSession, account_id: uuid.UUID) -> bool:
+    row = await s.execute(
+        select(volunteers.c.account_id).where(volunteers.c.account_id == account_id, volunteers.c.merged_into.is_(None))
+    )
+    return row.first() is not None
+
+
+async def add_activity(
+    s: AsyncSession, event_id: uuid.UUID, project_id: uuid.UUID, event_type: str, at: datetime, payload: dict[str, Any]
+) -> None:
+    await s.execute(
+        pg_insert(project_activity)
+        .values(event_id=event_id, project_id=project_id, event_type=event_type, occurred_at=at, payload=payload)
+        .on_conflict_do_nothing()
+    )
+
+
+async def activity(
+    s: AsyncSession, project_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> list[Row]:
+    stmt = select(project_activity).where(project_activity.c.project_id == project_id)
+    if after is not None:
+        stmt = stmt.where(tuple_(project_activity.c.occurred_at, project_activity.c.event_id) > tuple_(*after))
+    stmt = stmt.order_by(project_activity.c.occurred_at, project_activity.c.event_id).limit(limit)
+    return list((await s.execute(stmt)).mappings())
+
+
+# -- projects -------------------------------------------------------------------------------------
+async def insert_project(s: AsyncSession, values: dict[str, Any]) -> None:
+    await s.execute(insert(projects).values(**values))
+
+
+async def insert_positions(s: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await s.execute(insert(positions), rows)
+
+
+async def project(s: AsyncSession, project_id: uuid.UUID, *, for_update: bool = False) -> Row | None:
+    stmt = select(projects).where(projects.c.id == project_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await s.execute(stmt)).mappings().first()
+
+
+async def positions_of(s: AsyncSession, project_id: uuid.UUID) -> list[Row]:
+    rows = await s.execute(select(positions).where(positions.c.project_id == project_id).order_by(positions.c.name))
+    return list(rows.mappings())
+
+
+async def update_project(s: AsyncSession, project_id: uuid.UUID, **values: Any) -> None:
+    await s.execute(update(projects).where(projects.c.id == project_id).values(**values))
+
+
+async def list_projects(
+    s: AsyncSession,
+    *,
+    statuses: Sequence[str],
+    team_id: uuid.UUID | None,
+    region_prefix: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[Row]:
+    stmt = select(projects).where(projects.c.status.in_(statuses))
+    if team_id is not None:
+        stmt = stmt.where(projects.c.team_id == team_id)
+    if region_prefix:
+        stmt = stmt.where(projects.c.region_code.startswith(region_prefix))
+    if after is not None:
+        stmt = stmt.where(tuple_(projects.c.created_at, projects.c.id) < tuple_(*after))
+    stmt = stmt.order_by(projects.c.created_at.desc(), projects.c.id.desc()).limit(limit)
+    return list((await s.execute(stmt)).mappings())
+
+
+async def close_due_projects(s: AsyncSession, *, today: date, now: datetime, batch: int) -> list[Row]:
+    """自动结项 of one batch. ``SKIP LOCKED``: replicas sweeping at once each close different rows,
+    and a row one closed no longer matches ``status = 'published'`` for the other."""
+    result = await s.execute(
+        text(
+            """
+            WITH due AS (
+                SELECT id FROM projects
+                WHERE status = 'published' AND ends_on < :today
+                ORDER BY ends_on LIMIT :batch
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE projects p
+            SET status = 'closed', closed_at = :now, closed_automatically = true
+            FROM due WHERE p.id = due.id AND p.status = 'published'
+            RETURNING p.id, p.team_id, p.title, p.lead_account_id, p.closed_at
+            """
+        ),
+        {"today": today, "now": now, "batch": batch},
+    )
+    return list(result.mappings())
+
+
+# -- positions and applications ---------------------------------------------------------------------
+_APPLY_CONTEXT = text(
+    """
+    SELECT pos.id AS position_id, pos.name AS position_name, pos.admission_mode,
+           p.id AS project_id, p.title AS project_title, p.status, p.team_id,
+           p.starts_on, p.ends_on, p.recruit_starts_on, p.recruit_ends_on,
+           EXISTS (SELECT 1 FROM volunteers v WHERE v.account_id = :account_id AND v.merged_into IS NULL)
+               AS verified
+    FROM positions pos JOIN projects p ON p.id = pos.project_id
+    WHERE pos.id = :position_id
+    """
+)
+
+
+async def apply_context(s: AsyncSession, position_id: uuid.UUID, account_id: uuid.UUID) -> Row | None:
+    """Everything an application needs to be judged, in one round trip."""
+    result = await s.execute(_APPLY_CONTEXT, {"position_id": position_id, "account_id": account_id})
+    return result.mappings().first()
+
+
+_TAKE_PLACE = text(
+    "UPDATE positions SET admitted = admitted + 1 WHERE id = :position_id AND admitted < quota RETURNING admitted"
+)
+
+
+async def take_place(s: AsyncSession, position_id: uuid.UUID) -> bool:
+    """The quota guard: a place is taken only while one is free, in the caller's transaction."""
+    return (await s.execute(_TAKE_PLACE, {"position_id": position_id})).first() is not None
+
+
+async def release_place(s: AsyncSession, position_id: uuid.UUID) -> None:
+    await s.execute(
+        text("UPDATE positions SET admitted = admitted - 1 WHERE id = :position_id AND admitted > 0"),
+        {"position_id": position_id},
+    )
+
+
+_INSERT_APPLICATION = text(
+    """
+    INSERT INTO applications (id, position_id, project_id, account_id, stage, motivation, created_at, updated_at)
+    VALUES (:id, :position_id, :project_id, :account_id, :stage, :motivation, :now, :now)
+    ON CONFLICT (position_id, account_id) WHERE stage <> 'withdrawn' DO NOTHING
+    RETURNING id
+    """
+)
+
+
+async def insert_application(
+    s: AsyncSession,
+    *,
+    application_id: uuid.UUID,
+    position_id: uuid.UUID,
+    project_id: uuid.UUID,
+    account_id: uuid.UUID,
+    stage: str,
+    motivation: str | None,
+    now: datetime,
+) -> bool:
+    result = await s.execute(
+        _INSERT_APPLICATION,
+        {
+            "id": application_id,
+            "position_id": position_id,
+            "project_id": project_id,
+            "account_id": account_id,
+            "stage": stage,
+            "motivation": motivation,
+            "now": now,
+        },
+    )
+    return result.first() is not None
+
+
+_APPLICATION_CONTEXT = """
+    SELECT a.id, a.position_id, a.project_id, a.account_id, a.stage, a.minutes_total, a.seq,
+           a.motivation, a.reason, a.created_at, a.updated_at,
+           a.team_rating, a.team_comment, a.volunteer_rating, a.volunteer_comment,
+           pos.name AS position_name, pos.admission_mode,
+           p.title AS project_title, p.team_id, p.lead_account_id, p.status AS project_status,
+           p.contact_name, p.contact_phone, p.contact_email
+    FROM applications a
+    JOIN positions pos ON pos.id = a.position_id
+    JOIN projects p ON p.id = a.project_id
+    WHERE a.id = :id
+"""
+
+
+async def application(s: AsyncSession, application_id: uuid.UUID, *, for_update: bool = False) -> Row | None:
+    sql = _APPLICATION_CONTEXT + (" FOR UPDATE OF a" if for_update else "")
+    return (await s.execute(text(sql), {"id": application_id})).mappings().first()
+
+
+async def set_stage(
+    s: AsyncSession, application_id: uuid.UUID, stage: str, now: datetime, reason: str | None = None
+) -> None:
+    values: dict[str, Any] = {"stage": stage, "updated_at": now}
+    if reason is not None:
+        values["reason"] = reason
+    await s.execute(update(applications).where(applications.c.id == application_id).values(**values))
+
+
+async def next_in_line(s: AsyncSession, position_id: uuid.UUID) -> Row | None:
+    """The oldest application still waiting (skipping one another transaction is deciding on)."""
+    stmt = (
+        select(applications.c.id, applications.c.account_id)
+        .where(applications.c.position_id == position_id, applications.c.stage == stages.APPLIED)
+        .order_by(applications.c.seq)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    return (await s.execute(stmt)).mappings().first()
+
+
+async def rate(s: AsyncSession, application_id: uuid.UUID, **values: Any) -> None:
+    await s.execute(update(applications).where(applications.c.id == application_id).values(**values))
+
+
+def _application_list_stmt() -> Any:
+    return select(
+        applications.c.id,
+        applications.c.seq,
+        applications.c.position_id,
+        applications.c.project_id,
+        applications.c.account_id,
+        applications.c.stage,
+        applications.c.minutes_total,
+        applications.c.created_at,
+        applications.c.updated_at,
+        positions.c.name.label("position_name"),
+        projects.c.title.label("project_title"),
+        volunteers.c.masked_name,
+        volunteers.c.volunteer_number,
+    ).select_from(
+        applications.join(positions, positions.c.id == applications.c.position_id)
+        .join(projects, projects.c.id == applications.c.project_id)
+        .outerjoin(volunteers, volunteers.c.account_id == applications.c.account_id)
+    )
+
+
+async def list_applications(
+    s: AsyncSession,
+    *,
+    project_id: uuid.UUID | None = None,
+    account_id: uuid.UUID | None = None,
+    stage: str | None = None,
+    after_seq: int | None,
+    limit: int,
+) -> list[Row]:
+    stmt = _application_list_stmt()
+    if project_id is not None:
+        stmt = stmt.where(applications.c.project_id == project_id)
+    if account_id is not None:
+        stmt = stmt.where(applications.c.account_id == account_id)
+    if stage is not None:
+        stmt = stmt.where(applications.c.stage == stage)
+    if after_seq is not None:
+        stmt = stmt.where(applications.c.seq > after_seq)
+    stmt = stmt.order_by(applications.c.seq).limit(limit)
+    return list((await s.execute(stmt)).mappings())
+
+
+async def count_admitted(s: AsyncSession, position_id: uuid.UUID) -> int:
+    stmt = select(func.count()).where(
+        applications.c.position_id == position_id, applications.c.stage.in_(stages.HOLDS_PLACE)
+    )
+    return int((await s.execute(stmt)).scalar_one())
+
+
+async def on_board_application(s: AsyncSession, project_id: uuid.UUID, account_id: uuid.UUID) -> Row | None:
+    stmt = (
+        select(applications.c.id, applications.c.stage)
+        .where(
+            applications.c.project_id == project_id,
+            applications.c.account_id == account_id,
+            applications.c.stage.in_(stages.HOLDS_PLACE),
+        )
+        .order_by(applications.c.seq)
+        .limit(1)
+        .with_for_update()
+    )
+    return (await s.execute(stmt)).mappings().first()
+
+
+# -- service hours ----------------------------------------------------------------------------------
+_RECORD_HOURS = text(
+    """
+    WITH input AS (
+        SELECT * FROM unnest(
+            CAST(:application_ids AS uuid[]), CAST(:service_dates AS date[]), CAST(:minutes AS int[]),
+            CAST(:late AS boolean[]), CAST(:notes AS text[])
+        ) AS t(application_id, service_date, minutes, late, note)
+    ), totals AS (
+        SELECT application_id, sum(minutes)::int AS minutes FROM input GROUP BY application_id
+    ), bumped AS (
+        UPDATE applications a
+        SET minutes_total = a.minutes_total + totals.minutes
+        FROM totals
+        WHERE a.id = totals.application_id AND a.project_id = :project_id
+          AND a.stage IN ('admitted', 'training', 'serving', 'completed')
+        RETURNING a.id, a.account_id
+    )
+    INSERT INTO hours_records
+        (id, application_id, project_id, account_id, service_date, minutes, late, source, note,
+         recorded_by, recorded_at)
+    SELECT gen_random_uuid(), i.application_id, :project_id, b.account_id, i.service_date, i.minutes, i.late,
+           :source, i.note, :recorded_by, :now
+    FROM input i JOIN bumped b ON b.id = i.application_id
+    RETURNING id, application_id, account_id, service_date, minutes, late
+    """
+)
+
+
+async def record_hours(
+    s: AsyncSession,
+    *,
+    project_id: uuid.UUID,
+    application_ids: list[uuid.UUID],
+    service_dates: list[date],
+    minutes: list[int],
+    late: list[bool],
+    notes: list[str | None],
+    source: str,
+    recorded_by: uuid.UUID,
+    now: datetime,
+) -> list[Row]:
+    """One statement: bump each application's total (locking it, so a concurrent leave waits) and
+    insert every row; rows of applications not holding a place in this project are left out."""
+    result = await s.execute(
+        _RECORD_HOURS,
+        {
+            "application_ids": application_ids,
+            "service_dates": service_dates,
+            "minutes": minutes,
+            "late": late,
+            "notes": notes,
+            "project_id": project_id,
+            "source": source,
+            "recorded_by": recorded_by,
+            "now": now,
+        },
+    )
+    return list(result.mappings())
+
+
+_OVER_CAP = text(
+    """
+    SELECT h.application_id, h.service_date, sum(h.minutes)::int AS minutes
+    FROM hours_records h
+    JOIN (SELECT DISTINCT application_id, service_date
+          FROM unnest(CAST(:application_ids AS uuid[]), CAST(:service_dates AS date[]))
+               AS t(application_id, service_date)
+         ) d ON d.application_id = h.application_id AND d.service_date = h.service_date
+    GROUP BY h.application_id, h.service_date
+    HAVING sum(h.minutes) > :cap
+    LIMIT 1
+    """
+)
+
+
+async def first_day_over_cap(
+    s: AsyncSession, application_ids: list[uuid.UUID], service_dates: list[date], cap: int
+) -> Row | None:
+    params = {"application_ids": application_ids, "service_dates": service_dates, "cap": cap}
+    return (await s.execute(_OVER_CAP, params)).mappings().first()
+
+
+async def minutes_on_day(s: AsyncSession, application_id: uuid.UUID, service_date: date) -> int:
+    stmt = select(func.coalesce(func.sum(hours_records.c.minutes), 0)).where(
+        hours_records.c.application_id == application_id, hours_records.c.service_date == service_date
+    )
+    return int((await s.execute(stmt)).scalar_one())
+
+
+async def hours_record(s: AsyncSession, record_id: uuid.UUID, *, for_update: bool = False) -> Row | None:
+    stmt = (
+        select(
+            hours_records,
+            projects.c.team_id,
+            projects.c.lead_account_id,
+        )
+        .select_from(hours_records.join(projects, projects.c.id == hours_records.c.project_id))
+        .where(hours_records.c.id == record_id)
+    )
+    if for_update:
+        stmt = stmt.with_for_update(of=hours_records)
+    return (await s.execute(stmt)).mappings().first()
+
+
+async def correct_hours(
+    s: AsyncSession,
+    *,
+    record_id: uuid.UUID,
+    application_id: uuid.UUID,
+    previous: int,
+    new: int,
+    reason: str,
+    by: uuid.UUID,
+    now: datetime,
+) -> None:
+    await s.execute(update(hours_records).where(hours_records.c.id == record_id).values(minutes=new, corrected=True))
+    await s.execute(
+        insert(hours_corrections).values(
+            id=uuid.uuid4(),
+            record_id=record_id,
+            previous_minutes=previous,
+            new_minutes=new,
+            reason=reason,
+            corrected_by=by,
+            corrected_at=now,
+        )
+    )
+    await s.execute(
+        update(applications)
+        .where(applications.c.id == application_id)
+        .values(minutes_total=applications.c.minutes_total + (new - previous))
+    )
+
+
+async def corrections_of(s: AsyncSession, record_id: uuid.UUID) -> list[Row]:
+    stmt = (
+        select(hours_corrections)
+        .where(hours_corrections.c.record_id == record_id)
+        .order_by(hours_corrections.c.corrected_at)
+    )
+    return list((await s.execute(stmt)).mappings())
+
+
+async def list_hours(
+    s: AsyncSession,
+    *,
+    project_id: uuid.UUID | None = None,
+    account_id: uuid.UUID | None = None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[Row]:
+    stmt = select(hours_records)
+    if project_id is not None:
+        stmt = stmt.where(hours_records.c.project_id == project_id)
+    if account_id is not None:
+        stmt = stmt.where(hours_records.c.account_id == account_id)
+    if after is not None:
+        stmt = stmt.where(tuple_(hours_records.c.recorded_at, hours_records.c.id) > tuple_(*after))
+    stmt = stmt.order_by(hours_records.c.recorded_at, hours_records.c.id).limit(limit)
+    return list((await s.execute(stmt)).mappings())
+
+
+async def project_totals(s: AsyncSession, project_id: uuid.UUID) -> tuple[int, list[Row]]:
+    stmt = (
+        select(
+            applications.c.account_id,
+            volunteers.c.masked_name,
+            volunteers.c.volunteer_number,
+            func.sum(applications.c.minutes_total).label("minutes"),
+        )
+        .select_from(applications.outerjoin(volunteers, volunteers.c.account_id == applications.c.account_id))
+        .where(applications.c.project_id == project_id, applications.c.minutes_total > 0)
+        .group_by(applications.c.account_id, volunteers.c.masked_name, volunteers.c.volunteer_number)
+        .order_by(func.sum(applications.c.minutes_total).desc())
+    )
+    rows = list((await s.execute(stmt)).mappings())
+    return sum(int(r["minutes"]) for r in rows), rows
+
+
+async def volunteer_totals(s: AsyncSession, account_id: uuid.UUID) -> list[Row]:
+    stmt = (
+        select(
+            hours_records.c.project_id,
+            projects.c.title,
+            func.sum(hours_records.c.minutes).label("minutes"),
+        )
+        .select_from(hours_records.join(projects, projects.c.id == hours_records.c.project_id))
+        .where(hours_records.c.account_id == account_id)
+        .group_by(hours_records.c.project_id, projects.c.title)
+        .order_by(projects.c.title)
+    )
+    return list((await s.execute(stmt)).mappings())
+
+
+# -- sign-in / sign-out -----------------------------------------------------------------------------
+async def open_attendance(
+    s: AsyncSession, *, application_id: uuid.UUID, service_date: date, now: datetime
+) -> uuid.UUID | None:
+    attendance_id = uuid.uuid4()
+    stmt = (
+        pg_insert(attendances)
+        .values(id=attendance_id, application_id=application_id, service_date=service_date, signed_in_at=now)
+        .on_conflict_do_nothing()
+        .returning(attendances.c.id)
+    )
+    return attendance_id if (await s.execute(stmt)).first() is not None else None
+
+
+async def current_attendance(s: AsyncSession, application_id: uuid.UUID) -> Row | None:
+    stmt = (
+        select(attendances)
+        .where(attendances.c.application_id == application_id, attendances.c.signed_out_at.is_(None))
+        .with_for_update()
+    )
+    return (await s.execute(stmt)).mappings().first()
+
+
+async def close_attendance(
+    s: AsyncSession, attendance_id: uuid.UUID, now: datetime, record_id: uuid.UUID | None
+) -> None:
+    await s.execute(
+        update(attendances).where(attendances.c.id == attendance_id).values(signed_out_at=now, record_id=record_id)
+    )

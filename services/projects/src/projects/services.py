@@ -1,0 +1,601 @@
+"""Use cases: load, ask the domain, write; the unit of work commits state and events together."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from projects import errors
+from projects import repository as repo
+from projects.domain import application as stages
+from projects.domain import hours as hours_rules
+from projects.domain import project as project_rules
+from shared import regions
+from shared.auth import Principal
+from shared.clock import local_today
+from shared.contracts.projects import (
+    ApplicationAdmitted,
+    ApplicationLeft,
+    ApplicationRejected,
+    ApplicationStageChanged,
+    ApplicationSubmitted,
+    ApplicationWithdrawn,
+    HoursCorrected,
+    HoursRecorded,
+    ProjectClosed,
+    ProjectExtended,
+    ProjectPublished,
+)
+from shared.db import UnitOfWork
+from shared.errors import AppError
+from shared.logging import get_logger
+
+if TYPE_CHECKING:
+    from projects.bootstrap import ProjectsRuntime
+
+log = get_logger("projects.services")
+
+ADMIN = "admin"
+LEAD = "lead"
+
+
+# -- access -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Access:
+    """What the caller is to one project: its lead, an admin of its team, a team project lead."""
+
+    is_lead: bool
+    team_roles: frozenset[str]
+
+    @property
+    def manages(self) -> bool:
+        """Leads of this project and admins of its team run it (admit, record hours)."""
+        return self.is_lead or ADMIN in self.team_roles
+
+    @property
+    def is_team_admin(self) -> bool:
+        return ADMIN in self.team_roles
+
+
+async def access_to(uow: UnitOfWork, project: repo.Row, principal: Principal) -> Access:
+    roles = await repo.team_roles_of(uow.session, project["team_id"], principal.account_id)
+    return Access(is_lead=project["lead_account_id"] == principal.account_id, team_roles=frozenset(roles))
+
+
+async def require_manager(uow: UnitOfWork, project: repo.Row, principal: Principal) -> Access:
+    access = await access_to(uow, project, principal)
+    if not access.manages:
+        raise AppError(errors.NOT_PROJECT_MANAGER)
+    return access
+
+
+async def load_project(uow: UnitOfWork, project_id: uuid.UUID, *, for_update: bool = False) -> repo.Row:
+    row = await repo.project(uow.session, project_id, for_update=for_update)
+    if row is None:
+        raise AppError(errors.PROJECT_NOT_FOUND)
+    return row
+
+
+def dates_of(row: Any) -> project_rules.ProjectDates:
+    return project_rules.ProjectDates(
+        row["starts_on"], row["ends_on"], row["recruit_starts_on"], row["recruit_ends_on"]
+    )
+
+
+# -- projects (P1-P4) -------------------------------------------------------------------------------
+async def create_project(uow: UnitOfWork, principal: Principal, data: dict[str, Any]) -> uuid.UUID:
+    s = uow.session
+    team = await repo.team(s, data["team_id"])
+    roles = await repo.team_roles_of(s, data["team_id"], principal.account_id)
+    if not roles:
+        raise AppError(errors.NOT_TEAM_MANAGER)
+    if team is None or not team["approved"]:
+        raise AppError(errors.TEAM_NOT_APPROVED)
+    if not regions.is_valid(data["region_code"]):
+        raise AppError(errors.REGION_INVALID, {"region_code": data["region_code"]})
+    dates = project_rules.ProjectDates(
+        data["starts_on"], data["ends_on"], data["recruit_starts_on"], data["recruit_ends_on"]
+    )
+    dates.check()
+    lead = data.get("lead_account_id") or principal.account_id
+    if lead != principal.account_id and not await repo.team_roles_of(s, data["team_id"], lead):
+        raise AppError(errors.LEAD_NOT_IN_TEAM)
+    project_id = uuid.uuid4()
+    contact = data["contact"]
+    await repo.insert_project(
+        s,
+        {
+            "id": project_id,
+            "team_id": data["team_id"],
+            "lead_account_id": lead,
+            "created_by": principal.account_id,
+            "copied_from": data.get("copied_from"),
+            "title": data["title"],
+            "description": data["description"],
+            "category": data["category"],
+            "region_code": data["region_code"],
+            "address": data["address"],
+            "contact_name": contact["name"],
+            "contact_phone": contact["phone"],
+            "contact_email": contact.get("email"),
+            "requirements": data.get("requirements") or "",
+            "starts_on": dates.starts_on,
+            "ends_on": dates.ends_on,
+            "recruit_starts_on": dates.recruit_starts_on,
+            "recruit_ends_on": dates.recruit_ends_on,
+            "status": project_rules.DRAFT,
+            "created_at": uow.clock.now(),
+        },
+    )
+    await repo.insert_positions(
+        s,
+        [
+            {
+                "id": uuid.uuid4(),
+                "project_id": project_id,
+                "name": p["name"],
+                "description": p.get("description") or "",
+                "quota": p["quota"],
+                "admission_mode": p["admission_mode"],
+            }
+            for p in data["positions"]
+        ],
+    )
+    return project_id
+
+
+async def copy_project(
+    uow: UnitOfWork, principal: Principal, source_id: uuid.UUID, dates: project_rules.ProjectDates
+) -> uuid.UUID:
+    """P3: same content and positions, new dates; a new draft."""
+    source = await load_project(uow, source_id)
+    await require_manager(uow, source, principal)
+    positions = await repo.positions_of(uow.session, source_id)
+    data: dict[str, Any] = {
+        key: source[key]
+        for key in ("team_id", "title", "description", "category", "region_code", "address", "requirements")
+    }
+    data.update(
+        contact={"name": source["contact_name"], "phone": source["contact_phone"], "email": source["contact_email"]},
+        lead_account_id=source["lead_account_id"],
+        copied_from=source_id,
+        starts_on=dates.starts_on,
+        ends_on=dates.ends_on,
+        recruit_starts_on=dates.recruit_starts_on,
+        recruit_ends_on=dates.recruit_ends_on,
+        positions=[
+            {
+                "name": p["name"],
+                "description": p["description"],
+                "quota": p["quota"],
+                "admission_mode": p["admission_mode"],
+            }
+            for p in positions
+        ],
+    )
+    return await create_project(uow, principal, data)
+
+
+async def publish_project(uow: UnitOfWork, principal: Principal, project_id: uuid.UUID) -> None:
+    row = await load_project(uow, project_id, for_update=True)
+    await require_manager(uow, row, principal)
+    positions = await repo.positions_of(uow.session, project_id)
+    project_rules.check_publishable(row["status"], len(positions), row["ends_on"], local_today(uow.clock))
+    now = uow.clock.now()
+    await repo.update_project(uow.session, project_id, status=project_rules.PUBLISHED, published_at=now)
+    uow.raise_event(
+        ProjectPublished(
+            project_id=project_id,
+            team_id=row["team_id"],
+            title=row["title"],
+            region_code=row["region_code"],
+            starts_on=row["starts_on"],
+            ends_on=row["ends_on"],
+        )
+    )
+
+
+async def close_due_projects(runtime: ProjectsRuntime) -> int:
+    """自动结项 sweep: closes every published project past its end date, in batches."""
+    closed = 0
+    while True:
+        async with runtime.uow() as uow:
+            rows = await repo.close_due_projects(
+                uow.session,
+                today=local_today(uow.clock),
+                now=uow.clock.now(),
+                batch=runtime.settings.close_sweep_batch,
+            )
+            for row in rows:
+                uow.raise_event(
+                    ProjectClosed(
+                        project_id=row["id"],
+                        team_id=row["team_id"],
+                        title=row["title"],
+                        closed_at=row["closed_at"],
+                        automatic=True,
+                        lead_account_ids=[row["lead_account_id"]],
+                    )
+                )
+        closed += len(rows)
+        if len(rows) < runtime.settings.close_sweep_batch:
+            break
+    if closed:
+        log.info("projects_closed", count=closed)
+    return closed
+
+
+async def extend_project(uow: UnitOfWork, principal: Principal, project_id: uuid.UUID, new_end_date: date) -> None:
+    row = await load_project(uow, project_id, for_update=True)
+    access = await access_to(uow, row, principal)
+    project_rules.check_extension(
+        project_rules.ExtensionRequest(
+            status=row["status"],
+            closed_at=row["closed_at"],
+            team_admin_extensions=row["team_admin_extensions"],
+            starts_on=row["starts_on"],
+            ends_on=row["ends_on"],
+            new_end_date=new_end_date,
+            now=uow.clock.now(),
+            today=local_today(uow.clock),
+            by_team_admin=access.is_team_admin,
+            by_national_admin=principal.is_national_admin,
+        )
+    )
+    values: dict[str, Any] = {
+        "status": project_rules.PUBLISHED,
+        "ends_on": new_end_date,
+        "closed_at": None,
+        "closed_automatically": False,
+        "extensions": row["extensions"] + 1,
+    }
+    if not principal.is_national_admin:  # the team admin's one extension is now used
+        values["team_admin_extensions"] = row["team_admin_extensions"] + 1
+    await repo.update_project(uow.session, project_id, **values)
+    uow.raise_event(
+        ProjectExtended(
+            project_id=project_id,
+            team_id=row["team_id"],
+            title=row["title"],
+            new_end_date=new_end_date,
+            extended_by_account_id=principal.account_id,
+            by_national_admin=principal.is_national_admin,
+            lead_account_ids=[row["lead_account_id"]],
+        )
+    )
+
+
+# -- applications (P5, P6, P8) ----------------------------------------------------------------------
+def _application_event_fields(row: Any, application_id: uuid.UUID, account_id: uuid.UUID) -> dict[str, Any]:
+    return {
+        "application_id": application_id,
+        "project_id": row["project_id"],
+        "position_id": row["position_id"],
+        "account_id": account_id,
+        "project_title": row["project_title"],
+        "position_name": row["position_name"],
+    }
+
+
+async def apply(
+    uow: UnitOfWork, principal: Principal, position_id: uuid.UUID, motivation: str | None
+) -> tuple[uuid.UUID, str]:
+    """A verified volunteer applies during recruitment. On an auto-admitting position the place is
+    taken in the same transaction by the conditional update; when none is left the application waits
+    in line (applied) and is admitted when a place frees up."""
+    s = uow.session
+    ctx = await repo.apply_context(s, position_id, principal.account_id)
+    if ctx is None:
+        raise AppError(errors.POSITION_NOT_FOUND)
+    if not ctx["verified"]:
+        raise AppError(errors.VOLUNTEER_NOT_VERIFIED)
+    if not project_rules.is_recruiting(ctx["status"], dates_of(ctx), local_today(uow.clock)):
+        raise AppError(
+            errors.PROJECT_NOT_RECRUITING,
+            {
+                "recruit_starts_on": ctx["recruit_starts_on"].isoformat(),
+                "recruit_ends_on": ctx["recruit_ends_on"].isoformat(),
+            },
+        )
+    admitted = ctx["admission_mode"] == "auto" and await repo.take_place(s, position_id)
+    stage = stages.ADMITTED if admitted else stages.APPLIED
+    application_id = uuid.uuid4()
+    inserted = await repo.insert_application(
+        s,
+        application_id=application_id,
+        position_id=position_id,
+        project_id=ctx["project_id"],
+        account_id=principal.account_id,
+        stage=stage,
+        motivation=motivation,
+        now=uow.clock.now(),
+    )
+    if not inserted:
+        raise AppError(errors.ALREADY_APPLIED)
+    fields = _application_event_fields(ctx, application_id, principal.account_id)
+    uow.raise_event(ApplicationSubmitted(**fields))
+    if admitted:
+        uow.raise_event(ApplicationAdmitted(**fields, automatic=True))
+    return application_id, stage
+
+
+async def load_application(uow: UnitOfWork, application_id: uuid.UUID, *, for_update: bool = False) -> repo.Row:
+    row = await repo.application(uow.session, application_id, for_update=for_update)
+    if row is None:
+        raise AppError(errors.APPLICATION_NOT_FOUND)
+    return row
+
+
+async def _managed_application(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID) -> repo.Row:
+    row = await load_application(uow, application_id, for_update=True)
+    access = await access_to(uow, row, principal)
+    if not access.manages:
+        raise AppError(errors.NOT_PROJECT_MANAGER)
+    return row
+
+
+async def _owned_application(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID) -> repo.Row:
+    row = await load_application(uow, application_id, for_update=True)
+    if row["account_id"] != principal.account_id:
+        raise AppError(errors.APPLICATION_NOT_FOUND)  # another's application does not exist for you
+    return row
+
+
+async def admit(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID) -> None:
+    row = await _managed_application(uow, principal, application_id)
+    stages.check_admissible(row["stage"])
+    if not await repo.take_place(uow.session, row["position_id"]):
+        raise AppError(errors.POSITION_FULL)
+    await repo.set_stage(uow.session, application_id, stages.ADMITTED, uow.clock.now())
+    uow.raise_event(ApplicationAdmitted(**_application_event_fields(row, application_id, row["account_id"])))
+
+
+async def move_stage(
+    uow: UnitOfWork, principal: Principal, application_id: uuid.UUID, target: str, reason: str | None
+) -> None:
+    row = await _managed_application(uow, principal, application_id)
+    stages.check_lead_move(row["stage"], target)
+    await repo.set_stage(uow.session, application_id, target, uow.clock.now(), reason)
+    fields = _application_event_fields(row, application_id, row["account_id"])
+    if target == stages.REJECTED:
+        uow.raise_event(ApplicationRejected(**fields, reason=reason))
+    else:
+        uow.raise_event(ApplicationStageChanged(**fields, stage=target))
+
+
+async def withdraw(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID) -> None:
+    """P6: the volunteer deletes a pending application."""
+    row = await _owned_application(uow, principal, application_id)
+    stages.check_withdrawable(row["stage"])
+    await repo.set_stage(uow.session, application_id, stages.WITHDRAWN, uow.clock.now())
+    uow.raise_event(ApplicationWithdrawn(**_application_event_fields(row, application_id, row["account_id"])))
+
+
+async def leave(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID) -> None:
+    """P6: an admitted volunteer with no hours leaves; the lead is emailed at once (application.left).
+    The place frees up; on an auto-admitting position the next in line takes it."""
+    row = await _owned_application(uow, principal, application_id)
+    stages.check_can_leave(row["stage"], row["minutes_total"])
+    s = uow.session
+    await repo.set_stage(s, application_id, stages.LEFT, uow.clock.now())
+    await repo.release_place(s, row["position_id"])
+    uow.raise_event(
+        ApplicationLeft(
+            **_application_event_fields(row, application_id, row["account_id"]),
+            lead_account_ids=[row["lead_account_id"]],
+        )
+    )
+    if row["admission_mode"] == "auto":
+        await _admit_next_in_line(uow, row)
+
+
+async def _admit_next_in_line(uow: UnitOfWork, row: repo.Row) -> None:
+    s = uow.session
+    nxt = await repo.next_in_line(s, row["position_id"])
+    if nxt is None or not await repo.take_place(s, row["position_id"]):
+        return
+    await repo.set_stage(s, nxt["id"], stages.ADMITTED, uow.clock.now())
+    uow.raise_event(ApplicationAdmitted(**_application_event_fields(row, nxt["id"], nxt["account_id"]), automatic=True))
+
+
+async def rate_by_team(
+    uow: UnitOfWork, principal: Principal, application_id: uuid.UUID, score: int, comment: str | None
+) -> None:
+    row = await _managed_application(uow, principal, application_id)
+    stages.check_can_rate(row["stage"])
+    await repo.rate(uow.session, application_id, team_rating=score, team_comment=comment)
+
+
+async def rate_by_volunteer(
+    uow: UnitOfWork, principal: Principal, application_id: uuid.UUID, score: int, comment: str | None
+) -> None:
+    row = await _owned_application(uow, principal, application_id)
+    stages.check_can_rate(row["stage"])
+    await repo.rate(uow.session, application_id, volunteer_rating=score, volunteer_comment=comment)
+
+
+# -- service hours (P7) -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HoursRow:
+    application_id: uuid.UUID
+    service_date: date
+    minutes: int
+    note: str | None = None
+
+
+async def record_hours(
+    uow: UnitOfWork,
+    runtime: ProjectsRuntime,
+    principal: Principal,
+    project_id: uuid.UUID,
+    rows: list[HoursRow],
+    *,
+    source: str,
+) -> list[repo.Row]:
+    project = await load_project(uow, project_id)
+    await require_manager(uow, project, principal)
+    return await _record(uow, runtime, project, rows, source=source, recorded_by=principal.account_id)
+
+
+async def _record(
+    uow: UnitOfWork,
+    runtime: ProjectsRuntime,
+    project: repo.Row,
+    rows: list[HoursRow],
+    *,
+    source: str,
+    recorded_by: uuid.UUID,
+) -> list[repo.Row]:
+    """One path for single, bulk and sign-out recordings (late ones included, flagged)."""
+    settings = runtime.settings
+    today = local_today(uow.clock)
+    closed = project["status"] == project_rules.CLOSED
+    for row in rows:
+        hours_rules.check_service_date(row.service_date, project["starts_on"], project["ends_on"], today)
+        hours_rules.check_daily_cap(row.minutes, settings.hours_daily_cap_minutes)
+    application_ids = [r.application_id for r in rows]
+    service_dates = [r.service_date for r in rows]
+    recorded = await repo.record_hours(
+        uow.session,
+        project_id=project["id"],
+        application_ids=application_ids,
+        service_dates=service_dates,
+        minutes=[r.minutes for r in rows],
+        late=[
+            hours_rules.is_late(r.service_date, today, project_closed=closed, grace_days=settings.hours_late_grace_days)
+            for r in rows
+        ],
+        notes=[r.note for r in rows],
+        source=source,
+        recorded_by=recorded_by,
+        now=uow.clock.now(),
+    )
+    if len(recorded) != len(rows):
+        found = {r["application_id"] for r in recorded}
+        missing = sorted({str(a) for a in application_ids if a not in found})
+        raise AppError(errors.HOURS_NOT_ADMITTED, {"application_ids": missing})
+    over = await repo.first_day_over_cap(uow.session, application_ids, service_dates, settings.hours_daily_cap_minutes)
+    if over is not None:
+        hours_rules.check_daily_cap(over["minutes"], settings.hours_daily_cap_minutes)
+    for r in recorded:
+        uow.raise_event(
+            HoursRecorded(
+                record_id=r["id"],
+                application_id=r["application_id"],
+                project_id=project["id"],
+                account_id=r["account_id"],
+                service_date=r["service_date"],
+                minutes=r["minutes"],
+                late=r["late"],
+            )
+        )
+    return recorded
+
+
+async def correct_hours(
+    uow: UnitOfWork,
+    runtime: ProjectsRuntime,
+    principal: Principal,
+    record_id: uuid.UUID,
+    minutes: int,
+    reason: str,
+) -> None:
+    """A correction never overwrites silently: the old value, who, when and why are kept."""
+    record = await repo.hours_record(uow.session, record_id, for_update=True)
+    if record is None:
+        raise AppError(errors.HOURS_RECORD_NOT_FOUND)
+    access = await access_to(uow, record, principal)
+    if not access.manages:
+        raise AppError(errors.NOT_PROJECT_MANAGER)
+    cap = runtime.settings.hours_daily_cap_minutes
+    hours_rules.check_daily_cap(minutes, cap)
+    await repo.correct_hours(
+        uow.session,
+        record_id=record_id,
+        application_id=record["application_id"],
+        previous=record["minutes"],
+        new=minutes,
+        reason=reason,
+        by=principal.account_id,
+        now=uow.clock.now(),
+    )
+    over = await repo.first_day_over_cap(uow.session, [record["application_id"]], [record["service_date"]], cap)
+    if over is not None:
+        hours_rules.check_daily_cap(over["minutes"], cap)
+    uow.raise_event(
+        HoursCorrected(
+            record_id=record_id,
+            application_id=record["application_id"],
+            project_id=record["project_id"],
+            account_id=record["account_id"],
+            service_date=record["service_date"],
+            minutes=minutes,
+            late=record["late"],
+            previous_minutes=record["minutes"],
+            reason=reason,
+        )
+    )
+
+
+def _sign_secret(runtime: ProjectsRuntime) -> bytes:
+    return b"sign-code:" + runtime.settings.secret_key.get_secret_value().encode()
+
+
+async def sign_code(
+    uow: UnitOfWork, runtime: ProjectsRuntime, principal: Principal, project_id: uuid.UUID, kind: str
+) -> tuple[str, datetime]:
+    project = await load_project(uow, project_id)
+    await require_manager(uow, project, principal)
+    expires_at = uow.clock.now() + timedelta(seconds=runtime.settings.sign_code_ttl_seconds)
+    return hours_rules.issue_sign_code(_sign_secret(runtime), project_id, kind, expires_at), expires_at
+
+
+async def sign_in(
+    uow: UnitOfWork, runtime: ProjectsRuntime, principal: Principal, project_id: uuid.UUID, code: str
+) -> datetime:
+    now = uow.clock.now()
+    hours_rules.read_sign_code(_sign_secret(runtime), code, project_id=project_id, kind=hours_rules.SIGN_IN, now=now)
+    application = await repo.on_board_application(uow.session, project_id, principal.account_id)
+    if application is None:
+        raise AppError(errors.HOURS_NOT_ADMITTED)
+    opened = await repo.open_attendance(
+        uow.session, application_id=application["id"], service_date=local_today(uow.clock), now=now
+    )
+    if opened is None:
+        raise AppError(errors.ALREADY_SIGNED_IN)
+    return now
+
+
+async def sign_out(
+    uow: UnitOfWork, runtime: ProjectsRuntime, principal: Principal, project_id: uuid.UUID, code: str
+) -> tuple[int, uuid.UUID | None]:
+    """The time between sign-in and sign-out counts, up to what the day's cap still allows."""
+    now = uow.clock.now()
+    hours_rules.read_sign_code(_sign_secret(runtime), code, project_id=project_id, kind=hours_rules.SIGN_OUT, now=now)
+    application = await repo.on_board_application(uow.session, project_id, principal.account_id)
+    if application is None:
+        raise AppError(errors.HOURS_NOT_ADMITTED)
+    attendance = await repo.current_attendance(uow.session, application["id"])
+    if attendance is None:
+        raise AppError(errors.NOT_SIGNED_IN)
+    day = attendance["service_date"]
+    already = await repo.minutes_on_day(uow.session, application["id"], day)
+    minutes = hours_rules.capped_session_minutes(
+        hours_rules.minutes_between(attendance["signed_in_at"], now), already, runtime.settings.hours_daily_cap_minutes
+    )
+    record_id: uuid.UUID | None = None
+    if minutes > 0:
+        project = await load_project(uow, project_id)
+        [recorded] = await _record(
+            uow,
+            runtime,
+            project,
+            [HoursRow(application["id"], day, minutes, None)],
+            source="sign",
+            recorded_by=project["lead_account_id"],
+        )
+        record_id = recorded["id"]
+    await repo.close_attendance(uow.session, attendance["id"], now, record_id)
+    return minutes, record_id

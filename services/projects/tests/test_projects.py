@@ -1,0 +1,217 @@
+"""Projects P1-P4: creating, dates and length, copying, publishing, auto-close and extension."""
+
+from __future__ import annotations
+
+import uuid
+
+from .conftest import World, project_body
+
+
+async def test_team_lead_creates_a_draft_project_with_positions(world: World) -> None:
+    project = await world.project(
+        publish=False,
+        positions=[
+            {"name": "陪伴员", "quota": 5, "admission_mode": "manual"},
+            {"name": "引导员", "quota": 3, "admission_mode": "auto"},
+        ],
+    )
+    assert project.data["status"] == "draft"
+    assert {p["name"]: p["remaining"] for p in project.data["positions"]} == {"陪伴员": 5, "引导员": 3}
+    assert project.data["contact"]["phone"] == "010-12345678"
+
+
+async def test_stranger_cannot_create_a_project_for_a_team(world: World) -> None:
+    team_id, _, _ = await world.team()
+    _, stranger = await world.volunteer()
+    response = await world.client.post("/api/v1/projects", json=project_body(team_id), headers=stranger)
+    assert response.status_code == 403
+    assert response.json()["code"] == "not_team_manager"
+
+
+async def test_recruitment_outside_project_dates_is_refused_with_its_own_code(world: World) -> None:
+    team_id, _, admin = await world.team()
+    body = project_body(team_id, recruit_starts_on="2026-01-01")  # before the project starts
+    response = await world.client.post("/api/v1/projects", json=body, headers=admin)
+    assert response.status_code == 422
+    assert response.json()["code"] == "recruitment_outside_project"
+    assert "招募" in response.json()["message"]
+
+
+async def test_project_longer_than_365_days_is_refused_with_its_own_code(world: World) -> None:
+    team_id, _, admin = await world.team()
+    body = project_body(team_id, starts_on="2026-01-05", ends_on="2027-01-05")  # 366 days
+    response = await world.client.post("/api/v1/projects", json=body, headers={**admin, "Accept-Language": "en"})
+    assert response.status_code == 422
+    assert response.json()["code"] == "project_too_long"
+    assert "365" in response.json()["message"]
+
+
+async def test_project_of_exactly_365_days_is_accepted(world: World) -> None:
+    team_id, _, admin = await world.team()
+    body = project_body(team_id, starts_on="2026-01-05", ends_on="2027-01-04")
+    response = await world.client.post("/api/v1/projects", json=body, headers=admin)
+    assert response.status_code == 201, response.text
+
+
+async def test_copy_keeps_content_and_asks_only_for_new_dates(world: World) -> None:
+    project = await world.project()
+    dates = {
+        "starts_on": "2026-04-01",
+        "ends_on": "2026-06-30",
+        "recruit_starts_on": "2026-04-01",
+        "recruit_ends_on": "2026-04-15",
+    }
+    response = await world.client.post(f"/api/v1/projects/{project.id}/copies", json=dates, headers=project.lead)
+    assert response.status_code == 201, response.text
+    copy = response.json()
+    assert copy["status"] == "draft"
+    assert copy["id"] != project.id
+    assert copy["copied_from"] == project.id
+    assert copy["title"] == project.data["title"]
+    assert copy["contact"] == project.data["contact"]
+    assert [(p["name"], p["quota"], p["admitted"]) for p in copy["positions"]] == [
+        (p["name"], p["quota"], 0) for p in project.data["positions"]
+    ]
+    assert copy["starts_on"] == "2026-04-01"
+    extra = await world.client.post(
+        f"/api/v1/projects/{project.id}/copies", json={**dates, "title": "x"}, headers=project.lead
+    )
+    assert extra.status_code == 422  # nothing but the dates
+
+
+async def test_copy_applies_the_date_rules(world: World) -> None:
+    project = await world.project()
+    dates = {
+        "starts_on": "2026-04-01",
+        "ends_on": "2027-04-30",
+        "recruit_starts_on": "2026-04-01",
+        "recruit_ends_on": "2026-04-15",
+    }
+    response = await world.client.post(f"/api/v1/projects/{project.id}/copies", json=dates, headers=project.lead)
+    assert response.json()["code"] == "project_too_long"
+
+
+async def test_publishing_raises_project_published(world: World) -> None:
+    project = await world.project()
+    assert project.data["status"] == "published"
+    assert project.data["recruiting"] is True
+    published = await world.outbox("project.published")
+    assert any(p["project_id"] == project.id for p in published)
+
+
+async def close(world: World, project_id: str) -> None:
+    """Move past the project's end (2026-03-31) and run the sweep."""
+    world.clock.set(world.clock.now().replace(year=2026, month=4, day=1, hour=1))
+    from projects.services import close_due_projects
+
+    await close_due_projects(world.runtime)
+    response = await world.client.get(f"/api/v1/projects/{project_id}")
+    assert response.json()["status"] == "closed"
+
+
+async def test_sweep_closes_projects_after_their_end_date_and_raises_project_closed(world: World) -> None:
+    project = await world.project()
+    from projects.services import close_due_projects
+
+    world.clock.set(world.clock.now().replace(month=3, day=30))
+    await close_due_projects(world.runtime)
+    assert (await world.client.get(f"/api/v1/projects/{project.id}")).json()["status"] == "published"
+    await close(world, project.id)
+    closed = [p for p in await world.outbox("project.closed") if p["project_id"] == project.id]
+    assert len(closed) == 1
+    assert closed[0]["lead_account_ids"] == [str(project.lead_id)]
+
+
+async def extend(world: World, project_id: str, headers: dict[str, str], new_end: str = "2026-06-30") -> dict:
+    response = await world.client.post(
+        f"/api/v1/projects/{project_id}/extensions", json={"new_end_date": new_end}, headers=headers
+    )
+    return {**response.json(), "http_status": response.status_code}
+
+
+async def test_team_admin_extends_once_within_30_days_of_closing(world: World) -> None:
+    project = await world.project()
+    await close(world, project.id)
+    world.clock.advance(days=29)
+    result = await extend(world, project.id, project.admin)
+    assert result["http_status"] == 200, result
+    assert result["ends_on"] == "2026-06-30"
+    assert (await world.client.get(f"/api/v1/projects/{project.id}")).json()["status"] == "published"
+    extended = [p for p in await world.outbox("project.extended") if p["project_id"] == project.id]
+    assert len(extended) == 1
+    assert extended[0]["by_national_admin"] is False
+    # closes again after the new end date; the team admin's one extension is used up
+    world.clock.set(world.clock.now().replace(month=7, day=2))
+    from projects.services import close_due_projects
+
+    await close_due_projects(world.runtime)
+    world.clock.advance(days=1)
+    again = await extend(world, project.id, project.admin, "2026-08-31")
+    assert again["code"] == "extension_already_used"
+
+
+async def test_team_admin_cannot_extend_31_days_after_closing(world: World) -> None:
+    project = await world.project()
+    await close(world, project.id)
+    world.clock.advance(days=31)
+    result = await extend(world, project.id, project.admin)
+    assert result["http_status"] == 403
+    assert result["code"] == "extension_needs_national_admin"
+
+
+async def test_national_admin_extends_59_days_after_closing(world: World) -> None:
+    project = await world.project()
+    await close(world, project.id)
+    world.clock.advance(days=59)
+    result = await extend(world, project.id, world.national_admin(), "2026-07-31")
+    assert result["http_status"] == 200, result
+    extended = [p for p in await world.outbox("project.extended") if p["project_id"] == project.id]
+    assert extended[0]["by_national_admin"] is True
+
+
+async def test_nobody_extends_61_days_after_closing(world: World) -> None:
+    project = await world.project()
+    await close(world, project.id)
+    world.clock.advance(days=61)
+    by_admin = await extend(world, project.id, project.admin, "2026-07-31")
+    by_national = await extend(world, project.id, world.national_admin(), "2026-07-31")
+    assert by_admin["code"] == by_national["code"] == "extension_window_over"
+    assert "60" in by_national["message"]
+
+
+async def test_project_lead_who_is_not_team_admin_cannot_extend(world: World) -> None:
+    project = await world.project()
+    await close(world, project.id)
+    world.clock.advance(days=2)
+    result = await extend(world, project.id, project.lead)
+    assert result["http_status"] == 403
+
+
+async def test_open_project_cannot_be_extended(world: World) -> None:
+    project = await world.project()
+    result = await extend(world, project.id, project.admin)
+    assert result["code"] == "project_not_closed"
+
+
+async def test_draft_is_hidden_from_the_public_and_listing_is_paginated(world: World) -> None:
+    project = await world.project(publish=False)
+    anonymous = await world.client.get(f"/api/v1/projects/{project.id}")
+    assert anonymous.status_code == 404
+    own = await world.client.get(f"/api/v1/projects/{project.id}", headers=project.lead)
+    assert own.status_code == 200
+    for _ in range(2):
+        await world.project()
+    page = await world.client.get("/api/v1/projects", params={"limit": 1})
+    assert page.status_code == 200
+    body = page.json()
+    assert len(body["items"]) == 1
+    assert body["next_cursor"]
+    nxt = await world.client.get("/api/v1/projects", params={"limit": 1, "cursor": body["next_cursor"]})
+    assert nxt.json()["items"][0]["id"] != body["items"][0]["id"]
+    assert all(i["status"] != "draft" for i in body["items"])
+
+
+async def test_unknown_project_is_404_with_code(world: World) -> None:
+    response = await world.client.get(f"/api/v1/projects/{uuid.uuid4()}")
+    assert response.status_code == 404
+    assert response.json()["code"] == "project_not_found"
