@@ -92,7 +92,6 @@ HEADERS_SCHEMA: dict[str, Any] = {
         "producer": {"type": "string"},
         "correlation_id": {"type": "string"},
         "causation_id": {"type": "string"},
-        "x-vs-attempt": {"type": "integer", "description": "Retry attempt (only on redelivery from a retry tier)."},
     },
 }
 

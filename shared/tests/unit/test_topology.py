@@ -54,6 +54,11 @@ def test_queue_is_named_after_service_and_handler_and_dead_letters_to_its_dlq() 
     assert args["x-dead-letter-routing-key"] == sub.dlq
 
 
+def test_every_queue_has_a_single_active_consumer_so_replicas_cannot_reorder_an_aggregate() -> None:
+    for sub in SUBSCRIPTIONS:
+        assert queue_arguments(sub)["x-single-active-consumer"] is True
+
+
 def test_central_subscriptions_have_unique_queue_names() -> None:
     queues = [s.queue for s in SUBSCRIPTIONS]
     assert len(queues) == len(set(queues))
