@@ -255,7 +255,9 @@ async def test_operator_view_refuses_bad_input_with_stable_codes(
     start_service: StartService, smtp_server: SmtpServer
 ) -> None:
     async with start_service(smtp_server) as service:
-        bad_cursor = await service.client.get("/api/v1/emails", params={"cursor": "not-a-cursor"}, headers=service.admin)
+        bad_cursor = await service.client.get(
+            "/api/v1/emails", params={"cursor": "not-a-cursor"}, headers=service.admin
+        )
         assert bad_cursor.status_code == 422
         assert bad_cursor.json()["code"] == "invalid_cursor"
         assert bad_cursor.json()["message"] == "分页游标无效"
@@ -273,7 +275,7 @@ async def test_emails_not_yet_due_are_left_alone(start_service: StartService, ow
     async with start_service(own_smtp, mail_retry_base_seconds=3600, mail_retry_max_seconds=3600) as service:
         own_smtp.refuse_with = "450 4.2.1 Mailbox temporarily unavailable"
         [event_id] = await service.produce(registration())
-        [row] = await eventually(lambda: _with_attempts(service, [event_id]), timeout=30)
+        [_row] = await eventually(lambda: _with_attempts(service, [event_id]), timeout=30)
         own_smtp.refuse_with = None
         for _ in range(5):
             service.runtime.sender.wake()

@@ -34,7 +34,7 @@ class NotificationsSettings(ServiceSettings):
     #: concurrent send loops, each with its own kept-open SMTP connection
     mail_senders: int = 4
     #: attempts before a temporarily failing email is marked failed; with the default back-off
-    #: (5 s doubling, capped at 30 min) that is about two hours of SMTP outage
+    #: (5 s doubling, capped at 30 min, jittered down to half) that rides out 1.5-2 hours of outage
     mail_max_attempts: int = 12
     mail_retry_base_seconds: float = 5.0
     mail_retry_max_seconds: float = 1800.0

@@ -60,11 +60,14 @@ class EmailSender:
             event.set()
 
     def retry_delay(self, attempts: int) -> float:
-        """Exponential back-off with ±50 % jitter (so a fleet of deferred emails does not hit a
-        recovering server in one wave), capped at ``mail_retry_max_seconds``."""
-        base = self.settings.mail_retry_base_seconds * (2 ** min(max(attempts - 1, 0), 30))
-        jittered = min(self.settings.mail_retry_max_seconds, base) * random.uniform(0.5, 1.5)
-        return float(min(self.settings.mail_retry_max_seconds, jittered))
+        """Exponential back-off with "equal jitter": the nominal delay (base doubling per attempt,
+        capped at ``mail_retry_max_seconds``) times a random factor in [0.5, 1]. Jittered even at
+        the cap, so a fleet of deferred emails never hits a recovering server in one wave."""
+        nominal = min(
+            self.settings.mail_retry_max_seconds,
+            self.settings.mail_retry_base_seconds * (2 ** min(max(attempts - 1, 0), 30)),
+        )
+        return float(nominal * random.uniform(0.5, 1.0))
 
     async def run(self) -> None:
         try:

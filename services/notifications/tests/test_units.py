@@ -1,0 +1,135 @@
+"""Pure rules of the notifications service: back-off, keys, message building, templates."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notifications.config import NotificationsSettings
+from notifications.models import Email
+from notifications.outbox import dedupe_key, message_id_for
+from notifications.sender import EmailSender
+from notifications.templates import TEMPLATE_DIR, Templates
+from notifications.transport import _reason, build_message
+from shared.clock import ManualClock
+
+SETTINGS = NotificationsSettings(mail_retry_base_seconds=5, mail_retry_max_seconds=1800)
+
+
+def sender(settings: NotificationsSettings = SETTINGS) -> EmailSender:
+    return EmailSender(None, None, settings, ManualClock())  # type: ignore[arg-type]
+
+
+def test_retry_delay_doubles_with_jitter_around_it_and_stops_at_the_cap() -> None:
+    s = sender()
+    for attempts in range(1, 16):
+        nominal = min(5 * 2 ** (attempts - 1), 1800)
+        delays = [s.retry_delay(attempts) for _ in range(200)]
+        assert all(0.5 * nominal <= d <= nominal for d in delays), attempts
+        assert len(set(delays)) > 190  # jittered, at the cap too: a recovering server is not hit in one wave
+    assert max(s.retry_delay(40) for _ in range(200)) <= 1800
+
+
+def test_retry_delays_grow_on_average() -> None:
+    s = sender()
+    means = [sum(s.retry_delay(a) for _ in range(400)) / 400 for a in range(1, 8)]
+    assert all(later > earlier * 1.5 for earlier, later in itertools.pairwise(means))
+
+
+def test_dedupe_key_ignores_address_case_and_separates_templates() -> None:
+    event_id = uuid.uuid4()
+    assert dedupe_key(event_id, " Li@Example.ORG ", "welcome") == dedupe_key(event_id, "li@example.org", "welcome")
+    assert dedupe_key(event_id, "li@example.org", "welcome") != dedupe_key(event_id, "li@example.org", "other")
+    assert dedupe_key(event_id, "a@example.org", "welcome") != dedupe_key(uuid.uuid4(), "a@example.org", "welcome")
+
+
+def test_message_id_is_derived_from_the_key_and_reveals_nothing() -> None:
+    key = dedupe_key(uuid.uuid4(), "li@example.org", "welcome")
+    first = message_id_for(key, "volunteer.example.org")
+    assert first == message_id_for(key, "volunteer.example.org")
+    assert first != message_id_for(key + "x", "volunteer.example.org")
+    assert first.startswith("<")
+    assert first.endswith("@volunteer.example.org>")
+    assert "li@example.org" not in first  # a hash: no address in a header relays may log
+
+
+def test_smtp_refusal_reason_keeps_the_code_and_drops_addresses() -> None:
+    reason = _reason(550, "5.1.1 <zhang.san@example.org>: Recipient address rejected")
+    assert reason.startswith("550 5.1.1")
+    assert "zhang.san" not in reason
+    assert "Recipient address rejected" in reason
+
+
+def _email(**overrides: Any) -> Email:
+    values: dict[str, Any] = {
+        "to_name": "张三",
+        "to_address": "zhangsan@example.org",
+        "subject": "欢迎注册全国志愿服务信息系统",
+        "message_id": "<abc@volunteer.example.org>",
+        "language": "zh",
+        "body_text": "张三,您好!",
+        "body_html": "<p>张三,您好!</p>",
+    }
+    values.update(overrides)
+    return Email(**values)
+
+
+def test_message_carries_sender_from_settings_both_parts_and_language() -> None:
+    settings = NotificationsSettings(mail_from_address="mailer@city.example.gov.cn", mail_from_name="某市志愿服务")
+    message = build_message(_email(), settings)
+    assert message["From"].addresses[0].addr_spec == "mailer@city.example.gov.cn"
+    assert message["From"].addresses[0].display_name == "某市志愿服务"
+    assert message["To"].addresses[0].display_name == "张三"
+    assert message["Message-ID"] == "<abc@volunteer.example.org>"
+    assert message["Content-Language"] == "zh-CN"
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message.get_body(("plain",)).get_content().startswith("张三")  # type: ignore[union-attr]
+    assert "<p>" in message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert build_message(_email(language="en"), settings)["Content-Language"] == "en"
+
+
+def _templates() -> list[str]:
+    names = {p.name.split(".")[0] for p in Path(TEMPLATE_DIR).glob("*.j2") if not p.name.startswith("_")}
+    return sorted(names)
+
+
+CONTEXTS: dict[str, dict[str, Any]] = {
+    "welcome": {"username": "u1"},
+    "verification_verified": {"volunteer_number": "110105", "manual": True},
+    "verification_failed": {"reason": "r", "manual": False},
+    "password_reset": {"reset_url": "https://x/reset", "expires_at": "2026-11-26 10:30"},
+    "temporary_password": {"by_team": False, "set_at": "2026-11-26 10:30"},
+    "team_approved": {"team_name": "t", "reason": None},
+    "team_rejected": {"team_name": "t", "reason": "r"},
+    "review_reminder": {"team_name": "t", "days_waiting": 4},
+    "review_escalation": {"team_name": "t", "submitted_on": "2026-11-19"},
+    "application_admitted": {"project_title": "p", "position_name": "q"},
+    "application_rejected": {"project_title": "p", "position_name": "q", "reason": None},
+    "application_left": {"project_title": "p", "position_name": "q", "volunteer_name": None, "left_at": "x"},
+    "project_closed": {"project_title": "p", "closed_on": "2026-11-26", "automatic": False},
+    "project_extended": {"project_title": "p", "new_end_date": "2026-12-31"},
+}
+
+
+def test_every_message_has_a_context_here() -> None:
+    assert _templates() == sorted(CONTEXTS)
+
+
+@pytest.mark.parametrize("template", sorted(CONTEXTS))
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_every_template_renders_subject_text_and_html_with_the_allowlist_advice(template: str, language: str) -> None:
+    settings = NotificationsSettings(
+        mail_allowlist_advice="白名单建议ZH", mail_allowlist_advice_en="allow-list advice EN"
+    )
+    rendered = Templates(settings).render(template, language, {**CONTEXTS[template], "name": "N"})
+    assert rendered.subject
+    assert "\n" not in rendered.subject
+    advice = "allow-list advice EN" if language == "en" else "白名单建议ZH"
+    assert advice in rendered.text
+    assert advice in rendered.html
+    assert settings.mail_from_address in rendered.text
+    assert ("Hello" in rendered.text) == (language == "en")
