@@ -333,7 +333,13 @@ def _application_list_stmt() -> Any:
         applications.c.created_at,
         applications.c.updated_at,
         positions.c.name.label("position_name"),
+        applications.c.reason,
+        applications.c.team_rating,
+        applications.c.volunteer_rating,
         projects.c.title.label("project_title"),
+        projects.c.contact_name,
+        projects.c.contact_phone,
+        projects.c.contact_email,
         volunteers.c.masked_name,
         volunteers.c.volunteer_number,
     ).select_from(
