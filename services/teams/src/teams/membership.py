@@ -1,6 +1,8 @@
 """Use cases of membership (T6–T8): join modes, applications, invitations, leaving, roles.
 
-Each function works inside a unit of work the caller opened; none commits.
+Each function works inside a unit of work the caller opened; none commits. Every team that
+raises events is tracked by the unit of work: the session holds clean objects only weakly, and
+an event must not vanish with an object the caller no longer references.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def _add_member(uow: UnitOfWork, clock: Clock, team: Team, account_id: uuid.UUID
 async def update_settings(uow: UnitOfWork, principal: Principal, team_id: uuid.UUID, data: TeamSettingsUpdate) -> Team:
     repo = TeamsRepository(uow.session)
     team = await load_team(repo, team_id, for_update=True)
+    uow.track(team)
     await require_team_admin(repo, team, principal)
     if data.join_mode is not None:
         team.join_mode = data.join_mode
@@ -87,6 +90,7 @@ async def apply_to_join(
     repo = TeamsRepository(uow.session)
     await require_verified(repo, principal)
     team = await load_team(repo, team_id, for_update=True)
+    uow.track(team)
     _require_approved(team)
     if await repo.membership(team.id, principal.account_id) is not None:
         raise AppError(ALREADY_MEMBER)
@@ -126,6 +130,7 @@ async def decide_application(
 ) -> JoinRequest:
     repo = TeamsRepository(uow.session)
     team = await load_team(repo, team_id, for_update=True)
+    uow.track(team)
     await require_team_admin(repo, team, principal)
     request = await repo.join_request(request_id, for_update=True)
     if request is None or request.team_id != team.id:
@@ -152,6 +157,7 @@ async def invite(
     if (data.account_id is None) == (data.volunteer_number is None):
         raise AppError(INVITE_TARGET_REQUIRED)
     team = await load_team(repo, team_id, for_update=True)
+    uow.track(team)
     await require_team_admin(repo, team, principal)
     _require_approved(team)
     volunteer = (
@@ -190,6 +196,7 @@ async def answer_invitation(
         invitation.status = DECLINED
         return invitation
     team = await load_team(repo, invitation.team_id, for_update=True)
+    uow.track(team)
     invitation.status = ACCEPTED
     if await repo.membership(team.id, principal.account_id) is None:
         _add_member(uow, clock, team, principal.account_id)
@@ -218,12 +225,14 @@ async def _remove(repo: TeamsRepository, uow: UnitOfWork, team: Team, account_id
 async def leave(uow: UnitOfWork, principal: Principal, team_id: uuid.UUID) -> None:
     repo = TeamsRepository(uow.session)
     team = await load_team(repo, team_id, for_update=True)
+    uow.track(team)
     await _remove(repo, uow, team, principal.account_id)
 
 
 async def remove_member(uow: UnitOfWork, principal: Principal, team_id: uuid.UUID, account_id: uuid.UUID) -> None:
     repo = TeamsRepository(uow.session)
     team = await load_team(repo, team_id, for_update=True)
+    uow.track(team)
     await require_team_admin(repo, team, principal)
     await _remove(repo, uow, team, account_id)
 
@@ -233,6 +242,7 @@ async def set_role(
 ) -> Membership:
     repo = TeamsRepository(uow.session)
     team = await load_team(repo, team_id, for_update=True)
+    uow.track(team)
     await require_team_admin(repo, team, principal)
     membership = await repo.membership(team.id, account_id, for_update=True)
     if membership is None:

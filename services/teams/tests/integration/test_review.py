@@ -1,0 +1,236 @@
+"""T5: review by the liaison team or the registration authority; reminders from day 4 at most daily;
+reviewer contact and a single escalation from day 7. Time moves on the injected clock."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from stdnum.cn import uscc
+
+from shared.testing import eventually
+
+
+async def pending_team(teams: Any) -> tuple[dict[str, Any], Any, Any, dict[str, Any]]:
+    """A team waiting for its liaison team's review: (team, applicant, liaison admin, liaison team)."""
+    [liaison_admin, applicant] = await teams.volunteers(2)
+    liaison = await teams.root_team("330100", liaison_admin)
+    response = await teams.register(applicant, teams.registration("330106", liaison["id"]))
+    assert response.status_code == 201, response.text
+    return response.json(), applicant, liaison_admin, liaison
+
+
+async def decide(teams: Any, team_id: str, who: Any, outcome: str, reason: str | None = None) -> Any:
+    body: dict[str, Any] = {"outcome": outcome}
+    if reason is not None:
+        body["reason"] = reason
+    return await teams.client.post(f"/api/v1/teams/{team_id}/review/decision", json=body, headers=teams.auth(who))
+
+
+async def remind(teams: Any, team_id: str, who: Any, lang: str = "zh") -> Any:
+    headers = {**teams.auth(who), "Accept-Language": lang}
+    return await teams.client.post(f"/api/v1/teams/{team_id}/review/reminders", headers=headers)
+
+
+async def test_liaison_team_admin_approves_and_the_applicant_becomes_admin_member(teams: Any) -> None:
+    team, applicant, liaison_admin, _ = await pending_team(teams)
+    [stranger] = await teams.volunteers(1)
+    refused = await decide(teams, team["id"], stranger, "approved")
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "not_reviewer"
+    own = await decide(teams, team["id"], applicant, "approved")
+    assert own.status_code == 403
+
+    approved = await decide(teams, team["id"], liaison_admin, "approved")
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] == "approved"
+    [event] = await teams.events("team.approved", team["id"])
+    assert event["applicant_account_id"] == str(applicant.account_id)
+    assert event["reviewed_by_account_id"] == str(liaison_admin.account_id)
+    assert [e["account_id"] for e in await teams.events("team.member_joined", team["id"])] == [
+        str(applicant.account_id)
+    ]
+    assert len(await teams.events("team.admin_appointed", team["id"])) == 1
+    twice = await decide(teams, team["id"], liaison_admin, "rejected", "重复")
+    assert twice.status_code == 409
+    assert twice.json()["code"] == "team_already_reviewed"
+    await eventually(lambda: teams.published("team.approved", uuid.UUID(team["id"])), timeout=30)
+
+
+async def test_rejection_needs_a_reason_and_frees_the_name(teams: Any) -> None:
+    team, applicant, liaison_admin, liaison = await pending_team(teams)
+    no_reason = await decide(teams, team["id"], liaison_admin, "rejected")
+    assert no_reason.status_code == 422
+    assert no_reason.json()["code"] == "rejection_reason_required"
+    rejected = await decide(teams, team["id"], liaison_admin, "rejected", "材料不全,请补充团队章程")
+    assert rejected.status_code == 200
+    assert rejected.json()["status"] == "rejected"
+    [event] = await teams.events("team.rejected", team["id"])
+    assert event["reason"] == "材料不全,请补充团队章程"
+    status = (await teams.client.get(f"/api/v1/teams/{team['id']}/review", headers=teams.auth(applicant))).json()
+    assert status["status"] == "rejected"
+    assert status["reason"] == "材料不全,请补充团队章程"
+    assert status["can_remind"] is False
+    again = await teams.register(applicant, teams.registration("330106", liaison["id"], name=team["name"]))
+    assert again.status_code == 201, again.text
+
+
+async def test_social_organisation_is_reviewed_by_its_registration_authority(teams: Any) -> None:
+    [applicant] = await teams.volunteers(1)
+    authority_admin = await teams.region_admin("330106")
+    other_admin = await teams.region_admin("330200")
+    body = f"51330106{uuid.uuid4().hex[:9].upper()}"
+    response = await teams.register(
+        applicant,
+        teams.registration(
+            "330106",
+            kind="social_group",
+            uscc=body + uscc.calc_check_digit(body),
+            registration_authority_region="330106",
+        ),
+    )
+    assert response.status_code == 201, response.text
+    team = response.json()
+    [registered] = await teams.events("team.registered", team["id"])
+    assert registered["reviewer_account_ids"] == [str(authority_admin.account_id)]
+    listed = (await teams.client.get("/api/v1/reviews", headers=teams.auth(authority_admin))).json()["items"]
+    assert team["id"] in [t["id"] for t in listed]
+    outside = await decide(teams, team["id"], other_admin, "approved")
+    assert outside.status_code == 403
+    assert outside.json()["code"] == "not_reviewer"
+    approved = await decide(teams, team["id"], authority_admin, "approved")
+    assert approved.status_code == 200, approved.text
+
+
+async def test_remind_review_is_refused_before_day_four_then_allowed_once_a_day(teams: Any) -> None:
+    team, applicant, liaison_admin, _ = await pending_team(teams)
+    teams.clock.advance(days=3)
+    early = await remind(teams, team["id"], applicant)
+    assert early.status_code == 409
+    assert early.json()["code"] == "reminder_too_early"
+    assert "可提醒时间" in early.json()["message"]
+    submitted = datetime.fromisoformat(team["submitted_at"])
+    assert datetime.fromisoformat(early.json()["detail"]["available_at"]) == submitted + timedelta(days=4)
+    early_en = await remind(teams, team["id"], applicant, lang="en")
+    assert "from " in early_en.json()["message"]
+
+    teams.clock.advance(days=1)
+    first = await remind(teams, team["id"], applicant)
+    assert first.status_code == 202, first.text
+    [event] = await teams.events("team.review_reminder_requested", team["id"])
+    assert event["reviewer_account_ids"] == [str(liaison_admin.account_id)]
+    assert event["days_waiting"] == 4
+
+    teams.clock.advance(hours=20)
+    same_day = await remind(teams, team["id"], applicant)
+    assert same_day.status_code == 429
+    assert same_day.json()["code"] == "reminder_already_sent_today"
+    assert "next_available_at" in same_day.json()["detail"]
+
+    teams.clock.advance(hours=4)
+    assert (await remind(teams, team["id"], applicant)).status_code == 202
+    assert len(await teams.events("team.review_reminder_requested", team["id"])) == 2
+
+    [stranger] = await teams.volunteers(1)
+    not_applicant = await remind(teams, team["id"], stranger)
+    assert not_applicant.status_code == 404  # a team under review is not shown to strangers
+    by_reviewer = await remind(teams, team["id"], liaison_admin)
+    assert by_reviewer.status_code == 403
+    assert by_reviewer.json()["code"] == "not_applicant"
+
+
+async def test_applicant_sees_reviewer_contact_only_from_day_seven(teams: Any) -> None:
+    team, applicant, _, liaison = await pending_team(teams)
+    path = f"/api/v1/teams/{team['id']}/review"
+    teams.clock.advance(days=3)
+    day3 = (await teams.client.get(path, headers=teams.auth(applicant))).json()
+    assert day3["can_remind"] is False
+    assert day3["reviewer"]["kind"] == "liaison_team"
+    assert day3["reviewer"]["name"] == liaison["name"]
+    assert day3["reviewer"]["contact"] is None
+    teams.clock.advance(days=1)
+    day4 = (await teams.client.get(path, headers=teams.auth(applicant))).json()
+    assert day4["can_remind"] is True
+    assert day4["reviewer"]["contact"] is None
+    teams.clock.advance(days=3)
+    day7 = (await teams.client.get(path, headers=teams.auth(applicant))).json()
+    assert day7["overdue"] is True
+    assert day7["days_waiting"] == 7
+    assert day7["reviewer"]["contact"] == liaison["contact"]
+
+
+async def test_overdue_review_is_escalated_once_to_reviewers_and_region_admins(teams: Any) -> None:
+    region_admin = await teams.region_admin("330106")
+    team, _, liaison_admin, _ = await pending_team(teams)
+    approved_team, _, approved_liaison_admin, _ = await pending_team(teams)
+    assert (await decide(teams, approved_team["id"], approved_liaison_admin, "approved")).status_code == 200
+
+    teams.clock.advance(days=6, hours=23)
+    await teams.runtime.sweep_overdue_reviews()
+    assert await teams.events("team.review_overdue", team["id"]) == []
+
+    teams.clock.advance(hours=1)
+    await teams.runtime.sweep_overdue_reviews()
+    [event] = await teams.events("team.review_overdue", team["id"])
+    assert event["reviewer_account_ids"] == [str(liaison_admin.account_id)]
+    assert str(region_admin.account_id) in event["region_admin_account_ids"]
+
+    teams.clock.advance(days=1)  # day 8: no second escalation
+    await teams.runtime.sweep_overdue_reviews()
+    assert len(await teams.events("team.review_overdue", team["id"])) == 1
+    assert await teams.events("team.review_overdue", approved_team["id"]) == []
+
+
+async def test_the_sweep_runs_on_its_own_as_a_background_job(start_teams: Any) -> None:
+    async with start_teams(review_sweep_interval_seconds=0.2) as teams:
+        team, _, _, _ = await pending_team(teams)
+        teams.clock.advance(days=7)
+        events = await eventually(lambda: teams.events("team.review_overdue", team["id"]), timeout=30)
+        assert len(events) == 1
+        history = await eventually(
+            lambda: _history_types(teams, team["id"], teams.national_admin()), timeout=30, interval=0.2
+        )
+        assert "team.registered" in history
+
+
+async def _history_types(teams: Any, team_id: str, who: Any) -> list[str] | None:
+    response = await teams.client.get(f"/api/v1/teams/{team_id}/history", headers=teams.auth(who))
+    assert response.status_code == 200, response.text
+    types = [item["event_type"] for item in response.json()["items"]]
+    return types if "team.review_overdue" in types else None
+
+
+async def test_authority_contact_from_settings_is_shown_from_day_seven(start_teams: Any) -> None:
+    contacts = {
+        "330100": {
+            "name": "杭州市民政局",
+            "person": "社会组织管理处",
+            "phone": "0571-87000000",
+            "email": "shzz@example.gov.cn",
+            "address": "杭州市解放东路18号",
+            "working_hours": "工作日 9:00-17:00",
+        }
+    }
+    async with start_teams(authority_contacts=contacts) as teams:
+        [applicant] = await teams.volunteers(1)
+        body = f"53330106{uuid.uuid4().hex[:9].upper()}"
+        response = await teams.register(
+            applicant,
+            teams.registration(
+                "330106",
+                kind="foundation",
+                uscc=body + uscc.calc_check_digit(body),
+                registration_authority_region="330106",
+            ),
+        )
+        assert response.status_code == 201, response.text
+        path = f"/api/v1/teams/{response.json()['id']}/review"
+        before = (await teams.client.get(path, headers=teams.auth(applicant))).json()["reviewer"]
+        assert before["kind"] == "registration_authority"
+        assert before["name"] == "杭州市民政局"
+        assert before["contact"] is None
+        teams.clock.advance(timedelta(days=7))
+        after = (await teams.client.get(path, headers=teams.auth(applicant))).json()["reviewer"]
+        assert after["contact"]["phone"] == "0571-87000000"
+        assert after["working_hours"] == "工作日 9:00-17:00"
