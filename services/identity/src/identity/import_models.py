@@ -1,0 +1,61 @@
+"""Tables of the bulk importer: one job per imported file, and the rows it rejected.
+
+The imported volunteers themselves are ``volunteer_records`` rows (source ``import``, status
+``inactive`` until claimed, V4). A record's id is derived from a keyed fingerprint of the row,
+so loading the same rows again inserts nothing (``ON CONFLICT (id) DO NOTHING``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import DateTime, ForeignKey, Integer, String, text
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from identity.models import Base
+
+JOB_QUEUED = "queued"
+JOB_RUNNING = "running"
+JOB_SUCCEEDED = "succeeded"
+JOB_FAILED = "failed"
+
+
+class ImportJob(Base):
+    __tablename__ = "import_jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    #: ``api`` (uploaded) or ``cli`` (``identity-import``)
+    origin: Mapped[str] = mapped_column(String(8))
+    submitted_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    file_format: Mapped[str] = mapped_column(String(8))
+    #: the encoding the file was read with (detected or given); XLSX has none
+    encoding: Mapped[str | None] = mapped_column(String(16))
+    file_sha256: Mapped[str | None] = mapped_column(String(64))
+    file_bytes: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    status: Mapped[str] = mapped_column(String(16))
+    total_rows: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    inserted_rows: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    #: valid rows already present (an earlier import of the same rows, or a repeat in the file)
+    existing_rows: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    rejected_rows: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    duplicate_cases_opened: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ImportRejection(Base):
+    """One rejected row: where it was and why; the ID number only masked."""
+
+    __tablename__ = "import_rejections"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("import_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40))
+    field: Mapped[str | None] = mapped_column(String(40))
+    id_masked: Mapped[str | None] = mapped_column(String(32))

@@ -1,0 +1,943 @@
+"""Bulk import of legacy volunteer records (issue 3, "Bulk import"; SPEC V3, V4).
+
+A file (CSV in UTF-8 with or without BOM, or GB18030; or XLSX) is read as a stream, each row
+checked like a sign-up would check it (resident ID check digit, birth date and birth place,
+region code, mobile), and the valid rows are sealed with the sign-up's cipher and blind index,
+so a later sign-up finds and claims them (V4). Loading is PostgreSQL ``COPY`` into a temporary
+staging table, then ``INSERT ... SELECT ... ON CONFLICT (id) DO NOTHING`` into
+``volunteer_records``, one transaction per batch; the next batch is parsed in a thread while
+the database loads the previous one.
+
+Idempotent: a record's id is derived from a keyed fingerprint of the row (document type,
+number, name, legacy volunteer number), so loading the same rows twice, or a file twice,
+adds nothing; a half-finished import is finished by running it again. Several records with
+one number are kept and a duplicate case is opened for the national admin (V3).
+
+Rejected rows go to ``import_rejections`` and the report (line, code, message, field, masked
+number); the full ID number never leaves the ciphertext, nor does any personal data reach a log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import codecs
+import csv
+import hashlib
+import json
+import re
+import sys
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from pathlib import Path
+from typing import IO, Any
+
+import asyncpg
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from stdnum import exceptions as stdnum_errors
+from stdnum.cn import ric
+
+from identity import errors as identity_errors
+from identity.bootstrap import IdentityRuntime
+from identity.crypto import DataCipher
+from identity.domain import documents
+from identity.domain.documents import DocumentType
+from identity.import_models import JOB_FAILED, JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, ImportJob, ImportRejection
+from shared import regions
+from shared.clock import Clock, SystemClock, local_today
+from shared.db import UnitOfWork, asyncpg_dsn
+from shared.errors import AppError, ErrorSpec
+from shared.logging import get_logger
+
+log = get_logger("identity.importer")
+
+DEFAULT_BATCH_SIZE = 20_000
+
+# -- refusals of a whole file (API answers, CLI exit) ----------------------------------------
+IMPORT_NOT_FOUND = ErrorSpec("import_not_found", 404, "导入任务不存在", "No such import")
+IMPORT_FORMAT_UNSUPPORTED = ErrorSpec(
+    "import_format_unsupported", 415, "仅支持 CSV 和 XLSX 文件", "Only CSV and XLSX files can be imported"
+)
+IMPORT_FILE_TOO_LARGE = ErrorSpec(
+    "import_file_too_large", 413, "导入文件过大,请分批导入或使用命令行工具", "The file is too large to upload"
+)
+IMPORT_ENCODING_INVALID = ErrorSpec(
+    "import_encoding_invalid",
+    422,
+    "无法识别文件编码,请使用 UTF-8 或 GB18030 编码的 CSV 文件",
+    "The file is neither UTF-8 nor GB18030",
+)
+IMPORT_HEADER_INVALID = ErrorSpec(
+    "import_header_invalid",
+    422,
+    "导入文件缺少必需的列:{missing}",
+    "The file lacks required columns: {missing}",
+)
+IMPORT_FILE_UNREADABLE = ErrorSpec(
+    "import_file_unreadable", 422, "导入文件无法读取,请检查文件格式", "The file could not be read"
+)
+
+# -- reasons a row is rejected (report) -------------------------------------------------------
+NAME_MISSING = ErrorSpec("name_missing", 422, "姓名不能为空", "The name is missing")
+NAME_TOO_LONG = ErrorSpec("name_too_long", 422, "姓名过长", "The name is too long")
+ID_NUMBER_MISSING = ErrorSpec("id_number_missing", 422, "证件号码不能为空", "The ID number is missing")
+DOCUMENT_TYPE_INVALID = ErrorSpec("document_type_invalid", 422, "证件类型不正确", "Unknown document type")
+BIRTH_DATE_INVALID = ErrorSpec("birth_date_invalid", 422, "出生日期格式不正确", "The birth date is not valid")
+VOLUNTEER_NUMBER_INVALID = ErrorSpec(
+    "volunteer_number_invalid", 422, "志愿者编号格式不正确", "The volunteer number is not valid"
+)
+SERVICE_HOURS_INVALID = ErrorSpec(
+    "service_hours_invalid", 422, "服务时长应为不小于0的数字", "Service hours must be a number of at least 0"
+)
+ROW_MALFORMED = ErrorSpec("row_malformed", 422, "该行的列数与表头不一致", "The row does not match the header")
+
+ROW_REASONS: dict[str, ErrorSpec] = {
+    spec.code: spec
+    for spec in (
+        NAME_MISSING,
+        NAME_TOO_LONG,
+        ID_NUMBER_MISSING,
+        DOCUMENT_TYPE_INVALID,
+        BIRTH_DATE_INVALID,
+        VOLUNTEER_NUMBER_INVALID,
+        SERVICE_HOURS_INVALID,
+        ROW_MALFORMED,
+        identity_errors.ID_NUMBER_INVALID,
+        identity_errors.DOCUMENT_NUMBER_INVALID,
+        identity_errors.BIRTH_DATE_REQUIRED,
+        identity_errors.BIRTH_DATE_MISMATCH,
+        identity_errors.MOBILE_INVALID,
+        identity_errors.EMAIL_INVALID,
+        identity_errors.REGION_INVALID,
+    )
+}
+
+# -- columns ---------------------------------------------------------------------------------
+#: header spellings (lower-cased, spaces removed) an operator's file may use, per field
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "real_name": ("real_name", "name", "姓名", "真实姓名"),
+    "document_type": ("document_type", "证件类型"),
+    "id_number": ("id_number", "document_number", "证件号码", "身份证号码", "身份证号", "证件号"),
+    "mobile": ("mobile", "phone", "手机", "手机号码", "手机号", "联系电话"),
+    "email": ("email", "电子邮箱", "邮箱"),
+    "region_code": ("region_code", "region", "地区代码", "所在地区代码", "行政区划代码"),
+    "birth_date": ("birth_date", "出生日期"),
+    "volunteer_number": ("volunteer_number", "志愿者编号", "志愿者编码"),
+    "service_hours": ("service_hours", "服务时长", "服务时长(小时)", "累计服务时长"),
+}
+REQUIRED_COLUMNS = ("real_name", "id_number", "mobile", "region_code")
+_ALIAS_TO_FIELD = {alias: name for name, aliases in COLUMN_ALIASES.items() for alias in aliases}
+
+DOCUMENT_TYPE_NAMES: dict[str, DocumentType] = {
+    "": DocumentType.RESIDENT_ID,
+    "resident_id": DocumentType.RESIDENT_ID,
+    "居民身份证": DocumentType.RESIDENT_ID,
+    "身份证": DocumentType.RESIDENT_ID,
+    "passport": DocumentType.PASSPORT,
+    "护照": DocumentType.PASSPORT,
+    "hk_macao_permit": DocumentType.HK_MACAO_PERMIT,
+    "港澳居民来往内地通行证": DocumentType.HK_MACAO_PERMIT,
+    "港澳通行证": DocumentType.HK_MACAO_PERMIT,
+    "taiwan_permit": DocumentType.TAIWAN_PERMIT,
+    "台湾居民来往大陆通行证": DocumentType.TAIWAN_PERMIT,
+    "台胞证": DocumentType.TAIWAN_PERMIT,
+}
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_SEPARATORS = re.compile(r"[\s-]")
+#: a legacy system's own volunteer number, kept as it was (letters, digits, 京A-0001, ...)
+_VOLUNTEER_NUMBER = re.compile(r"^[^\x00-\x1f\x7f]{1,40}$")
+
+#: the staging table and ``volunteer_records`` columns the importer writes, in COPY order
+STAGING_COLUMNS = (
+    "id",
+    "document_type",
+    "id_blind_index",
+    "id_ciphertext",
+    "id_key_id",
+    "id_masked",
+    "real_name",
+    "birth_date",
+    "line",
+    "mobile",
+    "email",
+    "region_code",
+    "legacy_number",
+    "service_hours",
+)
+STAGING_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS import_staging (
+    id uuid NOT NULL,
+    document_type varchar(20) NOT NULL,
+    id_blind_index bytea NOT NULL,
+    id_ciphertext bytea NOT NULL,
+    id_key_id varchar(32) NOT NULL,
+    id_masked varchar(32) NOT NULL,
+    real_name varchar(100) NOT NULL,
+    birth_date date,
+    line integer NOT NULL,
+    mobile varchar(20),
+    email varchar(254),
+    region_code varchar(12),
+    legacy_number varchar(40),
+    service_hours text
+) ON COMMIT DELETE ROWS
+"""
+INSERT_RECORDS = """
+INSERT INTO volunteer_records
+    (id, document_type, id_blind_index, id_ciphertext, id_key_id, id_masked, real_name, birth_date,
+     source, status, history, created_at)
+SELECT id, document_type, id_blind_index, id_ciphertext, id_key_id, id_masked, real_name, birth_date,
+     'import', 'inactive',
+     -- what the legacy system knew, kept when the record is claimed (V4) or merged (V3)
+     jsonb_build_object(
+         'import', jsonb_build_object('job_id', $2::text, 'line', line),
+         'legacy', jsonb_build_object('volunteer_number', legacy_number, 'service_hours', service_hours::numeric),
+         'contact', jsonb_build_object('mobile', mobile, 'email', email, 'region_code', region_code)
+     ),
+     $1
+FROM import_staging
+ON CONFLICT (id) DO NOTHING
+RETURNING id_blind_index
+"""
+#: V3: every number the batch added that now has two or more live records gets an open case
+OPEN_CASES = """
+INSERT INTO duplicate_cases (id, id_blind_index, id_masked, status, opened_by, opened_at)
+SELECT gen_random_uuid(), r.id_blind_index, min(r.id_masked), 'open', 'import', $1
+FROM volunteer_records r
+WHERE r.id_blind_index = ANY($2::bytea[]) AND r.status <> 'merged'
+GROUP BY r.id_blind_index
+HAVING count(*) >= 2
+ON CONFLICT (id_blind_index) WHERE status = 'open' DO NOTHING
+"""
+
+
+# -- rows ------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    line: int
+    code: str
+    field: str | None
+    id_masked: str | None
+
+    def message(self, lang: str = "zh") -> str:
+        spec = ROW_REASONS.get(self.code)
+        return spec.message(lang) if spec else self.code
+
+
+class _Reject(Exception):
+    def __init__(self, spec: ErrorSpec, field: str | None) -> None:
+        super().__init__(spec.code)
+        self.spec = spec
+        self.field = field
+
+
+@dataclass
+class Batch:
+    records: list[tuple[Any, ...]] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    rows: int = 0
+
+
+@lru_cache(maxsize=65_536)
+def _birth_place_known(prefix: str, year: int) -> bool:
+    # stdnum's place check (the slow part of ric.validate) depends on these two only
+    try:
+        ric.get_birth_place(f"{prefix}{year:04d}0101" + "0000")
+    except (stdnum_errors.ValidationError, KeyError):  # KeyError: stdnum on an area without counties
+        return False
+    return True
+
+
+def check_resident_id(number: str, today: date) -> date:
+    """``ric.validate`` (length, digits, check digit, birth date, birth place), fast: the
+    place lookup is cached per area code and year. Returns the birth date."""
+    if len(number) != 18 or not (number[:17].isascii() and number[:17].isdigit()):
+        raise _Reject(identity_errors.ID_NUMBER_INVALID, "id_number")
+    if number[-1] != ric.calc_check_digit(number):
+        raise _Reject(identity_errors.ID_NUMBER_INVALID, "id_number")
+    try:
+        born = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+    except ValueError:
+        raise _Reject(identity_errors.ID_NUMBER_INVALID, "id_number") from None
+    if born > today or not _birth_place_known(number[:6], born.year):
+        raise _Reject(identity_errors.ID_NUMBER_INVALID, "id_number")
+    return born
+
+
+def _parse_birth_date(value: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value.replace("/", "-")[:10])
+    except ValueError:
+        raise _Reject(BIRTH_DATE_INVALID, "birth_date") from None
+
+
+def _parse_hours(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        hours = Decimal(value)
+    except InvalidOperation:
+        raise _Reject(SERVICE_HOURS_INVALID, "service_hours") from None
+    if not hours.is_finite() or hours < 0:
+        raise _Reject(SERVICE_HOURS_INVALID, "service_hours")
+    return str(hours)
+
+
+def record_id(blind_index: bytes, name: str, legacy_number: str) -> str:
+    """The row's identity (a UUID): the keyed blind index of the number with the name and the
+    legacy volunteer number, so only the key holder can tell whose record an id is."""
+    digest = bytearray(
+        hashlib.sha256(b"import-row|%b|%b|%b" % (blind_index, name.encode(), legacy_number.encode())).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x40  # a version-4-shaped UUID
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return digest.hex()
+
+
+class RowChecker:
+    """Turns one row (field → text) into a staging record, or says why not. Pure but for the
+    cipher: the same checks and the same sealing as sign-up, so sign-up finds the record."""
+
+    def __init__(self, cipher: DataCipher, today: date) -> None:
+        self.cipher = cipher
+        self.today = today
+        self._context = {t: t.value.encode() for t in DocumentType}
+
+    def check(self, line: int, row: dict[str, str]) -> tuple[Any, ...] | Rejection:
+        masked: str | None = None
+        try:
+            name = row.get("real_name", "")
+            if not name:
+                raise _Reject(NAME_MISSING, "real_name")
+            if len(name) > 100:
+                raise _Reject(NAME_TOO_LONG, "real_name")
+            doc_type = DOCUMENT_TYPE_NAMES.get(row.get("document_type", "").lower())
+            if doc_type is None:
+                raise _Reject(DOCUMENT_TYPE_INVALID, "document_type")
+            raw_number = row.get("id_number", "")
+            if not raw_number:
+                raise _Reject(ID_NUMBER_MISSING, "id_number")
+            number = _SEPARATORS.sub("", raw_number).upper()
+            masked = documents.mask_number(doc_type, number)[:32]
+            given_birth = _parse_birth_date(row.get("birth_date", ""))
+            born = self._check_number(doc_type, number, given_birth)
+            mobile = self._checked(documents.check_mobile, row.get("mobile", ""), "mobile")
+            region = row.get("region_code", "")
+            if not regions.is_valid(region):
+                raise _Reject(identity_errors.REGION_INVALID, "region_code")
+            email = row.get("email", "")
+            if email and (len(email) > 254 or not _EMAIL.match(email)):
+                raise _Reject(identity_errors.EMAIL_INVALID, "email")
+            legacy_number = row.get("volunteer_number", "")
+            if legacy_number and not _VOLUNTEER_NUMBER.match(legacy_number):
+                raise _Reject(VOLUNTEER_NUMBER_INVALID, "volunteer_number")
+            hours = _parse_hours(row.get("service_hours", ""))
+        except _Reject as reject:
+            return Rejection(line, reject.spec.code, reject.field, masked)
+        name = " ".join(name.split())
+        blind_index = self.cipher.blind_index(documents.blind_index_input(doc_type, number))
+        sealed = self.cipher.seal(number.encode(), context=self._context[doc_type])
+        return (
+            record_id(blind_index, name, legacy_number),
+            doc_type.value,
+            blind_index,
+            sealed.data,
+            sealed.key_id,
+            masked,
+            name,
+            born,
+            line,
+            mobile,
+            email.lower() or None,
+            region,
+            legacy_number or None,
+            hours,
+        )
+
+    def _check_number(self, doc_type: DocumentType, number: str, given_birth: date | None) -> date:
+        if doc_type is DocumentType.RESIDENT_ID:
+            born = check_resident_id(number, self.today)
+            if given_birth is not None and given_birth != born:
+                raise _Reject(identity_errors.BIRTH_DATE_MISMATCH, "birth_date")
+            return born
+        try:
+            return documents.check_document(doc_type, number, given_birth)[1]
+        except AppError as exc:
+            raise _Reject(exc.spec, "birth_date" if "birth_date" in exc.code else "id_number") from None
+
+    @staticmethod
+    def _checked(check: Callable[[str], str], value: str, name: str) -> str:
+        try:
+            return check(value)
+        except AppError as exc:
+            raise _Reject(exc.spec, name) from None
+
+
+# -- reading files ---------------------------------------------------------------------------
+def detect_encoding(path: Path) -> str:
+    """UTF-8 with a BOM, UTF-8 if the whole file decodes as such, else GB18030."""
+    with path.open("rb") as f:
+        if f.read(3) == codecs.BOM_UTF8:
+            return "utf-8-sig"
+        f.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "gb18030"
+    return "utf-8"
+
+
+def resolve_encoding(path: Path, requested: str) -> str:
+    if requested == "auto":
+        return detect_encoding(path)
+    if requested.replace("_", "-").lower() in ("utf-8", "utf8", "utf-8-sig"):
+        with path.open("rb") as f:
+            return "utf-8-sig" if f.read(3) == codecs.BOM_UTF8 else "utf-8"
+    return "gb18030"
+
+
+def _header_fields(header: Iterable[Any]) -> list[str | None]:
+    fields: list[str | None] = []
+    for cell in header:
+        key = re.sub(r"\s+", "", str(cell or "")).lower().lstrip("\ufeff")
+        fields.append(_ALIAS_TO_FIELD.get(key))
+    missing = [name for name in REQUIRED_COLUMNS if name not in fields]
+    if missing:
+        raise AppError(IMPORT_HEADER_INVALID, {"missing": missing}, params={"missing": ", ".join(missing)})
+    return fields
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value).strip()
+
+
+Rows = Iterator[tuple[int, dict[str, str] | None]]
+
+
+class SourceFile:
+    """An import file opened for reading: the header checked, then (line, row) pairs; a row
+    is None when its shape does not match the header."""
+
+    def __init__(self, path: Path, file_format: str, encoding: str = "auto") -> None:
+        self.path = path
+        self.file_format = file_format
+        self.encoding: str | None = None
+        self._handle: IO[str] | None = None
+        self._workbook: Any = None
+        if file_format == "csv":
+            self.encoding = resolve_encoding(path, encoding)
+            self._rows = self._open_csv()
+        elif file_format == "xlsx":
+            self._rows = self._open_xlsx()
+        else:
+            raise AppError(IMPORT_FORMAT_UNSUPPORTED)
+
+    def __enter__(self) -> SourceFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+        if self._workbook is not None:
+            self._workbook.close()
+
+    def __iter__(self) -> Rows:
+        return self._rows
+
+    def estimated_rows(self) -> int | None:
+        if self.file_format == "csv":
+            with self.path.open("rb") as f:
+                return max(sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")) - 1, 0)
+        sheet = self._workbook.active if self._workbook is not None else None
+        rows = getattr(sheet, "max_row", None)
+        return rows - 1 if isinstance(rows, int) and rows > 0 else None
+
+    def _open_csv(self) -> Rows:
+        assert self.encoding is not None
+        self._handle = self.path.open(encoding=self.encoding, newline="")
+        reader = csv.reader(self._handle)
+        try:
+            header = next(reader, None)
+        except (UnicodeDecodeError, csv.Error):
+            self.close()
+            raise AppError(IMPORT_ENCODING_INVALID) from None
+        if header is None:
+            self.close()
+            raise AppError(IMPORT_HEADER_INVALID, {"missing": list(REQUIRED_COLUMNS)}, params={"missing": "*"})
+        fields = _header_fields(header)
+        return self._csv_rows(reader, fields)
+
+    @staticmethod
+    def _csv_rows(reader: Any, fields: list[str | None]) -> Rows:
+        width = len(fields)
+        try:
+            for cells in reader:
+                if not cells or not any(cells):
+                    continue
+                if len(cells) != width and any(cells[width:]):
+                    yield reader.line_num, None
+                    continue
+                yield (
+                    reader.line_num,
+                    {name: cell.strip() for name, cell in zip(fields, cells, strict=False) if name is not None},
+                )
+        except UnicodeDecodeError:
+            raise AppError(IMPORT_ENCODING_INVALID) from None
+
+    def _open_xlsx(self) -> Rows:
+        import openpyxl
+
+        try:
+            self._workbook = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
+            rows = self._workbook.active.iter_rows(values_only=True)
+            header = next(rows, None)
+        except Exception as exc:
+            self.close()
+            raise AppError(IMPORT_FILE_UNREADABLE) from exc
+        if header is None:
+            self.close()
+            raise AppError(IMPORT_HEADER_INVALID, {"missing": list(REQUIRED_COLUMNS)}, params={"missing": "*"})
+        fields = _header_fields(header)
+        return self._xlsx_rows(rows, fields)
+
+    @staticmethod
+    def _xlsx_rows(rows: Iterator[tuple[Any, ...]], fields: list[str | None]) -> Rows:
+        for line, cells in enumerate(rows, start=2):
+            texts = [_cell_text(c) for c in cells]
+            if not any(texts):
+                continue
+            yield line, {name: text for name, text in zip(fields, texts, strict=False) if name is not None}
+
+
+def guess_format(filename: str) -> str:
+    suffix = Path(filename).suffix.lower()
+    if suffix in (".csv", ".txt"):
+        return "csv"
+    if suffix in (".xlsx", ".xlsm"):
+        return "xlsx"
+    raise AppError(IMPORT_FORMAT_UNSUPPORTED)
+
+
+def file_facts(path: Path) -> tuple[int, str]:
+    """Size and SHA-256 of the file (kept on the job, so an operator can tell files apart)."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def batches(rows: Rows, checker: RowChecker, size: int) -> Iterator[Batch]:
+    batch = Batch()
+    for line, row in rows:
+        batch.rows += 1
+        if row is None:
+            batch.rejections.append(Rejection(line, ROW_MALFORMED.code, None, None))
+        else:
+            result = checker.check(line, row)
+            if isinstance(result, Rejection):
+                batch.rejections.append(result)
+            else:
+                batch.records.append(result)
+        if batch.rows >= size:
+            yield batch
+            batch = Batch()
+    if batch.rows:
+        yield batch
+
+
+# -- loading ---------------------------------------------------------------------------------
+@dataclass
+class ImportSummary:
+    job_id: uuid.UUID
+    status: str
+    total_rows: int = 0
+    inserted_rows: int = 0
+    existing_rows: int = 0
+    rejected_rows: int = 0
+    duplicate_cases_opened: int = 0
+    error_code: str | None = None
+
+
+Progress = Callable[[int], None]
+
+
+async def create_job(
+    conn: asyncpg.Connection,
+    *,
+    origin: str,
+    file_format: str,
+    now: datetime,
+    submitted_by: uuid.UUID | None = None,
+    file_bytes: int = 0,
+    sha256: str | None = None,
+) -> uuid.UUID:
+    job_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO import_jobs (id, origin, submitted_by, file_format, file_sha256, file_bytes, status, created_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7)",
+        job_id,
+        origin,
+        submitted_by,
+        file_format,
+        sha256,
+        file_bytes,
+        now,
+    )
+    return job_id
+
+
+async def _load_batch(conn: asyncpg.Connection, job_id: uuid.UUID, batch: Batch, now: datetime) -> tuple[int, int]:
+    inserted: list[asyncpg.Record] = []
+    cases = 0
+    async with conn.transaction():
+        if batch.records:
+            await conn.copy_records_to_table("import_staging", records=batch.records, columns=STAGING_COLUMNS)
+            inserted = await conn.fetch(INSERT_RECORDS, now, str(job_id))
+            if inserted:
+                status = await conn.execute(OPEN_CASES, now, [r[0] for r in inserted])
+                cases = int(status.rsplit(" ", 1)[1])
+        if batch.rejections:
+            await conn.copy_records_to_table(
+                "import_rejections",
+                records=[(job_id, r.line, r.code, r.field, r.id_masked) for r in batch.rejections],
+                columns=("job_id", "line", "code", "field", "id_masked"),
+            )
+        await conn.execute(
+            "UPDATE import_jobs SET total_rows = total_rows + $2, inserted_rows = inserted_rows + $3, "
+            "existing_rows = existing_rows + $4, rejected_rows = rejected_rows + $5, "
+            "duplicate_cases_opened = duplicate_cases_opened + $6 WHERE id = $1",
+            job_id,
+            batch.rows,
+            len(inserted),
+            len(batch.records) - len(inserted),
+            len(batch.rejections),
+            cases,
+        )
+    return len(inserted), cases
+
+
+async def run_import(
+    database_url: str,
+    cipher: DataCipher,
+    path: Path,
+    *,
+    file_format: str,
+    encoding: str = "auto",
+    job_id: uuid.UUID | None = None,
+    clock: Clock | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Progress | None = None,
+    on_rejections: Callable[[list[Rejection]], None] | None = None,
+) -> ImportSummary:
+    """Import one file. Creates a CLI job unless given one; never raises for the file's
+    content: a file-level refusal ends the job as failed with its code."""
+    clock = clock or SystemClock()
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        if job_id is None:
+            size, sha256 = await asyncio.to_thread(file_facts, path)
+            job_id = await create_job(
+                conn, origin="cli", file_format=file_format, now=clock.now(), file_bytes=size, sha256=sha256
+            )
+        summary = ImportSummary(job_id, JOB_RUNNING)
+        await conn.execute(
+            "UPDATE import_jobs SET status = $2, started_at = $3 WHERE id = $1", job_id, JOB_RUNNING, clock.now()
+        )
+        log.info("import_started", job_id=str(job_id), file_format=file_format)
+        try:
+            await _import_rows(
+                conn, cipher, path, file_format, encoding, job_id, clock, batch_size, summary, progress, on_rejections
+            )
+            summary.status = JOB_SUCCEEDED
+        except AppError as exc:
+            summary.status, summary.error_code = JOB_FAILED, exc.code
+        except Exception:
+            summary.status, summary.error_code = JOB_FAILED, "internal_error"
+            log.exception("import_crashed", job_id=str(job_id))
+        await conn.execute(
+            "UPDATE import_jobs SET status = $2, error_code = $3, finished_at = $4 WHERE id = $1",
+            job_id,
+            summary.status,
+            summary.error_code,
+            clock.now(),
+        )
+        log.info(
+            "import_finished",
+            job_id=str(job_id),
+            status=summary.status,
+            error_code=summary.error_code,
+            total=summary.total_rows,
+            inserted=summary.inserted_rows,
+            existing=summary.existing_rows,
+            rejected=summary.rejected_rows,
+            cases=summary.duplicate_cases_opened,
+        )
+        return summary
+    finally:
+        await conn.close()
+
+
+async def _import_rows(
+    conn: asyncpg.Connection,
+    cipher: DataCipher,
+    path: Path,
+    file_format: str,
+    encoding: str,
+    job_id: uuid.UUID,
+    clock: Clock,
+    batch_size: int,
+    summary: ImportSummary,
+    progress: Progress | None,
+    on_rejections: Callable[[list[Rejection]], None] | None,
+) -> None:
+    source = await asyncio.to_thread(SourceFile, path, file_format, encoding)
+    try:
+        await conn.execute("UPDATE import_jobs SET encoding = $2 WHERE id = $1", job_id, source.encoding)
+        await conn.execute(STAGING_DDL)
+        checker = RowChecker(cipher, local_today(clock))
+        produce = batches(iter(source), checker, batch_size)
+
+        def next_batch() -> Batch | None:
+            return next(produce, None)
+
+        # Parse and seal the next batch in a thread while the database loads this one.
+        pending = asyncio.ensure_future(asyncio.to_thread(next_batch))
+        while (batch := await pending) is not None:
+            pending = asyncio.ensure_future(asyncio.to_thread(next_batch))
+            try:
+                inserted, cases = await _load_batch(conn, job_id, batch, clock.now())
+            except BaseException:
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+                raise
+            summary.total_rows += batch.rows
+            summary.inserted_rows += inserted
+            summary.existing_rows += len(batch.records) - inserted
+            summary.rejected_rows += len(batch.rejections)
+            summary.duplicate_cases_opened += cases
+            if on_rejections is not None and batch.rejections:
+                on_rejections(batch.rejections)
+            if progress is not None:
+                progress(batch.rows)
+    finally:
+        source.close()
+
+
+# -- jobs submitted through the API ----------------------------------------------------------
+class ImportJobs:
+    """Queries of import jobs and their rejected rows."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, job: ImportJob) -> None:
+        self.session.add(job)
+
+    async def get(self, job_id: uuid.UUID) -> ImportJob | None:
+        return await self.session.get(ImportJob, job_id)
+
+    async def rejections(self, job_id: uuid.UUID, *, after_line: int, limit: int) -> Sequence[Rejection]:
+        query = (
+            select(ImportRejection)
+            .where(ImportRejection.job_id == job_id, ImportRejection.line > after_line)
+            .order_by(ImportRejection.line)
+            .limit(limit)
+        )
+        rows = (await self.session.execute(query)).scalars().all()
+        return [Rejection(r.line, r.code, r.field, r.id_masked) for r in rows]
+
+
+def _probe(path: Path, file_format: str, encoding: str) -> str | None:
+    with SourceFile(path, file_format, encoding) as source:
+        return source.encoding
+
+
+async def submit(uow: UnitOfWork, submitted_by: uuid.UUID, path: Path, *, file_format: str, encoding: str) -> ImportJob:
+    """A queued job for an uploaded file; the file's encoding and header are checked now, so
+    a wrong file is refused at once rather than failing in the background."""
+    detected = await asyncio.to_thread(_probe, path, file_format, encoding)
+    size, sha256 = await asyncio.to_thread(file_facts, path)
+    job = ImportJob(
+        id=uuid.uuid4(),
+        origin="api",
+        submitted_by=submitted_by,
+        file_format=file_format,
+        encoding=detected,
+        file_sha256=sha256,
+        file_bytes=size,
+        status=JOB_QUEUED,
+        total_rows=0,
+        inserted_rows=0,
+        existing_rows=0,
+        rejected_rows=0,
+        duplicate_cases_opened=0,
+        created_at=uow.clock.now(),
+    )
+    ImportJobs(uow.session).add(job)
+    return job
+
+
+#: jobs running in this process (a reference keeps each task alive until it ends)
+_RUNNING: set[asyncio.Task[ImportSummary]] = set()
+
+
+def start(runtime: IdentityRuntime, job: ImportJob, path: Path, *, encoding: str) -> None:
+    """Run the job in the background of this process; the uploaded file is deleted after.
+    A job cut off by a restart stays ``running``: uploading the file again is safe (idempotent)."""
+
+    async def run() -> ImportSummary:
+        try:
+            return await run_import(
+                runtime.settings.database_url,
+                runtime.cipher,
+                path,
+                file_format=job.file_format,
+                encoding=encoding,
+                job_id=job.id,
+                clock=runtime.clock,
+            )
+        finally:
+            await asyncio.to_thread(path.unlink, True)
+
+    task = asyncio.create_task(run(), name=f"identity-import-{job.id}")
+    _RUNNING.add(task)
+    task.add_done_callback(_RUNNING.discard)
+
+
+# -- report ----------------------------------------------------------------------------------
+REPORT_HEADER = ("line", "code", "message", "field", "id_number")
+
+
+def report_lines(rejections: Iterable[Rejection], lang: str = "zh", *, header: bool = True) -> Iterator[str]:
+    """The rejected rows as CSV text lines (never the full number: ``id_number`` is masked)."""
+    buffer = _LineBuffer()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    if header:
+        writer.writerow(REPORT_HEADER)
+        yield buffer.take()
+    for r in rejections:
+        writer.writerow((r.line, r.code, r.message(lang), r.field or "", r.id_masked or ""))
+        yield buffer.take()
+
+
+class _LineBuffer:
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        self._parts.append(text)
+        return len(text)
+
+    def take(self) -> str:
+        text = "".join(self._parts)
+        self._parts.clear()
+        return text
+
+
+# -- command line ----------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="identity-import",
+        description="Import legacy volunteer records (CSV or XLSX) into the identity database.",
+    )
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--format", choices=("csv", "xlsx"), help="default: from the file name")
+    parser.add_argument("--encoding", default="auto", choices=("auto", "utf-8", "gb18030"))
+    parser.add_argument("--report", type=Path, help="rejected rows CSV (default: FILE.rejected.csv)")
+    parser.add_argument("--database-url", help="default: IDENTITY_DATABASE_URL")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--lang", choices=("zh", "en"), default="zh", help="language of the report's messages")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+async def _cli(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from identity.config import IdentitySettings
+    from identity.crypto import build_cipher
+
+    settings = IdentitySettings()
+    database_url = args.database_url or settings.database_url
+    file_format = args.format or guess_format(args.file.name)
+    report_path: Path = args.report or args.file.with_name(args.file.name + ".rejected.csv")
+    estimate = SourceFile(args.file, file_format, args.encoding)
+    total = estimate.estimated_rows()
+    estimate.close()
+    bar = tqdm(total=total, unit="rows", unit_scale=True, disable=args.no_progress, file=sys.stderr)
+    with report_path.open("w", encoding="utf-8-sig", newline="") as report:
+        report.writelines(report_lines((), args.lang))
+
+        def write_rejections(rejections: list[Rejection]) -> None:
+            report.writelines(report_lines(rejections, args.lang, header=False))
+
+        summary = await run_import(
+            database_url,
+            build_cipher(settings),
+            args.file,
+            file_format=file_format,
+            encoding=args.encoding,
+            batch_size=args.batch_size,
+            progress=bar.update,
+            on_rejections=write_rejections,
+        )
+    bar.close()
+    print(
+        json.dumps(
+            {
+                "job_id": str(summary.job_id),
+                "status": summary.status,
+                "error_code": summary.error_code,
+                "total_rows": summary.total_rows,
+                "inserted_rows": summary.inserted_rows,
+                "existing_rows": summary.existing_rows,
+                "rejected_rows": summary.rejected_rows,
+                "duplicate_cases_opened": summary.duplicate_cases_opened,
+                "report": str(report_path),
+            },
+            ensure_ascii=False,
+        )
+    )
+    return 0 if summary.status == JOB_SUCCEEDED else 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if not args.file.is_file():
+        print(f"identity-import: no such file: {args.file}", file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        code = asyncio.run(_cli(args))
+    except AppError as exc:
+        print(f"identity-import: {exc.code}: {exc.spec.message('zh', exc.params)}", file=sys.stderr)
+        code = 1
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,455 @@
+"""Bulk import (issue 3): CSV in UTF-8 or GB18030 and XLSX, row checks with a line-numbered
+report, COPY loading, idempotence, duplicate cases (V3), claiming on sign-up (V4), the API
+and the command line. Against the real PostgreSQL (and RabbitMQ, through the service)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import itertools
+import os
+import random
+import sys
+import uuid
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+from stdnum.cn import ric
+
+from identity.domain.documents import DocumentType, blind_index_input
+from identity.importer import ImportSummary, check_resident_id, run_import
+from identity.importer import _Reject as Reject
+from identity.testing import Identity
+from shared.auth import ROLE_DATA_IMPORTER, ROLE_VOLUNTEER
+from shared.testing import eventually, resident_id, sign_up_body
+
+HEADER = ["姓名", "证件类型", "证件号码", "手机号码", "电子邮箱", "地区代码", "志愿者编号", "服务时长"]
+_serials = itertools.count(random.randrange(10_000))
+
+
+def new_id(birth: date | None = None) -> str:
+    """A valid number no other test of the run uses (serial and birth day both vary)."""
+    n = next(_serials)
+    born = birth or date(1970 + n % 35, 1 + n // 35 % 12, 1 + n // 420 % 28)
+    return resident_id(birth=born, serial=n % 1000)
+
+
+def row(name: str, number: str, **extra: str) -> list[str]:
+    values = {"type": "居民身份证", "mobile": "13800138000", "email": "", "region": "110105", "no": "", "hours": ""}
+    values.update(extra)
+    return [
+        name,
+        values["type"],
+        number,
+        values["mobile"],
+        values["email"],
+        values["region"],
+        values["no"],
+        values["hours"],
+    ]
+
+
+def write_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8") -> Path:
+    with path.open("w", encoding=encoding, newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(HEADER)
+        writer.writerows(rows)
+    return path
+
+
+async def load(identity: Identity, path: Path, **options: Any) -> ImportSummary:
+    file_format = "xlsx" if path.suffix == ".xlsx" else "csv"
+    return await run_import(
+        identity.settings.database_url,
+        identity.runtime.cipher,
+        path,
+        file_format=file_format,
+        clock=identity.clock,
+        **options,
+    )
+
+
+async def records_with(identity: Identity, number: str) -> list[Any]:
+    blind = identity.runtime.cipher.blind_index(blind_index_input(DocumentType.RESIDENT_ID, number))
+    return await identity.fetch(
+        "SELECT id, real_name, status, source, history FROM volunteer_records WHERE id_blind_index = :b "
+        "ORDER BY real_name",
+        b=blind,
+    )
+
+
+async def rejections(identity: Identity, job_id: uuid.UUID) -> list[Any]:
+    return await identity.fetch(
+        "SELECT line, code, field, id_masked FROM import_rejections WHERE job_id = :j ORDER BY line", j=job_id
+    )
+
+
+# -- row checks and the report --------------------------------------------------------------
+async def test_valid_rows_load_as_inactive_records_and_rejected_rows_are_reported_by_line(
+    identity: Identity, tmp_path: Path
+) -> None:
+    good, bad_check, bad_mobile, bad_region, bad_date = (new_id() for _ in range(5))
+    bad_check = bad_check[:-1] + ("0" if bad_check[-1] != "0" else "1")
+    bad_date = bad_date[:10] + "1332" + bad_date[14:17]
+    bad_date += ric.calc_check_digit(bad_date + "0")
+    path = write_csv(
+        tmp_path / "people.csv",
+        [
+            row("张三", good, email="Zhang@Example.com", no="V001", hours="12.5"),  # line 2
+            row("李四", bad_check),  # line 3
+            row("王五", bad_mobile, mobile="1234"),  # line 4
+            row("赵六", bad_region, region="999999"),  # line 5
+            row("孙七", bad_date),  # line 6
+            row("", new_id()),  # line 7
+            row("周八", new_id(), hours="-1"),  # line 8
+        ],
+    )
+
+    summary = await load(identity, path)
+
+    assert (summary.status, summary.total_rows, summary.inserted_rows, summary.rejected_rows) == (
+        "succeeded",
+        7,
+        1,
+        6,
+    )
+    [record] = await records_with(identity, good)
+    assert (record.real_name, record.status, record.source) == ("张三", "inactive", "import")
+    assert record.history["legacy"] == {"volunteer_number": "V001", "service_hours": 12.5}
+    assert record.history["contact"]["email"] == "zhang@example.com"
+    reported = await rejections(identity, summary.job_id)
+    assert [(r.line, r.code, r.field) for r in reported] == [
+        (3, "id_number_invalid", "id_number"),
+        (4, "mobile_invalid", "mobile"),
+        (5, "region_invalid", "region_code"),
+        (6, "id_number_invalid", "id_number"),
+        (7, "name_missing", "real_name"),
+        (8, "service_hours_invalid", "service_hours"),
+    ]
+    # the report names the row by a masked number only
+    assert reported[0].id_masked == bad_check[:6] + "********" + bad_check[-4:]
+    stored = " ".join(str(r) for r in reported)
+    assert all(number not in stored for number in (bad_check, bad_mobile, bad_region, bad_date))
+
+
+async def test_a_row_with_more_cells_than_the_header_is_rejected_as_malformed(
+    identity: Identity, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "wide.csv", [[*row("钱九", new_id()), "surplus"], row("吴十", new_id())])
+
+    summary = await load(identity, path)
+
+    assert (summary.inserted_rows, summary.rejected_rows) == (1, 1)
+    [(line, code, _, _)] = await rejections(identity, summary.job_id)
+    assert (line, code) == (2, "row_malformed")
+
+
+# -- encodings and formats ------------------------------------------------------------------
+async def test_gb18030_file_is_detected_and_its_names_arrive_intact(identity: Identity, tmp_path: Path) -> None:
+    number = new_id()
+    path = write_csv(tmp_path / "gbk.csv", [row("欧阳娜娜", number, no="京A-0001")], encoding="gb18030")
+    path.read_bytes().decode("gb18030")  # the test file really is not UTF-8
+    assert not _is_utf8(path.read_bytes())
+
+    summary = await load(identity, path)
+
+    assert summary.status == "succeeded", summary
+    [record] = await records_with(identity, number)
+    assert record.real_name == "欧阳娜娜"
+    [(encoding,)] = await identity.fetch("SELECT encoding FROM import_jobs WHERE id = :j", j=summary.job_id)
+    assert encoding == "gb18030"
+
+
+async def test_utf8_file_with_a_byte_order_mark_is_read(identity: Identity, tmp_path: Path) -> None:
+    number = new_id()
+    path = write_csv(tmp_path / "bom.csv", [row("郑十一", number)], encoding="utf-8-sig")
+
+    summary = await load(identity, path)
+
+    assert summary.inserted_rows == 1
+    assert [r.real_name for r in await records_with(identity, number)] == ["郑十一"]
+
+
+async def test_xlsx_file_is_imported_with_numeric_cells_read_as_text(identity: Identity, tmp_path: Path) -> None:
+    number, bad = new_id(), new_id()
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(HEADER)
+    sheet.append(["陈十二", "居民身份证", number, 13800138000, None, 110105, "V9", 3])  # numbers as numbers
+    sheet.append([None] * 8)  # blank rows are skipped
+    sheet.append(["林十三", "居民身份证", bad, "13800138000", None, "000000", None, None])
+    path = tmp_path / "people.xlsx"
+    workbook.save(path)
+
+    summary = await load(identity, path)
+
+    assert (summary.status, summary.inserted_rows, summary.rejected_rows) == ("succeeded", 1, 1)
+    [record] = await records_with(identity, number)
+    assert record.history["contact"]["mobile"] == "13800138000"
+    assert record.history["legacy"] == {"volunteer_number": "V9", "service_hours": 3}
+    [(line, code, _, _)] = await rejections(identity, summary.job_id)
+    assert (line, code) == (4, "region_invalid")  # the spreadsheet row
+
+
+async def test_file_without_the_required_columns_fails_with_a_clear_code(identity: Identity, tmp_path: Path) -> None:
+    path = tmp_path / "wrong.csv"
+    path.write_text("name,mobile\n张三,13800138000\n", encoding="utf-8")
+
+    summary = await load(identity, path)
+
+    assert (summary.status, summary.error_code) == ("failed", "import_header_invalid")
+
+
+# -- idempotence and duplicates -------------------------------------------------------------
+async def test_importing_the_same_file_twice_adds_nothing(identity: Identity, tmp_path: Path) -> None:
+    numbers = [new_id() for _ in range(3)]
+    path = write_csv(tmp_path / "twice.csv", [row(f"冯{i}", n) for i, n in enumerate(numbers)])
+
+    first = await load(identity, path, batch_size=2)
+    second = await load(identity, path, batch_size=2)
+
+    assert (first.inserted_rows, first.existing_rows) == (3, 0)
+    assert (second.inserted_rows, second.existing_rows) == (0, 3)
+    for number in numbers:
+        assert len(await records_with(identity, number)) == 1
+
+
+async def test_several_records_with_one_number_are_kept_and_open_one_duplicate_case(
+    identity: Identity, tmp_path: Path
+) -> None:
+    number = new_id()
+    blind = identity.runtime.cipher.blind_index(blind_index_input(DocumentType.RESIDENT_ID, number))
+    path = write_csv(
+        tmp_path / "dups.csv",
+        [row("褚甲", number, no="A1"), row("褚乙", number, no="B2"), row("褚甲", number, no="A1")],
+    )
+
+    summary = await load(identity, path, batch_size=2)  # the duplicates straddle two batches
+    again = await load(identity, path)
+
+    assert [r.real_name for r in await records_with(identity, number)] == ["褚乙", "褚甲"]
+    assert (summary.inserted_rows, summary.existing_rows, summary.duplicate_cases_opened) == (2, 1, 1)
+    assert again.duplicate_cases_opened == 0
+    cases = await identity.fetch(
+        "SELECT status, opened_by, id_masked FROM duplicate_cases WHERE id_blind_index = :b", b=blind
+    )
+    assert [(c.status, c.opened_by) for c in cases] == [("open", "import")]
+    assert cases[0].id_masked == number[:6] + "********" + number[-4:]
+    # and sign-up with that number is refused (V3)
+    response = await identity.client.post("/api/v1/accounts", json=sign_up_body(id_number=number, real_name="褚甲"))
+    assert response.status_code == 409
+    assert response.json()["code"] == "id_number_conflict"
+
+
+async def test_importing_a_registered_volunteers_number_opens_a_duplicate_case(
+    identity: Identity, tmp_path: Path
+) -> None:
+    body, _ = await identity.sign_up(id_number=new_id(), real_name="卫丙")
+    path = write_csv(tmp_path / "registered.csv", [row("卫丙", body["id_number"])])
+
+    summary = await load(identity, path)
+
+    assert (summary.inserted_rows, summary.duplicate_cases_opened) == (1, 1)
+    statuses = sorted(r.status for r in await records_with(identity, body["id_number"]))
+    assert statuses == ["active", "inactive"]
+
+
+# -- claiming (V4) --------------------------------------------------------------------------
+async def test_sign_up_with_an_imported_number_and_the_same_name_claims_the_record(
+    identity: Identity, tmp_path: Path
+) -> None:
+    number = new_id()
+    path = write_csv(tmp_path / "claim.csv", [row("蒋丁", number, no="OLD-7", hours="40")])
+    await load(identity, path)
+    [imported] = await records_with(identity, number)
+
+    _, account = await identity.sign_up(id_number=number, real_name="蒋丁")
+
+    assert account["id"] == str(imported.id)  # the account is the imported record
+    [claimed] = await records_with(identity, number)
+    assert claimed.status == "active"
+    assert claimed.history["legacy"] == {"volunteer_number": "OLD-7", "service_hours": 40}
+
+
+async def test_sign_up_with_an_imported_number_and_another_name_is_refused(identity: Identity, tmp_path: Path) -> None:
+    number = new_id()
+    await load(identity, write_csv(tmp_path / "mismatch.csv", [row("沈戊", number)]))
+
+    response = await identity.client.post("/api/v1/accounts", json=sign_up_body(id_number=number, real_name="韩己"))
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "imported_name_mismatch"
+    assert [r.status for r in await records_with(identity, number)] == ["inactive"]
+
+
+# -- the API --------------------------------------------------------------------------------
+def csv_bytes(rows: list[list[str]], encoding: str = "utf-8") -> bytes:
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(HEADER)
+    writer.writerows(rows)
+    return text.getvalue().encode(encoding)
+
+
+async def wait_for_job(identity: Identity, job_url: str, headers: dict[str, str]) -> dict[str, Any]:
+    async def done() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await identity.client.get(job_url, headers=headers)).json()
+        return body if body["status"] in ("succeeded", "failed") else None
+
+    result: dict[str, Any] = await eventually(done, timeout=60, interval=0.1)
+    return result
+
+
+async def test_uploaded_file_is_imported_in_the_background_and_its_report_downloads(identity: Identity) -> None:
+    good, bad = new_id(), new_id()
+    content = csv_bytes([row("杨庚", good), row("朱辛", bad, mobile="12")], encoding="gb18030")
+    admin = identity.national_admin()
+
+    response = await identity.client.post(
+        "/api/v1/imports", headers=admin, files={"file": ("legacy.csv", content, "text/csv")}
+    )
+
+    assert response.status_code == 202, response.text
+    job = await wait_for_job(identity, f"/api/v1/imports/{response.json()['id']}", admin)
+    assert job["status"] == "succeeded"
+    assert (job["total_rows"], job["inserted_rows"], job["rejected_rows"], job["encoding"]) == (2, 1, 1, "gb18030")
+    report = await identity.client.get(job["report_url"], headers=admin)
+    assert report.status_code == 200
+    assert report.headers["content-type"].startswith("text/csv")
+    lines = list(csv.reader(io.StringIO(report.content.decode("utf-8-sig"))))
+    assert lines == [
+        ["line", "code", "message", "field", "id_number"],
+        ["3", "mobile_invalid", "手机号码格式不正确", "mobile", bad[:6] + "********" + bad[-4:]],
+    ]
+    english = await identity.client.get(job["report_url"], headers={**admin, "Accept-Language": "en"})
+    assert "The mobile number is not valid" in english.content.decode("utf-8-sig")
+
+
+async def test_data_importer_uploads_and_sees_only_its_own_jobs(identity: Identity) -> None:
+    importer = identity.bearer(roles=(ROLE_DATA_IMPORTER,))
+    other = identity.bearer(roles=(ROLE_DATA_IMPORTER,))
+    content = csv_bytes([row("秦壬", new_id())])
+
+    response = await identity.client.post(
+        "/api/v1/imports", headers=importer, files={"file": ("a.csv", content, "text/csv")}
+    )
+
+    assert response.status_code == 202, response.text
+    url = f"/api/v1/imports/{response.json()['id']}"
+    assert (await wait_for_job(identity, url, importer))["inserted_rows"] == 1
+    hidden = await identity.client.get(url, headers=other)
+    assert (hidden.status_code, hidden.json()["code"]) == (404, "import_not_found")
+    assert (await identity.client.get(url, headers=identity.national_admin())).status_code == 200
+
+
+async def test_volunteer_cannot_upload_an_import(identity: Identity) -> None:
+    response = await identity.client.post(
+        "/api/v1/imports",
+        headers=identity.bearer(roles=(ROLE_VOLUNTEER,)),
+        files={"file": ("a.csv", csv_bytes([]), "text/csv")},
+    )
+
+    assert response.status_code == 403
+
+
+async def test_upload_without_required_columns_is_refused_at_once(identity: Identity) -> None:
+    response = await identity.client.post(
+        "/api/v1/imports",
+        headers={**identity.national_admin(), "Accept-Language": "en"},
+        files={"file": ("a.csv", "name,phone\n张三,13800138000\n".encode(), "text/csv")},
+    )
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["code"] == "import_header_invalid"
+    assert "id_number" in body["detail"]["missing"]
+    assert body["message"].startswith("The file lacks required columns")
+
+
+async def test_upload_of_an_unsupported_file_type_is_refused(identity: Identity) -> None:
+    response = await identity.client.post(
+        "/api/v1/imports",
+        headers=identity.national_admin(),
+        files={"file": ("a.pdf", b"%PDF-1.4", "application/octet-stream")},
+    )
+
+    assert (response.status_code, response.json()["code"]) == (415, "import_format_unsupported")
+
+
+async def test_unknown_import_is_not_found(identity: Identity) -> None:
+    response = await identity.client.get(f"/api/v1/imports/{uuid.uuid4()}", headers=identity.national_admin())
+
+    assert (response.status_code, response.json()["code"]) == (404, "import_not_found")
+
+
+# -- the command line -----------------------------------------------------------------------
+async def test_command_line_import_writes_the_report_and_the_records_are_claimable(
+    identity: Identity, tmp_path: Path
+) -> None:
+    good, bad = new_id(), new_id()
+    path = write_csv(tmp_path / "cli.csv", [row("许癸", good), row("何子", bad, region="12")], encoding="gb18030")
+    report = tmp_path / "report.csv"
+    env = {**os.environ, "IDENTITY_DATABASE_URL": identity.settings.database_url}
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "identity.importer",
+        str(path),
+        "--report",
+        str(report),
+        "--no-progress",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
+
+    assert process.returncode == 0, stderr.decode()
+    assert '"inserted_rows": 1' in stdout.decode()
+    lines = list(csv.reader(io.StringIO(report.read_text(encoding="utf-8-sig"))))
+    assert lines[1][:2] == ["3", "region_invalid"]
+    assert bad not in report.read_text(encoding="utf-8-sig")
+    # sealed with the service's own keys: sign-up finds and claims it
+    [imported] = await records_with(identity, good)
+    _, account = await identity.sign_up(id_number=good, real_name="许癸")
+    assert account["id"] == str(imported.id)
+
+
+# -- the fast resident ID check -------------------------------------------------------------
+def test_fast_resident_id_check_agrees_with_stdnum() -> None:
+    rnd = random.Random(11)
+    today = date(2026, 11, 26)
+    samples = []
+    for _ in range(3000):
+        area = rnd.choice(["110105", "330106", "440305", "999999", "110199", "510000"])
+        body = f"{area}{rnd.randrange(1880, 2030)}{rnd.randrange(0, 14):02d}{rnd.randrange(0, 33):02d}"
+        body += f"{rnd.randrange(1000):03d}"
+        check = ric.calc_check_digit(body + "0") if rnd.random() < 0.8 else rnd.choice("0123456789X")
+        samples.append(body + check)
+    for number in samples:
+        try:
+            check_resident_id(number, today)
+            fast = True
+        except Reject:
+            fast = False
+        slow = _stdnum_valid(number) and ric.get_birth_date(number) <= today
+        assert fast == slow, number[:6]
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _stdnum_valid(number: str) -> bool:
+    try:
+        return ric.is_valid(number)
+    except KeyError:  # stdnum fails so on an area code without counties (110199): not a valid place
+        return False
