@@ -1,0 +1,308 @@
+"""Service hours P7: who records, single and bulk, sign-in/sign-out codes, daily cap, late flag,
+corrections with history, totals, and access between projects."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import text
+
+from .conftest import World
+
+POSITIONS = [{"name": "引导员", "quota": 500, "admission_mode": "auto"}]
+
+
+async def record(world: World, project_id: str, headers: dict[str, str], **row: object) -> dict:
+    response = await world.client.post(f"/api/v1/projects/{project_id}/hours", json=row, headers=headers)
+    return {**response.json(), "http_status": response.status_code}
+
+
+async def test_lead_records_hours_for_an_admitted_volunteer_and_totals_follow(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    volunteer_id, volunteer, application_id = await world.admitted_volunteer(project)
+    world.clock.set(world.clock.now().replace(day=6))
+    first = await record(
+        world, project.id, project.lead, application_id=application_id, service_date="2026-01-06", minutes=90
+    )
+    second = await record(
+        world, project.id, project.admin, application_id=application_id, service_date="2026-01-05", minutes=60
+    )
+    assert first["http_status"] == second["http_status"] == 201
+    assert first["late"] is False
+    assert second["late"] is True  # recorded after the session's date: 补录, flagged
+    mine = (await world.client.get("/api/v1/me/hours", headers=volunteer)).json()
+    assert mine["minutes"] == 150
+    totals = (await world.client.get(f"/api/v1/projects/{project.id}/hours/totals", headers=project.lead)).json()
+    assert totals["minutes"] == 150
+    assert totals["volunteers"][0]["account_id"] == str(volunteer_id)
+    events = [p for p in await world.outbox("hours.recorded") if p["project_id"] == project.id]
+    assert sorted((e["minutes"], e["late"]) for e in events) == [(60, True), (90, False)]
+
+
+async def test_hours_refused_for_a_volunteer_who_is_not_admitted(world: World) -> None:
+    project = await world.project(positions=[{"name": "陪伴员", "quota": 5, "admission_mode": "manual"}])
+    _, volunteer = await world.volunteer()
+    application_id = (await world.apply(project.position(), volunteer)).json()["id"]
+    result = await record(
+        world, project.id, project.lead, application_id=application_id, service_date="2026-01-05", minutes=60
+    )
+    assert result["http_status"] == 409
+    assert result["code"] == "hours_not_admitted"
+
+
+async def test_lead_of_one_project_cannot_record_hours_on_another(world: World) -> None:
+    project_a = await world.project(positions=POSITIONS)
+    project_b = await world.project(positions=POSITIONS)
+    _, _, application_id = await world.admitted_volunteer(project_b)
+    on_b = await record(
+        world, project_b.id, project_a.lead, application_id=application_id, service_date="2026-01-05", minutes=60
+    )
+    assert on_b["http_status"] == 403
+    assert on_b["code"] == "not_project_manager"
+    # nor by naming B's application under A's project
+    via_a = await record(
+        world, project_a.id, project_a.lead, application_id=application_id, service_date="2026-01-05", minutes=60
+    )
+    assert via_a["code"] == "hours_not_admitted"
+
+
+async def test_volunteer_cannot_record_own_hours(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    _, volunteer, application_id = await world.admitted_volunteer(project)
+    result = await record(
+        world, project.id, volunteer, application_id=application_id, service_date="2026-01-05", minutes=60
+    )
+    assert result["http_status"] == 403
+
+
+async def test_daily_cap_refuses_the_row_that_goes_over(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    _, _, application_id = await world.admitted_volunteer(project)
+    ok = await record(
+        world, project.id, project.lead, application_id=application_id, service_date="2026-01-05", minutes=600
+    )
+    over = await record(
+        world, project.id, project.lead, application_id=application_id, service_date="2026-01-05", minutes=180
+    )
+    assert ok["http_status"] == 201
+    assert over["http_status"] == 422
+    assert over["code"] == "hours_daily_cap_exceeded"
+    assert "12" in over["message"]
+
+
+async def test_future_or_out_of_project_dates_are_refused(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    _, _, application_id = await world.admitted_volunteer(project)
+    future = await record(
+        world, project.id, project.lead, application_id=application_id, service_date="2026-01-09", minutes=60
+    )
+    before = await record(
+        world, project.id, project.lead, application_id=application_id, service_date="2026-01-01", minutes=60
+    )
+    assert future["code"] == before["code"] == "hours_date_outside_project"
+
+
+async def test_bulk_records_hundreds_of_rows_in_one_request(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    admitted = await asyncio.gather(*(world.admitted_volunteer(project) for _ in range(100)))
+    world.clock.set(world.clock.now().replace(day=8))
+    rows = [
+        {"application_id": application_id, "service_date": f"2026-01-0{day}", "minutes": 120}
+        for _, _, application_id in admitted
+        for day in (5, 6, 7, 8)
+    ]
+    response = await world.client.post(
+        f"/api/v1/projects/{project.id}/hours/bulk", json={"rows": rows}, headers=project.lead
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["recorded"] == 400
+    assert body["late"] == 300  # the 5th, 6th and 7th recorded on the 8th
+    totals = (await world.client.get(f"/api/v1/projects/{project.id}/hours/totals", headers=project.lead)).json()
+    assert totals["minutes"] == 400 * 120
+    assert len([p for p in await world.outbox("hours.recorded") if p["project_id"] == project.id]) == 400
+
+
+async def test_bulk_is_all_or_nothing_when_one_row_is_not_admitted(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    _, _, good = await world.admitted_volunteer(project)
+    other = await world.project(positions=POSITIONS)
+    _, _, foreign = await world.admitted_volunteer(other)
+    rows = [
+        {"application_id": good, "service_date": "2026-01-05", "minutes": 60},
+        {"application_id": foreign, "service_date": "2026-01-05", "minutes": 60},
+    ]
+    response = await world.client.post(
+        f"/api/v1/projects/{project.id}/hours/bulk", json={"rows": rows}, headers=project.lead
+    )
+    assert response.status_code == 409
+    assert response.json()["detail"]["application_ids"] == [foreign]
+    totals = (await world.client.get(f"/api/v1/projects/{project.id}/hours/totals", headers=project.lead)).json()
+    assert totals["minutes"] == 0
+
+
+async def test_bulk_daily_cap_counts_rows_of_the_same_day_together(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    _, _, application_id = await world.admitted_volunteer(project)
+    rows = [{"application_id": application_id, "service_date": "2026-01-05", "minutes": 400}] * 2
+    response = await world.client.post(
+        f"/api/v1/projects/{project.id}/hours/bulk", json={"rows": rows}, headers=project.lead
+    )
+    assert response.json()["code"] == "hours_daily_cap_exceeded"
+
+
+async def test_recording_after_closing_is_allowed_and_flagged_late(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    _, _, application_id = await world.admitted_volunteer(project)
+    from projects.services import close_due_projects
+
+    world.clock.set(world.clock.now().replace(month=4, day=2))
+    await close_due_projects(world.runtime)
+    result = await record(
+        world, project.id, project.lead, application_id=application_id, service_date="2026-03-31", minutes=60
+    )
+    assert result["http_status"] == 201, result
+    assert result["late"] is True
+
+
+async def test_correction_keeps_who_what_when_and_why(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    _, volunteer, application_id = await world.admitted_volunteer(project)
+    recorded = await record(
+        world, project.id, project.lead, application_id=application_id, service_date="2026-01-05", minutes=60
+    )
+    world.clock.advance(hours=3)
+    response = await world.client.post(
+        f"/api/v1/hours/{recorded['id']}/corrections",
+        json={"minutes": 90, "reason": "签退时间登记有误"},
+        headers=project.admin,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["minutes"] == 90
+    assert body["corrected"] is True
+    [correction] = body["corrections"]
+    assert correction["previous_minutes"] == 60
+    assert correction["new_minutes"] == 90
+    assert correction["reason"] == "签退时间登记有误"
+    assert correction["corrected_by"] == str(project.admin_id)
+    own_view = (await world.client.get(f"/api/v1/hours/{recorded['id']}", headers=volunteer)).json()
+    assert own_view["corrections"][0]["previous_minutes"] == 60
+    assert (await world.client.get("/api/v1/me/hours", headers=volunteer)).json()["minutes"] == 90
+    [event] = [p for p in await world.outbox("hours.corrected") if p["record_id"] == recorded["id"]]
+    assert (event["previous_minutes"], event["minutes"]) == (60, 90)
+
+
+async def test_correction_by_another_project_lead_is_refused(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    other = await world.project(positions=POSITIONS)
+    _, _, application_id = await world.admitted_volunteer(project)
+    recorded = await record(
+        world, project.id, project.lead, application_id=application_id, service_date="2026-01-05", minutes=60
+    )
+    response = await world.client.post(
+        f"/api/v1/hours/{recorded['id']}/corrections", json={"minutes": 0, "reason": "删掉"}, headers=other.lead
+    )
+    assert response.status_code == 403
+
+
+async def sign(world: World, project_id: str, headers: dict[str, str], kind: str, code: str) -> dict:
+    response = await world.client.post(
+        f"/api/v1/projects/{project_id}/sign-{kind}s", json={"code": code}, headers=headers
+    )
+    return {**response.json(), "http_status": response.status_code}
+
+
+async def code_for(world: World, project_id: str, headers: dict[str, str], kind: str) -> str:
+    response = await world.client.post(
+        f"/api/v1/projects/{project_id}/sign-codes", params={"kind": kind}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["code"])
+
+
+async def test_sign_in_and_out_with_the_leads_code_records_the_time_between(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    _, volunteer, _ = await world.admitted_volunteer(project)
+    signed_in = await sign(world, project.id, volunteer, "in", await code_for(world, project.id, project.lead, "in"))
+    assert signed_in["http_status"] == 201, signed_in
+    twice = await sign(world, project.id, volunteer, "in", await code_for(world, project.id, project.lead, "in"))
+    assert twice["code"] == "already_signed_in"
+    world.clock.advance(hours=2, minutes=30)
+    out = await sign(world, project.id, volunteer, "out", await code_for(world, project.id, project.lead, "out"))
+    assert out["http_status"] == 201, out
+    assert out["minutes"] == 150
+    record = (await world.client.get(f"/api/v1/hours/{out['record_id']}", headers=volunteer)).json()
+    assert record["source"] == "sign"
+    assert record["minutes"] == 150
+
+
+async def test_sign_out_is_capped_per_day(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    _, volunteer, application_id = await world.admitted_volunteer(project)
+    await record(world, project.id, project.lead, application_id=application_id, service_date="2026-01-05", minutes=660)
+    await sign(world, project.id, volunteer, "in", await code_for(world, project.id, project.lead, "in"))
+    world.clock.advance(hours=3)
+    out = await sign(world, project.id, volunteer, "out", await code_for(world, project.id, project.lead, "out"))
+    assert out["minutes"] == 60  # 12 h cap, 11 h already recorded
+
+
+async def test_expired_or_foreign_sign_codes_are_refused(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    other = await world.project(positions=POSITIONS)
+    _, volunteer, _ = await world.admitted_volunteer(project)
+    code = await code_for(world, project.id, project.lead, "in")
+    out_code = await code_for(world, project.id, project.lead, "out")
+    foreign = await code_for(world, other.id, other.lead, "in")
+    assert (await sign(world, project.id, volunteer, "in", foreign))["code"] == "sign_code_invalid"
+    assert (await sign(world, project.id, volunteer, "in", out_code))["code"] == "sign_code_invalid"
+    assert (await sign(world, project.id, volunteer, "in", code[:-3] + "abc"))["code"] == "sign_code_invalid"
+    world.clock.advance(timedelta(minutes=6))
+    assert (await sign(world, project.id, volunteer, "in", code))["code"] == "sign_code_expired"
+
+
+async def test_only_managers_get_sign_codes(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    _, volunteer, _ = await world.admitted_volunteer(project)
+    response = await world.client.post(f"/api/v1/projects/{project.id}/sign-codes", headers=volunteer)
+    assert response.status_code == 403
+
+
+async def test_leave_and_recording_racing_never_leave_hours_on_a_departed_volunteer(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    for _ in range(10):
+        _, volunteer, application_id = await world.admitted_volunteer(project)
+        leave, hours = await asyncio.gather(
+            world.client.post(f"/api/v1/applications/{application_id}/leave", headers=volunteer),
+            world.client.post(
+                f"/api/v1/projects/{project.id}/hours",
+                json={"application_id": application_id, "service_date": "2026-01-05", "minutes": 30},
+                headers=project.lead,
+            ),
+        )
+        assert (leave.status_code == 200) != (hours.status_code == 201), (leave.text, hours.text)
+    async with world.runtime.engine.connect() as conn:
+        bad = await conn.scalar(
+            text(
+                "SELECT count(*) FROM hours_records h JOIN applications a ON a.id = h.application_id "
+                "WHERE a.stage = 'left'"
+            )
+        )
+    assert bad == 0
+
+
+async def test_activity_log_lists_the_projects_facts_for_its_managers(world: World) -> None:
+    from shared.testing import eventually
+
+    project = await world.project(positions=POSITIONS)
+    _, volunteer, _ = await world.admitted_volunteer(project)
+
+    async def logged() -> list[str] | None:
+        response = await world.client.get(f"/api/v1/projects/{project.id}/activity", headers=project.lead)
+        types = [i["event_type"] for i in response.json()["items"]]
+        return types if {"project.published", "application.submitted", "application.admitted"} <= set(types) else None
+
+    assert await eventually(logged, timeout=30, interval=0.2)
+    denied = await world.client.get(f"/api/v1/projects/{project.id}/activity", headers=volunteer)
+    assert denied.status_code == 403
