@@ -1,0 +1,307 @@
+"""T6–T8: join modes, applications, invitations, members, roles, leaving, and who may do what."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from shared.contracts.identity import VolunteerMerged
+from shared.testing import eventually
+
+
+async def apply(teams: Any, team_id: str, who: Any, message: str | None = None) -> Any:
+    body = {"message": message} if message else {}
+    return await teams.client.post(f"/api/v1/teams/{team_id}/join-requests", json=body, headers=teams.auth(who))
+
+
+async def test_new_team_rejects_anyone_by_default(teams: Any) -> None:
+    [admin, volunteer] = await teams.volunteers(2)
+    team = await teams.approved_team(admin)
+    assert team["join_mode"] == "reject_anyone"
+    response = await apply(teams, team["id"], volunteer)
+    assert response.status_code == 409
+    assert response.json()["code"] == "team_closed_to_members"
+    assert response.json()["message"] == "该志愿团体拒绝任何人加入"
+
+
+async def test_anyone_may_join_when_the_admin_opens_the_team(teams: Any) -> None:
+    [admin, volunteer] = await teams.volunteers(2)
+    team = await teams.approved_team(admin, join_mode="anyone")
+    joined = await apply(teams, team["id"], volunteer)
+    assert joined.status_code == 201, joined.text
+    assert joined.json()["status"] == "member"
+    joined_events = await teams.events("team.member_joined", team["id"])
+    assert str(volunteer.account_id) in [e["account_id"] for e in joined_events]
+    again = await apply(teams, team["id"], volunteer)
+    assert again.status_code == 409
+    assert again.json()["code"] == "already_member"
+
+
+async def test_join_after_approval_shows_contact_to_the_pending_applicant(teams: Any) -> None:
+    [admin, first, second] = await teams.volunteers(3)
+    team = await teams.approved_team(admin, join_mode="approval")
+    pending = await apply(teams, team["id"], first, "我想参加周末活动")
+    assert pending.status_code == 201, pending.text
+    assert pending.json()["status"] == "pending"
+    assert pending.json()["team_contact"] == team["contact"]
+    duplicate = await apply(teams, team["id"], first)
+    assert duplicate.status_code == 409
+    assert duplicate.json()["code"] == "join_request_pending"
+    mine = (await teams.client.get("/api/v1/me/join-requests", headers=teams.auth(first))).json()
+    assert [(m["status"], m["team_contact"]) for m in mine] == [("pending", team["contact"])]
+
+    teams.clock.advance(seconds=1)  # applications are listed oldest first
+    second_request = (await apply(teams, team["id"], second)).json()
+    listed = await teams.client.get(f"/api/v1/teams/{team['id']}/join-requests", headers=teams.auth(admin))
+    assert listed.status_code == 200
+    items = listed.json()["items"]
+    assert [i["masked_name"] for i in items] == ["张*", "张*"]
+    assert items[0]["volunteer_number"] == first.volunteer_number
+    assert items[0]["message"] == "我想参加周末活动"
+
+    decision = f"/api/v1/teams/{team['id']}/join-requests"
+    approved = await teams.client.post(
+        f"{decision}/{pending.json()['request_id']}/decision", json={"outcome": "approved"}, headers=teams.auth(admin)
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] == "accepted"
+    rejected = await teams.client.post(
+        f"{decision}/{second_request['request_id']}/decision",
+        json={"outcome": "rejected", "reason": "名额已满"},
+        headers=teams.auth(admin),
+    )
+    assert rejected.json()["status"] == "rejected"
+    decided_twice = await teams.client.post(
+        f"{decision}/{second_request['request_id']}/decision", json={"outcome": "approved"}, headers=teams.auth(admin)
+    )
+    assert decided_twice.status_code == 409
+    assert decided_twice.json()["code"] == "join_request_decided"
+    joined = [e["account_id"] for e in await teams.events("team.member_joined", team["id"])]
+    assert str(first.account_id) in joined
+    assert str(second.account_id) not in joined
+    after = (await teams.client.get("/api/v1/me/join-requests", headers=teams.auth(second))).json()
+    assert after[0]["status"] == "rejected"
+    assert after[0]["reason"] == "名额已满"
+    assert after[0]["team_contact"] is None
+
+
+async def test_applicant_withdraws_a_pending_application(teams: Any) -> None:
+    [admin, volunteer] = await teams.volunteers(2)
+    team = await teams.approved_team(admin, join_mode="approval")
+    request_id = (await apply(teams, team["id"], volunteer)).json()["request_id"]
+    path = f"/api/v1/teams/{team['id']}/join-requests/{request_id}"
+    assert (await teams.client.delete(path, headers=teams.auth(admin))).status_code == 404  # not the admin's own
+    assert (await teams.client.delete(path, headers=teams.auth(volunteer))).status_code == 204
+    assert (await apply(teams, team["id"], volunteer)).status_code == 201
+
+
+async def test_unverified_accounts_and_teams_under_review_take_no_members(teams: Any) -> None:
+    [admin, liaison_admin, volunteer] = await teams.volunteers(3)
+    team = await teams.approved_team(admin, join_mode="anyone")
+    unverified = teams.national_admin().__class__(uuid.uuid4())
+    response = await apply(teams, team["id"], unverified)
+    assert response.status_code == 403
+    assert response.json()["code"] == "volunteer_not_verified"
+    city = await teams.root_team("330100", liaison_admin)
+    pending = (await teams.register(admin, teams.registration("330106", city["id"]))).json()
+    refused = await apply(teams, pending["id"], volunteer)
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "team_not_approved"
+    missing = await apply(teams, str(uuid.uuid4()), volunteer)
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "team_not_found"
+
+
+async def test_admin_invites_an_existing_volunteer_who_accepts_or_declines(teams: Any) -> None:
+    [admin, invitee, other, outsider] = await teams.volunteers(4)
+    team = await teams.approved_team(admin)  # invitations work even when the team rejects applications
+    path = f"/api/v1/teams/{team['id']}/invitations"
+    by_id = await teams.client.post(path, json={"account_id": str(invitee.account_id)}, headers=teams.auth(admin))
+    assert by_id.status_code == 201, by_id.text
+    by_number = await teams.client.post(
+        path, json={"volunteer_number": other.volunteer_number}, headers=teams.auth(admin)
+    )
+    assert by_number.status_code == 201, by_number.text
+    assert by_number.json()["account_id"] == str(other.account_id)
+    twice = await teams.client.post(path, json={"account_id": str(invitee.account_id)}, headers=teams.auth(admin))
+    assert twice.status_code == 409
+    assert twice.json()["code"] == "invitation_pending"
+    unknown = await teams.client.post(path, json={"account_id": str(uuid.uuid4())}, headers=teams.auth(admin))
+    assert unknown.status_code == 404
+    assert unknown.json()["code"] == "volunteer_not_found"
+    neither = await teams.client.post(path, json={}, headers=teams.auth(admin))
+    assert neither.status_code == 422
+    assert neither.json()["code"] == "invite_target_required"
+    not_admin = await teams.client.post(
+        path, json={"account_id": str(outsider.account_id)}, headers=teams.auth(outsider)
+    )
+    assert not_admin.status_code == 403
+    assert not_admin.json()["code"] == "not_team_admin"
+
+    inbox = (await teams.client.get("/api/v1/me/invitations", headers=teams.auth(invitee))).json()
+    assert [(i["team_id"], i["team_name"]) for i in inbox] == [(team["id"], team["name"])]
+    invitation_id = by_id.json()["id"]
+    stolen = await teams.client.post(f"/api/v1/invitations/{invitation_id}/accept", headers=teams.auth(outsider))
+    assert stolen.status_code == 404
+    accepted = await teams.client.post(f"/api/v1/invitations/{invitation_id}/accept", headers=teams.auth(invitee))
+    assert accepted.status_code == 200
+    assert accepted.json()["status"] == "accepted"
+    again = await teams.client.post(f"/api/v1/invitations/{invitation_id}/decline", headers=teams.auth(invitee))
+    assert again.status_code == 409
+    assert again.json()["code"] == "invitation_answered"
+    declined = await teams.client.post(
+        f"/api/v1/invitations/{by_number.json()['id']}/decline", headers=teams.auth(other)
+    )
+    assert declined.json()["status"] == "declined"
+    joined = [e["account_id"] for e in await teams.events("team.member_joined", team["id"])]
+    assert str(invitee.account_id) in joined
+    assert str(other.account_id) not in joined
+    member_again = await teams.client.post(
+        path, json={"account_id": str(invitee.account_id)}, headers=teams.auth(admin)
+    )
+    assert member_again.json()["code"] == "already_member"
+
+
+async def test_admin_lists_members_with_masked_data_page_by_page(teams: Any) -> None:
+    [admin, *others] = await teams.volunteers(3)
+    team = await teams.approved_team(admin, join_mode="anyone")
+    for volunteer in others:
+        teams.clock.advance(seconds=1)
+        assert (await apply(teams, team["id"], volunteer)).status_code == 201
+    path = f"/api/v1/teams/{team['id']}/members"
+    first = await teams.client.get(path, params={"limit": 2}, headers=teams.auth(admin))
+    assert first.status_code == 200
+    page = first.json()
+    assert len(page["items"]) == 2
+    assert page["next_cursor"]
+    rest = (
+        await teams.client.get(path, params={"limit": 2, "cursor": page["next_cursor"]}, headers=teams.auth(admin))
+    ).json()
+    members = page["items"] + rest["items"]
+    assert rest["next_cursor"] is None
+    assert {m["account_id"] for m in members} == {str(p.account_id) for p in [admin, *others]}
+    assert {m["masked_name"] for m in members} == {"张*"}
+    assert set(members[0]) == {
+        "account_id",
+        "masked_name",
+        "volunteer_number",
+        "is_admin",
+        "is_project_lead",
+        "joined_at",
+    }
+    bad_cursor = await teams.client.get(path, params={"cursor": "nonsense"}, headers=teams.auth(admin))
+    assert bad_cursor.status_code == 422
+    assert bad_cursor.json()["code"] == "cursor_invalid"
+    as_member = await teams.client.get(path, headers=teams.auth(others[0]))
+    assert as_member.status_code == 403
+    assert as_member.json()["code"] == "not_team_admin"
+
+
+async def test_admins_appoint_and_remove_admins_and_project_leads_with_events(teams: Any) -> None:
+    [admin, member] = await teams.volunteers(2)
+    team = await teams.approved_team(admin, join_mode="anyone")
+    assert (await apply(teams, team["id"], member)).status_code == 201
+    base = f"/api/v1/teams/{team['id']}"
+    lead = await teams.client.put(f"{base}/project-leads/{member.account_id}", headers=teams.auth(admin))
+    assert lead.status_code == 200
+    assert lead.json()["is_project_lead"] is True
+    promoted = await teams.client.put(f"{base}/admins/{member.account_id}", headers=teams.auth(admin))
+    assert promoted.json()["is_admin"] is True
+    # the new admin removes the first one; the last admin can then neither step down nor leave
+    removed = await teams.client.delete(f"{base}/admins/{admin.account_id}", headers=teams.auth(member))
+    assert removed.json()["is_admin"] is False
+    last = await teams.client.delete(f"{base}/admins/{member.account_id}", headers=teams.auth(member))
+    assert last.status_code == 409
+    assert last.json()["code"] == "last_admin"
+    leaving_last = await teams.client.delete(f"{base}/members/me", headers=teams.auth(member))
+    assert leaving_last.json()["code"] == "last_admin"
+    former = await teams.client.put(f"{base}/project-leads/{admin.account_id}", headers=teams.auth(admin))
+    assert former.status_code == 403
+    unlead = await teams.client.delete(f"{base}/project-leads/{member.account_id}", headers=teams.auth(member))
+    assert unlead.json()["is_project_lead"] is False
+    not_member = await teams.client.put(f"{base}/admins/{uuid.uuid4()}", headers=teams.auth(member))
+    assert not_member.status_code == 404
+    assert not_member.json()["code"] == "not_member"
+
+    def accounts(events: list[dict[str, Any]]) -> list[str]:
+        return [e["account_id"] for e in events]
+
+    assert accounts(await teams.events("team.project_lead_appointed", team["id"])) == [str(member.account_id)]
+    assert accounts(await teams.events("team.project_lead_removed", team["id"])) == [str(member.account_id)]
+    assert str(member.account_id) in accounts(await teams.events("team.admin_appointed", team["id"]))
+    assert accounts(await teams.events("team.admin_removed", team["id"])) == [str(admin.account_id)]
+
+
+async def test_members_leave_or_are_removed_with_member_left_events(teams: Any) -> None:
+    [admin, leaver, removed, stranger] = await teams.volunteers(4)
+    team = await teams.approved_team(admin, join_mode="anyone")
+    for volunteer in (leaver, removed):
+        assert (await apply(teams, team["id"], volunteer)).status_code == 201
+    base = f"/api/v1/teams/{team['id']}/members"
+    assert (await teams.client.delete(f"{base}/me", headers=teams.auth(leaver))).status_code == 204
+    not_member = await teams.client.delete(f"{base}/me", headers=teams.auth(stranger))
+    assert not_member.status_code == 404
+    assert not_member.json()["code"] == "not_member"
+    by_stranger = await teams.client.delete(f"{base}/{removed.account_id}", headers=teams.auth(stranger))
+    assert by_stranger.status_code == 403
+    assert (await teams.client.delete(f"{base}/{removed.account_id}", headers=teams.auth(admin))).status_code == 204
+    left = [e["account_id"] for e in await teams.events("team.member_left", team["id"])]
+    assert left == [str(leaver.account_id), str(removed.account_id)]
+
+
+async def test_admin_of_another_team_cannot_manage_this_one(teams: Any) -> None:
+    [admin_a, admin_b, applicant] = await teams.volunteers(3)
+    team_a = await teams.approved_team(admin_a, join_mode="approval")
+    await teams.approved_team(admin_b)
+    request_id = (await apply(teams, team_a["id"], applicant)).json()["request_id"]
+    base = f"/api/v1/teams/{team_a['id']}"
+    attempts = [
+        teams.client.patch(base, json={"join_mode": "anyone"}, headers=teams.auth(admin_b)),
+        teams.client.get(f"{base}/join-requests", headers=teams.auth(admin_b)),
+        teams.client.post(
+            f"{base}/join-requests/{request_id}/decision", json={"outcome": "approved"}, headers=teams.auth(admin_b)
+        ),
+        teams.client.get(f"{base}/members", headers=teams.auth(admin_b)),
+        teams.client.put(f"{base}/admins/{admin_b.account_id}", headers=teams.auth(admin_b)),
+        teams.client.get(f"{base}/history", headers=teams.auth(admin_b)),
+        teams.client.post(
+            f"{base}/invitations", json={"account_id": str(applicant.account_id)}, headers=teams.auth(admin_b)
+        ),
+    ]
+    for attempt in attempts:
+        response = await attempt
+        assert response.status_code == 403, response.text
+        assert response.json()["code"] == "not_team_admin"
+    unchanged = (await teams.client.get(base)).json()
+    assert unchanged["join_mode"] == "approval"
+    pending = (await teams.client.get(f"{base}/join-requests", headers=teams.auth(admin_a))).json()["items"]
+    assert [p["id"] for p in pending] == [request_id]
+
+
+async def test_team_under_review_is_hidden_from_strangers(teams: Any) -> None:
+    [liaison_admin, applicant, stranger] = await teams.volunteers(3)
+    city = await teams.root_team("330100", liaison_admin)
+    team = (await teams.register(applicant, teams.registration("330106", city["id"]))).json()
+    path = f"/api/v1/teams/{team['id']}"
+    assert (await teams.client.get(path)).status_code == 404
+    assert (await teams.client.get(path, headers=teams.auth(stranger))).status_code == 404
+    assert (await teams.client.get(path, headers=teams.auth(applicant))).status_code == 200
+    assert (await teams.client.get(path, headers=teams.auth(liaison_admin))).status_code == 200
+    assert (await teams.client.get(f"{path}/review", headers=teams.auth(stranger))).status_code == 404
+
+
+async def test_merged_volunteer_keeps_memberships_under_the_kept_account(teams: Any) -> None:
+    [admin, kept, merged] = await teams.volunteers(3)
+    team = await teams.approved_team(admin, join_mode="anyone")
+    assert (await apply(teams, team["id"], merged)).status_code == 201
+    await teams.identity.produce(
+        VolunteerMerged(account_id=kept.account_id, merged_account_id=merged.account_id, case_id=uuid.uuid4())
+    )
+
+    async def moved() -> bool:
+        mine = (await teams.client.get("/api/v1/me/teams", headers=teams.auth(kept))).json()
+        return [m["team_id"] for m in mine] == [team["id"]]
+
+    await eventually(moved, timeout=30, interval=0.2)
+    gone = (await teams.client.get("/api/v1/me/teams", headers=teams.auth(merged))).json()
+    assert gone == []
