@@ -198,10 +198,14 @@ StartProjects = Callable[..., AbstractAsyncContextManager[World]]
 def start_projects(amqp_url: str, database_factory: Callable[[str], Awaitable[str]]) -> StartProjects:
     @asynccontextmanager
     async def start(
-        *, database_url: str | None = None, clock: ManualClock | None = None, **overrides: Any
+        *,
+        database_url: str | None = None,
+        clock: ManualClock | None = None,
+        signer: TokenSigner | None = None,
+        **overrides: Any,
     ) -> AsyncIterator[World]:
         clock = clock or ManualClock(START)
-        signer = TokenSigner(TokenSigner.generate_pem(), issuer=ISSUER, audience=AUDIENCE, clock=clock)
+        signer = signer or TokenSigner(TokenSigner.generate_pem(), issuer=ISSUER, audience=AUDIENCE, clock=clock)
         verifier = TokenVerifier(JwksSource(keys=signer.jwks()), issuer=ISSUER, audience=AUDIENCE, clock=clock)
         url = database_url or await database_factory("projects")
         settings = ProjectsSettings(

@@ -1,0 +1,124 @@
+"""Scaling out: two app instances on one database and broker; the read models fed by events."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import text
+
+from projects.services import close_due_projects
+from shared.clock import ManualClock
+from shared.contracts.identity import VolunteerMerged
+from shared.contracts.teams import TeamAdminRemoved
+
+from .conftest import START, StartProjects, World
+
+
+@pytest.fixture(scope="module")
+async def replicas(start_projects: StartProjects) -> AsyncIterator[tuple[World, World]]:
+    clock = ManualClock(START)
+    async with start_projects(clock=clock) as first:
+        # one database, one broker, one identity issuing the tokens both verify
+        async with start_projects(clock=clock, database_url=first.database_url, signer=first.signer) as second:
+            yield first, second
+
+
+async def test_concurrent_admissions_through_two_replicas_never_overbook(replicas: tuple[World, World]) -> None:
+    first, second = replicas
+    first.clock.set(START)
+    project = await first.project(positions=[{"name": "志愿者", "quota": 7, "admission_mode": "auto"}])
+    volunteers = [await first.volunteer() for _ in range(60)]
+    responses = await asyncio.gather(
+        *((first if i % 2 else second).apply(project.position(), headers) for i, (_, headers) in enumerate(volunteers))
+    )
+    assert all(r.status_code == 201 for r in responses)
+    assert sum(r.json()["stage"] == "admitted" for r in responses) == 7
+    view = (await second.client.get(f"/api/v1/projects/{project.id}")).json()
+    assert view["positions"][0]["remaining"] == 0
+
+
+async def test_sweep_running_on_both_replicas_closes_each_project_once(replicas: tuple[World, World]) -> None:
+    first, second = replicas
+    first.clock.set(START)
+    projects = [await first.project() for _ in range(5)]
+    first.clock.set(START.replace(month=4, day=2))
+    counts = await asyncio.gather(*(close_due_projects(w.runtime) for w in (first, second, first, second)))
+    ids = {p.id for p in projects}
+    closed = [p for p in await first.outbox("project.closed") if p["project_id"] in ids]
+    assert len(closed) == 5
+    assert sorted(p["project_id"] for p in closed) == sorted(ids)
+    assert sum(counts) >= 5  # other modules' projects may close too; none twice
+    again = await asyncio.gather(close_due_projects(first.runtime), close_due_projects(second.runtime))
+    assert again == [0, 0]
+
+
+async def test_background_sweep_closes_projects_without_being_called(start_projects: StartProjects) -> None:
+    from shared.testing import eventually
+
+    clock = ManualClock(START)
+    async with start_projects(clock=clock, close_sweep_interval=0.2) as world:
+        project = await world.project()
+        clock.set(START.replace(month=4, day=1))
+
+        async def closed() -> bool:
+            response = await world.client.get(f"/api/v1/projects/{project.id}")
+            return bool(response.json()["status"] == "closed")
+
+        assert await eventually(closed, timeout=20, interval=0.1)
+
+
+async def test_merge_moves_applications_and_hours_to_the_kept_volunteer(world: World) -> None:
+    project = await world.project(positions=[{"name": "引导员", "quota": 5, "admission_mode": "auto"}])
+    merged_id, merged_headers, application_id = await world.admitted_volunteer(project)
+    kept_id, kept_headers = await world.volunteer()
+    await world.client.post(
+        f"/api/v1/projects/{project.id}/hours",
+        json={"application_id": application_id, "service_date": "2026-01-05", "minutes": 45},
+        headers=project.lead,
+    )
+    await world.feed(VolunteerMerged(account_id=kept_id, merged_account_id=merged_id, case_id=uuid.uuid4()))
+    mine = (await world.client.get("/api/v1/me/applications", headers=kept_headers)).json()["items"]
+    assert [a["id"] for a in mine] == [application_id]
+    assert (await world.client.get("/api/v1/me/hours", headers=kept_headers)).json()["minutes"] == 45
+    assert (await world.client.get("/api/v1/me/hours", headers=merged_headers)).json()["minutes"] == 0
+    # the merged-away record can no longer apply
+    other = await world.project(positions=[{"name": "引导员", "quota": 5, "admission_mode": "auto"}])
+    refused = await world.apply(other.position(), merged_headers)
+    assert refused.json()["code"] == "volunteer_not_verified"
+
+
+async def test_removed_team_admin_can_no_longer_manage(world: World) -> None:
+    project = await world.project(positions=[{"name": "陪伴员", "quota": 5, "admission_mode": "manual"}])
+    _, volunteer = await world.volunteer()
+    application_id = (await world.apply(project.position(), volunteer)).json()["id"]
+    await world.feed(TeamAdminRemoved(team_id=project.team_id, account_id=project.admin_id))
+    response = await world.client.post(f"/api/v1/applications/{application_id}/admission", headers=project.admin)
+    assert response.status_code == 403
+
+
+async def test_read_model_events_are_idempotent(world: World) -> None:
+    from shared.contracts.identity import VolunteerVerified
+
+    from .conftest import envelope_for
+
+    account_id = uuid.uuid4()
+    event = VolunteerVerified(
+        account_id=account_id,
+        volunteer_number="1100000000000001",
+        masked_name="李*",
+        region_code="110105",
+        verified_at=world.clock.now(),
+    )
+    envelope = envelope_for(event)
+    dispatcher = world.runtime.dispatcher
+    assert dispatcher is not None
+    sub = dispatcher.handlers.specs["volunteers"].subscription
+    await dispatcher.handle(sub, envelope)
+    await dispatcher.handle(sub, envelope)
+    async with world.runtime.engine.connect() as conn:
+        inbox = await conn.scalar(text("SELECT count(*) FROM inbox WHERE message_id = :m"), {"m": envelope.event_id})
+        rows = await conn.scalar(text("SELECT count(*) FROM volunteers WHERE account_id = :a"), {"a": account_id})
+    assert (inbox, rows) == (1, 1)
