@@ -20,7 +20,7 @@ from .conftest import START, StartProjects, World
 @pytest.fixture(scope="module")
 async def replicas(start_projects: StartProjects) -> AsyncIterator[tuple[World, World]]:
     clock = ManualClock(START)
-    async with start_projects(clock=clock) as first:
+    async with start_projects(clock=clock) as first:  # noqa: SIM117 - the second needs the first
         # one database, one broker, one identity issuing the tokens both verify
         async with start_projects(clock=clock, database_url=first.database_url, signer=first.signer) as second:
             yield first, second
