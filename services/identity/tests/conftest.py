@@ -18,6 +18,7 @@ from identity.config import IdentitySettings
 from identity.main import create_app
 from identity.testing import FAST, Identity, StartIdentity
 from shared.clock import ManualClock
+from shared.messaging.amqp import AmqpBroker
 from shared.testing import TEST_OVERRIDES, running
 
 
@@ -43,3 +44,11 @@ async def identity(start_identity: StartIdentity) -> AsyncIterator[Identity]:
     """One service per test module; tests use fresh usernames and ID numbers."""
     async with start_identity() as service:
         yield service
+
+
+@pytest.fixture(scope="session")
+async def publisher(amqp_url: str) -> AsyncIterator[AmqpBroker]:
+    """Publishes other services' events (teams') into the broker identity consumes from."""
+    broker = AmqpBroker(amqp_url)
+    yield broker
+    await broker.close()

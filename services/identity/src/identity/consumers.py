@@ -1,5 +1,30 @@
-"""Handlers of other services' events (team memberships come with the identity issue)."""
+"""Handlers of other services' events: the team memberships read model (T7)."""
 
+from __future__ import annotations
+
+from typing import Any
+
+from identity.repository import Memberships
+from shared.contracts.teams import TeamAdminAppointed, TeamAdminRemoved, TeamMemberJoined, TeamMemberLeft
+from shared.db import UnitOfWork
 from shared.messaging.consumer import Handlers
+from shared.messaging.envelope import Envelope
 
 handlers = Handlers("identity")
+
+_FLAGS: dict[type, dict[str, bool]] = {
+    TeamMemberJoined: {"member": True},
+    TeamMemberLeft: {"member": False, "admin": False},
+    TeamAdminAppointed: {"admin": True},
+    TeamAdminRemoved: {"admin": False},
+}
+
+
+@handlers("team_memberships")
+async def follow_team_memberships(
+    event: TeamMemberJoined | TeamMemberLeft | TeamAdminAppointed | TeamAdminRemoved,
+    envelope: Envelope,
+    uow: UnitOfWork,
+    runtime: Any,
+) -> None:
+    await Memberships(uow.session).set(event.team_id, event.account_id, uow.clock.now(), **_FLAGS[type(event)])

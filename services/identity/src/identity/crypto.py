@@ -57,6 +57,11 @@ def _derive(secret: str, label: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"vs-identity", info=label).derive(secret.encode())
 
 
+def derive_key(settings: IdentitySettings, label: bytes) -> bytes:
+    """A 32-byte key for ``label`` (card signatures, ...) derived from the service secret."""
+    return _derive(settings.secret_key.get_secret_value(), label)
+
+
 def build_cipher(settings: IdentitySettings) -> DataCipher:
     if settings.data_keys is not None:
         keys: dict[str, bytes] = {}

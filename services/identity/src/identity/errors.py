@@ -102,3 +102,60 @@ MERGE_MUST_KEEP_REGISTERED = ErrorSpec(
 PASSWORD_UNCHANGED = ErrorSpec(
     "password_unchanged", 422, "新密码不能与当前密码相同", "The new password must differ from the current one"
 )
+
+# -- manual verification (V6) -----------------------------------------------------------------
+ID_CARD_UPLOAD_NOT_NEEDED = ErrorSpec(
+    "id_card_upload_not_needed",
+    409,
+    "只有实名认证未通过的志愿者需要上传身份证件照片",
+    "Only a volunteer whose verification failed uploads the ID card",
+)
+ID_CARD_IMAGE_TYPE = ErrorSpec(
+    "id_card_image_type", 415, "身份证件照片只支持JPEG或PNG格式", "The ID-card image must be a JPEG or PNG"
+)
+ID_CARD_IMAGE_TOO_LARGE = ErrorSpec(
+    "id_card_image_too_large",
+    413,
+    "身份证件照片不能超过{max_kib}KB",
+    "The ID-card image must not exceed {max_kib} KiB",
+)
+REVIEW_NOT_FOUND = ErrorSpec("review_not_found", 404, "审核记录不存在", "No such ID-card review")
+REVIEW_ALREADY_DECIDED = ErrorSpec("review_already_decided", 409, "该审核已处理", "This review is already decided")
+REVIEW_OUT_OF_REGION = ErrorSpec(
+    "review_out_of_region",
+    403,
+    "只能审核本地区志愿者的实名认证",
+    "You can only review volunteers of your region",
+)
+REJECTION_REASON_REQUIRED = ErrorSpec(
+    "rejection_reason_required", 422, "驳回时必须填写理由", "A rejection needs a reason"
+)
+DISCLOSURE_OUT_OF_REGION = ErrorSpec(
+    "disclosure_out_of_region",
+    403,
+    "只能查看本地区志愿者的证件号码",
+    "You can only read the ID numbers of volunteers of your region",
+)
+
+# -- invitations lookup and team admin resets (T7) ------------------------------------------
+NOT_TEAM_ADMIN = ErrorSpec("not_team_admin", 403, "只有志愿团体管理员可以进行此操作", "Only a team admin can do this")
+NOT_TEAM_MEMBER = ErrorSpec(
+    "not_team_member", 404, "该志愿者不是本团体成员", "This volunteer is not a member of your team"
+)
+VOLUNTEER_NOT_FOUND = ErrorSpec(
+    "volunteer_not_found",
+    404,
+    "未找到证件号码和姓名都相符的已注册志愿者",
+    "No registered volunteer has both this ID number and this name",
+)
+TOO_MANY_LOOKUPS = ErrorSpec(
+    "too_many_lookups", 429, "查询过于频繁,请稍后再试", "Too many lookups; try again later"
+)
+
+# -- volunteer card (V9) --------------------------------------------------------------------
+CARD_REQUIRES_VERIFICATION = ErrorSpec(
+    "card_requires_verification",
+    409,
+    "通过实名认证后才能领取志愿服务证",
+    "The volunteer card is issued once the identity is verified",
+)

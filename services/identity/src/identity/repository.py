@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from identity.models import (
@@ -14,9 +15,13 @@ from identity.models import (
     Account,
     AuditEntry,
     DuplicateCase,
+    IdCardUpload,
     RefreshToken,
+    TeamMembership,
+    VolunteerCard,
     VolunteerRecord,
 )
+from shared.auth import region_prefix
 
 
 class Accounts:
@@ -145,3 +150,109 @@ class Audit:
                 detail=detail,
             )
         )
+
+
+class Reviews:
+    """ID-card uploads waiting for (or decided by) a regional admin (V6)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, item: IdCardUpload) -> None:
+        self.session.add(item)
+
+    async def get(self, upload_id: uuid.UUID, *, for_update: bool = False) -> IdCardUpload | None:
+        query = select(IdCardUpload).where(IdCardUpload.id == upload_id)
+        if for_update:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def supersede_pending(self, account_id: uuid.UUID) -> None:
+        await self.session.execute(
+            update(IdCardUpload)
+            .where(IdCardUpload.account_id == account_id, IdCardUpload.status == "pending")
+            .values(status="superseded")
+        )
+
+    async def pending_page(
+        self, *, scope: str | None, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> Sequence[tuple[IdCardUpload, Account]]:
+        query = (
+            select(IdCardUpload, Account)
+            .join(Account, Account.id == IdCardUpload.account_id)
+            .where(IdCardUpload.status == "pending")
+            .order_by(IdCardUpload.uploaded_at, IdCardUpload.id)
+            .limit(limit)
+        )
+        if scope is not None:
+            query = query.where(IdCardUpload.region_code.startswith(region_prefix(scope), autoescape=True))
+        if after is not None:
+            query = query.where(
+                (IdCardUpload.uploaded_at > after[0])
+                | ((IdCardUpload.uploaded_at == after[0]) & (IdCardUpload.id > after[1]))
+            )
+        rows = (await self.session.execute(query)).unique().all()
+        return [(row[0], row[1]) for row in rows]
+
+
+class Memberships:
+    """The local read model of team memberships and admins, fed by teams' events (T7)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def set(self, team_id: uuid.UUID, account_id: uuid.UUID, now: datetime, **flags: bool) -> None:
+        statement = pg_insert(TeamMembership).values(team_id=team_id, account_id=account_id, updated_at=now, **flags)
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[TeamMembership.team_id, TeamMembership.account_id],
+                set_={**flags, "updated_at": now},
+            )
+        )
+
+    async def is_admin_of_any(self, account_id: uuid.UUID) -> bool:
+        query = select(TeamMembership.team_id).where(
+            TeamMembership.account_id == account_id, TeamMembership.admin.is_(True)
+        )
+        return (await self.session.execute(query.limit(1))).first() is not None
+
+    async def get(self, team_id: uuid.UUID, account_id: uuid.UUID) -> TeamMembership | None:
+        return await self.session.get(TeamMembership, (team_id, account_id))
+
+
+class Lookups:
+    """The per-admin lookup budget (T7), counted from the audit log under a per-actor lock."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def recent(self, actor_id: uuid.UUID, now: datetime) -> int:
+        await self.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext('lookup:' || :actor))"), {"actor": str(actor_id)}
+        )
+        query = select(func.count()).where(
+            AuditEntry.actor_id == actor_id,
+            AuditEntry.action == "volunteer_lookup",
+            AuditEntry.at > now - timedelta(hours=1),
+        )
+        return int((await self.session.execute(query)).scalar_one())
+
+
+class Cards:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add(self, card: VolunteerCard) -> None:
+        self.session.add(card)
+
+    async def get(self, card_id: uuid.UUID) -> VolunteerCard | None:
+        return await self.session.get(VolunteerCard, card_id)
+
+    async def current_for(self, account_id: uuid.UUID) -> VolunteerCard | None:
+        query = (
+            select(VolunteerCard)
+            .where(VolunteerCard.account_id == account_id, VolunteerCard.revoked_at.is_(None))
+            .order_by(VolunteerCard.issued_at.desc())
+            .limit(1)
+        )
+        return (await self.session.execute(query)).scalar_one_or_none()

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -16,6 +17,8 @@ from identity.bootstrap import IdentityRuntime
 from identity.config import IdentitySettings
 from shared.auth import ROLE_NATIONAL_ADMIN, ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER
 from shared.clock import ManualClock
+from shared.contracts.base import Event
+from shared.messaging.envelope import Envelope
 from shared.testing import eventually, sign_up_body
 
 #: fast verification polling and a quick test run
@@ -89,3 +92,25 @@ class Identity:
 
 
 StartIdentity = Callable[..., AbstractAsyncContextManager[Identity]]
+
+
+def envelope_for(event: Event) -> Envelope:
+    """Another service's event as it arrives over the broker."""
+    return Envelope(
+        event_id=uuid.uuid4(),
+        event_type=event.event_type,
+        schema_version=event.schema_version,
+        occurred_at=datetime.now(UTC),
+        producer=event.producer,
+        aggregate_type=event.aggregate_type,
+        aggregate_id=event.aggregate_key(),
+        payload=event.model_dump(mode="json"),
+    )
+
+
+#: a tiny valid PNG (1×1) and the start of a JPEG, for upload tests
+PNG_BYTES = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde"
+    b"\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef\x00\x00\x00\x00IEND\xaeB`\x82"
+)
+JPEG_BYTES = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 64 + b"\xff\xd9"

@@ -165,3 +165,80 @@ class DuplicateCasePage(BaseModel):
 
 class ResolutionIn(_In):
     keep_record_id: uuid.UUID
+
+
+# -- manual verification (V6) -------------------------------------------------------------------
+class IdCardUploadOut(BaseModel):
+    id: uuid.UUID
+    status: Literal["pending", "approved", "rejected", "superseded"]
+    content_type: str
+    size: int
+    uploaded_at: datetime
+
+
+class IdCardReviewOut(BaseModel):
+    id: uuid.UUID
+    account_id: uuid.UUID
+    real_name: str = Field(description="Shown to the reviewer only, to compare with the image")
+    document_type: str
+    id_number_masked: str
+    region_code: str
+    content_type: str
+    uploaded_at: datetime
+    image_url: str
+
+
+class IdCardReviewPage(BaseModel):
+    items: list[IdCardReviewOut]
+    next_cursor: str | None = None
+
+
+class ReviewDecisionIn(_In):
+    approved: bool
+    reason: str | None = Field(default=None, max_length=500, description="Required when rejecting")
+
+
+class ReviewDecisionOut(BaseModel):
+    id: uuid.UUID
+    status: Literal["approved", "rejected"]
+    account_id: uuid.UUID
+    reason: str | None = None
+
+
+class DisclosureIn(_In):
+    reason: str = Field(min_length=4, max_length=500, description="Why the full number is needed (audited)")
+
+
+class DisclosureOut(BaseModel):
+    account_id: uuid.UUID
+    document_type: str
+    id_number: str
+
+
+# -- invitations lookup and team admin resets (T7) ------------------------------------------
+class LookupIn(_In):
+    document_type: DocumentType = DocumentType.RESIDENT_ID
+    id_number: str = Field(min_length=5, max_length=32)
+    real_name: str = Field(min_length=1, max_length=100)
+
+
+class LookupOut(BaseModel):
+    volunteer_id: uuid.UUID
+    masked_name: str
+    volunteer_number: str | None = None
+
+
+class TeamTemporaryPasswordOut(BaseModel):
+    account_id: uuid.UUID
+    team_id: uuid.UUID
+    temporary_password: str
+    must_change_password: Literal[True] = True
+
+
+# -- volunteer card (V9) ------------------------------------------------------------------------
+class CardCheckOut(BaseModel):
+    genuine: bool
+    current: bool
+    masked_name: str | None = None
+    volunteer_number: str | None = None
+    issued_on: date | None = None

@@ -1,0 +1,102 @@
+"""What a team admin does in identity (T7): find an existing volunteer to invite (ID number
+and name must both match), and set a temporary password for a member of their team.
+
+Who administers which team, and who belongs to it, identity knows from teams' events (the
+``team_memberships`` read model), never by calling teams.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from identity import errors
+from identity.admin import temporary_password
+from identity.bootstrap import IdentityRuntime
+from identity.domain import documents
+from identity.domain.documents import DocumentType
+from identity.repository import Accounts, Audit, Lookups, Memberships, RefreshTokens
+from shared.auth import Principal
+from shared.contracts.identity import TemporaryPasswordSet
+from shared.db import UnitOfWork
+from shared.errors import AppError
+from shared.logging import get_logger
+
+log = get_logger("identity.invitations")
+
+
+@dataclass(frozen=True)
+class Found:
+    volunteer_id: uuid.UUID
+    masked_name: str
+    volunteer_number: str | None
+
+
+async def look_up(
+    runtime: IdentityRuntime,
+    uow: UnitOfWork,
+    principal: Principal,
+    *,
+    document_type: DocumentType,
+    id_number: str,
+    real_name: str,
+) -> Found | None:
+    """The volunteer, or None (the caller refuses after the audit row is committed)."""
+    if not await Memberships(uow.session).is_admin_of_any(principal.account_id):
+        log.info("lookup_refused_not_team_admin", actor_id=str(principal.account_id))
+        raise AppError(errors.NOT_TEAM_ADMIN)
+    now = uow.clock.now()
+    limit = runtime.settings.lookup_per_hour
+    if await Lookups(uow.session).recent(principal.account_id, now) >= limit:
+        log.info("lookup_throttled", actor_id=str(principal.account_id))
+        raise AppError(errors.TOO_MANY_LOOKUPS, {"per_hour": limit})
+    number = documents.normalise_number(document_type, id_number)
+    blind_index = runtime.cipher.blind_index(documents.blind_index_input(document_type, number))
+    account = await Accounts(uow.session).by_blind_index(blind_index)
+    record = account.record if account is not None else None
+    matched = account is not None and record is not None and documents.same_name(record.real_name, real_name)
+    # Every lookup counts and is audited, found or not (the audit row is the budget).
+    Audit(uow.session).write(
+        at=now,
+        actor_id=principal.account_id,
+        action="volunteer_lookup",
+        subject_account_id=account.id if matched and account is not None else None,
+        detail={"found": matched},
+    )
+    if not matched or account is None or record is None:
+        return None
+    return Found(account.id, documents.mask_name(record.real_name), account.volunteer_number)
+
+
+async def team_admin_reset(
+    runtime: IdentityRuntime, uow: UnitOfWork, principal: Principal, team_id: uuid.UUID, account_id: uuid.UUID
+) -> str:
+    memberships = Memberships(uow.session)
+    actor = await memberships.get(team_id, principal.account_id)
+    if actor is None or not actor.admin:
+        log.info("team_reset_refused_not_admin", actor_id=str(principal.account_id), team_id=str(team_id))
+        raise AppError(errors.NOT_TEAM_ADMIN)
+    member = await memberships.get(team_id, account_id)
+    if member is None or not member.member:
+        raise AppError(errors.NOT_TEAM_MEMBER)
+    account = await Accounts(uow.session).get(account_id, for_update=True)
+    if account is None:
+        raise AppError(errors.NOT_TEAM_MEMBER)
+    uow.track(account)
+    password = temporary_password()
+    now = uow.clock.now()
+    account.password_hash = await runtime.passwords.hash(password)
+    account.must_change_password = True
+    await RefreshTokens(uow.session).revoke_account(account.id, now)
+    account.raise_event(
+        TemporaryPasswordSet(account_id=account.id, set_by_account_id=principal.account_id, by_team_id=team_id)
+    )
+    Audit(uow.session).write(
+        at=now,
+        actor_id=principal.account_id,
+        action="team_admin_password_reset",
+        subject_account_id=account.id,
+        detail={"team_id": str(team_id)},
+    )
+    log.info("temporary_password_set", account_id=str(account.id), by="team_admin", team_id=str(team_id))
+    return password

@@ -1,0 +1,152 @@
+"""T7 on the identity side: team admins (known from teams' events over RabbitMQ) look up a
+volunteer to invite and reset a member's password."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from identity.testing import Identity, envelope_for
+from shared.contracts.base import Event
+from shared.contracts.teams import TeamAdminAppointed, TeamMemberJoined, TeamMemberLeft
+from shared.messaging.amqp import AmqpBroker
+from shared.testing import eventually
+
+
+async def publish_and_wait(identity: Identity, publisher: AmqpBroker, *events: Event) -> None:
+    """Publish teams' events and wait until identity's consumer has handled them."""
+    envelopes = [envelope_for(e) for e in events]
+    for envelope in envelopes:
+        await publisher.publish(envelope)
+    ids = [e.event_id for e in envelopes]
+
+    async def handled() -> bool:
+        rows = await identity.fetch("SELECT count(*) FROM inbox WHERE message_id = ANY(:ids)", ids=ids)
+        return bool(rows[0][0] == len(ids))
+
+    await eventually(handled, timeout=30, interval=0.1)
+
+
+async def team_with_admin(identity: Identity, publisher: AmqpBroker) -> tuple[uuid.UUID, uuid.UUID, dict[str, str]]:
+    team_id, admin_id = uuid.uuid4(), uuid.uuid4()
+    await publish_and_wait(
+        identity,
+        publisher,
+        TeamMemberJoined(team_id=team_id, account_id=admin_id),
+        TeamAdminAppointed(team_id=team_id, account_id=admin_id),
+    )
+    return team_id, admin_id, identity.bearer(admin_id)
+
+
+def lookup(body: dict[str, str], **overrides: str) -> dict[str, str]:
+    return {"id_number": body["id_number"], "real_name": body["real_name"], **overrides}
+
+
+async def test_team_admin_finds_a_volunteer_by_id_number_and_name(identity: Identity, publisher: AmqpBroker) -> None:
+    _, admin_id, admin = await team_with_admin(identity, publisher)
+    body, account = await identity.sign_up(real_name="刘德华")
+    number = (await identity.verification(await identity.headers_for(body), "verified"))["verification"][
+        "volunteer_number"
+    ]
+    found = await identity.client.post("/api/v1/volunteer-lookups", json=lookup(body), headers=admin)
+    assert found.status_code == 200, found.text
+    assert found.json() == {"volunteer_id": account["id"], "masked_name": "刘**", "volunteer_number": number}
+    audit = await identity.fetch(
+        "SELECT subject_account_id, detail FROM audit_log WHERE action = 'volunteer_lookup' AND actor_id = :a",
+        a=admin_id,
+    )
+    assert [(r[0], r[1]["found"]) for r in audit] == [(uuid.UUID(account["id"]), True)]
+    assert body["id_number"] not in str(audit)
+
+
+async def test_lookup_with_the_right_number_but_another_name_finds_nothing(
+    identity: Identity, publisher: AmqpBroker
+) -> None:
+    _, admin_id, admin = await team_with_admin(identity, publisher)
+    body, _ = await identity.sign_up(real_name="刘德华")
+    response = await identity.client.post(
+        "/api/v1/volunteer-lookups", json=lookup(body, real_name="刘得华"), headers=admin
+    )
+    assert response.status_code == 404
+    assert response.json()["code"] == "volunteer_not_found"
+    audit = await identity.fetch(
+        "SELECT subject_account_id, detail FROM audit_log WHERE action = 'volunteer_lookup' AND actor_id = :a",
+        a=admin_id,
+    )
+    assert [(r[0], r[1]["found"]) for r in audit] == [(None, False)]
+
+
+async def test_only_team_admins_may_look_up(identity: Identity) -> None:
+    body, _ = await identity.sign_up()
+    response = await identity.client.post(
+        "/api/v1/volunteer-lookups", json=lookup(body), headers=await identity.headers_for(body)
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "not_team_admin"
+
+
+async def test_lookups_are_rate_limited_per_admin(
+    identity: Identity, publisher: AmqpBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The module's service (a second one would compete for the same queue's messages).
+    monkeypatch.setattr(identity.runtime.settings, "lookup_per_hour", 3)
+    _, admin_id, admin = await team_with_admin(identity, publisher)
+    body, _ = await identity.sign_up()
+    statuses = [
+        (await identity.client.post("/api/v1/volunteer-lookups", json=lookup(body), headers=admin)).status_code
+        for _ in range(4)
+    ]
+    assert statuses == [200, 200, 200, 429]
+    assert (await identity.client.post("/api/v1/volunteer-lookups", json=lookup(body), headers=admin)).json()[
+        "code"
+    ] == "too_many_lookups"
+    identity.clock.advance(hours=1, seconds=1)
+    again = await identity.client.post(
+        "/api/v1/volunteer-lookups", json=lookup(body), headers=identity.bearer(admin_id)
+    )
+    assert again.status_code == 200
+
+
+async def test_team_admin_sets_a_temporary_password_for_a_member(identity: Identity, publisher: AmqpBroker) -> None:
+    team_id, admin_id, admin = await team_with_admin(identity, publisher)
+    body, account = await identity.sign_up()
+    member_id = uuid.UUID(account["id"])
+    await publish_and_wait(identity, publisher, TeamMemberJoined(team_id=team_id, account_id=member_id))
+    reset = await identity.client.post(
+        f"/api/v1/teams/{team_id}/members/{member_id}/temporary-passwords", headers=admin
+    )
+    assert reset.status_code == 201, reset.text
+    temporary = reset.json()["temporary_password"]
+    must_change = await identity.log_in(body["username"], temporary)
+    assert must_change.json()["code"] == "password_change_required"
+    [event] = await identity.events("account.temporary_password_set", member_id)
+    assert (event["set_by_account_id"], event["by_team_id"]) == (str(admin_id), str(team_id))
+    changed = await identity.client.post(
+        "/api/v1/password-changes",
+        json={"username": body["username"], "current_password": temporary, "new_password": "my own long password"},
+    )
+    assert changed.status_code == 200
+
+
+async def test_team_admin_cannot_reset_someone_outside_the_team(identity: Identity, publisher: AmqpBroker) -> None:
+    team_id, _, admin = await team_with_admin(identity, publisher)
+    other_team, _, other_admin = await team_with_admin(identity, publisher)
+    _, account = await identity.sign_up()
+    member_id = uuid.UUID(account["id"])
+    await publish_and_wait(identity, publisher, TeamMemberJoined(team_id=other_team, account_id=member_id))
+    not_member = await identity.client.post(
+        f"/api/v1/teams/{team_id}/members/{member_id}/temporary-passwords", headers=admin
+    )
+    assert not_member.status_code == 404
+    assert not_member.json()["code"] == "not_team_member"
+    not_admin = await identity.client.post(
+        f"/api/v1/teams/{team_id}/members/{member_id}/temporary-passwords", headers=other_admin
+    )
+    assert not_admin.status_code == 403
+    assert not_admin.json()["code"] == "not_team_admin"
+    await publish_and_wait(identity, publisher, TeamMemberLeft(team_id=other_team, account_id=member_id))
+    left = await identity.client.post(
+        f"/api/v1/teams/{other_team}/members/{member_id}/temporary-passwords", headers=other_admin
+    )
+    assert left.json()["code"] == "not_team_member"

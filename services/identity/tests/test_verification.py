@@ -1,0 +1,314 @@
+"""Real-name verification and volunteer numbers (V5), manual verification (V6), unmasked reads."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import date
+
+import pytest
+
+from identity.domain import numbers
+from identity.domain.working_days import add_working_days
+from identity.repository import Accounts
+from identity.testing import JPEG_BYTES, PNG_BYTES, Identity, StartIdentity
+from identity.verification import apply_outcome, verify_due
+from shared.testing import TEST_OVERRIDES, SmtpServer, eventually, running
+
+
+# -- pure rules -----------------------------------------------------------------------------
+def test_volunteer_numbers_carry_a_check_digit_that_catches_typos() -> None:
+    number = numbers.render(1)
+    assert number == "VS00000000018"
+    assert numbers.is_valid(number)
+    assert not numbers.is_valid("VS00000000019")
+    assert not numbers.is_valid("VS00000000108")  # transposed digits
+    assert len({numbers.render(n) for n in range(1, 1000)}) == 999
+
+
+def test_expected_dates_skip_chinese_holidays_and_count_swapped_workdays() -> None:
+    # National Day 2025: 1–8 October off; Saturday 11 October is a working day.
+    assert add_working_days(date(2025, 9, 30), 3) == date(2025, 10, 11)
+    assert add_working_days(date(2025, 9, 26), 1) == date(2025, 9, 28)  # a working Sunday
+
+
+# -- V5 -------------------------------------------------------------------------------------
+async def test_verified_volunteer_gets_a_national_number_and_volunteer_verified_is_raised(identity: Identity) -> None:
+    body, account = await identity.sign_up(real_name="王小明")
+    headers = await identity.headers_for(body)
+    me = await identity.verification(headers, "verified")
+    number = me["verification"]["volunteer_number"]
+    assert numbers.is_valid(number)
+    assert body["id_number"][6:14] not in number  # the birth date is not in it
+    [event] = await identity.events("volunteer.verified", account["id"])
+    assert event["volunteer_number"] == number
+    assert event["masked_name"] == "王**"
+    assert event["manual"] is False
+    assert [e["status"] for e in await identity.events("volunteer.verification_changed", account["id"])] == ["verified"]
+
+
+async def test_volunteer_numbers_are_unique_and_assigned_only_once(identity: Identity) -> None:
+    signed = [await identity.sign_up() for _ in range(3)]
+    found = []
+    for body, _ in signed:
+        me = await identity.verification(await identity.headers_for(body), "verified")
+        found.append(me["verification"]["volunteer_number"])
+    assert len(set(found)) == 3
+    account_id = uuid.UUID(signed[0][1]["id"])
+    async with identity.runtime.uow() as uow:
+        account = await Accounts(uow.session).get(account_id, for_update=True)
+        assert account is not None
+        await apply_outcome(uow, account, "verified", None, manual=True)
+        assert account.volunteer_number == found[0]
+
+
+async def test_failed_verification_is_shown_with_its_reason(identity: Identity) -> None:
+    body, account = await identity.sign_up(real_name="李验证失败")
+    me = await identity.verification(await identity.headers_for(body), "failed")
+    assert me["verification"]["reason"]
+    assert me["verification"]["volunteer_number"] is None
+    [event] = await identity.events("volunteer.verification_changed", account["id"])
+    assert (event["status"], event["manual"]) == ("failed", False)
+
+
+async def test_provider_can_ask_for_manual_review(identity: Identity) -> None:
+    body, _ = await identity.sign_up(real_name="周人工复核")
+    me = await identity.verification(await identity.headers_for(body), "manual_review")
+    assert me["verification"]["expected_by"] is not None
+
+
+async def test_check_waits_for_its_due_time_on_the_clock(start_identity: StartIdentity) -> None:
+    async with start_identity(verification_delay_seconds=3 * 24 * 3600) as identity:
+        body, _ = await identity.sign_up()
+        headers = await identity.headers_for(body)
+        assert await verify_due(identity.runtime) == 0
+        assert (await identity.me(headers))["verification"]["status"] == "pending"
+        identity.clock.advance(days=3, seconds=1)
+        await identity.verification(await identity.headers_for(body), "verified")
+
+
+async def test_provider_outage_is_retried_later_without_an_outcome(start_identity: StartIdentity) -> None:
+    async with start_identity(verification_retry_seconds=600) as identity:
+        _body, account = await identity.sign_up(real_name="吴核验超时")
+
+        async def attempted() -> bool:
+            rows = await identity.fetch(
+                "SELECT verification_attempts FROM accounts WHERE id = :i", i=uuid.UUID(account["id"])
+            )
+            return bool(rows[0][0] >= 1)
+
+        await eventually(attempted, timeout=30)
+        [row] = await identity.fetch(
+            "SELECT verification_status, verification_due_at FROM accounts WHERE id = :i", i=uuid.UUID(account["id"])
+        )
+        assert row[0] == "pending"
+        assert row[1] > identity.clock.now()
+        assert await identity.events("volunteer.verification_changed", account["id"]) == []
+
+
+# -- V6 -------------------------------------------------------------------------------------
+async def failed_volunteer(identity: Identity, region: str = "110105") -> tuple[dict[str, str], str]:
+    body, account = await identity.sign_up(real_name="陈验证失败", region_code=region)
+    headers = await identity.headers_for(body)
+    await identity.verification(headers, "failed")
+    return headers, account["id"]
+
+
+async def test_failed_volunteer_uploads_the_id_card_and_waits_for_manual_review(identity: Identity) -> None:
+    headers, account_id = await failed_volunteer(identity)
+    response = await identity.client.post(
+        "/api/v1/accounts/me/id-card-images", files={"file": ("front.png", PNG_BYTES, "image/png")}, headers=headers
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["content_type"] == "image/png"
+    me = await identity.me(headers)
+    assert me["verification"]["status"] == "manual_review"
+    [row] = await identity.fetch(
+        "SELECT image_ciphertext FROM id_card_uploads WHERE account_id = :a", a=uuid.UUID(account_id)
+    )
+    assert PNG_BYTES[8:] not in bytes(row[0])  # encrypted at rest
+    statuses = [e["status"] for e in await identity.events("volunteer.verification_changed", account_id)]
+    assert statuses == ["failed", "manual_review"]
+
+
+async def test_upload_is_refused_while_verification_has_not_failed(identity: Identity) -> None:
+    body, _ = await identity.sign_up()
+    headers = await identity.headers_for(body)
+    await identity.verification(headers, "verified")
+    response = await identity.client.post(
+        "/api/v1/accounts/me/id-card-images", files={"file": ("front.png", PNG_BYTES, "image/png")}, headers=headers
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "id_card_upload_not_needed"
+
+
+async def test_upload_must_really_be_a_jpeg_or_png(identity: Identity) -> None:
+    headers, _ = await failed_volunteer(identity)
+    response = await identity.client.post(
+        "/api/v1/accounts/me/id-card-images",
+        files={"file": ("front.jpg", b"%PDF-1.4 not an image at all", "image/jpeg")},
+        headers=headers,
+    )
+    assert response.status_code == 415
+    assert response.json()["code"] == "id_card_image_type"
+    jpeg = await identity.client.post(
+        "/api/v1/accounts/me/id-card-images",
+        files={"file": ("x.bin", JPEG_BYTES, "application/octet-stream")},
+        headers=headers,
+    )
+    assert jpeg.status_code == 201
+    assert jpeg.json()["content_type"] == "image/jpeg"
+
+
+async def test_upload_over_the_size_limit_is_refused(start_identity: StartIdentity) -> None:
+    async with start_identity(id_card_max_bytes=2048) as identity:
+        headers, _ = await failed_volunteer(identity)
+        response = await identity.client.post(
+            "/api/v1/accounts/me/id-card-images",
+            files={"file": ("big.png", PNG_BYTES + b"\x00" * 4096, "image/png")},
+            headers=headers,
+        )
+    assert response.status_code == 413
+    assert response.json()["code"] == "id_card_image_too_large"
+    assert response.json()["message"] == "身份证件照片不能超过2KB"
+
+
+async def pending_review(identity: Identity, admin: dict[str, str], account_id: str) -> dict[str, object] | None:
+    page = (await identity.client.get("/api/v1/admin/id-card-reviews", headers=admin, params={"limit": 200})).json()
+    return next((item for item in page["items"] if item["account_id"] == account_id), None)
+
+
+async def test_regional_admin_of_the_volunteers_region_approves_and_a_number_is_assigned(identity: Identity) -> None:
+    headers, account_id = await failed_volunteer(identity, region="110105")
+    await identity.client.post(
+        "/api/v1/accounts/me/id-card-images", files={"file": ("front.png", PNG_BYTES, "image/png")}, headers=headers
+    )
+    admin_id = uuid.uuid4()
+    beijing = identity.regional_admin("110000", admin_id)
+    item = await pending_review(identity, beijing, account_id)
+    assert item is not None
+    assert item["real_name"] == "陈验证失败"
+    image = await identity.client.get(str(item["image_url"]), headers=beijing)
+    assert image.status_code == 200
+    assert image.content == PNG_BYTES
+    assert image.headers["content-type"] == "image/png"
+    viewed = await identity.fetch(
+        "SELECT actor_id FROM audit_log WHERE action = 'id_card_image_viewed' AND subject_account_id = :s",
+        s=uuid.UUID(account_id),
+    )
+    assert [r[0] for r in viewed] == [admin_id]
+
+    decision = await identity.client.post(
+        f"/api/v1/admin/id-card-reviews/{item['id']}/decision", json={"approved": True}, headers=beijing
+    )
+    assert decision.status_code == 200, decision.text
+    me = await identity.me(headers)
+    assert me["verification"]["status"] == "verified"
+    assert numbers.is_valid(me["verification"]["volunteer_number"])
+    [event] = await identity.events("volunteer.verified", account_id)
+    assert event["manual"] is True
+    again = await identity.client.post(
+        f"/api/v1/admin/id-card-reviews/{item['id']}/decision", json={"approved": True}, headers=beijing
+    )
+    assert again.json()["code"] == "review_already_decided"
+
+
+async def test_admin_of_another_region_can_neither_see_nor_decide(identity: Identity) -> None:
+    headers, account_id = await failed_volunteer(identity, region="110105")
+    await identity.client.post(
+        "/api/v1/accounts/me/id-card-images", files={"file": ("front.png", PNG_BYTES, "image/png")}, headers=headers
+    )
+    item = await pending_review(identity, identity.national_admin(), account_id)
+    assert item is not None
+    shanghai = identity.regional_admin("310000")
+    assert await pending_review(identity, shanghai, account_id) is None
+    image = await identity.client.get(str(item["image_url"]), headers=shanghai)
+    assert image.status_code == 403
+    decision = await identity.client.post(
+        f"/api/v1/admin/id-card-reviews/{item['id']}/decision", json={"approved": True}, headers=shanghai
+    )
+    assert decision.status_code == 403
+    assert decision.json()["code"] == "review_out_of_region"
+    volunteer = await identity.client.get("/api/v1/admin/id-card-reviews", headers=headers)
+    assert volunteer.status_code == 403
+
+
+async def test_rejection_needs_a_reason_and_is_raised_as_failed(identity: Identity) -> None:
+    headers, account_id = await failed_volunteer(identity)
+    await identity.client.post(
+        "/api/v1/accounts/me/id-card-images", files={"file": ("front.png", PNG_BYTES, "image/png")}, headers=headers
+    )
+    admin = identity.regional_admin("110105")
+    item = await pending_review(identity, admin, account_id)
+    assert item is not None
+    url = f"/api/v1/admin/id-card-reviews/{item['id']}/decision"
+    no_reason = await identity.client.post(url, json={"approved": False}, headers=admin)
+    assert no_reason.json()["code"] == "rejection_reason_required"
+    rejected = await identity.client.post(url, json={"approved": False, "reason": "照片模糊,无法辨认"}, headers=admin)
+    assert rejected.status_code == 200
+    me = await identity.me(headers)
+    assert (me["verification"]["status"], me["verification"]["reason"]) == ("failed", "照片模糊,无法辨认")
+    last = (await identity.events("volunteer.verification_changed", account_id))[-1]
+    assert (last["status"], last["manual"], last["reason"]) == ("failed", True, "照片模糊,无法辨认")
+
+
+@pytest.mark.slow
+async def test_review_outcome_is_emailed_through_notifications(
+    identity: Identity,
+    amqp_url: str,
+    database_factory: Callable[[str], Awaitable[str]],
+    smtp_server: SmtpServer,
+) -> None:
+    from notifications.bootstrap import build_runtime as build_notifications
+    from notifications.config import NotificationsSettings
+    from notifications.main import create_app as notifications_app
+
+    settings = NotificationsSettings(
+        database_url=await database_factory("notifications"),
+        amqp_url=amqp_url,
+        smtp_port=smtp_server.port,
+        mail_poll_interval=0.2,
+        **TEST_OVERRIDES,
+    )
+    async with running(notifications_app(settings, build_notifications(settings))):
+        address = f"review-{uuid.uuid4().hex[:8]}@example.org"
+        body, account = await identity.sign_up(real_name="郑验证失败", email=address)
+        headers = await identity.headers_for(body)
+        await identity.verification(headers, "failed")
+        await identity.client.post(
+            "/api/v1/accounts/me/id-card-images", files={"file": ("f.png", PNG_BYTES, "image/png")}, headers=headers
+        )
+        admin = identity.regional_admin("110000")
+        item = await pending_review(identity, admin, account["id"])
+        assert item is not None
+        await identity.client.post(
+            f"/api/v1/admin/id-card-reviews/{item['id']}/decision", json={"approved": True}, headers=admin
+        )
+        number = (await identity.me(headers))["verification"]["volunteer_number"]
+        mails = await smtp_server.wait_for(lambda m: address in m.rcpt_tos and number in m.text(), timeout=45)
+    assert mails
+
+
+# -- unmasked reads -------------------------------------------------------------------------
+async def test_unmasked_id_number_needs_an_admin_and_a_reason_and_is_audited(identity: Identity) -> None:
+    body, account = await identity.sign_up(region_code="110105")
+    url = f"/api/v1/admin/accounts/{account['id']}/id-number-disclosures"
+    volunteer = await identity.client.post(url, json={"reason": "核对身份"}, headers=await identity.headers_for(body))
+    assert volunteer.status_code == 403
+    no_reason = await identity.client.post(url, json={}, headers=identity.national_admin())
+    assert no_reason.status_code == 422
+    elsewhere = await identity.client.post(
+        url, json={"reason": "核对身份信息"}, headers=identity.regional_admin("310000")
+    )
+    assert elsewhere.json()["code"] == "disclosure_out_of_region"
+    admin_id = uuid.uuid4()
+    shown = await identity.client.post(
+        url, json={"reason": "核对重复记录"}, headers=identity.regional_admin("110100", admin_id)
+    )
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["id_number"] == body["id_number"]
+    audit = await identity.fetch(
+        "SELECT actor_id, reason FROM audit_log WHERE action = 'id_number_disclosed' AND subject_account_id = :s",
+        s=uuid.UUID(account["id"]),
+    )
+    assert [tuple(r) for r in audit] == [(admin_id, "核对重复记录")]
