@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from identity.api import admin_routes, routes, tokens
+from identity.api import admin_routes, card_routes, import_routes, routes, team_routes, tokens, verification_routes
 from identity.bootstrap import SERVICE_ROOT, IdentityRuntime, build_runtime
 from identity.config import IdentitySettings
 from shared.service import build_app
@@ -17,6 +17,15 @@ def create_app(settings: IdentitySettings | None = None, runtime: IdentityRuntim
         runtime,
         title="Identity service",
         description="Accounts, real-name volunteers, verification, volunteer numbers, tokens and JWKS.",
-        routers=[routes.router, tokens.router, admin_routes.router],
+        routers=[
+            routes.router,
+            tokens.router,
+            admin_routes.router,
+            verification_routes.router,
+            team_routes.router,
+            card_routes.router,
+            import_routes.router,
+        ],
         service_root=SERVICE_ROOT,
+        body_limits={**import_routes.BODY_LIMITS, **verification_routes.body_limits(settings)},
     )
