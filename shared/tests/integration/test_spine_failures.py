@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import defaultdict
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from shared.messaging.amqp import AmqpBroker
 from shared.messaging.envelope import Envelope
+from shared.messaging.lanes import RetryPolicy
+from shared.messaging.topology import Subscription
 from shared.testing import create_vhost, delete_vhost, eventually
 
 
@@ -151,3 +155,90 @@ async def test_unroutable_event_is_published_once_a_queue_is_bound(spine_factory
     [row] = await spine.outbox_rows()
     assert row.id == event_id
     assert row.published_at is not None
+
+
+async def test_relay_holds_back_an_aggregates_next_event_while_another_relay_holds_its_earlier_one(
+    spine: Any,
+) -> None:
+    aggregate = uuid.uuid4()
+    first, second = [await spine.produce(spine.thing(aggregate, n=n)) for n in range(2)]
+    relay = spine.relay()
+
+    # Another relay has claimed (locked) the earlier event and not published it yet.
+    async with spine.engine.connect() as other_relay, other_relay.begin():
+        await other_relay.execute(text("SELECT id FROM outbox WHERE id = :id FOR UPDATE"), {"id": first[0]})
+        assert await relay.publish_batch() == 0  # the later event must not overtake it
+        rows = await spine.outbox_rows()
+        assert [r.published_at for r in rows] == [None, None]
+
+    assert await relay.publish_batch() == 2
+    await eventually(lambda: spine.order[str(aggregate)] == [0, 1])
+    assert spine.deliveries[second[0]] == 1
+
+
+def _own_consumer(spine: Any, handler: Any, **policy: Any) -> AmqpBroker:
+    broker = AmqpBroker(spine.amqp_url, exchange=spine.exchange, topology=(), max_attempts=3, lanes=4)
+    broker.retry_policy = RetryPolicy(max_attempts=3, **policy)
+    broker.subscribe(spine.subscription, handler)
+    return broker
+
+
+async def test_database_outage_in_a_handler_is_waited_out_without_dead_lettering(
+    spine_factory: Any, dlq_reader: Any
+) -> None:
+    spine = await spine_factory(subscribe=False)
+    runs: dict[uuid.UUID, int] = defaultdict(int)
+
+    async def database_away_for_a_while(sub: Subscription, envelope: Envelope) -> None:
+        runs[envelope.event_id] += 1
+        if runs[envelope.event_id] <= 6:  # twice max_attempts: these must not count as attempts
+            raise OSError(111, "Connection refused")
+        await spine._count_then_dispatch(sub, envelope)
+
+    consumer = _own_consumer(spine, database_away_for_a_while, outage_backoff_min=0.05, outage_backoff_max=0.2)
+    try:
+        await consumer.start()
+        await consumer.wait_ready(30)
+        await spine.relay().start()
+        [event_id] = await spine.produce(spine.thing(n=1))
+        await spine.wait_for_effects(1, timeout=30)
+    finally:
+        await consumer.close()
+
+    assert runs[event_id] == 7
+    assert await spine.effects(event_id) == 1
+    assert await dlq_reader(spine.amqp_url, spine.subscription.dlq, timeout=1) == []
+
+
+async def test_retry_in_a_lane_whose_channel_was_lost_is_abandoned_and_the_redelivery_handles_it_once(
+    spine_factory: Any, private_vhost: str
+) -> None:
+    spine = await spine_factory(subscribe=False, amqp=private_vhost)
+    runs: dict[uuid.UUID, int] = defaultdict(int)
+
+    async def fails_once(sub: Subscription, envelope: Envelope) -> None:
+        runs[envelope.event_id] += 1
+        if runs[envelope.event_id] == 1:
+            raise RuntimeError("transient")
+        await spine._count_then_dispatch(sub, envelope)
+
+    consumer = _own_consumer(spine, fails_once, scale=15)  # first retry waits 3 s
+    try:
+        await consumer.start()
+        await consumer.wait_ready(30)
+        await spine.relay().start()
+        [event_id] = await spine.produce(spine.thing(n=1))
+        await eventually(lambda: runs[event_id] == 1, timeout=30)
+
+        vhost = private_vhost.rsplit("/", 1)[1]
+        proc = await asyncio.create_subprocess_exec(
+            "rabbitmqctl", "-q", "close_all_connections", "-p", vhost, "test", stdout=asyncio.subprocess.DEVNULL
+        )
+        assert await proc.wait() == 0
+        await spine.wait_for_effects(1, timeout=30)  # redelivered on the new channel
+        await asyncio.sleep(3.5)  # the old lane's retry timer has run out by now
+    finally:
+        await consumer.close()
+
+    assert runs[event_id] == 2  # the failure, then the redelivery; the stale retry never ran
+    assert await spine.effects(event_id) == 1
