@@ -11,6 +11,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from shared.messaging.amqp import AmqpBroker
@@ -94,6 +95,7 @@ async def test_one_aggregates_events_apply_in_order_with_two_relays_and_two_cons
     assert all(r.published_at is not None for r in await spine.outbox_rows())
 
 
+@pytest.mark.slow  # about 21 s: the production retry waits
 async def test_poison_message_reaches_its_dlq_within_a_minute_while_the_queue_keeps_flowing(
     spine: Any, dlq_reader: Any
 ) -> None:
