@@ -21,8 +21,8 @@ from shared.contracts.base import Event
 from shared.messaging.envelope import Envelope
 from shared.testing import eventually, sign_up_body
 
-#: fast verification polling and a quick test run
-FAST: dict[str, Any] = {"verification_poll_seconds": 0.1}
+#: fast verification polling; small pools (the test machine's PostgreSQL is shared by many suites)
+FAST: dict[str, Any] = {"verification_poll_seconds": 0.1, "database_pool_size": 4, "database_max_overflow": 6}
 
 
 @dataclass
