@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import tempfile
 import time
@@ -21,7 +22,6 @@ from stdnum.cn import ric
 
 from identity.bootstrap import SERVICE_ROOT
 from identity.config import IdentitySettings
-from identity.crypto import build_cipher
 from identity.importer import run_import
 from shared import regions
 from shared.db import asyncpg_dsn
@@ -49,9 +49,9 @@ def generate(path: Path, rows: int, *, seed: int = 7) -> None:
             f.write(f"{name},居民身份证,{number},{mobile},v{i}@example.com,{region},L{i:08d},{i % 200}\n")
 
 
-async def main(rows: int, keep: bool) -> None:
-    settings = IdentitySettings(environment="test")
+async def main(rows: int, keep: bool, workers: int) -> None:
     url = await create_database("bench_import")
+    settings = IdentitySettings(environment="test", database_url=url)
     try:
         engine = create_async_engine(url)
         await upgrade_head(engine, SERVICE_ROOT)
@@ -67,12 +67,15 @@ async def main(rows: int, keep: bool) -> None:
             )
 
             started = time.perf_counter()
-            summary = await run_import(url, build_cipher(settings), path, file_format="csv")
+            summary = await run_import(settings, path, file_format="csv", workers=workers)
             t_import = time.perf_counter() - started
-            print(f"import: {summary.status}, inserted {summary.inserted_rows:,}, rejected {summary.rejected_rows:,}")
+            print(
+                f"import ({workers} worker processes): {summary.status}, "
+                f"inserted {summary.inserted_rows:,}, rejected {summary.rejected_rows:,}"
+            )
 
             started = time.perf_counter()
-            again = await run_import(url, build_cipher(settings), path, file_format="csv")
+            again = await run_import(settings, path, file_format="csv", workers=workers)
             t_again = time.perf_counter() - started
 
         columns = [
@@ -109,5 +112,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="importer processes")
     args = parser.parse_args()
-    asyncio.run(main(args.rows, args.keep))
+    asyncio.run(main(args.rows, args.keep, args.workers))

@@ -63,9 +63,9 @@ def write_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8") -> Pat
 async def load(identity: Identity, path: Path, **options: Any) -> ImportSummary:
     file_format = "xlsx" if path.suffix == ".xlsx" else "csv"
     return await run_import(
-        identity.settings.database_url,
-        identity.runtime.cipher,
+        identity.settings,
         path,
+        cipher=identity.runtime.cipher,
         file_format=file_format,
         clock=identity.clock,
         **options,
@@ -215,6 +215,23 @@ async def test_importing_the_same_file_twice_adds_nothing(identity: Identity, tm
     assert (second.inserted_rows, second.existing_rows) == (0, 3)
     for number in numbers:
         assert len(await records_with(identity, number)) == 1
+
+
+async def test_worker_processes_seal_rows_the_way_sign_up_finds_them(identity: Identity, tmp_path: Path) -> None:
+    numbers = [new_id() for _ in range(7)]
+    path = write_csv(
+        tmp_path / "workers.csv",
+        [row(f"尤{i}", n) for i, n in enumerate(numbers)] + [row("尤坏", new_id(), mobile="0")],
+    )
+
+    summary = await load(identity, path, batch_size=2, workers=2)
+
+    assert (summary.status, summary.inserted_rows, summary.rejected_rows) == ("succeeded", 7, 1)
+    [(line, code, _, _)] = await rejections(identity, summary.job_id)
+    assert (line, code) == (9, "mobile_invalid")
+    _, account = await identity.sign_up(id_number=numbers[3], real_name="尤3")
+    [claimed] = await records_with(identity, numbers[3])
+    assert (account["id"], claimed.status) == (str(claimed.id), "active")
 
 
 async def test_several_records_with_one_number_are_kept_and_open_one_duplicate_case(

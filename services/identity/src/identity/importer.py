@@ -25,10 +25,15 @@ import codecs
 import csv
 import hashlib
 import json
+import multiprocessing
+import operator
+import os
 import re
 import sys
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -44,7 +49,8 @@ from stdnum.cn import ric
 
 from identity import errors as identity_errors
 from identity.bootstrap import IdentityRuntime
-from identity.crypto import DataCipher
+from identity.config import IdentitySettings
+from identity.crypto import DataCipher, build_cipher
 from identity.domain import documents
 from identity.domain.documents import DocumentType
 from identity.import_models import JOB_FAILED, JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, ImportJob, ImportRejection
@@ -131,6 +137,18 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "service_hours": ("service_hours", "服务时长", "服务时长(小时)", "累计服务时长"),
 }
 REQUIRED_COLUMNS = ("real_name", "id_number", "mobile", "region_code")
+#: the order of a row's values as the checker takes them
+FIELDS = (
+    "real_name",
+    "document_type",
+    "id_number",
+    "mobile",
+    "email",
+    "region_code",
+    "birth_date",
+    "volunteer_number",
+    "service_hours",
+)
 _ALIAS_TO_FIELD = {alias: name for name, aliases in COLUMN_ALIASES.items() for alias in aliases}
 
 DOCUMENT_TYPE_NAMES: dict[str, DocumentType] = {
@@ -218,6 +236,10 @@ ON CONFLICT (id_blind_index) WHERE status = 'open' DO NOTHING
 
 
 # -- rows ------------------------------------------------------------------------------------
+#: a row's values in FIELDS order
+Row = tuple[str, str, str, str, str, str, str, str, str]
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     line: int
@@ -303,43 +325,54 @@ def record_id(blind_index: bytes, name: str, legacy_number: str) -> str:
 
 
 class RowChecker:
-    """Turns one row (field → text) into a staging record, or says why not. Pure but for the
-    cipher: the same checks and the same sealing as sign-up, so sign-up finds the record."""
+    """Turns one row (values in :data:`FIELDS` order) into a staging record, or says why not.
+    Pure but for the cipher: the same checks and sealing as sign-up, so sign-up finds the record."""
 
     def __init__(self, cipher: DataCipher, today: date) -> None:
         self.cipher = cipher
         self.today = today
         self._context = {t: t.value.encode() for t in DocumentType}
 
-    def check(self, line: int, row: dict[str, str]) -> tuple[Any, ...] | Rejection:
+    def check_chunk(self, chunk: list[tuple[int, Row | None]]) -> Batch:
+        batch = Batch(rows=len(chunk))
+        check, records, rejections = self.check, batch.records, batch.rejections
+        for line, values in chunk:
+            result = Rejection(line, ROW_MALFORMED.code, None, None) if values is None else check(line, values)
+            if isinstance(result, Rejection):
+                rejections.append(result)
+            else:
+                records.append(result)
+        return batch
+
+    def check(self, line: int, values: Row) -> tuple[Any, ...] | Rejection:
         masked: str | None = None
+        name, doc_name, raw_number, raw_mobile, email, region, raw_birth, legacy_number, raw_hours = values
         try:
-            name = row.get("real_name", "")
+            name = name.strip()
             if not name:
                 raise _Reject(NAME_MISSING, "real_name")
             if len(name) > 100:
                 raise _Reject(NAME_TOO_LONG, "real_name")
-            doc_type = DOCUMENT_TYPE_NAMES.get(row.get("document_type", "").lower())
+            doc_type = DOCUMENT_TYPE_NAMES.get(doc_name.strip().lower())
             if doc_type is None:
                 raise _Reject(DOCUMENT_TYPE_INVALID, "document_type")
-            raw_number = row.get("id_number", "")
             if not raw_number:
                 raise _Reject(ID_NUMBER_MISSING, "id_number")
             number = _SEPARATORS.sub("", raw_number).upper()
             masked = documents.mask_number(doc_type, number)[:32]
-            given_birth = _parse_birth_date(row.get("birth_date", ""))
+            given_birth = _parse_birth_date(raw_birth.strip())
             born = self._check_number(doc_type, number, given_birth)
-            mobile = self._checked(documents.check_mobile, row.get("mobile", ""), "mobile")
-            region = row.get("region_code", "")
+            mobile = self._checked(documents.check_mobile, raw_mobile, "mobile")
+            region = region.strip()
             if not regions.is_valid(region):
                 raise _Reject(identity_errors.REGION_INVALID, "region_code")
-            email = row.get("email", "")
+            email = email.strip()
             if email and (len(email) > 254 or not _EMAIL.match(email)):
                 raise _Reject(identity_errors.EMAIL_INVALID, "email")
-            legacy_number = row.get("volunteer_number", "")
+            legacy_number = legacy_number.strip()
             if legacy_number and not _VOLUNTEER_NUMBER.match(legacy_number):
                 raise _Reject(VOLUNTEER_NUMBER_INVALID, "volunteer_number")
-            hours = _parse_hours(row.get("service_hours", ""))
+            hours = _parse_hours(raw_hours.strip())
         except _Reject as reject:
             return Rejection(line, reject.spec.code, reject.field, masked)
         name = " ".join(name.split())
@@ -407,15 +440,20 @@ def resolve_encoding(path: Path, requested: str) -> str:
     return "gb18030"
 
 
-def _header_fields(header: Iterable[Any]) -> list[str | None]:
-    fields: list[str | None] = []
-    for cell in header:
-        key = re.sub(r"\s+", "", str(cell or "")).lower().lstrip("\ufeff")
-        fields.append(_ALIAS_TO_FIELD.get(key))
-    missing = [name for name in REQUIRED_COLUMNS if name not in fields]
+def _row_getter(header: Iterable[Any]) -> tuple[int, Callable[[list[str]], Row]]:
+    """The header's width, and a getter that picks a row's values in :data:`FIELDS` order
+    from its cells with one empty cell appended (where absent columns point)."""
+    columns: dict[str, int] = {}
+    width = 0
+    for width, cell in enumerate(header, start=1):
+        field_name = _ALIAS_TO_FIELD.get(re.sub(r"\s+", "", str(cell or "")).lower().lstrip("\ufeff"))
+        if field_name is not None:
+            columns.setdefault(field_name, width - 1)
+    missing = [name for name in REQUIRED_COLUMNS if name not in columns]
     if missing:
         raise AppError(IMPORT_HEADER_INVALID, {"missing": missing}, params={"missing": ", ".join(missing)})
-    return fields
+    getter: Callable[[list[str]], Row] = operator.itemgetter(*(columns.get(name, -1) for name in FIELDS))
+    return width, getter
 
 
 def _cell_text(value: Any) -> str:
@@ -430,7 +468,7 @@ def _cell_text(value: Any) -> str:
     return str(value).strip()
 
 
-Rows = Iterator[tuple[int, dict[str, str] | None]]
+Rows = Iterator[tuple[int, Row | None]]
 
 
 class SourceFile:
@@ -486,23 +524,22 @@ class SourceFile:
         if header is None:
             self.close()
             raise AppError(IMPORT_HEADER_INVALID, {"missing": list(REQUIRED_COLUMNS)}, params={"missing": "*"})
-        fields = _header_fields(header)
-        return self._csv_rows(reader, fields)
+        width, getter = _row_getter(header)
+        return self._csv_rows(reader, width, getter)
 
     @staticmethod
-    def _csv_rows(reader: Any, fields: list[str | None]) -> Rows:
-        width = len(fields)
+    def _csv_rows(reader: Any, width: int, getter: Callable[[list[str]], Row]) -> Rows:
         try:
             for cells in reader:
-                if not cells or not any(cells):
-                    continue
-                if len(cells) != width and any(cells[width:]):
-                    yield reader.line_num, None
-                    continue
-                yield (
-                    reader.line_num,
-                    {name: cell.strip() for name, cell in zip(fields, cells, strict=False) if name is not None},
-                )
+                if len(cells) != width:
+                    if not any(cells):
+                        continue  # a blank line
+                    if any(cells[width:]):
+                        yield reader.line_num, None
+                        continue
+                    cells = cells[:width] + [""] * (width - len(cells))
+                cells.append("")
+                yield reader.line_num, getter(cells)
         except UnicodeDecodeError:
             raise AppError(IMPORT_ENCODING_INVALID) from None
 
@@ -519,16 +556,20 @@ class SourceFile:
         if header is None:
             self.close()
             raise AppError(IMPORT_HEADER_INVALID, {"missing": list(REQUIRED_COLUMNS)}, params={"missing": "*"})
-        fields = _header_fields(header)
-        return self._xlsx_rows(rows, fields)
+        width, getter = _row_getter(header)
+        return self._xlsx_rows(rows, width, getter)
 
     @staticmethod
-    def _xlsx_rows(rows: Iterator[tuple[Any, ...]], fields: list[str | None]) -> Rows:
+    def _xlsx_rows(rows: Iterator[tuple[Any, ...]], width: int, getter: Callable[[list[str]], Row]) -> Rows:
         for line, cells in enumerate(rows, start=2):
             texts = [_cell_text(c) for c in cells]
             if not any(texts):
                 continue
-            yield line, {name: text for name, text in zip(fields, texts, strict=False) if name is not None}
+            if any(texts[width:]):
+                yield line, None
+                continue
+            texts = texts[:width] + [""] * (width - len(texts)) + [""]
+            yield line, getter(texts)
 
 
 def guess_format(filename: str) -> str:
@@ -551,23 +592,29 @@ def file_facts(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def batches(rows: Rows, checker: RowChecker, size: int) -> Iterator[Batch]:
-    batch = Batch()
-    for line, row in rows:
-        batch.rows += 1
-        if row is None:
-            batch.rejections.append(Rejection(line, ROW_MALFORMED.code, None, None))
-        else:
-            result = checker.check(line, row)
-            if isinstance(result, Rejection):
-                batch.rejections.append(result)
-            else:
-                batch.records.append(result)
-        if batch.rows >= size:
-            yield batch
-            batch = Batch()
-    if batch.rows:
-        yield batch
+def chunks(rows: Rows, size: int) -> Iterator[list[tuple[int, Row | None]]]:
+    chunk: list[tuple[int, Row | None]] = []
+    for item in rows:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+# Worker processes check and seal chunks with a cipher of their own, built from the settings.
+_WORKER_CHECKER: RowChecker | None = None
+
+
+def _start_worker(settings: IdentitySettings, today: date) -> None:
+    global _WORKER_CHECKER  # one checker per worker process
+    _WORKER_CHECKER = RowChecker(build_cipher(settings), today)
+
+
+def _check_in_worker(chunk: list[tuple[int, Row | None]]) -> Batch:
+    assert _WORKER_CHECKER is not None
+    return _WORKER_CHECKER.check_chunk(chunk)
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -641,9 +688,17 @@ async def _load_batch(conn: asyncpg.Connection, job_id: uuid.UUID, batch: Batch,
     return len(inserted), cases
 
 
+@dataclass(frozen=True)
+class ImportOptions:
+    file_format: str
+    encoding: str = "auto"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    #: processes that check and seal rows (1: a thread of this process)
+    workers: int = 1
+
+
 async def run_import(
-    database_url: str,
-    cipher: DataCipher,
+    settings: IdentitySettings,
     path: Path,
     *,
     file_format: str,
@@ -651,13 +706,17 @@ async def run_import(
     job_id: uuid.UUID | None = None,
     clock: Clock | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int = 1,
+    cipher: DataCipher | None = None,
     progress: Progress | None = None,
     on_rejections: Callable[[list[Rejection]], None] | None = None,
 ) -> ImportSummary:
-    """Import one file. Creates a CLI job unless given one; never raises for the file's
-    content: a file-level refusal ends the job as failed with its code."""
+    """Import one file into ``settings.database_url``, sealing with the keys of ``settings``.
+    Creates a CLI job unless given one; never raises for the file's content: a file-level
+    refusal ends the job as failed with its code."""
     clock = clock or SystemClock()
-    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    options = ImportOptions(file_format, encoding, batch_size, max(workers, 1))
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
     try:
         if job_id is None:
             size, sha256 = await asyncio.to_thread(file_facts, path)
@@ -671,7 +730,16 @@ async def run_import(
         log.info("import_started", job_id=str(job_id), file_format=file_format)
         try:
             await _import_rows(
-                conn, cipher, path, file_format, encoding, job_id, clock, batch_size, summary, progress, on_rejections
+                conn,
+                settings,
+                cipher or build_cipher(settings),
+                path,
+                options,
+                job_id,
+                clock,
+                summary,
+                progress,
+                on_rejections,
             )
             summary.status = JOB_SUCCEEDED
         except AppError as exc:
@@ -704,37 +772,53 @@ async def run_import(
 
 async def _import_rows(
     conn: asyncpg.Connection,
+    settings: IdentitySettings,
     cipher: DataCipher,
     path: Path,
-    file_format: str,
-    encoding: str,
+    options: ImportOptions,
     job_id: uuid.UUID,
     clock: Clock,
-    batch_size: int,
     summary: ImportSummary,
     progress: Progress | None,
     on_rejections: Callable[[list[Rejection]], None] | None,
 ) -> None:
-    source = await asyncio.to_thread(SourceFile, path, file_format, encoding)
+    source = await asyncio.to_thread(SourceFile, path, options.file_format, options.encoding)
+    loop = asyncio.get_running_loop()
+    executor: Executor
+    check: Callable[[list[tuple[int, Row | None]]], Batch]
+    if options.workers > 1:
+        executor = ProcessPoolExecutor(
+            options.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(settings, local_today(clock)),
+        )
+        check = _check_in_worker
+    else:
+        executor = ThreadPoolExecutor(1, thread_name_prefix="identity-import")
+        check = RowChecker(cipher, local_today(clock)).check_chunk
+    raw = chunks(iter(source), options.batch_size)
+    inflight: deque[asyncio.Future[Batch]] = deque()
+
+    async def fill() -> None:
+        # Keep every worker busy (and one chunk ready) while the database loads a batch.
+        while len(inflight) < options.workers + 1:
+            chunk = await asyncio.to_thread(next, raw, None)
+            if chunk is None:
+                return
+            inflight.append(loop.run_in_executor(executor, check, chunk))
+
     try:
         await conn.execute("UPDATE import_jobs SET encoding = $2 WHERE id = $1", job_id, source.encoding)
         await conn.execute(STAGING_DDL)
-        checker = RowChecker(cipher, local_today(clock))
-        produce = batches(iter(source), checker, batch_size)
-
-        def next_batch() -> Batch | None:
-            return next(produce, None)
-
-        # Parse and seal the next batch in a thread while the database loads this one.
-        pending = asyncio.ensure_future(asyncio.to_thread(next_batch))
-        while (batch := await pending) is not None:
-            pending = asyncio.ensure_future(asyncio.to_thread(next_batch))
+        await fill()
+        while inflight:
+            batch = await inflight.popleft()
+            loading = asyncio.ensure_future(_load_batch(conn, job_id, batch, clock.now()))
             try:
-                inserted, cases = await _load_batch(conn, job_id, batch, clock.now())
-            except BaseException:
-                pending.cancel()
-                await asyncio.gather(pending, return_exceptions=True)
-                raise
+                await fill()
+            finally:
+                inserted, cases = await loading  # never leave the connection mid-statement
             summary.total_rows += batch.rows
             summary.inserted_rows += inserted
             summary.existing_rows += len(batch.records) - inserted
@@ -745,6 +829,9 @@ async def _import_rows(
             if progress is not None:
                 progress(batch.rows)
     finally:
+        for pending in inflight:
+            pending.cancel()
+        await asyncio.to_thread(executor.shutdown, True, cancel_futures=True)
         source.close()
 
 
@@ -813,9 +900,9 @@ def start(runtime: IdentityRuntime, job: ImportJob, path: Path, *, encoding: str
     async def run() -> ImportSummary:
         try:
             return await run_import(
-                runtime.settings.database_url,
-                runtime.cipher,
+                runtime.settings,
                 path,
+                cipher=runtime.cipher,
                 file_format=job.file_format,
                 encoding=encoding,
                 job_id=job.id,
@@ -871,6 +958,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--report", type=Path, help="rejected rows CSV (default: FILE.rejected.csv)")
     parser.add_argument("--database-url", help="default: IDENTITY_DATABASE_URL")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="processes that check and seal rows (default: CPUs)"
+    )
     parser.add_argument("--lang", choices=("zh", "en"), default="zh", help="language of the report's messages")
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -879,11 +969,9 @@ def _parser() -> argparse.ArgumentParser:
 async def _cli(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from identity.config import IdentitySettings
-    from identity.crypto import build_cipher
-
     settings = IdentitySettings()
-    database_url = args.database_url or settings.database_url
+    if args.database_url:
+        settings = settings.model_copy(update={"database_url": args.database_url})
     file_format = args.format or guess_format(args.file.name)
     report_path: Path = args.report or args.file.with_name(args.file.name + ".rejected.csv")
     estimate = SourceFile(args.file, file_format, args.encoding)
@@ -897,12 +985,12 @@ async def _cli(args: argparse.Namespace) -> int:
             report.writelines(report_lines(rejections, args.lang, header=False))
 
         summary = await run_import(
-            database_url,
-            build_cipher(settings),
+            settings,
             args.file,
             file_format=file_format,
             encoding=args.encoding,
             batch_size=args.batch_size,
+            workers=args.workers,
             progress=bar.update,
             on_rejections=write_rejections,
         )
