@@ -239,6 +239,8 @@ class AmqpBroker:
         lanes = self._lanes[sub.queue]
 
         async def on_message(message: AbstractIncomingMessage) -> None:
+            if self._stopping:
+                return  # left unacked: returned to the queue when the channel closes
             try:
                 envelope: Envelope | None = Envelope.from_bytes(message.body)
             except ValidationError:
@@ -275,12 +277,14 @@ class AmqpBroker:
             await _settle(message.reject(requeue=False))  # the queue dead-letters it into <queue>.dlq
 
     async def close(self) -> None:
+        # Handlers first (their transactions roll back), then the channel: when the broker hands
+        # the unacked messages to the next consumer, none of ours is still running beside it.
         self._stopping = True
+        await asyncio.gather(*(lanes.close() for lanes in self._lanes.values()), return_exceptions=True)
         if self._consume_task is not None:
             self._consume_task.cancel()
             await asyncio.gather(self._consume_task, return_exceptions=True)
             self._consume_task = None
-        await asyncio.gather(*(lanes.close() for lanes in self._lanes.values()), return_exceptions=True)
         self._lanes = {}
         self._slots = {}
         await self._drop_publisher()
