@@ -232,7 +232,13 @@ def start_teams(database_factory: Callable[[str], Awaitable[str]]) -> StartTeams
             database_url=await database_factory("teams"),
             amqp_url=amqp_url,
             jwt_issuer=ISSUER,
-            **{**TEST_OVERRIDES, "review_sweep_interval_seconds": 3600.0, **overrides},
+            **{
+                **TEST_OVERRIDES,
+                "review_sweep_interval_seconds": 3600.0,
+                "database_pool_size": 4,
+                "database_max_overflow": 4,
+                **overrides,
+            },
         )
         identity = IdentityOutbox(await database_factory("identity_outbox"), amqp_url)
         await identity.start()

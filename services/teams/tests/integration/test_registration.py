@@ -215,6 +215,9 @@ async def test_unknown_fields_and_bad_input_are_refused_with_codes(teams: Any) -
     assert response.json()["code"] == "validation_failed"
     bad_email = teams.registration("330106", contact={**teams.contact(), "email": "not-an-address"})
     assert (await teams.register(applicant, bad_email)).json()["code"] == "validation_failed"
+    nul = await teams.register(applicant, teams.registration("330106", name="阳光\x00志愿服务队"))
+    assert nul.status_code == 422
+    assert nul.json()["code"] == "validation_failed"
     unknown_region = await teams.register(applicant, teams.registration("339999"))
     assert unknown_region.status_code == 422
     assert unknown_region.json()["code"] == "region_invalid"

@@ -39,10 +39,10 @@ def encode_cursor(*parts: object) -> str:
 def decode_time_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         when, ident = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        moment = datetime.fromisoformat(when)
+        moment = datetime.fromisoformat(str(when))
         if moment.tzinfo is None:
             raise ValueError("naive")
-        return moment, uuid.UUID(ident)
+        return moment, uuid.UUID(str(ident))
     except (ValueError, TypeError) as exc:
         raise AppError(CURSOR_INVALID) from exc
 
@@ -50,6 +50,6 @@ def decode_time_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 def decode_name_cursor(cursor: str) -> tuple[str, uuid.UUID]:
     try:
         name, ident = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return str(name), uuid.UUID(ident)
+        return str(name), uuid.UUID(str(ident))
     except (ValueError, TypeError) as exc:
         raise AppError(CURSOR_INVALID) from exc

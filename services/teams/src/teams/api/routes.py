@@ -116,7 +116,13 @@ async def create_root_team(
     return team_out(team)
 
 
-@router.get("/teams", response_model=TeamPage, tags=["teams"], summary="Approved teams, optionally within a region")
+@router.get(
+    "/teams",
+    response_model=TeamPage,
+    tags=["teams"],
+    summary="Approved teams, optionally within a region",
+    responses=error_responses(E.CURSOR_INVALID),
+)
 async def list_teams(
     uow: UoW,
     region_code: str | None = Query(None, pattern=r"^\d{2,12}$"),

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from teams.domain.kinds import TeamKind
 
 JoinMode = Literal["reject_anyone", "anyone", "approval"]
 Outcome = Literal["approved", "rejected"]
 REGION_CODE = r"^\d{6}(\d{3})?$"
+
+
+#: no control characters (NUL above all, which PostgreSQL cannot store) in names, addresses or
+#: messages; in the schema, so clients and fuzzers know it too
+NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"
+Text = Annotated[str, StringConstraints(pattern=NO_CONTROL)]
 
 
 class Input(BaseModel):
@@ -35,17 +41,17 @@ class RegionDetail(RegionOut):
 class TeamContact(Input):
     """Published contact details of a team (shown to pending applicants, T8)."""
 
-    person: str = Field(min_length=1, max_length=60)
+    person: Text = Field(min_length=1, max_length=60)
     phone: str = Field(pattern=r"^[0-9+\-() ]{5,30}$")
     email: EmailStr
-    address: str = Field(min_length=1, max_length=200)
+    address: Text = Field(min_length=1, max_length=200)
 
 
 class TeamRegistration(Input):
-    name: str = Field(min_length=1, max_length=80)
+    name: Text = Field(min_length=1, max_length=80)
     region_code: str = Field(pattern=REGION_CODE)
     kind: TeamKind
-    uscc: str | None = Field(None, max_length=40, description="unified social credit code (social organisations)")
+    uscc: Text | None = Field(None, max_length=40, description="unified social credit code (social organisations)")
     registration_authority_region: str | None = Field(
         None, pattern=r"^\d{6}$", description="region of the civil-affairs bureau it is registered with"
     )
@@ -54,10 +60,10 @@ class TeamRegistration(Input):
 
 
 class RootTeamCreate(Input):
-    name: str = Field(min_length=1, max_length=80)
+    name: Text = Field(min_length=1, max_length=80)
     region_code: str = Field(pattern=REGION_CODE)
     kind: TeamKind = TeamKind.OTHER
-    uscc: str | None = Field(None, max_length=40)
+    uscc: Text | None = Field(None, max_length=40)
     registration_authority_region: str | None = Field(None, pattern=r"^\d{6}$")
     contact: TeamContact
     #: a verified volunteer who becomes the team's first admin
@@ -119,7 +125,7 @@ class LiaisonAuthorisationOut(BaseModel):
 # -- review -------------------------------------------------------------------------------------
 class ReviewDecision(Input):
     outcome: Outcome
-    reason: str | None = Field(None, max_length=500)
+    reason: Text | None = Field(None, max_length=500)
 
 
 class ReviewerOut(BaseModel):
@@ -152,12 +158,12 @@ class ReminderOut(BaseModel):
 
 # -- membership ---------------------------------------------------------------------------------
 class JoinApplication(Input):
-    message: str | None = Field(None, max_length=500)
+    message: Text | None = Field(None, max_length=500)
 
 
 class JoinDecision(Input):
     outcome: Outcome
-    reason: str | None = Field(None, max_length=500)
+    reason: Text | None = Field(None, max_length=500)
 
 
 class JoinResult(BaseModel):
@@ -198,7 +204,7 @@ class MyJoinRequest(BaseModel):
 
 class InvitationCreate(Input):
     account_id: uuid.UUID | None = None
-    volunteer_number: str | None = Field(None, max_length=40)
+    volunteer_number: Text | None = Field(None, max_length=40)
 
 
 class InvitationOut(BaseModel):
