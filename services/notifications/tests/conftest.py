@@ -34,6 +34,9 @@ FAST_RETRIES: dict[str, Any] = {
     "mail_retry_base_seconds": 0.05,
     "mail_retry_max_seconds": 0.4,
     "mail_max_attempts": 200,
+    # the PostgreSQL server is shared by every suite running on the machine: stay small
+    "database_pool_size": 3,
+    "database_max_overflow": 5,
 }
 
 
@@ -58,7 +61,7 @@ class Producer:
         self.database_url = database_url
         self.metadata = new_metadata()
         self.messaging = define_messaging_tables(self.metadata, "producer")
-        self.engine = make_engine(database_url, pool_size=5, max_overflow=5)
+        self.engine = make_engine(database_url, pool_size=2, max_overflow=3)
         self.session_factory = make_session_factory(self.engine)
         self.broker = AmqpBroker(amqp_url)
         self.relay = OutboxRelay(

@@ -74,7 +74,7 @@ async def keep_recipient(
         language=event.language,
         updated_at=envelope.occurred_at,
     )
-    await uow.session.execute(
+    stored = await uow.session.execute(
         stmt.on_conflict_do_update(
             index_elements=[Recipient.account_id],
             set_={
@@ -85,11 +85,14 @@ async def keep_recipient(
             },
             # an older event arriving late never overwrites a newer address
             where=Recipient.updated_at <= stmt.excluded.updated_at,
-        )
+        ).returning(Recipient.account_id)
     )
-    recipient = await uow.session.get(Recipient, event.account_id, populate_existing=True)
-    if recipient is not None:
-        await resolve_awaiting(uow, runtime.templates, recipient)
+    if stored.first() is None:
+        return  # a stale event: the read model already holds something newer
+    recipient = Recipient(
+        account_id=event.account_id, email=event.email, display_name=event.display_name, language=event.language
+    )
+    await resolve_awaiting(uow, runtime.templates, recipient)
 
 
 @handlers("welcome_email")

@@ -216,6 +216,7 @@ async def resolve_awaiting(uow: UnitOfWork, templates: Templates, recipient: Rec
                 select(Email)
                 .where(Email.recipient_account_id == recipient.account_id, Email.to_address == "")
                 .with_for_update()
+                .execution_options(populate_existing=True)
             )
         )
         .scalars()

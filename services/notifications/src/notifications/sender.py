@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 from datetime import datetime, timedelta
 
 from prometheus_client import Counter
@@ -52,12 +53,22 @@ class EmailSender:
         self.transport = transport
         self.settings = settings
         self.clock = clock
-        self._wakes = [asyncio.Event() for _ in range(max(1, settings.mail_senders))]
+        self._loops = max(1, settings.mail_senders)
+        #: wake events of the loops waiting for work, longest-waiting first
+        self._idle: deque[asyncio.Event] = deque()
+        #: a notification came while every loop was busy
+        self._missed = False
 
     def wake(self) -> None:
-        """New emails are due (LISTEN/NOTIFY from the queueing transaction)."""
-        for event in self._wakes:
-            event.set()
+        """New emails are due (LISTEN/NOTIFY from the queueing transaction): wake one idle loop,
+        not all of them (the others would only run empty claims), or tell a busy one to look
+        again before it rests."""
+        while self._idle:
+            event = self._idle.popleft()
+            if not event.is_set():
+                event.set()
+                return
+        self._missed = True
 
     def retry_delay(self, attempts: int) -> float:
         """Exponential back-off with "equal jitter": the nominal delay (base doubling per attempt,
@@ -71,30 +82,41 @@ class EmailSender:
 
     async def run(self) -> None:
         try:
-            await asyncio.gather(*(self._loop(wake) for wake in self._wakes))
+            await asyncio.gather(*(self._loop() for _ in range(self._loops)))
         finally:
             await self.transport.close()
 
-    async def _loop(self, wake: asyncio.Event) -> None:
+    async def _loop(self) -> None:
+        wake = asyncio.Event()
         backoff = 0.5
         while True:
             try:
+                # whoever clears the flag claims afterwards, so it sees what was notified
+                self._missed = False
                 handled = await self.send_due()
                 backoff = 0.5
                 if handled >= self.settings.mail_send_batch:
+                    self.wake()  # more are due: bring another loop in
                     continue
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("sender_failed", error=repr(exc)[:200])
+                # the type only: a database error's text can carry the statement's parameters
+                log.warning("sender_failed", error=type(exc).__name__)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
                 continue
+            if self._missed:
+                continue
             wake.clear()
+            self._idle.append(wake)
             try:
                 await asyncio.wait_for(wake.wait(), timeout=self.settings.mail_poll_interval)
             except TimeoutError:
                 pass
+            finally:
+                if wake in self._idle:
+                    self._idle.remove(wake)
 
     async def send_due(self) -> int:
         """Send one batch of due emails. Returns how many were tried."""
@@ -116,13 +138,18 @@ class EmailSender:
             if emails:
                 failpoint("sender_before_send")
             server_down: TemporarySendError | None = None
+            outcomes: list[dict[str, object]] = []
             for email in emails:
-                server_down = await self._send_one(session, email, server_down)
+                outcome, server_down = await self._send_one(email, server_down)
+                outcomes.append({"id": email.id, **outcome})
+            if outcomes:
+                # one executemany for the batch (grouped by the columns each outcome sets)
+                await session.execute(update(Email), outcomes)
             return len(emails)
 
     async def _send_one(
-        self, session: AsyncSession, email: Email, server_down: TemporarySendError | None
-    ) -> TemporarySendError | None:
+        self, email: Email, server_down: TemporarySendError | None
+    ) -> tuple[dict[str, object], TemporarySendError | None]:
         """Send one email and record the outcome. Once the server could not be reached, the rest
         of the batch is deferred with that reason without trying: a dead server would otherwise
         cost a connection timeout per email while the batch's rows stay locked."""
@@ -147,8 +174,7 @@ class EmailSender:
             SENT.labels(email.template).inc()
             log.debug("email_sent", email_id=str(email.id), template=email.template)
             values = {"status": SENT_STATUS, "attempts": attempts, "sent_at": now, "last_error": None}
-        await session.execute(update(Email).where(Email.id == email.id).values(**values))
-        return server_down
+        return values, server_down
 
     def _deferred(self, email: Email, attempts: int, now: datetime, exc: Exception) -> dict[str, object]:
         # TemporarySendError (server down, timeout, 4xx) or a bug building the message: a poison
@@ -160,5 +186,5 @@ class EmailSender:
             return {"status": FAILED_STATUS, "attempts": attempts, "last_error": reason}
         DEFERRED.labels(email.template).inc()
         delay = self.retry_delay(attempts)
-        log.warning("email_deferred", email_id=str(email.id), attempts=attempts, retry_in=round(delay, 2))
+        log.info("email_deferred", email_id=str(email.id), attempts=attempts, retry_in=round(delay, 2))
         return {"attempts": attempts, "last_error": reason, "next_attempt_at": now + timedelta(seconds=delay)}
