@@ -52,7 +52,7 @@ from teams.models import (
     Membership,
     Team,
 )
-from teams.registration import _set_contact
+from teams.registration import set_contact
 from teams.repository import TeamsRepository
 
 Role = Literal["admin", "project_lead"]
@@ -78,7 +78,7 @@ async def update_settings(uow: UnitOfWork, principal: Principal, team_id: uuid.U
     if data.join_mode is not None:
         team.join_mode = data.join_mode
     if data.contact is not None:
-        _set_contact(team, data.contact)
+        set_contact(team, data.contact)
     return team
 
 

@@ -61,7 +61,7 @@ def _local(moment: datetime) -> str:
     return moment.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M")
 
 
-def _set_contact(team: Team, contact: TeamContact) -> None:
+def set_contact(team: Team, contact: TeamContact) -> None:
     team.contact_person = contact.person
     team.contact_phone = contact.phone
     team.contact_email = str(contact.email)
@@ -148,7 +148,7 @@ async def register_team(uow: UnitOfWork, clock: Clock, principal: Principal, dat
         applicant_account_id=principal.account_id,
         submitted_at=now,
     )
-    _set_contact(team, data.contact)
+    set_contact(team, data.contact)
     uow.session.add(team)
     uow.track(team)
     await _flush_new_team(uow)
@@ -198,10 +198,21 @@ async def create_root_team(uow: UnitOfWork, clock: Clock, principal: Principal, 
         decided_at=now,
         decided_by=principal.account_id,
     )
-    _set_contact(team, data.contact)
+    set_contact(team, data.contact)
     uow.session.add(team)
     uow.track(team)
     await _flush_new_team(uow)
+    # Other services learn of a root team as of any approved one (projects keeps approved teams).
+    team.raise_event(
+        TeamApproved(
+            team_id=team.id,
+            name=team.name,
+            region_code=team.region_code,
+            applicant_account_id=data.admin_account_id or principal.account_id,
+            reviewed_by_account_id=principal.account_id,
+            reason="由管理员直接创建的联络团体",
+        )
+    )
     if data.liaison_authorised:
         team.raise_event(
             TeamLiaisonAuthorised(team_id=team.id, region_code=team.region_code, by_account_id=principal.account_id)

@@ -206,6 +206,9 @@ async def test_root_teams_are_created_by_admins_of_the_region_only(teams: Any) -
     assert inside.status_code == 201, inside.text
     assert inside.json()["is_root"]
     assert inside.json()["status"] == "approved"
+    [approved] = await teams.events("team.approved", inside.json()["id"])
+    assert approved["reviewed_by_account_id"] == str(ningbo_admin.account_id)
+    assert await teams.events("team.liaison_authorised", inside.json()["id"])
 
 
 async def test_unknown_fields_and_bad_input_are_refused_with_codes(teams: Any) -> None:
