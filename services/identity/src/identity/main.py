@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from identity.api import admin_routes, card_routes, import_routes, routes, team_routes, tokens, verification_routes
+from identity.api import (
+    admin_routes,
+    audit_routes,
+    card_routes,
+    import_routes,
+    routes,
+    team_routes,
+    tokens,
+    verification_routes,
+)
 from identity.bootstrap import SERVICE_ROOT, IdentityRuntime, build_runtime
 from identity.config import IdentitySettings
 from shared.service import build_app
@@ -21,6 +30,7 @@ def create_app(settings: IdentitySettings | None = None, runtime: IdentityRuntim
             routes.router,
             tokens.router,
             admin_routes.router,
+            audit_routes.router,
             verification_routes.router,
             team_routes.router,
             card_routes.router,

@@ -130,6 +130,29 @@ class Audit:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def page(
+        self,
+        *,
+        subject_account_id: uuid.UUID | None,
+        actor_id: uuid.UUID | None,
+        action: str | None,
+        before: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> Sequence[AuditEntry]:
+        """Newest first."""
+        query = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit)
+        if subject_account_id is not None:
+            query = query.where(AuditEntry.subject_account_id == subject_account_id)
+        if actor_id is not None:
+            query = query.where(AuditEntry.actor_id == actor_id)
+        if action is not None:
+            query = query.where(AuditEntry.action == action)
+        if before is not None:
+            query = query.where(
+                (AuditEntry.at < before[0]) | ((AuditEntry.at == before[0]) & (AuditEntry.id < before[1]))
+            )
+        return (await self.session.execute(query)).scalars().all()
+
     def write(
         self,
         *,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -242,3 +242,38 @@ class CardCheckOut(BaseModel):
     masked_name: str | None = None
     volunteer_number: str | None = None
     issued_on: date | None = None
+
+
+# -- administration: audit log and account search ----------------------------------------------
+class AuditEntryOut(BaseModel):
+    id: uuid.UUID
+    at: datetime
+    actor_id: uuid.UUID | None = None
+    action: str
+    subject_account_id: uuid.UUID | None = None
+    reason: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntryOut]
+    next_cursor: str | None = None
+
+
+class AccountSearchIn(_In):
+    """Exactly one of: a username, or an ID document (type and number)."""
+
+    username: str | None = Field(default=None, min_length=1, max_length=64)
+    document_type: DocumentType = DocumentType.RESIDENT_ID
+    id_number: str | None = Field(default=None, min_length=5, max_length=32)
+    reason: str = Field(min_length=4, max_length=500, description="Why the account is looked for (audited)")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> AccountSearchIn:
+        if (self.username is None) == (self.id_number is None):
+            raise ValueError("give either the username or the ID number")
+        return self
+
+
+class AccountSearchOut(BaseModel):
+    items: list[AccountOut]
