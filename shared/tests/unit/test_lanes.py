@@ -176,3 +176,39 @@ def _wrapped(orig: BaseException) -> sqlalchemy.exc.DBAPIError:
 )
 def test_infrastructure_outages_are_told_apart_from_bad_messages(error: BaseException, outage: bool) -> None:
     assert is_infrastructure_outage(error) is outage
+
+
+async def test_at_most_lanes_handlers_run_at_once_and_a_waiting_retry_frees_its_slot() -> None:
+    broker = InProcessBroker(lanes=2, max_attempts=3)
+    broker.retry_policy = RetryPolicy(max_attempts=3, scale=10.0)  # first retry waits 2 s
+    running = 0
+    peak = 0
+    done: list[str] = []
+    failed: set[uuid.UUID] = set()
+
+    async def handler(sub: Subscription, env: Envelope) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            await asyncio.sleep(0.01)
+            if env.aggregate_id in ("x", "y") and env.event_id not in failed:
+                failed.add(env.event_id)
+                raise RuntimeError("transient")
+            done.append(str(env.aggregate_id))
+        finally:
+            running -= 1
+
+    broker.subscribe(SUB, handler)
+    await broker.start()
+    try:
+        # x and y both wait for their retry: with their slots held the other eight would stall.
+        for aggregate in ["x", "y", *(f"a{i}" for i in range(8))]:
+            await broker.publish(envelope(aggregate, 0))
+        await eventually(lambda: len(done) == 8)
+        assert "x" not in done  # the others finished while x and y were still waiting to retry
+        assert "y" not in done
+        await eventually(lambda: len(done) == 10)
+    finally:
+        await broker.close()
+    assert peak == 2
