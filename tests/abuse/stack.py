@@ -119,8 +119,9 @@ async def _wait_ready(client: httpx.AsyncClient, name: str, url: str) -> None:
 
 
 async def seed_users(stack: Stack, signer: TokenSigner) -> None:
-    """Real accounts through identity's own API: two volunteers, a regional admin (Beijing
-    Dongcheng's city, 110100) and a national admin (bootstrapped as `create-admin` does)."""
+    """Real accounts through identity's own API: two volunteers, a regional admin of Beijing
+    (110000) and a national admin (bootstrapped as `create-admin` does)."""
+
     from identity.admin import create_national_admin
 
     identity = stack.apps["identity"]
@@ -130,7 +131,7 @@ async def seed_users(stack: Stack, signer: TokenSigner) -> None:
             response = await client.post("/api/v1/accounts", json=body)
             assert response.status_code == 201, response.text
             account_id = uuid.UUID(response.json()["id"])
-            region = "110100" if role == "regional_admin" else None
+            region = "110000" if role == "regional_admin" else None
             roles = ["volunteer", "regional_admin"] if region else ["volunteer"]
             stack.users[role] = User(
                 role=role,
@@ -159,7 +160,7 @@ async def seed_users(stack: Stack, signer: TokenSigner) -> None:
         regional = stack.users["regional_admin"]
         response = await client.put(
             f"/api/v1/admin/accounts/{regional.account_id}/roles",
-            json={"roles": ["volunteer", "regional_admin"], "admin_region": "110100"},
+            json={"roles": ["volunteer", "regional_admin"], "admin_region": "110000"},
             headers=admin.headers,
         )
         assert response.status_code == 200, response.text

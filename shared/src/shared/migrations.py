@@ -7,6 +7,7 @@ or through the service's ``migrate`` command in a deployment's pre-start step.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,20 @@ def alembic_config(service_root: Path, database_url: str) -> Config:
     return cfg
 
 
+#: Alembic's ``context`` and ``op`` are process-wide proxies: two migrations interleaving on one
+#: event loop (several services started together in one process, as standalone mode and the
+#: test stacks do) would clobber each other's context. One at a time per loop.
+_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _process_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _LOCKS.get(loop)
+    if lock is None:
+        lock = _LOCKS[loop] = asyncio.Lock()
+    return lock
+
+
 async def upgrade_head(engine: AsyncEngine, service_root: Path) -> None:
     cfg = alembic_config(service_root, engine.url.render_as_string(hide_password=False))
 
@@ -31,7 +46,7 @@ async def upgrade_head(engine: AsyncEngine, service_root: Path) -> None:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
 
-    async with engine.begin() as conn:
+    async with _process_lock(), engine.begin() as conn:
         await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('alembic_migrations'))"))
         await conn.run_sync(run)
 
