@@ -2,7 +2,12 @@
 
 * claims a batch in ``seq`` order with ``FOR UPDATE SKIP LOCKED`` (many replicas are safe);
 * keeps per-aggregate order: an event is held back while an earlier event of the same
-  aggregate is unpublished and not in this batch (another relay holds it, or it is backing off);
+  aggregate is unpublished and not in this batch (another relay holds it, or it is backing off),
+  so any number of relays publish one aggregate's events in ``seq`` order. ``seq`` is drawn when
+  the unit of work writes its outbox rows, just before commit and after its state changes were
+  flushed, so two transactions that both change the aggregate's row get ``seq`` in commit order
+  (the second waits for the first's row lock); events raised for one aggregate by transactions
+  that do not write its row are ordered only as their commits happen to fall;
 * publishes persistent + mandatory with publisher confirms and marks the rows published in
   the same transaction that holds their locks; a crash between the two republishes, and the
   consumers' inbox absorbs the duplicate;
