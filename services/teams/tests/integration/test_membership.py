@@ -288,6 +288,9 @@ async def test_team_under_review_is_hidden_from_strangers(teams: Any) -> None:
     assert (await teams.client.get(path, headers=teams.auth(applicant))).status_code == 200
     assert (await teams.client.get(path, headers=teams.auth(liaison_admin))).status_code == 200
     assert (await teams.client.get(f"{path}/review", headers=teams.auth(stranger))).status_code == 404
+    bad_token = await teams.client.get(path, headers={"Authorization": "Bearer not.a.token"})
+    assert bad_token.status_code == 401
+    assert bad_token.json()["code"] == "token_invalid"
 
 
 async def test_merged_volunteer_keeps_memberships_under_the_kept_account(teams: Any) -> None:

@@ -10,8 +10,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from shared.auth import Principal, TokenVerifier
 from shared.db import UnitOfWork
-from shared.errors import AppError
+from shared.errors import TOKEN_INVALID, AppError
 from teams.bootstrap import TeamsRuntime
 from teams.errors import CURSOR_INVALID
 
@@ -29,6 +30,22 @@ def get_uow(runtime: Runtime) -> UnitOfWork:
 
 
 UoW = Annotated[UnitOfWork, Depends(get_uow)]
+
+
+async def maybe_principal(request: Request) -> Principal | None:
+    """The caller when a token is given (a bad one is still 401), else None: for public reads
+    that show more to some callers. Kept out of OpenAPI's security so the operation reads as public."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AppError(TOKEN_INVALID, {"reason": "not_bearer"})
+    verifier: TokenVerifier = request.app.state.verifier
+    return await verifier.verify(token.strip())
+
+
+MaybePrincipal = Annotated[Principal | None, Depends(maybe_principal)]
 
 
 def encode_cursor(*parts: object) -> str:

@@ -7,12 +7,12 @@ import uuid
 from fastapi import APIRouter, Query
 
 from shared import regions
-from shared.auth import CurrentPrincipal, OptionalPrincipal, RegionalOrNationalAdmin, region_prefix
+from shared.auth import CurrentPrincipal, RegionalOrNationalAdmin, region_prefix
 from shared.errors import AppError, error_responses
 from teams import errors as E
 from teams import registration
 from teams.access import can_see, is_authority_reviewer, load_team
-from teams.api.deps import Runtime, UoW, decode_name_cursor, decode_time_cursor, encode_cursor
+from teams.api.deps import MaybePrincipal, Runtime, UoW, decode_name_cursor, decode_time_cursor, encode_cursor
 from teams.api.membership_routes import router as membership_router
 from teams.api.schemas import (
     HistoryEntry,
@@ -146,7 +146,7 @@ async def list_teams(
     summary="A team (one under review only to its applicant, admins and reviewers)",
     responses=error_responses(E.TEAM_NOT_FOUND),
 )
-async def get_team(team_id: uuid.UUID, principal: OptionalPrincipal, uow: UoW) -> TeamOut:
+async def get_team(team_id: uuid.UUID, principal: MaybePrincipal, uow: UoW) -> TeamOut:
     async with uow:
         repo = TeamsRepository(uow.session)
         team = await repo.team(team_id)
