@@ -20,7 +20,7 @@ import openpyxl
 from stdnum.cn import ric
 
 from identity.domain.documents import DocumentType, blind_index_input
-from identity.importer import ImportSummary, check_resident_id, run_import
+from identity.importer import ImportSummary, check_resident_id, run_import, segments
 from identity.importer import _Reject as Reject
 from identity.testing import Identity
 from shared.auth import ROLE_DATA_IMPORTER, ROLE_VOLUNTEER
@@ -434,6 +434,27 @@ async def test_command_line_import_writes_the_report_and_the_records_are_claimab
     [imported] = await records_with(identity, good)
     _, account = await identity.sign_up(id_number=good, real_name="许癸")
     assert account["id"] == str(imported.id)
+
+
+def test_file_segments_end_at_line_breaks_outside_quotes(tmp_path: Path) -> None:
+    path = tmp_path / "quoted.csv"
+    path.write_bytes(b'h1,h2\na,1\n"multi\nline, with comma",2\nb,3\n"x""y",4\nc,5\n')
+
+    parts = list(segments(path, start=6, first_line=2, size=4))
+
+    data = path.read_bytes()
+    assert b"".join(data[p.offset : p.offset + p.length] for p in parts) == data[6:]
+    for part in parts:
+        text = data[part.offset : part.offset + part.length].decode()
+        assert text.count('"') % 2 == 0
+        assert text.endswith("\n")
+    assert [(p.first_line, data[p.offset : p.offset + p.length].split(b",")[0]) for p in parts] == [
+        (2, b"a"),
+        (3, b'"multi\nline'),
+        (5, b"b"),
+        (6, b'"x""y"'),
+        (7, b"c"),
+    ]
 
 
 # -- the fast resident ID check -------------------------------------------------------------

@@ -24,6 +24,7 @@ import asyncio
 import codecs
 import csv
 import hashlib
+import io
 import json
 import multiprocessing
 import operator
@@ -441,8 +442,14 @@ def resolve_encoding(path: Path, requested: str) -> str:
 
 
 def _row_getter(header: Iterable[Any]) -> tuple[int, Callable[[list[str]], Row]]:
-    """The header's width, and a getter that picks a row's values in :data:`FIELDS` order
-    from its cells with one empty cell appended (where absent columns point)."""
+    width, columns = _row_columns(header)
+    getter: Callable[[list[str]], Row] = operator.itemgetter(*columns)
+    return width, getter
+
+
+def _row_columns(header: Iterable[Any]) -> tuple[int, tuple[int, ...]]:
+    """The header's width, and for each of :data:`FIELDS` its column, or -1 where absent
+    (rows get one empty cell appended for those)."""
     columns: dict[str, int] = {}
     width = 0
     for width, cell in enumerate(header, start=1):
@@ -452,8 +459,7 @@ def _row_getter(header: Iterable[Any]) -> tuple[int, Callable[[list[str]], Row]]
     missing = [name for name in REQUIRED_COLUMNS if name not in columns]
     if missing:
         raise AppError(IMPORT_HEADER_INVALID, {"missing": missing}, params={"missing": ", ".join(missing)})
-    getter: Callable[[list[str]], Row] = operator.itemgetter(*(columns.get(name, -1) for name in FIELDS))
-    return width, getter
+    return width, tuple(columns.get(name, -1) for name in FIELDS)
 
 
 def _cell_text(value: Any) -> str:
@@ -524,22 +530,23 @@ class SourceFile:
         if header is None:
             self.close()
             raise AppError(IMPORT_HEADER_INVALID, {"missing": list(REQUIRED_COLUMNS)}, params={"missing": "*"})
-        width, getter = _row_getter(header)
-        return self._csv_rows(reader, width, getter)
+        self.width, self.columns = _row_columns(header)
+        return self._csv_rows(reader, self.width, operator.itemgetter(*self.columns))
 
     @staticmethod
-    def _csv_rows(reader: Any, width: int, getter: Callable[[list[str]], Row]) -> Rows:
+    def _csv_rows(reader: Any, width: int, getter: Callable[[list[str]], Row], first_line: int = 1) -> Rows:
+        offset = first_line - 1
         try:
             for cells in reader:
                 if len(cells) != width:
                     if not any(cells):
                         continue  # a blank line
                     if any(cells[width:]):
-                        yield reader.line_num, None
+                        yield reader.line_num + offset, None
                         continue
                     cells = cells[:width] + [""] * (width - len(cells))
                 cells.append("")
-                yield reader.line_num, getter(cells)
+                yield reader.line_num + offset, getter(cells)
         except UnicodeDecodeError:
             raise AppError(IMPORT_ENCODING_INVALID) from None
 
@@ -666,6 +673,9 @@ async def _load_batch(conn: asyncpg.Connection, job_id: uuid.UUID, batch: Batch,
             await conn.copy_records_to_table("import_staging", records=batch.records, columns=STAGING_COLUMNS)
             inserted = await conn.fetch(INSERT_RECORDS, now, str(job_id))
             if inserted:
+                # Loaders of concurrent batches take turns here until commit, so the later one
+                # sees the earlier one's records with the same number.
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('identity-import-cases'))")
                 status = await conn.execute(OPEN_CASES, now, [r[0] for r in inserted])
                 cases = int(status.rsplit(" ", 1)[1])
         if batch.rejections:
@@ -783,6 +793,11 @@ async def _import_rows(
     on_rejections: Callable[[list[Rejection]], None] | None,
 ) -> None:
     source = await asyncio.to_thread(SourceFile, path, options.file_format, options.encoding)
+    await conn.execute("UPDATE import_jobs SET encoding = $2 WHERE id = $1", job_id, source.encoding)
+    if options.workers > 1 and options.file_format == "csv":
+        source.close()
+        await _load_csv_in_workers(settings, path, source, options, job_id, clock, summary, progress, on_rejections)
+        return
     loop = asyncio.get_running_loop()
     executor: Executor
     check: Callable[[list[tuple[int, Row | None]]], Batch]
@@ -809,7 +824,6 @@ async def _import_rows(
             inflight.append(loop.run_in_executor(executor, check, chunk))
 
     try:
-        await conn.execute("UPDATE import_jobs SET encoding = $2 WHERE id = $1", job_id, source.encoding)
         await conn.execute(STAGING_DDL)
         await fill()
         while inflight:
@@ -833,6 +847,145 @@ async def _import_rows(
             pending.cancel()
         await asyncio.to_thread(executor.shutdown, True, cancel_futures=True)
         source.close()
+
+
+# -- CSV in parallel: worker processes parse, check, seal and load byte ranges of the file ------
+@dataclass(frozen=True)
+class Segment:
+    offset: int
+    length: int
+    first_line: int
+
+
+@dataclass
+class SegmentResult:
+    rows: int = 0
+    inserted: int = 0
+    existing: int = 0
+    cases: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+    error_code: str | None = None
+
+
+def segments(path: Path, start: int, first_line: int, size: int) -> Iterator[Segment]:
+    """Byte ranges of about ``size`` bytes that end at a line break outside quotes (an even
+    number of quote characters before it), so each parses as CSV on its own."""
+    with path.open("rb") as f:
+        f.seek(start)
+        offset, line, carry = start, first_line, b""
+        while True:
+            block = f.read(size)
+            data = carry + block
+            if not block:
+                if data:
+                    yield Segment(offset, len(data), line)
+                return
+            cut = data.rfind(b"\n") + 1
+            while cut and data.count(b'"', 0, cut) % 2:
+                cut = data.rfind(b"\n", 0, cut - 1) + 1
+            if not cut:
+                carry = data  # one record longer than a block: read on
+                continue
+            yield Segment(offset, cut, line)
+            offset, line, carry = offset + cut, line + data.count(b"\n", 0, cut), data[cut:]
+
+
+@dataclass
+class _Worker:
+    checker: RowChecker
+    loop: asyncio.AbstractEventLoop
+    conn: asyncpg.Connection
+    path: Path
+    encoding: str
+    width: int
+    getter: Callable[[list[str]], Row]
+    job_id: uuid.UUID
+
+
+_WORKER: _Worker | None = None
+
+
+def _start_loader(
+    settings: IdentitySettings,
+    today: date,
+    path: Path,
+    encoding: str,
+    width: int,
+    columns: tuple[int, ...],
+    job_id: uuid.UUID,
+) -> None:
+    global _WORKER  # one loader per worker process
+    loop = asyncio.new_event_loop()
+    conn = loop.run_until_complete(asyncpg.connect(asyncpg_dsn(settings.database_url)))
+    loop.run_until_complete(conn.execute(STAGING_DDL))
+    encoding = "utf-8" if encoding == "utf-8-sig" else encoding  # the BOM was before the header
+    checker = RowChecker(build_cipher(settings), today)
+    _WORKER = _Worker(checker, loop, conn, path, encoding, width, operator.itemgetter(*columns), job_id)
+
+
+def _load_segment(segment: Segment, now: datetime) -> SegmentResult:
+    worker = _WORKER
+    assert worker is not None
+    with worker.path.open("rb") as f:
+        f.seek(segment.offset)
+        data = f.read(segment.length)
+    try:
+        reader = csv.reader(io.StringIO(data.decode(worker.encoding), newline=""))
+        rows = list(SourceFile._csv_rows(reader, worker.width, worker.getter, segment.first_line))
+    except (UnicodeDecodeError, AppError):
+        return SegmentResult(error_code=IMPORT_ENCODING_INVALID.code)
+    batch = worker.checker.check_chunk(rows)
+    inserted, cases = worker.loop.run_until_complete(_load_batch(worker.conn, worker.job_id, batch, now))
+    return SegmentResult(batch.rows, inserted, len(batch.records) - inserted, cases, batch.rejections)
+
+
+async def _load_csv_in_workers(
+    settings: IdentitySettings,
+    path: Path,
+    source: SourceFile,
+    options: ImportOptions,
+    job_id: uuid.UUID,
+    clock: Clock,
+    summary: ImportSummary,
+    progress: Progress | None,
+    on_rejections: Callable[[list[Rejection]], None] | None,
+) -> None:
+    with path.open("rb") as f:
+        header_end = len(f.readline())
+    assert source.encoding is not None
+    loop = asyncio.get_running_loop()
+    executor = ProcessPoolExecutor(
+        options.workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_loader,
+        initargs=(settings, local_today(clock), path, source.encoding, source.width, source.columns, job_id),
+    )
+    pending: deque[asyncio.Future[SegmentResult]] = deque()
+    # about 100 bytes a row: segments of about a batch
+    parts = segments(path, header_end, 2, options.batch_size * 100)
+    try:
+        while True:
+            while len(pending) < options.workers * 2 and (part := next(parts, None)) is not None:
+                pending.append(loop.run_in_executor(executor, _load_segment, part, clock.now()))
+            if not pending:
+                return
+            result = await pending.popleft()
+            if result.error_code is not None:
+                raise AppError(IMPORT_ENCODING_INVALID)
+            summary.total_rows += result.rows
+            summary.inserted_rows += result.inserted
+            summary.existing_rows += result.existing
+            summary.rejected_rows += len(result.rejections)
+            summary.duplicate_cases_opened += result.cases
+            if on_rejections is not None and result.rejections:
+                on_rejections(result.rejections)
+            if progress is not None:
+                progress(result.rows)
+    finally:
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.to_thread(executor.shutdown, True, cancel_futures=True)
 
 
 # -- jobs submitted through the API ----------------------------------------------------------
