@@ -7,7 +7,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,7 +85,6 @@ class Teams:
     clock: ManualClock
     signer: TokenSigner
     identity: IdentityOutbox
-    people: list[Person] = field(default_factory=list)
 
     def auth(self, person: Person) -> dict[str, str]:
         token = self.signer.issue(person.account_id, roles=person.roles, region=person.region)

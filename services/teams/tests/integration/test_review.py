@@ -9,7 +9,9 @@ from typing import Any
 
 from stdnum.cn import uscc
 
+from shared.contracts.identity import AccountRolesChanged
 from shared.testing import eventually
+from teams.models import RegionAdmin
 
 
 async def pending_team(teams: Any) -> tuple[dict[str, Any], Any, Any, dict[str, Any]]:
@@ -39,6 +41,8 @@ async def test_liaison_team_admin_approves_and_the_applicant_becomes_admin_membe
     refused = await decide(teams, team["id"], stranger, "approved")
     assert refused.status_code == 403
     assert refused.json()["code"] == "not_reviewer"
+    waiting = (await teams.client.get("/api/v1/reviews", headers=teams.auth(liaison_admin))).json()["items"]
+    assert [t["id"] for t in waiting] == [team["id"]]
     own = await decide(teams, team["id"], applicant, "approved")
     assert own.status_code == 403
 
@@ -234,3 +238,21 @@ async def test_authority_contact_from_settings_is_shown_from_day_seven(start_tea
         after = (await teams.client.get(path, headers=teams.auth(applicant))).json()["reviewer"]
         assert after["contact"]["phone"] == "0571-87000000"
         assert after["working_hours"] == "工作日 9:00-17:00"
+
+
+async def test_admin_whose_role_is_withdrawn_is_no_longer_escalated_to(teams: Any) -> None:
+    former = await teams.region_admin("330106")
+    await teams.identity.produce(AccountRolesChanged(account_id=former.account_id, roles=["volunteer"]))
+    current = await teams.region_admin("330106")
+
+    async def forgotten() -> bool:
+        async with teams.runtime.session_factory() as session:
+            return await session.get(RegionAdmin, former.account_id) is None
+
+    await eventually(forgotten, timeout=30, interval=0.1)
+    team, _, _, _ = await pending_team(teams)
+    teams.clock.advance(days=7)
+    await teams.runtime.sweep_overdue_reviews()
+    [event] = await teams.events("team.review_overdue", team["id"])
+    assert str(current.account_id) in event["region_admin_account_ids"]
+    assert str(former.account_id) not in event["region_admin_account_ids"]
