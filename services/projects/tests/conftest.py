@@ -170,7 +170,9 @@ class World:
 
         table = self.runtime.messaging.outbox
         async with self.runtime.engine.connect() as conn:
-            rows = await conn.execute(select(table.c.payload).where(table.c.event_type == event_type))
+            rows = await conn.execute(
+                select(table.c.payload).where(table.c.event_type == event_type).order_by(table.c.seq)
+            )
             return [r[0] for r in rows]
 
 

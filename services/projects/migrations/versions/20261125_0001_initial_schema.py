@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 09:18:55.814233
+Create Date: 2026-11-26 09:41:44.676888
 """
 from collections.abc import Sequence
 
@@ -133,7 +133,6 @@ def upgrade() -> None:
     sa.Column('stage', sa.String(length=12), nullable=False),
     sa.Column('motivation', sa.Text(), nullable=True),
     sa.Column('reason', sa.Text(), nullable=True),
-    sa.Column('minutes_total', sa.Integer(), server_default='0', nullable=False),
     sa.Column('team_rating', sa.SmallInteger(), nullable=True),
     sa.Column('team_comment', sa.Text(), nullable=True),
     sa.Column('volunteer_rating', sa.SmallInteger(), nullable=True),

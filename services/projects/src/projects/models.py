@@ -132,7 +132,6 @@ applications = Table(
     Column("stage", String(12), nullable=False),
     Column("motivation", Text, nullable=True),
     Column("reason", Text, nullable=True),
-    Column("minutes_total", Integer, nullable=False, server_default="0"),
     Column("team_rating", SmallInteger, nullable=True),
     Column("team_comment", Text, nullable=True),
     Column("volunteer_rating", SmallInteger, nullable=True),

@@ -278,7 +278,9 @@ async def insert_application(
 
 
 _APPLICATION_CONTEXT = """
-    SELECT a.id, a.position_id, a.project_id, a.account_id, a.stage, a.minutes_total, a.seq,
+    SELECT a.id, a.position_id, a.project_id, a.account_id, a.stage, a.seq,
+           (SELECT coalesce(sum(h.minutes), 0) FROM hours_records h WHERE h.application_id = a.id)::int
+               AS minutes_total,
            a.motivation, a.reason, a.created_at, a.updated_at,
            a.team_rating, a.team_comment, a.volunteer_rating, a.volunteer_comment,
            pos.name AS position_name, pos.admission_mode,
@@ -321,6 +323,14 @@ async def rate(s: AsyncSession, application_id: uuid.UUID, **values: Any) -> Non
     await s.execute(update(applications).where(applications.c.id == application_id).values(**values))
 
 
+def _minutes_of_application() -> Any:
+    return (
+        select(func.coalesce(func.sum(hours_records.c.minutes), 0))
+        .where(hours_records.c.application_id == applications.c.id)
+        .scalar_subquery()
+    )
+
+
 def _application_list_stmt() -> Any:
     return select(
         applications.c.id,
@@ -329,7 +339,7 @@ def _application_list_stmt() -> Any:
         applications.c.project_id,
         applications.c.account_id,
         applications.c.stage,
-        applications.c.minutes_total,
+        _minutes_of_application().label("minutes_total"),
         applications.c.created_at,
         applications.c.updated_at,
         positions.c.name.label("position_name"),
@@ -401,25 +411,39 @@ _RECORD_HOURS = text(
             CAST(:application_ids AS uuid[]), CAST(:service_dates AS date[]), CAST(:minutes AS int[]),
             CAST(:late AS boolean[]), CAST(:notes AS text[])
         ) AS t(application_id, service_date, minutes, late, note)
-    ), totals AS (
-        SELECT application_id, sum(minutes)::int AS minutes FROM input GROUP BY application_id
-    ), bumped AS (
-        UPDATE applications a
-        SET minutes_total = a.minutes_total + totals.minutes
-        FROM totals
-        WHERE a.id = totals.application_id AND a.project_id = :project_id
+    ), eligible AS (
+        -- FOR SHARE: a concurrent leave (FOR UPDATE) waits for this recording, or this one re-reads
+        -- the stage after the leave committed and leaves the row out; recordings do not block each other
+        SELECT a.id, a.account_id FROM applications a
+        WHERE a.id IN (SELECT application_id FROM input) AND a.project_id = :project_id
           AND a.stage IN ('admitted', 'training', 'serving', 'completed')
-        RETURNING a.id, a.account_id
+        FOR SHARE
     )
     INSERT INTO hours_records
         (id, application_id, project_id, account_id, service_date, minutes, late, source, note,
          recorded_by, recorded_at)
-    SELECT gen_random_uuid(), i.application_id, :project_id, b.account_id, i.service_date, i.minutes, i.late,
+    SELECT gen_random_uuid(), i.application_id, :project_id, e.account_id, i.service_date, i.minutes, i.late,
            :source, i.note, :recorded_by, :now
-    FROM input i JOIN bumped b ON b.id = i.application_id
+    FROM input i JOIN eligible e ON e.id = i.application_id
     RETURNING id, application_id, account_id, service_date, minutes, late
     """
 )
+
+_LOCK_DAYS = text(
+    """
+    SELECT count(pg_advisory_xact_lock(hashtextextended(d.application_id::text || d.service_date::text, 7)))
+    FROM (SELECT DISTINCT application_id, service_date
+          FROM unnest(CAST(:application_ids AS uuid[]), CAST(:service_dates AS date[]))
+               AS t(application_id, service_date)
+          ORDER BY application_id, service_date) d
+    """
+)
+
+
+async def lock_days(s: AsyncSession, application_ids: list[uuid.UUID], service_dates: list[date]) -> None:
+    """Serialise recordings of the same volunteer's same day (the daily cap is checked after inserting);
+    different days and volunteers go on in parallel. Sorted, so two requests never deadlock."""
+    await s.execute(_LOCK_DAYS, {"application_ids": application_ids, "service_dates": service_dates})
 
 
 async def record_hours(
@@ -435,8 +459,8 @@ async def record_hours(
     recorded_by: uuid.UUID,
     now: datetime,
 ) -> list[Row]:
-    """One statement: bump each application's total (locking it, so a concurrent leave waits) and
-    insert every row; rows of applications not holding a place in this project are left out."""
+    """One ``INSERT ... SELECT FROM unnest`` statement; rows of applications not holding a place in
+    this project are left out (the caller compares counts)."""
     result = await s.execute(
         _RECORD_HOURS,
         {
@@ -476,6 +500,13 @@ async def first_day_over_cap(
     return (await s.execute(_OVER_CAP, params)).mappings().first()
 
 
+async def recorded_minutes(s: AsyncSession, application_id: uuid.UUID) -> int:
+    stmt = select(func.coalesce(func.sum(hours_records.c.minutes), 0)).where(
+        hours_records.c.application_id == application_id
+    )
+    return int((await s.execute(stmt)).scalar_one())
+
+
 async def minutes_on_day(s: AsyncSession, application_id: uuid.UUID, service_date: date) -> int:
     stmt = select(func.coalesce(func.sum(hours_records.c.minutes), 0)).where(
         hours_records.c.application_id == application_id, hours_records.c.service_date == service_date
@@ -502,7 +533,6 @@ async def correct_hours(
     s: AsyncSession,
     *,
     record_id: uuid.UUID,
-    application_id: uuid.UUID,
     previous: int,
     new: int,
     reason: str,
@@ -520,11 +550,6 @@ async def correct_hours(
             corrected_by=by,
             corrected_at=now,
         )
-    )
-    await s.execute(
-        update(applications)
-        .where(applications.c.id == application_id)
-        .values(minutes_total=applications.c.minutes_total + (new - previous))
     )
 
 
@@ -557,17 +582,19 @@ async def list_hours(
 
 
 async def project_totals(s: AsyncSession, project_id: uuid.UUID) -> tuple[int, list[Row]]:
+    minutes = func.sum(hours_records.c.minutes)
     stmt = (
         select(
-            applications.c.account_id,
+            hours_records.c.account_id,
             volunteers.c.masked_name,
             volunteers.c.volunteer_number,
-            func.sum(applications.c.minutes_total).label("minutes"),
+            minutes.label("minutes"),
         )
-        .select_from(applications.outerjoin(volunteers, volunteers.c.account_id == applications.c.account_id))
-        .where(applications.c.project_id == project_id, applications.c.minutes_total > 0)
-        .group_by(applications.c.account_id, volunteers.c.masked_name, volunteers.c.volunteer_number)
-        .order_by(func.sum(applications.c.minutes_total).desc())
+        .select_from(hours_records.outerjoin(volunteers, volunteers.c.account_id == hours_records.c.account_id))
+        .where(hours_records.c.project_id == project_id)
+        .group_by(hours_records.c.account_id, volunteers.c.masked_name, volunteers.c.volunteer_number)
+        .having(minutes > 0)
+        .order_by(minutes.desc())
     )
     rows = list((await s.execute(stmt)).mappings())
     return sum(int(r["minutes"]) for r in rows), rows

@@ -376,9 +376,9 @@ async def withdraw(uow: UnitOfWork, principal: Principal, application_id: uuid.U
 async def leave(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID) -> None:
     """P6: an admitted volunteer with no hours leaves; the lead is emailed at once (application.left).
     The place frees up; on an auto-admitting position the next in line takes it."""
-    row = await _owned_application(uow, principal, application_id)
-    stages.check_can_leave(row["stage"], row["minutes_total"])
+    row = await _owned_application(uow, principal, application_id)  # locked: recordings wait or re-check
     s = uow.session
+    stages.check_can_leave(row["stage"], await repo.recorded_minutes(s, application_id))
     await repo.set_stage(s, application_id, stages.LEFT, uow.clock.now())
     await repo.release_place(s, row["position_id"])
     uow.raise_event(
@@ -457,6 +457,7 @@ async def _record(
         hours_rules.check_daily_cap(row.minutes, settings.hours_daily_cap_minutes)
     application_ids = [r.application_id for r in rows]
     service_dates = [r.service_date for r in rows]
+    await repo.lock_days(uow.session, application_ids, service_dates)
     recorded = await repo.record_hours(
         uow.session,
         project_id=project["id"],
@@ -511,10 +512,10 @@ async def correct_hours(
         raise AppError(errors.NOT_PROJECT_MANAGER)
     cap = runtime.settings.hours_daily_cap_minutes
     hours_rules.check_daily_cap(minutes, cap)
+    await repo.lock_days(uow.session, [record["application_id"]], [record["service_date"]])
     await repo.correct_hours(
         uow.session,
         record_id=record_id,
-        application_id=record["application_id"],
         previous=record["minutes"],
         new=minutes,
         reason=reason,
@@ -581,6 +582,7 @@ async def sign_out(
     if attendance is None:
         raise AppError(errors.NOT_SIGNED_IN)
     day = attendance["service_date"]
+    await repo.lock_days(uow.session, [application["id"]], [day])
     already = await repo.minutes_on_day(uow.session, application["id"], day)
     minutes = hours_rules.capped_session_minutes(
         hours_rules.minutes_between(attendance["signed_in_at"], now), already, runtime.settings.hours_daily_cap_minutes

@@ -1,0 +1,365 @@
+"""Benchmark of the projects service under a big-event surge (issue 5). Prints ratios, asserts nothing
+about time; checks zero overbooking after every phase.
+
+1. Apply throughput: thousands of verified volunteers apply to the auto-admitting positions of one
+   event through the HTTP API (token check, validation, use case, outbox), as a ratio to raw asyncpg
+   running the same transaction (context query, conditional update, insert, two outbox rows, notify)
+   at the same concurrency (target >= 60 %).
+2. Hot position: 64 concurrent clients apply to one position, as a ratio to pgbench running the
+   same conditional update with 64 clients (target >= 70 %); pgbench running the whole apply
+   transaction is printed too, for an apples-to-apples figure.
+3. Bulk hours: 500 rows per request through the API, as a ratio to a raw ``unnest`` insert of the
+   same rows (target >= 60 %).
+
+The app runs in this process behind httpx's ASGI transport (no sockets); relay and consumers are off
+so only the request path is measured (the outbox rows are still written in every transaction).
+
+Run: ``.venv/bin/python tests/bench/projects_surge.py [--volunteers 3000] [--concurrency 32]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+from httpx._transports import asgi as httpx_asgi
+
+from projects.bootstrap import build_runtime
+from projects.config import ProjectsSettings
+from projects import services
+from projects.main import create_app
+from shared.auth import JwksSource, Principal, TokenSigner, TokenVerifier
+from shared.clock import ManualClock
+from shared.db import asyncpg_dsn
+from shared.logging import configure_logging
+from shared.testing import create_database, drop_database, running
+
+# The in-process client's own overhead is not the service's: httpx's ASGI transport tries to import
+# sniffio (absent) on every request to detect trio.
+httpx_asgi.is_running_trio = lambda: False
+
+PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+ISSUER, AUDIENCE = "https://identity.bench", "vs-api"
+START = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)
+
+
+async def pool_run(n: int, concurrency: int, job: Callable[[int], Awaitable[None]]) -> float:
+    """Run ``job(i)`` for i < n with ``concurrency`` workers; returns seconds."""
+    counter = iter(range(n))
+
+    async def worker() -> None:
+        for i in counter:
+            await job(i)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - began
+
+
+async def seed_people(conn: asyncpg.Connection, n: int) -> tuple[list[uuid.UUID], uuid.UUID, uuid.UUID]:
+    volunteers = [uuid.uuid4() for _ in range(n)]
+    await conn.copy_records_to_table(
+        "volunteers",
+        records=[(v, f"11{i:014d}", "张*", "110105", START) for i, v in enumerate(volunteers)],
+        columns=["account_id", "volunteer_number", "masked_name", "region_code", "verified_at"],
+    )
+    team_id, lead_id = uuid.uuid4(), uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO teams (team_id, name, region_code, approved) VALUES ($1, '大型赛会志愿服务队', '110105', true)",
+        team_id,
+    )
+    await conn.execute("INSERT INTO team_roles VALUES ($1, $2, 'admin')", team_id, lead_id)
+    return volunteers, team_id, lead_id
+
+
+async def create_event(
+    client: httpx.AsyncClient, lead: dict[str, str], team_id: uuid.UUID, positions: int, quota: int
+) -> dict[str, Any]:
+    body = {
+        "team_id": str(team_id),
+        "title": "马拉松赛会志愿服务",
+        "description": "赛道补给与引导",
+        "category": "大型赛会",
+        "region_code": "110105",
+        "address": "北京市朝阳区",
+        "contact": {"name": "赛会志愿者部", "phone": "010-66666666"},
+        "starts_on": "2026-01-05",
+        "ends_on": "2026-03-31",
+        "recruit_starts_on": "2026-01-05",
+        "recruit_ends_on": "2026-01-31",
+        "positions": [{"name": f"岗位{i:02d}", "quota": quota, "admission_mode": "auto"} for i in range(positions)],
+    }
+    created = await client.post("/api/v1/projects", json=body, headers=lead)
+    assert created.status_code == 201, created.text
+    project = created.json()
+    published = await client.post(f"/api/v1/projects/{project['id']}/publication", headers=lead)
+    assert published.status_code == 200, published.text
+    return dict(published.json())
+
+
+RAW_APPLY_CONTEXT = """
+    SELECT pos.id, pos.name, pos.admission_mode, p.id AS project_id, p.title, p.status,
+           p.recruit_starts_on, p.recruit_ends_on,
+           EXISTS (SELECT 1 FROM volunteers v WHERE v.account_id = $2 AND v.merged_into IS NULL) AS verified
+    FROM positions pos JOIN projects p ON p.id = pos.project_id WHERE pos.id = $1
+"""
+RAW_TAKE = "UPDATE positions SET admitted = admitted + 1 WHERE id = $1 AND admitted < quota RETURNING admitted"
+RAW_INSERT = """
+    INSERT INTO applications (id, position_id, project_id, account_id, stage, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $6)
+    ON CONFLICT (position_id, account_id) WHERE stage <> 'withdrawn' DO NOTHING RETURNING id
+"""
+RAW_OUTBOX = """
+    INSERT INTO outbox (id, event_type, schema_version, aggregate_type, aggregate_id, payload, producer, occurred_at)
+    VALUES ($1, $2, 1, 'application', $3, $4, 'projects', $5)
+"""
+
+
+async def raw_apply(pool: asyncpg.Pool, position_id: uuid.UUID, account_id: uuid.UUID) -> None:
+    """The apply transaction, hand-written on asyncpg: the baseline of phase 1."""
+    async with pool.acquire() as conn, conn.transaction():
+        ctx = await conn.fetchrow(RAW_APPLY_CONTEXT, position_id, account_id)
+        assert ctx is not None and ctx["verified"]
+        admitted = await conn.fetchval(RAW_TAKE, position_id) is not None
+        application_id = uuid.uuid4()
+        await conn.fetchval(
+            RAW_INSERT,
+            application_id,
+            position_id,
+            ctx["project_id"],
+            account_id,
+            "admitted" if admitted else "applied",
+            START,
+        )
+        payload = json.dumps(
+            {
+                "application_id": str(application_id),
+                "project_id": str(ctx["project_id"]),
+                "position_id": str(position_id),
+                "account_id": str(account_id),
+                "project_title": ctx["title"],
+                "position_name": ctx["name"],
+            }
+        )
+        events = ["application.submitted"] + (["application.admitted"] if admitted else [])
+        await conn.executemany(RAW_OUTBOX, [(uuid.uuid4(), e, str(application_id), payload, START) for e in events])
+        await conn.execute("SELECT pg_notify('outbox_projects', '')")
+
+
+async def overbooked(conn: asyncpg.Connection) -> int:
+    """Positions whose admitted applications exceed the quota or disagree with the counter."""
+    return int(
+        await conn.fetchval(
+            """
+            SELECT count(*) FROM positions pos
+            LEFT JOIN (SELECT position_id, count(*) AS n FROM applications
+                       WHERE stage IN ('admitted', 'training', 'serving', 'completed') GROUP BY position_id) a
+                   ON a.position_id = pos.id
+            WHERE coalesce(a.n, 0) > pos.quota OR coalesce(a.n, 0) <> pos.admitted
+            """
+        )
+    )
+
+
+def pgbench(dsn: str, script: str, clients: int, seconds: int, variables: dict[str, str]) -> float:
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        f.write(script)
+        path = f.name
+    try:
+        args = [PGBENCH, "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-M", "prepared", "-f", path]
+        for key, value in variables.items():
+            args += ["-D", f"{key}={value}"]
+        out = subprocess.run([*args, dsn], check=True, capture_output=True, text=True, timeout=seconds + 120).stdout  # noqa: S603
+    finally:
+        os.unlink(path)
+    line = next(line for line in out.splitlines() if line.startswith("tps"))
+    return float(line.split("=")[1].split()[0])
+
+
+async def main(volunteers_n: int, concurrency: int, pgbench_seconds: int) -> None:
+    configure_logging("bench", "json", "WARNING")
+    url = await create_database("bench_projects")
+    clock = ManualClock(START)
+    signer = TokenSigner(TokenSigner.generate_pem(), issuer=ISSUER, audience=AUDIENCE, clock=clock)
+    verifier = TokenVerifier(JwksSource(keys=signer.jwks()), issuer=ISSUER, audience=AUDIENCE, clock=clock)
+    settings = ProjectsSettings(
+        database_url=url,
+        environment="test",
+        bus="inprocess",
+        run_relay=False,
+        run_consumers=False,
+        run_close_sweep=False,
+        log_level="WARNING",
+        database_pool_size=16,
+        database_max_overflow=0,
+        hours_bulk_max_rows=1000,
+    )
+    app = create_app(settings, build_runtime(settings, clock=clock, verifier=verifier))
+    dsn = asyncpg_dsn(url)
+    try:
+        async with running(app) as client:
+            client.timeout = httpx.Timeout(120)
+            conn = await asyncpg.connect(dsn)
+            pool = await asyncpg.create_pool(dsn, min_size=4, max_size=16)
+            volunteers, team_id, lead_id = await seed_people(conn, volunteers_n)
+            lead = {"Authorization": f"Bearer {signer.issue(lead_id, ttl=timedelta(days=30))}"}
+            tokens = [{"Authorization": f"Bearer {signer.issue(v, ttl=timedelta(days=30))}"} for v in volunteers]
+            positions, quota = 20, max(1, volunteers_n * 2 // 3 // 20)  # a third of the surge waits in line
+
+            # -- 1. apply throughput ---------------------------------------------------------------
+            event = await create_event(client, lead, team_id, positions, quota)
+            pos_ids = [p["id"] for p in event["positions"]]
+
+            async def api_apply(i: int) -> None:
+                r = await client.post(
+                    f"/api/v1/positions/{pos_ids[i % positions]}/applications", json={}, headers=tokens[i]
+                )
+                assert r.status_code == 201, r.text
+
+            api_s = await pool_run(volunteers_n, concurrency, api_apply)
+            runtime = app.state.runtime
+            case_event = await create_event(client, lead, team_id, positions, quota)
+            case_pos = [uuid.UUID(p["id"]) for p in case_event["positions"]]
+            principals = [Principal(account_id=v, roles=frozenset({"volunteer"})) for v in volunteers]
+
+            async def case_apply(i: int) -> None:
+                async with runtime.uow() as uow:
+                    await services.apply(uow, principals[i], case_pos[i % positions], None)
+
+            case_s = await pool_run(volunteers_n, concurrency, case_apply)
+            raw_event = await create_event(client, lead, team_id, positions, quota)
+            raw_pos = [uuid.UUID(p["id"]) for p in raw_event["positions"]]
+            raw_s = await pool_run(
+                volunteers_n, concurrency, lambda i: raw_apply(pool, raw_pos[i % positions], volunteers[i])
+            )
+            api_rate, raw_rate = volunteers_n / api_s, volunteers_n / raw_s
+            over = await overbooked(conn)
+            admitted = await conn.fetchval(
+                "SELECT sum(admitted) FROM positions WHERE project_id = $1", uuid.UUID(event["id"])
+            )
+            print(
+                f"[1] apply surge: {volunteers_n} volunteers, {positions} positions x {quota} places, {concurrency} clients"
+            )
+            print(
+                f"    API {api_rate:8.0f} applications/s   raw asyncpg {raw_rate:8.0f}/s   ratio {api_rate / raw_rate:6.1%} (target >= 60%)"
+            )
+            print(
+                f"    use case alone (no HTTP) {volunteers_n / case_s:8.0f}/s   ratio {volunteers_n / case_s / raw_rate:6.1%}"
+            )
+            print(f"    admitted {admitted} of {positions * quota} places; overbooked positions: {over}")
+
+            # -- 2. hot position, 64 clients ---------------------------------------------------------
+            hot_n = min(volunteers_n, 3000)
+            hot = await create_event(client, lead, team_id, 1, hot_n)
+            hot_pos = hot["positions"][0]["id"]
+
+            async def hot_apply(i: int) -> None:
+                r = await client.post(f"/api/v1/positions/{hot_pos}/applications", json={}, headers=tokens[i])
+                assert r.status_code == 201, r.text
+
+            hot_s = await pool_run(hot_n, 64, hot_apply)
+            hot_rate = hot_n / hot_s
+            bench_event = await create_event(client, lead, team_id, 1, 100_000)
+            await conn.execute(
+                "UPDATE positions SET quota = 2000000000 WHERE id = $1", uuid.UUID(bench_event["positions"][0]["id"])
+            )
+            # pgbench's 64 connections need room under max_connections (the server is shared)
+            await app.state.runtime.engine.dispose()
+            await pool.close()
+            bench_pos = bench_event["positions"][0]["id"]
+            update_tps = pgbench(
+                dsn,
+                "UPDATE positions SET admitted = admitted + 1 WHERE id = :pos AND admitted < quota RETURNING admitted;\n",
+                64,
+                pgbench_seconds,
+                {"pos": bench_pos},
+            )
+            full_script = (
+                "\\set acct random(1, 2000000000)\n"
+                "BEGIN;\n"
+                "UPDATE positions SET admitted = admitted + 1 WHERE id = :pos AND admitted < quota RETURNING admitted;\n"
+                "INSERT INTO applications (id, position_id, project_id, account_id, stage, created_at, updated_at) "
+                "VALUES (gen_random_uuid(), :pos, :proj, gen_random_uuid(), 'admitted', now(), now());\n"
+                "INSERT INTO outbox (id, event_type, aggregate_type, aggregate_id, payload, producer, occurred_at) "
+                "VALUES (gen_random_uuid(), 'application.admitted', 'application', 'x', '{}', 'projects', now()), "
+                "(gen_random_uuid(), 'application.submitted', 'application', 'x', '{}', 'projects', now());\n"
+                "END;\n"
+            )
+            full_tps = pgbench(dsn, full_script, 64, pgbench_seconds, {"pos": bench_pos, "proj": bench_event["id"]})
+            pool = await asyncpg.create_pool(dsn, min_size=4, max_size=16)
+            over = await overbooked(conn)
+            print(f"[2] hot position: {hot_n} applications, 64 clients")
+            print(
+                f"    API {hot_rate:8.0f} applications/s   pgbench conditional update {update_tps:8.0f} tps   ratio {hot_rate / update_tps:6.1%} (target >= 70%)"
+            )
+            print(
+                f"    pgbench whole apply transaction {full_tps:8.0f} tps   ratio {hot_rate / full_tps:6.1%}; overbooked positions: {over}"
+            )
+
+            # -- 3. bulk hours, 500 rows per request --------------------------------------------------
+            apps = await conn.fetch(
+                "SELECT id, account_id FROM applications WHERE project_id = $1 AND stage = 'admitted' LIMIT 500",
+                uuid.UUID(event["id"]),
+            )
+            rows_n = len(apps)
+            requests = 20
+            clock.set(START + timedelta(days=20))
+            days = [date(2026, 1, 5) + timedelta(days=d) for d in range(requests)]
+
+            async def bulk(i: int) -> None:
+                rows = [
+                    {"application_id": str(a["id"]), "service_date": days[i].isoformat(), "minutes": 60} for a in apps
+                ]
+                r = await client.post(f"/api/v1/projects/{event['id']}/hours/bulk", json={"rows": rows}, headers=lead)
+                assert r.status_code == 201, r.text
+
+            api_bulk_s = await pool_run(requests, 4, bulk)
+            raw_ids = [a["id"] for a in apps]
+            raw_accounts = [a["account_id"] for a in apps]
+
+            async def raw_bulk(i: int) -> None:
+                async with pool.acquire() as c, c.transaction():
+                    await c.execute(
+                        """
+                        INSERT INTO hours_records (application_id, project_id, account_id, service_date, minutes,
+                                                   late, source, recorded_by, recorded_at)
+                        SELECT t.a, $3, t.acc, $4, 60, false, 'bulk', $5, now()
+                        FROM unnest($1::uuid[], $2::uuid[]) AS t(a, acc)
+                        """,
+                        raw_ids,
+                        raw_accounts,
+                        uuid.UUID(event["id"]),
+                        days[i] + timedelta(days=40),
+                        lead_id,
+                    )
+
+            raw_bulk_s = await pool_run(requests, 4, raw_bulk)
+            api_rows, raw_rows = rows_n * requests / api_bulk_s, rows_n * requests / raw_bulk_s
+            print(f"[3] bulk hours: {requests} requests x {rows_n} rows, 4 clients")
+            print(
+                f"    API {api_rows:8.0f} rows/s   raw unnest insert {raw_rows:8.0f} rows/s   ratio {api_rows / raw_rows:6.1%} (target >= 60%)"
+            )
+            await pool.close()
+            await conn.close()
+    finally:
+        await drop_database(url)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--volunteers", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--pgbench-seconds", type=int, default=10)
+    args = parser.parse_args()
+    asyncio.run(main(args.volunteers, args.concurrency, args.pgbench_seconds))
