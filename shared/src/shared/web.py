@@ -57,6 +57,9 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    # the server is full (max_connections): a capacity outage, not a bug in the request
+    asyncpg.exceptions.TooManyConnectionsError,
     ConnectionError,
     OSError,
 )
