@@ -320,3 +320,19 @@ async def test_a_volunteer_whose_verification_failed_corrects_the_name_and_is_ve
     verified = await identity.verification(headers, "verified")
     assert verified["real_name"] == "张三"
     assert not FULL_ID.search(str(verified))
+
+
+async def test_control_characters_in_names_are_refused_not_stored(identity: Identity) -> None:
+    body = sign_up_body(real_name="张\x00三")
+    response = await identity.client.post("/api/v1/accounts", json=body)
+    assert response.status_code == 422
+    assert response.json()["code"] == "validation_failed"
+    _, account = await identity.sign_up(id_number=body["id_number"])  # nothing was left behind
+    assert account["real_name"] == "张三"
+
+
+async def test_full_width_digits_cannot_register_an_id_number_twice(identity: Identity) -> None:
+    body, _ = await identity.sign_up()
+    full_width = "".join(chr(ord(c) + 0xFEE0) if c.isdigit() else c for c in body["id_number"])
+    response = await identity.client.post("/api/v1/accounts", json=sign_up_body(id_number=full_width))
+    assert response.json()["code"] == "id_number_already_registered"

@@ -85,3 +85,13 @@ def test_ciphertexts_keep_their_key_id_so_keys_can_rotate() -> None:
     assert old.blind_index("resident_id:1") == rotated.blind_index("resident_id:1")
     with pytest.raises(InvalidTag):  # the context is authenticated
         rotated.open(Sealed(sealed.key_id, sealed.data), context=b"passport")
+
+
+def test_full_width_digits_fold_to_the_same_number_and_blind_index() -> None:
+    number = resident_id()
+    full_width = "".join(chr(ord(c) + 0xFEE0) if c.isdigit() else c for c in number)
+    assert documents.check_document(DocumentType.RESIDENT_ID, full_width, None)[0] == number
+    assert documents.normalise_number(DocumentType.PASSPORT, "Ｅ１２３４５６７８") == "E12345678"
+    assert documents.check_mobile("１３８１２３４５６７８") == "13812345678"
+    with pytest.raises(AppError):
+        documents.check_mobile("١٣٨١٢٣٤٥٦٧٨")  # Arabic-Indic digits are not a Chinese mobile

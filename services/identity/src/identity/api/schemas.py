@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from identity.domain.documents import DocumentType
 
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        # NUL and other control characters: PostgreSQL refuses NUL in text, and none belongs in
+        # a name, number or address (refused with validation_failed, never a 500).
+        if isinstance(value, str) and any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+            raise ValueError("control characters are not allowed")
+        return value
 
 
 class GuardianIn(_In):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 from enum import StrEnum
 
@@ -23,14 +24,19 @@ class DocumentType(StrEnum):
 
 _PATTERNS: dict[DocumentType, re.Pattern[str]] = {
     DocumentType.PASSPORT: re.compile(r"^[A-Z0-9]{5,17}$"),
-    DocumentType.HK_MACAO_PERMIT: re.compile(r"^[HM]\d{8}(\d{2})?$"),
-    DocumentType.TAIWAN_PERMIT: re.compile(r"^\d{8}(\d{2})?$"),
+    DocumentType.HK_MACAO_PERMIT: re.compile(r"^[HM][0-9]{8}([0-9]{2})?$"),
+    DocumentType.TAIWAN_PERMIT: re.compile(r"^[0-9]{8}([0-9]{2})?$"),
 }
-MOBILE = re.compile(r"^1[3-9]\d{9}$")
+MOBILE = re.compile(r"^1[3-9][0-9]{9}$", re.ASCII)
+
+
+def _ascii(text: str) -> str:
+    """NFKC folds full-width digits and letters (１１０…, Ｅ…) to ASCII: one person, one number."""
+    return unicodedata.normalize("NFKC", text)
 
 
 def normalise_number(document_type: DocumentType, number: str) -> str:
-    return re.sub(r"[\s-]", "", number).upper()
+    return re.sub(r"[\s-]", "", _ascii(number)).upper()
 
 
 def check_document(document_type: DocumentType, number: str, birth_date: date | None) -> tuple[str, date]:
@@ -76,7 +82,7 @@ def check_age(birth_date: date, today: date, *, minimum_age: int) -> int:
 
 
 def check_mobile(mobile: str) -> str:
-    mobile = re.sub(r"[\s-]", "", mobile)
+    mobile = re.sub(r"[\s-]", "", _ascii(mobile))
     if mobile.startswith("+86"):
         mobile = mobile[3:]
     if not MOBILE.match(mobile):
@@ -113,4 +119,4 @@ def mask_name(name: str) -> str:
 
 
 def same_name(a: str, b: str) -> bool:
-    return re.sub(r"\s+", "", a) == re.sub(r"\s+", "", b)
+    return re.sub(r"\s+", "", _ascii(a)) == re.sub(r"\s+", "", _ascii(b))
