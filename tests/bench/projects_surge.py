@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - report lines and SQL scripts read better unbroken
 """Benchmark of the projects service under a big-event surge (issue 5). Prints ratios, asserts nothing
 about time; checks zero overbooking after every phase.
 
@@ -35,9 +36,9 @@ import asyncpg
 import httpx
 from httpx._transports import asgi as httpx_asgi
 
+from projects import services
 from projects.bootstrap import build_runtime
 from projects.config import ProjectsSettings
-from projects import services
 from projects.main import create_app
 from shared.auth import JwksSource, Principal, TokenSigner, TokenVerifier
 from shared.clock import ManualClock
@@ -130,7 +131,8 @@ async def raw_apply(pool: asyncpg.Pool, position_id: uuid.UUID, account_id: uuid
     """The apply transaction, hand-written on asyncpg: the baseline of phase 1."""
     async with pool.acquire() as conn, conn.transaction():
         ctx = await conn.fetchrow(RAW_APPLY_CONTEXT, position_id, account_id)
-        assert ctx is not None and ctx["verified"]
+        assert ctx is not None
+        assert ctx["verified"]
         admitted = await conn.fetchval(RAW_TAKE, position_id) is not None
         application_id = uuid.uuid4()
         await conn.fetchval(
@@ -157,7 +159,7 @@ async def raw_apply(pool: asyncpg.Pool, position_id: uuid.UUID, account_id: uuid
         await conn.execute("SELECT pg_notify('outbox_projects', '')")
 
 
-async def overbooked(conn: asyncpg.Connection) -> int:
+async def overbooked(conn: asyncpg.Connection, ignore: uuid.UUID | None = None) -> int:
     """Positions whose admitted applications exceed the quota or disagree with the counter."""
     return int(
         await conn.fetchval(
@@ -166,8 +168,9 @@ async def overbooked(conn: asyncpg.Connection) -> int:
             LEFT JOIN (SELECT position_id, count(*) AS n FROM applications
                        WHERE stage IN ('admitted', 'training', 'serving', 'completed') GROUP BY position_id) a
                    ON a.position_id = pos.id
-            WHERE coalesce(a.n, 0) > pos.quota OR coalesce(a.n, 0) <> pos.admitted
-            """
+            WHERE (coalesce(a.n, 0) > pos.quota OR coalesce(a.n, 0) <> pos.admitted) AND pos.id IS DISTINCT FROM $1
+            """,
+            ignore,
         )
     )
 
@@ -180,7 +183,7 @@ def pgbench(dsn: str, script: str, clients: int, seconds: int, variables: dict[s
         args = [PGBENCH, "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-M", "prepared", "-f", path]
         for key, value in variables.items():
             args += ["-D", f"{key}={value}"]
-        out = subprocess.run([*args, dsn], check=True, capture_output=True, text=True, timeout=seconds + 120).stdout  # noqa: S603
+        out = subprocess.run([*args, dsn], check=True, capture_output=True, text=True, timeout=seconds + 120).stdout
     finally:
         os.unlink(path)
     line = next(line for line in out.splitlines() if line.startswith("tps"))
@@ -298,7 +301,7 @@ async def main(volunteers_n: int, concurrency: int, pgbench_seconds: int) -> Non
             )
             full_tps = pgbench(dsn, full_script, 64, pgbench_seconds, {"pos": bench_pos, "proj": bench_event["id"]})
             pool = await asyncpg.create_pool(dsn, min_size=4, max_size=16)
-            over = await overbooked(conn)
+            over = await overbooked(conn, ignore=uuid.UUID(bench_pos))  # pgbench bumps its counter without rows
             print(f"[2] hot position: {hot_n} applications, 64 clients")
             print(
                 f"    API {hot_rate:8.0f} applications/s   pgbench conditional update {update_tps:8.0f} tps   ratio {hot_rate / update_tps:6.1%} (target >= 70%)"

@@ -17,7 +17,7 @@ from projects.domain import application as stages
 from projects.domain import project as project_rules
 from shared.auth import CurrentPrincipal, OptionalPrincipal
 from shared.clock import local_today
-from shared.errors import UNAUTHENTICATED, VALIDATION_FAILED, AppError, error_responses
+from shared.errors import UNAUTHENTICATED, AppError, error_responses
 
 router = APIRouter(prefix="/api/v1")
 
@@ -41,7 +41,7 @@ def _decode(cursor: str) -> list[str]:
     try:
         return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
     except (ValueError, UnicodeDecodeError) as exc:
-        raise AppError(VALIDATION_FAILED, {"cursor": "invalid"}) from exc
+        raise AppError(errors.CURSOR_INVALID) from exc
 
 
 def _time_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
@@ -51,7 +51,7 @@ def _time_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
         when, ident = _decode(cursor)
         return datetime.fromisoformat(when), uuid.UUID(ident)
     except ValueError as exc:
-        raise AppError(VALIDATION_FAILED, {"cursor": "invalid"}) from exc
+        raise AppError(errors.CURSOR_INVALID) from exc
 
 
 def _seq_cursor(cursor: str | None) -> int | None:
@@ -60,7 +60,7 @@ def _seq_cursor(cursor: str | None) -> int | None:
     try:
         return int(_decode(cursor)[0])
     except ValueError as exc:
-        raise AppError(VALIDATION_FAILED, {"cursor": "invalid"}) from exc
+        raise AppError(errors.CURSOR_INVALID) from exc
 
 
 # -- views ----------------------------------------------------------------------------------------
@@ -159,6 +159,7 @@ async def create_project(body: sch.ProjectIn, principal: CurrentPrincipal, runti
     response_model=sch.ProjectPage,
     tags=["projects"],
     summary="Published (and closed) projects, newest first",
+    responses=error_responses(errors.CURSOR_INVALID),
 )
 async def list_projects(
     runtime: RuntimeDep,
@@ -429,7 +430,7 @@ async def rate_project(
     response_model=sch.ApplicantPage,
     tags=["applications"],
     summary="Applicants of a project, in order of application (its lead and team admins only)",
-    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER),
+    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER, errors.CURSOR_INVALID),
 )
 async def list_applicants(
     project_id: uuid.UUID,
@@ -461,7 +462,7 @@ async def list_applicants(
     response_model=sch.MyApplicationPage,
     tags=["applications"],
     summary="The caller's own applications",
-    responses=error_responses(*AUTH),
+    responses=error_responses(*AUTH, errors.CURSOR_INVALID),
 )
 async def my_applications(
     principal: CurrentPrincipal, runtime: RuntimeDep, limit: Limit = 50, cursor: str | None = None
@@ -576,7 +577,7 @@ async def get_hours_record(
     response_model=sch.HoursPage,
     tags=["hours"],
     summary="A project's hours records (its lead and team admins)",
-    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER),
+    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER, errors.CURSOR_INVALID),
 )
 async def list_project_hours(
     project_id: uuid.UUID,
@@ -692,7 +693,7 @@ async def sign_out(
     response_model=sch.ActivityPage,
     tags=["projects"],
     summary="The project's activity log: publishing, closing, application stages, hours (its managers)",
-    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER),
+    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER, errors.CURSOR_INVALID),
 )
 async def project_activity(
     project_id: uuid.UUID,
