@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import MetaData, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import object_session
 
 from shared.clock import Clock, SystemClock
 
@@ -58,10 +59,18 @@ def asyncpg_dsn(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
+_PINNED = "vs_event_sources"
+
+
 class EventSource:
     """Mixin for aggregates: ``raise_event`` collects events the unit of work writes on commit.
 
     ORM-loaded instances skip ``__init__``, so the list is created lazily.
+
+    The session's identity map holds loaded objects weakly: an aggregate that raised an event
+    without changing a column, and that the caller stopped referencing, would be garbage
+    collected with its events before the commit. Raising an event therefore pins the aggregate
+    in its session (``session.info``) until the unit of work collects it.
     """
 
     def raise_event(self, event: Event) -> None:
@@ -70,6 +79,9 @@ class EventSource:
             pending = []
             self.__dict__["_vs_events"] = pending
         pending.append(event)
+        session = object_session(self)
+        if session is not None:
+            session.info.setdefault(_PINNED, []).append(self)
 
     def take_events(self) -> list[Event]:
         pending: list[Event] = self.__dict__.pop("_vs_events", None) or []
@@ -142,7 +154,13 @@ class UnitOfWork:
         events = list(self._events)
         self._events = []
         seen: set[int] = set()
-        candidates: Iterable[Any] = [*self._tracked, *self.session.new, *self.session.identity_map.values()]
+        pinned: list[Any] = self.session.info.pop(_PINNED, [])
+        candidates: Iterable[Any] = [
+            *self._tracked,
+            *pinned,
+            *self.session.new,
+            *self.session.identity_map.values(),
+        ]
         for obj in candidates:
             if id(obj) in seen or not isinstance(obj, EventSource):
                 continue

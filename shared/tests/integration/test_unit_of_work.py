@@ -1,0 +1,66 @@
+"""The unit of work writes every event an aggregate raised, however the caller held the aggregate."""
+
+from __future__ import annotations
+
+import gc
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import ClassVar
+
+from sqlalchemy import String, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.contracts.base import Event
+from shared.db import EventSource, UnitOfWork, make_engine, make_session_factory, new_metadata
+from shared.messaging.tables import define_messaging_tables
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+
+
+MESSAGING = define_messaging_tables(Base.metadata, "uowtest")
+
+
+class Gadget(EventSource, Base):
+    __tablename__ = "gadgets"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+
+
+class GadgetPoked(Event):
+    event_type: ClassVar[str] = "gadget.poked"
+    aggregate_type: ClassVar[str] = "gadget"
+    aggregate_field: ClassVar[str] = "gadget_id"
+    producer: ClassVar[str] = "uowtest"
+    gadget_id: uuid.UUID
+
+
+async def poke(uow: UnitOfWork, gadget_id: uuid.UUID) -> None:
+    """A use case that raises an event without changing a column and keeps no reference."""
+    gadget = await uow.session.get(Gadget, gadget_id)
+    assert gadget is not None
+    gadget.raise_event(GadgetPoked(gadget_id=gadget_id))
+
+
+async def test_event_of_an_unchanged_unreferenced_aggregate_is_written(
+    database_factory: Callable[[str], Awaitable[str]],
+) -> None:
+    engine = make_engine(await database_factory("uow"), pool_size=2, max_overflow=0)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        factory = make_session_factory(engine)
+        gadget_id = uuid.uuid4()
+        async with UnitOfWork(factory, MESSAGING, producer="uowtest") as uow:
+            uow.session.add(Gadget(id=gadget_id, name="g"))
+
+        async with UnitOfWork(factory, MESSAGING, producer="uowtest") as uow:
+            await poke(uow, gadget_id)
+            gc.collect()  # the identity map holds clean objects weakly: this would drop it
+
+        async with factory() as session:
+            count = await session.scalar(select(func.count()).select_from(MESSAGING.outbox))
+        assert count == 1
+    finally:
+        await engine.dispose()
