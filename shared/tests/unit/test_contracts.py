@@ -31,7 +31,6 @@ def test_event_types_are_unique_per_schema_version() -> None:
     assert len(keys) == len(set(keys))
 
 
-@pytest.mark.xfail(strict=False, reason="consumers arrive with the service issues")
 def test_every_event_type_is_bound_by_a_subscription() -> None:
     unroutable = sorted(
         {
