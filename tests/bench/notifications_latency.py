@@ -246,6 +246,15 @@ async def raw_aio_pika(amqp_url: str, count: int, window: int = 64) -> float:
         await connection.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_worker(database_url: str, amqp_url: str, smtp_port: int, log_dir: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -320,12 +329,17 @@ async def main(rate: float, seconds: float, burst_count: int) -> dict[str, Any]:
         warm = [await producer.sign_up("warm") for _ in range(50)]
         await wait_for(lambda: all(a in smtp.accepted for a in warm), 120, "warm-up emails")
 
+        load_before = os.getloadavg()[0]
         latency = await steady(producer, smtp, rate, seconds)
+        cpu_before = cpu_seconds(worker.pid)
         sustained = await burst(producer, smtp, burst_count)
+        worker_cpu_ms = (cpu_seconds(worker.pid) - cpu_before) / burst_count * 1000
         raw = await raw_aio_pika(amqp_url, burst_count)
         figures = {**latency, "sustained_events_per_s": sustained, "raw_aio_pika_per_s": raw}
         figures["sustained_vs_raw"] = sustained / raw
+        figures["worker_cpu_ms_per_event"] = worker_cpu_ms
         print()
+        print(f"machine: {os.cpu_count()} CPUs, load average {load_before:.1f} → {os.getloadavg()[0]:.1f}")
         print(f"notifications latency, producer commit → SMTP accepted, {latency['events']:.0f} events")
         print(f"  offered rate      {latency['offered_rate']:8.1f} events/s (target {rate:.0f})")
         print(f"  producer lag p99  {latency['producer_late_p99_ms']:8.1f} ms behind schedule")
@@ -337,6 +351,7 @@ async def main(rate: float, seconds: float, burst_count: int) -> dict[str, Any]:
         print(f"  notifications     {sustained:8.1f} events/s (commit → email accepted)")
         print(f"  raw aio-pika      {raw:8.1f} messages/s (confirmed publish → acked consume)")
         print(f"  ratio             {figures['sustained_vs_raw']:8.1%}   (target ≥ 50 %)")
+        print(f"  worker CPU        {worker_cpu_ms:8.2f} ms per event (both handlers, rendering, SMTP)")
         print("stages (database clocks)")
         await stages(producer_db, notifications_db)
         return figures
