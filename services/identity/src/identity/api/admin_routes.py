@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
-from datetime import datetime
 
 from fastapi import APIRouter, Query
 
 from identity import admin, errors
+from identity.api import cursors
 from identity.api.deps import Runtime, UoW
 from identity.api.schemas import (
     AccountOut,
@@ -27,7 +25,7 @@ from identity.models import DuplicateCase
 from identity.repository import Cases
 from shared.auth import NationalAdmin
 from shared.db import UnitOfWork
-from shared.errors import FORBIDDEN, TOKEN_INVALID, UNAUTHENTICATED, VALIDATION_FAILED, AppError, error_responses
+from shared.errors import FORBIDDEN, TOKEN_INVALID, UNAUTHENTICATED, VALIDATION_FAILED, error_responses
 
 router = APIRouter(tags=["administration"])
 AUTH_ERRORS = (UNAUTHENTICATED, TOKEN_INVALID, FORBIDDEN)
@@ -68,19 +66,6 @@ async def national_reset(
     return TemporaryPasswordOut(account_id=account_id, temporary_password=password)
 
 
-def _encode_cursor(case: DuplicateCase) -> str:
-    raw = json.dumps([case.opened_at.isoformat(), str(case.id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        opened, case_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(opened), uuid.UUID(case_id)
-    except (ValueError, TypeError) as exc:
-        raise AppError(VALIDATION_FAILED, {"cursor": "invalid"}) from exc
-
-
 async def _case_out(uow: UnitOfWork, case: DuplicateCase) -> DuplicateCaseOut:
     records = await admin.case_records(uow, case)
     registered = await admin.registered_record_ids(uow, [r.id for r in records])
@@ -119,11 +104,12 @@ async def list_cases(
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=200),
 ) -> DuplicateCasePage:
-    after = _decode_cursor(cursor) if cursor else None
+    after = cursors.decode(cursor) if cursor else None
     async with uow:
         cases = await Cases(uow.session).page(status=status, after=after, limit=limit + 1)
         items = [await _case_out(uow, c) for c in cases[:limit]]
-    next_cursor = _encode_cursor(cases[limit - 1]) if len(cases) > limit else None
+    last = cases[limit - 1] if len(cases) > limit else None
+    next_cursor = cursors.encode(last.opened_at, last.id) if last else None
     return DuplicateCasePage(items=items, next_cursor=next_cursor)
 
 

@@ -20,4 +20,7 @@ def decode(cursor: str) -> tuple[datetime, uuid.UUID]:
         at, item_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         return datetime.fromisoformat(at), uuid.UUID(item_id)
     except (ValueError, TypeError) as exc:
-        raise AppError(VALIDATION_FAILED, {"cursor": "invalid"}) from exc
+        # The shape of every other validation failure: a list of {loc, msg, type}.
+        raise AppError(
+            VALIDATION_FAILED, [{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "value_error"}]
+        ) from exc
