@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from shared.auth import TokenSigner, TokenVerifier
+from shared.clock import Clock
 from shared.testing import TEST_OVERRIDES, free_port, sign_up_body
 
 SERVICES = ("identity", "teams", "projects", "notifications")
@@ -50,7 +51,13 @@ class Stack:
 
 
 def build_apps(
-    *, database_urls: dict[str, str], amqp_url: str, signer: TokenSigner, verifier: TokenVerifier, smtp_port: int
+    *,
+    database_urls: dict[str, str],
+    amqp_url: str,
+    signer: TokenSigner,
+    verifier: TokenVerifier,
+    smtp_port: int,
+    identity_clock: Clock | None = None,
 ) -> dict[str, FastAPI]:
     from identity.bootstrap import build_runtime as build_identity
     from identity.config import IdentitySettings
@@ -76,7 +83,7 @@ def build_apps(
     ps = ProjectsSettings(database_url=database_urls["projects"], **common)
     ns = NotificationsSettings(database_url=database_urls["notifications"], smtp_port=smtp_port, **common)
     return {
-        "identity": identity_app(ids, build_identity(ids, signer=signer)),
+        "identity": identity_app(ids, build_identity(ids, signer=signer, clock=identity_clock)),
         "teams": teams_app(ts, build_teams(ts, verifier=verifier)),
         "projects": projects_app(ps, build_projects(ps, verifier=verifier)),
         "notifications": notifications_app(ns, build_notifications(ns, verifier=verifier)),
@@ -180,10 +187,17 @@ async def full_stack(
     signer: TokenSigner,
     verifier: TokenVerifier,
     smtp_port: int,
+    identity_clock: Clock | None = None,
 ) -> AsyncIterator[Stack]:
+    """``identity_clock``: a ManualClock for identity's time rules (reset links, login locks)."""
     database_urls = {service: await database_factory(service) for service in SERVICES}
     apps = build_apps(
-        database_urls=database_urls, amqp_url=amqp_url, signer=signer, verifier=verifier, smtp_port=smtp_port
+        database_urls=database_urls,
+        amqp_url=amqp_url,
+        signer=signer,
+        verifier=verifier,
+        smtp_port=smtp_port,
+        identity_clock=identity_clock,
     )
     async with serving(apps) as urls:
         stack = Stack(urls=urls, apps=apps)
