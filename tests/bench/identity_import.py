@@ -103,6 +103,9 @@ async def main(rows: int, keep: bool, workers: int) -> None:
         print(f"raw COPY:      {t_copy:6.1f} s  {copy_rate:10,.0f} rows/s  (final rows, identical table)")
         print(f"ratio:         {import_rate / copy_rate:6.1%}  (target >= 40 %; 1 M rows under 60 s)")
         print(f"re-import:     {t_again:6.1f} s, inserted {again.inserted_rows:,} (idempotent: expect 0)")
+        print(
+            f"load average during the run: {' / '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
+        )
     finally:
         if not keep:
             await drop_database(url)
