@@ -9,6 +9,10 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
+import sqlalchemy.exc
+from sqlalchemy import text
+
 from identity.domain.documents import DocumentType
 from identity.models import RECORD_INACTIVE, SOURCE_IMPORT, VolunteerRecord
 from identity.registration import seal_identity
@@ -336,3 +340,16 @@ async def test_full_width_digits_cannot_register_an_id_number_twice(identity: Id
     full_width = "".join(chr(ord(c) + 0xFEE0) if c.isdigit() else c for c in body["id_number"])
     response = await identity.client.post("/api/v1/accounts", json=sign_up_body(id_number=full_width))
     assert response.json()["code"] == "id_number_already_registered"
+
+
+async def test_the_database_itself_refuses_to_delete_an_account_or_rename_it(identity: Identity) -> None:
+    _, account = await identity.sign_up()
+    for statement in (
+        "DELETE FROM accounts WHERE id = :i",
+        "UPDATE accounts SET username = 'renamed-' || username WHERE id = :i",
+    ):
+        with pytest.raises(sqlalchemy.exc.DBAPIError, match="V7"):
+            async with identity.runtime.engine.begin() as conn:
+                await conn.execute(text(statement), {"i": uuid.UUID(account["id"])})
+    rows = await identity.fetch("SELECT username FROM accounts WHERE id = :i", i=uuid.UUID(account["id"]))
+    assert rows[0][0] == account["username"]

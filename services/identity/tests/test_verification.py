@@ -11,7 +11,7 @@ import pytest
 from identity.domain import numbers
 from identity.domain.working_days import add_working_days
 from identity.repository import Accounts
-from identity.testing import JPEG_BYTES, PNG_BYTES, Identity, StartIdentity
+from identity.testing import JPEG_BYTES, PNG_BYTES, Identity, ScriptedProvider, StartIdentity
 from identity.verification import apply_outcome, verify_due
 from shared.testing import TEST_OVERRIDES, SmtpServer, eventually, running
 
@@ -312,3 +312,38 @@ async def test_unmasked_id_number_needs_an_admin_and_a_reason_and_is_audited(ide
         s=uuid.UUID(account["id"]),
     )
     assert [tuple(r) for r in audit] == [(admin_id, "核对重复记录")]
+
+
+async def test_operators_plug_in_their_provider_by_setting(start_identity: StartIdentity) -> None:
+    async with start_identity(verification_provider="identity.testing:scripted_provider") as identity:
+        provider = identity.runtime.verification_provider
+        assert isinstance(provider, ScriptedProvider)
+        body, _ = await identity.sign_up(real_name="钱验证失败")  # the development rules no longer apply
+        await identity.verification(await identity.headers_for(body), "verified")
+    [request] = provider.requests
+    assert (request.document_type, request.id_number, request.real_name) == (
+        "resident_id",
+        body["id_number"],
+        "钱验证失败",
+    )
+
+
+async def test_a_provider_that_does_not_answer_in_time_is_retried_later(start_identity: StartIdentity) -> None:
+    async with start_identity(
+        verification_provider="identity.testing:scripted_provider",
+        verification_timeout_seconds=0.2,
+        verification_retry_seconds=600,
+    ) as identity:
+        provider = identity.runtime.verification_provider
+        assert isinstance(provider, ScriptedProvider)
+        provider.delay = 5
+        _, account = await identity.sign_up()
+
+        async def attempted() -> bool:
+            rows = await identity.fetch(
+                "SELECT verification_attempts, verification_status FROM accounts WHERE id = :i",
+                i=uuid.UUID(account["id"]),
+            )
+            return bool(rows[0][0] >= 1 and rows[0][1] == "pending")
+
+        await eventually(attempted, timeout=30)

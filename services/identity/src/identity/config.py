@@ -64,6 +64,8 @@ class IdentitySettings(ServiceSettings):
     verification_poll_seconds: float = 1.0
     #: a provider error is retried after this many seconds (doubling, capped at an hour)
     verification_retry_seconds: float = 60
+    #: a provider that has not answered by then counts as down (retried later)
+    verification_timeout_seconds: float = 30
     #: development provider: a real name containing a key gets that outcome
     #: (``failed`` or ``manual_review``); every other identity is verified
     dev_verification_rules: dict[str, str] = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from sqlalchemy import text
 
 from identity.bootstrap import IdentityRuntime
 from identity.config import IdentitySettings
+from identity.verification import VerificationRequest, VerificationResult
 from shared.auth import ROLE_NATIONAL_ADMIN, ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER
 from shared.clock import ManualClock
 from shared.contracts.base import Event
@@ -114,3 +116,23 @@ PNG_BYTES = (
     b"\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef\x00\x00\x00\x00IEND\xaeB`\x82"
 )
 JPEG_BYTES = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 64 + b"\xff\xd9"
+
+
+class ScriptedProvider:
+    """A verification provider plugged in the way operators plug in theirs
+    (``IDENTITY_VERIFICATION_PROVIDER=identity.testing:scripted_provider``): it records what it
+    was asked and answers ``verified``, or waits ``delay`` seconds first."""
+
+    def __init__(self) -> None:
+        self.requests: list[VerificationRequest] = []
+        self.delay = 0.0
+
+    async def verify(self, request: VerificationRequest) -> VerificationResult:
+        self.requests.append(request)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return VerificationResult("verified")
+
+
+def scripted_provider(settings: IdentitySettings) -> ScriptedProvider:
+    return ScriptedProvider()

@@ -152,7 +152,9 @@ async def verify_due(runtime: IdentityRuntime, *, limit: int = 20) -> int:
             ).decode()
             request = VerificationRequest(record.document_type, number, record.real_name)
             try:
-                result = await runtime.verification_provider.verify(request)
+                result = await asyncio.wait_for(
+                    runtime.verification_provider.verify(request), settings.verification_timeout_seconds
+                )
             except Exception as exc:
                 account.verification_attempts += 1
                 backoff = min(3600.0, settings.verification_retry_seconds * 2 ** (account.verification_attempts - 1))
