@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from notifications.config import NotificationsSettings
-from notifications.models import Recipient
+from notifications.models import Email, Recipient
 from shared.contracts.identity import (
     AccountContactChanged,
     AccountRegistered,
@@ -153,11 +153,20 @@ async def test_password_reset_link_is_mailed_with_its_expiry_in_china_time(servi
     account_id, address = await service.register()
     expires = datetime(2026, 11, 26, 2, 30, tzinfo=UTC)  # 10:30 in Beijing
     url = f"https://volunteer.example.org/reset#{uuid.uuid4().hex}"
-    await service.produce(PasswordResetRequested(account_id=account_id, reset_url=url, expires_at=expires))
+    [event_id] = await service.produce(PasswordResetRequested(account_id=account_id, reset_url=url, expires_at=expires))
     email = await one_email_to(service, address, "重置密码")
     assert url in email.text()
     assert f'href="{url}"' in email.html()
     assert "2026-11-26 10:30" in email.text()
+    # operators see that it went, never the one-use link; the stored variables are gone too
+    [sent] = await service.settled(event_id)
+    detail = (await service.client.get(f"/api/v1/emails/{sent['id']}", headers=service.admin)).json()
+    assert detail["body_withheld"] is True
+    assert url not in detail["body_text"] + detail["body_html"]
+    async with service.runtime.session_factory() as session:
+        row = await session.get(Email, uuid.UUID(sent["id"]))
+    assert row is not None
+    assert row.context is None
 
 
 async def test_temporary_password_notice_never_contains_a_password(service: Service) -> None:
@@ -348,3 +357,21 @@ async def test_changed_address_and_language_are_used_for_later_emails(service: S
     email = await one_email_to(service, new_address, "password")
     assert "Erin" in email.text()
     assert len(service.smtp.to(old_address)) == 1  # only the welcome went to the old address
+
+
+async def test_an_older_contact_change_arriving_late_does_not_overwrite_a_newer_one(service: Service) -> None:
+    account_id, _ = await service.register()
+    newer = f"newer-{account_id.hex[:10]}@example.org"
+    older = f"older-{account_id.hex[:10]}@example.org"
+    now = datetime.now(UTC)
+    await service.publish(AccountContactChanged(account_id=account_id, display_name="新", email=newer), occurred_at=now)
+    late = await service.publish(
+        AccountContactChanged(account_id=account_id, display_name="旧", email=older),
+        occurred_at=now - timedelta(minutes=5),
+    )
+    await service.handled(late.event_id, "recipients")
+    async with service.runtime.session_factory() as session:
+        recipient = await session.get(Recipient, account_id)
+    assert recipient is not None
+    assert recipient.email == newer
+    assert recipient.display_name == "新"

@@ -144,7 +144,8 @@ async def _insert(
         "template": template,
         "recipient_key": recipient_key,
         "recipient_account_id": account_id,
-        "context": context,
+        # the variables are kept only until the email can be rendered (they may hold a one-use link)
+        "context": context if recipient is None else None,
         "message_id": message_id_for(key, domain),
         "created_at": now,
         "next_attempt_at": now,
@@ -233,7 +234,7 @@ async def resolve_awaiting(uow: UnitOfWork, templates: Templates, recipient: Rec
         await uow.session.execute(
             update(Email)
             .where(Email.id == email.id)
-            .values(**addressed, status=status, next_attempt_at=uow.clock.now())
+            .values(**addressed, status=status, context=None, next_attempt_at=uow.clock.now())
         )
     if waiting:
         await notify_sender(uow)

@@ -121,9 +121,17 @@ class ReplayRecord(BaseModel):
 
 class EmailDetail(EmailSummary):
     message_id: str
+    #: empty when withheld
     body_text: str
     body_html: str
+    #: true for emails carrying a one-use secret (the password reset link): operators see
+    #: that it went and why it failed, never the link itself
+    body_withheld: bool = False
     replays: list[ReplayRecord]
+
+
+#: templates whose body holds a secret only the recipient may see
+WITHHELD_BODIES = frozenset({"password_reset"})
 
 
 class EmailPage(BaseModel):
@@ -162,11 +170,13 @@ async def _detail(runtime: NotificationsRuntime, email_id: uuid.UUID) -> EmailDe
         email = await repository.get_email(session, email_id)
         replays = await repository.replays_of(session, email_id)
         summary = EmailSummary.model_validate(email, from_attributes=True)
+        withheld = email.template in WITHHELD_BODIES
         return EmailDetail(
             **summary.model_dump(),
             message_id=email.message_id,
-            body_text=email.body_text,
-            body_html=email.body_html,
+            body_text="" if withheld else email.body_text,
+            body_html="" if withheld else email.body_html,
+            body_withheld=withheld,
             replays=[ReplayRecord.model_validate(r, from_attributes=True) for r in replays],
         )
 
