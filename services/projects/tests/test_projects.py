@@ -215,3 +215,28 @@ async def test_unknown_project_is_404_with_code(world: World) -> None:
     response = await world.client.get(f"/api/v1/projects/{uuid.uuid4()}")
     assert response.status_code == 404
     assert response.json()["code"] == "project_not_found"
+
+
+async def test_my_projects_shows_drafts_and_who_may_still_extend_a_closed_project(world: World) -> None:
+    project = await world.project()
+    draft = await world.client.post(
+        "/api/v1/projects", json=project_body(project.team_id, title="草稿项目"), headers=project.admin
+    )
+    assert draft.status_code == 201
+
+    async def open_to() -> object:
+        response = await world.client.get("/api/v1/me/projects", params={"status": "closed"}, headers=project.admin)
+        [item] = [i for i in response.json()["items"] if i["id"] == project.id]
+        return item["extension_open_to"]
+
+    mine = (await world.client.get("/api/v1/me/projects", headers=project.admin)).json()["items"]
+    assert {i["status"] for i in mine} == {"draft", "published"}
+    led = (await world.client.get("/api/v1/me/projects", headers=project.lead)).json()["items"]
+    assert [i["id"] for i in led] == [project.id]  # the lead leads only this one
+    await close(world, project.id)
+    world.clock.advance(days=1)
+    assert await open_to() == "team_admin"
+    world.clock.advance(days=30)
+    assert await open_to() == "national_admin"
+    world.clock.advance(days=30)
+    assert await open_to() is None

@@ -181,6 +181,25 @@ async def list_projects(
     return list((await s.execute(stmt)).mappings())
 
 
+async def list_managed_projects(
+    s: AsyncSession,
+    account_id: uuid.UUID,
+    *,
+    status: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[Row]:
+    """我的项目: projects the account leads or whose team it administers, every status."""
+    admin_of = select(team_roles.c.team_id).where(team_roles.c.account_id == account_id, team_roles.c.role == "admin")
+    stmt = select(projects).where((projects.c.lead_account_id == account_id) | projects.c.team_id.in_(admin_of))
+    if status is not None:
+        stmt = stmt.where(projects.c.status == status)
+    if after is not None:
+        stmt = stmt.where(tuple_(projects.c.created_at, projects.c.id) < tuple_(*after))
+    stmt = stmt.order_by(projects.c.created_at.desc(), projects.c.id.desc()).limit(limit)
+    return list((await s.execute(stmt)).mappings())
+
+
 async def close_due_projects(s: AsyncSession, *, today: date, now: datetime, batch: int) -> list[Row]:
     """自动结项 of one batch. ``SKIP LOCKED``: replicas sweeping at once each close different rows,
     and a row one closed no longer matches ``status = 'published'`` for the other."""

@@ -190,6 +190,43 @@ async def list_projects(
 
 
 @router.get(
+    "/me/projects",
+    response_model=sch.ManagedProjectPage,
+    tags=["projects"],
+    summary="我的项目: projects the caller leads or whose team it administers (drafts and closed included)",
+    responses=error_responses(*AUTH, errors.CURSOR_INVALID),
+)
+async def my_projects(
+    principal: CurrentPrincipal,
+    runtime: RuntimeDep,
+    status: Literal["draft", "published", "closed"] | None = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> sch.ManagedProjectPage:
+    async with runtime.uow() as uow:
+        rows = await repo.list_managed_projects(
+            uow.session, principal.account_id, status=status, after=_time_cursor(cursor), limit=limit + 1
+        )
+        now = uow.clock.now()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [
+        sch.ManagedProject.model_validate(
+            {
+                **dict(r),
+                "extension_open_to": project_rules.extension_open_to(r["closed_at"], now, r["team_admin_extensions"])
+                if r["status"] == project_rules.CLOSED
+                else None,
+            }
+        )
+        for r in rows
+    ]
+    return sch.ManagedProjectPage(
+        items=items, next_cursor=_encode(rows[-1]["created_at"].isoformat(), rows[-1]["id"]) if more else None
+    )
+
+
+@router.get(
     "/projects/{project_id}",
     response_model=sch.ProjectOut,
     tags=["projects"],

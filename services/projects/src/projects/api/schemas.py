@@ -102,6 +102,18 @@ class ProjectSummary(BaseModel):
     status: str
 
 
+class ManagedProject(ProjectSummary):
+    closed_at: datetime | None
+    extensions: int
+    #: who may still extend it (P4): team_admin (within 30 days, once), national_admin (30-60 days), or null
+    extension_open_to: str | None
+
+
+class ManagedProjectPage(BaseModel):
+    items: list[ManagedProject]
+    next_cursor: str | None
+
+
 class ProjectPage(BaseModel):
     items: list[ProjectSummary]
     next_cursor: str | None

@@ -63,6 +63,18 @@ def is_due_for_closing(status: str, ends_on: date, today: date) -> bool:
     return status == PUBLISHED and ends_on < today
 
 
+def extension_open_to(closed_at: datetime | None, now: datetime, team_admin_extensions: int) -> str | None:
+    """Who may still extend a closed project (P4): ``team_admin``, ``national_admin`` or nobody."""
+    if closed_at is None:
+        return None
+    since_closing = now - closed_at
+    if since_closing > NATIONAL_ADMIN_EXTENSION_WINDOW:
+        return None
+    if since_closing <= TEAM_ADMIN_EXTENSION_WINDOW and team_admin_extensions == 0:
+        return "team_admin"
+    return "national_admin"
+
+
 @dataclass(frozen=True)
 class ExtensionRequest:
     status: str
