@@ -240,3 +240,45 @@ async def test_my_projects_shows_drafts_and_who_may_still_extend_a_closed_projec
     assert await open_to() == "national_admin"
     world.clock.advance(days=30)
     assert await open_to() is None
+
+
+async def test_draft_can_be_edited_with_the_date_rules_applied(world: World) -> None:
+    project = await world.project(publish=False)
+    url = f"/api/v1/projects/{project.id}"
+    edited = await world.client.patch(
+        url, json={"title": "社区敬老(周末)", "recruit_ends_on": "2026-02-15"}, headers=project.lead
+    )
+    assert edited.status_code == 200, edited.text
+    assert (edited.json()["title"], edited.json()["recruit_ends_on"]) == ("社区敬老(周末)", "2026-02-15")
+    outside = await world.client.patch(url, json={"recruit_ends_on": "2026-04-15"}, headers=project.lead)
+    assert outside.json()["code"] == "recruitment_outside_project"
+    await world.client.post(f"{url}/publication", headers=project.lead)
+    late = await world.client.patch(url, json={"title": "改名"}, headers=project.lead)
+    assert late.json()["code"] == "project_not_draft"
+
+
+async def test_positions_can_be_added_and_quota_never_drops_below_admitted(world: World) -> None:
+    project = await world.project(positions=[{"name": "引导员", "quota": 3, "admission_mode": "auto"}])
+    for _ in range(2):
+        await world.admitted_volunteer(project)
+    added = await world.client.post(
+        f"/api/v1/projects/{project.id}/positions",
+        json={"name": "后勤", "quota": 4, "admission_mode": "manual"},
+        headers=project.lead,
+    )
+    assert added.status_code == 201
+    assert {p["name"] for p in added.json()["positions"]} == {"引导员", "后勤"}
+    too_low = await world.client.put(
+        f"/api/v1/positions/{project.position()}/quota", json={"quota": 1}, headers=project.lead
+    )
+    assert too_low.status_code == 409
+    assert too_low.json()["code"] == "quota_below_admitted"
+    assert "2" in too_low.json()["message"]
+    ok = await world.client.put(
+        f"/api/v1/positions/{project.position()}/quota", json={"quota": 2}, headers=project.lead
+    )
+    assert ok.status_code == 200
+    stranger = await world.client.put(
+        f"/api/v1/positions/{project.position()}/quota", json={"quota": 9}, headers=(await world.volunteer())[1]
+    )
+    assert stranger.status_code == 403

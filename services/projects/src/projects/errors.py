@@ -63,6 +63,12 @@ REGION_INVALID = ErrorSpec("region_invalid", 422, "行政区划代码无效", "T
 PROJECT_NOT_DRAFT = ErrorSpec(
     "project_not_draft", 409, "只有草稿状态的项目可以发布或修改", "Only a draft project can be published or edited"
 )
+QUOTA_BELOW_ADMITTED = ErrorSpec(
+    "quota_below_admitted",
+    409,
+    "岗位名额不能少于已录用人数({admitted}人)",
+    "The quota cannot be below the number already admitted ({admitted})",
+)
 PROJECT_HAS_NO_POSITIONS = ErrorSpec(
     "project_has_no_positions", 422, "项目至少需要设置一个岗位", "A project needs at least one position"
 )

@@ -152,6 +152,25 @@ async def project(s: AsyncSession, project_id: uuid.UUID, *, for_update: bool = 
     return (await s.execute(stmt)).mappings().first()
 
 
+async def position(s: AsyncSession, position_id: uuid.UUID) -> Row | None:
+    stmt = (
+        select(positions, projects.c.team_id, projects.c.lead_account_id, projects.c.status)
+        .select_from(positions.join(projects, projects.c.id == positions.c.project_id))
+        .where(positions.c.id == position_id)
+    )
+    return (await s.execute(stmt)).mappings().first()
+
+
+async def set_quota(s: AsyncSession, position_id: uuid.UUID, quota: int) -> int | None:
+    """A quota never drops below the places already taken (same guard as admission: one statement)."""
+    result = await s.execute(
+        text("UPDATE positions SET quota = :quota WHERE id = :id AND admitted <= :quota RETURNING admitted"),
+        {"id": position_id, "quota": quota},
+    )
+    row = result.first()
+    return None if row is None else int(row[0])
+
+
 async def positions_of(s: AsyncSession, project_id: uuid.UUID) -> list[Row]:
     rows = await s.execute(select(positions).where(positions.c.project_id == project_id).order_by(positions.c.name))
     return list(rows.mappings())

@@ -178,6 +178,58 @@ async def copy_project(
     return await create_project(uow, principal, data)
 
 
+EDITABLE = (
+    "title",
+    "description",
+    "category",
+    "region_code",
+    "address",
+    "requirements",
+    "starts_on",
+    "ends_on",
+    "recruit_starts_on",
+    "recruit_ends_on",
+)
+
+
+async def edit_draft(uow: UnitOfWork, principal: Principal, project_id: uuid.UUID, changes: dict[str, Any]) -> None:
+    """A draft's content and dates may change (P1/P2 checked on the result); a published project's not."""
+    row = await load_project(uow, project_id, for_update=True)
+    await require_manager(uow, row, principal)
+    if row["status"] != project_rules.DRAFT:
+        raise AppError(errors.PROJECT_NOT_DRAFT)
+    merged = {**dict(row), **changes}
+    dates_of(merged).check()
+    if "region_code" in changes and not regions.is_valid(changes["region_code"]):
+        raise AppError(errors.REGION_INVALID, {"region_code": changes["region_code"]})
+    values = {k: v for k, v in changes.items() if k in EDITABLE}
+    contact = changes.get("contact")
+    if contact is not None:
+        values.update(contact_name=contact["name"], contact_phone=contact["phone"], contact_email=contact.get("email"))
+    if values:
+        await repo.update_project(uow.session, project_id, **values)
+
+
+async def add_position(uow: UnitOfWork, principal: Principal, project_id: uuid.UUID, data: dict[str, Any]) -> None:
+    row = await load_project(uow, project_id, for_update=True)
+    await require_manager(uow, row, principal)
+    if row["status"] == project_rules.CLOSED:
+        raise AppError(errors.PROJECT_CLOSED)
+    await repo.insert_positions(uow.session, [{"id": uuid.uuid4(), "project_id": project_id, **data}])
+
+
+async def change_quota(uow: UnitOfWork, principal: Principal, position_id: uuid.UUID, quota: int) -> uuid.UUID:
+    row = await repo.position(uow.session, position_id)
+    if row is None:
+        raise AppError(errors.POSITION_NOT_FOUND)
+    await require_manager(uow, row, principal)
+    if await repo.set_quota(uow.session, position_id, quota) is None:
+        admitted = await repo.count_admitted(uow.session, position_id)
+        raise AppError(errors.QUOTA_BELOW_ADMITTED, {"admitted": admitted}, params={"admitted": admitted})
+    project_id: uuid.UUID = row["project_id"]
+    return project_id
+
+
 async def publish_project(uow: UnitOfWork, principal: Principal, project_id: uuid.UUID) -> None:
     row = await load_project(uow, project_id, for_update=True)
     await require_manager(uow, row, principal)

@@ -246,6 +246,69 @@ async def get_project(project_id: uuid.UUID, principal: OptionalPrincipal, runti
     return view
 
 
+_DATE_ERRORS = (
+    errors.PROJECT_DATES_ORDER,
+    errors.RECRUITMENT_DATES_ORDER,
+    errors.RECRUITMENT_OUTSIDE_PROJECT,
+    errors.PROJECT_TOO_LONG,
+)
+
+
+@router.patch(
+    "/projects/{project_id}",
+    response_model=sch.ProjectOut,
+    tags=["projects"],
+    summary="Edit a draft (content, contact, dates; P1/P2 checked on the result)",
+    responses=error_responses(
+        *AUTH,
+        errors.PROJECT_NOT_FOUND,
+        errors.NOT_PROJECT_MANAGER,
+        errors.PROJECT_NOT_DRAFT,
+        errors.REGION_INVALID,
+        *_DATE_ERRORS,
+    ),
+)
+async def edit_project(
+    project_id: uuid.UUID, body: sch.ProjectPatch, principal: CurrentPrincipal, runtime: RuntimeDep
+) -> sch.ProjectOut:
+    async with runtime.uow() as uow:
+        await services.edit_draft(uow, principal, project_id, body.model_dump(exclude_unset=True, exclude_none=True))
+    return await _project_view(runtime, project_id)
+
+
+@router.post(
+    "/projects/{project_id}/positions",
+    status_code=201,
+    response_model=sch.ProjectOut,
+    tags=["projects"],
+    summary="Add a position (岗位) to a draft or published project",
+    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER, errors.PROJECT_CLOSED),
+)
+async def add_position(
+    project_id: uuid.UUID, body: sch.PositionIn, principal: CurrentPrincipal, runtime: RuntimeDep
+) -> sch.ProjectOut:
+    async with runtime.uow() as uow:
+        await services.add_position(uow, principal, project_id, body.model_dump())
+    return await _project_view(runtime, project_id)
+
+
+@router.put(
+    "/positions/{position_id}/quota",
+    response_model=sch.ProjectOut,
+    tags=["projects"],
+    summary="Change a position's quota; never below the places already taken",
+    responses=error_responses(
+        *AUTH, errors.POSITION_NOT_FOUND, errors.NOT_PROJECT_MANAGER, errors.QUOTA_BELOW_ADMITTED
+    ),
+)
+async def change_quota(
+    position_id: uuid.UUID, body: sch.QuotaIn, principal: CurrentPrincipal, runtime: RuntimeDep
+) -> sch.ProjectOut:
+    async with runtime.uow() as uow:
+        project_id = await services.change_quota(uow, principal, position_id, body.quota)
+    return await _project_view(runtime, project_id)
+
+
 @router.post(
     "/projects/{project_id}/publication",
     response_model=sch.ProjectOut,

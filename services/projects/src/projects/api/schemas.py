@@ -46,6 +46,24 @@ class ProjectIn(ProjectDatesIn):
     positions: list[PositionIn] = Field(min_length=1, max_length=50)
 
 
+class ProjectPatch(Input):
+    title: str | None = Field(default=None, min_length=2, max_length=200)
+    description: str | None = Field(default=None, min_length=1, max_length=10_000)
+    category: str | None = Field(default=None, min_length=1, max_length=60)
+    region_code: str | None = Field(default=None, pattern=r"^\d{6}$")
+    address: str | None = Field(default=None, min_length=1, max_length=300)
+    contact: ContactIn | None = None
+    requirements: str | None = Field(default=None, max_length=5000)
+    starts_on: date | None = None
+    ends_on: date | None = None
+    recruit_starts_on: date | None = None
+    recruit_ends_on: date | None = None
+
+
+class QuotaIn(Input):
+    quota: int = Field(ge=1, le=100_000)
+
+
 class ExtensionIn(Input):
     new_end_date: date
 
