@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import openpyxl
+import pytest
 from stdnum.cn import ric
 
+from identity.api import import_routes
 from identity.domain.documents import DocumentType, blind_index_input
 from identity.importer import ImportSummary, check_resident_id, run_import, segments
 from identity.importer import _Reject as Reject
@@ -343,6 +345,34 @@ async def test_uploaded_file_is_imported_in_the_background_and_its_report_downlo
     ]
     english = await identity.client.get(job["report_url"], headers={**admin, "Accept-Language": "en"})
     assert "The mobile number is not valid" in english.content.decode("utf-8-sig")
+
+
+async def test_report_pages_through_every_rejected_row_in_line_order(
+    identity: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(import_routes, "REPORT_PAGE", 2)
+    content = csv_bytes([row(f"曹{i}", new_id(), mobile="1") for i in range(5)])
+    admin = identity.national_admin()
+
+    response = await identity.client.post(
+        "/api/v1/imports", headers=admin, files={"file": ("bad.csv", content, "text/csv")}
+    )
+    job = await wait_for_job(identity, f"/api/v1/imports/{response.json()['id']}", admin)
+    report = await identity.client.get(job["report_url"], headers=admin)
+
+    lines = list(csv.reader(io.StringIO(report.content.decode("utf-8-sig"))))[1:]
+    assert [(int(line[0]), line[1]) for line in lines] == [(n, "mobile_invalid") for n in range(2, 7)]
+
+
+async def test_upload_over_the_size_cap_is_refused(identity: Identity, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(import_routes, "MAX_UPLOAD_BYTES", 64)
+    content = csv_bytes([row("严", new_id()) for _ in range(5)])
+
+    response = await identity.client.post(
+        "/api/v1/imports", headers=identity.national_admin(), files={"file": ("big.csv", content, "text/csv")}
+    )
+
+    assert (response.status_code, response.json()["code"]) == (413, "import_file_too_large")
 
 
 async def test_data_importer_uploads_and_sees_only_its_own_jobs(identity: Identity) -> None:
