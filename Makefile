@@ -34,7 +34,7 @@ soak: setup
 
 load: setup
 	deploy/ensure-services.sh
-	$(UV) run --frozen python tests/load/run.py
+	$(UV) run --frozen python tests/load/run.py $(LOAD_ARGS)
 
 bench: setup
 	deploy/ensure-services.sh

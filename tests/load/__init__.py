@@ -1,0 +1,1 @@
+"""Open-loop load test of the big-event flow (``make load``, ``tests/load/run.py``)."""
