@@ -11,15 +11,13 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-
 from notifications.models import Recipient
 from notifications.outbox import (
-    lock_recipient,
     queue_email,
     queue_for_account,
     queue_for_accounts,
     resolve_awaiting,
+    store_recipient,
 )
 from shared.clock import CHINA_TZ
 from shared.contracts.identity import (
@@ -66,32 +64,11 @@ async def keep_recipient(
     uow: UnitOfWork,
     runtime: NotificationsRuntime,
 ) -> None:
-    await lock_recipient(uow, event.account_id)
-    stmt = pg_insert(Recipient).values(
-        account_id=event.account_id,
-        email=event.email,
-        display_name=event.display_name,
-        language=event.language,
-        updated_at=envelope.occurred_at,
-    )
-    stored = await uow.session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[Recipient.account_id],
-            set_={
-                "email": stmt.excluded.email,
-                "display_name": stmt.excluded.display_name,
-                "language": stmt.excluded.language,
-                "updated_at": stmt.excluded.updated_at,
-            },
-            # an older event arriving late never overwrites a newer address
-            where=Recipient.updated_at <= stmt.excluded.updated_at,
-        ).returning(Recipient.account_id)
-    )
-    if stored.first() is None:
-        return  # a stale event: the read model already holds something newer
     recipient = Recipient(
         account_id=event.account_id, email=event.email, display_name=event.display_name, language=event.language
     )
+    if not await store_recipient(uow, recipient, envelope.occurred_at):
+        return  # a stale event: the read model already holds something newer
     await resolve_awaiting(uow, runtime.templates, recipient)
 
 

@@ -15,9 +15,10 @@ import hashlib
 import uuid
 import zlib
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import DateTime, Table, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from notifications.models import (
@@ -158,13 +159,17 @@ async def _insert(
         values["status"] = AWAITING_RECIPIENT
     else:
         values["status"] = PENDING
-    result = await uow.session.execute(
-        pg_insert(Email).values(**values).on_conflict_do_nothing(index_elements=[Email.dedupe_key]).returning(Email.id)
-    )
+    # Core statement on the table with bound parameters: compiled once and cached, where an
+    # ORM insert with inline values costs a cache-key walk per email
+    result = await uow.session.execute(_INSERT_EMAIL, values)
     inserted = result.first() is not None
     if inserted and values["status"] == PENDING:
         await notify_sender(uow)
     return inserted
+
+
+_EMAILS = cast(Table, Email.__table__)
+_INSERT_EMAIL = pg_insert(_EMAILS).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(_EMAILS.c.id)
 
 
 def _addressed(
@@ -209,36 +214,73 @@ async def _rate_limited(
     return f"rate limit: at most {limit} '{values['template']}' emails per recipient per {window_seconds} s"
 
 
+_AWAITING = (
+    select(_EMAILS.c.id, _EMAILS.c.template, _EMAILS.c.context, _EMAILS.c.status)
+    .where(_EMAILS.c.recipient_account_id == bindparam("account_id"), _EMAILS.c.to_address == "")
+    .with_for_update()
+)
+
+
 async def resolve_awaiting(uow: UnitOfWork, templates: Templates, recipient: Recipient) -> int:
     """Render and release the emails that waited for this account's address."""
-    waiting = (
-        (
-            await uow.session.execute(
-                select(Email)
-                .where(Email.recipient_account_id == recipient.account_id, Email.to_address == "")
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    for email in waiting:
+    waiting = (await uow.session.execute(_AWAITING, {"account_id": recipient.account_id})).all()
+    for email_id, template, context, status in waiting:
         addressed = _addressed(
             templates,
-            email.template,
-            email.context or {},
+            template,
+            context or {},
             (recipient.email, recipient.display_name, recipient.language),
         )
-        status = PENDING if email.status == AWAITING_RECIPIENT else email.status
         await uow.session.execute(
             update(Email)
-            .where(Email.id == email.id)
-            .values(**addressed, status=status, context=None, next_attempt_at=uow.clock.now())
+            .where(Email.id == email_id)
+            .values(
+                **addressed,
+                status=PENDING if status == AWAITING_RECIPIENT else status,
+                context=None,
+                next_attempt_at=uow.clock.now(),
+            )
         )
     if waiting:
         await notify_sender(uow)
     return len(waiting)
+
+
+#: lock the account (serialising with queue_for_account) and upsert it, in one round trip: the
+#: INSERT pulls its row from the lock's SELECT, so the lock is held before the row is written
+_STORE_RECIPIENT = text(
+    """
+    WITH locked AS (SELECT pg_advisory_xact_lock(:namespace, :lock_key))
+    INSERT INTO recipients (account_id, email, display_name, language, updated_at)
+    SELECT :account_id, :email, :display_name, :language, :updated_at FROM locked
+    ON CONFLICT (account_id) DO UPDATE
+       SET email = excluded.email, display_name = excluded.display_name,
+           language = excluded.language, updated_at = excluded.updated_at
+     -- an older event arriving late never overwrites a newer address
+     WHERE recipients.updated_at <= excluded.updated_at
+    RETURNING account_id
+    """
+).bindparams(
+    bindparam("account_id", type_=UUID(as_uuid=True)),
+    bindparam("updated_at", type_=DateTime(timezone=True)),
+)
+
+
+async def store_recipient(uow: UnitOfWork, recipient: Recipient, updated_at: datetime) -> bool:
+    """Keep the read model's row of the account; False when the event is older than what it holds."""
+    stored = await uow.session.execute(
+        _STORE_RECIPIENT,
+        {
+            "namespace": _RECIPIENT_LOCKS,
+            "lock_key": _lock_key(str(recipient.account_id)),
+            "account_id": recipient.account_id,
+            "email": recipient.email,
+            "display_name": recipient.display_name,
+            "language": recipient.language,
+            "updated_at": updated_at,
+        },
+    )
+    return stored.first() is not None
 
 
 _RECIPIENT_LOCKS = 6001
@@ -249,12 +291,19 @@ async def lock_recipient(uow: UnitOfWork, account_id: uuid.UUID) -> None:
     await _advisory_lock(uow, _RECIPIENT_LOCKS, str(account_id))
 
 
+def _lock_key(key: str) -> int:
+    digest = zlib.crc32(key.encode())
+    return digest - 2**32 if digest >= 2**31 else digest
+
+
+_LOCK = text("SELECT pg_advisory_xact_lock(:n, :k)")
+_NOTIFY = text(f"SELECT pg_notify('{EMAIL_CHANNEL}', '')")
+
+
 async def _advisory_lock(uow: UnitOfWork, namespace: int, key: str) -> None:
     """A transaction-scoped lock on (namespace, key): released at commit or rollback."""
-    digest = zlib.crc32(key.encode())
-    signed = digest - 2**32 if digest >= 2**31 else digest
-    await uow.session.execute(text("SELECT pg_advisory_xact_lock(:n, :k)"), {"n": namespace, "k": signed})
+    await uow.session.execute(_LOCK, {"n": namespace, "k": _lock_key(key)})
 
 
 async def notify_sender(uow: UnitOfWork) -> None:
-    await uow.session.execute(text("SELECT pg_notify(:c, '')"), {"c": EMAIL_CHANNEL})
+    await uow.session.execute(_NOTIFY)
