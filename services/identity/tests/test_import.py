@@ -186,7 +186,7 @@ async def test_xlsx_file_is_imported_with_numeric_cells_read_as_text(identity: I
     path = tmp_path / "people.xlsx"
     workbook.save(path)
 
-    summary = await load(identity, path)
+    summary = await load(identity, path, workers=2)  # rows read here, sealed in workers
 
     assert (summary.status, summary.inserted_rows, summary.rejected_rows) == ("succeeded", 1, 1)
     [record] = await records_with(identity, number)

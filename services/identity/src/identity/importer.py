@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import multiprocessing
+import multiprocessing.util
 import operator
 import os
 import re
@@ -929,6 +930,14 @@ def _start_loader(
     encoding = "utf-8" if encoding == "utf-8-sig" else encoding  # the BOM was before the header
     checker = RowChecker(build_cipher(settings), today)
     _WORKER = _Worker(checker, loop, conn, path, encoding, width, operator.itemgetter(*columns), job_id)
+    # close the connection when the pool shuts the process down (atexit does not run there)
+    multiprocessing.util.Finalize(None, _stop_loader, exitpriority=10)
+
+
+def _stop_loader() -> None:
+    if _WORKER is not None:
+        _WORKER.loop.run_until_complete(_WORKER.conn.close())
+        _WORKER.loop.close()
 
 
 def _load_segment(segment: Segment, now: datetime) -> SegmentResult:
