@@ -288,3 +288,25 @@ async def test_emails_not_yet_due_are_left_alone(start_service: StartService, ow
         async with service.runtime.session_factory() as session:
             due = await session.scalar(select(func.count()).select_from(Email).where(Email.status == "pending"))
         assert due == 1
+
+
+async def test_queued_email_wakes_the_sender_at_once_without_waiting_for_a_poll(
+    start_service: StartService, smtp_server: SmtpServer
+) -> None:
+    """LISTEN/NOTIFY from the queueing transaction: with polling once an hour, mail still flows."""
+    async with start_service(smtp_server, mail_poll_interval=3600) as service:
+        events = [registration("wake") for _ in range(3)]
+        for event in events:  # one after another: each must wake an idle loop by itself
+            await service.produce(event)
+            await smtp_server.wait_for(lambda m, e=event: e.email in m.rcpt_tos, timeout=30)
+        # a replay wakes it too
+        smtp_server.refuse_with = "550 5.7.1 refused"
+        try:
+            failed_event = registration("wake")
+            [event_id] = await service.produce(failed_event)
+            [failed] = await service.settled(event_id, status="failed")
+        finally:
+            smtp_server.refuse_with = None
+        response = await service.client.post(f"/api/v1/emails/{failed['id']}/replay", headers=service.admin)
+        assert response.status_code == 200
+        await smtp_server.wait_for(lambda m: failed_event.email in m.rcpt_tos, timeout=30)

@@ -159,17 +159,45 @@ async def _insert(
         values["status"] = AWAITING_RECIPIENT
     else:
         values["status"] = PENDING
-    # Core statement on the table with bound parameters: compiled once and cached, where an
-    # ORM insert with inline values costs a cache-key walk per email
-    result = await uow.session.execute(_INSERT_EMAIL, values)
-    inserted = result.first() is not None
-    if inserted and values["status"] == PENDING:
-        await notify_sender(uow)
-    return inserted
+    values.setdefault("last_error", None)
+    # a pending email wakes the sender in the same round trip as its insert (and only if inserted)
+    statement = _INSERT_EMAIL_AND_NOTIFY if values["status"] == PENDING else _INSERT_EMAIL
+    result = await uow.session.execute(statement, values)
+    return result.first() is not None
 
 
+# Core statements with bound parameters, compiled once and cached (an ORM insert with inline
+# values costs a cache-key walk per email).
 _EMAILS = cast(Table, Email.__table__)
-_INSERT_EMAIL = pg_insert(_EMAILS).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(_EMAILS.c.id)
+_INSERTED_COLUMNS = (
+    "id",
+    "dedupe_key",
+    "event_id",
+    "event_type",
+    "template",
+    "recipient_key",
+    "recipient_account_id",
+    "context",
+    "message_id",
+    "created_at",
+    "next_attempt_at",
+    "to_address",
+    "to_name",
+    "language",
+    "subject",
+    "body_text",
+    "body_html",
+    "status",
+    "last_error",
+)
+_INSERT_EMAIL = (
+    pg_insert(_EMAILS)
+    .values({name: bindparam(name, type_=_EMAILS.c[name].type) for name in _INSERTED_COLUMNS})
+    .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    .returning(_EMAILS.c.id)
+)
+_INSERTED = _INSERT_EMAIL.cte("inserted")
+_INSERT_EMAIL_AND_NOTIFY = select(_INSERTED.c.id, func.pg_notify(EMAIL_CHANNEL, ""))
 
 
 def _addressed(
