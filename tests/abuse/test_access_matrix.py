@@ -402,7 +402,7 @@ async def build_world(stack: Stack, client: httpx.AsyncClient) -> World:
     )
     ids["job_id"] = job["id"]
     ids["case_id"] = str(uuid.uuid4())
-    ids["upload_id"], ids["guangdong_account_id"] = await guangdong_upload(stack, client)
+    ids["upload_id"], ids["guangdong_account_id"], ids["guangdong_username"] = await guangdong_upload(stack, client)
 
     # Guangdong teams: a root team (no admin) and a social group pending its registration authority
     ids["guangdong_team_id"] = (
@@ -433,7 +433,7 @@ async def build_world(stack: Stack, client: httpx.AsyncClient) -> World:
     return world
 
 
-async def guangdong_upload(stack: Stack, client: httpx.AsyncClient) -> tuple[str, str]:
+async def guangdong_upload(stack: Stack, client: httpx.AsyncClient) -> tuple[str, str, str]:
     body = sign_up_body(real_name="陈验证失败", region_code="440106", id_number=resident_id(region="440106"))
     signed_up = await client.post(stack.url("identity", "/api/v1/accounts"), json=body)
     assert signed_up.status_code == 201, signed_up.text
@@ -450,7 +450,7 @@ async def guangdong_upload(stack: Stack, client: httpx.AsyncClient) -> tuple[str
         headers=person.headers,
     )
     assert upload.status_code == 201, upload.text
-    return str(upload.json()["id"]), str(person.account_id)
+    return str(upload.json()["id"]), str(person.account_id), body["username"]
 
 
 @pytest.fixture(scope="module")
@@ -616,6 +616,17 @@ async def test_a_regional_admin_of_beijing_cannot_act_in_guangdong(world: World,
         identity("/api/v1/admin/id-card-reviews"), params={"limit": 200}, headers=world.national.headers
     )
     assert ids["upload_id"] in {item["id"] for item in national_queue.json()["items"]}
+
+    searches = {}
+    for who, username in (("guangdong", ids["guangdong_username"]), ("beijing", world.a.username)):
+        found = await client.post(
+            identity("/api/v1/admin/account-searches"),
+            json={"username": username, "reason": "核对账号"},
+            headers=beijing.headers,
+        )
+        assert found.status_code == 200, found.text
+        searches[who] = [item["id"] for item in found.json()["items"]]
+    assert searches == {"guangdong": [], "beijing": [str(world.a.account_id)]}, searches
 
     # the same acts on Beijing's objects succeed: the refusals above are the region rule's
     controls: list[tuple[str, str, dict[str, Any], int]] = [
