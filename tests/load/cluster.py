@@ -21,7 +21,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from shared.testing import create_database, create_vhost, delete_vhost, drop_database, free_port
+from shared.testing import PG_ADMIN_DSN, create_database, create_vhost, delete_vhost, free_port
 
 SERVICES = ("identity", "teams", "projects", "notifications")
 PREFIXES = {s: s.upper() for s in SERVICES}
@@ -203,18 +203,34 @@ async def cluster(
                 shutil.rmtree(log_dir, ignore_errors=True)
             for url in database_urls.values():
                 with contextlib.suppress(Exception):
-                    await drop_database(url)
+                    await _drop_database(url)
             if amqp_url:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(delete_vhost, amqp_url)
 
 
-async def fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
+async def fetch(dsn: str, sql: str, *args: object, patience: float = 60) -> list[asyncpg.Record]:
+    """One query on a connection of its own; waits for a free connection slot, as the PostgreSQL
+    server is shared with whatever else runs on the machine."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while True:
+        try:
+            conn = await asyncpg.connect(dsn)
+            break
+        except (asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError, OSError):
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
     try:
         return list(await conn.fetch(sql, *args))
     finally:
         await conn.close()
+
+
+async def _drop_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1].split("?")[0]
+    await fetch(PG_ADMIN_DSN, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def process_cpu_seconds(pid: int) -> float:

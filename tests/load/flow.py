@@ -232,16 +232,17 @@ class VerifiedWatcher:
         self.interval = interval
         self.waiting: dict[uuid.UUID, asyncio.Future[None]] = {}
         self.task: asyncio.Task[None] | None = None
+        self.conn: asyncpg.Connection | None = None
 
     async def start(self) -> None:
-        self.conn = await asyncpg.connect(self.dsn)
         self.task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
-        await self.conn.close()
+        if self.conn is not None:
+            await self.conn.close()
 
     def wait(self, account_id: uuid.UUID) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -254,9 +255,15 @@ class VerifiedWatcher:
             pending = [a for a, f in self.waiting.items() if not f.done()]
             if not pending:
                 continue
-            rows = await self.conn.fetch(
-                "SELECT account_id FROM volunteers WHERE account_id = ANY($1::uuid[]) AND merged_into IS NULL", pending
-            )
+            try:
+                if self.conn is None or self.conn.is_closed():
+                    self.conn = await asyncpg.connect(self.dsn)
+                rows = await self.conn.fetch(
+                    "SELECT account_id FROM volunteers WHERE account_id = ANY($1::uuid[]) AND merged_into IS NULL",
+                    pending,
+                )
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                continue  # a shared server out of connection slots: ask again on the next tick
             for row in rows:
                 future = self.waiting.pop(row["account_id"], None)
                 if future is not None and not future.done():
