@@ -83,6 +83,23 @@ ADMIN_OPERATIONS: set[tuple[str, str]] = {
 }
 
 
+#: Operations reserved to the national admin (and, for imports, data importers): a regional admin
+#: gets 403 on each, above all on granting roles (no way to make oneself national admin).
+NATIONAL_ONLY: set[tuple[str, str]] = {
+    ("PUT", "/api/v1/admin/accounts/{account_id}/roles"),
+    ("POST", "/api/v1/admin/accounts/{account_id}/temporary-passwords"),
+    ("GET", "/api/v1/admin/duplicate-cases"),
+    ("POST", "/api/v1/admin/duplicate-cases/{case_id}/resolution"),
+    ("GET", "/api/v1/admin/audit-entries"),
+    ("POST", "/api/v1/imports"),
+    ("GET", "/api/v1/imports/{job_id}"),
+    ("GET", "/api/v1/imports/{job_id}/report"),
+    ("GET", "/api/v1/emails"),
+    ("GET", "/api/v1/emails/{email_id}"),
+    ("POST", "/api/v1/emails/{email_id}/replay"),
+}
+
+
 def credit_code(region: str) -> str:
     """A valid unified social credit code of a civil-affairs registered social group."""
     body = f"51{region}{uuid.uuid4().hex[:9].upper()}"
@@ -120,8 +137,8 @@ class World:
                 raise AssertionError(f"path parameter {{{name}}} of {path}: bind it to one of A's objects in World")
         return values
 
-    def concrete(self, method: str, path: str) -> str:
-        for name, value in self.params_for(method, path).items():
+    def concrete(self, method: str, path: str, overrides: dict[str, str] | None = None) -> str:
+        for name, value in {**self.params_for(method, path), **(overrides or {})}.items():
             path = path.replace("{" + name + "}", value)
         return path
 
@@ -213,14 +230,20 @@ def code_of(response: httpx.Response) -> str | None:
 
 
 async def call(
-    client: httpx.AsyncClient, world: World, service: str, method: str, path: str, op: dict[str, Any], user: User
+    client: httpx.AsyncClient,
+    world: World,
+    service: str,
+    method: str,
+    path: str,
+    op: dict[str, Any],
+    user: User,
+    overrides: dict[str, str] | None = None,
 ) -> httpx.Response:
     arguments = world.body_for(method, path)
     if "requestBody" in op and not ({"json", "files"} & arguments.keys()):
         raise AssertionError(f"{method} {path} takes a body: add a valid one to World.body_for")
-    return await client.request(
-        method, world.stack.url(service, world.concrete(method, path)), headers=user.headers, **arguments
-    )
+    url = world.stack.url(service, world.concrete(method, path, overrides))
+    return await client.request(method, url, headers=user.headers, **arguments)
 
 
 # -- building A's objects ------------------------------------------------------------------------
@@ -654,4 +677,25 @@ async def test_a_regional_admin_of_beijing_cannot_act_in_guangdong(world: World,
         f" refused_403={len(guangdong) - sum(1 for f in failures if not f.startswith('control'))};"
         f" in-region controls={len(controls)}"
     )
+    assert not failures, "\n".join(failures)
+
+
+async def test_a_regional_admin_cannot_use_the_national_admins_operations(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    listed = {(m, p) for _, m, p, _ in operations(world.stack)}
+    assert listed >= NATIONAL_ONLY, f"national operations gone from OpenAPI: {NATIONAL_ONLY - listed}"
+    failures = []
+    # the roles operation on the regional admin's own account: trying to become national admin
+    own = {"account_id": str(world.beijing.account_id)}
+    for service, method, path, op in operations(world.stack):
+        if (method, path) not in NATIONAL_ONLY:
+            continue
+        response = await call(client, world, service, method, path, op, world.beijing, own)
+        if response.status_code != 403 or not code_of(response):
+            failures.append(f"{service} {method} {path} → {response.status_code} {response.text[:200]}")
+    me = await client.get(world.stack.url("identity", "/api/v1/accounts/me"), headers=world.beijing.headers)
+    assert sorted(me.json()["roles"]) == ["regional_admin", "volunteer"], me.json()["roles"]
+    tried = len(NATIONAL_ONLY)
+    print(f"\nnational-only operations as Beijing's regional admin: tried={tried} refused_403={tried - len(failures)}")
     assert not failures, "\n".join(failures)
