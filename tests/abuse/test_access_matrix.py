@@ -256,9 +256,13 @@ async def created(
     async def attempt() -> dict[str, Any] | None:
         response = await client.request(method, url, headers=user.headers, **kwargs)
         assert response.status_code < 500, response.text
-        return response.json() if response.status_code == status else None  # type: ignore[no-any-return]
+        if response.status_code != status:
+            return None
+        body: dict[str, Any] = response.json()
+        return body
 
-    return await eventually(attempt, timeout=60, interval=0.3)
+    found: dict[str, Any] = await eventually(attempt, timeout=60, interval=0.3)
+    return found
 
 
 async def log_in(client: httpx.AsyncClient, stack: Stack, username: str, password: str, role: str) -> User:
@@ -277,8 +281,13 @@ async def build_world(stack: Stack, client: httpx.AsyncClient) -> World:
     users = stack.users
     world = World(stack, users["volunteer"], users["other_volunteer"], users["regional_admin"], users["national_admin"])
     a, beijing, national, ids = world.a, world.beijing, world.national, world.ids
-    teams, projects, identity = (lambda p: stack.url("teams", p)), (lambda p: stack.url("projects", p)), None
-    del identity
+
+    def teams(path: str) -> str:
+        return stack.url("teams", path)
+
+    def projects(path: str) -> str:
+        return stack.url("projects", path)
+
     ids["account_id"] = str(a.account_id)
     ids["code"] = "110000"
 
@@ -608,7 +617,13 @@ async def test_a_volunteer_reaches_no_admin_operation(world: World, client: http
 
 async def test_a_regional_admin_of_beijing_cannot_act_in_guangdong(world: World, client: httpx.AsyncClient) -> None:
     stack, beijing, ids = world.stack, world.beijing, world.ids
-    identity, teams = (lambda p: stack.url("identity", p)), (lambda p: stack.url("teams", p))
+
+    def identity(path: str) -> str:
+        return stack.url("identity", path)
+
+    def teams(path: str) -> str:
+        return stack.url("teams", path)
+
     guangdong: list[tuple[str, str, dict[str, Any]]] = [
         ("GET", identity(f"/api/v1/admin/id-card-reviews/{ids['upload_id']}/image"), {}),
         ("POST", identity(f"/api/v1/admin/id-card-reviews/{ids['upload_id']}/decision"), {"json": {"approved": True}}),
