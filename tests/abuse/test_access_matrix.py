@@ -513,48 +513,103 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 # -- the matrix ----------------------------------------------------------------------------------
-async def test_another_volunteer_is_refused_on_every_object_of_a(world: World, client: httpx.AsyncClient) -> None:
-    tried = refused = allowed = late = 0
-    failures: list[str] = []
-    object_operations = [o for o in operations(world.stack) if "{" in o[2]]
+@dataclass
+class Tally:
+    tried: int = 0
+    refused: int = 0
+    known: int = 0
+    allowed: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"endpoints tried={self.tried} refused_403_404={self.refused} refused_with_known_deviation={self.known}"
+            f" allowed_by_design={self.allowed} let_through={len(self.failures)}"
+        )
+
+
+def object_operations(world: World, public: dict[tuple[str, str], str]) -> list[tuple[str, str, str, dict[str, Any]]]:
+    found = [o for o in operations(world.stack) if "{" in o[2]]
     # the public ones last: B applying to A's position (auto-admitted) must not make B a member of
     # A's project before the operations reserved to its members are tried
-    object_operations.sort(key=lambda o: (o[1], o[2]) in PUBLIC_BY_DESIGN)
+    found.sort(key=lambda o: (o[1], o[2]) in public)
+    return found
+
+
+async def b_on_a_objects(world: World, client: httpx.AsyncClient, public: dict[tuple[str, str], str]) -> Tally:
+    tally = Tally()
+    for service, method, path, op in object_operations(world, public):
+        response = await call(client, world, service, method, path, op, world.b)
+        tally.tried += 1
+        code = code_of(response)
+        if (method, path) in public:
+            tally.allowed += 1
+            if response.status_code >= 500:
+                tally.failures.append(f"{service} {method} {path} (public) → {response.status_code}")
+        elif response.status_code in (403, 404) and code:
+            tally.refused += 1
+        elif KNOWN_DEVIATIONS.get((method, path)) == (response.status_code, code):
+            tally.known += 1
+            print(f"\n  known deviation: {method} {path} → {response.status_code} {code}")
+        else:
+            tally.failures.append(f"{service} {method} {path} → {response.status_code} {code}: {response.text[:200]}")
+    return tally
+
+
+async def test_another_volunteer_is_refused_on_every_object_of_a(world: World, client: httpx.AsyncClient) -> None:
     # control: the ids are right, A reads every one of A's objects B is refused (a 404 for B means
     # "not yours", not "no such object")
     owner_reads = 0
-    for service, method, path, op in object_operations:
+    for service, method, path, op in object_operations(world, PUBLIC_BY_DESIGN):
         if method != "GET" or is_admin_operation(method, path) or path.startswith("/api/v1/mailbox/"):
             continue  # the mailbox exists in standalone mode only (this stack sends real SMTP)
         response = await call(client, world, service, method, path, op, world.a)
         assert response.status_code == 200, f"A on A's object: {method} {path} → {response.status_code} {response.text}"
         owner_reads += 1
-    for service, method, path, op in object_operations:
-        response = await call(client, world, service, method, path, op, world.b)
-        tried += 1
-        code = code_of(response)
-        if (method, path) in PUBLIC_BY_DESIGN:
-            allowed += 1
-            if response.status_code >= 500:
-                failures.append(f"{service} {method} {path} (public) → {response.status_code}")
-        elif response.status_code in (403, 404) and code:
-            refused += 1
-        elif KNOWN_DEVIATIONS.get((method, path)) == (response.status_code, code):
-            late += 1
-            print(f"\n  known deviation: {method} {path} → {response.status_code} {code}")
-        else:
-            failures.append(f"{service} {method} {path} → {response.status_code} {code}: {response.text[:200]}")
-    print(
-        f"\naccess matrix, B on A's objects: endpoints tried={tried} refused_403_404={refused}"
-        f" refused_with_known_deviation={late} allowed_by_design={allowed} let_through={len(failures)};"
-        f" owner control reads={owner_reads} all 200"
+    tally = await b_on_a_objects(world, client, PUBLIC_BY_DESIGN)
+    print(f"\naccess matrix, B on A's objects: {tally.line()}; owner control reads={owner_reads} all 200")
+    assert tally.tried >= 40, "the OpenAPI documents lost their object endpoints"
+    assert not tally.failures, "\n".join(tally.failures)
+    await a_objects_are_untouched(world, client, members=[world.a])
+
+
+#: What B may do once a member of A's team and admitted to A's project, on top of the public ones.
+INSIDER_ALLOWED: dict[tuple[str, str], str] = {
+    ("POST", "/api/v1/projects/{project_id}/sign-ins"): "B is admitted: signs itself in with the lead's code",
+    ("POST", "/api/v1/projects/{project_id}/sign-outs"): "B is admitted: signs itself out with the lead's code",
+}
+
+
+async def test_a_fellow_member_and_volunteer_of_a_is_refused_on_a_objects_too(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """The insider: B joins A's team and is admitted to A's project, and still cannot read or
+    change A's application or hours, manage the team or the project."""
+    stack, a, b, ids = world.stack, world.a, world.b, world.ids
+    opened = await client.patch(
+        stack.url("teams", f"/api/v1/teams/{ids['team_id']}"), json={"join_mode": "anyone"}, headers=a.headers
     )
-    assert tried >= 40, "the OpenAPI documents lost their object endpoints"
-    assert not failures, "\n".join(failures)
-    await a_objects_are_untouched(world, client)
+    assert opened.status_code == 200, opened.text
+    joined = await client.post(
+        stack.url("teams", f"/api/v1/teams/{ids['team_id']}/join-requests"), json={}, headers=b.headers
+    )
+    assert joined.status_code in (200, 201), joined.text
+    assert joined.json()["status"] == "member"
+    applied = await client.post(
+        stack.url("projects", f"/api/v1/positions/{ids['position_id']}/applications"), json={}, headers=b.headers
+    )
+    assert applied.status_code < 500, applied.text  # 201, or refused as a second application
+    mine = (await client.get(stack.url("projects", "/api/v1/me/applications"), headers=b.headers)).json()
+    assert [(x["project_id"], x["stage"]) for x in mine["items"]] == [(ids["project_id"], "admitted")], mine
+
+    # DELETE members/me (public) runs last, so B is a member while everything else is tried
+    tally = await b_on_a_objects(world, client, {**PUBLIC_BY_DESIGN, **INSIDER_ALLOWED})
+    print(f"\naccess matrix, B as a fellow member and volunteer on A's objects: {tally.line()}")
+    assert not tally.failures, "\n".join(tally.failures)
+    await a_objects_are_untouched(world, client, members=[a])
 
 
-async def a_objects_are_untouched(world: World, client: httpx.AsyncClient) -> None:
+async def a_objects_are_untouched(world: World, client: httpx.AsyncClient, members: list[User]) -> None:
     """Nothing B tried changed A's objects: A's application, hours, team, join request and invitation."""
     a, ids, stack = world.a, world.ids, world.stack
     application = await client.get(
@@ -573,9 +628,9 @@ async def a_objects_are_untouched(world: World, client: httpx.AsyncClient) -> No
     assert record.json()["minutes"] == 90
     mine = (await client.get(stack.url("projects", "/api/v1/me/hours"), headers=a.headers)).json()
     assert mine["minutes"] == 90
-    members = await client.get(stack.url("teams", f"/api/v1/teams/{ids['team_id']}/members"), headers=a.headers)
-    assert members.status_code == 200, members.text
-    assert [m["account_id"] for m in members.json()["items"]] == [str(a.account_id)]
+    listed = await client.get(stack.url("teams", f"/api/v1/teams/{ids['team_id']}/members"), headers=a.headers)
+    assert listed.status_code == 200, listed.text
+    assert [m["account_id"] for m in listed.json()["items"]] == [str(m.account_id) for m in members]
     requests = (await client.get(stack.url("teams", "/api/v1/me/join-requests"), headers=a.headers)).json()
     assert [(r["id"], r["status"]) for r in _items(requests)] == [(ids["request_id"], "pending")]
     invitations = (await client.get(stack.url("teams", "/api/v1/me/invitations"), headers=a.headers)).json()
