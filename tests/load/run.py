@@ -368,6 +368,11 @@ def report(result: dict[str, Any]) -> str:
                 ("max_ms", "max ms"),
             ],
         ),
+        *(
+            f"  {row['service']} p99 by event type: "
+            + ", ".join(f"{t} {v['p99_ms']} ms" for t, v in row["by_event_type"].items())
+            for row in result["outbox_lag"]
+        ),
         "",
         "delivery lag (occurred_at -> consumer's effect committed) per consuming service:",
         table(
