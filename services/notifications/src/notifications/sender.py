@@ -102,7 +102,8 @@ class EmailSender:
                 raise
             except Exception as exc:
                 # the type only: a database error's text can carry the statement's parameters
-                log.warning("sender_failed", error=type(exc).__name__)
+                cause = getattr(exc, "orig", None) or exc.__cause__
+                log.warning("sender_failed", error=type(exc).__name__, cause=type(cause).__name__ if cause else None)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
                 continue
