@@ -115,6 +115,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--keep", action="store_true", help="keep the database")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="importer processes")
+    parser.add_argument("--workers", type=int, default=1, help="importer processes (as identity-import --workers)")
     args = parser.parse_args()
     asyncio.run(main(args.rows, args.keep, args.workers))

@@ -29,7 +29,6 @@ import json
 import multiprocessing
 import multiprocessing.util
 import operator
-import os
 import re
 import sys
 import uuid
@@ -1129,7 +1128,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--database-url", help="default: IDENTITY_DATABASE_URL")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="processes that check and seal rows (default: CPUs)"
+        "--workers",
+        type=int,
+        default=1,
+        help="1 (default): rows are checked in a thread while the database loads; N: N processes each parse, "
+        "check and load parts of a CSV file (faster only with idle cores)",
     )
     parser.add_argument("--lang", choices=("zh", "en"), default="zh", help="language of the report's messages")
     parser.add_argument("--no-progress", action="store_true")
