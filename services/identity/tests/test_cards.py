@@ -15,7 +15,7 @@ from identity.testing import Identity
 
 
 async def verified(identity: Identity, name: str = "黄志愿") -> tuple[dict[str, Any], dict[str, str], str]:
-    body, account = await identity.sign_up(real_name=name)
+    body, _account = await identity.sign_up(real_name=name)
     headers = await identity.headers_for(body)
     me = await identity.verification(headers, "verified")
     return body, headers, me["verification"]["volunteer_number"]
@@ -87,9 +87,17 @@ async def test_a_forged_token_is_not_genuine(identity: Identity) -> None:
     raw[-1] ^= 1
     forged = base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
     check = (await identity.client.get("/api/v1/card-verifications", params={"token": forged})).json()
-    assert check == {"genuine": False, "current": False, "masked_name": None, "volunteer_number": None, "issued_on": None}
+    assert check == {
+        "genuine": False,
+        "current": False,
+        "masked_name": None,
+        "volunteer_number": None,
+        "issued_on": None,
+    }
     made_up = card_token(identity.runtime, uuid.uuid4())  # well signed, never issued
-    assert (await identity.client.get("/api/v1/card-verifications", params={"token": made_up})).json()["genuine"] is False
+    assert (await identity.client.get("/api/v1/card-verifications", params={"token": made_up})).json()[
+        "genuine"
+    ] is False
 
 
 async def test_a_replaced_card_is_genuine_but_no_longer_current(identity: Identity) -> None:
@@ -110,6 +118,8 @@ async def test_a_replaced_card_is_genuine_but_no_longer_current(identity: Identi
 def test_png_card_renders_without_a_chinese_font_installed() -> None:
     from datetime import date
 
-    face = CardFace(name="黄志愿", volunteer_number="VS00000000018", issued_on=date(2026, 1, 5), verify_url="http://x/?t=1")
+    face = CardFace(
+        name="黄志愿", volunteer_number="VS00000000018", issued_on=date(2026, 1, 5), verify_url="http://x/?t=1"
+    )
     data = render_png(face, font_path=None)
     assert data.startswith(b"\x89PNG")

@@ -148,9 +148,7 @@ VOLUNTEER_NOT_FOUND = ErrorSpec(
     "未找到证件号码和姓名都相符的已注册志愿者",
     "No registered volunteer has both this ID number and this name",
 )
-TOO_MANY_LOOKUPS = ErrorSpec(
-    "too_many_lookups", 429, "查询过于频繁,请稍后再试", "Too many lookups; try again later"
-)
+TOO_MANY_LOOKUPS = ErrorSpec("too_many_lookups", 429, "查询过于频繁,请稍后再试", "Too many lookups; try again later")
 
 # -- volunteer card (V9) --------------------------------------------------------------------
 CARD_REQUIRES_VERIFICATION = ErrorSpec(
