@@ -15,9 +15,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import MetaData, insert, text
+from sqlalchemy import event as sa_event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import object_session
+from sqlalchemy.orm import Session, object_session
 
 from shared.clock import Clock, SystemClock
 
@@ -86,6 +87,15 @@ class EventSource:
     def take_events(self) -> list[Event]:
         pending: list[Event] = self.__dict__.pop("_vs_events", None) or []
         return pending
+
+
+@sa_event.listens_for(Session, "before_flush")
+def _pin_new_event_sources(session: Session, flush_context: Any, instances: Any) -> None:
+    """A new aggregate that raised events before joining the session is pinned at its flush,
+    when the session is about to stop holding it strongly."""
+    for obj in session.new:
+        if isinstance(obj, EventSource) and obj.__dict__.get("_vs_events"):
+            session.info.setdefault(_PINNED, []).append(obj)
 
 
 class UnitOfWork:
@@ -173,8 +183,11 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         session = self.session
-        await session.flush()
+        # Collect before flushing: a flush turns pending objects into persistent ones, which the
+        # identity map holds only weakly, so an aggregate nobody references could vanish with
+        # its events between the flush and the collection.
         events = self._collect_events()
+        await session.flush()
         if events:
             rows = [self._outbox_row(event, self.clock.now()) for event in events]
             await session.execute(insert(self._messaging.outbox), rows)

@@ -64,3 +64,29 @@ async def test_event_of_an_unchanged_unreferenced_aggregate_is_written(
         assert count == 1
     finally:
         await engine.dispose()
+
+
+async def test_event_of_a_new_aggregate_nobody_references_is_written(
+    database_factory: Callable[[str], Awaitable[str]],
+) -> None:
+    engine = make_engine(await database_factory("uow"), pool_size=2, max_overflow=0)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        factory = make_session_factory(engine)
+
+        async def create(uow: UnitOfWork) -> None:
+            gadget = Gadget(id=uuid.uuid4(), name="new")
+            gadget.raise_event(GadgetPoked(gadget_id=gadget.id))  # raised before it joins the session
+            uow.session.add(gadget)
+
+        async with UnitOfWork(factory, MESSAGING, producer="uowtest") as uow:
+            await create(uow)
+            await uow.flush()  # persistent now: held weakly by the identity map
+            gc.collect()
+
+        async with factory() as session:
+            count = await session.scalar(select(func.count()).select_from(MESSAGING.outbox))
+        assert count == 1
+    finally:
+        await engine.dispose()
