@@ -20,6 +20,7 @@ import openpyxl
 import pytest
 from stdnum.cn import ric
 
+from identity import importer
 from identity.api import import_routes
 from identity.domain.documents import DocumentType, blind_index_input
 from identity.importer import ImportSummary, check_resident_id, run_import, segments
@@ -261,6 +262,35 @@ async def test_several_records_with_one_number_are_kept_and_open_one_duplicate_c
     response = await identity.client.post("/api/v1/accounts", json=sign_up_body(id_number=number, real_name="褚甲"))
     assert response.status_code == 409
     assert response.json()["code"] == "id_number_conflict"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_big_file_opens_its_duplicate_cases_in_one_sweep_at_the_end(
+    identity: Identity, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    monkeypatch.setattr(importer, "SWEEP_CASES_ABOVE_BYTES", 0)  # every file counts as big
+    shared, registered, alone = new_id(), new_id(), new_id()
+    await identity.sign_up(id_number=registered, real_name="金登记")
+    path = write_csv(
+        tmp_path / "big.csv",
+        [row("金甲", shared), row("金乙", alone), row("金登记", registered), row("金丙", shared)],
+    )
+
+    summary = await load(identity, path, batch_size=1, workers=workers)
+    again = await load(identity, path, batch_size=1, workers=workers)
+
+    assert (summary.inserted_rows, summary.duplicate_cases_opened) == (4, 2)
+    assert (again.inserted_rows, again.duplicate_cases_opened) == (0, 0)
+    for number, expected in ((shared, 1), (registered, 1), (alone, 0)):
+        blind = identity.runtime.cipher.blind_index(blind_index_input(DocumentType.RESIDENT_ID, number))
+        cases = await identity.fetch(
+            "SELECT opened_by FROM duplicate_cases WHERE id_blind_index = :b AND status = 'open'", b=blind
+        )
+        assert len(cases) == expected
+    [(counted,)] = await identity.fetch(
+        "SELECT duplicate_cases_opened FROM import_jobs WHERE id = :j", j=summary.job_id
+    )
+    assert counted == 2
 
 
 async def test_importing_a_registered_volunteers_number_opens_a_duplicate_case(

@@ -236,6 +236,24 @@ ON CONFLICT (id_blind_index) WHERE status = 'open' DO NOTHING
 """
 
 
+#: V3 for a big import: one pass over the table at the end finds every number this job's records
+#: share with another live record (cheaper than probing the index for each row of each batch)
+SWEEP_CASES = """
+INSERT INTO duplicate_cases (id, id_blind_index, id_masked, status, opened_by, opened_at)
+SELECT gen_random_uuid(), r.id_blind_index, min(r.id_masked), 'open', 'import', $1
+FROM volunteer_records r
+WHERE r.status <> 'merged' AND r.id_blind_index IN (
+    SELECT id_blind_index FROM volunteer_records
+    WHERE source = 'import' AND history -> 'import' ->> 'job_id' = $2
+)
+GROUP BY r.id_blind_index
+HAVING count(*) >= 2
+ON CONFLICT (id_blind_index) WHERE status = 'open' DO NOTHING
+"""
+#: files above this size open their duplicate cases in one sweep at the end, smaller ones per batch
+SWEEP_CASES_ABOVE_BYTES = 8 * 1024 * 1024
+
+
 # -- rows ------------------------------------------------------------------------------------
 #: a row's values in FIELDS order
 Row = tuple[str, str, str, str, str, str, str, str, str]
@@ -673,14 +691,16 @@ async def create_job(
     return job_id
 
 
-async def _load_batch(conn: asyncpg.Connection, job_id: uuid.UUID, batch: Batch, now: datetime) -> tuple[int, int]:
+async def _load_batch(
+    conn: asyncpg.Connection, job_id: uuid.UUID, batch: Batch, now: datetime, probe_cases: bool = True
+) -> tuple[int, int]:
     inserted: list[asyncpg.Record] = []
     cases = 0
     async with conn.transaction():
         if batch.records:
             await conn.copy_records_to_table("import_staging", records=batch.records, columns=STAGING_COLUMNS)
             inserted = await conn.fetch(INSERT_RECORDS, now, str(job_id))
-            if inserted:
+            if inserted and probe_cases:
                 # Loaders of concurrent batches take turns here until commit, so the later one
                 # sees the earlier one's records with the same number.
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext('identity-import-cases'))")
@@ -713,6 +733,8 @@ class ImportOptions:
     batch_size: int = DEFAULT_BATCH_SIZE
     #: processes that check and seal rows (1: a thread of this process)
     workers: int = 1
+    #: open duplicate cases batch by batch (else in one sweep at the end)
+    probe_cases: bool = True
 
 
 async def run_import(
@@ -733,7 +755,8 @@ async def run_import(
     Creates a CLI job unless given one; never raises for the file's content: a file-level
     refusal ends the job as failed with its code."""
     clock = clock or SystemClock()
-    options = ImportOptions(file_format, encoding, batch_size, max(workers, 1))
+    size = (await asyncio.to_thread(path.stat)).st_size
+    options = ImportOptions(file_format, encoding, batch_size, max(workers, 1), size <= SWEEP_CASES_ABOVE_BYTES)
     conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
     try:
         if job_id is None:
@@ -765,6 +788,9 @@ async def run_import(
         except Exception:
             summary.status, summary.error_code = JOB_FAILED, "internal_error"
             log.exception("import_crashed", job_id=str(job_id))
+        if not options.probe_cases and summary.inserted_rows:
+            # also after a failure: the records loaded so far are this job's, and a re-run adds none
+            summary.duplicate_cases_opened += await _sweep_cases(conn, job_id, clock.now())
         await conn.execute(
             "UPDATE import_jobs SET status = $2, error_code = $3, finished_at = $4 WHERE id = $1",
             job_id,
@@ -836,7 +862,7 @@ async def _import_rows(
         await fill()
         while inflight:
             batch = await inflight.popleft()
-            loading = asyncio.ensure_future(_load_batch(conn, job_id, batch, clock.now()))
+            loading = asyncio.ensure_future(_load_batch(conn, job_id, batch, clock.now(), options.probe_cases))
             try:
                 await fill()
             finally:
@@ -855,6 +881,17 @@ async def _import_rows(
             pending.cancel()
         await asyncio.to_thread(executor.shutdown, True, cancel_futures=True)
         source.close()
+
+
+async def _sweep_cases(conn: asyncpg.Connection, job_id: uuid.UUID, now: datetime) -> int:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('identity-import-cases'))")
+        status = await conn.execute(SWEEP_CASES, now, str(job_id))
+        opened = int(status.rsplit(" ", 1)[1])
+        await conn.execute(
+            "UPDATE import_jobs SET duplicate_cases_opened = duplicate_cases_opened + $2 WHERE id = $1", job_id, opened
+        )
+    return opened
 
 
 # -- CSV in parallel: worker processes parse, check, seal and load byte ranges of the file ------
@@ -908,6 +945,7 @@ class _Worker:
     width: int
     getter: Callable[[list[str]], Row]
     job_id: uuid.UUID
+    probe_cases: bool
 
 
 _WORKER: _Worker | None = None
@@ -921,6 +959,7 @@ def _start_loader(
     width: int,
     columns: tuple[int, ...],
     job_id: uuid.UUID,
+    probe_cases: bool,
 ) -> None:
     global _WORKER  # one loader per worker process
     loop = asyncio.new_event_loop()
@@ -928,7 +967,7 @@ def _start_loader(
     loop.run_until_complete(conn.execute(STAGING_DDL))
     encoding = "utf-8" if encoding == "utf-8-sig" else encoding  # the BOM was before the header
     checker = RowChecker(build_cipher(settings), today)
-    _WORKER = _Worker(checker, loop, conn, path, encoding, width, operator.itemgetter(*columns), job_id)
+    _WORKER = _Worker(checker, loop, conn, path, encoding, width, operator.itemgetter(*columns), job_id, probe_cases)
     # close the connection when the pool shuts the process down (atexit does not run there)
     multiprocessing.util.Finalize(None, _stop_loader, exitpriority=10)
 
@@ -951,7 +990,9 @@ def _load_segment(segment: Segment, now: datetime) -> SegmentResult:
     except (UnicodeDecodeError, AppError):
         return SegmentResult(error_code=IMPORT_ENCODING_INVALID.code)
     batch = worker.checker.check_chunk(rows)
-    inserted, cases = worker.loop.run_until_complete(_load_batch(worker.conn, worker.job_id, batch, now))
+    inserted, cases = worker.loop.run_until_complete(
+        _load_batch(worker.conn, worker.job_id, batch, now, worker.probe_cases)
+    )
     return SegmentResult(batch.rows, inserted, len(batch.records) - inserted, cases, batch.rejections)
 
 
@@ -974,7 +1015,16 @@ async def _load_csv_in_workers(
         options.workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_start_loader,
-        initargs=(settings, local_today(clock), path, source.encoding, source.width, source.columns, job_id),
+        initargs=(
+            settings,
+            local_today(clock),
+            path,
+            source.encoding,
+            source.width,
+            source.columns,
+            job_id,
+            options.probe_cases,
+        ),
     )
     pending: deque[asyncio.Future[SegmentResult]] = deque()
     # about 100 bytes a row: segments of about a batch
