@@ -10,6 +10,7 @@ from typing import ClassVar
 from sqlalchemy import String, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.contracts import base as contracts_base
 from shared.contracts.base import Event
 from shared.db import EventSource, UnitOfWork, make_engine, make_session_factory, new_metadata
 from shared.messaging.tables import define_messaging_tables
@@ -34,6 +35,10 @@ class GadgetPoked(Event):
     aggregate_field: ClassVar[str] = "gadget_id"
     producer: ClassVar[str] = "uowtest"
     gadget_id: uuid.UUID
+
+
+# A test-only event: out of the public registry (the AsyncAPI document and the routing check).
+contracts_base._REGISTRY.pop((GadgetPoked.event_type, GadgetPoked.schema_version), None)
 
 
 async def poke(uow: UnitOfWork, gadget_id: uuid.UUID) -> None:
