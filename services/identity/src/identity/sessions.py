@@ -15,7 +15,7 @@ from sqlalchemy import text
 from identity import errors
 from identity.bootstrap import IdentityRuntime
 from identity.domain.password_policy import check_password
-from identity.models import Account, PasswordResetToken, RefreshToken
+from identity.models import Account, AuditEntry, PasswordResetToken, RefreshToken
 from identity.repository import Accounts, RefreshTokens
 from identity.throttle import Policy, Throttle, account_key, address_key
 from shared.contracts.identity import PasswordResetRequested
@@ -185,7 +185,18 @@ async def request_reset(runtime: IdentityRuntime, *, username: str | None, email
             separator = "&" if "?" in settings.password_reset_url else "?"
             url = settings.password_reset_url + separator + urlencode({"token": token})
             account.raise_event(PasswordResetRequested(account_id=account.id, reset_url=url, expires_at=expires))
-    log.info("password_reset_requested", matched=len(found))
+        # Every request is recorded, matched or not: operators see reset traffic, and the answer
+        # costs the same durable write whether or not the account exists (no timing oracle).
+        uow.session.add(
+            AuditEntry(
+                at=now,
+                actor_id=None,
+                action="password_reset_requested",
+                subject_account_id=found[0].id if len(found) == 1 else None,
+                detail={"matched": len(found), "by": "username" if username else "email"},
+            )
+        )
+    log.info("password_reset_requested")
 
 
 async def confirm_reset(runtime: IdentityRuntime, *, token: str, new_password: str) -> None:
