@@ -22,6 +22,7 @@ from shared.auth import (
     ROLE_VOLUNTEER,
     CurrentPrincipal,
     JwksSource,
+    OptionalPrincipal,
     Principal,
     TokenSigner,
     TokenVerifier,
@@ -204,7 +205,29 @@ def _app(verifier: TokenVerifier) -> FastAPI:
     async def me(principal: CurrentPrincipal) -> dict[str, str]:
         return {"account_id": str(principal.account_id)}
 
+    @app.get("/api/v1/public")
+    async def public(principal: OptionalPrincipal) -> dict[str, str | None]:
+        return {"account_id": str(principal.account_id) if principal else None}
+
     return app
+
+
+@pytest.mark.parametrize(("make", "code"), [(m, c) for _, m, c in BAD_TOKENS], ids=[n for n, _, _ in BAD_TOKENS])
+async def test_bad_token_on_a_public_read_is_still_a_401(
+    make: Callable[[TokenSigner, ManualClock], str],
+    code: str,
+    signer: TokenSigner,
+    verifier: TokenVerifier,
+    clock: ManualClock,
+) -> None:
+    """Optional authentication never turns a bad token into an anonymous caller."""
+    app = _app(verifier)
+    assert "security" not in app.openapi()["paths"]["/api/v1/public"]["get"]  # documented as public
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        anonymous = await client.get("/api/v1/public")
+        bad = await client.get("/api/v1/public", headers={"Authorization": f"Bearer {make(signer, clock)}"})
+    assert anonymous.json() == {"account_id": None}
+    assert (bad.status_code, bad.json()["code"]) == (401, code)
 
 
 @pytest.mark.parametrize(("make", "code"), [(m, c) for _, m, c in BAD_TOKENS], ids=[n for n, _, _ in BAD_TOKENS])
