@@ -60,6 +60,8 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CrashShutdownError,
     # the server is full (max_connections): a capacity outage, not a bug in the request
     asyncpg.exceptions.TooManyConnectionsError,
+    # the service's database is not there (yet): a deployment outage, not a bug in the request
+    asyncpg.exceptions.InvalidCatalogNameError,
     ConnectionError,
     OSError,
 )
