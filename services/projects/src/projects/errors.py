@@ -141,6 +141,12 @@ RATING_NOT_ALLOWED = ErrorSpec(
 )
 
 # -- service hours (P7) -----------------------------------------------------------------------------
+SIGN_IN_NOT_ADMITTED = ErrorSpec(
+    "sign_in_not_admitted",
+    403,
+    "只有本项目已录用的志愿者才能签到签退",
+    "Only volunteers admitted to this project can sign in and out",
+)
 HOURS_NOT_ADMITTED = ErrorSpec(
     "hours_not_admitted",
     409,

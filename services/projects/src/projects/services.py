@@ -612,7 +612,7 @@ async def sign_in(
     hours_rules.read_sign_code(_sign_secret(runtime), code, project_id=project_id, kind=hours_rules.SIGN_IN, now=now)
     application = await repo.on_board_application(uow.session, project_id, principal.account_id)
     if application is None:
-        raise AppError(errors.HOURS_NOT_ADMITTED)
+        raise AppError(errors.SIGN_IN_NOT_ADMITTED)
     opened = await repo.open_attendance(
         uow.session, application_id=application["id"], service_date=local_today(uow.clock), now=now
     )
@@ -629,7 +629,7 @@ async def sign_out(
     hours_rules.read_sign_code(_sign_secret(runtime), code, project_id=project_id, kind=hours_rules.SIGN_OUT, now=now)
     application = await repo.on_board_application(uow.session, project_id, principal.account_id)
     if application is None:
-        raise AppError(errors.HOURS_NOT_ADMITTED)
+        raise AppError(errors.SIGN_IN_NOT_ADMITTED)
     attendance = await repo.current_attendance(uow.session, application["id"])
     if attendance is None:
         raise AppError(errors.NOT_SIGNED_IN)

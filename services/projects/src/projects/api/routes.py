@@ -759,7 +759,7 @@ async def sign_code(
     tags=["hours"],
     summary="Sign in with the code shown on site",
     responses=error_responses(
-        *AUTH, errors.SIGN_CODE_INVALID, errors.SIGN_CODE_EXPIRED, errors.HOURS_NOT_ADMITTED, errors.ALREADY_SIGNED_IN
+        *AUTH, errors.SIGN_CODE_INVALID, errors.SIGN_CODE_EXPIRED, errors.SIGN_IN_NOT_ADMITTED, errors.ALREADY_SIGNED_IN
     ),
 )
 async def sign_in(
@@ -777,7 +777,7 @@ async def sign_in(
     tags=["hours"],
     summary="Sign out: the time since signing in is recorded, capped per day",
     responses=error_responses(
-        *AUTH, errors.SIGN_CODE_INVALID, errors.SIGN_CODE_EXPIRED, errors.HOURS_NOT_ADMITTED, errors.NOT_SIGNED_IN
+        *AUTH, errors.SIGN_CODE_INVALID, errors.SIGN_CODE_EXPIRED, errors.SIGN_IN_NOT_ADMITTED, errors.NOT_SIGNED_IN
     ),
 )
 async def sign_out(

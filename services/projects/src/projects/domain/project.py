@@ -91,7 +91,10 @@ class ExtensionRequest:
 
 def check_extension(req: ExtensionRequest) -> None:
     """P4: within 30 days of closing a team admin extends once; 30-60 days only a national admin;
-    after 60 days nobody. Each refusal names the rule that applied."""
+    after 60 days nobody. Each refusal names the rule that applied. Who may ask is checked first,
+    so a stranger learns nothing about the project's state."""
+    if not req.by_national_admin and not req.by_team_admin:
+        raise AppError(errors.NOT_TEAM_MANAGER)
     if req.status != CLOSED or req.closed_at is None:
         raise AppError(errors.PROJECT_NOT_CLOSED)
     since_closing = req.now - req.closed_at
