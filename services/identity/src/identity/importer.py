@@ -250,6 +250,9 @@ GROUP BY r.id_blind_index
 HAVING count(*) >= 2
 ON CONFLICT (id_blind_index) WHERE status = 'open' DO NOTHING
 """
+#: a batch's commit does not wait for its WAL flush: a crash may lose the last batches, which
+#: running the import again (idempotent) loads
+LOADER_SETTINGS = {"synchronous_commit": "off", "application_name": "identity-import"}
 #: files above this size open their duplicate cases in one sweep at the end, smaller ones per batch
 SWEEP_CASES_ABOVE_BYTES = 8 * 1024 * 1024
 
@@ -757,7 +760,7 @@ async def run_import(
     clock = clock or SystemClock()
     size = (await asyncio.to_thread(path.stat)).st_size
     options = ImportOptions(file_format, encoding, batch_size, max(workers, 1), size <= SWEEP_CASES_ABOVE_BYTES)
-    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url), server_settings=LOADER_SETTINGS)
     try:
         if job_id is None:
             size, sha256 = await asyncio.to_thread(file_facts, path)
@@ -963,7 +966,7 @@ def _start_loader(
 ) -> None:
     global _WORKER  # one loader per worker process
     loop = asyncio.new_event_loop()
-    conn = loop.run_until_complete(asyncpg.connect(asyncpg_dsn(settings.database_url)))
+    conn = loop.run_until_complete(asyncpg.connect(asyncpg_dsn(settings.database_url), server_settings=LOADER_SETTINGS))
     loop.run_until_complete(conn.execute(STAGING_DDL))
     encoding = "utf-8" if encoding == "utf-8-sig" else encoding  # the BOM was before the header
     checker = RowChecker(build_cipher(settings), today)
