@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
 from projects.config import ProjectsSettings
 from projects.consumers import handlers
 from projects.models import messaging
+from projects.unit_of_work import ProjectsUnitOfWork
 from shared.auth import TokenVerifier
 from shared.clock import Clock
+from shared.db import UnitOfWork
 from shared.logging import get_logger
 from shared.messaging.broker import Broker
 from shared.runtime import Runtime
+from shared.web import correlation_id_var
 
 SERVICE_ROOT = Path(__file__).resolve().parents[2]
 log = get_logger("projects.bootstrap")
@@ -20,6 +25,16 @@ log = get_logger("projects.bootstrap")
 
 class ProjectsRuntime(Runtime):
     settings: ProjectsSettings
+
+    def uow(self, correlation_id: str | None = None, causation_id: str | None = None) -> UnitOfWork:
+        return ProjectsUnitOfWork(
+            self.session_factory,
+            self.messaging,
+            producer=self.service,
+            clock=self.clock,
+            correlation_id=correlation_id or correlation_id_var.get(),
+            causation_id=causation_id,
+        )
 
     async def close_sweep_loop(self) -> None:
         """自动结项: every replica may run it; the sweep skips rows another replica holds."""
@@ -35,6 +50,20 @@ class ProjectsRuntime(Runtime):
             await asyncio.sleep(self.settings.close_sweep_interval)
 
 
+def build_engine(settings: ProjectsSettings) -> AsyncEngine:
+    """The pool the service's replicas run on. No ping on checkout by default: it was one more round
+    trip on every request of the apply surge; a connection the server dropped fails its request with
+    503 (retryable) and SQLAlchemy then invalidates the pool. ``PROJECTS_DATABASE_PRE_PING=true``
+    turns the ping back on where connections are cut often (e.g. behind a proxy with idle timeouts)."""
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        pool_pre_ping=settings.database_pre_ping,
+        pool_recycle=1800,
+    )
+
+
 def build_runtime(
     settings: ProjectsSettings,
     *,
@@ -42,7 +71,15 @@ def build_runtime(
     clock: Clock | None = None,
     verifier: TokenVerifier | None = None,
 ) -> ProjectsRuntime:
-    runtime = ProjectsRuntime(settings, messaging, handlers=handlers, broker=broker, clock=clock, verifier=verifier)
+    runtime = ProjectsRuntime(
+        settings,
+        messaging,
+        handlers=handlers,
+        broker=broker,
+        clock=clock,
+        verifier=verifier,
+        engine=build_engine(settings),
+    )
     if settings.run_close_sweep:
         runtime.background.append(runtime.close_sweep_loop)
     return runtime

@@ -22,6 +22,7 @@ from projects.models import (
     attendances,
     hours_corrections,
     hours_records,
+    messaging,
     positions,
     project_activity,
     projects,
@@ -29,6 +30,7 @@ from projects.models import (
     teams,
     volunteers,
 )
+from projects.unit_of_work import OUTBOX_INSERT
 
 Row = RowMapping
 
@@ -257,9 +259,69 @@ _APPLY_CONTEXT = text(
 
 
 async def apply_context(s: AsyncSession, position_id: uuid.UUID, account_id: uuid.UUID) -> Row | None:
-    """Everything an application needs to be judged, in one round trip."""
+    """Everything an application needs to be judged, in one round trip (no lock taken)."""
     result = await s.execute(_APPLY_CONTEXT, {"position_id": position_id, "account_id": account_id})
     return result.mappings().first()
+
+
+_SUBMIT_APPLICATION = text(
+    "".join(
+        (
+            """
+    WITH taken AS (
+        UPDATE positions SET admitted = admitted + 1
+        WHERE id = :position_id AND admitted < quota AND :auto
+        RETURNING id
+    ),
+    inserted AS (
+        INSERT INTO applications (id, position_id, project_id, account_id, stage, motivation, created_at, updated_at)
+        SELECT :id, :position_id, :project_id, :account_id,
+               CASE WHEN EXISTS (SELECT 1 FROM taken) THEN 'admitted' ELSE 'applied' END,
+               :motivation, :now, :now
+        ON CONFLICT (position_id, account_id) WHERE stage <> 'withdrawn' DO NOTHING
+        RETURNING stage
+    ),
+    outbox_gate AS (SELECT 1 FROM inserted WHERE stage = 'admitted'),
+    written AS (""",
+            OUTBOX_INSERT,
+            """)
+    SELECT (SELECT stage FROM inserted) AS stage, pg_notify(:channel, '') AS notified
+    """,
+        )
+    )
+)
+
+
+async def submit_application(
+    s: AsyncSession,
+    *,
+    application_id: uuid.UUID,
+    position_id: uuid.UUID,
+    project_id: uuid.UUID,
+    account_id: uuid.UUID,
+    auto: bool,
+    motivation: str | None,
+    now: datetime,
+    outbox: dict[str, Any],
+) -> str | None:
+    """The writes of an application in one statement: the place (auto admission: the same
+    conditional update as ``take_place``), the application row and its outbox rows (those flagged
+    ``only_if`` are written only when a place was taken), so the position's row is locked for one
+    statement and the commit. Returns the stage, or None when the volunteer already applied (the
+    caller must then roll back: the place may have been taken)."""
+    params = {
+        "id": application_id,
+        "position_id": position_id,
+        "project_id": project_id,
+        "account_id": account_id,
+        "auto": auto,
+        "motivation": motivation,
+        "now": now,
+        "channel": messaging.channel,
+        **outbox,
+    }
+    stage: str | None = (await s.execute(_SUBMIT_APPLICATION, params)).scalar()
+    return stage
 
 
 _TAKE_PLACE = text(
@@ -277,42 +339,6 @@ async def release_place(s: AsyncSession, position_id: uuid.UUID) -> None:
         text("UPDATE positions SET admitted = admitted - 1 WHERE id = :position_id AND admitted > 0"),
         {"position_id": position_id},
     )
-
-
-_INSERT_APPLICATION = text(
-    """
-    INSERT INTO applications (id, position_id, project_id, account_id, stage, motivation, created_at, updated_at)
-    VALUES (:id, :position_id, :project_id, :account_id, :stage, :motivation, :now, :now)
-    ON CONFLICT (position_id, account_id) WHERE stage <> 'withdrawn' DO NOTHING
-    RETURNING id
-    """
-)
-
-
-async def insert_application(
-    s: AsyncSession,
-    *,
-    application_id: uuid.UUID,
-    position_id: uuid.UUID,
-    project_id: uuid.UUID,
-    account_id: uuid.UUID,
-    stage: str,
-    motivation: str | None,
-    now: datetime,
-) -> bool:
-    result = await s.execute(
-        _INSERT_APPLICATION,
-        {
-            "id": application_id,
-            "position_id": position_id,
-            "project_id": project_id,
-            "account_id": account_id,
-            "stage": stage,
-            "motivation": motivation,
-            "now": now,
-        },
-    )
-    return result.first() is not None
 
 
 _APPLICATION_CONTEXT = """

@@ -12,6 +12,7 @@ from projects import repository as repo
 from projects.domain import application as stages
 from projects.domain import hours as hours_rules
 from projects.domain import project as project_rules
+from projects.unit_of_work import outbox_params
 from shared import regions
 from shared.auth import Principal
 from shared.clock import local_today
@@ -337,8 +338,7 @@ async def apply(
     """A verified volunteer applies during recruitment. On an auto-admitting position the place is
     taken in the same transaction by the conditional update; when none is left the application waits
     in line (applied) and is admitted when a place frees up."""
-    s = uow.session
-    ctx = await repo.apply_context(s, position_id, principal.account_id)
+    ctx = await repo.apply_context(uow.session, position_id, principal.account_id)
     if ctx is None:
         raise AppError(errors.POSITION_NOT_FOUND)
     if not ctx["verified"]:
@@ -351,25 +351,27 @@ async def apply(
                 "recruit_ends_on": ctx["recruit_ends_on"].isoformat(),
             },
         )
-    admitted = ctx["admission_mode"] == "auto" and await repo.take_place(s, position_id)
-    stage = stages.ADMITTED if admitted else stages.APPLIED
     application_id = uuid.uuid4()
-    inserted = await repo.insert_application(
-        s,
+    fields = _application_event_fields(ctx, application_id, principal.account_id)
+    # The hot path of a surge: the events go into the same statement as the place and the row (the
+    # admission event only if a place was taken), so the position stays locked for the shortest time.
+    stage = await repo.submit_application(
+        uow.session,
         application_id=application_id,
         position_id=position_id,
         project_id=ctx["project_id"],
         account_id=principal.account_id,
-        stage=stage,
+        auto=ctx["admission_mode"] == "auto",
         motivation=motivation,
         now=uow.clock.now(),
+        outbox=outbox_params(
+            uow,
+            [ApplicationSubmitted(**fields), ApplicationAdmitted(**fields, automatic=True)],
+            only_if=[False, True],
+        ),
     )
-    if not inserted:
+    if stage is None:
         raise AppError(errors.ALREADY_APPLIED)
-    fields = _application_event_fields(ctx, application_id, principal.account_id)
-    uow.raise_event(ApplicationSubmitted(**fields))
-    if admitted:
-        uow.raise_event(ApplicationAdmitted(**fields, automatic=True))
     return application_id, stage
 
 

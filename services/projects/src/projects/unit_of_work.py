@@ -1,0 +1,71 @@
+"""The projects service's unit of work: the shared one, with the outbox rows and the relay's poke
+written in one round trip, and outbox rows that a hot path can write inside its own statement.
+
+The shared :class:`~shared.db.UnitOfWork` inserts the outbox rows (one statement) and then sends
+``pg_notify`` (another). Here one ``INSERT ... SELECT FROM unnest`` in a CTE writes every row, in the
+order the events were raised (the relay publishes by ``seq``), and the same statement notifies. Rows
+are the ones the shared unit of work writes: same columns, payload ``event.model_dump_json()``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import text
+
+from shared.contracts.base import Event
+from shared.db import UnitOfWork
+
+#: ``INSERT INTO outbox ... RETURNING 1`` of the events in :func:`outbox_params`, for a CTE of a
+#: statement that also defines a CTE ``outbox_gate``: rows flagged ``only_if`` are written only when
+#: ``outbox_gate`` has a row (the other rows always are).
+OUTBOX_INSERT = """
+    INSERT INTO outbox (id, event_type, schema_version, aggregate_type, aggregate_id, payload,
+                        producer, correlation_id, causation_id, occurred_at)
+    SELECT t.id, t.event_type, t.schema_version, t.aggregate_type, t.aggregate_id, t.payload::jsonb,
+           :ob_producer, :ob_correlation_id, :ob_causation_id, :ob_occurred_at
+    FROM unnest(CAST(:ob_ids AS uuid[]), CAST(:ob_event_types AS text[]), CAST(:ob_versions AS int[]),
+                CAST(:ob_aggregate_types AS text[]), CAST(:ob_aggregate_ids AS text[]),
+                CAST(:ob_payloads AS text[]), CAST(:ob_only_if AS boolean[]))
+         WITH ORDINALITY AS t(id, event_type, schema_version, aggregate_type, aggregate_id, payload, only_if, n)
+    WHERE NOT t.only_if OR EXISTS (SELECT 1 FROM outbox_gate)
+    ORDER BY t.n
+    RETURNING 1
+"""
+
+_WRITE_EVENTS = text(
+    "WITH outbox_gate AS (SELECT 1 WHERE false), written AS (" + OUTBOX_INSERT + ") SELECT pg_notify(:channel, '')"
+)
+
+
+def outbox_params(uow: UnitOfWork, events: Sequence[Event], only_if: Sequence[bool] | None = None) -> dict[str, Any]:
+    return {
+        "ob_ids": [uuid.uuid4() for _ in events],
+        "ob_event_types": [e.event_type for e in events],
+        "ob_versions": [e.schema_version for e in events],
+        "ob_aggregate_types": [e.aggregate_type for e in events],
+        "ob_aggregate_ids": [e.aggregate_key() for e in events],
+        "ob_payloads": [e.model_dump_json() for e in events],
+        "ob_only_if": list(only_if) if only_if is not None else [False] * len(events),
+        "ob_producer": uow.producer,
+        "ob_correlation_id": uow.correlation_id,
+        "ob_causation_id": uow.causation_id,
+        "ob_occurred_at": uow.clock.now(),
+    }
+
+
+class ProjectsUnitOfWork(UnitOfWork):
+    async def commit(self) -> None:
+        session = self.session
+        # collected before the flush, as the shared unit of work does (see its comment)
+        events = self._collect_events()
+        await session.flush()
+        ids: list[uuid.UUID] = []
+        if events:
+            params = outbox_params(self, events)
+            ids = params["ob_ids"]
+            await session.execute(_WRITE_EVENTS, {**params, "channel": self._messaging.channel})
+        await session.commit()
+        self.committed_event_ids = ids
