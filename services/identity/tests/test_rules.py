@@ -95,3 +95,11 @@ def test_full_width_digits_fold_to_the_same_number_and_blind_index() -> None:
     assert documents.check_mobile("１３８１２３４５６７８") == "13812345678"
     with pytest.raises(AppError):
         documents.check_mobile("١٣٨١٢٣٤٥٦٧٨")  # Arabic-Indic digits are not a Chinese mobile
+
+
+def test_a_number_whose_area_has_no_counties_is_refused_not_crashed() -> None:
+    number = resident_id(region="110199")  # a valid check digit on an area stdnum cannot look up
+    with pytest.raises(AppError) as refused:
+        documents.check_document(DocumentType.RESIDENT_ID, number, None)
+    assert refused.value.spec.code == "id_number_invalid"
+    assert refused.value.detail == {"reason": "area"}

@@ -54,6 +54,9 @@ def check_document(document_type: DocumentType, number: str, birth_date: date | 
             raise AppError(errors.ID_NUMBER_INVALID, {"reason": "birth_date"}) from exc
         except stdnum_errors.ValidationError as exc:
             raise AppError(errors.ID_NUMBER_INVALID, {"reason": "format"}) from exc
+        except KeyError as exc:
+            # stdnum's area table lookup fails for area codes without counties (e.g. 110199)
+            raise AppError(errors.ID_NUMBER_INVALID, {"reason": "area"}) from exc
         born = ric.get_birth_date(number)
         if birth_date is not None and birth_date != born:
             raise AppError(errors.BIRTH_DATE_MISMATCH)
