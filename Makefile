@@ -36,9 +36,10 @@ load: setup
 	deploy/ensure-services.sh
 	$(UV) run --frozen python tests/load/run.py $(LOAD_ARGS)
 
+# Each benchmark prints its figures as ratios to a baseline measured in the same run.
 bench: setup
 	deploy/ensure-services.sh
-	$(UV) run --frozen pytest tests/bench -s
+	for f in tests/bench/*.py; do echo "== $$f"; $(UV) run --frozen python $$f || exit 1; done
 
 asyncapi: setup
 	$(UV) run --frozen vs-asyncapi --output docs/asyncapi.yaml
