@@ -89,8 +89,9 @@ async def queue_for_account(
     awaiting the account when the read model does not know it yet)."""
     # Serialised with the recipients handler: otherwise this could miss a recipient committed
     # meanwhile and park the email as awaiting after the resolution already ran.
+    # (Two statements on purpose: one statement's snapshot is taken before it waits for the lock.)
     await lock_recipient(uow, account_id)
-    known = await uow.session.get(Recipient, account_id, populate_existing=True)
+    known = (await uow.session.execute(_RECIPIENT, {"account_id": account_id})).first()
     return await _insert(
         uow,
         templates,
@@ -101,6 +102,12 @@ async def queue_for_account(
         recipient=(known.email, known.display_name, known.language) if known else None,
         context=context,
     )
+
+
+_RECIPIENTS = cast(Table, Recipient.__table__)
+_RECIPIENT = select(_RECIPIENTS.c.email, _RECIPIENTS.c.display_name, _RECIPIENTS.c.language).where(
+    _RECIPIENTS.c.account_id == bindparam("account_id")
+)
 
 
 async def queue_for_accounts(
