@@ -30,7 +30,7 @@ from projects.models import (
     teams,
     volunteers,
 )
-from projects.unit_of_work import OUTBOX_INSERT
+from projects.unit_of_work import OUTBOX_INSERT, fetch_on_driver
 
 Row = RowMapping
 
@@ -522,10 +522,12 @@ async def record_hours(
     source: str,
     recorded_by: uuid.UUID,
     now: datetime,
-) -> list[Row]:
-    """One ``INSERT ... SELECT FROM unnest`` statement; rows of applications not holding a place in
+) -> list[Any]:
+    """One ``INSERT ... SELECT FROM unnest`` statement (on the driver: see ``fetch_on_driver``); rows of
+    applications not holding a place in
     this project are left out (the caller compares counts)."""
-    result = await s.execute(
+    return await fetch_on_driver(
+        s,
         _RECORD_HOURS,
         {
             "application_ids": application_ids,
@@ -539,7 +541,6 @@ async def record_hours(
             "now": now,
         },
     )
-    return list(result.mappings())
 
 
 _OVER_CAP = text(
@@ -559,9 +560,10 @@ _OVER_CAP = text(
 
 async def first_day_over_cap(
     s: AsyncSession, application_ids: list[uuid.UUID], service_dates: list[date], cap: int
-) -> Row | None:
+) -> Any:
     params = {"application_ids": application_ids, "service_dates": service_dates, "cap": cap}
-    return (await s.execute(_OVER_CAP, params)).mappings().first()
+    rows = await fetch_on_driver(s, _OVER_CAP, params)
+    return rows[0] if rows else None
 
 
 async def recorded_minutes(s: AsyncSession, application_id: uuid.UUID) -> int:

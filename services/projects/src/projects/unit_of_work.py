@@ -13,7 +13,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import text
+import asyncpg
+from sqlalchemy import TextClause, text
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.base import Event
 from shared.db import UnitOfWork
@@ -66,6 +69,36 @@ class ProjectsUnitOfWork(UnitOfWork):
         if events:
             params = outbox_params(self, events)
             ids = params["ob_ids"]
-            await session.execute(_WRITE_EVENTS, {**params, "channel": self._messaging.channel})
+            await fetch_on_driver(session, _WRITE_EVENTS, {**params, "channel": self._messaging.channel})
         await session.commit()
         self.committed_event_ids = ids
+
+
+# -- statements with large array parameters, straight on the driver --------------------------------
+# SQLAlchemy's execution path costs about 20 ms more than asyncpg itself for a statement carrying
+# 500-element arrays (measured on the bulk hours path: 30 ms against 8.7 ms for the same statement).
+# The bulk statements therefore run on the asyncpg connection under the session, inside the
+# transaction the session already opened; the SQL is SQLAlchemy's own compilation of the statement.
+_DIALECT = PGDialect_asyncpg(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+_COMPILED: dict[int, tuple[str, list[str]]] = {}
+
+
+def _positional(stmt: TextClause) -> tuple[str, list[str]]:
+    compiled = _COMPILED.get(id(stmt))
+    if compiled is None:
+        c = stmt.compile(dialect=_DIALECT)
+        compiled = _COMPILED[id(stmt)] = (str(c), list(c.positiontup or []))
+    return compiled
+
+
+async def fetch_on_driver(session: AsyncSession, stmt: TextClause, params: dict[str, Any]) -> list[Any]:
+    """Rows (mappings) of ``stmt`` run by asyncpg in the session's transaction; through SQLAlchemy when
+    the transaction has not begun on the server yet (the driver alone would run outside it)."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    adapted = raw.dbapi_connection
+    if getattr(adapted, "_transaction", None) is None:
+        return list((await session.execute(stmt, params)).mappings())
+    sql, names = _positional(stmt)
+    driver: asyncpg.Connection = raw.driver_connection
+    return list(await driver.fetch(sql, *(params[n] for n in names)))

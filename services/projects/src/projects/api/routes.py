@@ -620,14 +620,17 @@ async def record_hours(
 )
 async def record_hours_bulk(
     project_id: uuid.UUID, body: sch.BulkHoursIn, principal: CurrentPrincipal, runtime: RuntimeDep
-) -> sch.BulkHoursOut:
+) -> Response:
     limit = runtime.settings.hours_bulk_max_rows
     if len(body.rows) > limit:
         raise AppError(errors.HOURS_BULK_TOO_LARGE, {"limit": limit}, params={"limit": limit})
     async with runtime.uow() as uow:
         rows = await services.record_hours(uow, runtime, principal, project_id, _hours_rows(body.rows), source="bulk")
     items = [sch.HoursOut.model_validate(dict(r)) for r in rows]
-    return sch.BulkHoursOut(recorded=len(items), late=sum(1 for i in items if i.late), items=items)
+    out = sch.BulkHoursOut(recorded=len(items), late=sum(1 for i in items if i.late), items=items)
+    # Serialised once here: returned as a model, FastAPI would validate the hundreds of items again
+    # against ``response_model`` (which still documents the body).
+    return Response(out.model_dump_json(), status_code=201, media_type="application/json")
 
 
 def _record_out(row: Any, corrections: list[Any]) -> sch.HoursRecordOut:
