@@ -12,7 +12,8 @@
 
 Nothing is asserted; the figures are printed.
 
-Run: ``.venv/bin/python tests/bench/notifications_latency.py [--rate 500] [--seconds 10] [--burst 3000]``
+Run: ``.venv/bin/python tests/bench/notifications_latency.py [--rate 500] [--seconds 10] [--burst 3000]
+[--workers 1]`` (``BENCH_PROFILE=<file>`` runs the worker under cProfile)
 (or ``.venv/bin/pytest tests/bench/notifications_latency.py -s``). Needs PostgreSQL and RabbitMQ
 as the test suite does; uses a throw-away vhost and databases.
 """
@@ -310,14 +311,16 @@ async def stages(producer_db: str, notifications_db: str) -> None:
             print(f"  {name:20s} p50 {statistics.median(values):8.1f} ms  p99 {percentile(values, 99):8.1f} ms")
 
 
-async def main(rate: float, seconds: float, burst_count: int) -> dict[str, Any]:
+async def main(rate: float, seconds: float, burst_count: int, workers: int = 1) -> dict[str, Any]:
     amqp_url = create_vhost()
     producer_db = await create_database("bench_nproducer")
     notifications_db = await create_database("bench_notifications")
     smtp = TimedSmtp()
     await smtp.start()
     log_dir = Path(tempfile.mkdtemp(prefix="bench-notifications-"))
+    # replicas compete for the queues and claim emails with SKIP LOCKED; the first one migrates
     worker = start_worker(notifications_db, amqp_url, smtp.port, log_dir)
+    replicas = [worker]
     producer = Producer(producer_db, amqp_url)
     try:
         deadline = time.monotonic() + 60
@@ -325,20 +328,22 @@ async def main(rate: float, seconds: float, burst_count: int) -> dict[str, Any]:
             if time.monotonic() > deadline or worker.poll() is not None:
                 raise RuntimeError(f"the worker did not start; see {log_dir}")
             await asyncio.sleep(0.2)
+        replicas += [start_worker(notifications_db, amqp_url, smtp.port, log_dir) for _ in range(workers - 1)]
         await producer.start()
         warm = [await producer.sign_up("warm") for _ in range(50)]
         await wait_for(lambda: all(a in smtp.accepted for a in warm), 120, "warm-up emails")
 
         load_before = os.getloadavg()[0]
         latency = await steady(producer, smtp, rate, seconds)
-        cpu_before = cpu_seconds(worker.pid)
+        cpu_before = sum(cpu_seconds(w.pid) for w in replicas)
         sustained = await burst(producer, smtp, burst_count)
-        worker_cpu_ms = (cpu_seconds(worker.pid) - cpu_before) / burst_count * 1000
+        worker_cpu_ms = (sum(cpu_seconds(w.pid) for w in replicas) - cpu_before) / burst_count * 1000
         raw = await raw_aio_pika(amqp_url, burst_count)
         figures = {**latency, "sustained_events_per_s": sustained, "raw_aio_pika_per_s": raw}
         figures["sustained_vs_raw"] = sustained / raw
         figures["worker_cpu_ms_per_event"] = worker_cpu_ms
         print()
+        print(f"notifications worker processes: {workers}")
         print(f"machine: {os.cpu_count()} CPUs, load average {load_before:.1f} → {os.getloadavg()[0]:.1f}")
         print(f"notifications latency, producer commit → SMTP accepted, {latency['events']:.0f} events")
         print(f"  offered rate      {latency['offered_rate']:8.1f} events/s (target {rate:.0f})")
@@ -357,11 +362,13 @@ async def main(rate: float, seconds: float, burst_count: int) -> dict[str, Any]:
         return figures
     finally:
         await producer.stop()
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        for replica in replicas:
+            replica.terminate()
+        for replica in replicas:
+            try:
+                replica.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                replica.kill()
         await smtp.stop()
         await drop_database(producer_db)
         await drop_database(notifications_db)
@@ -378,5 +385,6 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=500.0, help="steady events/s")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the steady phase")
     parser.add_argument("--burst", type=int, default=3000, help="events in the throughput burst")
+    parser.add_argument("--workers", type=int, default=1, help="notifications worker processes (replicas)")
     args = parser.parse_args()
-    asyncio.run(main(args.rate, args.seconds, args.burst))
+    asyncio.run(main(args.rate, args.seconds, args.burst, args.workers))
