@@ -13,7 +13,6 @@ from projects.models import messaging
 from projects.unit_of_work import ProjectsUnitOfWork
 from shared.auth import TokenVerifier
 from shared.clock import Clock
-from shared.db import UnitOfWork
 from shared.logging import get_logger
 from shared.messaging.broker import Broker
 from shared.runtime import Runtime
@@ -26,7 +25,7 @@ log = get_logger("projects.bootstrap")
 class ProjectsRuntime(Runtime):
     settings: ProjectsSettings
 
-    def uow(self, correlation_id: str | None = None, causation_id: str | None = None) -> UnitOfWork:
+    def uow(self, correlation_id: str | None = None, causation_id: str | None = None) -> ProjectsUnitOfWork:
         return ProjectsUnitOfWork(
             self.session_factory,
             self.messaging,

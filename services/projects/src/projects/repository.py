@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from projects.domain import application as stages
 from projects.models import (
@@ -258,7 +259,7 @@ _APPLY_CONTEXT = text(
 )
 
 
-async def apply_context(s: AsyncSession, position_id: uuid.UUID, account_id: uuid.UUID) -> Row | None:
+async def apply_context(s: AsyncSession | AsyncConnection, position_id: uuid.UUID, account_id: uuid.UUID) -> Row | None:
     """Everything an application needs to be judged, in one round trip (no lock taken)."""
     result = await s.execute(_APPLY_CONTEXT, {"position_id": position_id, "account_id": account_id})
     return result.mappings().first()
@@ -285,15 +286,21 @@ _SUBMIT_APPLICATION = text(
     written AS (""",
             OUTBOX_INSERT,
             """)
-    SELECT (SELECT stage FROM inserted) AS stage, pg_notify(:channel, '') AS notified
+    -- no application row (the volunteer already applied): 1/0 fails the statement, so neither the
+    -- place nor the outbox rows are kept even when the statement is its own transaction
+    SELECT (SELECT stage FROM inserted) AS stage, 1 / (SELECT count(*) FROM inserted)::int AS guard,
+           pg_notify(:channel, '') AS notified
     """,
         )
     )
 )
 
 
+_DIVISION_BY_ZERO = "22012"
+
+
 async def submit_application(
-    s: AsyncSession,
+    s: AsyncSession | AsyncConnection,
     *,
     application_id: uuid.UUID,
     position_id: uuid.UUID,
@@ -307,8 +314,8 @@ async def submit_application(
     """The writes of an application in one statement: the place (auto admission: the same
     conditional update as ``take_place``), the application row and its outbox rows (those flagged
     ``only_if`` are written only when a place was taken), so the position's row is locked for one
-    statement and the commit. Returns the stage, or None when the volunteer already applied (the
-    caller must then roll back: the place may have been taken)."""
+    statement (and the commit when it runs in a transaction). Returns the stage, or None when the
+    volunteer already applied: the statement then fails as a whole and has written nothing."""
     params = {
         "id": application_id,
         "position_id": position_id,
@@ -320,7 +327,12 @@ async def submit_application(
         "channel": messaging.channel,
         **outbox,
     }
-    stage: str | None = (await s.execute(_SUBMIT_APPLICATION, params)).scalar()
+    try:
+        stage: str | None = (await s.execute(_SUBMIT_APPLICATION, params)).scalar()
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == _DIVISION_BY_ZERO:
+            return None
+        raise
     return stage
 
 

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from projects import errors
 from projects import repository as repo
 from projects.domain import application as stages
 from projects.domain import hours as hours_rules
 from projects.domain import project as project_rules
-from projects.unit_of_work import outbox_params
+from projects.unit_of_work import ProjectsUnitOfWork, outbox_params
 from shared import regions
 from shared.auth import Principal
 from shared.clock import local_today
@@ -333,12 +335,23 @@ def _application_event_fields(row: Any, application_id: uuid.UUID, account_id: u
 
 
 async def apply(
-    uow: UnitOfWork, principal: Principal, position_id: uuid.UUID, motivation: str | None
+    uow: ProjectsUnitOfWork, principal: Principal, position_id: uuid.UUID, motivation: str | None
 ) -> tuple[uuid.UUID, str]:
     """A verified volunteer applies during recruitment. On an auto-admitting position the place is
     taken in the same transaction by the conditional update; when none is left the application waits
     in line (applied) and is admitted when a place frees up."""
-    ctx = await repo.apply_context(uow.session, position_id, principal.account_id)
+    async with uow.single_statements() as conn:
+        return await _apply(uow, conn, principal, position_id, motivation)
+
+
+async def _apply(
+    uow: ProjectsUnitOfWork,
+    conn: AsyncConnection,
+    principal: Principal,
+    position_id: uuid.UUID,
+    motivation: str | None,
+) -> tuple[uuid.UUID, str]:
+    ctx = await repo.apply_context(conn, position_id, principal.account_id)
     if ctx is None:
         raise AppError(errors.POSITION_NOT_FOUND)
     if not ctx["verified"]:
@@ -353,10 +366,11 @@ async def apply(
         )
     application_id = uuid.uuid4()
     fields = _application_event_fields(ctx, application_id, principal.account_id)
-    # The hot path of a surge: the events go into the same statement as the place and the row (the
-    # admission event only if a place was taken), so the position stays locked for the shortest time.
+    # The hot path of a surge: one statement, its own transaction, takes the place, writes the row and
+    # the events (the admission event only if a place was taken): the position stays locked only while
+    # the statement runs, and nothing is written unless all of it is.
     stage = await repo.submit_application(
-        uow.session,
+        conn,
         application_id=application_id,
         position_id=position_id,
         project_id=ctx["project_id"],

@@ -10,13 +10,14 @@ are the ones the shared unit of work writes: same columns, payload ``event.model
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 from sqlalchemy import TextClause, text
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from shared.contracts.base import Event
 from shared.db import UnitOfWork
@@ -60,6 +61,21 @@ def outbox_params(uow: UnitOfWork, events: Sequence[Event], only_if: Sequence[bo
 
 
 class ProjectsUnitOfWork(UnitOfWork):
+    async def __aenter__(self) -> ProjectsUnitOfWork:
+        await super().__aenter__()
+        return self
+
+    @asynccontextmanager
+    async def single_statements(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection in autocommit, for a use case whose every write (state and outbox rows)
+        is one statement: PostgreSQL runs each statement as its own transaction, so there is no
+        BEGIN and no COMMIT round trip, and a row the statement locks is released when the statement
+        ends, not one client round trip later. Reads before the write see committed data, as they do
+        in a READ COMMITTED transaction."""
+        engine: AsyncEngine = self._session_factory.kw["bind"]
+        async with engine.connect() as conn:
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
     async def commit(self) -> None:
         session = self.session
         # collected before the flush, as the shared unit of work does (see its comment)
