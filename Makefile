@@ -2,6 +2,9 @@
 # Everything is installed by `make setup` from PyPI through uv; nothing else is assumed.
 
 PYTHON ?= python3
+# The suite starts services as subprocesses (crash points, standalone, load): without bytecode
+# caches every start recompiles the whole dependency tree (about 7 s on a 2-core machine).
+unexport PYTHONDONTWRITEBYTECODE
 UV := $(PYTHON) -m uv
 MODE ?= $(if $(IDENTITY_DATABASE_URL),distributed,standalone)
 
