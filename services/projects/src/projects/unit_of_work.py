@@ -99,7 +99,7 @@ _DIALECT = PGDialect_asyncpg(paramstyle="numeric_dollar")  # type: ignore[no-unt
 _COMPILED: dict[int, tuple[str, list[str]]] = {}
 
 
-def _positional(stmt: TextClause) -> tuple[str, list[str]]:
+def positional_sql(stmt: TextClause) -> tuple[str, list[str]]:
     compiled = _COMPILED.get(id(stmt))
     if compiled is None:
         c = stmt.compile(dialect=_DIALECT)
@@ -115,6 +115,6 @@ async def fetch_on_driver(session: AsyncSession, stmt: TextClause, params: dict[
     adapted = raw.dbapi_connection
     if getattr(adapted, "_transaction", None) is None:
         return list((await session.execute(stmt, params)).mappings())
-    sql, names = _positional(stmt)
+    sql, names = positional_sql(stmt)
     driver: asyncpg.Connection = raw.driver_connection
     return list(await driver.fetch(sql, *(params[n] for n in names)))
