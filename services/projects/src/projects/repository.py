@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import delete, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from projects.domain import application as stages
 from projects.models import (
@@ -31,7 +31,7 @@ from projects.models import (
     teams,
     volunteers,
 )
-from projects.unit_of_work import OUTBOX_INSERT, fetch_on_driver
+from projects.unit_of_work import OUTBOX_INSERT, fetch_on_driver, fetchrow_plain
 
 Row = RowMapping
 
@@ -259,10 +259,9 @@ _APPLY_CONTEXT = text(
 )
 
 
-async def apply_context(s: AsyncSession | AsyncConnection, position_id: uuid.UUID, account_id: uuid.UUID) -> Row | None:
+async def apply_context(conn: asyncpg.Connection, position_id: uuid.UUID, account_id: uuid.UUID) -> Any:
     """Everything an application needs to be judged, in one round trip (no lock taken)."""
-    result = await s.execute(_APPLY_CONTEXT, {"position_id": position_id, "account_id": account_id})
-    return result.mappings().first()
+    return await fetchrow_plain(conn, _APPLY_CONTEXT, {"position_id": position_id, "account_id": account_id})
 
 
 _SUBMIT_APPLICATION = text(
@@ -296,11 +295,8 @@ _SUBMIT_APPLICATION = text(
 )
 
 
-_DIVISION_BY_ZERO = "22012"
-
-
 async def submit_application(
-    s: AsyncSession | AsyncConnection,
+    conn: asyncpg.Connection,
     *,
     application_id: uuid.UUID,
     position_id: uuid.UUID,
@@ -328,11 +324,10 @@ async def submit_application(
         **outbox,
     }
     try:
-        stage: str | None = (await s.execute(_SUBMIT_APPLICATION, params)).scalar()
-    except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) == _DIVISION_BY_ZERO:
-            return None
-        raise
+        row = await fetchrow_plain(conn, _SUBMIT_APPLICATION, params)
+    except asyncpg.DivisionByZeroError:
+        return None
+    stage: str = row["stage"]
     return stage
 
 

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from projects import errors
 from projects import repository as repo
 from projects.domain import application as stages
@@ -36,6 +34,8 @@ from shared.errors import AppError
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
+    import asyncpg
+
     from projects.bootstrap import ProjectsRuntime
 
 log = get_logger("projects.services")
@@ -346,7 +346,7 @@ async def apply(
 
 async def _apply(
     uow: ProjectsUnitOfWork,
-    conn: AsyncConnection,
+    conn: asyncpg.Connection,
     principal: Principal,
     position_id: uuid.UUID,
     motivation: str | None,

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import TextClause, text
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.contracts.base import Event
 from shared.db import UnitOfWork
@@ -66,15 +66,18 @@ class ProjectsUnitOfWork(UnitOfWork):
         return self
 
     @asynccontextmanager
-    async def single_statements(self) -> AsyncIterator[AsyncConnection]:
-        """A pooled connection in autocommit, for a use case whose every write (state and outbox rows)
-        is one statement: PostgreSQL runs each statement as its own transaction, so there is no
-        BEGIN and no COMMIT round trip, and a row the statement locks is released when the statement
-        ends, not one client round trip later. Reads before the write see committed data, as they do
-        in a READ COMMITTED transaction."""
+    async def single_statements(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection outside any transaction, for a use case whose every write (state and
+        outbox rows) is one statement: PostgreSQL runs each statement as its own transaction, so there
+        is no BEGIN and no COMMIT round trip, and a row the statement locks is released when the
+        statement ends, not one client round trip later. Reads before the write see committed data,
+        as they would in a READ COMMITTED transaction. The statements go straight to asyncpg (see
+        :func:`fetchrow_plain`); the connection is the engine's, checked out and returned as usual."""
         engine: AsyncEngine = self._session_factory.kw["bind"]
         async with engine.connect() as conn:
-            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+            raw = await conn.get_raw_connection()
+            driver: asyncpg.Connection = raw.driver_connection
+            yield driver
 
     async def commit(self) -> None:
         session = self.session
@@ -118,3 +121,10 @@ async def fetch_on_driver(session: AsyncSession, stmt: TextClause, params: dict[
     sql, names = positional_sql(stmt)
     driver: asyncpg.Connection = raw.driver_connection
     return list(await driver.fetch(sql, *(params[n] for n in names)))
+
+
+async def fetchrow_plain(conn: asyncpg.Connection, stmt: TextClause, params: dict[str, Any]) -> Any:
+    """One row of ``stmt`` on a connection from :meth:`ProjectsUnitOfWork.single_statements` (no
+    transaction: the statement is its own)."""
+    sql, names = positional_sql(stmt)
+    return await conn.fetchrow(sql, *(params[n] for n in names))
