@@ -83,6 +83,10 @@ class ProjectsUnitOfWork(UnitOfWork):
         session = self.session
         # collected before the flush, as the shared unit of work does (see its comment)
         events = self._collect_events()
+        if not events and not session.in_transaction() and not (session.new or session.dirty or session.deleted):
+            # nothing was read or written through the session (the apply path uses single statements)
+            self.committed_event_ids = []
+            return
         await session.flush()
         ids: list[uuid.UUID] = []
         if events:
