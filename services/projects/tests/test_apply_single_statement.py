@@ -8,6 +8,8 @@ import uuid
 
 from sqlalchemy import text
 
+from shared.contracts.projects import HoursRecorded
+
 from .conftest import World
 
 AUTO = [{"name": "引导员", "quota": 3, "admission_mode": "auto"}]
@@ -61,3 +63,43 @@ async def test_a_refused_application_takes_no_place_and_raises_no_event(world: W
     assert refused.status_code == 403
     assert await _admitted_counter(world, project.position()) == 0
     assert await _events_of(world, "application.submitted", unverified_id) == 0
+
+
+async def test_hours_recorded_events_built_in_sql_are_the_contract_s_json(world: World) -> None:
+    """Bulk hours write their ``hours.recorded`` outbox rows in the insert statement itself; each
+    payload must be exactly what the HoursRecorded model would have written."""
+    project = await world.project(positions=[{"name": "引导员", "quota": 5, "admission_mode": "auto"}])
+    volunteer_id, _, application_id = await world.admitted_volunteer(project)
+    world.clock.set(world.clock.now().replace(day=8))
+    rows = [
+        {"application_id": application_id, "service_date": "2026-01-06", "minutes": 45},
+        {"application_id": application_id, "service_date": "2026-01-08", "minutes": 30},
+    ]
+    response = await world.client.post(
+        f"/api/v1/projects/{project.id}/hours/bulk", json={"rows": rows}, headers=project.lead
+    )
+    assert response.status_code == 201, response.text
+    records = {item["id"]: item for item in response.json()["items"]}
+    payloads = [p for p in await world.outbox("hours.recorded") if p["project_id"] == project.id]
+    assert len(payloads) == 2
+    for payload in payloads:
+        assert payload == HoursRecorded.model_validate(payload).model_dump(mode="json")
+        assert set(payload) == set(HoursRecorded.model_fields)
+        record = records[payload["record_id"]]
+        assert payload["account_id"] == str(volunteer_id)
+        assert (payload["service_date"], payload["minutes"], payload["late"]) == (
+            record["service_date"],
+            record["minutes"],
+            record["late"],
+        )
+    async with world.runtime.engine.connect() as conn:
+        rows_meta = (
+            await conn.execute(
+                text(
+                    "SELECT aggregate_type, aggregate_id, producer, schema_version FROM outbox "
+                    "WHERE event_type = 'hours.recorded' AND payload->>'project_id' = :p"
+                ),
+                {"p": project.id},
+            )
+        ).all()
+    assert {tuple(r) for r in rows_meta} == {("application", application_id, "projects", 1)}

@@ -489,14 +489,28 @@ _RECORD_HOURS = text(
         WHERE a.id IN (SELECT application_id FROM input) AND a.project_id = :project_id
           AND a.stage IN ('admitted', 'training', 'serving', 'completed')
         FOR SHARE
+    ), recorded AS (
+        INSERT INTO hours_records
+            (id, application_id, project_id, account_id, service_date, minutes, late, source, note,
+             recorded_by, recorded_at)
+        SELECT gen_random_uuid(), i.application_id, :project_id, e.account_id, i.service_date, i.minutes, i.late,
+               :source, i.note, :recorded_by, :now
+        FROM input i JOIN eligible e ON e.id = i.application_id
+        RETURNING id, application_id, account_id, service_date, minutes, late
+    ), written AS (
+        -- one hours.recorded event per row, built here rather than by hundreds of Python models:
+        -- the payload is HoursRecorded's JSON form (checked against the model by a test)
+        INSERT INTO outbox (id, event_type, schema_version, aggregate_type, aggregate_id, payload,
+                            producer, correlation_id, causation_id, occurred_at)
+        SELECT gen_random_uuid(), :ob_event_type, :ob_schema_version, :ob_aggregate_type, r.application_id::text,
+               jsonb_build_object('record_id', r.id, 'application_id', r.application_id, 'project_id', :project_id,
+                                  'account_id', r.account_id, 'service_date', r.service_date,
+                                  'minutes', r.minutes, 'late', r.late),
+               :ob_producer, :ob_correlation_id, :ob_causation_id, :ob_occurred_at
+        FROM recorded r
+        RETURNING 1
     )
-    INSERT INTO hours_records
-        (id, application_id, project_id, account_id, service_date, minutes, late, source, note,
-         recorded_by, recorded_at)
-    SELECT gen_random_uuid(), i.application_id, :project_id, e.account_id, i.service_date, i.minutes, i.late,
-           :source, i.note, :recorded_by, :now
-    FROM input i JOIN eligible e ON e.id = i.application_id
-    RETURNING id, application_id, account_id, service_date, minutes, late
+    SELECT r.*, (SELECT pg_notify(:channel, '')) AS notified FROM recorded r
     """
 )
 
@@ -529,10 +543,11 @@ async def record_hours(
     source: str,
     recorded_by: uuid.UUID,
     now: datetime,
+    events: dict[str, Any],
 ) -> list[Any]:
     """One ``INSERT ... SELECT FROM unnest`` statement (on the driver: see ``fetch_on_driver``); rows of
-    applications not holding a place in
-    this project are left out (the caller compares counts)."""
+    applications not holding a place in this project are left out (the caller compares counts). The same
+    statement writes each row's ``hours.recorded`` outbox row (``events``: see ``unit_of_work.event_row_params``)."""
     return await fetch_on_driver(
         s,
         _RECORD_HOURS,
@@ -546,6 +561,8 @@ async def record_hours(
             "source": source,
             "recorded_by": recorded_by,
             "now": now,
+            "channel": messaging.channel,
+            **events,
         },
     )
 

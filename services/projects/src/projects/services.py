@@ -12,7 +12,7 @@ from projects import repository as repo
 from projects.domain import application as stages
 from projects.domain import hours as hours_rules
 from projects.domain import project as project_rules
-from projects.unit_of_work import ProjectsUnitOfWork, outbox_params
+from projects.unit_of_work import ProjectsUnitOfWork, event_row_params, outbox_params
 from shared import regions
 from shared.auth import Principal
 from shared.clock import local_today
@@ -540,6 +540,7 @@ async def _record(
         source=source,
         recorded_by=recorded_by,
         now=uow.clock.now(),
+        events=event_row_params(uow, HoursRecorded),
     )
     if len(recorded) != len(rows):
         found = {r["application_id"] for r in recorded}
@@ -548,18 +549,6 @@ async def _record(
     over = await repo.first_day_over_cap(uow.session, application_ids, service_dates, settings.hours_daily_cap_minutes)
     if over is not None:
         hours_rules.check_daily_cap(over["minutes"], settings.hours_daily_cap_minutes)
-    for r in recorded:
-        uow.raise_event(
-            HoursRecorded(
-                record_id=r["id"],
-                application_id=r["application_id"],
-                project_id=project["id"],
-                account_id=r["account_id"],
-                service_date=r["service_date"],
-                minutes=r["minutes"],
-                late=r["late"],
-            )
-        )
     return recorded
 
 

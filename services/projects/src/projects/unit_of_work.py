@@ -39,6 +39,20 @@ OUTBOX_INSERT = """
     RETURNING 1
 """
 
+
+def event_row_params(uow: UnitOfWork, event_class: type[Event]) -> dict[str, Any]:
+    """The columns of outbox rows a statement builds itself (payload included) for ``event_class``."""
+    return {
+        "ob_event_type": event_class.event_type,
+        "ob_schema_version": event_class.schema_version,
+        "ob_aggregate_type": event_class.aggregate_type,
+        "ob_producer": uow.producer,
+        "ob_correlation_id": uow.correlation_id,
+        "ob_causation_id": uow.causation_id,
+        "ob_occurred_at": uow.clock.now(),
+    }
+
+
 _WRITE_EVENTS = text(
     "WITH outbox_gate AS (SELECT 1 WHERE false), written AS (" + OUTBOX_INSERT + ") SELECT pg_notify(:channel, '')"
 )
