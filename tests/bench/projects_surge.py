@@ -10,7 +10,12 @@ about time; checks zero overbooking after every phase.
    same conditional update with 64 clients (target >= 70 %); pgbench running the whole apply
    transaction is printed too, for an apples-to-apples figure.
 3. Bulk hours: 500 rows per request through the API, as a ratio to a raw ``unnest`` insert of the
-   same rows (target >= 60 %).
+   same rows (target >= 60 %); also to the same insert plus its 500 ``hours.recorded`` outbox rows
+   and the notify, which is the transaction the service has to run.
+
+Phase 1 also prints raw asyncpg running the service's own two statements (context read, then the
+one-statement write in autocommit): the gap between that and the API is Python (HTTP stack,
+SQLAlchemy, pydantic), not SQL.
 
 The app runs in this process; measured requests enter its ASGI interface directly (see ``asgi_post``);
 relay and consumers are off so only the request path is measured (the outbox rows are still written in
