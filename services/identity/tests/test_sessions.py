@@ -247,3 +247,12 @@ async def test_concurrent_logins_each_get_a_token(identity: Identity) -> None:
     body, _ = await identity.sign_up()
     responses = await asyncio.gather(*(identity.log_in(body["username"], body["password"]) for _ in range(4)))
     assert [r.status_code for r in responses] == [200] * 4
+
+
+async def test_simultaneous_logins_beyond_the_pool_size_all_get_in(start_identity: StartIdentity) -> None:
+    """A login holds at most one pooled connection at a time: with a 2+2 pool, 8 simultaneous
+    logins once all waited for each other until the pool timed out (503 after 30 s)."""
+    async with start_identity(database_pool_size=2, database_max_overflow=2) as service:
+        bodies = [(await service.sign_up())[0] for _ in range(8)]
+        responses = await asyncio.gather(*(service.log_in(b["username"], b["password"]) for b in bodies))
+    assert [r.status_code for r in responses] == [200] * 8

@@ -63,25 +63,39 @@ def issue_pair(runtime: IdentityRuntime, uow: UnitOfWork, account: Account, fami
     return TokenPair(access, refresh, minutes * 60)
 
 
-async def _authenticate(
-    runtime: IdentityRuntime, uow: UnitOfWork, username: str, password: str, address: str
-) -> Account:
-    """The account if the password is right; throttled per account and per address."""
+async def _authenticate(runtime: IdentityRuntime, username: str, password: str, address: str) -> uuid.UUID:
+    """The account id if the password is right; throttled per account and per address.
+
+    Runs before the caller's unit of work opens and holds no connection while hashing: the
+    throttle writes on its own connection (a failure must be recorded even though the login
+    fails), so a request inside a transaction would hold two pooled connections at once, and
+    enough simultaneous logins would starve the pool (and the relay sharing it)."""
     throttle = throttle_for(runtime)
     keys = [account_key(username), address_key(address)]
     now = runtime.clock.now()
     await throttle.check(keys, now)
-    account = await Accounts(uow.session).by_username(username)
-    if account is None:
+    async with runtime.session_factory() as session:
+        account = await Accounts(session).by_username(username)
+        found = (account.id, account.password_hash) if account is not None else None
+    if found is None:
         await runtime.passwords.verify(await _dummy_hash(runtime), password)  # same time for unknown names
         ok = False
     else:
-        ok = await runtime.passwords.verify(account.password_hash, password)
-    if not ok or account is None:
+        ok = await runtime.passwords.verify(found[1], password)
+    if not ok or found is None:
         await throttle.failed(keys, now)
-        log.info("login_failed", known_account=account is not None)
+        log.info("login_failed", known_account=found is not None)
         raise AppError(errors.INVALID_CREDENTIALS)
     await throttle.succeeded(keys[0])
+    return found[0]
+
+
+async def _authenticated_account(
+    runtime: IdentityRuntime, uow: UnitOfWork, account_id: uuid.UUID, password: str
+) -> Account:
+    account = await Accounts(uow.session).get(account_id, for_update=True)
+    if account is None:  # accounts are never deleted; only a concurrent merge could get here
+        raise AppError(errors.INVALID_CREDENTIALS)
     if runtime.passwords.needs_rehash(account.password_hash):
         account.password_hash = await runtime.passwords.hash(password)
     return account
@@ -98,8 +112,9 @@ async def _dummy_hash(runtime: IdentityRuntime) -> str:
 
 
 async def log_in(runtime: IdentityRuntime, *, username: str, password: str, address: str) -> TokenPair:
+    account_id = await _authenticate(runtime, username, password, address)
     async with runtime.uow() as uow:
-        account = await _authenticate(runtime, uow, username, password, address)
+        account = await _authenticated_account(runtime, uow, account_id, password)
         if account.must_change_password:
             raise AppError(errors.PASSWORD_CHANGE_REQUIRED, {"change_at": "/api/v1/password-changes"})
         pair = issue_pair(runtime, uow, account, uuid.uuid4())
@@ -152,8 +167,9 @@ async def change_password(
     runtime: IdentityRuntime, *, username: str, current_password: str, new_password: str, address: str
 ) -> TokenPair:
     """Works with a temporary password too, which is how a forced change is done."""
+    account_id = await _authenticate(runtime, username, current_password, address)
     async with runtime.uow() as uow:
-        account = await _authenticate(runtime, uow, username, current_password, address)
+        account = await _authenticated_account(runtime, uow, account_id, current_password)
         if new_password == current_password:
             raise AppError(errors.PASSWORD_UNCHANGED)
         await set_password(runtime, uow, account, new_password)
