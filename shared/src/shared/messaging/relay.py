@@ -113,6 +113,9 @@ class OutboxRelay:
         backoff = 0.2
         last_purge = 0.0
         while not self._stopping:
+            # Cleared before the batch, not after: a NOTIFY arriving while the batch runs must
+            # wake the next round at once instead of waiting for the poll.
+            self._wake.clear()
             try:
                 published = await self.publish_batch()
                 backoff = 0.2
@@ -135,7 +138,6 @@ class OutboxRelay:
                 await asyncio.sleep(backoff + random.uniform(0, backoff / 2))
                 backoff = min(backoff * 2, 10.0)
                 continue
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
             except TimeoutError:
