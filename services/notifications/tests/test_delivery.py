@@ -259,7 +259,7 @@ async def test_operator_view_refuses_bad_input_with_stable_codes(
             "/api/v1/emails", params={"cursor": "not-a-cursor"}, headers=service.admin
         )
         assert bad_cursor.status_code == 422
-        assert bad_cursor.json()["code"] == "invalid_cursor"
+        assert bad_cursor.json()["code"] == "cursor_invalid"
         assert bad_cursor.json()["message"] == "分页游标无效"
         bad_status = await service.client.get("/api/v1/emails", params={"status": "lost"}, headers=service.admin)
         assert bad_status.status_code == 422

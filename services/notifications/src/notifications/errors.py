@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from shared.errors import ErrorSpec
 
-INVALID_CURSOR = ErrorSpec("invalid_cursor", 422, "分页游标无效", "The page cursor is not valid")
 EMAIL_NOT_FOUND = ErrorSpec("email_not_found", 404, "邮件不存在", "No such email")
 EMAIL_NOT_REPLAYABLE = ErrorSpec(
     "email_not_replayable",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,9 +9,10 @@ from datetime import datetime
 from sqlalchemy import Select, and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifications.errors import EMAIL_NOT_FOUND, EMAIL_NOT_REPLAYABLE, INVALID_CURSOR
+from notifications.errors import EMAIL_NOT_FOUND, EMAIL_NOT_REPLAYABLE
 from notifications.models import AWAITING_RECIPIENT, EMAIL_CHANNEL, FAILED, PENDING, SUPPRESSED, Email, EmailReplay
 from shared.errors import AppError
+from shared.pagination import encode_cursor, time_cursor
 
 REPLAYABLE = (FAILED, SUPPRESSED)
 
@@ -25,23 +24,6 @@ class EmailFilter:
     account_id: uuid.UUID | None = None
     event_id: uuid.UUID | None = None
     template: str | None = None
-
-
-def encode_cursor(email: Email) -> str:
-    raw = f"{email.created_at.isoformat()}|{email.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, _, email_id = raw.partition("|")
-        moment = datetime.fromisoformat(created)
-        if moment.tzinfo is None:
-            raise ValueError("naive")
-        return moment, uuid.UUID(email_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise AppError(INVALID_CURSOR) from exc
 
 
 def _filtered(query: Select[Email], f: EmailFilter) -> Select[Email]:
@@ -64,13 +46,13 @@ async def list_emails(
     """Newest first; the cursor is the (created_at, id) of the last item of the page."""
     query = _filtered(select(Email), f)
     if cursor:
-        created, email_id = decode_cursor(cursor)
+        created, email_id = time_cursor(cursor)
         query = query.where(or_(Email.created_at < created, and_(Email.created_at == created, Email.id < email_id)))
     query = query.order_by(Email.created_at.desc(), Email.id.desc()).limit(limit + 1)
     rows = list((await session.execute(query)).scalars())
     more = len(rows) > limit
     rows = rows[:limit]
-    return rows, encode_cursor(rows[-1]) if more and rows else None
+    return rows, encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
 
 
 async def get_email(session: AsyncSession, email_id: uuid.UUID) -> Email:

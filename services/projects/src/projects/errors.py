@@ -32,7 +32,6 @@ LEAD_NOT_IN_TEAM = ErrorSpec(
     "项目负责人必须是本团体的管理员或项目负责人",
     "The project lead must be an admin or project lead of the team",
 )
-CURSOR_INVALID = ErrorSpec("cursor_invalid", 400, "分页游标无效", "The page cursor is not valid")
 PROJECT_NOT_FOUND = ErrorSpec("project_not_found", 404, "志愿服务项目不存在", "No such project")
 POSITION_NOT_FOUND = ErrorSpec("position_not_found", 404, "岗位不存在", "No such position")
 APPLICATION_NOT_FOUND = ErrorSpec("application_not_found", 404, "报名记录不存在", "No such application")

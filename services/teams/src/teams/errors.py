@@ -177,4 +177,3 @@ INVITE_TARGET_REQUIRED = ErrorSpec(
     "请提供被邀请志愿者的账号ID或志愿者编号(二选一)",
     "Give either the invitee's account id or volunteer number",
 )
-CURSOR_INVALID = ErrorSpec("cursor_invalid", 422, "分页游标无效", "The pagination cursor is not valid")

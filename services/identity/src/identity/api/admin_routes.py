@@ -7,7 +7,6 @@ import uuid
 from fastapi import APIRouter, Query
 
 from identity import admin, errors
-from identity.api import cursors
 from identity.api.deps import Runtime, UoW
 from identity.api.schemas import (
     AccountOut,
@@ -26,6 +25,7 @@ from identity.repository import Cases
 from shared.auth import NationalAdmin
 from shared.db import UnitOfWork
 from shared.errors import FORBIDDEN, TOKEN_INVALID, UNAUTHENTICATED, VALIDATION_FAILED, error_responses
+from shared.pagination import CURSOR_INVALID, encode_cursor, time_cursor
 
 router = APIRouter(tags=["administration"])
 AUTH_ERRORS = (UNAUTHENTICATED, TOKEN_INVALID, FORBIDDEN)
@@ -95,7 +95,7 @@ async def _case_out(uow: UnitOfWork, case: DuplicateCase) -> DuplicateCaseOut:
     "/api/v1/admin/duplicate-cases",
     response_model=DuplicateCasePage,
     summary="Duplicate ID-number cases waiting for the national admin (oldest first)",
-    responses=error_responses(*AUTH_ERRORS, VALIDATION_FAILED),
+    responses=error_responses(*AUTH_ERRORS, VALIDATION_FAILED, CURSOR_INVALID),
 )
 async def list_cases(
     principal: NationalAdmin,
@@ -104,12 +104,12 @@ async def list_cases(
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=200),
 ) -> DuplicateCasePage:
-    after = cursors.decode(cursor) if cursor else None
+    after = time_cursor(cursor) if cursor else None
     async with uow:
         cases = await Cases(uow.session).page(status=status, after=after, limit=limit + 1)
         items = [await _case_out(uow, c) for c in cases[:limit]]
     last = cases[limit - 1] if len(cases) > limit else None
-    next_cursor = cursors.encode(last.opened_at, last.id) if last else None
+    next_cursor = encode_cursor(last.opened_at, last.id) if last else None
     return DuplicateCasePage(items=items, next_cursor=next_cursor)
 
 

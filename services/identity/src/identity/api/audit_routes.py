@@ -7,7 +7,6 @@ import uuid
 from fastapi import APIRouter, Query
 
 from identity import errors
-from identity.api import cursors
 from identity.api.deps import Runtime, UoW
 from identity.api.schemas import AccountSearchIn, AccountSearchOut, AuditEntryOut, AuditPage
 from identity.api.views import account_out
@@ -15,6 +14,7 @@ from identity.domain import documents
 from identity.repository import Accounts, Audit
 from shared.auth import NationalAdmin, RegionalOrNationalAdmin
 from shared.errors import FORBIDDEN, TOKEN_INVALID, UNAUTHENTICATED, VALIDATION_FAILED, error_responses
+from shared.pagination import CURSOR_INVALID, encode_cursor, time_cursor
 
 router = APIRouter(tags=["administration"])
 AUTH_ERRORS = (UNAUTHENTICATED, TOKEN_INVALID, FORBIDDEN)
@@ -24,7 +24,7 @@ AUTH_ERRORS = (UNAUTHENTICATED, TOKEN_INVALID, FORBIDDEN)
     "/api/v1/admin/audit-entries",
     response_model=AuditPage,
     summary="The audit log, newest first: unmasked reads, lookups, resets, reviews, role changes",
-    responses=error_responses(*AUTH_ERRORS, VALIDATION_FAILED),
+    responses=error_responses(*AUTH_ERRORS, VALIDATION_FAILED, CURSOR_INVALID),
 )
 async def audit_entries(
     principal: NationalAdmin,
@@ -35,7 +35,7 @@ async def audit_entries(
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=200),
 ) -> AuditPage:
-    before = cursors.decode(cursor) if cursor else None
+    before = time_cursor(cursor) if cursor else None
     async with uow:
         entries = await Audit(uow.session).page(
             subject_account_id=subject_account_id, actor_id=actor_id, action=action, before=before, limit=limit + 1
@@ -53,7 +53,7 @@ async def audit_entries(
         for e in entries[:limit]
     ]
     last = entries[limit - 1] if len(entries) > limit else None
-    return AuditPage(items=items, next_cursor=cursors.encode(last.at, last.id) if last else None)
+    return AuditPage(items=items, next_cursor=encode_cursor(last.at, last.id) if last else None)
 
 
 @router.post(

@@ -8,7 +8,6 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response, UploadFile
 
 from identity import errors, review
-from identity.api import cursors
 from identity.api.deps import Runtime, UoW
 from identity.api.schemas import (
     DisclosureIn,
@@ -32,6 +31,7 @@ from shared.errors import (
     ErrorSpec,
     error_responses,
 )
+from shared.pagination import CURSOR_INVALID, encode_cursor, time_cursor
 
 router = APIRouter(tags=["verification"])
 UPLOAD_PATH = "/api/v1/accounts/me/id-card-images"
@@ -80,7 +80,7 @@ async def upload_id_card(file: UploadFile, principal: CurrentPrincipal, uow: UoW
     "/api/v1/admin/id-card-reviews",
     response_model=IdCardReviewPage,
     summary="ID-card uploads waiting for review in my region (national admins: all), oldest first",
-    responses=error_responses(*AUTH_ERRORS, VALIDATION_FAILED),
+    responses=error_responses(*AUTH_ERRORS, VALIDATION_FAILED, CURSOR_INVALID),
 )
 async def list_reviews(
     principal: RegionalOrNationalAdmin,
@@ -89,7 +89,7 @@ async def list_reviews(
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=200),
 ) -> IdCardReviewPage:
-    after = cursors.decode(cursor) if cursor else None
+    after = time_cursor(cursor) if cursor else None
     async with uow:
         rows = await review.pending(uow, principal, after=after, limit=limit + 1)
     items = [
@@ -107,7 +107,7 @@ async def list_reviews(
         for item, account in rows[:limit]
     ]
     last = rows[limit - 1][0] if len(rows) > limit else None
-    return IdCardReviewPage(items=items, next_cursor=cursors.encode(last.uploaded_at, last.id) if last else None)
+    return IdCardReviewPage(items=items, next_cursor=encode_cursor(last.uploaded_at, last.id) if last else None)
 
 
 @router.get(

@@ -11,10 +11,11 @@ from pydantic import BaseModel
 
 from notifications import repository
 from notifications.bootstrap import NotificationsRuntime
-from notifications.errors import EMAIL_NOT_FOUND, EMAIL_NOT_REPLAYABLE, INVALID_CURSOR
+from notifications.errors import EMAIL_NOT_FOUND, EMAIL_NOT_REPLAYABLE
 from notifications.repository import EmailFilter
 from shared.auth import NationalAdmin
 from shared.errors import FORBIDDEN, NOT_FOUND, TOKEN_EXPIRED, TOKEN_INVALID, UNAUTHENTICATED, AppError, error_responses
+from shared.pagination import CURSOR_INVALID
 
 router = APIRouter()
 
@@ -60,7 +61,7 @@ def _require_mailbox(runtime: NotificationsRuntime) -> None:
     response_model=MailboxPage,
     tags=["mailbox"],
     summary="Standalone mode: emails kept in the local mailbox, newest first",
-    responses=error_responses(NOT_FOUND, INVALID_CURSOR),
+    responses=error_responses(NOT_FOUND, CURSOR_INVALID),
 )
 async def list_mailbox(
     runtime: RuntimeDep,
@@ -144,7 +145,7 @@ class EmailPage(BaseModel):
     response_model=EmailPage,
     tags=["emails"],
     summary="Operators: emails newest first, filtered by status, recipient, account, event or template",
-    responses=error_responses(*AUTH_ERRORS, INVALID_CURSOR),
+    responses=error_responses(*AUTH_ERRORS, CURSOR_INVALID),
 )
 async def list_emails(
     runtime: RuntimeDep,

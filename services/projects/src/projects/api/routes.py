@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -18,6 +17,7 @@ from projects.domain import project as project_rules
 from shared.auth import CurrentPrincipal, OptionalPrincipal
 from shared.clock import local_today
 from shared.errors import UNAUTHENTICATED, AppError, error_responses
+from shared.pagination import CURSOR_INVALID, decode_cursor, encode_cursor, time_cursor
 
 router = APIRouter(prefix="/api/v1")
 
@@ -33,34 +33,12 @@ AUTH = (UNAUTHENTICATED,)
 
 
 # -- cursors ---------------------------------------------------------------------------------------
-def _encode(*parts: Any) -> str:
-    return base64.urlsafe_b64encode("|".join(str(p) for p in parts).encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> list[str]:
-    try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise AppError(errors.CURSOR_INVALID) from exc
-
-
 def _time_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if not cursor:
-        return None
-    try:
-        when, ident = _decode(cursor)
-        return datetime.fromisoformat(when), uuid.UUID(ident)
-    except ValueError as exc:
-        raise AppError(errors.CURSOR_INVALID) from exc
+    return time_cursor(cursor) if cursor else None
 
 
 def _seq_cursor(cursor: str | None) -> int | None:
-    if not cursor:
-        return None
-    try:
-        return int(_decode(cursor)[0])
-    except ValueError as exc:
-        raise AppError(errors.CURSOR_INVALID) from exc
+    return decode_cursor(cursor, int)[0] if cursor else None
 
 
 # -- views ----------------------------------------------------------------------------------------
@@ -159,7 +137,7 @@ async def create_project(body: sch.ProjectIn, principal: CurrentPrincipal, runti
     response_model=sch.ProjectPage,
     tags=["projects"],
     summary="Published (and closed) projects, newest first",
-    responses=error_responses(errors.CURSOR_INVALID),
+    responses=error_responses(CURSOR_INVALID),
 )
 async def list_projects(
     runtime: RuntimeDep,
@@ -185,7 +163,7 @@ async def list_projects(
     rows = rows[:limit]
     return sch.ProjectPage(
         items=[sch.ProjectSummary.model_validate(dict(r)) for r in rows],
-        next_cursor=_encode(rows[-1]["created_at"].isoformat(), rows[-1]["id"]) if more else None,
+        next_cursor=encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None,
     )
 
 
@@ -194,7 +172,7 @@ async def list_projects(
     response_model=sch.ManagedProjectPage,
     tags=["projects"],
     summary="我的项目: projects the caller leads or whose team it administers (drafts and closed included)",
-    responses=error_responses(*AUTH, errors.CURSOR_INVALID),
+    responses=error_responses(*AUTH, CURSOR_INVALID),
 )
 async def my_projects(
     principal: CurrentPrincipal,
@@ -222,7 +200,7 @@ async def my_projects(
         for r in rows
     ]
     return sch.ManagedProjectPage(
-        items=items, next_cursor=_encode(rows[-1]["created_at"].isoformat(), rows[-1]["id"]) if more else None
+        items=items, next_cursor=encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
     )
 
 
@@ -530,7 +508,7 @@ async def rate_project(
     response_model=sch.ApplicantPage,
     tags=["applications"],
     summary="Applicants of a project, in order of application (its lead and team admins only)",
-    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER, errors.CURSOR_INVALID),
+    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER, CURSOR_INVALID),
 )
 async def list_applicants(
     project_id: uuid.UUID,
@@ -553,7 +531,7 @@ async def list_applicants(
     rows = rows[:limit]
     return sch.ApplicantPage(
         items=[sch.ApplicantOut.model_validate(dict(r)) for r in rows],
-        next_cursor=_encode(rows[-1]["seq"]) if more else None,
+        next_cursor=encode_cursor(rows[-1]["seq"]) if more else None,
     )
 
 
@@ -562,7 +540,7 @@ async def list_applicants(
     response_model=sch.MyApplicationPage,
     tags=["applications"],
     summary="The caller's own applications",
-    responses=error_responses(*AUTH, errors.CURSOR_INVALID),
+    responses=error_responses(*AUTH, CURSOR_INVALID),
 )
 async def my_applications(
     principal: CurrentPrincipal, runtime: RuntimeDep, limit: Limit = 50, cursor: str | None = None
@@ -575,7 +553,7 @@ async def my_applications(
     rows = rows[:limit]
     return sch.MyApplicationPage(
         items=[_application_out(r) for r in rows],
-        next_cursor=_encode(rows[-1]["seq"]) if more else None,
+        next_cursor=encode_cursor(rows[-1]["seq"]) if more else None,
     )
 
 
@@ -680,7 +658,7 @@ async def get_hours_record(
     response_model=sch.HoursPage,
     tags=["hours"],
     summary="A project's hours records (its lead and team admins)",
-    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER, errors.CURSOR_INVALID),
+    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER, CURSOR_INVALID),
 )
 async def list_project_hours(
     project_id: uuid.UUID,
@@ -697,7 +675,7 @@ async def list_project_hours(
     rows = rows[:limit]
     return sch.HoursPage(
         items=[_record_out(r, []) for r in rows],
-        next_cursor=_encode(rows[-1]["recorded_at"].isoformat(), rows[-1]["id"]) if more else None,
+        next_cursor=encode_cursor(rows[-1]["recorded_at"], rows[-1]["id"]) if more else None,
     )
 
 
@@ -796,7 +774,7 @@ async def sign_out(
     response_model=sch.ActivityPage,
     tags=["projects"],
     summary="The project's activity log: publishing, closing, application stages, hours (its managers)",
-    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER, errors.CURSOR_INVALID),
+    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER, CURSOR_INVALID),
 )
 async def project_activity(
     project_id: uuid.UUID,
@@ -813,5 +791,5 @@ async def project_activity(
     rows = rows[:limit]
     return sch.ActivityPage(
         items=[sch.ActivityOut.model_validate(dict(r)) for r in rows],
-        next_cursor=_encode(rows[-1]["occurred_at"].isoformat(), rows[-1]["event_id"]) if more else None,
+        next_cursor=encode_cursor(rows[-1]["occurred_at"], rows[-1]["event_id"]) if more else None,
     )

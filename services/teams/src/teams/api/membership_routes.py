@@ -8,10 +8,11 @@ from fastapi import APIRouter, Query, Response
 
 from shared.auth import CurrentPrincipal
 from shared.errors import error_responses
+from shared.pagination import CURSOR_INVALID, encode_cursor, time_cursor
 from teams import errors as E
 from teams import membership
 from teams.access import load_team, require_team_admin
-from teams.api.deps import Runtime, UoW, decode_time_cursor, encode_cursor
+from teams.api.deps import Runtime, UoW
 from teams.api.schemas import (
     InvitationCreate,
     InvitationOut,
@@ -106,7 +107,7 @@ async def apply_to_join(
     response_model=JoinRequestPage,
     tags=["membership"],
     summary="Pending applications to join (team admins)",
-    responses=error_responses(*ADMIN_ERRORS, E.CURSOR_INVALID),
+    responses=error_responses(*ADMIN_ERRORS, CURSOR_INVALID),
 )
 async def pending_applications(
     team_id: uuid.UUID,
@@ -115,7 +116,7 @@ async def pending_applications(
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=400),
 ) -> JoinRequestPage:
-    after = decode_time_cursor(cursor) if cursor else None
+    after = time_cursor(cursor) if cursor else None
     async with uow:
         repo = TeamsRepository(uow.session)
         team = await load_team(repo, team_id)
@@ -272,7 +273,7 @@ async def decline_invitation(
     response_model=MemberPage,
     tags=["membership"],
     summary="All members with masked names and volunteer numbers (team admins)",
-    responses=error_responses(*ADMIN_ERRORS, E.CURSOR_INVALID),
+    responses=error_responses(*ADMIN_ERRORS, CURSOR_INVALID),
 )
 async def members(
     team_id: uuid.UUID,
@@ -281,7 +282,7 @@ async def members(
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=400),
 ) -> MemberPage:
-    after = decode_time_cursor(cursor) if cursor else None
+    after = time_cursor(cursor) if cursor else None
     async with uow:
         repo = TeamsRepository(uow.session)
         team = await load_team(repo, team_id)

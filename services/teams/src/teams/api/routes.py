@@ -7,12 +7,13 @@ import uuid
 from fastapi import APIRouter, Query
 
 from shared import regions
-from shared.auth import CurrentPrincipal, RegionalOrNationalAdmin, region_prefix
+from shared.auth import CurrentPrincipal, OptionalPrincipal, RegionalOrNationalAdmin, region_prefix
 from shared.errors import AppError, error_responses
+from shared.pagination import CURSOR_INVALID, decode_cursor, encode_cursor, time_cursor
 from teams import errors as E
 from teams import registration
 from teams.access import can_see, is_authority_reviewer, load_team
-from teams.api.deps import MaybePrincipal, Runtime, UoW, decode_name_cursor, decode_time_cursor, encode_cursor
+from teams.api.deps import Runtime, UoW
 from teams.api.membership_routes import router as membership_router
 from teams.api.schemas import (
     HistoryEntry,
@@ -121,7 +122,7 @@ async def create_root_team(
     response_model=TeamPage,
     tags=["teams"],
     summary="Approved teams, optionally within a region",
-    responses=error_responses(E.CURSOR_INVALID),
+    responses=error_responses(CURSOR_INVALID),
 )
 async def list_teams(
     uow: UoW,
@@ -129,7 +130,7 @@ async def list_teams(
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=400),
 ) -> TeamPage:
-    after = decode_name_cursor(cursor) if cursor else None
+    after = decode_cursor(cursor, str, uuid.UUID) if cursor else None
     async with uow:
         rows = await TeamsRepository(uow.session).list_teams(
             region_prefix=region_prefix(region_code) if region_code else None, after=after, limit=limit + 1
@@ -146,7 +147,7 @@ async def list_teams(
     summary="A team (one under review only to its applicant, admins and reviewers)",
     responses=error_responses(E.TEAM_NOT_FOUND),
 )
-async def get_team(team_id: uuid.UUID, principal: MaybePrincipal, uow: UoW) -> TeamOut:
+async def get_team(team_id: uuid.UUID, principal: OptionalPrincipal, uow: UoW) -> TeamOut:
     async with uow:
         repo = TeamsRepository(uow.session)
         team = await repo.team(team_id)
@@ -160,7 +161,7 @@ async def get_team(team_id: uuid.UUID, principal: MaybePrincipal, uow: UoW) -> T
     response_model=HistoryPage,
     tags=["teams"],
     summary="The team's facts in order (its admins, and admins of its region)",
-    responses=error_responses(E.TEAM_NOT_FOUND, E.NOT_TEAM_ADMIN, E.CURSOR_INVALID),
+    responses=error_responses(E.TEAM_NOT_FOUND, E.NOT_TEAM_ADMIN, CURSOR_INVALID),
 )
 async def team_history(
     team_id: uuid.UUID,
@@ -169,7 +170,7 @@ async def team_history(
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=400),
 ) -> HistoryPage:
-    after = decode_time_cursor(cursor) if cursor else None
+    after = time_cursor(cursor) if cursor else None
     async with uow:
         repo = TeamsRepository(uow.session)
         team = await load_team(repo, team_id)

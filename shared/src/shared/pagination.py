@@ -1,0 +1,54 @@
+"""Opaque cursors for keyset pagination, one convention for the four services.
+
+A cursor is the URL-safe base64 of a JSON list of the sort key's parts (timestamps as RFC 3339
+with zone). Anything that does not decode to the expected parts is refused with
+``cursor_invalid``, never a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from shared.errors import AppError, ErrorSpec
+
+CURSOR_INVALID = ErrorSpec("cursor_invalid", 422, "分页游标无效", "The page cursor is not valid")
+
+
+def encode_cursor(*parts: object) -> str:
+    raw = json.dumps([p.isoformat() if isinstance(p, datetime) else str(p) for p in parts])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _part(value: Any, kind: type) -> Any:
+    if kind is datetime:
+        moment = datetime.fromisoformat(str(value))
+        if moment.tzinfo is None:
+            raise ValueError("a cursor's time carries its zone")
+        return moment
+    if kind is uuid.UUID:
+        return uuid.UUID(str(value))
+    if kind is int:
+        return int(value)
+    return str(value)
+
+
+def decode_cursor(cursor: str, *kinds: type) -> tuple[Any, ...]:
+    """The cursor's parts converted to ``kinds`` (datetime, uuid.UUID, int or str), or a refusal."""
+    try:
+        parts = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(parts, list) or len(parts) != len(kinds):
+            raise ValueError("wrong number of parts")
+        return tuple(_part(value, kind) for value, kind in zip(parts, kinds, strict=True))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise AppError(CURSOR_INVALID) from exc
+
+
+def time_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The common ``(timestamp, id)`` keyset cursor."""
+    at, item_id = decode_cursor(cursor, datetime, uuid.UUID)
+    return at, item_id

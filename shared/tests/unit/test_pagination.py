@@ -1,0 +1,40 @@
+"""Cursors round-trip their sort keys and refuse anything else with cursor_invalid."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.errors import AppError
+from shared.pagination import decode_cursor, encode_cursor, time_cursor
+
+
+def test_a_time_cursor_round_trips() -> None:
+    at, item = datetime(2026, 11, 26, 8, 30, tzinfo=UTC), uuid.uuid4()
+    assert time_cursor(encode_cursor(at, item)) == (at, item)
+
+
+def test_name_and_sequence_cursors_round_trip() -> None:
+    item = uuid.uuid4()
+    assert decode_cursor(encode_cursor("志愿服务队", item), str, uuid.UUID) == ("志愿服务队", item)
+    assert decode_cursor(encode_cursor(42), int) == (42,)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not-a-cursor",
+        "",
+        encode_cursor("2026-11-26T08:30:00", uuid.uuid4()),  # no zone
+        encode_cursor(datetime.now(UTC)),  # a part missing
+        encode_cursor(datetime.now(UTC), "not-a-uuid"),
+        "%%%",
+    ],
+)
+def test_anything_else_is_refused_with_cursor_invalid(cursor: str) -> None:
+    with pytest.raises(AppError) as refused:
+        time_cursor(cursor)
+    assert refused.value.spec.code == "cursor_invalid"
+    assert refused.value.spec.status == 422
