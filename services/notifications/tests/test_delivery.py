@@ -15,6 +15,8 @@ from notifications.models import Email
 from notifications.outbox import dedupe_key, message_id_for
 from shared.auth import ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER
 from shared.contracts.identity import AccountRegistered, VolunteerVerified
+from shared.contracts.projects import ApplicationLeft
+from shared.contracts.teams import TeamReviewReminderRequested
 from shared.testing import SmtpServer, eventually
 
 from .conftest import Service, StartService, envelope_for
@@ -136,6 +138,55 @@ async def test_smtp_down_while_events_keep_arriving_then_every_email_arrives_exa
 async def _with_attempts(service: Service, event_ids: list[uuid.UUID]) -> list[Email] | None:
     rows = [r for r in await email_rows(service) if r.event_id in set(event_ids)]
     return rows if len(rows) == len(event_ids) and all(r.attempts >= 1 for r in rows) else None
+
+
+async def test_smtp_down_while_leave_notices_and_reminders_are_produced_then_each_arrives_once(
+    start_service: StartService, own_smtp: SmtpServer
+) -> None:
+    """Issue 7: the mail server is down for a stretch while project leads' leave notices (P6) and
+    review reminders (T5) are produced; after it returns every one arrives exactly once."""
+    async with start_service(own_smtp) as service:
+        leads = [await service.register(name=f"负责人{i}") for i in range(5)]
+        reviewers = [await service.register(name=f"审核人{i}") for i in range(5)]
+        own_smtp.stop()
+        events: list[Any] = [
+            ApplicationLeft(
+                application_id=uuid.uuid4(),
+                project_id=uuid.uuid4(),
+                position_id=uuid.uuid4(),
+                account_id=uuid.uuid4(),
+                project_title="河道清洁",
+                position_name="巡河",
+                lead_account_ids=[lead_id],
+            )
+            for lead_id, _ in leads
+        ]
+        events += [
+            TeamReviewReminderRequested(
+                team_id=uuid.uuid4(),
+                name="西城义工队",
+                applicant_account_id=uuid.uuid4(),
+                reviewer_account_ids=[reviewer_id],
+                requested_at=datetime.now(UTC),
+                days_waiting=4,
+            )
+            for reviewer_id, _ in reviewers
+        ]
+        ids = [event_id for event in events for event_id in await service.produce(event)]
+        rows = await eventually(lambda: _with_attempts(service, ids), timeout=30)
+        assert all(r.status == "pending" for r in rows)  # deferred while the server is away, not lost
+
+        own_smtp.start()
+        for event_id in ids:
+            await service.settled(event_id)
+        received = Counter(rcpt for m in own_smtp.received for rcpt in m.rcpt_tos)
+        # each address: its welcome before the outage, then exactly one notice or reminder
+        assert {address: received[address] for _, address in leads + reviewers} == {
+            address: 2 for _, address in leads + reviewers
+        }
+        subjects = Counter(m.subject for m in own_smtp.received if "欢迎" not in m.subject)
+        print(f"\nsmtp outage: produced={len(ids)} delivered_after_return={sum(subjects.values())}")
+        assert sum(subjects.values()) == len(ids)
 
 
 async def test_temporary_refusal_is_retried_with_growing_delays_until_accepted(
