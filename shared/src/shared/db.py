@@ -122,7 +122,6 @@ class UnitOfWork:
         self.causation_id = causation_id
         self._session: AsyncSession | None = None
         self._events: list[Event] = []
-        self._tracked: list[EventSource] = []
         self.committed_event_ids: list[uuid.UUID] = []
 
     @property
@@ -134,7 +133,6 @@ class UnitOfWork:
     async def __aenter__(self) -> UnitOfWork:
         self._session = self._session_factory()
         self._events = []
-        self._tracked = []
         return self
 
     async def __aexit__(
@@ -156,17 +154,12 @@ class UnitOfWork:
     def raise_event(self, event: Event) -> None:
         self._events.append(event)
 
-    def track(self, aggregate: EventSource) -> None:
-        """Remember an aggregate whose events must be written even if it is not in the session."""
-        self._tracked.append(aggregate)
-
     def _collect_events(self) -> list[Event]:
         events = list(self._events)
         self._events = []
         seen: set[int] = set()
         pinned: list[Any] = self.session.info.pop(_PINNED, [])
         candidates: Iterable[Any] = [
-            *self._tracked,
             *pinned,
             *self.session.new,
             *self.session.identity_map.values(),

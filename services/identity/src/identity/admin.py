@@ -88,7 +88,6 @@ async def national_reset(
     account = await Accounts(uow.session).get(account_id, for_update=True)
     if account is None:
         raise AppError(errors.ACCOUNT_NOT_FOUND)
-    uow.track(account)  # the caller keeps no reference: its events must not go with the object
     password = temporary_password()
     now = uow.clock.now()
     account.password_hash = await runtime.passwords.hash(password)

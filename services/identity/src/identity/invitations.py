@@ -82,7 +82,6 @@ async def team_admin_reset(
     account = await Accounts(uow.session).get(account_id, for_update=True)
     if account is None:
         raise AppError(errors.NOT_TEAM_MEMBER)
-    uow.track(account)
     password = temporary_password()
     now = uow.clock.now()
     account.password_hash = await runtime.passwords.hash(password)

@@ -51,7 +51,6 @@ async def upload(runtime: IdentityRuntime, uow: UnitOfWork, account_id: uuid.UUI
         raise AppError(errors.ACCOUNT_NOT_FOUND)
     if account.record_id is None or account.verification_status not in (STATUS_FAILED, STATUS_MANUAL_REVIEW):
         raise AppError(errors.ID_CARD_UPLOAD_NOT_NEEDED, {"status": account.verification_status})
-    uow.track(account)
     reviews = Reviews(uow.session)
     await reviews.supersede_pending(account.id)
     upload_id = uuid.uuid4()
@@ -125,7 +124,6 @@ async def decide(
         raise AppError(errors.REJECTION_REASON_REQUIRED)
     account = await Accounts(uow.session).get(item.account_id, for_update=True)
     assert account is not None
-    uow.track(account)
     now = uow.clock.now()
     item.status = APPROVED if approved else REJECTED
     item.reviewed_by = principal.account_id

@@ -73,7 +73,6 @@ def _add_member(uow: UnitOfWork, clock: Clock, team: Team, account_id: uuid.UUID
 async def update_settings(uow: UnitOfWork, principal: Principal, team_id: uuid.UUID, data: TeamSettingsUpdate) -> Team:
     repo = TeamsRepository(uow.session)
     team = await load_team(repo, team_id, for_update=True)
-    uow.track(team)
     await require_team_admin(repo, team, principal)
     if data.join_mode is not None:
         team.join_mode = data.join_mode
@@ -90,7 +89,6 @@ async def apply_to_join(
     repo = TeamsRepository(uow.session)
     await require_verified(repo, principal)
     team = await load_team(repo, team_id, for_update=True)
-    uow.track(team)
     _require_approved(team)
     if await repo.membership(team.id, principal.account_id) is not None:
         raise AppError(ALREADY_MEMBER)
@@ -130,7 +128,6 @@ async def decide_application(
 ) -> JoinRequest:
     repo = TeamsRepository(uow.session)
     team = await load_team(repo, team_id, for_update=True)
-    uow.track(team)
     await require_team_admin(repo, team, principal)
     request = await repo.join_request(request_id, for_update=True)
     if request is None or request.team_id != team.id:
@@ -157,7 +154,6 @@ async def invite(
     if (data.account_id is None) == (data.volunteer_number is None):
         raise AppError(INVITE_TARGET_REQUIRED)
     team = await load_team(repo, team_id, for_update=True)
-    uow.track(team)
     await require_team_admin(repo, team, principal)
     _require_approved(team)
     volunteer = (
@@ -196,7 +192,6 @@ async def answer_invitation(
         invitation.status = DECLINED
         return invitation
     team = await load_team(repo, invitation.team_id, for_update=True)
-    uow.track(team)
     invitation.status = ACCEPTED
     if await repo.membership(team.id, principal.account_id) is None:
         _add_member(uow, clock, team, principal.account_id)
@@ -225,14 +220,12 @@ async def _remove(repo: TeamsRepository, uow: UnitOfWork, team: Team, account_id
 async def leave(uow: UnitOfWork, principal: Principal, team_id: uuid.UUID) -> None:
     repo = TeamsRepository(uow.session)
     team = await load_team(repo, team_id, for_update=True)
-    uow.track(team)
     await _remove(repo, uow, team, principal.account_id)
 
 
 async def remove_member(uow: UnitOfWork, principal: Principal, team_id: uuid.UUID, account_id: uuid.UUID) -> None:
     repo = TeamsRepository(uow.session)
     team = await load_team(repo, team_id, for_update=True)
-    uow.track(team)
     await require_team_admin(repo, team, principal)
     await _remove(repo, uow, team, account_id)
 
@@ -242,7 +235,6 @@ async def set_role(
 ) -> Membership:
     repo = TeamsRepository(uow.session)
     team = await load_team(repo, team_id, for_update=True)
-    uow.track(team)
     await require_team_admin(repo, team, principal)
     membership = await repo.membership(team.id, account_id, for_update=True)
     if membership is None:

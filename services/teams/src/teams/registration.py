@@ -150,7 +150,6 @@ async def register_team(uow: UnitOfWork, clock: Clock, principal: Principal, dat
     )
     set_contact(team, data.contact)
     uow.session.add(team)
-    uow.track(team)
     await _flush_new_team(uow)
     # The applicant administers the team from the start (to follow its review); the facts other
     # services act on (member, admin) are raised when it is approved.
@@ -200,7 +199,6 @@ async def create_root_team(uow: UnitOfWork, clock: Clock, principal: Principal, 
     )
     set_contact(team, data.contact)
     uow.session.add(team)
-    uow.track(team)
     await _flush_new_team(uow)
     # Other services learn of a root team as of any approved one (projects keeps approved teams).
     team.raise_event(
@@ -229,7 +227,6 @@ async def set_liaison_authorisation(
 ) -> Team:
     repo = TeamsRepository(uow.session)
     team = await load_team(repo, team_id, for_update=True)
-    uow.track(team)
     require_region_admin(principal, team.region_code)
     if team.status != APPROVED:
         raise AppError(TEAM_NOT_APPROVED)
@@ -263,7 +260,6 @@ async def decide(
 ) -> Team:
     repo = TeamsRepository(uow.session)
     team = await load_team(repo, team_id, for_update=True)
-    uow.track(team)
     if not await is_reviewer(repo, principal, team):
         raise AppError(NOT_REVIEWER)
     if team.status != PENDING:
@@ -316,7 +312,6 @@ async def remind(uow: UnitOfWork, clock: Clock, principal: Principal, team_id: u
     """提醒审核: from 4 days without a decision, at most once a day."""
     repo = TeamsRepository(uow.session)
     team = await _applicant_team(repo, principal, team_id, lock=True)
-    uow.track(team)
     if team.status != PENDING:
         raise AppError(TEAM_ALREADY_REVIEWED, {"status": team.status})
     now = clock.now()
@@ -360,7 +355,6 @@ async def review_status(
     """What the applicant (or a reviewer) sees of a review; reviewer contact from day 7."""
     repo = TeamsRepository(uow.session)
     team = await load_team(repo, team_id)
-    uow.track(team)
     if team.applicant_account_id != principal.account_id and not await is_reviewer(repo, principal, team):
         if team.status != APPROVED:
             raise AppError(TEAM_NOT_FOUND)
@@ -403,7 +397,6 @@ async def sweep_overdue_reviews(uow: UnitOfWork, clock: Clock, batch: int = 100)
     for team in overdue:
         reviewers = await reviewer_ids(repo, team)
         admins = [a for a in await repo.nearest_region_admins(team.region_code) if a not in reviewers]
-        uow.track(team)
         team.overdue_raised_at = now
         team.raise_event(
             TeamReviewOverdue(
