@@ -73,6 +73,11 @@ class TimedSmtp:
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
     async def start(self) -> None:
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -256,6 +261,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_process_group(groups: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds so far of the named pids, plus every PostgreSQL and RabbitMQ process."""
+    totals = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
+    servers = {"postgres": 0.0, "rabbitmq": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if command.startswith("postgres"):
+            servers["postgres"] += cpu_seconds(int(entry.name))
+        elif command.startswith(("beam", "erl_child", "epmd")):
+            servers["rabbitmq"] += cpu_seconds(int(entry.name))
+    return {**totals, **servers}
+
+
 def start_worker(database_url: str, amqp_url: str, smtp_port: int, log_dir: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -335,9 +358,16 @@ async def main(rate: float, seconds: float, burst_count: int, workers: int = 1) 
 
         load_before = os.getloadavg()[0]
         latency = await steady(producer, smtp, rate, seconds)
-        cpu_before = sum(cpu_seconds(w.pid) for w in replicas)
+        groups = {
+            "notifications worker": [w.pid for w in replicas],
+            "bench (producer, relay)": [os.getpid()],
+            "SMTP sink": [smtp.pid],
+        }
+        cpu_before = cpu_by_process_group(groups)
         sustained = await burst(producer, smtp, burst_count)
-        worker_cpu_ms = (sum(cpu_seconds(w.pid) for w in replicas) - cpu_before) / burst_count * 1000
+        cpu_after = cpu_by_process_group(groups)
+        cpu_ms = {name: (cpu_after[name] - cpu_before[name]) / burst_count * 1000 for name in cpu_after}
+        worker_cpu_ms = cpu_ms["notifications worker"]
         raw = await raw_aio_pika(amqp_url, burst_count)
         figures = {**latency, "sustained_events_per_s": sustained, "raw_aio_pika_per_s": raw}
         figures["sustained_vs_raw"] = sustained / raw
@@ -357,6 +387,9 @@ async def main(rate: float, seconds: float, burst_count: int, workers: int = 1) 
         print(f"  raw aio-pika      {raw:8.1f} messages/s (confirmed publish → acked consume)")
         print(f"  ratio             {figures['sustained_vs_raw']:8.1%}   (target ≥ 50 %)")
         print(f"  worker CPU        {worker_cpu_ms:8.2f} ms per event (both handlers, rendering, SMTP)")
+        print("CPU per event during the burst, by process (machine-wide servers included)")
+        for name, ms in cpu_ms.items():
+            print(f"  {name:24s} {ms:6.2f} ms")
         print("stages (database clocks)")
         await stages(producer_db, notifications_db)
         return figures

@@ -122,6 +122,10 @@ class UnitOfWork:
         self.causation_id = causation_id
         self._session: AsyncSession | None = None
         self._events: list[Event] = []
+        #: id(event) -> (correlation_id, causation_id) of events raised for an earlier message of
+        #: a batch (see :meth:`next_message`); the others carry the unit of work's own
+        self._origins: dict[int, tuple[str | None, str | None]] = {}
+        self._sealed: list[Event] = []
         self.committed_event_ids: list[uuid.UUID] = []
 
     @property
@@ -133,6 +137,8 @@ class UnitOfWork:
     async def __aenter__(self) -> UnitOfWork:
         self._session = self._session_factory()
         self._events = []
+        self._sealed = []
+        self._origins = {}
         return self
 
     async def __aexit__(
@@ -154,8 +160,23 @@ class UnitOfWork:
     def raise_event(self, event: Event) -> None:
         self._events.append(event)
 
-    def _collect_events(self) -> list[Event]:
-        events = list(self._events)
+    def next_message(self, correlation_id: str | None, causation_id: str | None) -> None:
+        """Batch consumption runs several messages' handlers in this one transaction: the events
+        raised so far keep the ids of the message that raised them; later ones get these."""
+        for event in self._collect_events(include_sealed=False):
+            self._origins[id(event)] = (self.correlation_id, self.causation_id)
+            self._sealed.append(event)
+        self.correlation_id = correlation_id
+        self.causation_id = causation_id
+
+    def origin(self, event: Event) -> tuple[str | None, str | None]:
+        """(correlation id, causation id) an event's outbox row carries."""
+        return self._origins.get(id(event), (self.correlation_id, self.causation_id))
+
+    def _collect_events(self, *, include_sealed: bool = True) -> list[Event]:
+        events = [*self._sealed, *self._events] if include_sealed else list(self._events)
+        if include_sealed:
+            self._sealed = []
         self._events = []
         seen: set[int] = set()
         pinned: list[Any] = self.session.info.pop(_PINNED, [])
@@ -191,8 +212,11 @@ class UnitOfWork:
     async def rollback(self) -> None:
         await self.session.rollback()
         self._events = []
+        self._sealed = []
+        self._origins = {}
 
     def _outbox_row(self, event: Event, now: datetime) -> dict[str, Any]:
+        correlation_id, causation_id = self.origin(event)
         return {
             "id": uuid.uuid4(),
             "event_type": event.event_type,
@@ -201,8 +225,8 @@ class UnitOfWork:
             "aggregate_id": event.aggregate_key(),
             "payload": event.model_dump(mode="json"),
             "producer": self.producer,
-            "correlation_id": self.correlation_id,
-            "causation_id": self.causation_id,
+            "correlation_id": correlation_id,
+            "causation_id": causation_id,
             # available_at keeps the database's default now(): the relay compares it with the
             # database clock, never with the (possibly moved) business clock.
             "occurred_at": now,

@@ -34,6 +34,7 @@ def build_broker(settings: ServiceSettings) -> Broker:
         settings.amqp_url,
         exchange=settings.exchange,
         prefetch=settings.consumer_prefetch,
+        lanes=settings.consumer_lanes,
         max_attempts=settings.max_handler_attempts,
         delivery_limit=settings.delivery_limit,
     )
@@ -77,7 +78,9 @@ class Runtime:
         self.verifier = verifier or build_verifier(settings, self.clock)
         self.handlers = handlers
         self.dispatcher = (
-            Dispatcher(handlers, self.uow, messaging, context=self) if handlers and handlers.specs else None
+            Dispatcher(handlers, self.uow, messaging, context=self, batch_size=settings.consumer_batch_size)
+            if handlers and handlers.specs
+            else None
         )
         self.relay = OutboxRelay(
             self.engine,

@@ -39,6 +39,11 @@ class ServiceSettings(BaseSettings):
     relay_poll_interval: float = 1.0
     outbox_retention_days: int = 7
     consumer_prefetch: int = 32
+    #: messages of one queue in hand at once (one aggregate never has two)
+    consumer_lanes: int = 8
+    #: >1: messages of one queue ready at the same moment are handled in one transaction, up to
+    #: this many (see shared.messaging.consumer); 1 handles each in its own transaction
+    consumer_batch_size: int = 1
     #: delays (seconds) of the retry tiers used for transient handler errors
     retry_delays: tuple[float, ...] = (1.0, 5.0, 15.0)
     #: handled failures before a message is dead-lettered

@@ -56,7 +56,9 @@ def thing_happened() -> Iterator[type[Event]]:
 class Spine:
     """The test service. ``deliveries`` counts every delivery the broker made, before the inbox."""
 
-    def __init__(self, database_url: str, amqp_url: str, event: type[Event], *, subscribe: bool = True) -> None:
+    def __init__(
+        self, database_url: str, amqp_url: str, event: type[Event], *, subscribe: bool = True, batch_size: int = 1
+    ) -> None:
         self.database_url = database_url
         self.amqp_url = amqp_url
         self.event = event
@@ -86,7 +88,7 @@ class Spine:
         self.order: dict[str, list[int]] = defaultdict(list)
         self.handlers = Handlers("spine")
         self.handlers("ledger", self.subscription)(self._apply)
-        self.dispatcher = Dispatcher(self.handlers, self.uow, self.messaging)
+        self.dispatcher = Dispatcher(self.handlers, self.uow, self.messaging, batch_size=batch_size)
         self.subscribed = subscribe
         if subscribe:
             self.broker.subscribe(self.subscription, self._count_then_dispatch)
@@ -184,14 +186,26 @@ class Spine:
         await eventually(reached, timeout=timeout)
 
 
+@pytest.fixture(params=[1, 16], ids=["one-per-transaction", "batched"])
+def batch_size(request: pytest.FixtureRequest) -> int:
+    """Every spine test runs with each message in its own transaction and with batches."""
+    return int(request.param)
+
+
 @pytest.fixture
 async def spine_factory(
-    amqp_url: str, database_factory: Callable[[str], Awaitable[str]], thing_happened: type[Event]
+    amqp_url: str, database_factory: Callable[[str], Awaitable[str]], thing_happened: type[Event], batch_size: int
 ) -> AsyncIterator[Callable[..., Awaitable[Spine]]]:
     made: list[Spine] = []
 
     async def make(*, subscribe: bool = True, amqp: str | None = None) -> Spine:
-        spine = Spine(await database_factory("spine"), amqp or amqp_url, thing_happened, subscribe=subscribe)
+        spine = Spine(
+            await database_factory("spine"),
+            amqp or amqp_url,
+            thing_happened,
+            subscribe=subscribe,
+            batch_size=batch_size,
+        )
         made.append(spine)
         await spine.start()
         return spine

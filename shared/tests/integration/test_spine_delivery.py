@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
+from shared.messaging.amqp import AmqpBroker
 from shared.messaging.envelope import Envelope
 from shared.testing import eventually
 
@@ -105,3 +107,57 @@ async def test_permanent_error_goes_straight_to_the_dlq(spine: Any, dlq_reader: 
     assert Envelope.from_bytes(dead.body).event_id == poison
     assert spine.deliveries[poison] == 1  # no retry for what retrying cannot fix
     assert await spine.effects(fine) == 1
+
+
+def committed_batches(queue: str) -> tuple[float, float]:
+    """(transactions, messages) the dispatcher committed for ``queue`` so far."""
+    count = REGISTRY.get_sample_value("vs_consumer_batch_messages_count", {"queue": queue}) or 0.0
+    total = REGISTRY.get_sample_value("vs_consumer_batch_messages_sum", {"queue": queue}) or 0.0
+    return count, total
+
+
+async def test_a_burst_is_handled_in_batches_each_message_once(spine_factory: Any, batch_size: int) -> None:
+    spine = await spine_factory(subscribe=False)
+    spine.broker = AmqpBroker(spine.amqp_url, exchange=spine.exchange, topology=(), max_attempts=3, lanes=32)
+    spine.broker.subscribe(spine.subscription, spine._count_then_dispatch)
+    await spine.broker.start()
+    await spine.broker.wait_ready(30)
+    # 300 events of 100 aggregates, committed before anything is published: they reach the
+    # consumer as fast as the relay can publish them
+    things = [uuid.uuid4() for _ in range(100)]
+    ids: list[uuid.UUID] = []
+    for round_ in range(3):
+        ids.extend(await spine.produce(*(spine.thing(t, n=round_) for t in things)))
+    await spine.relay(batch_size=300).start()
+    await spine.wait_for_effects(len(ids), timeout=60)
+
+    transactions, messages = committed_batches(spine.subscription.queue)
+    assert messages == len(ids)
+    assert all(spine.deliveries[i] == 1 for i in ids)
+    assert all(spine.order[str(t)] == [0, 1, 2] for t in things)  # per-aggregate order kept
+    if batch_size > 1:
+        assert transactions < len(ids) / 2  # messages shared transactions
+    else:
+        assert transactions == len(ids)
+    await asyncio.sleep(0.5)
+    assert await spine.effects() == len(ids)
+
+
+async def test_a_failing_message_in_a_batch_does_not_fail_the_others(spine_factory: Any, dlq_reader: Any) -> None:
+    spine = await spine_factory(subscribe=False)
+    spine.broker = AmqpBroker(spine.amqp_url, exchange=spine.exchange, topology=(), max_attempts=3, lanes=32)
+    spine.broker.subscribe(spine.subscription, spine._count_then_dispatch)
+    await spine.broker.start()
+    await spine.broker.wait_ready(30)
+    events = [spine.thing(n=i, fail="permanent" if i == 10 else None) for i in range(20)]
+    ids = await spine.produce(*events)
+    await spine.relay().start()
+
+    [dead] = await dlq_reader(spine.amqp_url, spine.subscription.dlq, timeout=15)
+    await spine.wait_for_effects(19)
+
+    assert dead.message_id == str(ids[10])
+    assert await spine.effects(ids[10]) == 0
+    for event_id in ids[:10] + ids[11:]:
+        assert await spine.effects(event_id) == 1
+    assert spine.deliveries[ids[10]] == 1  # a failed batch is not an attempt: one run, then the DLQ

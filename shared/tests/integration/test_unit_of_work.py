@@ -95,3 +95,43 @@ async def test_event_of_a_new_aggregate_nobody_references_is_written(
         assert count == 1
     finally:
         await engine.dispose()
+
+
+async def test_events_raised_for_each_message_of_a_batch_carry_that_messages_ids(
+    database_factory: Callable[[str], Awaitable[str]],
+) -> None:
+    engine = make_engine(await database_factory("uow"), pool_size=2, max_overflow=0)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        factory = make_session_factory(engine)
+        first, second, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        async with UnitOfWork(factory, MESSAGING, producer="uowtest") as uow:
+            uow.session.add(Gadget(id=first, name="a"))
+            uow.session.add(Gadget(id=second, name="b"))
+            uow.session.add(Gadget(id=third, name="c"))
+        async with UnitOfWork(factory, MESSAGING, producer="uowtest") as uow:
+            uow.next_message("corr-1", "cause-1")
+            await poke(uow, first)  # raised on an aggregate
+            uow.next_message("corr-2", "cause-2")
+            uow.raise_event(GadgetPoked(gadget_id=second))  # raised on the unit of work
+            await poke(uow, third)
+            gc.collect()
+
+        async with factory() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        MESSAGING.outbox.c.aggregate_id,
+                        MESSAGING.outbox.c.correlation_id,
+                        MESSAGING.outbox.c.causation_id,
+                    ).order_by(MESSAGING.outbox.c.seq)
+                )
+            ).all()
+        assert [tuple(r) for r in rows] == [
+            (str(first), "corr-1", "cause-1"),
+            (str(second), "corr-2", "cause-2"),
+            (str(third), "corr-2", "cause-2"),
+        ]
+    finally:
+        await engine.dispose()

@@ -15,6 +15,10 @@ class NotificationsSettings(ServiceSettings):
 
     service_name: str = "notifications"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/notifications"
+    #: a burst of events (a national recruitment drive's sign-ups) is queued in batches of up to
+    #: 32 messages per transaction (see shared.messaging.consumer)
+    consumer_lanes: int = 32
+    consumer_batch_size: int = 32
 
     #: "smtp" sends through the SMTP server; "mailbox" keeps emails in the database with an
     #: HTTP view (standalone mode), so a newcomer sees what would have been sent.
