@@ -252,13 +252,15 @@ async def raw_aio_pika(amqp_url: str, count: int, window: int = 64) -> float:
         await connection.close()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU time of a process so far (Linux /proc); with ``children``, plus that of
+    its children that have exited (PostgreSQL's backends of closed connections)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_by_process_group(groups: dict[str, list[int]]) -> dict[str, float]:
@@ -273,7 +275,7 @@ def cpu_by_process_group(groups: dict[str, list[int]]) -> dict[str, float]:
         except OSError:
             continue
         if command.startswith("postgres"):
-            servers["postgres"] += cpu_seconds(int(entry.name))
+            servers["postgres"] += cpu_seconds(int(entry.name), children=True)
         elif command.startswith(("beam", "erl_child", "epmd")):
             servers["rabbitmq"] += cpu_seconds(int(entry.name))
     return {**totals, **servers}

@@ -83,12 +83,16 @@ async def test_unique_key_makes_a_second_handling_a_no_op_and_names_the_message_
     async with start_service(smtp_server) as service:
         event = registration()
         envelope = envelope_for(event)
-        for _ in range(2):
+        other = registration()
+        other_envelope = envelope_for(other)
+        for batch in ([(event, envelope)], [(event, envelope)], [(other, other_envelope), (event, envelope)]):
             async with service.runtime.uow() as uow:
-                await send_welcome(event, envelope, uow, service.runtime)
+                await send_welcome(batch, uow, service.runtime)
         [email] = await smtp_server.wait_for(lambda m: event.email in m.rcpt_tos, timeout=30)
+        await smtp_server.wait_for(lambda m: other.email in m.rcpt_tos, timeout=30)
         rows = await email_rows(service, event_id=envelope.event_id)
         assert len(rows) == 1
+        assert len(await email_rows(service, event_id=other_envelope.event_id)) == 1
         key = dedupe_key(envelope.event_id, event.email, "welcome")
         assert rows[0].dedupe_key == key
         assert email.message["Message-ID"] == message_id_for(key, "volunteer.example.org")

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 
 from notifications.config import NotificationsSettings
 from notifications.models import Email, Recipient
@@ -331,6 +332,51 @@ async def test_email_to_an_account_not_yet_known_waits_for_its_registration(serv
     await service.produce(AccountRegistered(account_id=account_id, username="late", display_name="迟到", email=address))
     email = await one_email_to(service, address, "重置密码")
     assert "迟到" in email.text()
+
+
+def committed_batches(queue: str) -> tuple[float, float]:
+    """(transactions, messages) the dispatcher committed for ``queue`` so far in this process."""
+    count = REGISTRY.get_sample_value("vs_consumer_batch_messages_count", {"queue": queue}) or 0.0
+    total = REGISTRY.get_sample_value("vs_consumer_batch_messages_sum", {"queue": queue}) or 0.0
+    return count, total
+
+
+async def test_a_burst_of_registrations_is_handled_in_batches_and_releases_every_waiting_email(
+    service: Service,
+) -> None:
+    accounts = [uuid.uuid4() for _ in range(40)]
+    expires = datetime.now(UTC) + timedelta(minutes=30)
+    resets = await service.produce(
+        *(
+            PasswordResetRequested(
+                account_id=a, reset_url=f"https://volunteer.example.org/reset#b{i}", expires_at=expires
+            )
+            for i, a in enumerate(accounts)
+        )
+    )
+    for event_id in resets:
+        await service.settled(event_id, status="awaiting_recipient")
+    before = {q: committed_batches(q) for q in ("notifications.recipients", "notifications.welcome_email")}
+
+    # one transaction of 40 sign-ups: they reach the queues together and are handled in batches
+    await service.produce(
+        *(
+            AccountRegistered(
+                account_id=a, username=f"burst{i}", display_name=f"批{i}", email=f"burst{i}-{a.hex[:8]}@example.org"
+            )
+            for i, a in enumerate(accounts)
+        )
+    )
+    for i, a in enumerate(accounts):
+        address = f"burst{i}-{a.hex[:8]}@example.org"
+        reset = await one_email_to(service, address, "重置密码")
+        assert f"reset#b{i}" in reset.text()
+        assert f"批{i}" in reset.text()
+        await one_email_to(service, address, "欢迎")
+    for queue, (transactions, messages) in before.items():
+        after_transactions, after_messages = committed_batches(queue)
+        assert after_messages - messages == len(accounts)
+        assert after_transactions - transactions < len(accounts)  # some messages shared a transaction
 
 
 async def test_changed_address_and_language_are_used_for_later_emails(service: Service) -> None:

@@ -169,6 +169,12 @@ class UnitOfWork:
         self.correlation_id = correlation_id
         self.causation_id = causation_id
 
+    def has_pending_events(self) -> bool:
+        """Whether events were raised (on the unit of work or an aggregate) and not yet written."""
+        if self._events or self._sealed or self.session.info.get(_PINNED):
+            return True
+        return any(isinstance(o, EventSource) and o.__dict__.get("_vs_events") for o in self.session.new)
+
     def origin(self, event: Event) -> tuple[str | None, str | None]:
         """(correlation id, causation id) an event's outbox row carries."""
         return self._origins.get(id(event), (self.correlation_id, self.causation_id))

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING
 
 from notifications.models import Recipient
 from notifications.outbox import (
-    queue_email,
+    Addressed,
+    queue_emails,
     queue_for_account,
     queue_for_accounts,
-    resolve_awaiting,
-    store_recipient,
+    resolve_awaiting_many,
+    store_recipients,
 )
 from shared.clock import CHINA_TZ
 from shared.contracts.identity import (
@@ -57,34 +58,51 @@ def local_date(moment: datetime | date) -> str:
     return moment.isoformat()
 
 
-@handlers("recipients")
-async def keep_recipient(
-    event: AccountRegistered | AccountContactChanged,
-    envelope: Envelope,
+@handlers("recipients", batch=True)
+async def keep_recipients(
+    items: list[tuple[AccountRegistered | AccountContactChanged, Envelope]],
     uow: UnitOfWork,
     runtime: NotificationsRuntime,
 ) -> None:
-    recipient = Recipient(
-        account_id=event.account_id, email=event.email, display_name=event.display_name, language=event.language
-    )
-    if not await store_recipient(uow, recipient, envelope.occurred_at):
-        return  # a stale event: the read model already holds something newer
-    await resolve_awaiting(uow, runtime.templates, recipient)
+    recipients = {
+        event.account_id: (
+            Recipient(
+                account_id=event.account_id,
+                email=event.email,
+                display_name=event.display_name,
+                language=event.language,
+            ),
+            envelope.occurred_at,
+        )
+        for event, envelope in items
+    }
+    if len(recipients) < len(items):
+        # one account twice in a batch cannot come from the lanes (one aggregate, one message at a
+        # time); if it ever does, refuse the batch so each message runs on its own, in order
+        raise RuntimeError("one account twice in a batch")
+    stored = await store_recipients(uow, list(recipients.values()))
+    # a stale event (the read model already holds something newer) releases nothing
+    await resolve_awaiting_many(uow, runtime.templates, [r for r, _ in recipients.values() if r.account_id in stored])
 
 
-@handlers("welcome_email")
+@handlers("welcome_email", batch=True)
 async def send_welcome(
-    event: AccountRegistered, envelope: Envelope, uow: UnitOfWork, runtime: NotificationsRuntime
+    items: list[tuple[AccountRegistered, Envelope]], uow: UnitOfWork, runtime: NotificationsRuntime
 ) -> None:
-    await queue_email(
+    await queue_emails(
         uow,
         runtime.templates,
-        envelope,
-        template="welcome",
-        to_address=event.email,
-        to_name=event.display_name,
-        language=event.language,
-        context={"username": event.username},
+        [
+            Addressed(
+                envelope,
+                template="welcome",
+                to_address=event.email,
+                to_name=event.display_name,
+                language=event.language,
+                context={"username": event.username},
+            )
+            for event, envelope in items
+        ],
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 import zlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -140,6 +141,34 @@ async def _insert(
     recipient: tuple[str, str, str] | None,
     context: dict[str, Any],
 ) -> bool:
+    values = await _row(
+        uow,
+        templates,
+        envelope,
+        template=template,
+        recipient_key=recipient_key,
+        account_id=account_id,
+        recipient=recipient,
+        context=context,
+    )
+    # a pending email wakes the sender in the same round trip as its insert (and only if inserted)
+    statement = _INSERT_EMAIL_AND_NOTIFY if values["status"] == PENDING else _INSERT_EMAIL
+    result = await uow.session.execute(statement, values)
+    return result.first() is not None
+
+
+async def _row(
+    uow: UnitOfWork,
+    templates: Templates,
+    envelope: Envelope,
+    *,
+    template: str,
+    recipient_key: str,
+    account_id: uuid.UUID | None,
+    recipient: tuple[str, str, str] | None,
+    context: dict[str, Any],
+) -> dict[str, Any]:
+    """The email's row: rendered when the recipient is known, its status set by the rate limits."""
     settings = templates.settings
     now = uow.clock.now()
     key = dedupe_key(envelope.event_id, recipient_key, template)
@@ -167,10 +196,57 @@ async def _insert(
     else:
         values["status"] = PENDING
     values.setdefault("last_error", None)
-    # a pending email wakes the sender in the same round trip as its insert (and only if inserted)
-    statement = _INSERT_EMAIL_AND_NOTIFY if values["status"] == PENDING else _INSERT_EMAIL
-    result = await uow.session.execute(statement, values)
-    return result.first() is not None
+    return values
+
+
+@dataclass(frozen=True)
+class Addressed:
+    """An email to an address the event itself carries (see :func:`queue_emails`)."""
+
+    envelope: Envelope
+    template: str
+    to_address: str
+    to_name: str
+    language: str
+    context: dict[str, Any]
+
+
+async def queue_emails(uow: UnitOfWork, templates: Templates, emails: list[Addressed]) -> int:
+    """Queue a batch's emails to addresses their events carry, in one statement; returns how many
+    were new (a redelivered event's email is already there)."""
+    if len(emails) == 1:
+        e = emails[0]
+        return int(
+            await queue_email(
+                uow,
+                templates,
+                e.envelope,
+                template=e.template,
+                to_address=e.to_address,
+                to_name=e.to_name,
+                language=e.language,
+                context=e.context,
+            )
+        )
+    rows = [
+        await _row(
+            uow,
+            templates,
+            e.envelope,
+            template=e.template,
+            recipient_key=e.to_address.strip().lower(),
+            account_id=None,
+            recipient=(e.to_address, e.to_name, e.language),
+            context=e.context,
+        )
+        for e in emails
+    ]
+    if not rows:
+        return 0
+    inserted = (await uow.session.execute(_INSERT_EMAIL_WITH_STATUS, rows)).all()
+    if any(status == PENDING for _, status in inserted):
+        await notify_sender(uow)
+    return len(inserted)
 
 
 # Core statements with bound parameters, compiled once and cached (an ORM insert with inline
@@ -202,6 +278,12 @@ _INSERT_EMAIL = (
     .values({name: bindparam(name, type_=_EMAILS.c[name].type) for name in _INSERTED_COLUMNS})
     .on_conflict_do_nothing(index_elements=["dedupe_key"])
     .returning(_EMAILS.c.id)
+)
+_INSERT_EMAIL_WITH_STATUS = (
+    pg_insert(_EMAILS)
+    .values({name: bindparam(name, type_=_EMAILS.c[name].type) for name in _INSERTED_COLUMNS})
+    .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    .returning(_EMAILS.c.id, _EMAILS.c.status)
 )
 _INSERTED = _INSERT_EMAIL.cte("inserted")
 _INSERT_EMAIL_AND_NOTIFY = select(_INSERTED.c.id, func.pg_notify(EMAIL_CHANNEL, ""))
@@ -256,10 +338,33 @@ _AWAITING = (
 )
 
 
+_AWAITING_ANY = (
+    select(_EMAILS.c.id, _EMAILS.c.template, _EMAILS.c.context, _EMAILS.c.status, _EMAILS.c.recipient_account_id)
+    .where(_EMAILS.c.recipient_account_id == func.any(bindparam("account_ids")), _EMAILS.c.to_address == "")
+    .with_for_update()
+)
+
+
 async def resolve_awaiting(uow: UnitOfWork, templates: Templates, recipient: Recipient) -> int:
     """Render and release the emails that waited for this account's address."""
-    waiting = (await uow.session.execute(_AWAITING, {"account_id": recipient.account_id})).all()
-    for email_id, template, context, status in waiting:
+    return await resolve_awaiting_many(uow, templates, [recipient])
+
+
+async def resolve_awaiting_many(uow: UnitOfWork, templates: Templates, recipients: list[Recipient]) -> int:
+    """Render and release the emails that waited for these accounts' addresses."""
+    if not recipients:
+        return 0
+    if len(recipients) == 1:
+        waiting = [
+            (*row, recipients[0].account_id)
+            for row in (await uow.session.execute(_AWAITING, {"account_id": recipients[0].account_id})).all()
+        ]
+    else:
+        ids = [r.account_id for r in recipients]
+        waiting = [tuple(row) for row in (await uow.session.execute(_AWAITING_ANY, {"account_ids": ids})).all()]
+    by_account = {r.account_id: r for r in recipients}
+    for email_id, template, context, status, account_id in waiting:
+        recipient = by_account[account_id]
         addressed = _addressed(
             templates,
             template,
@@ -316,6 +421,50 @@ async def store_recipient(uow: UnitOfWork, recipient: Recipient, updated_at: dat
         },
     )
     return stored.first() is not None
+
+
+#: the same for a batch of accounts (distinct ids): every lock first, in one order (no deadlock
+#: between two batches), then the upsert of every row
+_STORE_RECIPIENTS = text(
+    """
+    WITH locked AS (
+        SELECT count(pg_advisory_xact_lock(:namespace, k)) AS n
+          FROM (SELECT k FROM unnest(CAST(:lock_keys AS int[])) AS k ORDER BY k) AS keys
+    )
+    INSERT INTO recipients (account_id, email, display_name, language, updated_at)
+    SELECT t.account_id, t.email, t.display_name, t.language, t.updated_at
+      FROM locked,
+           unnest(CAST(:account_ids AS uuid[]), CAST(:emails AS text[]), CAST(:display_names AS text[]),
+                  CAST(:languages AS text[]), CAST(:updated_ats AS timestamptz[]))
+             AS t(account_id, email, display_name, language, updated_at)
+     WHERE locked.n >= 0
+    ON CONFLICT (account_id) DO UPDATE
+       SET email = excluded.email, display_name = excluded.display_name,
+           language = excluded.language, updated_at = excluded.updated_at
+     WHERE recipients.updated_at <= excluded.updated_at
+    RETURNING account_id
+    """
+)
+
+
+async def store_recipients(uow: UnitOfWork, recipients: list[tuple[Recipient, datetime]]) -> set[uuid.UUID]:
+    """:func:`store_recipient` for several accounts in one statement; the ids actually stored."""
+    if len(recipients) == 1:
+        recipient, updated_at = recipients[0]
+        return {recipient.account_id} if await store_recipient(uow, recipient, updated_at) else set()
+    stored = await uow.session.execute(
+        _STORE_RECIPIENTS,
+        {
+            "namespace": _RECIPIENT_LOCKS,
+            "lock_keys": [_lock_key(str(r.account_id)) for r, _ in recipients],
+            "account_ids": [r.account_id for r, _ in recipients],
+            "emails": [r.email for r, _ in recipients],
+            "display_names": [r.display_name for r, _ in recipients],
+            "languages": [r.language for r, _ in recipients],
+            "updated_ats": [at for _, at in recipients],
+        },
+    )
+    return set(stored.scalars())
 
 
 _RECIPIENT_LOCKS = 6001

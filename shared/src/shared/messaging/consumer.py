@@ -49,12 +49,18 @@ BATCH_MESSAGES = Histogram(
 E = TypeVar("E", bound=Event)
 #: ``async def handler(event, envelope, uow, context)``; context is the service runtime.
 HandlerFn = Callable[[Any, Envelope, UnitOfWork, Any], Awaitable[None]]
+#: ``async def handler(items, uow, context)`` with ``items`` a list of ``(event, envelope)``: a
+#: handler registered with ``batch=True`` takes a batch's messages in one call (a single message
+#: comes as a list of one), so it can write them in one statement. It raises no events (the
+#: dispatcher refuses a batch that did, and reruns its messages one by one).
+BatchHandlerFn = Callable[[list[tuple[Any, Envelope]], UnitOfWork, Any], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class HandlerSpec:
     subscription: Subscription
-    fn: HandlerFn
+    fn: Any  # HandlerFn, or BatchHandlerFn when ``batch``
+    batch: bool = False
 
 
 class Handlers:
@@ -64,15 +70,18 @@ class Handlers:
         self.service = service
         self.specs: dict[str, HandlerSpec] = {}
 
-    def __call__(self, name: str, subscription: Subscription | None = None) -> Callable[[HandlerFn], HandlerFn]:
-        """Register ``name`` for its line in SUBSCRIPTIONS (tests may pass a subscription of their own)."""
+    def __call__(
+        self, name: str, subscription: Subscription | None = None, *, batch: bool = False
+    ) -> Callable[[Any], Any]:
+        """Register ``name`` for its line in SUBSCRIPTIONS (tests may pass a subscription of their own);
+        ``batch=True`` for a :data:`BatchHandlerFn`."""
         if subscription is None:
             subscription = next((s for s in SUBSCRIPTIONS if s.service == self.service and s.handler == name), None)
         if subscription is None:
             raise LookupError(f"{self.service}.{name} is not in shared.messaging.topology.SUBSCRIPTIONS")
 
-        def register(fn: HandlerFn) -> HandlerFn:
-            self.specs[name] = HandlerSpec(subscription, fn)
+        def register(fn: Any) -> Any:
+            self.specs[name] = HandlerSpec(subscription, fn, batch)
             return fn
 
         return register
@@ -188,7 +197,10 @@ class Dispatcher:
                 if not first_time:
                     log.info("duplicate_ignored")
                     return
-                await spec.fn(event, envelope, uow, self.context)
+                if spec.batch:
+                    await spec.fn([(event, envelope)], uow, self.context)
+                else:
+                    await spec.fn(event, envelope, uow, self.context)
             BATCH_MESSAGES.labels(subscription.queue).observe(1)
             failpoint("consumer_after_commit")
             log.debug("event_handled")
@@ -199,20 +211,29 @@ class Dispatcher:
                 await self._handle_one(subscription, *items[0])
             return
         spec = self.handlers.specs[subscription.handler]
+        count = len(items)
         uow = self.uow_factory()
         async with uow:
             fresh = await self._claim_many(uow, [envelope for envelope, _ in items], subscription.handler)
-            for envelope, event in items:
-                with _bound(envelope, subscription):
-                    if envelope.event_id not in fresh:
+            for envelope, _ in items:
+                if envelope.event_id not in fresh:
+                    with _bound(envelope, subscription):
                         log.info("duplicate_ignored")
-                        continue
-                    uow.next_message(envelope.correlation_id or str(envelope.event_id), str(envelope.event_id))
-                    await spec.fn(event, envelope, uow, self.context)
-        BATCH_MESSAGES.labels(subscription.queue).observe(len(items))
-        for _ in items:
+            todo = [(envelope, event) for envelope, event in items if envelope.event_id in fresh]
+            if spec.batch:
+                if todo:
+                    await spec.fn([(event, envelope) for envelope, event in todo], uow, self.context)
+                if uow.has_pending_events():
+                    raise RuntimeError(f"batch handler {subscription.handler} raised events")
+            else:
+                for envelope, event in todo:
+                    with _bound(envelope, subscription):
+                        uow.next_message(envelope.correlation_id or str(envelope.event_id), str(envelope.event_id))
+                        await spec.fn(event, envelope, uow, self.context)
+        BATCH_MESSAGES.labels(subscription.queue).observe(count)
+        for _ in range(count):
             failpoint("consumer_after_commit")
-        log.debug("batch_handled", queue=subscription.queue, messages=len(items))
+        log.debug("batch_handled", queue=subscription.queue, messages=count)
 
     async def _claim_many(self, uow: UnitOfWork, envelopes: list[Envelope], handler: str) -> set[Any]:
         """Inbox rows for every message of a batch in one statement; the ids seen for the first time."""
