@@ -81,7 +81,7 @@ def _email(**overrides: Any) -> Email:
 
 def test_message_carries_sender_from_settings_both_parts_and_language() -> None:
     settings = NotificationsSettings(mail_from_address="mailer@city.example.gov.cn", mail_from_name="某市志愿服务")
-    message = message_from_bytes(build_message(_email(), settings).as_bytes(), policy=policy.default)
+    message = message_from_bytes(build_message(_email(), settings), policy=policy.default)
     assert message["From"].addresses[0].addr_spec == "mailer@city.example.gov.cn"
     assert message["From"].addresses[0].display_name == "某市志愿服务"
     assert message["To"].addresses[0].display_name == "张三"
@@ -90,8 +90,41 @@ def test_message_carries_sender_from_settings_both_parts_and_language() -> None:
     assert message["Auto-Submitted"] == "auto-generated"
     assert message.get_body(("plain",)).get_content().startswith("张三")  # type: ignore[union-attr]
     assert "<p>" in message.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    assert build_message(_email(language="en"), settings)["Content-Language"] == "en"
+    english = message_from_bytes(build_message(_email(language="en"), settings), policy=policy.default)
+    assert english["Content-Language"] == "en"
     assert message["Subject"] == "欢迎注册全国志愿服务信息系统"
+    assert message.is_multipart()
+    assert message.get_content_type() == "multipart/alternative"
+    assert not message.defects
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Welcome",
+        "欢迎注册全国志愿服务信息系统" * 4,  # several encoded words, folded
+        "Ünïcödé and 中文, mixed — with a long tail of words that goes past one header line",
+        "=?utf-8?b?looks-encoded?=",
+        "",
+    ],
+)
+def test_any_subject_reads_back_as_it_was_written(subject: str) -> None:
+    raw = build_message(_email(subject=subject), NotificationsSettings())
+    assert all(len(line) <= 78 for line in raw.split(b"\r\n"))  # RFC 5322 line length
+    assert message_from_bytes(raw, policy=policy.default)["Subject"] == subject
+
+
+def test_long_bodies_and_english_names_read_back() -> None:
+    body = "第一行\n" + "很长的一段文字。" * 300
+    raw = build_message(_email(to_name="Erin O'Brien, Jr.", body_text=body), NotificationsSettings())
+    message = message_from_bytes(raw, policy=policy.default)
+    assert message["To"].addresses[0].display_name == "Erin O'Brien, Jr."
+    assert message.get_body(("plain",)).get_content() == body  # type: ignore[union-attr]
+
+
+def test_a_line_break_in_an_address_is_refused() -> None:
+    with pytest.raises(ValueError, match="line break"):
+        build_message(_email(to_address="a@example.org\r\nBcc: b@example.org"), NotificationsSettings())
 
 
 def _templates() -> list[str]:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import re
-from email.header import Header
-from email.message import Message
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
+import uuid
 from email.utils import formataddr, formatdate
 from typing import Protocol
 
@@ -34,22 +32,76 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
-def build_message(email: Email, settings: NotificationsSettings) -> Message:
-    """The MIME message: plain text and HTML alternatives, UTF-8, headers as encoded words.
+def build_message(email: Email, settings: NotificationsSettings) -> bytes:
+    """The MIME message: plain text and HTML alternatives, UTF-8 in base64, non-ASCII headers as
+    RFC 2047 encoded words, CRLF line ends.
 
-    Built with the compat32 classes: the modern ``EmailMessage`` re-folds every non-ASCII header
-    through its parser, which cost ~6x the CPU per Chinese email (measured), at no gain here."""
-    message = MIMEMultipart("alternative")
-    message["From"] = formataddr((settings.mail_from_name, settings.mail_from_address), charset="utf-8")
-    message["To"] = formataddr((email.to_name, email.to_address), charset="utf-8")
-    message["Subject"] = Header(email.subject, "utf-8").encode()
-    message["Message-ID"] = email.message_id
-    message["Date"] = formatdate(localtime=False, usegmt=True)
-    message["Content-Language"] = "en" if email.language == "en" else "zh-CN"
-    message["Auto-Submitted"] = "auto-generated"
-    message.attach(MIMEText(email.body_text, "plain", "utf-8"))
-    message.attach(MIMEText(email.body_html, "html", "utf-8"))
-    return message
+    Written out directly: the standard library's generator (``MIMEMultipart(...).as_bytes()``)
+    cost 0.5-0.9 ms per email, the largest share of the sender's CPU; this builds the same
+    structure in a tenth of that. ``test_units`` parses the result with the standard parser."""
+    for value in (email.to_address, email.to_name, email.message_id):
+        if "\r" in value or "\n" in value:
+            raise ValueError("a line break in a header value")
+    boundary = f"=_vs_{uuid.uuid4().hex}"
+    head = (
+        f"From: {mailbox(settings.mail_from_name, settings.mail_from_address)}\r\n"
+        f"To: {mailbox(email.to_name, email.to_address)}\r\n"
+        f"Subject: {encoded_words(email.subject)}\r\n"
+        f"Message-ID: {email.message_id}\r\n"
+        f"Date: {formatdate(localtime=False, usegmt=True)}\r\n"
+        f"Content-Language: {'en' if email.language == 'en' else 'zh-CN'}\r\n"
+        "Auto-Submitted: auto-generated\r\n"
+        "MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n'
+        "\r\n"
+    )
+    parts = "".join(
+        f"--{boundary}\r\n"
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: base64\r\n"
+        "\r\n"
+        f"{base64.encodebytes(body.encode()).decode('ascii').replace(chr(10), chr(13) + chr(10))}"
+        for subtype, body in (("plain", email.body_text), ("html", email.body_html))
+    )
+    return f"{head}{parts}--{boundary}--\r\n".encode("ascii")
+
+
+def mailbox(name: str, address: str) -> str:
+    """``name <address>`` for a From or To header: a non-ASCII name as encoded words, an ASCII one
+    quoted where it must be; folded before the address when one line would be too long."""
+    if not name:
+        return address
+    if name.isascii() and name.isprintable():
+        shown = formataddr((name, address)).rpartition(" <")[0]
+    else:
+        shown = encoded_words(name, plain_ascii=False)
+    one_line = f"{shown} <{address}>"
+    if "\n" not in shown and len(one_line) <= 70:
+        return one_line
+    return f"{shown}\r\n <{address}>"
+
+
+#: bytes per encoded word: 42 make 56 base64 characters, a 68-character word, so a word fits on a
+#: 78-character line after "Subject: " (RFC 2047 allows words of up to 75)
+_WORD_BYTES = 42
+
+
+def encoded_words(text: str, *, plain_ascii: bool = True) -> str:
+    """A header value as RFC 2047 base64 encoded words (whole characters per word), folded one
+    word per line; plain printable ASCII that fits on a line is left as it is (``plain_ascii``)."""
+    if plain_ascii and text.isascii() and text.isprintable() and len(text) <= 68 and "=?" not in text:
+        return text
+    words: list[str] = []
+    chunk = b""
+    for char in text:
+        encoded = char.encode()
+        if len(chunk) + len(encoded) > _WORD_BYTES:
+            words.append(chunk.decode())
+            chunk = b""
+        chunk += encoded
+    if chunk or not words:
+        words.append(chunk.decode())
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w.encode()).decode('ascii')}?=" for w in words)
 
 
 class SmtpTransport:
@@ -75,7 +127,7 @@ class SmtpTransport:
         return client
 
     async def send(self, email: Email) -> None:
-        message = build_message(email, self.settings).as_bytes()
+        message = build_message(email, self.settings)
         while self._idle:
             client = self._idle.pop()
             try:
