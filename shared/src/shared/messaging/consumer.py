@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import structlog
 from prometheus_client import Histogram
 from pydantic import ValidationError
+from sqlalchemy import TextClause, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from shared.contracts.base import Event, event_class
@@ -157,6 +158,7 @@ class Dispatcher:
         #: messages handled on their own at once (each holds a database connection)
         self._alone = asyncio.Semaphore(max(1, concurrency))
         self._batchers: dict[str, _Batcher] = {}
+        self._claim_many_sql: dict[str, TextClause] = {}
 
     def attach(self, broker: Broker) -> None:
         for spec in self.handlers.specs.values():
@@ -236,13 +238,20 @@ class Dispatcher:
         log.debug("batch_handled", queue=subscription.queue, messages=count)
 
     async def _claim_many(self, uow: UnitOfWork, envelopes: list[Envelope], handler: str) -> set[Any]:
-        """Inbox rows for every message of a batch in one statement; the ids seen for the first time."""
-        inbox = self.messaging.inbox
+        """Inbox rows for every message of a batch in one statement; the ids seen for the first time.
+        (Arrays, not a multi-row VALUES: the statement is the same for every batch size, so it is
+        compiled once.)"""
+        statement = self._claim_many_sql.get(self.messaging.inbox.name)
+        if statement is None:
+            statement = self._claim_many_sql[self.messaging.inbox.name] = text(
+                f"INSERT INTO {self.messaging.inbox.name} (message_id, handler, event_type) "  # noqa: S608
+                "SELECT t.message_id, :handler, t.event_type "
+                "FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[])) AS t(message_id, event_type) "
+                "ON CONFLICT (message_id, handler) DO NOTHING RETURNING message_id"
+            )
         result = await uow.session.execute(
-            pg_insert(inbox)
-            .values([{"message_id": e.event_id, "handler": handler, "event_type": e.event_type} for e in envelopes])
-            .on_conflict_do_nothing(index_elements=[inbox.c.message_id, inbox.c.handler])
-            .returning(inbox.c.message_id)
+            statement,
+            {"handler": handler, "ids": [e.event_id for e in envelopes], "types": [e.event_type for e in envelopes]},
         )
         return set(result.scalars())
 
