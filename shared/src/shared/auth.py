@@ -182,6 +182,9 @@ class JwksSource:
         self._cache: dict[str, Any] = {}
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
+        self._parsed = _ParsedKeys()
+        self._static_keys: dict[str, Any] | None = None
+        self._provided: tuple[dict[str, Any], dict[str, Any]] | None = None
 
     async def key_for(self, kid: str | None) -> Any:
         keys = await self._keys(force=False)
@@ -192,9 +195,16 @@ class JwksSource:
         return keys[kid]
 
     async def _keys(self, *, force: bool) -> dict[str, Any]:
-        if self._static is not None or self._provider is not None:
-            jwks = self._static if self._static is not None else self._provider()  # type: ignore[misc]
-            return _parse_jwks(jwks)
+        if self._static is not None:
+            if self._static_keys is None:  # parsed once: the set never changes
+                self._static_keys = self._parsed.parse(self._static)
+            return self._static_keys
+        if self._provider is not None:
+            # The provider's set may change (rotation): parsed again only when it differs from the last.
+            jwks = self._provider()
+            if self._provided is None or jwks != self._provided[0]:
+                self._provided = (jwks, self._parsed.parse(jwks))
+            return self._provided[1]
         fresh = time.monotonic() - self._fetched_at < self.cache_seconds
         if self._cache and fresh and not force:
             return self._cache
@@ -207,7 +217,7 @@ class JwksSource:
                 async with httpx.AsyncClient(timeout=5) as client:
                     response = await client.get(self.url)
                     response.raise_for_status()
-                    self._cache = _parse_jwks(response.json())
+                    self._cache = self._parsed.parse(response.json())
                     self._fetched_at = time.monotonic()
             except (httpx.HTTPError, ValueError) as exc:
                 if not self._cache:
@@ -215,17 +225,47 @@ class JwksSource:
             return self._cache
 
 
-def _parse_jwks(jwks: dict[str, Any]) -> dict[str, Any]:
-    keys: dict[str, Any] = {}
-    for entry in jwks.get("keys", []):
-        try:
-            keys[entry["kid"]] = jwt.PyJWK(entry)
-        except (KeyError, jwt.PyJWKError):
-            continue
-    return keys
+class _ParsedKeys:
+    """Parses key sets, keeping the parsed key of an entry that has not changed since the last set:
+    a refetch or a provider's new dict then costs no key parsing, and a key that stays in the set stays
+    the same object (the verifier's token cache relies on that to notice a key leaving the set)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[dict[str, Any], Any]] = {}
+
+    def parse(self, jwks: dict[str, Any]) -> dict[str, Any]:
+        keys: dict[str, Any] = {}
+        seen: dict[str, tuple[dict[str, Any], Any]] = {}
+        for entry in jwks.get("keys", []):
+            try:
+                kid = entry["kid"]
+                previous = self._last.get(kid)
+                key = previous[1] if previous is not None and previous[0] == entry else jwt.PyJWK(entry)
+            except (KeyError, TypeError, jwt.PyJWKError):
+                continue
+            keys[kid] = key
+            seen[kid] = (dict(entry), key)
+        self._last = seen
+        return keys
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    principal: Principal
+    expires: float
+    not_before: float
+    kid: str | None
+    #: the key that checked the signature: a hit counts only while the key set still holds this key
+    key: Any
 
 
 class TokenVerifier:
+    """Checks tokens against the key set; a token that passed is remembered (by its exact string, up
+    to ``cache_size`` of them) so the signature and claims of a token used again are not checked again.
+    Time is checked on every use against the injectable clock, so a remembered token still expires;
+    a token whose key left the key set is checked again in full (and refused); a refusal is never
+    remembered."""
+
     def __init__(
         self,
         source: JwksSource,
@@ -235,6 +275,7 @@ class TokenVerifier:
         algorithm: str = "EdDSA",
         leeway_seconds: int = 30,
         clock: Clock | None = None,
+        cache_size: int = 10_000,
     ) -> None:
         self.source = source
         self.issuer = issuer
@@ -242,15 +283,43 @@ class TokenVerifier:
         self.algorithm = algorithm
         self.leeway = leeway_seconds
         self.clock = clock or SystemClock()
+        self.cache_size = cache_size
+        self._verified: dict[str, _Verified] = {}
 
     async def verify(self, token: str) -> Principal:
+        hit = self._verified.get(token)
+        if hit is not None:
+            if await self.source.key_for(hit.kid) is hit.key:
+                self._check_time(hit.expires, hit.not_before, token)
+                return hit.principal
+            del self._verified[token]
+        verified = await self._verify(token)
+        if self.cache_size > 0:
+            while len(self._verified) >= self.cache_size:
+                # the oldest entry goes (insertion order); expired ones are dropped when used
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = verified
+        return verified.principal
+
+    def _check_time(self, expires: float, not_before: float, token: str | None = None) -> None:
+        # Against the injectable clock, so tests that move time see tokens expire.
+        now = self.clock.now().timestamp()
+        if expires + self.leeway < now:
+            if token is not None:
+                self._verified.pop(token, None)
+            raise AppError(TOKEN_EXPIRED)
+        if not_before - self.leeway > now:
+            raise AppError(TOKEN_INVALID, {"reason": "not_yet_valid"})
+
+    async def _verify(self, token: str) -> _Verified:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
             raise AppError(TOKEN_INVALID, {"reason": "malformed"}) from exc
         if header.get("alg") != self.algorithm:
             raise AppError(TOKEN_INVALID, {"reason": "algorithm_not_allowed"})
-        jwk = await self.source.key_for(header.get("kid"))
+        kid = header.get("kid")
+        jwk = await self.source.key_for(kid)
         if getattr(jwk, "algorithm_name", self.algorithm) != self.algorithm:
             raise AppError(TOKEN_INVALID, {"reason": "algorithm_not_allowed"})
         try:
@@ -271,16 +340,11 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise AppError(TOKEN_INVALID, {"reason": type(exc).__name__}) from exc
-        # Expiry against the injectable clock, so tests that move time see tokens expire.
-        now = self.clock.now().timestamp()
         try:
             expires, not_before = float(claims["exp"]), float(claims.get("nbf", claims["iat"]))
         except (TypeError, ValueError) as exc:
             raise AppError(TOKEN_INVALID, {"reason": "time_claims"}) from exc
-        if expires + self.leeway < now:
-            raise AppError(TOKEN_EXPIRED)
-        if not_before - self.leeway > now:
-            raise AppError(TOKEN_INVALID, {"reason": "not_yet_valid"})
+        self._check_time(expires, not_before)
         try:
             account_id = uuid.UUID(str(claims["sub"]))
         except ValueError as exc:
@@ -288,13 +352,14 @@ class TokenVerifier:
         roles = claims.get("roles") or []
         if not isinstance(roles, list):
             raise AppError(TOKEN_INVALID, {"reason": "roles"})
-        return Principal(
+        principal = Principal(
             account_id=account_id,
             roles=frozenset(str(r) for r in roles),
             region=claims.get("region"),
             token_id=claims.get("jti"),
             claims=claims,
         )
+        return _Verified(principal, expires, not_before, kid, jwk)
 
 
 # Declared as a security scheme so OpenAPI shows which operations need a token; the scheme
