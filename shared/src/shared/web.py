@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -37,7 +38,8 @@ from shared.errors import (
 )
 from shared.logging import get_logger
 
-log = get_logger("shared.web")
+_LOGGER_NAME = "shared.web"
+log = get_logger(_LOGGER_NAME)
 
 correlation_id_var: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
@@ -141,7 +143,10 @@ _BODY_TYPES = (
 class RequestContextMiddleware:
     """Request id, correlation id, body-size and content-type limits, access log and metrics.
 
-    A pure ASGI middleware so the body limit applies while the body streams in.
+    A pure ASGI middleware so the body limit applies while the body streams in. Per request it reads
+    the raw headers once; a :class:`Request` is built only to render a refusal, the metric children
+    of a (method, route, status) are looked up once, and the access line is built only when the
+    logger would write it.
     """
 
     def __init__(
@@ -151,6 +156,8 @@ class RequestContextMiddleware:
         self.service = service
         self.max_body_bytes = max_body_bytes
         self.body_limits = body_limits or {}
+        self._metrics: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._access_log = logging.getLogger(_LOGGER_NAME)
 
     def _limit_for(self, path: str) -> int:
         for prefix, limit in self.body_limits.items():
@@ -162,9 +169,22 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        correlation_id = request.headers.get("x-correlation-id") or request_id
+        request_id = correlation_id = length = content_type = None
+        for name, value in scope["headers"]:
+            # the first of each, as ``Request.headers.get`` would answer
+            if name == b"x-request-id":
+                if request_id is None:
+                    request_id = value.decode("latin-1")
+            elif name == b"x-correlation-id":
+                if correlation_id is None:
+                    correlation_id = value.decode("latin-1")
+            elif name == b"content-length":
+                if length is None:
+                    length = value.decode("latin-1")
+            elif name == b"content-type" and content_type is None:
+                content_type = value.decode("latin-1")
+        request_id = request_id or uuid.uuid4().hex
+        correlation_id = correlation_id or request_id
         token = correlation_id_var.set(correlation_id)
         structlog.contextvars.bind_contextvars(
             service=self.service, request_id=request_id, correlation_id=correlation_id
@@ -172,18 +192,19 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status_holder = {"status": 500}
         limit = self._limit_for(scope["path"])
+        request_id_header = (b"x-request-id", request_id.encode())
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["started"] = 1
                 status_holder["status"] = message["status"]
                 headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
+                headers.append(request_id_header)
                 message["headers"] = headers
             await send(message)
 
         try:
-            early = self._refuse_early(request, limit)
+            early = self._refuse_early(scope, limit, length, content_type)
             if early is not None:
                 await early(scope, receive, send_wrapper)
                 return
@@ -211,10 +232,14 @@ class RequestContextMiddleware:
                 if overflow:
                     raise _BodyTooLarge
             except _BodyTooLarge:
-                await render_error(request, PAYLOAD_TOO_LARGE, {"limit_bytes": limit})(scope, receive, send_wrapper)
+                await render_error(Request(scope), PAYLOAD_TOO_LARGE, {"limit_bytes": limit})(
+                    scope, receive, send_wrapper
+                )
             except Exception as exc:
                 if overflow and not status_holder.get("started"):
-                    await render_error(request, PAYLOAD_TOO_LARGE, {"limit_bytes": limit})(scope, receive, send_wrapper)
+                    await render_error(Request(scope), PAYLOAD_TOO_LARGE, {"limit_bytes": limit})(
+                        scope, receive, send_wrapper
+                    )
                     return
                 if status_holder.get("started"):
                     raise
@@ -224,35 +249,39 @@ class RequestContextMiddleware:
                 else:
                     log.exception("unhandled_error", error=type(exc).__name__)
                     spec, headers = INTERNAL_ERROR, {}
-                await render_error(request, spec, headers=headers)(scope, receive, send_wrapper)
+                await render_error(Request(scope), spec, headers=headers)(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             route_path = getattr(route, "path", None) or "unmatched"
-            REQUESTS.labels(self.service, scope["method"], route_path, str(status_holder["status"])).inc()
-            LATENCY.labels(self.service, scope["method"], route_path).observe(elapsed)
-            log.info(
-                "http_request",
-                method=scope["method"],
-                route=route_path,
-                status=status_holder["status"],
-                ms=round(elapsed * 1000, 1),
-            )
+            status = status_holder["status"]
+            key = (scope["method"], route_path, status)
+            children = self._metrics.get(key)
+            if children is None:
+                children = self._metrics[key] = (
+                    REQUESTS.labels(self.service, scope["method"], route_path, str(status)),
+                    LATENCY.labels(self.service, scope["method"], route_path),
+                )
+            children[0].inc()
+            children[1].observe(elapsed)
+            if self._access_log.isEnabledFor(logging.INFO):
+                log.info(
+                    "http_request", method=scope["method"], route=route_path, status=status, ms=round(elapsed * 1000, 1)
+                )
             structlog.contextvars.unbind_contextvars("request_id", "correlation_id")
             correlation_id_var.reset(token)
 
-    def _refuse_early(self, request: Request, limit: int) -> ASGIApp | None:
-        length = request.headers.get("content-length")
+    def _refuse_early(self, scope: Scope, limit: int, length: str | None, content_type: str | None) -> ASGIApp | None:
         if length is not None:
             try:
                 if int(length) > limit:
-                    return render_error(request, PAYLOAD_TOO_LARGE, {"limit_bytes": limit})
+                    return render_error(Request(scope), PAYLOAD_TOO_LARGE, {"limit_bytes": limit})
             except ValueError:
-                return render_error(request, VALIDATION_FAILED, {"reason": "content-length"})
-        if request.method in ("POST", "PUT", "PATCH") and length not in (None, "0"):
-            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+                return render_error(Request(scope), VALIDATION_FAILED, {"reason": "content-length"})
+        if scope["method"] in ("POST", "PUT", "PATCH") and length not in (None, "0"):
+            ctype = (content_type or "").split(";")[0].strip().lower()
             if ctype and not ctype.startswith(_BODY_TYPES):
-                return render_error(request, UNSUPPORTED_MEDIA_TYPE, {"content_type": ctype})
+                return render_error(Request(scope), UNSUPPORTED_MEDIA_TYPE, {"content_type": ctype})
         return None
 
 
