@@ -339,7 +339,9 @@ async def apply(
 ) -> tuple[uuid.UUID, str]:
     """A verified volunteer applies during recruitment. On an auto-admitting position the place is
     taken in the same transaction by the conditional update; when none is left the application waits
-    in line (applied) and is admitted when a place frees up."""
+    in line (applied) and is admitted when a place frees up. Every write is one statement on a
+    connection of its own (:meth:`ProjectsUnitOfWork.single_statements`): nothing goes through the
+    unit of work's session, so it need not be entered (the API does not, and opens no session)."""
     async with uow.single_statements() as conn:
         return await _apply(uow, conn, principal, position_id, motivation)
 
@@ -525,6 +527,8 @@ async def _record(
         hours_rules.check_daily_cap(row.minutes, settings.hours_daily_cap_minutes)
     application_ids = [r.application_id for r in rows]
     service_dates = [r.service_date for r in rows]
+    if len(rows) > 1:
+        await repo.plan_for_these_arrays(uow.session)
     await repo.lock_days(uow.session, application_ids, service_dates)
     recorded = await repo.record_hours(
         uow.session,

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic_core import to_json
 
 from projects import errors, services
 from projects import repository as repo
@@ -22,7 +23,8 @@ from shared.pagination import CURSOR_INVALID, decode_cursor, encode_cursor, time
 router = APIRouter(prefix="/api/v1")
 
 
-def get_runtime(request: Request) -> ProjectsRuntime:
+async def get_runtime(request: Request) -> ProjectsRuntime:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hand-off per request
     runtime: ProjectsRuntime = request.app.state.runtime
     return runtime
 
@@ -375,14 +377,23 @@ async def extend_project(
 async def apply(
     position_id: uuid.UUID,
     principal: CurrentPrincipal,
-    runtime: RuntimeDep,
+    request: Request,
     body: sch.ApplyIn | None = None,
-) -> sch.ApplicationCreated:
-    async with runtime.uow() as uow:
-        application_id, stage = await services.apply(
-            uow, principal, position_id, body.motivation if body is not None else None
-        )
-    return sch.ApplicationCreated(id=application_id, stage=stage)
+) -> Response:
+    # The surge's hot path keeps FastAPI's work small: the runtime is read off the app (one dependency
+    # less to solve), and the unit of work is not entered: the use case writes through single
+    # statements only, so no session is opened.
+    runtime: ProjectsRuntime = request.app.state.runtime
+    application_id, stage = await services.apply(
+        runtime.uow(), principal, position_id, body.motivation if body is not None else None
+    )
+    # Serialised here (``ApplicationCreated``'s JSON, which ``response_model`` still documents): the
+    # hot path of a surge skips FastAPI's validation and serialisation of the returned model.
+    return Response(
+        sch.ApplicationCreated(id=application_id, stage=stage).model_dump_json(),
+        status_code=201,
+        media_type="application/json",
+    )
 
 
 @router.get(
@@ -604,11 +615,25 @@ async def record_hours_bulk(
         raise AppError(errors.HOURS_BULK_TOO_LARGE, {"limit": limit}, params={"limit": limit})
     async with runtime.uow() as uow:
         rows = await services.record_hours(uow, runtime, principal, project_id, _hours_rows(body.rows), source="bulk")
-    items = [sch.HoursOut.model_validate(dict(r)) for r in rows]
-    out = sch.BulkHoursOut(recorded=len(items), late=sum(1 for i in items if i.late), items=items)
-    # Serialised once here: returned as a model, FastAPI would validate the hundreds of items again
-    # against ``response_model`` (which still documents the body).
-    return Response(out.model_dump_json(), status_code=201, media_type="application/json")
+    return Response(_bulk_hours_json(rows), status_code=201, media_type="application/json")
+
+
+def _bulk_hours_json(rows: list[Any]) -> bytes:
+    """``BulkHoursOut``'s JSON (which ``response_model`` documents), written straight from the rows: the
+    models cost about 8 ms for 500 rows (validating each row, then serialising asyncpg's UUIDs, which
+    pydantic does slowly), this about 2 ms. A test checks the two give the same bytes."""
+    items = [
+        {
+            "id": str(r["id"]),
+            "application_id": str(r["application_id"]),
+            "account_id": str(r["account_id"]),
+            "service_date": r["service_date"],
+            "minutes": r["minutes"],
+            "late": r["late"],
+        }
+        for r in rows
+    ]
+    return to_json({"recorded": len(items), "late": sum(1 for i in items if i["late"]), "items": items})
 
 
 def _record_out(row: Any, corrections: list[Any]) -> sch.HoursRecordOut:
@@ -793,3 +818,14 @@ async def project_activity(
         items=[sch.ActivityOut.model_validate(dict(r)) for r in rows],
         next_cursor=encode_cursor(rows[-1]["occurred_at"], rows[-1]["event_id"]) if more else None,
     )
+
+
+# FastAPI tries routes in order, a few microseconds each: the hot paths of a surge (applying, bulk
+# hours) are tried first. No other route matches their paths, so what matches what does not change.
+_HOT_ROUTES = {
+    ("POST", "/api/v1/positions/{position_id}/applications"),
+    ("POST", "/api/v1/projects/{project_id}/hours/bulk"),
+}
+router.routes.sort(
+    key=lambda route: not any((m, getattr(route, "path", None)) in _HOT_ROUTES for m in getattr(route, "methods", ()))
+)
