@@ -44,8 +44,6 @@ class ServiceSettings(BaseSettings):
     #: >1: messages of one queue ready at the same moment are handled in one transaction, up to
     #: this many (see shared.messaging.consumer); 1 handles each in its own transaction
     consumer_batch_size: int = 1
-    #: delays (seconds) of the retry tiers used for transient handler errors
-    retry_delays: tuple[float, ...] = (1.0, 5.0, 15.0)
     #: handled failures before a message is dead-lettered
     max_handler_attempts: int = 5
     #: deliveries (crashes included) before the broker dead-letters a message
