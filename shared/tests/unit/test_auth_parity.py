@@ -5,6 +5,8 @@ options does."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Callable
@@ -57,6 +59,21 @@ def _raw(header: Any, payload: bytes, *, key: Any = KEY) -> str:
     return f"{signing_input}.{_b64(key.sign(signing_input.encode()))}"
 
 
+def _unsigned(header: dict[str, Any], claims: dict[str, Any]) -> str:
+    return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}."
+
+
+def _hmac_with_public_key(claims: dict[str, Any]) -> str:
+    """The algorithm-confusion attack: HS256 keyed with the (public) verification key."""
+    public_pem = KEY.public_key().public_bytes(  # type: ignore[union-attr]
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = {"alg": "HS256", "kid": SIGNER.kid}
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+    mac = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(mac)}"
+
+
 HEADER = {"alg": "EdDSA", "kid": SIGNER.kid}
 CASES: dict[str, Callable[[], str]] = {
     "valid": lambda: _signed(_claims()),
@@ -85,6 +102,10 @@ CASES: dict[str, Callable[[], str]] = {
     "stray_character_in_payload": lambda: (lambda h, p, s: f"{h}.{p[:5]}!{p[5:]}.{s}")(*_signed(_claims()).split(".")),
     "empty_signature": lambda: _signed(_claims()).rsplit(".", 1)[0] + ".",
     "typ_and_extra_headers": lambda: _signed(_claims(), headers={"typ": "JWT", "cty": "x"}),
+    "alg_none": lambda: _unsigned({"alg": "none", "kid": SIGNER.kid}, _claims()),
+    "alg_none_capitalised": lambda: _unsigned({"alg": "None", "kid": SIGNER.kid}, _claims()),
+    "alg_hs256_keyed_with_the_public_key": lambda: _hmac_with_public_key(_claims()),
+    "alg_missing": lambda: _raw({"kid": SIGNER.kid}, json.dumps(_claims()).encode()),
 }
 
 
