@@ -12,12 +12,14 @@ import os
 import random
 import sys
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import openpyxl
 import pytest
+from sqlalchemy import text
 from stdnum.cn import ric
 
 from identity import importer
@@ -27,6 +29,7 @@ from identity.importer import ImportSummary, check_resident_id, run_import, segm
 from identity.importer import _Reject as Reject
 from identity.testing import Identity
 from shared.auth import ROLE_DATA_IMPORTER, ROLE_VOLUNTEER
+from shared.db import asyncpg_dsn
 from shared.testing import eventually, resident_id, sign_up_body
 
 HEADER = ["姓名", "证件类型", "证件号码", "手机号码", "电子邮箱", "地区代码", "志愿者编号", "服务时长"]
@@ -551,3 +554,82 @@ def _stdnum_valid(number: str) -> bool:
         return ric.is_valid(number)
     except KeyError:  # stdnum fails so on an area code without counties (110199): not a valid place
         return False
+
+
+async def _job(identity: Identity, status: str, *, created_minutes_ago: float = 0) -> uuid.UUID:
+    job_id = uuid.uuid4()
+    async with identity.runtime.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO import_jobs (id, origin, file_format, status, created_at) "
+                "VALUES (:id, 'api', 'csv', :status, :created_at)"
+            ),
+            {
+                "id": job_id,
+                "status": status,
+                "created_at": identity.clock.now() - timedelta(minutes=created_minutes_ago),
+            },
+        )
+    return job_id
+
+
+async def test_a_job_cut_off_by_a_restart_is_marked_interrupted_and_a_live_one_is_left_running(
+    identity: Identity,
+) -> None:
+    dead = await _job(identity, "running")  # its process died: nobody holds its lock
+    live = await _job(identity, "running")
+    lost_in_queue = await _job(identity, "queued", created_minutes_ago=10)
+    just_queued = await _job(identity, "queued", created_minutes_ago=1)
+    finished = await _job(identity, "succeeded")
+    # the live job's loader (another replica) holds the job's lock on its connection
+    loader = await asyncpg.connect(asyncpg_dsn(identity.settings.database_url))
+    try:
+        await loader.execute(f"SELECT pg_advisory_lock({importer.JOB_LOCKS}, hashtext($1::text))", str(live))
+
+        settled = await importer.settle_interrupted_jobs(identity.runtime.engine, identity.clock)
+
+        # (the service's own watch, once a minute, may have settled them a moment earlier)
+        assert set(settled) <= {dead, lost_in_queue}
+        admin = identity.national_admin()
+        job = (await identity.client.get(f"/api/v1/imports/{dead}", headers=admin)).json()
+        assert (job["status"], job["error_code"]) == ("failed", "import_interrupted")
+        assert job["finished_at"] is not None
+        assert await statuses(identity, dead, live, lost_in_queue, just_queued, finished) == [
+            ("failed", "import_interrupted"),
+            ("running", None),
+            ("failed", "import_interrupted"),
+            ("queued", None),
+            ("succeeded", None),
+        ]
+    finally:
+        await loader.close()  # the replica goes away
+    await importer.settle_interrupted_jobs(identity.runtime.engine, identity.clock)
+    assert await statuses(identity, live) == [("failed", "import_interrupted")]
+
+
+async def statuses(identity: Identity, *job_ids: uuid.UUID) -> list[tuple[str, str | None]]:
+    rows = {
+        r[0]: (r[1], r[2])
+        for r in await identity.fetch(
+            "SELECT id, status, error_code FROM import_jobs WHERE id = ANY(:ids)", ids=list(job_ids)
+        )
+    }
+    return [rows[j] for j in job_ids]
+
+
+async def test_a_running_import_holds_its_lock_so_the_watch_leaves_it_alone(identity: Identity, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "long.csv", [row(f"长{i}", new_id()) for i in range(20_000)])
+    task = asyncio.create_task(load(identity, path))
+    seen_running = False
+    while not task.done():
+        rows = await identity.fetch(
+            "SELECT id FROM import_jobs WHERE status = 'running' AND origin = 'cli' AND started_at IS NOT NULL"
+        )
+        if rows:
+            seen_running = True
+            assert await importer.settle_interrupted_jobs(identity.runtime.engine, identity.clock) == []
+            break
+        await asyncio.sleep(0.01)
+    summary = await task
+    assert seen_running
+    assert summary.status == "succeeded"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from identity import import_models  # noqa: F401 - the importer's tables join the metadata
@@ -71,5 +72,16 @@ def build_runtime(
     async def verifier_job() -> None:
         await run_verifier(runtime)
 
-    runtime.background.append(verifier_job)
+    async def import_watch() -> None:
+        # at start (jobs a restart cut off) and then every minute (another replica's)
+        from identity.importer import settle_interrupted_jobs  # the importer imports this module
+
+        while True:
+            try:
+                await settle_interrupted_jobs(runtime.engine, runtime.clock)
+            except Exception as exc:
+                log.warning("import_watch_failed", error=type(exc).__name__)
+            await asyncio.sleep(60)
+
+    runtime.background += [verifier_job, import_watch]
     return runtime

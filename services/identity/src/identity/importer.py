@@ -36,15 +36,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
 
 import asyncpg
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from stdnum import exceptions as stdnum_errors
 from stdnum.cn import ric
 
@@ -67,6 +67,15 @@ DEFAULT_BATCH_SIZE = 20_000
 
 # -- refusals of a whole file (API answers, CLI exit) ----------------------------------------
 IMPORT_NOT_FOUND = ErrorSpec("import_not_found", 404, "导入任务不存在", "No such import")
+#: a job whose process stopped (restart, crash) before it finished: it is marked failed with this
+#: code; the rows loaded so far stay, and uploading the same file again loads only the rest
+IMPORT_INTERRUPTED = ErrorSpec(
+    "import_interrupted",
+    409,
+    "导入因服务重启而中断:已导入的记录保留,重新上传同一文件即可完成(不会重复导入)",
+    "The import was cut off by a restart: the rows loaded so far are kept; upload the same file again to finish it "
+    "(nothing is imported twice)",
+)
 IMPORT_FORMAT_UNSUPPORTED = ErrorSpec(
     "import_format_unsupported", 415, "仅支持 CSV 和 XLSX 文件", "Only CSV and XLSX files can be imported"
 )
@@ -768,6 +777,9 @@ async def run_import(
                 conn, origin="cli", file_format=file_format, now=clock.now(), file_bytes=size, sha256=sha256
             )
         summary = ImportSummary(job_id, JOB_RUNNING)
+        # held by this connection until it closes, also when the process dies: the sign to
+        # settle_interrupted_jobs that the job is alive (taken before the job shows as running)
+        await conn.execute(f"SELECT pg_advisory_lock({JOB_LOCKS}, hashtext($1::text))", str(job_id))
         await conn.execute(
             "UPDATE import_jobs SET status = $2, started_at = $3 WHERE id = $1", job_id, JOB_RUNNING, clock.now()
         )
@@ -1117,7 +1129,8 @@ _RUNNING: set[asyncio.Task[ImportSummary]] = set()
 
 def start(runtime: IdentityRuntime, job: ImportJob, path: Path, *, encoding: str) -> None:
     """Run the job in the background of this process; the uploaded file is deleted after.
-    A job cut off by a restart stays ``running``: uploading the file again is safe (idempotent)."""
+    A job cut off by a restart is marked failed by :func:`settle_interrupted_jobs`; uploading the
+    file again is safe (idempotent)."""
 
     async def run() -> ImportSummary:
         try:
@@ -1136,6 +1149,43 @@ def start(runtime: IdentityRuntime, job: ImportJob, path: Path, *, encoding: str
     task = asyncio.create_task(run(), name=f"identity-import-{job.id}")
     _RUNNING.add(task)
     task.add_done_callback(_RUNNING.discard)
+
+
+#: advisory lock namespace of running import jobs (key: hashtext of the job id)
+JOB_LOCKS = 7101
+#: a queued job that has not started within this long was lost with its process
+QUEUED_GRACE = timedelta(minutes=5)
+
+_SETTLE_INTERRUPTED = text(
+    f"""
+    UPDATE import_jobs AS j
+       SET status = '{JOB_FAILED}', error_code = :code, finished_at = :now
+     WHERE (j.status = '{JOB_RUNNING}' OR (j.status = '{JOB_QUEUED}' AND j.created_at < :queued_before))
+       AND NOT EXISTS (
+           SELECT 1 FROM pg_locks AS l
+            WHERE l.locktype = 'advisory' AND l.granted
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND l.classid = {JOB_LOCKS} AND l.objsubid = 2
+              AND l.objid::text::bigint = (hashtext(j.id::text)::bigint & 4294967295))
+    RETURNING j.id
+    """  # noqa: S608 - module constants only
+)
+
+
+async def settle_interrupted_jobs(engine: AsyncEngine, clock: Clock) -> list[uuid.UUID]:
+    """Mark failed (``import_interrupted``) every job whose process is gone: a running job whose
+    loader no longer holds the job's lock (its connection closed when the process stopped), and a
+    queued job that never started. Safe with several replicas: a live job's lock is visible to all."""
+    now = clock.now()
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            _SETTLE_INTERRUPTED,
+            {"code": IMPORT_INTERRUPTED.code, "now": now, "queued_before": now - QUEUED_GRACE},
+        )
+        settled = [row[0] for row in result]
+    for job_id in settled:
+        log.warning("import_interrupted", job_id=str(job_id))
+    return settled
 
 
 # -- report ----------------------------------------------------------------------------------
