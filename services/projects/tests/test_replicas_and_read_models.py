@@ -12,6 +12,7 @@ from sqlalchemy import text
 from projects.services import close_due_projects
 from shared.clock import ManualClock
 from shared.contracts.identity import VolunteerMerged
+from shared.contracts.projects import ProjectPublished
 from shared.contracts.teams import TeamAdminRemoved
 
 from .conftest import START, StartProjects, World
@@ -122,3 +123,38 @@ async def test_read_model_events_are_idempotent(world: World) -> None:
         inbox = await conn.scalar(text("SELECT count(*) FROM inbox WHERE message_id = :m"), {"m": envelope.event_id})
         rows = await conn.scalar(text("SELECT count(*) FROM volunteers WHERE account_id = :a"), {"a": account_id})
     assert (inbox, rows) == (1, 1)
+
+
+async def test_events_raised_for_several_consumed_messages_in_one_transaction_keep_their_own_ids(
+    world: World,
+) -> None:
+    """Batch consumption (``<SVC>_CONSUMER_BATCH_SIZE`` > 1) runs several messages' handlers in one
+    unit of work: each message's events must carry that message's correlation and causation ids,
+    also through the projects unit of work's own outbox statement."""
+    first, second = uuid.uuid4(), uuid.uuid4()
+    start = START.date()
+    uow = world.runtime.uow()
+    async with uow:
+        for project_id, message in ((first, "m1"), (second, "m2")):
+            uow.next_message(f"corr-{message}", f"cause-{message}")
+            uow.raise_event(
+                ProjectPublished(
+                    project_id=project_id,
+                    team_id=uuid.uuid4(),
+                    title="批量",
+                    region_code="110105",
+                    starts_on=start,
+                    ends_on=start,
+                )
+            )
+    async with world.runtime.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT aggregate_id, correlation_id, causation_id FROM outbox "
+                    "WHERE aggregate_id IN (:a, :b) ORDER BY seq"
+                ),
+                {"a": str(first), "b": str(second)},
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [(str(first), "corr-m1", "cause-m1"), (str(second), "corr-m2", "cause-m2")]

@@ -94,6 +94,11 @@ class ProjectsUnitOfWork(UnitOfWork):
             yield driver
 
     async def commit(self) -> None:
+        if self._origins:
+            # events of several consumed messages (batch consumption): their rows carry different
+            # correlation ids, which the shared unit of work writes row by row
+            await super().commit()
+            return
         session = self.session
         # collected before the flush, as the shared unit of work does (see its comment)
         events = self._collect_events()
