@@ -53,30 +53,6 @@ def _language(language: str | None) -> str:
     return "en" if language == "en" else "zh"
 
 
-async def queue_email(
-    uow: UnitOfWork,
-    templates: Templates,
-    envelope: Envelope,
-    *,
-    template: str,
-    to_address: str,
-    to_name: str,
-    language: str,
-    context: dict[str, Any],
-) -> bool:
-    """Queue one email to an address the event itself carries; False when already queued."""
-    return await _insert(
-        uow,
-        templates,
-        envelope,
-        template=template,
-        recipient_key=to_address.strip().lower(),
-        account_id=None,
-        recipient=(to_address, to_name, language),
-        context=context,
-    )
-
-
 async def queue_for_account(
     uow: UnitOfWork,
     templates: Templates,
@@ -93,7 +69,7 @@ async def queue_for_account(
     # (Two statements on purpose: one statement's snapshot is taken before it waits for the lock.)
     await lock_recipient(uow, account_id)
     known = (await uow.session.execute(_RECIPIENT, {"account_id": account_id})).first()
-    return await _insert(
+    row = await _row(
         uow,
         templates,
         envelope,
@@ -103,6 +79,7 @@ async def queue_for_account(
         recipient=(known.email, known.display_name, known.language) if known else None,
         context=context,
     )
+    return await _insert(uow, row)
 
 
 _RECIPIENTS = cast(Table, Recipient.__table__)
@@ -130,30 +107,11 @@ async def queue_for_accounts(
     return queued
 
 
-async def _insert(
-    uow: UnitOfWork,
-    templates: Templates,
-    envelope: Envelope,
-    *,
-    template: str,
-    recipient_key: str,
-    account_id: uuid.UUID | None,
-    recipient: tuple[str, str, str] | None,
-    context: dict[str, Any],
-) -> bool:
-    values = await _row(
-        uow,
-        templates,
-        envelope,
-        template=template,
-        recipient_key=recipient_key,
-        account_id=account_id,
-        recipient=recipient,
-        context=context,
-    )
+async def _insert(uow: UnitOfWork, row: dict[str, Any]) -> bool:
+    """Insert one email's row; False when it was already there."""
     # a pending email wakes the sender in the same round trip as its insert (and only if inserted)
-    statement = _INSERT_EMAIL_AND_NOTIFY if values["status"] == PENDING else _INSERT_EMAIL
-    result = await uow.session.execute(statement, values)
+    statement = _INSERT_EMAIL_AND_NOTIFY if row["status"] == PENDING else _INSERT_EMAIL
+    result = await uow.session.execute(statement, row)
     return result.first() is not None
 
 
@@ -212,22 +170,8 @@ class Addressed:
 
 
 async def queue_emails(uow: UnitOfWork, templates: Templates, emails: list[Addressed]) -> int:
-    """Queue a batch's emails to addresses their events carry, in one statement; returns how many
+    """Queue emails to addresses their events carry (a batch's in one statement); returns how many
     were new (a redelivered event's email is already there)."""
-    if len(emails) == 1:
-        e = emails[0]
-        return int(
-            await queue_email(
-                uow,
-                templates,
-                e.envelope,
-                template=e.template,
-                to_address=e.to_address,
-                to_name=e.to_name,
-                language=e.language,
-                context=e.context,
-            )
-        )
     rows = [
         await _row(
             uow,
@@ -243,6 +187,8 @@ async def queue_emails(uow: UnitOfWork, templates: Templates, emails: list[Addre
     ]
     if not rows:
         return 0
+    if len(rows) == 1:  # with the sender's wake-up in the same round trip
+        return int(await _insert(uow, rows[0]))
     inserted = (await uow.session.execute(_INSERT_EMAIL_WITH_STATUS, rows)).all()
     if any(status == PENDING for _, status in inserted):
         await notify_sender(uow)
