@@ -57,7 +57,14 @@ class Spine:
     """The test service. ``deliveries`` counts every delivery the broker made, before the inbox."""
 
     def __init__(
-        self, database_url: str, amqp_url: str, event: type[Event], *, subscribe: bool = True, batch_size: int = 1
+        self,
+        database_url: str,
+        amqp_url: str,
+        event: type[Event],
+        *,
+        subscribe: bool = True,
+        batch_size: int = 1,
+        lanes: int = 4,
     ) -> None:
         self.database_url = database_url
         self.amqp_url = amqp_url
@@ -83,7 +90,7 @@ class Spine:
         self.engine: AsyncEngine = make_engine(database_url, pool_size=5, max_overflow=5)
         self.session_factory = make_session_factory(self.engine)
         self.subscription = Subscription(f"spine_{uuid.uuid4().hex[:6]}", "ledger", (EVENT_TYPE,))
-        self.broker = AmqpBroker(amqp_url, exchange=self.exchange, topology=(), max_attempts=3, lanes=4)
+        self.broker = AmqpBroker(amqp_url, exchange=self.exchange, topology=(), max_attempts=3, lanes=lanes)
         self.deliveries: dict[uuid.UUID, int] = defaultdict(int)
         self.order: dict[str, list[int]] = defaultdict(list)
         self.handlers = Handlers("spine")
@@ -198,13 +205,14 @@ async def spine_factory(
 ) -> AsyncIterator[Callable[..., Awaitable[Spine]]]:
     made: list[Spine] = []
 
-    async def make(*, subscribe: bool = True, amqp: str | None = None) -> Spine:
+    async def make(*, subscribe: bool = True, amqp: str | None = None, lanes: int = 4) -> Spine:
         spine = Spine(
             await database_factory("spine"),
             amqp or amqp_url,
             thing_happened,
             subscribe=subscribe,
             batch_size=batch_size,
+            lanes=lanes,
         )
         made.append(spine)
         await spine.start()

@@ -12,7 +12,6 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
-from shared.messaging.amqp import AmqpBroker
 from shared.messaging.envelope import Envelope
 from shared.testing import eventually
 
@@ -117,11 +116,7 @@ def committed_batches(queue: str) -> tuple[float, float]:
 
 
 async def test_a_burst_is_handled_in_batches_each_message_once(spine_factory: Any, batch_size: int) -> None:
-    spine = await spine_factory(subscribe=False)
-    spine.broker = AmqpBroker(spine.amqp_url, exchange=spine.exchange, topology=(), max_attempts=3, lanes=32)
-    spine.broker.subscribe(spine.subscription, spine._count_then_dispatch)
-    await spine.broker.start()
-    await spine.broker.wait_ready(30)
+    spine = await spine_factory(lanes=32)  # up to 32 messages in hand: room for batches
     # 300 events of 100 aggregates, committed before anything is published: they reach the
     # consumer as fast as the relay can publish them
     things = [uuid.uuid4() for _ in range(100)]
@@ -144,11 +139,7 @@ async def test_a_burst_is_handled_in_batches_each_message_once(spine_factory: An
 
 
 async def test_a_failing_message_in_a_batch_does_not_fail_the_others(spine_factory: Any, dlq_reader: Any) -> None:
-    spine = await spine_factory(subscribe=False)
-    spine.broker = AmqpBroker(spine.amqp_url, exchange=spine.exchange, topology=(), max_attempts=3, lanes=32)
-    spine.broker.subscribe(spine.subscription, spine._count_then_dispatch)
-    await spine.broker.start()
-    await spine.broker.wait_ready(30)
+    spine = await spine_factory(lanes=32)  # up to 32 messages in hand: room for batches
     events = [spine.thing(n=i, fail="permanent" if i == 10 else None) for i in range(20)]
     ids = await spine.produce(*events)
     await spine.relay().start()
