@@ -23,9 +23,12 @@ SQLAlchemy, pydantic), not SQL.
 
 The app runs in this process; measured requests enter its ASGI interface directly (see ``asgi_post``);
 relay and consumers are off so only the request path is measured (the outbox rows are still written in
-every transaction). The machine is shared: compare the ratios, not the absolute figures.
+every transaction). The service and the raw asyncpg baselines use the same number of pooled
+connections (``--pool``, default twice this machine's cores: the database is on it); the 64 clients of
+phase 2 are HTTP clients, multiplexed over the pool as a deployed replica multiplexes its requests.
+The machine is shared: compare the ratios, not the absolute figures.
 
-Run: ``.venv/bin/python tests/bench/projects_surge.py [--volunteers 3000] [--concurrency 32]``
+Run: ``.venv/bin/python tests/bench/projects_surge.py [--volunteers 3000] [--concurrency 32] [--pool 4]``
 """
 
 from __future__ import annotations
@@ -303,7 +306,7 @@ def pgbench(dsn: str, script: str, clients: int, seconds: int, variables: dict[s
     return float(line.split("=")[1].split()[0])
 
 
-async def main(volunteers_n: int, concurrency: int, pgbench_seconds: int) -> None:
+async def main(volunteers_n: int, concurrency: int, pgbench_seconds: int, pool_size: int) -> None:
     configure_logging("bench", "json", "WARNING")
     url = await create_database("bench_projects")
     clock = ManualClock(START)
@@ -317,7 +320,7 @@ async def main(volunteers_n: int, concurrency: int, pgbench_seconds: int) -> Non
         run_consumers=False,
         run_close_sweep=False,
         log_level="WARNING",
-        database_pool_size=16,
+        database_pool_size=pool_size,
         database_max_overflow=0,
         hours_bulk_max_rows=1000,
     )
@@ -327,7 +330,7 @@ async def main(volunteers_n: int, concurrency: int, pgbench_seconds: int) -> Non
         async with running(app) as client:
             client.timeout = httpx.Timeout(120)
             conn = await asyncpg.connect(dsn)
-            pool = await asyncpg.create_pool(dsn, min_size=4, max_size=16)
+            pool = await asyncpg.create_pool(dsn, min_size=pool_size, max_size=pool_size)
             volunteers, team_id, lead_id = await seed_people(conn, volunteers_n)
             lead = {"Authorization": f"Bearer {signer.issue(lead_id, ttl=timedelta(days=30))}"}
             tokens = [{"Authorization": f"Bearer {signer.issue(v, ttl=timedelta(days=30))}"} for v in volunteers]
@@ -435,7 +438,7 @@ async def main(volunteers_n: int, concurrency: int, pgbench_seconds: int) -> Non
                 "END;\n"
             )
             full_tps = pgbench(dsn, full_script, 64, pgbench_seconds, {"pos": bench_pos, "proj": bench_event["id"]})
-            pool = await asyncpg.create_pool(dsn, min_size=4, max_size=16)
+            pool = await asyncpg.create_pool(dsn, min_size=pool_size, max_size=pool_size)
             over = await overbooked(conn, ignore=uuid.UUID(bench_pos))  # pgbench bumps its counter without rows
             print(f"[2] hot position: {hot_n} applications, 64 clients")
             print(
@@ -552,5 +555,6 @@ if __name__ == "__main__":
     parser.add_argument("--volunteers", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--pgbench-seconds", type=int, default=10)
+    parser.add_argument("--pool", type=int, default=2 * (os.cpu_count() or 2))
     args = parser.parse_args()
-    asyncio.run(main(args.volunteers, args.concurrency, args.pgbench_seconds))
+    asyncio.run(main(args.volunteers, args.concurrency, args.pgbench_seconds, args.pool))
