@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import asyncpg
+import pytest
 from sqlalchemy import text
 
 from shared.contracts.projects import HoursRecorded
+from shared.db import asyncpg_dsn
 
-from .conftest import World
+from .conftest import StartProjects, World
 
 AUTO = [{"name": "引导员", "quota": 3, "admission_mode": "auto"}]
 
@@ -103,3 +106,73 @@ async def test_hours_recorded_events_built_in_sql_are_the_contract_s_json(world:
             )
         ).all()
     assert {tuple(r) for r in rows_meta} == {("application", application_id, "projects", 1)}
+
+
+async def _drop_pooled_connections(world: World) -> int:
+    """What a database restart or failover does to a replica's pool: every connection the pool
+    holds is cut by the server. Returns how many were cut."""
+    database = world.runtime.engine.url.database
+    admin = await asyncpg.connect(asyncpg_dsn(world.database_url))
+    try:
+        return int(
+            await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+        )
+    finally:
+        await admin.close()
+
+
+async def _fill_pool_and_cut_it(world: World, project_id: str) -> None:
+    # every pooled connection in use at once, so the pool holds as many as it can keep
+    size = world.runtime.settings.database_pool_size
+    await asyncio.gather(*(world.client.get(f"/api/v1/projects/{project_id}") for _ in range(size)))
+    assert await _drop_pooled_connections(world) >= size
+
+
+async def test_connections_the_server_closed_are_replaced_at_checkout_without_a_failed_request(
+    start_projects: StartProjects,
+) -> None:
+    """No ping before each use (``database_pre_ping`` off), yet a database restart costs no request:
+    the driver saw the server close each pooled connection, and the pool swaps it at checkout. No
+    relay here: its next poll would meet a dead connection first, and SQLAlchemy would then renew the
+    whole pool, hiding what the requests alone meet."""
+    async with start_projects(run_relay=False) as world:
+        project = await world.project(positions=AUTO)
+        volunteers = [await world.volunteer() for _ in range(3)]
+        await _fill_pool_and_cut_it(world, project.id)
+        await asyncio.sleep(0.3)  # the event loop reads each connection's close
+        for account_id, headers in volunteers:
+            applied = await world.apply(project.position(), headers)
+            assert applied.status_code == 201, applied.text
+            assert await _events_of(world, "application.submitted", account_id) == 1
+            read = await world.client.get(f"/api/v1/projects/{project.id}")
+            assert read.status_code == 200, read.text
+        assert await _admitted_counter(world, project.position()) == 3
+
+
+async def test_a_connection_cut_under_a_single_statement_use_case_fails_as_lost_and_leaves_the_pool(
+    world: World,
+) -> None:
+    """Cut while a use case holds it (the driver had no chance to notice at checkout): the failure is
+    a lost connection, which the API answers with a retryable 503 (``shared.web``), not a bug's 500;
+    the pool drops the connection instead of lending it again."""
+    uow = world.runtime.uow()
+    cut: list[int] = []
+
+    async def cut_under_use() -> None:
+        async with uow.single_statements() as conn:
+            cut.append(conn.get_server_pid())
+            async with world.runtime.engine.connect() as other:
+                await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": cut[0]})
+            await asyncio.sleep(0.2)  # the close has reached the driver: "connection is closed"
+            await conn.fetchval("SELECT 1")
+
+    with pytest.raises(asyncpg.ConnectionDoesNotExistError):
+        await cut_under_use()
+    for _ in range(world.runtime.settings.database_pool_size + 1):
+        async with uow.single_statements() as conn:
+            assert conn.get_server_pid() != cut[0]
+            assert await conn.fetchval("SELECT 1") == 1

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import MetaData, insert, text
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, object_session
 
@@ -39,15 +40,32 @@ def new_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, echo: bool = False) -> AsyncEngine:
-    return create_async_engine(
+def make_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 10, pre_ping: bool = False, echo: bool = False
+) -> AsyncEngine:
+    """The service's pool. Connections the server closed (a restart, a failover, an idle timeout on
+    the server) are swapped for new ones at checkout for free: the driver saw the close, so no round
+    trip is needed to find out (:func:`_closed_by_server`). ``pre_ping`` adds a ``SELECT 1`` round
+    trip on every checkout, for connections cut without a close reaching the client (a proxy or a
+    firewall dropping idle connections); a connection cut that way, or cut in the middle of a
+    request, fails that request with 503 and Retry-After (``shared.web``)."""
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
         echo=echo,
     )
+    sa_event.listen(engine.sync_engine.pool, "checkout", _closed_by_server)
+    return engine
+
+
+def _closed_by_server(dbapi_connection: Any, connection_record: Any, connection_proxy: Any) -> None:
+    # DisconnectionError at checkout: the pool discards the connection and checks out another
+    # (SQLAlchemy tries up to three times before giving up with the error)
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the server closed this pooled connection")
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -71,6 +71,7 @@ class Runtime:
             settings.database_url,
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_max_overflow,
+            pre_ping=settings.database_pre_ping,
         )
         self.session_factory = make_session_factory(self.engine)
         self.owns_broker = broker is None

@@ -29,6 +29,10 @@ class ServiceSettings(BaseSettings):
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
     database_pool_size: int = 10
     database_max_overflow: int = 10
+    #: ``SELECT 1`` on every pool checkout (one more round trip per transaction). Off: connections
+    #: the server closed are replaced at checkout without it (see ``shared.db.make_engine``); turn it
+    #: on behind proxies or firewalls that drop idle connections silently
+    database_pre_ping: bool = False
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     #: "amqp" publishes through RabbitMQ; "inprocess" is the standalone bus (one process, all services).
     bus: Literal["amqp", "inprocess"] = "amqp"

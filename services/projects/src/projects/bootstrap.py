@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
 from projects.config import ProjectsSettings
 from projects.consumers import handlers
 from projects.models import messaging
@@ -49,20 +47,6 @@ class ProjectsRuntime(Runtime):
             await asyncio.sleep(self.settings.close_sweep_interval)
 
 
-def build_engine(settings: ProjectsSettings) -> AsyncEngine:
-    """The pool the service's replicas run on. No ping on checkout by default: it was one more round
-    trip on every request of the apply surge; a connection the server dropped fails its request with
-    503 (retryable) and SQLAlchemy then invalidates the pool. ``PROJECTS_DATABASE_PRE_PING=true``
-    turns the ping back on where connections are cut often (e.g. behind a proxy with idle timeouts)."""
-    return create_async_engine(
-        settings.database_url,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_max_overflow,
-        pool_pre_ping=settings.database_pre_ping,
-        pool_recycle=1800,
-    )
-
-
 def build_runtime(
     settings: ProjectsSettings,
     *,
@@ -77,7 +61,6 @@ def build_runtime(
         broker=broker,
         clock=clock,
         verifier=verifier,
-        engine=build_engine(settings),
     )
     if settings.run_close_sweep:
         runtime.background.append(runtime.close_sweep_loop)

@@ -13,8 +13,6 @@ class ProjectsSettings(ServiceSettings):
     service_name: str = "projects"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/projects"
 
-    #: ping each pooled connection before use (one more round trip per request; off on the hot paths)
-    database_pre_ping: bool = False
     #: most service minutes recorded for one volunteer on one day (P7)
     hours_daily_cap_minutes: int = 720
     #: days after the session's date before a recording counts as late (补录); 0: any later day

@@ -91,7 +91,16 @@ class ProjectsUnitOfWork(UnitOfWork):
         async with engine.connect() as conn:
             raw = await conn.get_raw_connection()
             driver: asyncpg.Connection = raw.driver_connection
-            yield driver
+            try:
+                yield driver
+            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
+                if not driver.is_closed():
+                    raise
+                # Cut under this request (SQLAlchemy, bypassed here, would have done the same): the
+                # pool drops the connection instead of lending it again, and the request is refused
+                # as retryable (503), not as a bug
+                await conn.invalidate()
+                raise asyncpg.ConnectionDoesNotExistError("the connection was closed by the server") from exc
 
     async def commit(self) -> None:
         if self._origins:
