@@ -1,5 +1,6 @@
 """The spine under failure: a relay killed between publish and mark, the broker dropping the
-consumers' connections, two relays on one outbox, an event no queue is bound for."""
+consumers' connections or refusing them for a while, two relays on one outbox, an event no queue is
+bound for."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from shared.messaging.amqp import AmqpBroker
@@ -85,6 +87,41 @@ async def test_consumers_come_back_after_the_broker_drops_their_connection(
     await spine.wait_for_effects(2, timeout=30)
     assert await spine.effects(before) == 1
     assert await spine.effects(after) == 1
+
+
+async def _rabbitmqctl(*args: str) -> None:
+    proc = await asyncio.create_subprocess_exec("rabbitmqctl", "-q", *args, stdout=asyncio.subprocess.DEVNULL)
+    assert await proc.wait() == 0
+
+
+def _outbox_lag(service: str) -> float | None:
+    return REGISTRY.get_sample_value("vs_outbox_lag_seconds", {"service": service})
+
+
+async def test_outbox_lag_grows_while_the_broker_is_unreachable_and_drops_when_it_is_back(
+    spine_factory: Any, private_vhost: str
+) -> None:
+    """The lag gauge is what an operator's alert watches: during an outage it must show the age of
+    the oldest event left behind, not the value measured before the outage."""
+    spine = await spine_factory(amqp=private_vhost)
+    await spine.relay(poll_interval=0.05).start()
+    [before] = await spine.produce(spine.thing(n=1))
+    await spine.wait_for_effects(1)
+    await eventually(lambda: _outbox_lag("spine") == 0.0)
+
+    vhost = private_vhost.rsplit("/", 1)[1]
+    await _rabbitmqctl("clear_permissions", "-p", vhost, "guest")  # reconnecting is refused from now on
+    await _rabbitmqctl("close_all_connections", "-p", vhost, "outage")
+    try:
+        [during] = await spine.produce(spine.thing(n=2))
+        await eventually(lambda: (_outbox_lag("spine") or 0.0) >= 1.0, timeout=30)
+        assert await spine.effects(during) == 0
+    finally:
+        await _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    await spine.wait_for_effects(2, timeout=60)
+    await eventually(lambda: _outbox_lag("spine") == 0.0, timeout=30)
+    assert await spine.effects(before) == 1
+    assert await spine.effects(during) == 1
 
 
 class SlowBroker:

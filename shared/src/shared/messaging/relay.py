@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from typing import Any
@@ -129,12 +130,14 @@ class OutboxRelay:
             except BrokerUnavailable as exc:
                 PUBLISH_FAILURES.labels(self.service, "broker").inc()
                 log.warning("relay_broker_unavailable", error=str(exc)[:200], retry_in=round(backoff, 2))
+                await self._measure_apart()
                 await asyncio.sleep(backoff + random.uniform(0, backoff / 2))
                 backoff = min(backoff * 2, 10.0)
                 continue
             except Exception as exc:
                 PUBLISH_FAILURES.labels(self.service, "database").inc()
                 log.warning("relay_failed", error=repr(exc)[:300], retry_in=round(backoff, 2))
+                await self._measure_apart()
                 await asyncio.sleep(backoff + random.uniform(0, backoff / 2))
                 backoff = min(backoff * 2, 10.0)
                 continue
@@ -249,6 +252,14 @@ class OutboxRelay:
         ).one()
         OUTBOX_PENDING.labels(self.service).set(row.n)
         OUTBOX_LAG.labels(self.service).set(float(row.lag or 0.0))
+
+    async def _measure_apart(self) -> None:
+        """The gauges while batches fail (the broker is down, or a statement failed): measured on a
+        connection of their own, since the batch's transaction rolled back before measuring. Without
+        this an outage would show the lag measured before it, often 0, and no lag alert would fire."""
+        with contextlib.suppress(Exception):  # the database is down too: /readyz reports it
+            async with self.engine.connect() as conn:
+                await self._measure(conn)
 
     async def purge(self) -> int:
         async with self.engine.begin() as conn:
