@@ -82,6 +82,9 @@ async def test_soak_nothing_lost_nothing_doubled(
         smtp_port=smtp_server.port,
         mail_poll_interval=0.2,
         mail_send_batch=100,
+        # the killed consumer's claimed, unsent emails are due again when its lease ends
+        mail_send_lease_seconds=5,
+        smtp_timeout=1,
         mail_retry_base_seconds=0.5,
         mail_max_attempts=30,
     )

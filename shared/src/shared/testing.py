@@ -107,12 +107,16 @@ class ReceivedEmail:
 
 @dataclass
 class SmtpServer:
-    """aiosmtpd in this process. ``refuse_with`` makes it answer RCPT with that code."""
+    """aiosmtpd in this process. ``refuse_with`` makes it answer RCPT with that code; ``delay``
+    makes it take that many seconds before accepting a message; ``on_accept`` is called (on the
+    server's thread) for each message it accepts."""
 
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
     received: list[ReceivedEmail] = field(default_factory=list)
     refuse_with: str | None = None
+    delay: float = 0.0
+    on_accept: Callable[[], None] | None = None
     _controller: Any = None
 
     def start(self) -> None:
@@ -128,8 +132,12 @@ class SmtpServer:
                 return "250 OK"
 
             async def handle_DATA(self, srv: Any, session: Any, envelope: Any) -> str:
+                if server.delay:
+                    await asyncio.sleep(server.delay)
                 msg = message_from_bytes(envelope.content, policy=policy.default)
                 server.received.append(ReceivedEmail(envelope.mail_from, list(envelope.rcpt_tos), msg))
+                if server.on_accept is not None:
+                    server.on_accept()
                 return "250 Message accepted"
 
         self._controller = Controller(Handler(), hostname=self.host, port=self.port)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -35,6 +35,9 @@ class NotificationsSettings(ServiceSettings):
         "so these emails are not filtered as spam."
     )
     mail_send_batch: int = 20
+    #: how long a claimed batch is the claiming loop's (see notifications.sender); after a crash its
+    #: unsent emails are due again when it ends. Must leave room for a few SMTP timeouts per email
+    mail_send_lease_seconds: float = 120.0
     #: concurrent send loops, each with its own kept-open SMTP connection
     mail_senders: int = 4
     #: attempts before a temporarily failing email is marked failed; with the default back-off
@@ -50,3 +53,10 @@ class NotificationsSettings(ServiceSettings):
         default_factory=lambda: {"review_reminder": 3, "review_escalation": 3, "password_reset": 5}
     )
     mail_rate_window_seconds: int = 3600
+
+    @model_validator(mode="after")
+    def _lease_outlasts_sends(self) -> NotificationsSettings:
+        # the sender starts no send later than three SMTP timeouts before its lease ends
+        if self.mail_send_lease_seconds <= 3 * self.smtp_timeout:
+            raise ValueError("mail_send_lease_seconds must be more than three times smtp_timeout")
+        return self

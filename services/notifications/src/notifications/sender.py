@@ -5,10 +5,14 @@ transport, using its own kept-open connection). A temporary failure (server down
 schedules another attempt with exponential back-off and jitter; a permanent one (5xx) or the
 last attempt marks the email failed with the reason, where operators see and replay it.
 
-A crash mid-send leaves the claimed rows pending (their transaction never commits), so they
-are sent again after the restart: nothing is lost. An email the server accepted just before
-the crash is sent a second time with the same Message-ID (derived from its unique key), which
-mail systems fold into one; SMTP offers nothing stronger.
+A batch is claimed with a lease, not held in a transaction: the claim moves the rows'
+``next_attempt_at`` to the end of the lease (``mail_send_lease_seconds``) and commits, so no other
+loop or replica takes them meanwhile. Each email's outcome is then recorded (and committed) as soon
+as the server answered. A crash mid-batch therefore loses nothing: the rows it had not recorded are
+due again when the lease ends. At most the one email the server accepted just before the crash is
+sent a second time, with the same Message-ID (derived from its unique key), which mail systems fold
+into one; SMTP offers nothing stronger. A loop stopped on purpose gives its unsent emails back at
+once; one that is close to the end of its lease (a very slow server) stops and gives back the rest.
 
 Failpoints for crash tests: ``sender_before_send`` (batch claimed, nothing sent) and
 ``sender_after_send`` (sent, not yet recorded).
@@ -18,12 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections import deque
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
+import asyncpg
 from prometheus_client import Counter
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from notifications.config import NotificationsSettings
 from notifications.models import FAILED as FAILED_STATUS
@@ -41,6 +48,29 @@ FAILED = Counter("vs_emails_failed_total", "Emails given up on", ["template"])
 DEFERRED = Counter("vs_emails_deferred_total", "Temporary send failures", ["template"])
 
 
+class Outcome(NamedTuple):
+    """What one try did to an email (``status`` stays pending for a deferral)."""
+
+    status: str
+    attempts: int
+    last_error: str | None
+    sent_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+
+
+#: One outcome, committed on its own (the connection is outside any transaction); a fixed
+#: statement, so the driver prepares it once per connection. Its commit does not wait for the
+#: disk (``synchronous_commit`` off for this statement's transaction only): were the database to
+#: crash and lose it, the email would be due again when the lease ends, so a duplicate at worst,
+#: never a loss (the email itself was queued by a durable commit).
+_RECORD = """
+    WITH no_flush_wait AS (SELECT set_config('synchronous_commit', 'off', true))
+    UPDATE emails SET status = $2, attempts = $3, last_error = $4,
+                      sent_at = coalesce($5, sent_at), next_attempt_at = coalesce($6, next_attempt_at)
+    WHERE id = $1 AND EXISTS (SELECT 1 FROM no_flush_wait)
+"""
+
+
 class EmailSender:
     def __init__(
         self,
@@ -50,6 +80,7 @@ class EmailSender:
         clock: Clock,
     ) -> None:
         self.session_factory = session_factory
+        self._engine: AsyncEngine = session_factory.kw["bind"] if session_factory is not None else None
         self.transport = transport
         self.settings = settings
         self.clock = clock
@@ -120,43 +151,72 @@ class EmailSender:
                     self._idle.remove(wake)
 
     async def send_due(self) -> int:
-        """Send one batch of due emails. Returns how many were tried."""
+        """Claim and send one batch of due emails. Returns how many were claimed."""
+        now = self.clock.now()
+        lease_ends = now + timedelta(seconds=self.settings.mail_send_lease_seconds)
+        due = (
+            select(Email.id)
+            .where(Email.status == PENDING, Email.next_attempt_at <= now)
+            .order_by(Email.next_attempt_at)
+            .limit(self.settings.mail_send_batch)
+            .with_for_update(skip_locked=True)
+        )
         async with self.session_factory() as session, session.begin():
-            now = self.clock.now()
-            emails = (
-                (
-                    await session.execute(
-                        select(Email)
-                        .where(Email.status == PENDING, Email.next_attempt_at <= now)
-                        .order_by(Email.next_attempt_at)
-                        .limit(self.settings.mail_send_batch)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
-                .scalars()
-                .all()
+            claimed = await session.execute(
+                update(Email)
+                .where(Email.id.in_(due.scalar_subquery()))
+                .values(next_attempt_at=lease_ends)
+                .returning(Email),
+                execution_options={"synchronize_session": False},
             )
-            if emails:
-                failpoint("sender_before_send")
-            server_down: TemporarySendError | None = None
-            outcomes: list[dict[str, object]] = []
-            for email in emails:
-                outcome, server_down = await self._send_one(email, server_down)
-                outcomes.append({"id": email.id, **outcome})
-            if outcomes:
-                # one executemany for the batch (grouped by the columns each outcome sets)
-                await session.execute(update(Email), outcomes)
-            return len(emails)
+            emails = sorted(claimed.scalars().all(), key=lambda e: (e.created_at, e.id))
+        if not emails:
+            return 0
+        failpoint("sender_before_send")
+        # a send may take up to a few SMTP timeouts; none starts that could outlive the lease
+        last_start = lease_ends - timedelta(seconds=3 * self.settings.smtp_timeout)
+        unsent = {email.id for email in emails}
+        server_down: TemporarySendError | None = None
+        try:
+            async with self._engine.connect() as conn:
+                # the driver's connection, outside any transaction: each statement commits itself
+                recorder: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection
+                for email in emails:
+                    if self.clock.now() > last_start:
+                        log.warning("sender_lease_running_out", unsent=len(unsent))
+                        break
+                    outcome, server_down = await self._send_one(email, server_down)
+                    # committed before the next send: a crash resends at most this one email
+                    await recorder.execute(_RECORD, email.id, *outcome)
+                    unsent.discard(email.id)
+        finally:
+            if unsent:
+                # stopped, failed or out of time: what was not sent is due again now, not at the
+                # lease's end (shielded: a stopping loop still gives them back)
+                await asyncio.shield(self._give_back(unsent))
+        return len(emails)
+
+    async def _give_back(self, ids: set[uuid.UUID]) -> None:
+        try:
+            async with self.session_factory() as session, session.begin():
+                await session.execute(
+                    update(Email)
+                    .where(Email.id.in_(ids), Email.status == PENDING)
+                    .values(next_attempt_at=self.clock.now()),
+                    execution_options={"synchronize_session": False},
+                )
+        except Exception as exc:  # the database is gone too: they are due again when the lease ends
+            log.warning("sender_give_back_failed", emails=len(ids), error=type(exc).__name__)
 
     async def _send_one(
         self, email: Email, server_down: TemporarySendError | None
-    ) -> tuple[dict[str, object], TemporarySendError | None]:
-        """Send one email and record the outcome. Once the server could not be reached, the rest
+    ) -> tuple[Outcome, TemporarySendError | None]:
+        """Send one email; returns the outcome to record. Once the server could not be reached, the rest
         of the batch is deferred with that reason without trying: a dead server would otherwise
-        cost a connection timeout per email while the batch's rows stay locked."""
+        cost a connection timeout per email while the batch's lease runs."""
         attempts = email.attempts + 1
         now = self.clock.now()
-        values: dict[str, object]
+        outcome: Outcome
         try:
             if server_down is not None:
                 raise server_down
@@ -165,27 +225,27 @@ class EmailSender:
             FAILED.labels(email.template).inc()
             # the reason goes to the row (operators read it there): servers often echo the address
             log.error("email_failed", email_id=str(email.id), template=email.template)
-            values = {"status": FAILED_STATUS, "attempts": attempts, "last_error": str(exc)[:1000]}
+            outcome = Outcome(FAILED_STATUS, attempts, str(exc)[:1000])
         except Exception as exc:
-            values = self._deferred(email, attempts, now, exc)
+            outcome = self._deferred(email, attempts, now, exc)
             if isinstance(exc, TemporarySendError) and exc.unreachable:
                 server_down = exc
         else:
             failpoint("sender_after_send")
             SENT.labels(email.template).inc()
             log.debug("email_sent", email_id=str(email.id), template=email.template)
-            values = {"status": SENT_STATUS, "attempts": attempts, "sent_at": now, "last_error": None}
-        return values, server_down
+            outcome = Outcome(SENT_STATUS, attempts, None, sent_at=now)
+        return outcome, server_down
 
-    def _deferred(self, email: Email, attempts: int, now: datetime, exc: Exception) -> dict[str, object]:
+    def _deferred(self, email: Email, attempts: int, now: datetime, exc: Exception) -> Outcome:
         # TemporarySendError (server down, timeout, 4xx) or a bug building the message: a poison
         # email must not block the queue, so it too ends as failed after the last attempt.
         reason = str(exc)[:1000] if isinstance(exc, TemporarySendError) else f"unexpected: {type(exc).__name__}"
         if attempts >= self.settings.mail_max_attempts:
             FAILED.labels(email.template).inc()
             log.error("email_gave_up", email_id=str(email.id), template=email.template, attempts=attempts)
-            return {"status": FAILED_STATUS, "attempts": attempts, "last_error": reason}
+            return Outcome(FAILED_STATUS, attempts, reason)
         DEFERRED.labels(email.template).inc()
         delay = self.retry_delay(attempts)
         log.info("email_deferred", email_id=str(email.id), attempts=attempts, retry_in=round(delay, 2))
-        return {"attempts": attempts, "last_error": reason, "next_attempt_at": now + timedelta(seconds=delay)}
+        return Outcome(PENDING, attempts, reason, next_attempt_at=now + timedelta(seconds=delay))
