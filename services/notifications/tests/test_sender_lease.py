@@ -54,7 +54,7 @@ class Outbox:
                     message_id=f"<{key[6:]}@volunteer.example.org>",
                     status="pending",
                     next_attempt_at=self.clock.now(),
-                    created_at=self.clock.now() + timedelta(microseconds=i),
+                    created_at=self.clock.now(),
                 )
             )
         async with self.sender.session_factory() as session, session.begin():
@@ -63,7 +63,7 @@ class Outbox:
 
     async def rows(self) -> list[Email]:
         async with self.sender.session_factory() as session:
-            return list((await session.execute(select(Email).order_by(Email.created_at))).scalars())
+            return list((await session.execute(select(Email).order_by(Email.seq))).scalars())
 
 
 @pytest.fixture
@@ -86,6 +86,14 @@ async def outbox(database_factory: Callable[[str], Awaitable[str]], own_smtp: Sm
     yield Outbox(sender, clock)
     await sender.transport.close()
     await engine.dispose()
+
+
+async def test_emails_queued_together_leave_in_the_order_they_were_queued(outbox: Outbox, own_smtp: SmtpServer) -> None:
+    """One transaction queues them (same created_at, same next attempt); the queue order decides."""
+    await outbox.queue(10)  # the batch size
+    assert await outbox.sender.send_due() == 10
+    queued = [r.to_address for r in await outbox.rows()]
+    assert [m.rcpt_tos[0] for m in own_smtp.received] == queued
 
 
 async def test_each_accepted_email_is_recorded_at_once_not_when_the_batch_ends(

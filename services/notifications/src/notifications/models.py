@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, func, text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, Integer, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -50,7 +50,7 @@ class Email(Base):
 
     __tablename__ = "emails"
     __table_args__ = (
-        Index("ix_emails_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+        Index("ix_emails_due", "next_attempt_at", "seq", postgresql_where=text("status = 'pending'")),
         Index("ix_emails_status_created", "status", "created_at"),
         Index("ix_emails_event_id", "event_id"),
         Index("ix_emails_created", "created_at", "id"),
@@ -59,6 +59,9 @@ class Email(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    #: queue order: emails due at the same moment (queued by one transaction) leave in the order
+    #: they were queued
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), nullable=False)
     dedupe_key: Mapped[str] = mapped_column(String(300), unique=True)
     event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     event_type: Mapped[str] = mapped_column(String(120))

@@ -157,7 +157,7 @@ class EmailSender:
         due = (
             select(Email.id)
             .where(Email.status == PENDING, Email.next_attempt_at <= now)
-            .order_by(Email.next_attempt_at)
+            .order_by(Email.next_attempt_at, Email.seq)
             .limit(self.settings.mail_send_batch)
             .with_for_update(skip_locked=True)
         )
@@ -169,7 +169,8 @@ class EmailSender:
                 .returning(Email),
                 execution_options={"synchronize_session": False},
             )
-            emails = sorted(claimed.scalars().all(), key=lambda e: (e.created_at, e.id))
+            # in queue order (RETURNING keeps none): the claim moved every row's next attempt alike
+            emails = sorted(claimed.scalars().all(), key=lambda e: e.seq)
         if not emails:
             return 0
         failpoint("sender_before_send")
