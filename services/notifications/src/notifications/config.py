@@ -38,8 +38,11 @@ class NotificationsSettings(ServiceSettings):
     #: how long a claimed batch is the claiming loop's (see notifications.sender); after a crash its
     #: unsent emails are due again when it ends. Must leave room for a few SMTP timeouts per email
     mail_send_lease_seconds: float = 120.0
-    #: concurrent send loops, each with its own kept-open SMTP connection
-    mail_senders: int = 4
+    #: concurrent send loops, each with its own kept-open SMTP connection (and, while it sends, a
+    #: database connection). A loop waits on the mail server's answers (four per email) and on its
+    #: outcome's commit: at 300 events/s on the 2-core bench machine, 8 loops halved the p50 latency
+    #: of 4 (235 ms → 117 ms); 32 was worse than 16
+    mail_senders: int = 8
     #: attempts before a temporarily failing email is marked failed; with the default back-off
     #: (5 s doubling, capped at 30 min, jittered down to half) that rides out 1.5-2 hours of outage
     mail_max_attempts: int = 12
