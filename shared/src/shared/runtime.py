@@ -7,6 +7,8 @@ Each service's ``bootstrap`` builds one :class:`Runtime`; the HTTP app's lifespa
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -123,15 +125,29 @@ class Runtime:
                 self._background_tasks.append(asyncio.create_task(job(), name=f"{self.service}-job"))
 
     async def stop(self) -> None:
+        """Stop in order (jobs, relay, consumers, pool), each step within ``shutdown_step_seconds``:
+        a step still running then is logged with where every pending task waits, and cut short,
+        so a stop always ends (an orchestrator would otherwise kill the process unexplained)."""
         for task in self._background_tasks:
             task.cancel()
-        await asyncio.gather(*self._background_tasks, return_exceptions=True)
+        await self._within("background_jobs", asyncio.gather(*self._background_tasks, return_exceptions=True))
         self._background_tasks = []
         if self._started_relay:
-            await self.relay.stop()
+            await self._within("relay", self.relay.stop())
         if self.owns_broker:
-            await self.broker.close()
-        await self.engine.dispose()
+            await self._within("broker", self.broker.close())
+        await self._within("database_pool", self.engine.dispose())
+
+    async def _within(self, step: str, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        done, _ = await asyncio.wait({task}, timeout=self.settings.shutdown_step_seconds)
+        if task in done:
+            task.result()
+            return
+        here = asyncio.current_task()
+        waiting = [awaiting(t) for t in asyncio.all_tasks() if t is not here and not t.done()]
+        log.error("shutdown_step_stuck", step=step, seconds=self.settings.shutdown_step_seconds, tasks=waiting[:30])
+        task.cancel()
 
     async def broker_ready(self) -> bool:
         ready = getattr(self.broker, "consumers_ready", None)
@@ -141,3 +157,15 @@ class Runtime:
         if probe is not None:
             await probe()
         return True
+
+
+def awaiting(task: asyncio.Task[Any]) -> str:
+    """Where a task waits: its chain of awaits, outermost first (function@file:line each)."""
+    parts: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None and len(parts) < 40:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            parts.append(f"{frame.f_code.co_name}@{Path(frame.f_code.co_filename).name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return f"{task.get_name()}: " + " > ".join(parts)

@@ -52,6 +52,9 @@ class ServiceSettings(BaseSettings):
     max_handler_attempts: int = 5
     #: deliveries (crashes included) before the broker dead-letters a message
     delivery_limit: int = 10
+    #: longest wait for each step of a stop (jobs, relay, consumers, pool) before it is cut short
+    #: and logged with where each pending task waits (``shutdown_step_stuck``)
+    shutdown_step_seconds: float = 20.0
 
     # Tokens
     jwt_issuer: str = "https://identity.vs.local"
