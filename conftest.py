@@ -83,3 +83,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The log scan reads what the rest of the run logged, so it goes last.
     last = [i for i in items if i.get_closest_marker("runs_last")]
     items[:] = [i for i in items if not i.get_closest_marker("runs_last")] + last
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """A service stop that had to be cut short (``shutdown_step_stuck``) is reported with where its
+    tasks waited, even when no test failed because of it."""
+    stuck = [
+        line
+        for line in RAW_LOGS.lines
+        if "shutdown_step_stuck" in line and "test_runtime_stop.py" not in line  # that test hangs on purpose
+    ]
+    if stuck:
+        terminalreporter.section("service stops cut short")
+        for line in stuck:
+            terminalreporter.write_line(line)
