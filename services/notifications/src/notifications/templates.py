@@ -28,11 +28,13 @@ class Templates:
             undefined=StrictUndefined,
             autoescape=False,  # noqa: S701 - plain text
             keep_trailing_newline=True,
+            auto_reload=False,  # the templates ship with the code: no stat of their file per render
         )
         self._html = Environment(
             loader=FileSystemLoader(TEMPLATE_DIR),
             undefined=StrictUndefined,
             autoescape=select_autoescape(["html", "j2"]),
+            auto_reload=False,
         )
 
     def render(self, template: str, language: str, context: dict[str, Any]) -> Rendered:
