@@ -160,12 +160,13 @@ class Runtime:
 
 
 def awaiting(task: asyncio.Task[Any]) -> str:
-    """Where a task waits: its chain of awaits, outermost first (function@file:line each)."""
+    """Where a task waits: its chain of awaits, outermost first ("function (file:line)" each)."""
     parts: list[str] = []
     coro: Any = task.get_coro()
     while coro is not None and len(parts) < 40:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
         if frame is not None:
-            parts.append(f"{frame.f_code.co_name}@{Path(frame.f_code.co_filename).name}:{frame.f_lineno}")
+            # no "@" between name and file: that reads as an email address to the log privacy scan
+            parts.append(f"{frame.f_code.co_name} ({Path(frame.f_code.co_filename).name}:{frame.f_lineno})")
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
     return f"{task.get_name()}: " + " > ".join(parts)

@@ -51,7 +51,7 @@ async def test_a_background_job_that_ignores_cancellation_does_not_hold_the_stop
     [stuck] = [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg.get("event") == "shutdown_step_stuck"]
     assert stuck["step"] == "background_jobs"
     # where it waits, down to the line: the job's own frame and the sleep it is in
-    assert any("stubborn_job@test_runtime_stop.py" in t and "sleep@tasks.py" in t for t in stuck["tasks"]), stuck
+    assert any("stubborn_job (test_runtime_stop.py:" in t and "sleep (tasks.py:" in t for t in stuck["tasks"]), stuck
     released.set()
     for task in asyncio.all_tasks():
         if task.get_coro().__qualname__.endswith("stubborn_job"):  # type: ignore[union-attr]
