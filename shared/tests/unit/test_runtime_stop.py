@@ -30,8 +30,10 @@ async def test_a_background_job_that_ignores_cancellation_does_not_hold_the_stop
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     released = asyncio.Event()
+    jobs: list[asyncio.Task[object]] = []
 
     async def stubborn_job() -> None:
+        jobs.append(asyncio.current_task())  # type: ignore[arg-type]
         while True:
             try:
                 await asyncio.sleep(3600)
@@ -53,10 +55,9 @@ async def test_a_background_job_that_ignores_cancellation_does_not_hold_the_stop
     # where it waits, down to the line: the job's own frame and the sleep it is in
     assert any("stubborn_job (test_runtime_stop.py:" in t and "sleep (tasks.py:" in t for t in stuck["tasks"]), stuck
     released.set()
-    for task in asyncio.all_tasks():
-        if task.get_coro().__qualname__.endswith("stubborn_job"):  # type: ignore[union-attr]
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+    [job] = jobs
+    job.cancel()
+    await asyncio.gather(job, return_exceptions=True)
 
 
 async def test_a_stop_whose_steps_finish_logs_nothing_stuck(caplog: pytest.LogCaptureFixture) -> None:

@@ -9,6 +9,10 @@ from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
 
+#: how many SMTP timeouts one email's send may take (connect, commands, data): the sender starts
+#: no send later than this many timeouts before its lease ends
+SMTP_TIMEOUTS_PER_SEND = 3
+
 
 class NotificationsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFICATIONS_", extra="ignore")
@@ -59,7 +63,6 @@ class NotificationsSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _lease_outlasts_sends(self) -> NotificationsSettings:
-        # the sender starts no send later than three SMTP timeouts before its lease ends
-        if self.mail_send_lease_seconds <= 3 * self.smtp_timeout:
-            raise ValueError("mail_send_lease_seconds must be more than three times smtp_timeout")
+        if self.mail_send_lease_seconds <= SMTP_TIMEOUTS_PER_SEND * self.smtp_timeout:
+            raise ValueError(f"mail_send_lease_seconds must be more than {SMTP_TIMEOUTS_PER_SEND} times smtp_timeout")
         return self

@@ -32,7 +32,7 @@ from prometheus_client import Counter
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from notifications.config import NotificationsSettings
+from notifications.config import SMTP_TIMEOUTS_PER_SEND, NotificationsSettings
 from notifications.models import FAILED as FAILED_STATUS
 from notifications.models import PENDING, Email
 from notifications.models import SENT as SENT_STATUS
@@ -174,8 +174,8 @@ class EmailSender:
         if not emails:
             return 0
         failpoint("sender_before_send")
-        # a send may take up to a few SMTP timeouts; none starts that could outlive the lease
-        last_start = lease_ends - timedelta(seconds=3 * self.settings.smtp_timeout)
+        # no send starts that could outlive the lease
+        last_start = lease_ends - timedelta(seconds=SMTP_TIMEOUTS_PER_SEND * self.settings.smtp_timeout)
         unsent = {email.id for email in emails}
         server_down: TemporarySendError | None = None
         try:
