@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.aio import cancel_and_wait
 from shared.auth import JwksSource, TokenVerifier
 from shared.clock import Clock, SystemClock
 from shared.db import UnitOfWork, asyncpg_dsn, make_engine, make_session_factory
@@ -128,9 +129,7 @@ class Runtime:
         """Stop in order (jobs, relay, consumers, pool), each step within ``shutdown_step_seconds``:
         a step still running then is logged with where every pending task waits, and cut short,
         so a stop always ends (an orchestrator would otherwise kill the process unexplained)."""
-        for task in self._background_tasks:
-            task.cancel()
-        await self._within("background_jobs", asyncio.gather(*self._background_tasks, return_exceptions=True))
+        await self._within("background_jobs", cancel_and_wait(*self._background_tasks))
         self._background_tasks = []
         if self._started_relay:
             await self._within("relay", self.relay.stop())

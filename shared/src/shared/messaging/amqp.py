@@ -31,6 +31,7 @@ from aio_pika.abc import (
 )
 from pydantic import ValidationError
 
+from shared.aio import cancel_and_wait
 from shared.logging import get_logger
 from shared.messaging.broker import BrokerUnavailable, MessageHandler, PublishError
 from shared.messaging.envelope import CONTENT_TYPE, Envelope
@@ -282,8 +283,7 @@ class AmqpBroker:
         self._stopping = True
         await asyncio.gather(*(lanes.close() for lanes in self._lanes.values()), return_exceptions=True)
         if self._consume_task is not None:
-            self._consume_task.cancel()
-            await asyncio.gather(self._consume_task, return_exceptions=True)
+            await cancel_and_wait(self._consume_task)
             self._consume_task = None
         self._lanes = {}
         self._slots = {}

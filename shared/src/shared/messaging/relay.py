@@ -28,6 +28,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.aio import cancel_and_wait
 from shared.failpoints import failpoint
 from shared.logging import get_logger
 from shared.messaging.broker import Broker, BrokerUnavailable, PublishError
@@ -105,9 +106,7 @@ class OutboxRelay:
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
 
     async def _run(self) -> None:
