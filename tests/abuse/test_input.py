@@ -116,7 +116,10 @@ async def test_unicode_edge_cases_in_names_never_break_sign_up(stack: Stack) -> 
                 assert response.status_code >= 400, f"{label}: {response.text[:300]}"
                 assert code_of(response), f"{label}: {response.text[:300]}"
                 retry = await client.post("/api/v1/accounts", json={**body, "real_name": "张三"})
-                assert retry.status_code == 201, f"{label} left something behind: {retry.text[:300]}"
+                assert retry.status_code == 201, (
+                    f"{label} left something behind: first {response.status_code} {response.text[:200]};"
+                    f" retry {retry.status_code} {retry.text[:200]}"
+                )
     print(f"\nunicode names: {outcomes}")
 
 

@@ -216,17 +216,36 @@ class RawLogCapture(logging.Handler):
 RAW_LOGS = RawLogCapture()
 
 
+#: every ID number this process handed out: test users share one identity database per session,
+#: and random serials alone collided (1,000 serials for a birth date), failing a sign-up as a duplicate
+_ISSUED_IDS: set[str] = set()
+
+
 def resident_id(birth: date = date(1990, 1, 1), region: str = "110105", serial: int | None = None) -> str:
     """A valid 18-digit resident ID number (GB 11643 check digit) for test users.
 
-    ``serial`` defaults to a random one, so that tests running side by side get distinct numbers.
+    ``serial`` defaults to a random one this process has not handed out before, so that tests
+    running side by side get distinct numbers.
     """
     from stdnum.cn import ric
 
+    def number(serial: int) -> str:
+        body = f"{region}{birth:%Y%m%d}{serial:03d}"
+        return body + str(ric.calc_check_digit(body + "0"))  # stdnum expects a placeholder check digit
+
     if serial is None:
-        serial = secrets.randbelow(1000)
-    body = f"{region}{birth:%Y%m%d}{serial:03d}"
-    return body + str(ric.calc_check_digit(body + "0"))  # stdnum expects a placeholder check digit
+        for _ in range(64):
+            serial = secrets.randbelow(1000)
+            if number(serial) not in _ISSUED_IDS:
+                break
+        else:
+            free = [s for s in range(1000) if number(s) not in _ISSUED_IDS]
+            if not free:
+                raise RuntimeError(f"every test ID number for {birth} in {region} was handed out already")
+            serial = secrets.choice(free)
+    issued = number(serial)
+    _ISSUED_IDS.add(issued)
+    return issued
 
 
 def sign_up_body(**overrides: Any) -> dict[str, Any]:
