@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from shared.contracts.projects import HoursRecorded
+from shared.contracts.projects import HoursRecorded, HoursRecordedItem
 from shared.db import asyncpg_dsn
 
 from .conftest import StartProjects, World
@@ -69,8 +69,9 @@ async def test_a_refused_application_takes_no_place_and_raises_no_event(world: W
 
 
 async def test_hours_recorded_events_built_in_sql_are_the_contract_s_json(world: World) -> None:
-    """Bulk hours write their ``hours.recorded`` outbox rows in the insert statement itself; each
-    payload must be exactly what the HoursRecorded model would have written."""
+    """Bulk hours write their ``hours.recorded`` outbox row in the insert statement itself: one event
+    for the sheet, listing its records; the payload must be exactly what the HoursRecorded model
+    would have written."""
     project = await world.project(positions=[{"name": "引导员", "quota": 5, "admission_mode": "auto"}])
     volunteer_id, _, application_id = await world.admitted_volunteer(project)
     world.clock.set(world.clock.now().replace(day=8))
@@ -83,14 +84,16 @@ async def test_hours_recorded_events_built_in_sql_are_the_contract_s_json(world:
     )
     assert response.status_code == 201, response.text
     records = {item["id"]: item for item in response.json()["items"]}
-    payloads = [p for p in await world.outbox("hours.recorded") if p["project_id"] == project.id]
-    assert len(payloads) == 2
-    for payload in payloads:
-        assert payload == HoursRecorded.model_validate(payload).model_dump(mode="json")
-        assert set(payload) == set(HoursRecorded.model_fields)
-        record = records[payload["record_id"]]
-        assert payload["account_id"] == str(volunteer_id)
-        assert (payload["service_date"], payload["minutes"], payload["late"]) == (
+    [payload] = [p for p in await world.outbox("hours.recorded") if p["project_id"] == project.id]
+    assert payload == HoursRecorded.model_validate(payload).model_dump(mode="json")
+    assert set(payload) == set(HoursRecorded.model_fields)
+    assert (payload["source"], payload["recorded_by"]) == ("bulk", str(project.lead_id))
+    assert len(payload["records"]) == 2
+    for item in payload["records"]:
+        assert set(item) == set(HoursRecordedItem.model_fields)
+        record = records[item["record_id"]]
+        assert (item["application_id"], item["account_id"]) == (application_id, str(volunteer_id))
+        assert (item["service_date"], item["minutes"], item["late"]) == (
             record["service_date"],
             record["minutes"],
             record["late"],
@@ -105,7 +108,7 @@ async def test_hours_recorded_events_built_in_sql_are_the_contract_s_json(world:
                 {"p": project.id},
             )
         ).all()
-    assert {tuple(r) for r in rows_meta} == {("application", application_id, "projects", 1)}
+    assert [tuple(r) for r in rows_meta] == [("project", project.id, "projects", HoursRecorded.schema_version)]
 
 
 async def _drop_pooled_connections(world: World) -> int:

@@ -37,7 +37,10 @@ async def test_lead_records_hours_for_an_admitted_volunteer_and_totals_follow(wo
     assert totals["minutes"] == 150
     assert totals["volunteers"][0]["account_id"] == str(volunteer_id)
     events = [p for p in await world.outbox("hours.recorded") if p["project_id"] == project.id]
-    assert sorted((e["minutes"], e["late"]) for e in events) == [(60, True), (90, False)]
+    assert [len(e["records"]) for e in events] == [1, 1]  # one event per recording
+    records = [r for e in events for r in e["records"]]
+    assert sorted((r["minutes"], r["late"]) for r in records) == [(60, True), (90, False)]
+    assert {e["source"] for e in events} == {"single"}
 
 
 async def test_hours_refused_for_a_volunteer_who_is_not_admitted(world: World) -> None:
@@ -121,7 +124,11 @@ async def test_bulk_records_hundreds_of_rows_in_one_request(world: World) -> Non
     assert body["late"] == 300  # the 5th, 6th and 7th recorded on the 8th
     totals = (await world.client.get(f"/api/v1/projects/{project.id}/hours/totals", headers=project.lead)).json()
     assert totals["minutes"] == 400 * 120
-    assert len([p for p in await world.outbox("hours.recorded") if p["project_id"] == project.id]) == 400
+    # one event for the sheet, listing its 400 records (not 400 messages)
+    [event] = [p for p in await world.outbox("hours.recorded") if p["project_id"] == project.id]
+    assert event["source"] == "bulk"
+    assert len(event["records"]) == 400
+    assert {r["record_id"] for r in event["records"]} == {i["id"] for i in body["items"]}
 
 
 async def test_bulk_is_all_or_nothing_when_one_row_is_not_admitted(world: World) -> None:

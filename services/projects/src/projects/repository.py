@@ -498,16 +498,21 @@ _RECORD_HOURS = text(
         FROM input i JOIN eligible e ON e.id = i.application_id
         RETURNING id, application_id, account_id, service_date, minutes, late
     ), written AS (
-        -- one hours.recorded event per row, built here rather than by hundreds of Python models:
-        -- the payload is HoursRecorded's JSON form (checked against the model by a test)
+        -- one hours.recorded event for the whole recording, listing its records, built here rather
+        -- than by hundreds of Python models: the payload is HoursRecorded's JSON form (checked
+        -- against the model by a test). No rows recorded, no event (the caller then refuses).
         INSERT INTO outbox (id, event_type, schema_version, aggregate_type, aggregate_id, payload,
                             producer, correlation_id, causation_id, occurred_at)
-        SELECT gen_random_uuid(), :ob_event_type, :ob_schema_version, :ob_aggregate_type, r.application_id::text,
-               jsonb_build_object('record_id', r.id, 'application_id', r.application_id, 'project_id', :project_id,
-                                  'account_id', r.account_id, 'service_date', r.service_date,
-                                  'minutes', r.minutes, 'late', r.late),
+        SELECT gen_random_uuid(), :ob_event_type, :ob_schema_version, :ob_aggregate_type, CAST(:project_id AS text),
+               jsonb_build_object(
+                   'project_id', CAST(:project_id AS uuid), 'source', CAST(:source AS text),
+                   'recorded_by', CAST(:recorded_by AS uuid),
+                   'records', jsonb_agg(jsonb_build_object(
+                       'record_id', r.id, 'application_id', r.application_id, 'account_id', r.account_id,
+                       'service_date', r.service_date, 'minutes', r.minutes, 'late', r.late))),
                :ob_producer, :ob_correlation_id, :ob_causation_id, :ob_occurred_at
         FROM recorded r
+        HAVING count(*) > 0
         RETURNING 1
     )
     SELECT r.*, (SELECT pg_notify(:channel, '')) AS notified FROM recorded r
@@ -561,7 +566,8 @@ async def record_hours(
 ) -> list[Any]:
     """One ``INSERT ... SELECT FROM unnest`` statement (on the driver: see ``fetch_on_driver``); rows of
     applications not holding a place in this project are left out (the caller compares counts). The same
-    statement writes each row's ``hours.recorded`` outbox row (``events``: see ``unit_of_work.event_row_params``)."""
+    statement writes the recording's ``hours.recorded`` outbox row, listing every record (``events``: see
+    ``unit_of_work.event_row_params``)."""
     return await fetch_on_driver(
         s,
         _RECORD_HOURS,

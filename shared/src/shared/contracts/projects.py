@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts.base import Event
 
@@ -119,9 +119,40 @@ class _HoursEvent(Event):
     late: bool = False
 
 
-class HoursRecorded(_HoursEvent):
+class HoursRecordedItem(BaseModel):
+    """One record of an ``hours.recorded`` event."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    record_id: uuid.UUID
+    application_id: uuid.UUID
+    account_id: uuid.UUID
+    service_date: date
+    minutes: int
+    late: bool = False
+
+
+class HoursRecorded(_ProjectEvent):
     event_type: ClassVar[str] = "hours.recorded"
-    summary: ClassVar[str] = "Service hours were recorded (late recordings flagged)"
+    schema_version: ClassVar[int] = 2
+    summary: ClassVar[str] = (
+        "Service hours were recorded: one event per recording (one row, a bulk sheet of hundreds, or a"
+        " sign-out), listing its records; late recordings (补录) flagged"
+    )
+
+    project_id: uuid.UUID
+    #: single, bulk or sign (sign-in/sign-out)
+    source: str
+    recorded_by: uuid.UUID
+    records: list[HoursRecordedItem]
+
+
+class HoursRecordedV1(_HoursEvent):
+    """Version 1 carried one record per event: a bulk sheet of 500 rows wrote 500 outbox rows and
+    published 500 messages. No longer produced; kept so a consumer can still read a v1 message."""
+
+    event_type: ClassVar[str] = "hours.recorded"
+    summary: ClassVar[str] = "Superseded by v2 (one event per recording, listing its records); no longer produced"
 
 
 class HoursCorrected(_HoursEvent):
