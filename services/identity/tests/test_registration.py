@@ -269,6 +269,21 @@ async def test_sign_up_with_the_imported_name_claims_the_record_and_keeps_its_hi
     assert row[2] is not None
 
 
+async def test_concurrent_claims_of_one_imported_record_give_one_account(identity: Identity) -> None:
+    """Sixteen sign-ups at once with an imported number and its name: one claims the record, the
+    others are told the number is registered (not that their username is taken)."""
+    number = resident_id()
+    record_id = await add_imported_record(identity, number, "周九")
+    bodies = [sign_up_body(id_number=number, real_name="周九") for _ in range(16)]
+    responses = await asyncio.gather(*(identity.client.post("/api/v1/accounts", json=b) for b in bodies))
+    assert sorted(r.status_code for r in responses) == [201] + [409] * 15
+    assert {r.json()["code"] for r in responses if r.status_code == 409} == {"id_number_already_registered"}
+    [winner] = [r.json() for r in responses if r.status_code == 201]
+    assert winner["id"] == str(record_id)
+    rows = await identity.fetch("SELECT count(*) FROM accounts WHERE record_id = :i", i=record_id)
+    assert rows[0][0] == 1
+
+
 async def test_sign_up_with_another_name_than_the_imported_one_is_refused(identity: Identity) -> None:
     number = resident_id()
     await add_imported_record(identity, number, "孙七")

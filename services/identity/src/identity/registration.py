@@ -148,6 +148,11 @@ async def sign_up(runtime: IdentityRuntime, data: SignUp) -> Account:
     return account
 
 
+#: the constraints a concurrent sign-up with the same ID number (or claiming the same imported
+#: record, whose id the account takes) runs into; any other violation is a bug, not a duplicate
+_ONE_ACCOUNT_PER_PERSON = ("ux_accounts_id_blind_index", "pk_accounts", "uq_accounts_record_id")
+
+
 async def _register(
     uow: UnitOfWork,
     data: SignUp,
@@ -214,9 +219,11 @@ async def _register(
     try:
         await uow.flush()
     except IntegrityError as exc:
-        if "ux_accounts_id_blind_index" in str(exc.orig):
+        if "uq_accounts_username" in str(exc.orig):
+            raise AppError(errors.USERNAME_TAKEN) from None
+        if any(name in str(exc.orig) for name in _ONE_ACCOUNT_PER_PERSON):
             raise AppError(errors.ID_NUMBER_ALREADY_REGISTERED, {"way_out": ALREADY_REGISTERED_WAY_OUT}) from None
-        raise AppError(errors.USERNAME_TAKEN) from None
+        raise
     account.raise_event(
         AccountRegistered(
             account_id=account.id,
