@@ -204,6 +204,29 @@ async def test_freed_place_goes_to_the_next_in_line_on_an_auto_position(world: W
     assert third_view["stage"] == "applied"
 
 
+async def test_raised_quota_goes_to_those_waiting_in_order_before_a_later_applicant(world: World) -> None:
+    project = await world.project(positions=[{"name": "引导员", "quota": 1, "admission_mode": "auto"}])
+    await world.admitted_volunteer(project)
+    waiting = []
+    for _ in range(3):
+        _, headers = await world.volunteer()
+        waiting.append((headers, (await world.apply(project.position(), headers)).json()["id"]))
+    raised = await world.client.put(
+        f"/api/v1/positions/{project.position()}/quota", json={"quota": 3}, headers=project.lead
+    )
+    assert raised.status_code == 200, raised.text
+    assert raised.json()["positions"][0]["admitted"] == 3
+    stages = [
+        (await world.client.get(f"/api/v1/applications/{app_id}", headers=headers)).json()["stage"]
+        for headers, app_id in waiting
+    ]
+    assert stages == ["admitted", "admitted", "applied"]
+    _, later = await world.volunteer()
+    assert (await world.apply(project.position(), later)).json()["stage"] == "applied"
+    admitted_events = await world.outbox("application.admitted")
+    assert {e["application_id"] for e in admitted_events} >= {waiting[0][1], waiting[1][1]}
+
+
 async def test_freed_place_can_be_given_by_the_lead_on_a_manual_position(world: World) -> None:
     project = await world.project(positions=MANUAL)
     _, first, first_id = await world.admitted_volunteer(project)

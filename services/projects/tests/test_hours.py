@@ -94,6 +94,37 @@ async def test_daily_cap_refuses_the_row_that_goes_over(world: World) -> None:
     assert "12" in over["message"]
 
 
+async def test_daily_cap_counts_one_volunteer_over_every_position_and_project(world: World) -> None:
+    two_positions = [
+        {"name": "引导员", "quota": 5, "admission_mode": "auto"},
+        {"name": "翻译", "quota": 5, "admission_mode": "auto"},
+    ]
+    project = await world.project(positions=two_positions)
+    other = await world.project(positions=POSITIONS)
+    _, volunteer = await world.volunteer()
+    first, second, elsewhere = [
+        (await world.apply(position, volunteer)).json()
+        for position in (project.position(0), project.position(1), other.position())
+    ]
+    assert {first["stage"], second["stage"], elsewhere["stage"]} == {"admitted"}
+    day = "2026-01-05"
+    full = await record(world, project.id, project.lead, application_id=first["id"], service_date=day, minutes=660)
+    assert full["http_status"] == 201
+    over = await record(world, project.id, project.lead, application_id=second["id"], service_date=day, minutes=120)
+    assert over["http_status"] == 422
+    assert over["code"] == "hours_daily_cap_exceeded"
+    also_over = await record(world, other.id, other.lead, application_id=elsewhere["id"], service_date=day, minutes=120)
+    assert also_over["http_status"] == 422
+    assert also_over["code"] == "hours_daily_cap_exceeded"
+    fits = await record(world, other.id, other.lead, application_id=elsewhere["id"], service_date=day, minutes=60)
+    assert fits["http_status"] == 201
+    world.clock.advance(days=1)
+    other_day = await record(
+        world, project.id, project.lead, application_id=second["id"], service_date="2026-01-06", minutes=120
+    )
+    assert other_day["http_status"] == 201
+
+
 async def test_future_or_out_of_project_dates_are_refused(world: World) -> None:
     project = await world.project(positions=POSITIONS)
     _, _, application_id = await world.admitted_volunteer(project)
@@ -253,6 +284,59 @@ async def test_sign_out_is_capped_per_day(world: World) -> None:
     world.clock.advance(hours=3)
     out = await sign(world, project.id, volunteer, "out", await code_for(world, project.id, project.lead, "out"))
     assert out["minutes"] == 60  # 12 h cap, 11 h already recorded
+
+
+async def test_a_forgotten_sign_out_ends_unrecorded_and_the_next_day_can_sign_in(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    _, volunteer, application_id = await world.admitted_volunteer(project)
+    await sign(world, project.id, volunteer, "in", await code_for(world, project.id, project.lead, "in"))
+    world.clock.advance(hours=23)  # never signed out; back on site the next morning
+    again = await sign(world, project.id, volunteer, "in", await code_for(world, project.id, project.lead, "in"))
+    assert again["http_status"] == 201, again
+    world.clock.advance(hours=2)
+    out = await sign(world, project.id, volunteer, "out", await code_for(world, project.id, project.lead, "out"))
+    assert (out["minutes"], out["abandoned"]) == (120, False)
+    record = (await world.client.get(f"/api/v1/hours/{out['record_id']}", headers=volunteer)).json()
+    assert record["service_date"] == "2026-01-06"
+    async with world.runtime.engine.connect() as conn:
+        sessions = (
+            await conn.execute(
+                text(
+                    "SELECT service_date::text, abandoned, record_id IS NOT NULL FROM attendances"
+                    " WHERE application_id = :a ORDER BY signed_in_at"
+                ),
+                {"a": application_id},
+            )
+        ).all()
+    assert [tuple(r) for r in sessions] == [("2026-01-05", True, False), ("2026-01-06", False, True)]
+    mine = (await world.client.get("/api/v1/me/hours", headers=volunteer)).json()
+    assert mine["minutes"] == 120  # the forgotten session did not count the night
+
+
+async def test_a_sign_out_long_after_the_sign_in_records_nothing_and_says_so(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    _, volunteer, _ = await world.admitted_volunteer(project)
+    await sign(world, project.id, volunteer, "in", await code_for(world, project.id, project.lead, "in"))
+    world.clock.advance(hours=20)
+    out = await sign(world, project.id, volunteer, "out", await code_for(world, project.id, project.lead, "out"))
+    assert out["http_status"] == 201, out
+    assert (out["minutes"], out["record_id"], out["abandoned"]) == (0, None, True)
+    again = await sign(world, project.id, volunteer, "out", await code_for(world, project.id, project.lead, "out"))
+    assert again["code"] == "not_signed_in"
+    mine = (await world.client.get("/api/v1/me/hours", headers=volunteer)).json()
+    assert mine["minutes"] == 0
+
+
+async def test_sign_in_outside_the_projects_dates_is_refused_at_the_door(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    _, volunteer, _ = await world.admitted_volunteer(project)
+    world.clock.set(world.clock.now().replace(month=4, day=1))  # the project ended on 31 March
+    refused = await sign(world, project.id, volunteer, "in", await code_for(world, project.id, project.lead, "in"))
+    assert refused["http_status"] == 422
+    assert refused["code"] == "hours_date_outside_project"
+    world.clock.set(world.clock.now().replace(month=3, day=31))
+    allowed = await sign(world, project.id, volunteer, "in", await code_for(world, project.id, project.lead, "in"))
+    assert allowed["http_status"] == 201, allowed
 
 
 async def test_expired_or_foreign_sign_codes_are_refused(world: World) -> None:

@@ -282,3 +282,36 @@ async def test_positions_can_be_added_and_quota_never_drops_below_admitted(world
         f"/api/v1/positions/{project.position()}/quota", json={"quota": 9}, headers=(await world.volunteer())[1]
     )
     assert stranger.status_code == 403
+
+
+async def test_a_lead_the_team_removed_no_longer_runs_the_project_until_an_admin_hands_it_on(world: World) -> None:
+    from shared.contracts.teams import TeamProjectLeadRemoved
+
+    project = await world.project(positions=[{"name": "陪伴员", "quota": 5, "admission_mode": "manual"}])
+    _, volunteer = await world.volunteer()
+    application_id = (await world.apply(project.position(), volunteer)).json()["id"]
+    await world.feed(TeamProjectLeadRemoved(team_id=project.team_id, account_id=project.lead_id))
+
+    refused = await world.client.post(f"/api/v1/applications/{application_id}/admission", headers=project.lead)
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "not_project_manager"
+
+    # only a team admin hands the project on, and only to one of the team's admins or leads
+    new_lead_id, new_lead = await world.lead(project.team_id)
+    by_lead = await world.client.put(
+        f"/api/v1/projects/{project.id}/lead", json={"lead_account_id": str(new_lead_id)}, headers=new_lead
+    )
+    assert by_lead.status_code == 403
+    assert by_lead.json()["code"] == "not_team_admin"
+    outsider = await world.client.put(
+        f"/api/v1/projects/{project.id}/lead", json={"lead_account_id": str(uuid.uuid4())}, headers=project.admin
+    )
+    assert outsider.status_code == 422
+    assert outsider.json()["code"] == "lead_not_in_team"
+    handed = await world.client.put(
+        f"/api/v1/projects/{project.id}/lead", json={"lead_account_id": str(new_lead_id)}, headers=project.admin
+    )
+    assert handed.status_code == 200, handed.text
+    assert handed.json()["lead_account_id"] == str(new_lead_id)
+    admitted = await world.client.post(f"/api/v1/applications/{application_id}/admission", headers=new_lead)
+    assert admitted.status_code == 200, admitted.text

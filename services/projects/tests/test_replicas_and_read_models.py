@@ -91,6 +91,46 @@ async def test_merge_moves_applications_and_hours_to_the_kept_volunteer(world: W
     assert refused.json()["code"] == "volunteer_not_verified"
 
 
+async def test_merging_two_admitted_records_keeps_one_place_and_gives_the_other_to_the_next_in_line(
+    world: World,
+) -> None:
+    project = await world.project(positions=[{"name": "引导员", "quota": 2, "admission_mode": "auto"}])
+    merged_id, _, merged_app = await world.admitted_volunteer(project)
+    kept_id, kept_headers, kept_app = await world.admitted_volunteer(project)
+    _, waiting = await world.volunteer()
+    waiting_app = (await world.apply(project.position(), waiting)).json()
+    assert waiting_app["stage"] == "applied"
+    await world.feed(VolunteerMerged(account_id=kept_id, merged_account_id=merged_id, case_id=uuid.uuid4()))
+    mine = (await world.client.get("/api/v1/me/applications", headers=kept_headers)).json()["items"]
+    assert sorted((a["id"], a["stage"]) for a in mine) == sorted([(kept_app, "admitted"), (merged_app, "withdrawn")])
+    after = (await world.client.get(f"/api/v1/applications/{waiting_app['id']}", headers=waiting)).json()
+    assert after["stage"] == "admitted"  # the second place of one person went to the next in line
+    view = (await world.client.get(f"/api/v1/projects/{project.id}", headers=project.lead)).json()
+    assert view["positions"][0]["admitted"] == 2
+
+
+async def test_merging_keeps_the_admission_with_hours_over_a_rejected_application(world: World) -> None:
+    project = await world.project(positions=[{"name": "陪伴员", "quota": 5, "admission_mode": "manual"}])
+    merged_id, _, merged_app = await world.admitted_volunteer(project)
+    await world.client.post(
+        f"/api/v1/projects/{project.id}/hours",
+        json={"application_id": merged_app, "service_date": "2026-01-05", "minutes": 60},
+        headers=project.lead,
+    )
+    kept_id, kept_headers = await world.volunteer()
+    kept_app = (await world.apply(project.position(), kept_headers)).json()["id"]
+    rejected = await world.client.post(
+        f"/api/v1/applications/{kept_app}/stage", json={"stage": "rejected"}, headers=project.lead
+    )
+    assert rejected.status_code == 200, rejected.text
+    await world.feed(VolunteerMerged(account_id=kept_id, merged_account_id=merged_id, case_id=uuid.uuid4()))
+    kept_view = (await world.client.get(f"/api/v1/applications/{merged_app}", headers=kept_headers)).json()
+    assert (kept_view["stage"], kept_view["minutes_total"]) == ("admitted", 60)
+    withdrawn = (await world.client.get(f"/api/v1/applications/{kept_app}", headers=kept_headers)).json()
+    assert (withdrawn["stage"], withdrawn["minutes_total"]) == ("withdrawn", 0)
+    assert (await world.client.get("/api/v1/me/hours", headers=kept_headers)).json()["minutes"] == 60
+
+
 async def test_removed_team_admin_can_no_longer_manage(world: World) -> None:
     project = await world.project(positions=[{"name": "陪伴员", "quota": 5, "admission_mode": "manual"}])
     _, volunteer = await world.volunteer()

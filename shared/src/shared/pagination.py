@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import AppError, ErrorSpec
@@ -29,12 +29,21 @@ def _part(value: Any, kind: type) -> Any:
         moment = datetime.fromisoformat(str(value))
         if moment.tzinfo is None:
             raise ValueError("a cursor's time carries its zone")
-        return moment
+        # in UTC: a time at the edge of the calendar whose zone shifts it past year 1 or 9999
+        # cannot be stored or compared, and is refused here instead of failing in the database
+        return moment.astimezone(UTC)
     if kind is uuid.UUID:
         return uuid.UUID(str(value))
     if kind is int:
-        return int(value)
+        number = int(value)
+        if not _BIGINT_MIN <= number <= _BIGINT_MAX:
+            raise ValueError("a cursor's number is out of range")
+        return number
     return str(value)
+
+
+#: the range of the database's bigint, which every numeric sort key is
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 
 
 def decode_cursor(cursor: str, *kinds: type) -> tuple[Any, ...]:
@@ -44,7 +53,7 @@ def decode_cursor(cursor: str, *kinds: type) -> tuple[Any, ...]:
         if not isinstance(parts, list) or len(parts) != len(kinds):
             raise ValueError("wrong number of parts")
         return tuple(_part(value, kind) for value, kind in zip(parts, kinds, strict=True))
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise AppError(CURSOR_INVALID) from exc
 
 

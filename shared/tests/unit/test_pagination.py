@@ -38,3 +38,25 @@ def test_anything_else_is_refused_with_cursor_invalid(cursor: str) -> None:
         time_cursor(cursor)
     assert refused.value.spec.code == "cursor_invalid"
     assert refused.value.spec.status == 422
+
+
+@pytest.mark.parametrize("number", [2**63, -(2**63) - 1, 10**30])
+def test_a_sequence_cursor_beyond_the_databases_bigint_is_refused(number: int) -> None:
+    with pytest.raises(AppError) as refused:
+        decode_cursor(encode_cursor(number), int)
+    assert refused.value.spec.code == "cursor_invalid"
+    assert decode_cursor(encode_cursor(2**63 - 1), int) == (2**63 - 1,)
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_time_cursor_its_zone_pushes_off_the_calendar_is_refused(moment: str) -> None:
+    with pytest.raises(AppError) as refused:
+        time_cursor(encode_cursor(moment, uuid.uuid4()))
+    assert refused.value.spec.code == "cursor_invalid"
+
+
+def test_a_time_cursor_comes_back_in_utc() -> None:
+    at, _ = time_cursor(encode_cursor("2026-11-26T16:30:00+08:00", uuid.uuid4()))
+    assert at.utcoffset() is not None
+    assert at.utcoffset().total_seconds() == 0
+    assert at == datetime(2026, 11, 26, 8, 30, tzinfo=UTC)

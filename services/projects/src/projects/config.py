@@ -19,6 +19,9 @@ class ProjectsSettings(ServiceSettings):
     hours_late_grace_days: int = 0
     #: most rows one bulk hours request may carry
     hours_bulk_max_rows: int = 2000
+    #: a sign-in session open longer than this was a forgotten sign-out: it is closed with nothing
+    #: recorded (flagged abandoned) and the lead records that day's hours by hand, as a late recording
+    sign_session_max_minutes: int = 960
     #: how long the sign-in/sign-out code the lead shows on site stays valid
     sign_code_ttl_seconds: int = 300
     #: how often the auto-close sweep looks for projects past their end date (seconds)

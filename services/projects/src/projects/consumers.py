@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from projects import repository as repo
+from projects import services
 from shared.contracts.base import Event
 from shared.contracts.identity import VolunteerMerged, VolunteerVerified
 from shared.contracts.teams import (
@@ -38,7 +39,11 @@ async def on_volunteer(
             event.verified_at,
         )
     else:
-        await repo.merge_volunteer(uow.session, kept=event.account_id, merged=event.merged_account_id)
+        freed = await repo.merge_volunteer(uow.session, kept=event.account_id, merged=event.merged_account_id)
+        for position_id in freed:
+            position = await repo.position(uow.session, position_id)
+            if position is not None and position["admission_mode"] == "auto":
+                await services.admit_next_in_line(uow, position)
 
 
 @handlers("team_roles")

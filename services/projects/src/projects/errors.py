@@ -32,6 +32,12 @@ LEAD_NOT_IN_TEAM = ErrorSpec(
     "项目负责人必须是本团体的管理员或项目负责人",
     "The project lead must be an admin or project lead of the team",
 )
+NOT_TEAM_ADMIN = ErrorSpec(
+    "not_team_admin",
+    403,
+    "只有项目所属团体的管理员才能更换项目负责人",
+    "Only an admin of the project's team can change its lead",
+)
 PROJECT_NOT_FOUND = ErrorSpec("project_not_found", 404, "志愿服务项目不存在", "No such project")
 POSITION_NOT_FOUND = ErrorSpec("position_not_found", 404, "岗位不存在", "No such position")
 APPLICATION_NOT_FOUND = ErrorSpec("application_not_found", 404, "报名记录不存在", "No such application")

@@ -159,9 +159,9 @@ hours_records = Table(
     "hours_records",
     metadata,
     Column("id", UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")),
-    Column("application_id", UUID(as_uuid=True), ForeignKey("applications.id"), nullable=False, index=True),
+    Column("application_id", UUID(as_uuid=True), ForeignKey("applications.id"), nullable=False),
     Column("project_id", UUID(as_uuid=True), nullable=False, index=True),
-    Column("account_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("account_id", UUID(as_uuid=True), nullable=False),
     Column("service_date", Date, nullable=False),
     Column("minutes", Integer, nullable=False),
     #: 补录: recorded after the session's date or after the project closed
@@ -174,7 +174,10 @@ hours_records = Table(
     Column("corrected", Boolean, nullable=False, server_default=text("false")),
     CheckConstraint("minutes >= 0", name="minutes_positive"),
 )
+# an application's records (and its days); a volunteer's records and their days, where the daily cap
+# is counted (one person, every position and project)
 Index("ix_hours_records_day", hours_records.c.application_id, hours_records.c.service_date)
+Index("ix_hours_records_account_day", hours_records.c.account_id, hours_records.c.service_date)
 
 hours_corrections = Table(
     "hours_corrections",
@@ -197,6 +200,8 @@ attendances = Table(
     Column("signed_in_at", DateTime(timezone=True), nullable=False),
     Column("signed_out_at", DateTime(timezone=True), nullable=True),
     Column("record_id", UUID(as_uuid=True), nullable=True),
+    #: closed without a recording: the volunteer forgot to sign out (see sign_session_max_minutes)
+    Column("abandoned", Boolean, nullable=False, server_default=text("false")),
     UniqueConstraint("application_id", "service_date", "signed_in_at", name="uq_attendances_session"),
 )
 # At most one open session per application: a second sign-in before signing out is refused.

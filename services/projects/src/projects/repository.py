@@ -60,20 +60,51 @@ async def upsert_volunteer(
     )
 
 
-async def merge_volunteer(s: AsyncSession, kept: uuid.UUID, merged: uuid.UUID) -> None:
-    """Move applications and hours of ``merged`` to ``kept``. Where both applied to one position the
-    merged record's application is withdrawn (its hours still count for the kept account)."""
+#: where one person held two applications to one position (as two records), which one stays: the one
+#: holding a place, then the one further on, then the one with more hours, then the kept record's
+_MERGE_CLASHES = text(
+    """
+    SELECT k.id AS kept_id, k.stage AS kept_stage, m.id AS merged_id, m.stage AS merged_stage,
+           k.position_id,
+           (SELECT coalesce(sum(minutes), 0) FROM hours_records WHERE application_id = k.id) AS kept_minutes,
+           (SELECT coalesce(sum(minutes), 0) FROM hours_records WHERE application_id = m.id) AS merged_minutes
+    FROM applications k JOIN applications m ON m.position_id = k.position_id
+    WHERE k.account_id = :kept AND m.account_id = :merged
+      AND k.stage <> 'withdrawn' AND m.stage <> 'withdrawn'
+    ORDER BY k.position_id
+    FOR UPDATE OF k, m
+    """
+)
+
+
+def _standing(stage: str, minutes: int, kept: bool) -> tuple[bool, int, int, bool]:
+    holds_place = stage in stages.HOLDS_PLACE
+    return (holds_place, stages.STAGES.index(stage) if holds_place else 0, minutes, kept)
+
+
+async def merge_volunteer(s: AsyncSession, kept: uuid.UUID, merged: uuid.UUID) -> list[uuid.UUID]:
+    """Move applications and hours of ``merged`` to ``kept``. Where both records applied to one position
+    one application stays (see ``_MERGE_CLASHES``), taking the other's hours, and the other is withdrawn;
+    if both held a place, the withdrawn one's place is given back. Returns the positions that got a
+    place back (the caller admits the next in line on automatic ones)."""
     await s.execute(update(volunteers).where(volunteers.c.account_id == merged).values(merged_into=kept))
-    clash = select(applications.c.position_id).where(
-        applications.c.account_id == kept, applications.c.stage != stages.WITHDRAWN
-    )
-    await s.execute(
-        update(applications)
-        .where(applications.c.account_id == merged, applications.c.position_id.in_(clash))
-        .values(stage=stages.WITHDRAWN)
-    )
+    freed: list[uuid.UUID] = []
+    for clash in (await s.execute(_MERGE_CLASHES, {"kept": kept, "merged": merged})).mappings():
+        keep_kept = _standing(clash["kept_stage"], clash["kept_minutes"], True) > _standing(
+            clash["merged_stage"], clash["merged_minutes"], False
+        )
+        winner, loser = (clash["kept_id"], clash["merged_id"]) if keep_kept else (clash["merged_id"], clash["kept_id"])
+        loser_stage = clash["merged_stage"] if keep_kept else clash["kept_stage"]
+        await s.execute(
+            update(hours_records).where(hours_records.c.application_id == loser).values(application_id=winner)
+        )
+        await s.execute(update(applications).where(applications.c.id == loser).values(stage=stages.WITHDRAWN))
+        if loser_stage in stages.HOLDS_PLACE:  # the winner holds one too: one person, one place
+            await release_place(s, clash["position_id"])
+            freed.append(clash["position_id"])
     await s.execute(update(applications).where(applications.c.account_id == merged).values(account_id=kept))
     await s.execute(update(hours_records).where(hours_records.c.account_id == merged).values(account_id=kept))
+    return freed
 
 
 async def upsert_team(s: AsyncSession, team_id: uuid.UUID, name: str, region: str) -> None:
@@ -157,7 +188,15 @@ async def project(s: AsyncSession, project_id: uuid.UUID, *, for_update: bool = 
 
 async def position(s: AsyncSession, position_id: uuid.UUID) -> Row | None:
     stmt = (
-        select(positions, projects.c.team_id, projects.c.lead_account_id, projects.c.status)
+        select(
+            positions,
+            positions.c.id.label("position_id"),
+            positions.c.name.label("position_name"),
+            projects.c.team_id,
+            projects.c.lead_account_id,
+            projects.c.status,
+            projects.c.title.label("project_title"),
+        )
         .select_from(positions.join(projects, projects.c.id == positions.c.project_id))
         .where(positions.c.id == position_id)
     )
@@ -519,22 +558,26 @@ _RECORD_HOURS = text(
     """
 )
 
+#: the volunteers and days a recording touches: its rows' applications' accounts, with their dates
+_VOLUNTEER_DAYS = """
+    SELECT DISTINCT a.account_id, t.service_date
+    FROM unnest(CAST(:application_ids AS uuid[]), CAST(:service_dates AS date[])) AS t(application_id, service_date)
+    JOIN applications a ON a.id = t.application_id
+"""
+
 _LOCK_DAYS = text(
-    """
-    SELECT count(pg_advisory_xact_lock(hashtextextended(d.application_id::text || d.service_date::text, 7)))
-    FROM (SELECT DISTINCT application_id, service_date
-          FROM unnest(CAST(:application_ids AS uuid[]), CAST(:service_dates AS date[]))
-               AS t(application_id, service_date)
-          ORDER BY application_id, service_date) d
-    """
+    f"""
+    SELECT count(pg_advisory_xact_lock(hashtextextended(d.account_id::text || d.service_date::text, 7)))
+    FROM ({_VOLUNTEER_DAYS} ORDER BY 1, 2) d
+    """  # noqa: S608 (constants only)
 )
 
 
 async def lock_days(s: AsyncSession, application_ids: list[uuid.UUID], service_dates: list[date]) -> None:
-    """Serialise recordings of the same volunteer's same day (the daily cap is checked after inserting);
-    different days and volunteers go on in parallel. Sorted, so two requests never deadlock. On the
-    driver (see ``fetch_on_driver``): SQLAlchemy's handling of hundreds of array elements costs more
-    than the statement."""
+    """Serialise recordings of the same volunteer's same day, whatever the position or project (the
+    daily cap is per person, checked after inserting); different days and volunteers go on in parallel.
+    Sorted, so two requests never deadlock. On the driver (see ``fetch_on_driver``): SQLAlchemy's
+    handling of hundreds of array elements costs more than the statement."""
     await fetch_on_driver(s, _LOCK_DAYS, {"application_ids": application_ids, "service_dates": service_dates})
 
 
@@ -588,17 +631,14 @@ async def record_hours(
 
 
 _OVER_CAP = text(
-    """
-    SELECT h.application_id, h.service_date, sum(h.minutes)::int AS minutes
+    f"""
+    SELECT h.account_id, h.service_date, sum(h.minutes)::int AS minutes
     FROM hours_records h
-    JOIN (SELECT DISTINCT application_id, service_date
-          FROM unnest(CAST(:application_ids AS uuid[]), CAST(:service_dates AS date[]))
-               AS t(application_id, service_date)
-         ) d ON d.application_id = h.application_id AND d.service_date = h.service_date
-    GROUP BY h.application_id, h.service_date
+    JOIN ({_VOLUNTEER_DAYS}) d ON d.account_id = h.account_id AND d.service_date = h.service_date
+    GROUP BY h.account_id, h.service_date
     HAVING sum(h.minutes) > :cap
     LIMIT 1
-    """
+    """  # noqa: S608 (constants only)
 )
 
 
@@ -617,9 +657,10 @@ async def recorded_minutes(s: AsyncSession, application_id: uuid.UUID) -> int:
     return int((await s.execute(stmt)).scalar_one())
 
 
-async def minutes_on_day(s: AsyncSession, application_id: uuid.UUID, service_date: date) -> int:
+async def minutes_on_day(s: AsyncSession, account_id: uuid.UUID, service_date: date) -> int:
+    """What a volunteer already has on a day, over every position and project (the daily cap's count)."""
     stmt = select(func.coalesce(func.sum(hours_records.c.minutes), 0)).where(
-        hours_records.c.application_id == application_id, hours_records.c.service_date == service_date
+        hours_records.c.account_id == account_id, hours_records.c.service_date == service_date
     )
     return int((await s.execute(stmt)).scalar_one())
 
@@ -749,8 +790,10 @@ async def current_attendance(s: AsyncSession, application_id: uuid.UUID) -> Row 
 
 
 async def close_attendance(
-    s: AsyncSession, attendance_id: uuid.UUID, now: datetime, record_id: uuid.UUID | None
+    s: AsyncSession, attendance_id: uuid.UUID, now: datetime, record_id: uuid.UUID | None, *, abandoned: bool = False
 ) -> None:
     await s.execute(
-        update(attendances).where(attendances.c.id == attendance_id).values(signed_out_at=now, record_id=record_id)
+        update(attendances)
+        .where(attendances.c.id == attendance_id)
+        .values(signed_out_at=now, record_id=record_id, abandoned=abandoned)
     )

@@ -63,8 +63,12 @@ class Access:
 
 
 async def access_to(uow: UnitOfWork, project: repo.Row, principal: Principal) -> Access:
+    """A project's lead runs it only while still holding a role in its team: one whose admin or
+    project-lead role the team withdrew keeps no access to the projects they led (a team admin
+    hands them to someone else: :func:`assign_lead`)."""
     roles = await repo.team_roles_of(uow.session, project["team_id"], principal.account_id)
-    return Access(is_lead=project["lead_account_id"] == principal.account_id, team_roles=frozenset(roles))
+    is_lead = project["lead_account_id"] == principal.account_id and bool(roles)
+    return Access(is_lead=is_lead, team_roles=frozenset(roles))
 
 
 async def require_manager(uow: UnitOfWork, project: repo.Row, principal: Principal) -> Access:
@@ -226,11 +230,29 @@ async def change_quota(uow: UnitOfWork, principal: Principal, position_id: uuid.
     if row is None:
         raise AppError(errors.POSITION_NOT_FOUND)
     await require_manager(uow, row, principal)
-    if await repo.set_quota(uow.session, position_id, quota) is None:
+    admitted = await repo.set_quota(uow.session, position_id, quota)
+    if admitted is None:
         admitted = await repo.count_admitted(uow.session, position_id)
         raise AppError(errors.QUOTA_BELOW_ADMITTED, {"admitted": admitted}, params={"admitted": admitted})
+    if row["admission_mode"] == "auto":
+        # the new places go to those waiting, in order of application, before any later applicant
+        for _ in range(quota - admitted):
+            if not await admit_next_in_line(uow, row):
+                break
     project_id: uuid.UUID = row["project_id"]
     return project_id
+
+
+async def assign_lead(uow: UnitOfWork, principal: Principal, project_id: uuid.UUID, lead: uuid.UUID) -> None:
+    """A team admin hands a project to another of the team's admins or project leads (at any stage:
+    a closed project still has hours to correct and ratings to give)."""
+    project = await load_project(uow, project_id, for_update=True)
+    access = await access_to(uow, project, principal)
+    if not access.is_team_admin:
+        raise AppError(errors.NOT_TEAM_ADMIN)
+    if not await repo.team_roles_of(uow.session, project["team_id"], lead):
+        raise AppError(errors.LEAD_NOT_IN_TEAM)
+    await repo.update_project(uow.session, project_id, lead_account_id=lead)
 
 
 async def publish_project(uow: UnitOfWork, principal: Principal, project_id: uuid.UUID) -> None:
@@ -458,16 +480,18 @@ async def leave(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID
         )
     )
     if row["admission_mode"] == "auto":
-        await _admit_next_in_line(uow, row)
+        await admit_next_in_line(uow, row)
 
 
-async def _admit_next_in_line(uow: UnitOfWork, row: repo.Row) -> None:
+async def admit_next_in_line(uow: UnitOfWork, row: repo.Row) -> bool:
+    """Admit the oldest waiting application to a freed place; False when nobody waits or no place is free."""
     s = uow.session
     nxt = await repo.next_in_line(s, row["position_id"])
     if nxt is None or not await repo.take_place(s, row["position_id"]):
-        return
+        return False
     await repo.set_stage(s, nxt["id"], stages.ADMITTED, uow.clock.now())
     uow.raise_event(ApplicationAdmitted(**_application_event_fields(row, nxt["id"], nxt["account_id"]), automatic=True))
+    return True
 
 
 async def rate_by_team(
@@ -619,12 +643,20 @@ async def sign_in(
 ) -> datetime:
     now = uow.clock.now()
     hours_rules.read_sign_code(_sign_secret(runtime), code, project_id=project_id, kind=hours_rules.SIGN_IN, now=now)
+    project = await load_project(uow, project_id)
+    today = local_today(uow.clock)
+    # a session that could not be recorded is refused at the door, not at sign-out
+    hours_rules.check_service_date(today, project["starts_on"], project["ends_on"], today)
     application = await repo.on_board_application(uow.session, project_id, principal.account_id)
     if application is None:
         raise AppError(errors.SIGN_IN_NOT_ADMITTED)
-    opened = await repo.open_attendance(
-        uow.session, application_id=application["id"], service_date=local_today(uow.clock), now=now
-    )
+    stale = await repo.current_attendance(uow.session, application["id"])
+    if stale is not None:
+        if not hours_rules.session_forgotten(stale["signed_in_at"], now, runtime.settings.sign_session_max_minutes):
+            raise AppError(errors.ALREADY_SIGNED_IN)
+        # an earlier sign-in never signed out: it ends unrecorded, and today's session starts
+        await repo.close_attendance(uow.session, stale["id"], now, None, abandoned=True)
+    opened = await repo.open_attendance(uow.session, application_id=application["id"], service_date=today, now=now)
     if opened is None:
         raise AppError(errors.ALREADY_SIGNED_IN)
     return now
@@ -632,8 +664,10 @@ async def sign_in(
 
 async def sign_out(
     uow: UnitOfWork, runtime: ProjectsRuntime, principal: Principal, project_id: uuid.UUID, code: str
-) -> tuple[int, uuid.UUID | None]:
-    """The time between sign-in and sign-out counts, up to what the day's cap still allows."""
+) -> tuple[int, uuid.UUID | None, bool]:
+    """The time between sign-in and sign-out counts, up to what the day's cap still allows. A session
+    open too long (a forgotten sign-out) ends with nothing recorded and is flagged abandoned: the
+    lead records that day by hand. Returns (minutes, record id, abandoned)."""
     now = uow.clock.now()
     hours_rules.read_sign_code(_sign_secret(runtime), code, project_id=project_id, kind=hours_rules.SIGN_OUT, now=now)
     application = await repo.on_board_application(uow.session, project_id, principal.account_id)
@@ -642,9 +676,12 @@ async def sign_out(
     attendance = await repo.current_attendance(uow.session, application["id"])
     if attendance is None:
         raise AppError(errors.NOT_SIGNED_IN)
+    if hours_rules.session_forgotten(attendance["signed_in_at"], now, runtime.settings.sign_session_max_minutes):
+        await repo.close_attendance(uow.session, attendance["id"], now, None, abandoned=True)
+        return 0, None, True
     day = attendance["service_date"]
     await repo.lock_days(uow.session, [application["id"]], [day])
-    already = await repo.minutes_on_day(uow.session, application["id"], day)
+    already = await repo.minutes_on_day(uow.session, principal.account_id, day)
     minutes = hours_rules.capped_session_minutes(
         hours_rules.minutes_between(attendance["signed_in_at"], now), already, runtime.settings.hours_daily_cap_minutes
     )
@@ -661,4 +698,4 @@ async def sign_out(
         )
         record_id = recorded["id"]
     await repo.close_attendance(uow.session, attendance["id"], now, record_id)
-    return minutes, record_id
+    return minutes, record_id, False

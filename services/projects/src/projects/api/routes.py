@@ -273,6 +273,21 @@ async def add_position(
 
 
 @router.put(
+    "/projects/{project_id}/lead",
+    response_model=sch.ProjectOut,
+    tags=["projects"],
+    summary="Hand the project to another admin or project lead of its team (team admins)",
+    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_TEAM_ADMIN, errors.LEAD_NOT_IN_TEAM),
+)
+async def assign_lead(
+    project_id: uuid.UUID, body: sch.LeadIn, principal: CurrentPrincipal, runtime: RuntimeDep
+) -> sch.ProjectOut:
+    async with runtime.uow() as uow:
+        await services.assign_lead(uow, principal, project_id, body.lead_account_id)
+    return await _project_view(runtime, project_id)
+
+
+@router.put(
     "/positions/{position_id}/quota",
     response_model=sch.ProjectOut,
     tags=["projects"],
@@ -765,7 +780,13 @@ async def sign_code(
     tags=["hours"],
     summary="Sign in with the code shown on site",
     responses=error_responses(
-        *AUTH, errors.SIGN_CODE_INVALID, errors.SIGN_CODE_EXPIRED, errors.SIGN_IN_NOT_ADMITTED, errors.ALREADY_SIGNED_IN
+        *AUTH,
+        errors.SIGN_CODE_INVALID,
+        errors.SIGN_CODE_EXPIRED,
+        errors.PROJECT_NOT_FOUND,
+        errors.HOURS_DATE_OUTSIDE_PROJECT,
+        errors.SIGN_IN_NOT_ADMITTED,
+        errors.ALREADY_SIGNED_IN,
     ),
 )
 async def sign_in(
@@ -790,8 +811,8 @@ async def sign_out(
     project_id: uuid.UUID, body: sch.SignIn, principal: CurrentPrincipal, runtime: RuntimeDep
 ) -> sch.SignOutOut:
     async with runtime.uow() as uow:
-        minutes, record_id = await services.sign_out(uow, runtime, principal, project_id, body.code)
-    return sch.SignOutOut(minutes=minutes, record_id=record_id)
+        minutes, record_id, abandoned = await services.sign_out(uow, runtime, principal, project_id, body.code)
+    return sch.SignOutOut(minutes=minutes, record_id=record_id, abandoned=abandoned)
 
 
 @router.get(

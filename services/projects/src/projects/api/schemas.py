@@ -60,6 +60,10 @@ class ProjectPatch(Input):
     recruit_ends_on: date | None = None
 
 
+class LeadIn(Input):
+    lead_account_id: uuid.UUID
+
+
 class QuotaIn(Input):
     quota: int = Field(ge=1, le=100_000)
 
@@ -294,6 +298,8 @@ class SignInOut(BaseModel):
 class SignOutOut(BaseModel):
     minutes: int
     record_id: uuid.UUID | None
+    #: the session was open too long (a forgotten sign-out): nothing recorded, the lead records the day
+    abandoned: bool = False
 
 
 class Created(BaseModel):

@@ -45,6 +45,12 @@ def minutes_between(signed_in_at: datetime, signed_out_at: datetime) -> int:
     return max(0, int((signed_out_at - signed_in_at).total_seconds() // 60))
 
 
+def session_forgotten(signed_in_at: datetime, now: datetime, max_minutes: int) -> bool:
+    """A session open longer than anyone serves in one go: the volunteer forgot to sign out, and the
+    time since says nothing about how long they served."""
+    return minutes_between(signed_in_at, now) > max_minutes
+
+
 def capped_session_minutes(on_site: int, already_that_day: int, cap_minutes: int) -> int:
     """A sign-out adds what fits under the day's cap, never a refusal for the volunteer on site."""
     return max(0, min(on_site, cap_minutes - already_that_day))
