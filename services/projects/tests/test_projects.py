@@ -315,3 +315,19 @@ async def test_a_lead_the_team_removed_no_longer_runs_the_project_until_an_admin
     assert handed.json()["lead_account_id"] == str(new_lead_id)
     admitted = await world.client.post(f"/api/v1/applications/{application_id}/admission", headers=new_lead)
     assert admitted.status_code == 200, admitted.text
+
+
+async def test_a_closed_project_admits_nobody_until_it_is_extended(world: World) -> None:
+    project = await world.project(positions=[{"name": "陪伴员", "quota": 5, "admission_mode": "manual"}])
+    _, volunteer = await world.volunteer()
+    application_id = (await world.apply(project.position(), volunteer)).json()["id"]
+    await close(world, project.id)
+    refused = await world.client.post(f"/api/v1/applications/{application_id}/admission", headers=project.lead)
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "project_closed"
+    extended = await world.client.post(
+        f"/api/v1/projects/{project.id}/extensions", json={"new_end_date": "2026-04-30"}, headers=project.admin
+    )
+    assert extended.status_code == 200, extended.text
+    admitted = await world.client.post(f"/api/v1/applications/{application_id}/admission", headers=project.lead)
+    assert admitted.status_code == 200, admitted.text

@@ -437,6 +437,8 @@ async def _owned_application(uow: UnitOfWork, principal: Principal, application_
 
 async def admit(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID) -> None:
     row = await _managed_application(uow, principal, application_id)
+    if row["project_status"] == project_rules.CLOSED:
+        raise AppError(errors.PROJECT_CLOSED)  # an extension reopens it
     stages.check_admissible(row["stage"])
     if not await repo.take_place(uow.session, row["position_id"]):
         raise AppError(errors.POSITION_FULL)

@@ -468,6 +468,7 @@ async def leave(application_id: uuid.UUID, principal: CurrentPrincipal, runtime:
         *AUTH,
         errors.APPLICATION_NOT_FOUND,
         errors.NOT_PROJECT_MANAGER,
+        errors.PROJECT_CLOSED,
         errors.POSITION_FULL,
         errors.STAGE_TRANSITION_NOT_ALLOWED,
     ),
