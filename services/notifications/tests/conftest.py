@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email import message_from_string, policy
 from typing import Any
 
 import httpx
@@ -26,7 +27,7 @@ from shared.messaging.amqp import AmqpBroker
 from shared.messaging.envelope import Envelope
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.tables import define_messaging_tables
-from shared.testing import TEST_OVERRIDES, SmtpServer, eventually, running
+from shared.testing import TEST_OVERRIDES, ReceivedEmail, SmtpServer, eventually, running
 
 #: short back-off so retries happen within a test
 FAST_RETRIES: dict[str, Any] = {
@@ -197,6 +198,50 @@ async def publisher(amqp_url: str) -> AsyncIterator[AmqpBroker]:
     broker = AmqpBroker(amqp_url)
     yield broker
     await broker.close()
+
+
+@dataclass
+class Utf8SmtpServer(SmtpServer):
+    """An aiosmtpd server that offers SMTPUTF8 (RFC 6531: UTF-8 addresses in the envelope, raw
+    UTF-8 headers, read back here as text) or, with ``smtputf8=False``, explicitly does not
+    (aiosmtpd's Controller offers it unless told otherwise)."""
+
+    smtputf8: bool = True
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        server = self
+
+        class Handler:
+            async def handle_RCPT(self, srv: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+            async def handle_DATA(self, srv: Any, session: Any, envelope: Any) -> str:
+                msg = message_from_string(envelope.content.decode("utf-8"), policy=policy.default)
+                server.received.append(ReceivedEmail(envelope.mail_from, list(envelope.rcpt_tos), msg))
+                return "250 Message accepted"
+
+        self._controller = Controller(Handler(), hostname=self.host, port=self.port, enable_SMTPUTF8=self.smtputf8)
+        self._controller.start()
+
+
+@pytest.fixture
+def utf8_smtp() -> Iterator[Utf8SmtpServer]:
+    server = Utf8SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ascii_smtp() -> Iterator[Utf8SmtpServer]:
+    """A server without SMTPUTF8."""
+    server = Utf8SmtpServer(smtputf8=False)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

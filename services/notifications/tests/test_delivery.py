@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import func, select
 
 from notifications.consumers import send_welcome
-from notifications.models import Email
+from notifications.models import Email, Recipient
 from notifications.outbox import dedupe_key, message_id_for
 from shared.auth import ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER
-from shared.contracts.identity import AccountRegistered, VolunteerVerified
+from shared.contracts.identity import AccountContactChanged, AccountRegistered, VolunteerVerified
 from shared.contracts.projects import ApplicationLeft
 from shared.contracts.teams import TeamReviewReminderRequested
 from shared.testing import SmtpServer, eventually
@@ -269,6 +269,79 @@ async def test_permanent_refusal_fails_at_once_with_the_reason_and_an_admin_repl
         assert english.json()["message"] == "Only failed or suppressed emails can be replayed"
 
 
+def verified(account_id: uuid.UUID) -> VolunteerVerified:
+    return VolunteerVerified(
+        account_id=account_id,
+        volunteer_number="11010520261126000010",
+        masked_name="李*",
+        region_code="110105",
+        verified_at=datetime.now(UTC),
+    )
+
+
+async def contact_changed(service: Service, account_id: uuid.UUID, *, email: str, name: str) -> None:
+    """The account's contact change, committed by identity and stored in the read model."""
+    await service.produce(AccountContactChanged(account_id=account_id, display_name=name, email=email))
+
+    async def stored() -> bool:
+        async with service.runtime.session_factory() as session:
+            recipient = await session.get(Recipient, account_id)
+            return recipient is not None and recipient.email == email
+
+    await eventually(stored, timeout=30)
+
+
+async def test_a_replayed_email_goes_to_the_address_the_recipient_corrected_since(
+    start_service: StartService, own_smtp: SmtpServer
+) -> None:
+    async with start_service(own_smtp) as service:
+        account_id, old_address = await service.register()
+        own_smtp.refuse_with = "550 5.1.1 mailbox unavailable"
+        [event_id] = await service.produce(verified(account_id))
+        [failed] = await service.settled(event_id, status="failed")
+        assert failed["to_address"] == old_address
+        own_smtp.refuse_with = None
+
+        new_address = f"fixed-{account_id.hex[:10]}@example.org"
+        await contact_changed(service, account_id, email=new_address, name="王五")
+        replayed = await service.client.post(f"/api/v1/emails/{failed['id']}/replay", headers=service.admin)
+        assert replayed.status_code == 200, replayed.text
+        assert replayed.json()["to_address"] == new_address
+        [email] = await own_smtp.wait_for(lambda m: new_address in m.rcpt_tos, timeout=30)
+        assert email.message["To"].addresses[0].display_name == "王五"
+        assert "11010520261126000010" in email.text()
+        [sent] = await service.settled(event_id)
+        assert sent["to_address"] == new_address
+        assert len(own_smtp.to(old_address)) == 1  # only the welcome, before the failure
+
+
+async def test_pending_emails_follow_a_contact_change_of_their_account(
+    start_service: StartService, own_smtp: SmtpServer
+) -> None:
+    async with start_service(own_smtp) as service:
+        account_id, old_address = await service.register()
+        own_smtp.refuse_with = "450 4.2.1 Mailbox temporarily unavailable"
+        [event_id] = await service.produce(verified(account_id))
+        await eventually(lambda: _with_attempts(service, [event_id]), timeout=30)
+
+        new_address = f"moved-{account_id.hex[:10]}@example.org"
+        await contact_changed(service, account_id, email=new_address, name="王五")
+        [row] = await email_rows(service, event_id=event_id)
+        assert row.status == "pending"
+        assert (row.to_address, row.to_name) == (new_address, "王五")  # in the change's transaction
+
+        async def tried_twice_since() -> bool:  # so no send claimed before the change is in flight
+            [now] = await email_rows(service, event_id=event_id)
+            return now.attempts >= row.attempts + 2
+
+        await eventually(tried_twice_since, timeout=30)
+        own_smtp.refuse_with = None
+        await own_smtp.wait_for(lambda m: new_address in m.rcpt_tos, timeout=30)
+        [sent] = await service.settled(event_id)
+        assert sent["to_address"] == new_address
+        assert len(own_smtp.to(old_address)) == 1  # only the welcome, before the change
+
+
 async def test_operators_list_emails_by_status_recipient_and_event_page_by_page(
     start_service: StartService, smtp_server: SmtpServer
 ) -> None:
@@ -324,6 +397,31 @@ async def test_operator_view_refuses_bad_input_with_stable_codes(
         assert missing.json()["code"] == "email_not_found"
         not_admin = await service.client.get("/api/v1/emails", headers=service.bearer(ROLE_VOLUNTEER))
         assert not_admin.status_code == 403
+
+
+async def test_control_characters_in_text_filters_are_refused_with_a_code_not_a_server_error(
+    start_service: StartService, smtp_server: SmtpServer
+) -> None:
+    async with start_service(smtp_server) as service:
+        bad_filters = [
+            {"recipient": "a\x00@example.org"},  # NUL: PostgreSQL cannot take it in text
+            {"template": "wel\x00come"},
+            {"recipient": "a\x1b@example.org"},
+            {"template": "welcome\x7f"},
+            {"recipient": "a\x85@example.org"},  # a C1 control character
+        ]
+        for params in bad_filters:
+            refused = await service.client.get("/api/v1/emails", params=params, headers=service.admin)
+            assert refused.status_code == 422, (params, refused.text)
+            assert refused.json()["code"] == "validation_failed"
+            assert refused.json()["message"] == "请求参数不合法"
+            english = await service.client.get(
+                "/api/v1/emails", params=params, headers={**service.admin, "Accept-Language": "en"}
+            )
+            assert english.status_code == 422
+            assert english.json()["message"] == "The request is not valid"
+        # printable text, Chinese included, is still a filter
+        assert await service.emails(recipient="张三@例子.中国", template="welcome") == []
 
 
 async def test_emails_not_yet_due_are_left_alone(start_service: StartService, own_smtp: SmtpServer) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared.clock import ManualClock
 from shared.contracts.identity import AccountRegistered, PasswordResetRequested
-from shared.contracts.teams import TeamReviewReminderRequested
+from shared.contracts.teams import TeamReviewOverdue, TeamReviewReminderRequested
 from shared.testing import SmtpServer, eventually
 
 from .conftest import Service, StartService
@@ -98,6 +98,31 @@ async def test_review_reminders_cannot_flood_a_reviewer(start_service: StartServ
             if status != "suppressed":
                 await service.settled(event_id)
         assert len([m for m in smtp_server.to(address) if "提醒审核" in m.subject]) == 3
+
+
+async def test_escalations_of_many_overdue_teams_all_reach_the_region_admin(
+    start_service: StartService, smtp_server: SmtpServer
+) -> None:
+    """Escalations come from the teams sweep, once per overdue team, never from a user: a province
+    with five overdue teams in one sweep sends its admin five, none suppressed by a rate limit."""
+    async with start_service(smtp_server) as service:
+        admin, address = await service.register()
+        ids = []
+        for n in range(5):
+            ids += await service.produce(
+                TeamReviewOverdue(
+                    team_id=uuid.uuid4(),
+                    name=f"超时团体{n}",
+                    region_code="110101",
+                    applicant_account_id=uuid.uuid4(),
+                    reviewer_account_ids=[],
+                    region_admin_account_ids=[admin],
+                    submitted_at=datetime.now(UTC) - timedelta(days=7),
+                )
+            )
+        for event_id in ids:
+            await service.settled(event_id)
+        assert len([m for m in smtp_server.to(address) if "审核超时" in m.subject]) == 5
 
 
 async def test_standalone_mailbox_keeps_emails_for_reading(start_service: StartService, own_smtp: SmtpServer) -> None:

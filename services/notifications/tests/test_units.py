@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from email import message_from_bytes, policy
+from email import message_from_bytes, message_from_string, policy
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,16 @@ from notifications.models import Email
 from notifications.outbox import dedupe_key, message_id_for
 from notifications.sender import EmailSender
 from notifications.templates import TEMPLATE_DIR, Templates
-from notifications.transport import _reason, build_message
+from notifications.transport import (
+    PermanentSendError,
+    SmtpTransport,
+    _reason,
+    build_message,
+    needs_smtputf8,
+    smtp_address,
+)
 from shared.clock import ManualClock
+from shared.testing import free_port
 
 SETTINGS = NotificationsSettings(mail_retry_base_seconds=5, mail_retry_max_seconds=1800)
 
@@ -120,6 +128,39 @@ def test_long_bodies_and_english_names_read_back() -> None:
     message = message_from_bytes(raw, policy=policy.default)
     assert message["To"].addresses[0].display_name == "Erin O'Brien, Jr."
     assert message.get_body(("plain",)).get_content() == body  # type: ignore[union-attr]
+
+
+def test_an_internationalised_domain_is_written_in_its_ascii_form() -> None:
+    raw = build_message(_email(to_address="user@例子.中国"), NotificationsSettings())
+    raw.decode("ascii")  # no SMTPUTF8 needed: any server takes it
+    message = message_from_bytes(raw, policy=policy.default)
+    assert message["To"].addresses[0].addr_spec == "user@xn--fsqu00a.xn--fiqs8s"
+    assert message["To"].addresses[0].display_name == "张三"
+    assert message["Subject"] == "欢迎注册全国志愿服务信息系统"
+    assert not message.defects
+    assert smtp_address("user@例子.中国") == "user@xn--fsqu00a.xn--fiqs8s"
+    assert smtp_address("User@Straße.de") == "User@xn--strae-oqa.de"  # IDNA 2008, not "strasse"
+    assert not needs_smtputf8(smtp_address("user@例子.中国"))
+
+
+def test_a_unicode_local_part_is_written_in_utf8_for_smtputf8() -> None:
+    raw = build_message(_email(to_address="张三@例子.中国", to_name="Zhang San"), NotificationsSettings())
+    assert needs_smtputf8(smtp_address("张三@例子.中国"))
+    message = message_from_string(raw.decode("utf-8"), policy=policy.default)  # RFC 6532 headers
+    assert message["To"].addresses[0].addr_spec == "张三@xn--fsqu00a.xn--fiqs8s"
+    assert message["To"].addresses[0].display_name == "Zhang San"
+    assert message.get_body(("plain",)).get_content().startswith("张三")  # type: ignore[union-attr]
+    assert not message.defects
+
+
+async def test_a_message_that_cannot_be_built_fails_for_good_with_no_address_in_the_reason() -> None:
+    # a domain without an ASCII form (an empty label): no retry can build it. Nothing listens on
+    # the port either, so a send that tried to connect would be deferred, not failed
+    transport = SmtpTransport(NotificationsSettings(smtp_port=free_port()))
+    with pytest.raises(PermanentSendError, match="message cannot be built") as refused:
+        await transport.send(_email(to_address="zhangsan@例子..中国"))
+    assert "zhangsan" not in str(refused.value)
+    assert "例子" not in str(refused.value)
 
 
 def test_a_line_break_in_an_address_is_refused() -> None:

@@ -55,10 +55,11 @@ class NotificationsSettings(ServiceSettings):
     mail_poll_interval: float = 1.0
 
     #: per-recipient limits against mailbox flooding: at most N emails of a template per
-    #: recipient per window; the excess is kept as ``suppressed`` with the reason
-    mail_rate_limits: dict[str, int] = Field(
-        default_factory=lambda: {"review_reminder": 3, "review_escalation": 3, "password_reset": 5}
-    )
+    #: recipient per window; the excess is kept as ``suppressed`` with the reason. Only for emails
+    #: a user can trigger at will (the remind-review button, password reset requests): the
+    #: system's own (review_escalation, raised once per team by the teams service's sweep) are
+    #: never limited, or a region with many overdue teams would lose escalations for good
+    mail_rate_limits: dict[str, int] = Field(default_factory=lambda: {"review_reminder": 3, "password_reset": 5})
     mail_rate_window_seconds: int = 3600
 
     @model_validator(mode="after")

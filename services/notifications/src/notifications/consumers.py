@@ -17,6 +17,7 @@ from notifications.outbox import (
     queue_emails,
     queue_for_account,
     queue_for_accounts,
+    readdress_pending,
     resolve_awaiting_many,
     store_recipients,
 )
@@ -83,6 +84,12 @@ async def keep_recipients(
     stored = await store_recipients(uow, list(recipients.values()))
     # a stale event (the read model already holds something newer) releases nothing
     await resolve_awaiting_many(uow, runtime.templates, [r for r, _ in recipients.values() if r.account_id in stored])
+    # a corrected address also holds for what is still waiting to be sent (a new account has
+    # nothing pending yet: its emails waited for it and were just addressed)
+    await readdress_pending(
+        uow,
+        [e.account_id for e, _ in items if isinstance(e, AccountContactChanged) and e.account_id in stored],
+    )
 
 
 @handlers("welcome_email", batch=True)

@@ -56,6 +56,8 @@ class Email(Base):
         Index("ix_emails_created", "created_at", "id"),
         Index("ix_emails_rate", "recipient_key", "template", "created_at"),
         Index("ix_emails_unresolved", "recipient_account_id", postgresql_where=text("to_address = ''")),
+        # an account's pending emails, re-addressed when its contact changes (few rows at any time)
+        Index("ix_emails_pending_account", "recipient_account_id", postgresql_where=text("status = 'pending'")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)

@@ -3,7 +3,9 @@
 An email to an account whose address the recipients read model does not hold yet (its
 ``account.registered`` has not arrived) is never dropped: it is stored as
 ``awaiting_recipient`` with the account id and the template's variables, and rendered and
-made ``pending`` in the transaction that brings the account into the read model.
+made ``pending`` in the transaction that brings the account into the read model. When an
+account's contact changes, its emails not yet sent follow to the new address
+(:func:`readdress_pending`).
 
 Per-recipient rate limits (settings ``mail_rate_limits``) keep the excess of a flood as
 ``suppressed`` rows with the reason, visible to operators, instead of sending them.
@@ -18,9 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import DateTime, Table, bindparam, func, select, text, update
+from sqlalchemy import DateTime, Table, bindparam, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifications.models import (
     AWAITING_RECIPIENT,
@@ -332,6 +335,38 @@ async def resolve_awaiting_many(uow: UnitOfWork, templates: Templates, recipient
     return len(waiting)
 
 
+#: an account's pending emails, to its current address and name (from the read model)
+_READDRESS_PENDING = (
+    update(_EMAILS)
+    .where(
+        _RECIPIENTS.c.account_id == func.any(bindparam("account_ids")),
+        _EMAILS.c.recipient_account_id == _RECIPIENTS.c.account_id,
+        _EMAILS.c.status == PENDING,
+        _EMAILS.c.to_address != "",
+        tuple_(_EMAILS.c.to_address, _EMAILS.c.to_name).is_distinct_from(
+            tuple_(_RECIPIENTS.c.email, _RECIPIENTS.c.display_name)
+        ),
+    )
+    .values(to_address=_RECIPIENTS.c.email, to_name=_RECIPIENTS.c.display_name)
+)
+
+
+async def readdress_pending(uow: UnitOfWork, account_ids: list[uuid.UUID]) -> int:
+    """Emails of these accounts not sent yet go to the address and name the read model now holds
+    (call it after storing their contact change, under the recipients' locks). Returns how many.
+
+    Only the envelope and the To header follow: the subject and body stay as they were rendered,
+    in the language and with the name of the time, because the template's variables are not kept
+    once an email is rendered (they may hold a one-use link), so it cannot be rendered again.
+    An email a send loop already holds goes out to the address it was claimed with."""
+    if not account_ids:
+        return 0
+    result = await uow.session.execute(
+        _READDRESS_PENDING, {"account_ids": account_ids}, execution_options={"synchronize_session": False}
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 #: lock the account (serialising with queue_for_account) and upsert it, in one round trip: the
 #: INSERT pulls its row from the lock's SELECT, so the lock is held before the row is written
 _STORE_RECIPIENT = text(
@@ -418,7 +453,12 @@ _RATE_LOCKS = 6002
 
 
 async def lock_recipient(uow: UnitOfWork, account_id: uuid.UUID) -> None:
-    await _advisory_lock(uow, _RECIPIENT_LOCKS, str(account_id))
+    await lock_account(uow.session, account_id)
+
+
+async def lock_account(session: AsyncSession, account_id: uuid.UUID) -> None:
+    """The account's recipient lock (as :func:`lock_recipient`), for a plain session."""
+    await session.execute(_LOCK, {"n": _RECIPIENT_LOCKS, "k": _lock_key(str(account_id))})
 
 
 def _lock_key(key: str) -> int:

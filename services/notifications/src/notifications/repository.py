@@ -10,7 +10,17 @@ from sqlalchemy import Select, and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifications.errors import EMAIL_NOT_FOUND, EMAIL_NOT_REPLAYABLE
-from notifications.models import AWAITING_RECIPIENT, EMAIL_CHANNEL, FAILED, PENDING, SUPPRESSED, Email, EmailReplay
+from notifications.models import (
+    AWAITING_RECIPIENT,
+    EMAIL_CHANNEL,
+    FAILED,
+    PENDING,
+    SUPPRESSED,
+    Email,
+    EmailReplay,
+    Recipient,
+)
+from notifications.outbox import lock_account
 from shared.errors import AppError
 from shared.pagination import encode_cursor, time_cursor
 
@@ -68,12 +78,19 @@ async def replays_of(session: AsyncSession, email_id: uuid.UUID) -> list[EmailRe
 
 
 async def replay(session: AsyncSession, email_id: uuid.UUID, *, by: uuid.UUID, now: datetime) -> None:
-    """Back to the queue with fresh attempts; who did it and what it was before are audited."""
+    """Back to the queue with fresh attempts, to the recipient's current address; who did it and
+    what it was before are audited."""
+    account_id = await session.scalar(select(Email.recipient_account_id).where(Email.id == email_id))
+    if account_id is not None:
+        # before the email's row, as the recipients handler takes it: a contact change committed
+        # meanwhile is read below, one committed later finds the email pending and re-addresses it
+        await lock_account(session, account_id)
     email = (await session.execute(select(Email).where(Email.id == email_id).with_for_update())).scalar_one_or_none()
     if email is None:
         raise AppError(EMAIL_NOT_FOUND)
     if email.status not in REPLAYABLE:
         raise AppError(EMAIL_NOT_REPLAYABLE, {"status": email.status})
+    readdressed = await _current_address(session, email)
     session.add(
         EmailReplay(
             email_id=email.id,
@@ -91,6 +108,24 @@ async def replay(session: AsyncSession, email_id: uuid.UUID, *, by: uuid.UUID, n
             attempts=0,
             last_error=None,
             next_attempt_at=now,
+            **readdressed,
         )
     )
     await session.execute(text("SELECT pg_notify(:c, '')"), {"c": EMAIL_CHANNEL})
+
+
+async def _current_address(session: AsyncSession, email: Email) -> dict[str, str]:
+    """The address and name the recipients read model holds now for the email's account (the
+    recipient may have corrected the one that failed); nothing when there is no account or the
+    email still waits for it. Subject and body stay as rendered, in the language of the time:
+    the template's variables are not kept after rendering, so it cannot be rendered again."""
+    if email.recipient_account_id is None or not email.to_address:
+        return {}
+    current = (
+        await session.execute(
+            select(Recipient.email, Recipient.display_name).where(Recipient.account_id == email.recipient_account_id)
+        )
+    ).first()
+    if current is None:
+        return {}
+    return {"to_address": current.email, "to_name": current.display_name}

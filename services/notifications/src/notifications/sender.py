@@ -239,8 +239,9 @@ class EmailSender:
         return outcome, server_down
 
     def _deferred(self, email: Email, attempts: int, now: datetime, exc: Exception) -> Outcome:
-        # TemporarySendError (server down, timeout, 4xx) or a bug building the message: a poison
-        # email must not block the queue, so it too ends as failed after the last attempt.
+        # TemporarySendError (server down, timeout, 4xx) or an unexpected error (a message that
+        # cannot be built is already permanent, see transport.send): a poison email must not block
+        # the queue, so it too ends as failed after the last attempt.
         reason = str(exc)[:1000] if isinstance(exc, TemporarySendError) else f"unexpected: {type(exc).__name__}"
         if attempts >= self.settings.mail_max_attempts:
             FAILED.labels(email.template).inc()

@@ -14,7 +14,16 @@ from notifications.bootstrap import NotificationsRuntime
 from notifications.errors import EMAIL_NOT_FOUND, EMAIL_NOT_REPLAYABLE
 from notifications.repository import EmailFilter
 from shared.auth import NationalAdmin
-from shared.errors import FORBIDDEN, NOT_FOUND, TOKEN_EXPIRED, TOKEN_INVALID, UNAUTHENTICATED, AppError, error_responses
+from shared.errors import (
+    FORBIDDEN,
+    NOT_FOUND,
+    TOKEN_EXPIRED,
+    TOKEN_INVALID,
+    UNAUTHENTICATED,
+    VALIDATION_FAILED,
+    AppError,
+    error_responses,
+)
 from shared.pagination import CURSOR_INVALID
 
 router = APIRouter()
@@ -92,6 +101,9 @@ async def read_mailbox(email_id: uuid.UUID, runtime: RuntimeDep) -> MailboxEmail
 
 # -- operator view (national admins) ------------------------------------------------------------
 AUTH_ERRORS = (UNAUTHENTICATED, TOKEN_INVALID, TOKEN_EXPIRED, FORBIDDEN)
+#: no control characters in a text filter (NUL above all, which PostgreSQL cannot take in text):
+#: refused with validation_failed, never a 500; in the schema, so clients know it too
+NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"
 EmailStatus = Literal["awaiting_recipient", "pending", "sent", "failed", "suppressed"]
 
 
@@ -145,16 +157,18 @@ class EmailPage(BaseModel):
     response_model=EmailPage,
     tags=["emails"],
     summary="Operators: emails newest first, filtered by status, recipient, account, event or template",
-    responses=error_responses(*AUTH_ERRORS, CURSOR_INVALID),
+    responses=error_responses(*AUTH_ERRORS, VALIDATION_FAILED, CURSOR_INVALID),
 )
 async def list_emails(
     runtime: RuntimeDep,
     admin: NationalAdmin,
     status: EmailStatus | None = None,
-    recipient: Annotated[str | None, Query(max_length=254, description="recipient email address")] = None,
+    recipient: Annotated[
+        str | None, Query(max_length=254, pattern=NO_CONTROL, description="recipient email address")
+    ] = None,
     account_id: uuid.UUID | None = None,
     event_id: uuid.UUID | None = None,
-    template: Annotated[str | None, Query(max_length=80)] = None,
+    template: Annotated[str | None, Query(max_length=80, pattern=NO_CONTROL)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> EmailPage:
