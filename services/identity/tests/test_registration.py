@@ -368,3 +368,19 @@ async def test_the_database_itself_refuses_to_delete_an_account_or_rename_it(ide
                 await conn.execute(text(statement), {"i": uuid.UUID(account["id"])})
     rows = await identity.fetch("SELECT username FROM accounts WHERE id = :i", i=uuid.UUID(account["id"]))
     assert rows[0][0] == account["username"]
+
+
+async def test_guardian_consent_time_must_carry_a_zone_and_not_lie_in_the_future(identity: Identity) -> None:
+    number = resident_id(birth=years_ago(identity, 16))
+    guardian = {"name": "王五", "relation": "母亲", "phone": "13900000000"}
+    tomorrow = (identity.clock.now() + timedelta(days=1)).isoformat()
+    for consented_at in ("2999-01-01T08:00:00+08:00", tomorrow, "2026-01-01T08:00:00"):
+        refused = await identity.client.post(
+            "/api/v1/accounts", json=sign_up_body(id_number=number, guardian={**guardian, "consented_at": consented_at})
+        )
+        assert refused.status_code == 422, consented_at
+        assert refused.json()["code"] == "guardian_consent_time_invalid"
+    assert refused.json()["message"] == "监护人同意时间不正确:须带时区,且不能晚于当前时间"
+    just_now = identity.clock.now().isoformat()
+    _, account = await identity.sign_up(id_number=number, guardian={**guardian, "consented_at": just_now})
+    assert account["guardian_consent_recorded"] is True

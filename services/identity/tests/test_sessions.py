@@ -10,6 +10,8 @@ import uuid
 from datetime import timedelta
 from urllib.parse import parse_qs, urlparse
 
+import httpx
+
 from identity.testing import Identity, StartIdentity
 
 
@@ -148,6 +150,59 @@ async def test_reset_link_is_one_use_and_stored_only_hashed(identity: Identity) 
     )
     assert again.status_code == 400
     assert again.json()["code"] == "reset_token_invalid"
+
+
+async def reset_link(identity: Identity, username: str, account_id: str) -> str:
+    """Ask for a reset link and return its token (the latest one mailed to the account)."""
+    asked = await identity.client.post("/api/v1/password-resets", json={"username": username})
+    assert asked.status_code == 202, asked.text
+    event = (await identity.events("account.password_reset_requested", account_id))[-1]
+    return parse_qs(urlparse(event["reset_url"]).query)["token"][0]
+
+
+async def confirm(identity: Identity, token: str, new_password: str) -> httpx.Response:
+    return await identity.client.post(
+        "/api/v1/password-resets/confirmations", json={"token": token, "new_password": new_password}
+    )
+
+
+async def test_reset_link_is_refused_after_the_password_is_changed(identity: Identity) -> None:
+    body, account = await identity.sign_up()
+    token = await reset_link(identity, body["username"], account["id"])
+    changed = await identity.client.post(
+        "/api/v1/password-changes",
+        json={"username": body["username"], "current_password": body["password"], "new_password": "changed by me 2026"},
+    )
+    assert changed.status_code == 200, changed.text
+    old_link = await confirm(identity, token, "an attacker's passphrase")
+    assert old_link.status_code == 400
+    assert old_link.json()["code"] == "reset_token_invalid"
+    assert (await identity.log_in(body["username"], "changed by me 2026")).status_code == 200
+
+
+async def test_using_one_reset_link_spends_the_others(identity: Identity) -> None:
+    body, account = await identity.sign_up()
+    first = await reset_link(identity, body["username"], account["id"])
+    second = await reset_link(identity, body["username"], account["id"])
+    assert (await confirm(identity, second, "the newest link wins")).status_code == 204
+    older = await confirm(identity, first, "the older link must not")
+    assert older.json()["code"] == "reset_token_invalid"
+    assert (await identity.log_in(body["username"], "the newest link wins")).status_code == 200
+
+
+async def test_reset_link_is_refused_after_the_national_admins_reset(identity: Identity) -> None:
+    body, account = await identity.sign_up()
+    token = await reset_link(identity, body["username"], account["id"])
+    reset = await identity.client.post(
+        f"/api/v1/admin/accounts/{account['id']}/temporary-passwords",
+        json={"reason": "本人丢失手机和邮箱,持身份证到窗口办理"},
+        headers=identity.national_admin(),
+    )
+    assert reset.status_code == 201, reset.text
+    old_link = await confirm(identity, token, "whoever read the old mailbox")
+    assert old_link.json()["code"] == "reset_token_invalid"
+    must_change = await identity.log_in(body["username"], reset.json()["temporary_password"])
+    assert must_change.json()["code"] == "password_change_required"
 
 
 async def test_reset_link_expires_after_thirty_minutes(start_identity: StartIdentity) -> None:

@@ -4,12 +4,14 @@ volunteer to invite and reset a member's password."""
 from __future__ import annotations
 
 import uuid
+from urllib.parse import parse_qs, urlparse
 
+import httpx
 import pytest
 
 from identity.testing import Identity, envelope_for
 from shared.contracts.base import Event
-from shared.contracts.teams import TeamAdminAppointed, TeamMemberJoined, TeamMemberLeft
+from shared.contracts.teams import TeamAdminAppointed, TeamAdminRemoved, TeamMemberJoined, TeamMemberLeft
 from shared.messaging.amqp import AmqpBroker
 from shared.testing import eventually
 
@@ -150,3 +152,70 @@ async def test_team_admin_cannot_reset_someone_outside_the_team(identity: Identi
         f"/api/v1/teams/{other_team}/members/{member_id}/temporary-passwords", headers=other_admin
     )
     assert left.json()["code"] == "not_team_member"
+
+
+async def reset_by(
+    identity: Identity, team_id: uuid.UUID, account_id: uuid.UUID, admin: dict[str, str]
+) -> httpx.Response:
+    return await identity.client.post(
+        f"/api/v1/teams/{team_id}/members/{account_id}/temporary-passwords", headers=admin
+    )
+
+
+@pytest.mark.parametrize("role", ["regional_admin", "national_admin", "data_importer"])
+async def test_team_admin_cannot_reset_an_account_holding_an_operator_role(
+    identity: Identity, publisher: AmqpBroker, role: str
+) -> None:
+    """An operator who joined a team must not be taken over by that team's admin (T7)."""
+    team_id, _, admin = await team_with_admin(identity, publisher)
+    body, account = await identity.sign_up()
+    member_id = uuid.UUID(account["id"])
+    await publish_and_wait(identity, publisher, TeamMemberJoined(team_id=team_id, account_id=member_id))
+    granted = await identity.client.put(
+        f"/api/v1/admin/accounts/{member_id}/roles",
+        json={"roles": [role], "admin_region": "110000" if role == "regional_admin" else None},
+        headers=identity.national_admin(),
+    )
+    assert granted.status_code == 200, granted.text
+    refused = await reset_by(identity, team_id, member_id, admin)
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "reset_requires_national_admin"
+    assert refused.json()["detail"]["because"] == "operator_role"
+    assert await identity.events("account.temporary_password_set", member_id) == []
+    assert (await identity.log_in(body["username"], body["password"])).status_code == 200
+
+
+async def test_team_admin_cannot_reset_another_admin_of_the_team(identity: Identity, publisher: AmqpBroker) -> None:
+    team_id, _, admin = await team_with_admin(identity, publisher)
+    body, account = await identity.sign_up()
+    other_admin_id = uuid.UUID(account["id"])
+    await publish_and_wait(
+        identity,
+        publisher,
+        TeamMemberJoined(team_id=team_id, account_id=other_admin_id),
+        TeamAdminAppointed(team_id=team_id, account_id=other_admin_id),
+    )
+    refused = await reset_by(identity, team_id, other_admin_id, admin)
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "reset_requires_national_admin"
+    assert refused.json()["detail"]["because"] == "team_admin"
+    assert refused.json()["message"] == "该账号是管理员账号,团体管理员不能重置其密码,请联系全国系统管理员重置"
+    assert (await identity.log_in(body["username"], body["password"])).status_code == 200
+    # Once no longer an admin of the team, a plain member again.
+    await publish_and_wait(identity, publisher, TeamAdminRemoved(team_id=team_id, account_id=other_admin_id))
+    assert (await reset_by(identity, team_id, other_admin_id, admin)).status_code == 201
+
+
+async def test_team_admin_reset_spends_the_members_reset_links(identity: Identity, publisher: AmqpBroker) -> None:
+    team_id, _, admin = await team_with_admin(identity, publisher)
+    body, account = await identity.sign_up()
+    member_id = uuid.UUID(account["id"])
+    await publish_and_wait(identity, publisher, TeamMemberJoined(team_id=team_id, account_id=member_id))
+    await identity.client.post("/api/v1/password-resets", json={"username": body["username"]})
+    [event] = await identity.events("account.password_reset_requested", member_id)
+    token = parse_qs(urlparse(event["reset_url"]).query)["token"][0]
+    assert (await reset_by(identity, team_id, member_id, admin)).status_code == 201
+    old_link = await identity.client.post(
+        "/api/v1/password-resets/confirmations", json={"token": token, "new_password": "someone else's choice"}
+    )
+    assert old_link.json()["code"] == "reset_token_invalid"

@@ -233,6 +233,40 @@ async def test_admin_of_another_region_can_neither_see_nor_decide(identity: Iden
     assert volunteer.status_code == 403
 
 
+async def test_regional_admin_cannot_review_their_own_id_card_upload(identity: Identity) -> None:
+    """An admin who is also a volunteer of the region: their own upload is neither listed, shown
+    nor decided by them; another admin of the region still reviews it."""
+    headers, account_id = await failed_volunteer(identity, region="110105")
+    await identity.client.post(
+        "/api/v1/accounts/me/id-card-images", files={"file": ("front.png", PNG_BYTES, "image/png")}, headers=headers
+    )
+    item = await pending_review(identity, identity.national_admin(), account_id)
+    assert item is not None
+    own = identity.regional_admin("110000", uuid.UUID(account_id))
+    assert await pending_review(identity, own, account_id) is None
+    image = await identity.client.get(str(item["image_url"]), headers=own)
+    assert image.status_code == 403
+    assert image.json()["code"] == "review_own_upload"
+    url = f"/api/v1/admin/id-card-reviews/{item['id']}/decision"
+    for who in (own, identity.national_admin(uuid.UUID(account_id))):
+        decision = await identity.client.post(url, json={"approved": True}, headers=who)
+        assert decision.status_code == 403
+        assert decision.json()["code"] == "review_own_upload"
+    english = await identity.client.post(url, json={"approved": True}, headers={**own, "Accept-Language": "en"})
+    assert english.json()["message"].startswith("You cannot review your own ID-card upload")
+    assert (await identity.me(headers))["verification"]["status"] == "manual_review"
+    assert await identity.events("volunteer.verified", account_id) == []
+    viewed = await identity.fetch(
+        "SELECT count(*) FROM audit_log WHERE action = 'id_card_image_viewed' AND subject_account_id = :s",
+        s=uuid.UUID(account_id),
+    )
+    assert viewed[0][0] == 0
+
+    approved = await identity.client.post(url, json={"approved": True}, headers=identity.regional_admin("110105"))
+    assert approved.status_code == 200, approved.text
+    assert (await identity.me(headers))["verification"]["status"] == "verified"
+
+
 async def test_rejection_needs_a_reason_and_is_raised_as_failed(identity: Identity) -> None:
     headers, account_id = await failed_volunteer(identity)
     await identity.client.post(

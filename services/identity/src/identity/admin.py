@@ -17,7 +17,8 @@ from identity.domain import documents
 from identity.domain.password_policy import check_password
 from identity.models import RECORD_MERGED, Account, DuplicateCase, VolunteerRecord
 from identity.registration import check_email
-from identity.repository import Accounts, Audit, Cases, RefreshTokens
+from identity.repository import Accounts, Audit, Cases
+from identity.sessions import retire_credentials
 from shared import regions
 from shared.auth import ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER, ROLES, Principal
 from shared.contracts.identity import (
@@ -39,6 +40,15 @@ _ALPHABET = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789"
 
 def temporary_password() -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(12))
+
+
+async def set_temporary_password(runtime: IdentityRuntime, uow: UnitOfWork, account: Account) -> str:
+    """A temporary password, changed at the next login; the old sessions and reset links end."""
+    password = temporary_password()
+    account.password_hash = await runtime.passwords.hash(password)
+    account.must_change_password = True
+    await retire_credentials(uow, account.id, uow.clock.now())
+    return password
 
 
 async def set_roles(
@@ -88,11 +98,8 @@ async def national_reset(
     account = await Accounts(uow.session).get(account_id, for_update=True)
     if account is None:
         raise AppError(errors.ACCOUNT_NOT_FOUND)
-    password = temporary_password()
+    password = await set_temporary_password(runtime, uow, account)
     now = uow.clock.now()
-    account.password_hash = await runtime.passwords.hash(password)
-    account.must_change_password = True
-    await RefreshTokens(uow.session).revoke_account(account.id, now)
     if reset.mobile is not None:
         account.mobile = documents.check_mobile(reset.mobile)
     if reset.email is not None and check_email(reset.email) != account.email:

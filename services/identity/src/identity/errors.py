@@ -25,6 +25,12 @@ GUARDIAN_CONSENT_REQUIRED = ErrorSpec(
     "未满18周岁的志愿者注册需经监护人同意,请填写监护人信息",
     "Volunteers under 18 need a guardian's consent",
 )
+GUARDIAN_CONSENT_TIME_INVALID = ErrorSpec(
+    "guardian_consent_time_invalid",
+    422,
+    "监护人同意时间不正确:须带时区,且不能晚于当前时间",
+    "The guardian's consent time must carry a time zone and must not be in the future",
+)
 MOBILE_INVALID = ErrorSpec("mobile_invalid", 422, "手机号码格式不正确", "The mobile number is not valid")
 EMAIL_INVALID = ErrorSpec(
     "email_invalid", 422, "电子邮箱格式不正确,一般格式为:用户名@域名", "The email address is not valid"
@@ -127,6 +133,12 @@ REVIEW_OUT_OF_REGION = ErrorSpec(
     "只能审核本地区志愿者的实名认证",
     "You can only review volunteers of your region",
 )
+REVIEW_OWN_UPLOAD = ErrorSpec(
+    "review_own_upload",
+    403,
+    "不能审核本人上传的身份证件照片,请由本地区其他管理员审核",
+    "You cannot review your own ID-card upload; another admin of the region reviews it",
+)
 REJECTION_REASON_REQUIRED = ErrorSpec(
     "rejection_reason_required", 422, "驳回时必须填写理由", "A rejection needs a reason"
 )
@@ -141,6 +153,12 @@ DISCLOSURE_OUT_OF_REGION = ErrorSpec(
 NOT_TEAM_ADMIN = ErrorSpec("not_team_admin", 403, "只有志愿团体管理员可以进行此操作", "Only a team admin can do this")
 NOT_TEAM_MEMBER = ErrorSpec(
     "not_team_member", 404, "该志愿者不是本团体成员", "This volunteer is not a member of your team"
+)
+RESET_REQUIRES_NATIONAL_ADMIN = ErrorSpec(
+    "reset_requires_national_admin",
+    403,
+    "该账号是管理员账号,团体管理员不能重置其密码,请联系全国系统管理员重置",
+    "This account holds an admin role; a team admin cannot reset its password, the national admin can",
 )
 VOLUNTEER_NOT_FOUND = ErrorSpec(
     "volunteer_not_found",

@@ -11,12 +11,13 @@ import uuid
 from dataclasses import dataclass
 
 from identity import errors
-from identity.admin import temporary_password
+from identity.admin import set_temporary_password
 from identity.bootstrap import IdentityRuntime
 from identity.domain import documents
 from identity.domain.documents import DocumentType
-from identity.repository import Accounts, Audit, Lookups, Memberships, RefreshTokens
-from shared.auth import Principal
+from identity.models import Account
+from identity.repository import Accounts, Audit, Lookups, Memberships
+from shared.auth import ROLE_VOLUNTEER, Principal
 from shared.contracts.identity import TemporaryPasswordSet
 from shared.db import UnitOfWork
 from shared.errors import AppError
@@ -82,11 +83,9 @@ async def team_admin_reset(
     account = await Accounts(uow.session).get(account_id, for_update=True)
     if account is None:
         raise AppError(errors.NOT_TEAM_MEMBER)
-    password = temporary_password()
+    _check_resettable_by_team_admin(principal, team_id, account, member_is_admin=member.admin)
+    password = await set_temporary_password(runtime, uow, account)
     now = uow.clock.now()
-    account.password_hash = await runtime.passwords.hash(password)
-    account.must_change_password = True
-    await RefreshTokens(uow.session).revoke_account(account.id, now)
     account.raise_event(
         TemporaryPasswordSet(account_id=account.id, set_by_account_id=principal.account_id, by_team_id=team_id)
     )
@@ -99,3 +98,27 @@ async def team_admin_reset(
     )
     log.info("temporary_password_set", account_id=str(account.id), by="team_admin", team_id=str(team_id))
     return password
+
+
+def _check_resettable_by_team_admin(
+    principal: Principal, team_id: uuid.UUID, account: Account, *, member_is_admin: bool
+) -> None:
+    """A team admin resets only plain members (T7). An account holding any role beyond volunteer
+    (regional, national admin, data importer, or a role added later), or an admin of the same
+    team, would be taken over by whoever administers a team it joined: such accounts go through
+    the national admin's reset (V10)."""
+    operator_roles = sorted(set(account.roles) - {ROLE_VOLUNTEER})
+    if not operator_roles and not member_is_admin:
+        return
+    because = "operator_role" if operator_roles else "team_admin"
+    log.warning(
+        "team_reset_refused_privileged_account",
+        actor_id=str(principal.account_id),
+        account_id=str(account.id),
+        team_id=str(team_id),
+        because=because,
+    )
+    raise AppError(
+        errors.RESET_REQUIRES_NATIONAL_ADMIN,
+        {"because": because, "reset_at": f"/api/v1/admin/accounts/{account.id}/temporary-passwords"},
+    )

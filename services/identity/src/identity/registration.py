@@ -88,6 +88,18 @@ class SealedIdentity:
     birth_date: date
 
 
+def check_consent_time(consented_at: datetime, now: datetime) -> None:
+    """The guardian's consent is a recorded fact (V1): a moment with its time zone (a naive time
+    could be any of 24 hours), and one that has already happened."""
+    if consented_at.utcoffset() is None:
+        raise AppError(errors.GUARDIAN_CONSENT_TIME_INVALID, {"field": "guardian.consented_at", "problem": "no_zone"})
+    if consented_at > now:
+        raise AppError(
+            errors.GUARDIAN_CONSENT_TIME_INVALID,
+            {"field": "guardian.consented_at", "problem": "future", "now": now.isoformat()},
+        )
+
+
 def check_email(email: str) -> str:
     try:
         return validate_email(email, check_deliverability=False).normalized
@@ -123,6 +135,8 @@ async def sign_up(runtime: IdentityRuntime, data: SignUp) -> Account:
     age = documents.check_age(identity.birth_date, local_today(clock), minimum_age=settings.minimum_age)
     if age < settings.guardian_consent_below_age and data.guardian is None:
         raise AppError(errors.GUARDIAN_CONSENT_REQUIRED)
+    if data.guardian is not None:
+        check_consent_time(data.guardian.consented_at, clock.now())
     mobile = documents.check_mobile(data.mobile)
     email = check_email(data.email)
     region = documents.check_region(data.region_code)

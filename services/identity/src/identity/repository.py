@@ -16,6 +16,7 @@ from identity.models import (
     AuditEntry,
     DuplicateCase,
     IdCardUpload,
+    PasswordResetToken,
     RefreshToken,
     TeamMembership,
     VolunteerCard,
@@ -126,6 +127,20 @@ class RefreshTokens:
         )
 
 
+class ResetTokens:
+    """One-use password reset links (V10), stored hashed."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def spend_unused(self, account_id: uuid.UUID, now: datetime) -> None:
+        await self.session.execute(
+            update(PasswordResetToken)
+            .where(PasswordResetToken.account_id == account_id, PasswordResetToken.used_at.is_(None))
+            .values(used_at=now)
+        )
+
+
 class Audit:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -198,7 +213,12 @@ class Reviews:
         )
 
     async def pending_page(
-        self, *, scope: str | None, after: tuple[datetime, uuid.UUID] | None, limit: int
+        self,
+        *,
+        scope: str | None,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+        excluding_account_id: uuid.UUID | None = None,
     ) -> Sequence[tuple[IdCardUpload, Account]]:
         query = (
             select(IdCardUpload, Account)
@@ -209,6 +229,8 @@ class Reviews:
         )
         if scope is not None:
             query = query.where(IdCardUpload.region_code.startswith(region_prefix(scope), autoescape=True))
+        if excluding_account_id is not None:
+            query = query.where(IdCardUpload.account_id != excluding_account_id)
         if after is not None:
             query = query.where(
                 (IdCardUpload.uploaded_at > after[0])

@@ -83,13 +83,20 @@ def _check_scope(principal: Principal, item: IdCardUpload) -> None:
     if not principal.administers_region(item.region_code):
         log.info("review_refused_out_of_region", actor_id=str(principal.account_id), upload_id=str(item.id))
         raise AppError(errors.REVIEW_OUT_OF_REGION)
+    # An admin who is also a volunteer of the region never reviews (or sees) their own card.
+    if item.account_id == principal.account_id:
+        log.info("review_refused_own_upload", actor_id=str(principal.account_id), upload_id=str(item.id))
+        raise AppError(errors.REVIEW_OWN_UPLOAD)
 
 
 async def pending(
     uow: UnitOfWork, principal: Principal, *, after: tuple[datetime, uuid.UUID] | None, limit: int
 ) -> Sequence[tuple[IdCardUpload, Account]]:
+    """Uploads waiting in the admin's region, leaving out the admin's own."""
     scope = None if principal.is_national_admin else principal.region
-    return await Reviews(uow.session).pending_page(scope=scope, after=after, limit=limit)
+    return await Reviews(uow.session).pending_page(
+        scope=scope, after=after, limit=limit, excluding_account_id=principal.account_id
+    )
 
 
 async def image(

@@ -7,7 +7,7 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from sqlalchemy import text
@@ -16,7 +16,7 @@ from identity import errors
 from identity.bootstrap import IdentityRuntime
 from identity.domain.password_policy import check_password
 from identity.models import Account, AuditEntry, PasswordResetToken, RefreshToken
-from identity.repository import Accounts, RefreshTokens
+from identity.repository import Accounts, RefreshTokens, ResetTokens
 from identity.throttle import Policy, Throttle, account_key, address_key
 from shared.contracts.identity import PasswordResetRequested
 from shared.db import UnitOfWork
@@ -153,14 +153,21 @@ async def log_out(runtime: IdentityRuntime, token: str) -> None:
             await tokens.revoke_family(row.family_id, runtime.clock.now())
 
 
+async def retire_credentials(uow: UnitOfWork, account_id: uuid.UUID, now: datetime) -> None:
+    """Whenever a password is set, by any path: every refresh token and every unused reset link
+    issued before it dies with the old password (a link mailed earlier must not undo the change)."""
+    await RefreshTokens(uow.session).revoke_account(account_id, now)
+    await ResetTokens(uow.session).spend_unused(account_id, now)
+
+
 async def set_password(runtime: IdentityRuntime, uow: UnitOfWork, account: Account, new_password: str) -> None:
-    """A new password the owner chose: every refresh token of the account dies with the old one."""
+    """A new password the owner chose."""
     check_password(new_password, username=account.username)
     now = runtime.clock.now()
     account.password_hash = await runtime.passwords.hash(new_password)
     account.must_change_password = False
     account.password_changed_at = now
-    await RefreshTokens(uow.session).revoke_account(account.id, now)
+    await retire_credentials(uow, account.id, now)
 
 
 async def change_password(

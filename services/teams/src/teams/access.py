@@ -39,23 +39,40 @@ def require_region_admin(principal: Principal, region_code: str) -> None:
 
 def is_authority_reviewer(principal: Principal, team: Team) -> bool:
     """A regional admin acting for the registration authority (the civil-affairs bureau) of the
-    region the organisation is registered in, or above it."""
+    region the organisation is registered in, or above it; never the applicant."""
     authority = team.registration_authority_region
     return (
         authority is not None
+        and principal.account_id != team.applicant_account_id
         and ROLE_REGIONAL_ADMIN in principal.roles
         and principal.region is not None
         and principal.administers_region(authority)
     )
 
 
+async def liaison_reviewer_ids(repo: TeamsRepository, team: Team) -> list[uuid.UUID]:
+    """The liaison team's admins who may review ``team``: all of them but its applicant."""
+    if team.liaison_team_id is None:
+        return []
+    return [a for a in await repo.admin_ids(team.liaison_team_id) if a != team.applicant_account_id]
+
+
 async def is_reviewer(repo: TeamsRepository, principal: Principal, team: Team) -> bool:
+    """T5: the registration authority for a social organisation, else the liaison team's admins.
+    A liaison team with no admin but the applicant (a federation created without one, or the
+    applicant's own root team) is reviewed in its place by the admins of the liaison's region
+    (and national admins). The applicant never reviews their own registration."""
+    if principal.account_id == team.applicant_account_id:
+        return False
     if team.registration_authority_region is not None:
         return is_authority_reviewer(principal, team) or principal.is_national_admin
     if team.liaison_team_id is None:
         return False
-    membership = await repo.membership(team.liaison_team_id, principal.account_id)
-    return membership is not None and membership.is_admin
+    liaison_admins = await liaison_reviewer_ids(repo, team)
+    if liaison_admins:
+        return principal.account_id in liaison_admins
+    liaison = await repo.team(team.liaison_team_id)
+    return liaison is not None and principal.administers_region(liaison.region_code)  # national admins too
 
 
 async def can_see(repo: TeamsRepository, principal: Principal | None, team: Team) -> bool:

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 
 from shared import regions
-from shared.auth import Principal
+from shared.auth import Principal, region_prefix
 from shared.clock import CHINA_TZ, Clock
 from shared.contracts.teams import (
     TeamAdminAppointed,
@@ -29,7 +29,7 @@ from shared.contracts.teams import (
 )
 from shared.db import UnitOfWork
 from shared.errors import AppError
-from teams.access import is_reviewer, load_team, require_region_admin, require_verified
+from teams.access import is_reviewer, liaison_reviewer_ids, load_team, require_region_admin, require_verified
 from teams.api.schemas import ContactOut, ReviewDecision, ReviewerOut, RootTeamCreate, TeamContact, TeamRegistration
 from teams.config import AuthorityContact, TeamsSettings
 from teams.domain import review
@@ -99,12 +99,40 @@ def _region(code: str) -> regions.Region:
 
 
 async def reviewer_ids(repo: TeamsRepository, team: Team) -> list[uuid.UUID]:
-    """The liaison team's admins, or the regional admins acting for the registration authority."""
+    """Who reviews ``team`` (T5), never its applicant: the regional admins acting for the
+    registration authority of a social organisation; else the liaison team's admins or, when the
+    liaison has none besides the applicant, the admins of the liaison's region in its place. Where
+    no regional admin is known up the chain, the national admins: a registration always has one."""
+    applicant = team.applicant_account_id
     if team.registration_authority_region is not None:
-        return await repo.nearest_region_admins(team.registration_authority_region)
-    if team.liaison_team_id is not None:
-        return await repo.admin_ids(team.liaison_team_id)
-    return []
+        region = team.registration_authority_region
+    elif team.liaison_team_id is not None:
+        liaison_admins = await liaison_reviewer_ids(repo, team)
+        if liaison_admins:
+            return liaison_admins
+        liaison = await repo.team(team.liaison_team_id)
+        if liaison is None:
+            return []
+        region = liaison.region_code
+    else:
+        return []
+    return await repo.nearest_region_admins(region, excluding=applicant) or await repo.national_admin_ids(
+        excluding=applicant
+    )
+
+
+async def reviews_waiting_for(uow: UnitOfWork, principal: Principal) -> list[Team]:
+    """The registrations ``principal`` may decide now, oldest first (never their own)."""
+    repo = TeamsRepository(uow.session)
+    found: dict[uuid.UUID, Team] = {}
+    liaison_ids = await repo.teams_administered_by(principal.account_id)
+    found.update((t.id, t) for t in await repo.pending_reviews_of_teams(liaison_ids))
+    if principal.is_national_admin or principal.region is not None:
+        prefix = None if principal.is_national_admin or principal.region is None else region_prefix(principal.region)
+        found.update((t.id, t) for t in await repo.pending_reviews_without_liaison_admins(prefix))
+        found.update((t.id, t) for t in await repo.pending_authority_reviews())
+    ordered = sorted(found.values(), key=lambda t: (t.submitted_at, t.id))
+    return [t for t in ordered if t.status == PENDING and await is_reviewer(repo, principal, t)]
 
 
 # -- registering (T1–T4) -------------------------------------------------------------------------
@@ -376,10 +404,25 @@ async def review_status(
                 reviewer.working_hours = found.working_hours or None
     else:
         liaison = await repo.team(team.liaison_team_id) if team.liaison_team_id else None
-        reviewer = ReviewerOut(kind="liaison_team", name=liaison.name if liaison else "")
-        if show_contact and liaison is not None:
-            reviewer.contact = contact_of(liaison)
+        if liaison is not None and not await liaison_reviewer_ids(repo, team):
+            reviewer = _region_admins_reviewer(settings, liaison.region_code, show_contact)
+        else:
+            reviewer = ReviewerOut(kind="liaison_team", name=liaison.name if liaison else "")
+            if show_contact and liaison is not None:
+                reviewer.contact = contact_of(liaison)
     return ReviewView(team=team, now=now, reviewer=reviewer)
+
+
+def _region_admins_reviewer(settings: TeamsSettings, region_code: str, show_contact: bool) -> ReviewerOut:
+    """The admins of the liaison's region, reviewing in place of a liaison team with no other
+    admin; their office's contact is the region's configured authority contact."""
+    region = regions.get(region_code)
+    reviewer = ReviewerOut(kind="region_admins", name=f"{region.name if region else region_code}地区管理员")
+    found = _authority_contact(settings, region_code)
+    if found is not None and show_contact:
+        reviewer.contact = ContactOut(person=found.person, phone=found.phone, email=found.email, address=found.address)
+        reviewer.working_hours = found.working_hours or None
+    return reviewer
 
 
 def _authority_contact(settings: TeamsSettings, region_code: str) -> AuthorityContact | None:
@@ -396,7 +439,8 @@ async def sweep_overdue_reviews(uow: UnitOfWork, clock: Clock, batch: int = 100)
     overdue = await repo.overdue_reviews(now - review.OVERDUE_AFTER, batch)
     for team in overdue:
         reviewers = await reviewer_ids(repo, team)
-        admins = [a for a in await repo.nearest_region_admins(team.region_code) if a not in reviewers]
+        nearest = await repo.nearest_region_admins(team.region_code, excluding=team.applicant_account_id)
+        admins = [a for a in nearest if a not in reviewers]
         team.overdue_raised_at = now
         team.raise_event(
             TeamReviewOverdue(

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from shared import regions
 from teams.models import (
@@ -75,6 +76,28 @@ class TeamsRepository:
         if not liaison_ids:
             return []
         stmt = select(Team).where(Team.status == PENDING, Team.liaison_team_id.in_(liaison_ids))
+        return (await self.session.execute(stmt.order_by(Team.submitted_at))).scalars().all()
+
+    async def pending_reviews_without_liaison_admins(self, liaison_region_prefix: str | None) -> Sequence[Team]:
+        """Pending teams whose liaison team has no admin besides the applicant (reviewed by the
+        admins of the liaison's region instead), optionally only liaisons within a region."""
+        liaison = aliased(Team)
+        other_admin = (
+            select(Membership.account_id)
+            .where(
+                Membership.team_id == Team.liaison_team_id,
+                Membership.is_admin,
+                Membership.account_id != Team.applicant_account_id,
+            )
+            .exists()
+        )
+        stmt = (
+            select(Team)
+            .join(liaison, liaison.id == Team.liaison_team_id)
+            .where(Team.status == PENDING, Team.registration_authority_region.is_(None), ~other_admin)
+        )
+        if liaison_region_prefix:
+            stmt = stmt.where(liaison.region_code.startswith(liaison_region_prefix, autoescape=True))
         return (await self.session.execute(stmt.order_by(Team.submitted_at))).scalars().all()
 
     async def pending_authority_reviews(self) -> Sequence[Team]:
@@ -202,16 +225,21 @@ class TeamsRepository:
     async def forget_region_admin(self, account_id: uuid.UUID) -> None:
         await self.session.execute(delete(RegionAdmin).where(RegionAdmin.account_id == account_id))
 
-    async def nearest_region_admins(self, region_code: str) -> list[uuid.UUID]:
-        """Regional admins of the region itself, else of the nearest region above that has any."""
+    async def nearest_region_admins(self, region_code: str, *, excluding: uuid.UUID | None = None) -> list[uuid.UUID]:
+        """Regional admins of the region itself, else of the nearest region above that has any
+        (other than ``excluding``, e.g. the applicant of the registration they are asked about)."""
         chain = [r.code for r in regions.ancestors(region_code)] or [region_code]
         stmt = select(RegionAdmin.account_id, RegionAdmin.region_code).where(RegionAdmin.region_code.in_(chain))
         rows = (await self.session.execute(stmt)).all()
         for code in chain:
-            found = sorted(account_id for account_id, region in rows if region == code)
+            found = sorted(account_id for account_id, region in rows if region == code and account_id != excluding)
             if found:
                 return found
         return []
+
+    async def national_admin_ids(self, *, excluding: uuid.UUID | None = None) -> list[uuid.UUID]:
+        stmt = select(RegionAdmin.account_id).where(RegionAdmin.is_national).order_by(RegionAdmin.account_id)
+        return [a for a in (await self.session.execute(stmt)).scalars().all() if a != excluding]
 
     async def merge_account(self, kept: uuid.UUID, merged: uuid.UUID) -> None:
         """Move the merged record's memberships, requests and invitations to the kept one."""

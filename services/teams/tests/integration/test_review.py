@@ -3,12 +3,14 @@ reviewer contact and a single escalation from day 7. Time moves on the injected 
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from stdnum.cn import uscc
 
+from shared.auth import ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER
 from shared.contracts.identity import AccountRolesChanged
 from shared.testing import eventually
 from teams.models import RegionAdmin
@@ -256,3 +258,141 @@ async def test_admin_whose_role_is_withdrawn_is_no_longer_escalated_to(teams: An
     [event] = await teams.events("team.review_overdue", team["id"])
     assert str(current.account_id) in event["region_admin_account_ids"]
     assert str(former.account_id) not in event["region_admin_account_ids"]
+
+
+# -- the applicant never reviews; a registration always has a reviewer ------------------------
+async def verified_region_admin(teams: Any, region: str) -> Any:
+    """A verified volunteer who is also a regional admin of ``region`` (both known to teams)."""
+    [volunteer] = await teams.volunteers(1)
+    person = dataclasses.replace(volunteer, roles=(ROLE_VOLUNTEER, ROLE_REGIONAL_ADMIN), region=region)
+    await teams.identity.produce(
+        AccountRolesChanged(account_id=person.account_id, roles=list(person.roles), region_code=region)
+    )
+
+    async def arrived() -> bool:
+        async with teams.runtime.session_factory() as session:
+            return await session.get(RegionAdmin, person.account_id) is not None
+
+    await eventually(arrived, timeout=30, interval=0.1)
+    return person
+
+
+async def waiting_ids(teams: Any, who: Any) -> list[str]:
+    response = await teams.client.get("/api/v1/reviews", headers=teams.auth(who))
+    assert response.status_code == 200, response.text
+    return [t["id"] for t in response.json()["items"]]
+
+
+async def test_root_team_admin_cannot_approve_the_sub_team_they_registered_under_it(teams: Any) -> None:
+    """The applicant is the liaison's only admin: the liaison region's admins review instead."""
+    region_admin = await teams.region_admin("330300")
+    [root_admin] = await teams.volunteers(1)
+    root = await teams.root_team("330300", root_admin)
+    response = await teams.register(root_admin, teams.registration("330302", root["id"]))
+    assert response.status_code == 201, response.text
+    team = response.json()
+
+    own = await decide(teams, team["id"], root_admin, "approved")
+    assert own.status_code == 403
+    assert own.json()["code"] == "not_reviewer"
+    assert team["id"] not in await waiting_ids(teams, root_admin)
+    [registered] = await teams.events("team.registered", team["id"])
+    assert registered["reviewer_account_ids"] == [str(region_admin.account_id)]
+
+    teams.clock.advance(days=4)
+    assert (await remind(teams, team["id"], root_admin)).status_code == 202
+    [reminder] = await teams.events("team.review_reminder_requested", team["id"])
+    assert reminder["reviewer_account_ids"] == [str(region_admin.account_id)]
+    teams.clock.advance(days=3)
+    await teams.runtime.sweep_overdue_reviews()
+    [overdue] = await teams.events("team.review_overdue", team["id"])
+    assert overdue["reviewer_account_ids"] == [str(region_admin.account_id)]
+    assert str(root_admin.account_id) not in overdue["region_admin_account_ids"]
+
+    assert team["id"] in await waiting_ids(teams, region_admin)
+    approved = await decide(teams, team["id"], region_admin, "approved")
+    assert approved.status_code == 200, approved.text
+
+
+async def test_regional_admin_cannot_approve_the_social_group_they_registered(teams: Any) -> None:
+    applicant = await verified_region_admin(teams, "330402")
+    city_admin = await teams.region_admin("330400")
+    body = f"51330402{uuid.uuid4().hex[:9].upper()}"
+    response = await teams.register(
+        applicant,
+        teams.registration(
+            "330402",
+            kind="social_group",
+            uscc=body + uscc.calc_check_digit(body),
+            registration_authority_region="330402",
+        ),
+    )
+    assert response.status_code == 201, response.text
+    team = response.json()
+
+    own = await decide(teams, team["id"], applicant, "approved")
+    assert own.status_code == 403
+    assert own.json()["code"] == "not_reviewer"
+    assert team["id"] not in await waiting_ids(teams, applicant)
+    [registered] = await teams.events("team.registered", team["id"])
+    assert registered["reviewer_account_ids"] == [str(city_admin.account_id)]
+    teams.clock.advance(days=7)
+    await teams.runtime.sweep_overdue_reviews()
+    [overdue] = await teams.events("team.review_overdue", team["id"])
+    assert str(applicant.account_id) not in overdue["reviewer_account_ids"] + overdue["region_admin_account_ids"]
+
+    assert team["id"] in await waiting_ids(teams, city_admin)
+    approved = await decide(teams, team["id"], city_admin, "approved")
+    assert approved.status_code == 200, approved.text
+
+
+async def test_sub_team_of_a_root_team_without_admins_is_reviewed_by_the_liaison_regions_admins(teams: Any) -> None:
+    region_admin = await teams.region_admin("330500")
+    elsewhere = await teams.region_admin("330300")
+    root = await teams.root_team("330500")  # a federation created without an admin
+    offered = (await teams.client.get("/api/v1/liaison-candidates", params={"region_code": "330502"})).json()
+    assert root["id"] in [t["id"] for t in offered["items"]]  # still offered: its region's admins review
+    [applicant] = await teams.volunteers(1)
+    response = await teams.register(applicant, teams.registration("330502", root["id"]))
+    assert response.status_code == 201, response.text
+    team = response.json()
+
+    [registered] = await teams.events("team.registered", team["id"])
+    assert registered["reviewer_account_ids"] == [str(region_admin.account_id)]
+    assert team["id"] in await waiting_ids(teams, region_admin)
+    assert team["id"] not in await waiting_ids(teams, elsewhere)
+    outside = await decide(teams, team["id"], elsewhere, "approved")
+    assert outside.json()["code"] == "not_reviewer"
+
+    teams.clock.advance(days=4)
+    assert (await remind(teams, team["id"], applicant)).status_code == 202
+    [reminder] = await teams.events("team.review_reminder_requested", team["id"])
+    assert reminder["reviewer_account_ids"] == [str(region_admin.account_id)]
+    teams.clock.advance(days=3)
+    await teams.runtime.sweep_overdue_reviews()
+    [overdue] = await teams.events("team.review_overdue", team["id"])
+    assert overdue["reviewer_account_ids"] == [str(region_admin.account_id)]
+    status = (await teams.client.get(f"/api/v1/teams/{team['id']}/review", headers=teams.auth(applicant))).json()
+    assert (status["reviewer"]["kind"], status["reviewer"]["name"]) == ("region_admins", "湖州市地区管理员")
+
+    approved = await decide(teams, team["id"], region_admin, "approved")
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] == "approved"
+
+
+async def test_national_admins_review_where_no_regional_admin_is_known(teams: Any) -> None:
+    national = teams.national_admin()
+    await teams.identity.produce(AccountRolesChanged(account_id=national.account_id, roles=list(national.roles)))
+
+    async def arrived() -> bool:
+        async with teams.runtime.session_factory() as session:
+            return await session.get(RegionAdmin, national.account_id) is not None
+
+    await eventually(arrived, timeout=30, interval=0.1)
+    root = await teams.root_team("340100")
+    [applicant] = await teams.volunteers(1)
+    response = await teams.register(applicant, teams.registration("340102", root["id"]))
+    assert response.status_code == 201, response.text
+    [registered] = await teams.events("team.registered", response.json()["id"])
+    assert str(national.account_id) in registered["reviewer_account_ids"]
+    assert (await decide(teams, response.json()["id"], national, "approved")).status_code == 200

@@ -31,7 +31,11 @@ class GuardianIn(_In):
     name: str = Field(min_length=1, max_length=100)
     relation: str = Field(min_length=1, max_length=20, examples=["父亲"])
     phone: str = Field(min_length=5, max_length=20)
-    consented_at: datetime
+    consented_at: datetime = Field(
+        description="When the guardian consented: RFC 3339 with a time zone, not in the future "
+        "(else `guardian_consent_time_invalid`)",
+        examples=["2026-01-01T08:00:00+08:00"],
+    )
 
 
 class SignUpRequest(_In):

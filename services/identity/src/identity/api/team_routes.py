@@ -52,7 +52,18 @@ async def look_up(body: LookupIn, principal: CurrentPrincipal, uow: UoW, runtime
     status_code=201,
     response_model=TeamTemporaryPasswordOut,
     summary="Team admins: set a temporary password for a member of the team (changed at next login)",
-    responses=error_responses(UNAUTHENTICATED, TOKEN_INVALID, errors.NOT_TEAM_ADMIN, errors.NOT_TEAM_MEMBER),
+    description=(
+        "Only plain members: an account holding an operator role (regional or national admin, data "
+        "importer) or administering the same team is refused with `reset_requires_national_admin` and "
+        "goes through the national admin's reset."
+    ),
+    responses=error_responses(
+        UNAUTHENTICATED,
+        TOKEN_INVALID,
+        errors.NOT_TEAM_ADMIN,
+        errors.NOT_TEAM_MEMBER,
+        errors.RESET_REQUIRES_NATIONAL_ADMIN,
+    ),
 )
 async def team_reset(
     team_id: uuid.UUID, account_id: uuid.UUID, principal: CurrentPrincipal, uow: UoW, runtime: Runtime

@@ -79,7 +79,7 @@ async def upload_id_card(file: UploadFile, principal: CurrentPrincipal, uow: UoW
 @router.get(
     "/api/v1/admin/id-card-reviews",
     response_model=IdCardReviewPage,
-    summary="ID-card uploads waiting for review in my region (national admins: all), oldest first",
+    summary="ID-card uploads waiting for review in my region (national admins: all), oldest first; never my own",
     responses=error_responses(*AUTH_ERRORS, VALIDATION_FAILED, CURSOR_INVALID),
 )
 async def list_reviews(
@@ -115,7 +115,11 @@ async def list_reviews(
     summary="The uploaded ID-card image (decrypted for the reviewer; each viewing audited)",
     response_class=Response,
     responses=_with_content(
-        {"image/jpeg": {}, "image/png": {}}, *AUTH_ERRORS, errors.REVIEW_NOT_FOUND, errors.REVIEW_OUT_OF_REGION
+        {"image/jpeg": {}, "image/png": {}},
+        *AUTH_ERRORS,
+        errors.REVIEW_NOT_FOUND,
+        errors.REVIEW_OUT_OF_REGION,
+        errors.REVIEW_OWN_UPLOAD,
     ),
 )
 async def review_image(
@@ -134,6 +138,7 @@ async def review_image(
         *AUTH_ERRORS,
         errors.REVIEW_NOT_FOUND,
         errors.REVIEW_OUT_OF_REGION,
+        errors.REVIEW_OWN_UPLOAD,
         errors.REVIEW_ALREADY_DECIDED,
         errors.REJECTION_REASON_REQUIRED,
         VALIDATION_FAILED,

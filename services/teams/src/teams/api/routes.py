@@ -12,7 +12,7 @@ from shared.errors import AppError, error_responses
 from shared.pagination import CURSOR_INVALID, decode_cursor, encode_cursor, time_cursor
 from teams import errors as E
 from teams import registration
-from teams.access import can_see, is_authority_reviewer, load_team
+from teams.access import can_see, load_team
 from teams.api.deps import Runtime, UoW
 from teams.api.membership_routes import router as membership_router
 from teams.api.schemas import (
@@ -246,20 +246,13 @@ async def withdraw_liaison(team_id: uuid.UUID, principal: RegionalOrNationalAdmi
     "/reviews",
     response_model=TeamPage,
     tags=["review"],
-    summary="Teams waiting for my review (as liaison team admin or as registration authority)",
+    summary="Teams waiting for my review (as liaison team admin, as registration authority, or as admin of "
+    "the region of a liaison team with no other admin); never my own registrations",
 )
 async def my_reviews(principal: CurrentPrincipal, uow: UoW) -> TeamPage:
     async with uow:
-        repo = TeamsRepository(uow.session)
-        liaison_ids = await repo.teams_administered_by(principal.account_id)
-        teams = list(await repo.pending_reviews_of_teams(liaison_ids))
-        if principal.region or principal.is_national_admin:
-            teams += [
-                t
-                for t in await repo.pending_authority_reviews()
-                if is_authority_reviewer(principal, t) or principal.is_national_admin
-            ]
-    return TeamPage(items=[team_out(t) for t in teams if t.status == PENDING])
+        teams = await registration.reviews_waiting_for(uow, principal)
+    return TeamPage(items=[team_out(t) for t in teams])
 
 
 @router.get(

@@ -129,7 +129,9 @@ class ReviewDecision(Input):
 
 
 class ReviewerOut(BaseModel):
-    kind: Literal["liaison_team", "registration_authority"]
+    #: region_admins: the admins of the liaison's region, reviewing for a liaison team that has no
+    #: admin besides the applicant
+    kind: Literal["liaison_team", "registration_authority", "region_admins"]
     name: str
     #: full contact details, from 7 days without a decision (T5)
     contact: ContactOut | None = None
