@@ -181,6 +181,7 @@ class World:
             ("PATCH", "/api/v1/projects/{project_id}"): {"json": {"title": "越权修改的标题"}},
             ("POST", "/api/v1/projects/{project_id}/positions"): {"json": {"name": "越权岗位", "quota": 99}},
             ("PUT", "/api/v1/positions/{position_id}/quota"): {"json": {"quota": 99}},
+            ("PUT", "/api/v1/projects/{project_id}/lead"): {"json": {"lead_account_id": str(self.a.account_id)}},
             ("POST", "/api/v1/projects/{project_id}/extensions"): {
                 "json": {"new_end_date": (today + timedelta(days=35)).isoformat()}
             },

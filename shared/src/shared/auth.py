@@ -274,6 +274,11 @@ class _Verified:
     key: Any
 
 
+#: a JOSE header is {"alg", "typ", "kid"}: a few dozen characters. A longer one is refused unread
+#: (a deeply nested one would exhaust the JSON parser's recursion)
+_MAX_HEADER_SEGMENT = 1024
+
+
 class TokenVerifier:
     """Checks tokens against the key set; a token that passed is remembered (by its exact string, up
     to ``cache_size`` of them) so the signature and claims of a token used again are not checked again.
@@ -358,11 +363,13 @@ class TokenVerifier:
         if len(segments) != 3:
             raise AppError(TOKEN_INVALID, {"reason": "malformed"})
         header_segment, payload_segment, signature_segment = segments
+        if len(header_segment) > _MAX_HEADER_SEGMENT:
+            raise AppError(TOKEN_INVALID, {"reason": "malformed"})
         try:
             header = json.loads(_b64url(header_segment))
             payload = _b64url(payload_segment)
             signature = _b64url(signature_segment)
-        except ValueError as exc:  # bad base64, bad UTF-8, bad JSON
+        except (ValueError, RecursionError) as exc:  # bad base64, bad UTF-8, bad or absurdly nested JSON
             raise AppError(TOKEN_INVALID, {"reason": "malformed"}) from exc
         if not isinstance(header, dict):
             raise AppError(TOKEN_INVALID, {"reason": "malformed"})

@@ -56,6 +56,9 @@ def make_engine(
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
         echo=echo,
+        # a database error's message (logged with the failed request) names the statement but not
+        # its values: they are people's names, addresses, documents
+        hide_parameters=True,
     )
     sa_event.listen(engine.sync_engine.pool, "checkout", _closed_by_server)
     return engine

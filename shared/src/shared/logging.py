@@ -15,10 +15,13 @@ from typing import Any
 import structlog
 from structlog.types import EventDict, Processor
 
-# 18-digit resident ID (last may be X), 15-digit legacy ID, mainland mobile, email.
-_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])|(?<!\d)\d{15}(?!\d)")
-_MOBILE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d{9}(?!\d)")
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# 18-digit resident ID (last may be X), 15-digit legacy ID (also glued to letters: "ID1101..."),
+# mainland mobile (also written 138 1234 5678 or 138-1234-5678), email (also internationalised).
+_ID_NUMBER = re.compile(r"(?<!\d)\d{17}[\dXx](?![0-9A-Za-z])|(?<!\d)\d{15}(?!\d)")
+_MOBILE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d(?:[- ]?\d{4}){2}(?!\d)")
+_EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.\w{2,}")
+#: containers deeper than this are logged as their (masked) text
+_MAX_DEPTH = 8
 
 
 def mask_personal_data(text: str) -> str:
@@ -30,13 +33,20 @@ def mask_personal_data(text: str) -> str:
 def _scrub(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
         return mask_personal_data(value)
-    if depth > 4:
+    if isinstance(value, bool) or not isinstance(value, int | dict | list | tuple | set | frozenset):
         return value
+    if isinstance(value, int):  # a phone or ID number logged as a number
+        text = str(value)
+        masked = mask_personal_data(text)
+        return value if masked == text else masked
+    if depth >= _MAX_DEPTH:
+        return mask_personal_data(repr(value))
     if isinstance(value, dict):
         return {k: _scrub(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_scrub(v, depth + 1) for v in value)
-    return value
+    items = [_scrub(v, depth + 1) for v in value]
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple
+        return type(value)(*items)
+    return type(value)(items)
 
 
 def scrub_personal_data(_: Any, __: str, event_dict: EventDict) -> EventDict:

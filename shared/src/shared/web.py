@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -140,6 +141,11 @@ _BODY_TYPES = (
 )
 
 
+#: request and correlation ids callers may pass: what tracing systems send (UUIDs, W3C and B3 trace
+#: ids), nothing longer than the outbox keeps or able to forge a log line
+_TRACE_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,120}")
+
+
 class RequestContextMiddleware:
     """Request id, correlation id, body-size and content-type limits, access log and metrics.
 
@@ -183,8 +189,12 @@ class RequestContextMiddleware:
                     length = value.decode("latin-1")
             elif name == b"content-type" and content_type is None:
                 content_type = value.decode("latin-1")
-        request_id = request_id or uuid.uuid4().hex
-        correlation_id = correlation_id or request_id
+        # a caller's id is kept only if it looks like one: it goes into logs, response headers and
+        # every event the request raises (120 characters in the outbox)
+        if request_id is None or not _TRACE_ID.fullmatch(request_id):
+            request_id = uuid.uuid4().hex
+        if correlation_id is None or not _TRACE_ID.fullmatch(correlation_id):
+            correlation_id = request_id
         token = correlation_id_var.set(correlation_id)
         structlog.contextvars.bind_contextvars(
             service=self.service, request_id=request_id, correlation_id=correlation_id

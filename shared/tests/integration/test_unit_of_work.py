@@ -129,3 +129,19 @@ async def test_events_raised_for_each_message_of_a_batch_carry_that_messages_ids
         (str(second), "corr-2", "cause-2"),
         (str(third), "corr-2", "cause-2"),
     ]
+
+
+async def test_a_database_error_does_not_carry_the_statements_values(
+    factory: async_sessionmaker[AsyncSession],
+) -> None:
+    """What a failed write logs (the error's text) names the statement, never the values: they are
+    people's names, addresses and documents."""
+    from sqlalchemy.exc import DBAPIError
+
+    name = "王小明" * 20  # too long for the column: the database refuses it
+    with pytest.raises(DBAPIError) as refused:
+        async with UnitOfWork(factory, MESSAGING, producer="uowtest") as uow:
+            uow.session.add(Gadget(id=uuid.uuid4(), name=name))
+    assert "gadgets" in str(refused.value)
+    assert "王小明" not in str(refused.value)
+    assert "王小明" not in repr(refused.value)

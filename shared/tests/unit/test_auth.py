@@ -145,7 +145,23 @@ def _tampered_payload(signer: TokenSigner, clock: ManualClock) -> str:
     return f"{header}.{_b64(json.dumps(claims).encode())}.{signature}"
 
 
+def _deeply_nested_header(signer: TokenSigner, clock: ManualClock) -> str:
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{b64(b'[' * 5000)}.{b64(b'{}')}.{b64(b'x')}"
+
+
+def _short_nested_header(signer: TokenSigner, clock: ManualClock) -> str:
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{b64(b'[' * 600)}.{b64(b'{}')}.{b64(b'x')}"
+
+
 BAD_TOKENS: list[tuple[str, Callable[[TokenSigner, ManualClock], str], str]] = [
+    ("deeply_nested_header", _deeply_nested_header, "token_invalid"),
+    ("nested_header_under_the_length_limit", _short_nested_header, "token_invalid"),
     ("expired", _expired, "token_expired"),
     ("wrong_audience", _wrong_audience, "token_invalid"),
     ("wrong_issuer", _wrong_issuer, "token_invalid"),

@@ -156,6 +156,17 @@ def _wrapped(orig: BaseException) -> sqlalchemy.exc.DBAPIError:
         return outer
 
 
+def _raised_while_handling(first: BaseException, second: BaseException) -> BaseException:
+    """``second`` raised inside an ``except`` block for ``first`` (its context, not its cause)."""
+    try:
+        try:
+            raise first
+        except BaseException:
+            raise second  # noqa: B904 - the point: no "from"
+    except BaseException as raised:
+        return raised
+
+
 @pytest.mark.parametrize(
     ("error", "outage"),
     [
@@ -171,6 +182,10 @@ def _wrapped(orig: BaseException) -> sqlalchemy.exc.DBAPIError:
         (asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"), False),
         (ValueError("bad payload"), False),
         (PermanentError("no"), False),
+        (FileNotFoundError(2, "No such file or directory"), False),
+        (PermissionError(13, "Permission denied"), False),
+        (TimeoutError(), True),
+        (_raised_while_handling(ConnectionResetError(104, "reset"), ValueError("bug in the handler")), False),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
 )

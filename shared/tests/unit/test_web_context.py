@@ -57,6 +57,22 @@ async def test_given_ids_are_kept(client: httpx.AsyncClient) -> None:
     assert response.json() == {"correlation_id": "corr-1", "request_id": "req-1"}
 
 
+@pytest.mark.parametrize("given", ["x" * 121, "有中文".encode(), "a b", "back\\slash", ""])
+async def test_ids_that_do_not_look_like_ids_are_replaced(client: httpx.AsyncClient, given: str | bytes) -> None:
+    response = await client.get("/api/v1/things/1", headers={"X-Request-Id": given, "X-Correlation-Id": given})
+    assert response.status_code == 200
+    request_id = response.headers["x-request-id"]
+    assert request_id != given
+    assert len(request_id) == 32
+    assert response.json() == {"correlation_id": request_id, "request_id": request_id}
+
+
+async def test_a_w3c_trace_id_is_kept(client: httpx.AsyncClient) -> None:
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    response = await client.get("/api/v1/things/1", headers={"X-Correlation-Id": trace})
+    assert response.json()["correlation_id"] == trace
+
+
 async def test_requests_are_counted_per_route_template_and_status(client: httpx.AsyncClient) -> None:
     ok, missing = _count("/api/v1/things/{thing_id}", "200"), _count("unmatched", "404")
     await client.get("/api/v1/things/1")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import random
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -48,7 +49,11 @@ class Outcome(enum.Enum):
 
 
 _OUTAGE_TYPES: tuple[type[BaseException], ...] = (
-    OSError,  # connection refused / reset, includes ConnectionError and TimeoutError
+    # connection refused / reset / aborted, a timeout, a name that does not resolve; not every
+    # OSError: a missing file or a permission refused is the handler's bug, retried as any other
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
     asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08, connection does not exist
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
@@ -69,7 +74,9 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
             continue
         seen.add(id(current))
         yield current
-        todo.extend([current.__cause__, current.__context__, getattr(current, "orig", None)])
+        # what caused it, not what it happened to be raised while handling: an error raised inside
+        # an ``except ConnectionError`` block says nothing about the connection
+        todo.extend([current.__cause__, getattr(current, "orig", None)])
 
 
 def is_infrastructure_outage(exc: BaseException) -> bool:

@@ -1,0 +1,61 @@
+"""The last log processor masks personal data that slipped into a log line, however it is written."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Any
+
+import pytest
+
+from shared.logging import mask_personal_data, scrub_personal_data
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("身份证 11010519491231002X 已提交", "身份证 [id-number] 已提交"),
+        ("ID11010519491231002X", "ID[id-number]"),
+        ("legacy 110105491231002", "legacy [id-number]"),
+        ("call 13812345678", "call [mobile]"),
+        ("call 138 1234 5678", "call [mobile]"),
+        ("call 138-1234-5678 now", "call [mobile] now"),
+        ("call +86 13812345678", "call [mobile]"),
+        ("to zhang.san@example.org", "to [email]"),
+        ("to 张三@例子.中国", "to [email]"),
+        ("to user@例子.中国", "to [email]"),
+    ],
+)
+def test_personal_data_is_masked_however_it_is_written(text: str, masked: str) -> None:
+    assert mask_personal_data(text) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["order 2026-12-06 12:30", "seq 1234567", "uuid 4f1c2d3e-4f5a-6b7c-8d9e-0f1a2b3c4d5e", "v1.2.3", "12 345"],
+)
+def test_ordinary_text_is_left_alone(text: str) -> None:
+    assert mask_personal_data(text) == text
+
+
+def test_numbers_sets_named_tuples_and_deep_values_are_masked_too() -> None:
+    pair = namedtuple("pair", "name phone")
+    deep: Any = "13812345678"
+    for _ in range(20):
+        deep = [deep]
+    event = {
+        "phone": 13812345678,
+        "id_number": 110105194912310021,
+        "count": 42,
+        "flag": True,
+        "emails": {"a@example.org"},
+        "who": pair("张三", "13812345678"),
+        "deep": deep,
+    }
+    scrubbed = scrub_personal_data(None, "info", event)
+    assert scrubbed["phone"] == "[mobile]"
+    assert scrubbed["id_number"] == "[id-number]"
+    assert scrubbed["count"] == 42
+    assert scrubbed["flag"] is True
+    assert scrubbed["emails"] == {"[email]"}
+    assert scrubbed["who"] == pair("张三", "[mobile]")
+    assert "13812345678" not in repr(scrubbed["deep"])
