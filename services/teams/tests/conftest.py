@@ -3,6 +3,7 @@ fed identity's events (verified volunteers, admin roles) through an identity-lik
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -118,9 +119,12 @@ class Teams:
         await eventually(arrived, timeout=30, interval=0.1)
         return made
 
-    async def region_admin(self, region: str) -> Person:
-        """A regional admin, known to teams' read model (via account.roles_changed)."""
-        person = Person(uuid.uuid4(), roles=(ROLE_VOLUNTEER, ROLE_REGIONAL_ADMIN), region=region)
+    async def region_admin(self, region: str, volunteer: Person | None = None) -> Person:
+        """A regional admin, known to teams' read model (via account.roles_changed); ``volunteer``
+        makes that person one (a verified volunteer who also administers a region)."""
+        person = dataclasses.replace(
+            volunteer or Person(uuid.uuid4()), roles=(ROLE_VOLUNTEER, ROLE_REGIONAL_ADMIN), region=region
+        )
         await self.identity.produce(
             AccountRolesChanged(account_id=person.account_id, roles=list(person.roles), region_code=region)
         )

@@ -3,14 +3,12 @@ reviewer contact and a single escalation from day 7. Time moves on the injected 
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from stdnum.cn import uscc
 
-from shared.auth import ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER
 from shared.contracts.identity import AccountRolesChanged
 from shared.testing import eventually
 from teams.models import RegionAdmin
@@ -82,20 +80,22 @@ async def test_rejection_needs_a_reason_and_frees_the_name(teams: Any) -> None:
     assert again.status_code == 201, again.text
 
 
+async def register_social_group(teams: Any, applicant: Any, region: str) -> Any:
+    """A social group registered in ``region`` with that region's civil-affairs bureau as authority."""
+    body = f"51{region}{uuid.uuid4().hex[:9].upper()}"
+    return await teams.register(
+        applicant,
+        teams.registration(
+            region, kind="social_group", uscc=body + uscc.calc_check_digit(body), registration_authority_region=region
+        ),
+    )
+
+
 async def test_social_organisation_is_reviewed_by_its_registration_authority(teams: Any) -> None:
     [applicant] = await teams.volunteers(1)
     authority_admin = await teams.region_admin("330106")
     other_admin = await teams.region_admin("330200")
-    body = f"51330106{uuid.uuid4().hex[:9].upper()}"
-    response = await teams.register(
-        applicant,
-        teams.registration(
-            "330106",
-            kind="social_group",
-            uscc=body + uscc.calc_check_digit(body),
-            registration_authority_region="330106",
-        ),
-    )
+    response = await register_social_group(teams, applicant, "330106")
     assert response.status_code == 201, response.text
     team = response.json()
     [registered] = await teams.events("team.registered", team["id"])
@@ -264,17 +264,7 @@ async def test_admin_whose_role_is_withdrawn_is_no_longer_escalated_to(teams: An
 async def verified_region_admin(teams: Any, region: str) -> Any:
     """A verified volunteer who is also a regional admin of ``region`` (both known to teams)."""
     [volunteer] = await teams.volunteers(1)
-    person = dataclasses.replace(volunteer, roles=(ROLE_VOLUNTEER, ROLE_REGIONAL_ADMIN), region=region)
-    await teams.identity.produce(
-        AccountRolesChanged(account_id=person.account_id, roles=list(person.roles), region_code=region)
-    )
-
-    async def arrived() -> bool:
-        async with teams.runtime.session_factory() as session:
-            return await session.get(RegionAdmin, person.account_id) is not None
-
-    await eventually(arrived, timeout=30, interval=0.1)
-    return person
+    return await teams.region_admin(region, volunteer)
 
 
 async def waiting_ids(teams: Any, who: Any) -> list[str]:
@@ -317,16 +307,7 @@ async def test_root_team_admin_cannot_approve_the_sub_team_they_registered_under
 async def test_regional_admin_cannot_approve_the_social_group_they_registered(teams: Any) -> None:
     applicant = await verified_region_admin(teams, "330402")
     city_admin = await teams.region_admin("330400")
-    body = f"51330402{uuid.uuid4().hex[:9].upper()}"
-    response = await teams.register(
-        applicant,
-        teams.registration(
-            "330402",
-            kind="social_group",
-            uscc=body + uscc.calc_check_digit(body),
-            registration_authority_region="330402",
-        ),
-    )
+    response = await register_social_group(teams, applicant, "330402")
     assert response.status_code == 201, response.text
     team = response.json()
 
