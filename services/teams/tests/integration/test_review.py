@@ -273,6 +273,17 @@ async def waiting_ids(teams: Any, who: Any) -> list[str]:
     return [t["id"] for t in response.json()["items"]]
 
 
+async def applicant_is_no_reviewer(teams: Any, team: dict[str, Any], applicant: Any, reviewers: list[Any]) -> None:
+    """The applicant is refused a decision and does not see the team among those waiting; the
+    registration names ``reviewers`` instead."""
+    own = await decide(teams, team["id"], applicant, "approved")
+    assert own.status_code == 403
+    assert own.json()["code"] == "not_reviewer"
+    assert team["id"] not in await waiting_ids(teams, applicant)
+    [registered] = await teams.events("team.registered", team["id"])
+    assert registered["reviewer_account_ids"] == [str(r.account_id) for r in reviewers]
+
+
 async def test_root_team_admin_cannot_approve_the_sub_team_they_registered_under_it(teams: Any) -> None:
     """The applicant is the liaison's only admin: the liaison region's admins review instead."""
     region_admin = await teams.region_admin("330300")
@@ -282,12 +293,7 @@ async def test_root_team_admin_cannot_approve_the_sub_team_they_registered_under
     assert response.status_code == 201, response.text
     team = response.json()
 
-    own = await decide(teams, team["id"], root_admin, "approved")
-    assert own.status_code == 403
-    assert own.json()["code"] == "not_reviewer"
-    assert team["id"] not in await waiting_ids(teams, root_admin)
-    [registered] = await teams.events("team.registered", team["id"])
-    assert registered["reviewer_account_ids"] == [str(region_admin.account_id)]
+    await applicant_is_no_reviewer(teams, team, root_admin, reviewers=[region_admin])
 
     teams.clock.advance(days=4)
     assert (await remind(teams, team["id"], root_admin)).status_code == 202
@@ -311,12 +317,7 @@ async def test_regional_admin_cannot_approve_the_social_group_they_registered(te
     assert response.status_code == 201, response.text
     team = response.json()
 
-    own = await decide(teams, team["id"], applicant, "approved")
-    assert own.status_code == 403
-    assert own.json()["code"] == "not_reviewer"
-    assert team["id"] not in await waiting_ids(teams, applicant)
-    [registered] = await teams.events("team.registered", team["id"])
-    assert registered["reviewer_account_ids"] == [str(city_admin.account_id)]
+    await applicant_is_no_reviewer(teams, team, applicant, reviewers=[city_admin])
     teams.clock.advance(days=7)
     await teams.runtime.sweep_overdue_reviews()
     [overdue] = await teams.events("team.review_overdue", team["id"])
