@@ -33,6 +33,7 @@ from shared.errors import (
     UNAUTHENTICATED,
     AppError,
 )
+from shared.logging import get_logger
 
 ROLE_VOLUNTEER = "volunteer"
 ROLE_REGIONAL_ADMIN = "regional_admin"
@@ -167,6 +168,12 @@ def _thumbprint(jwk: dict[str, Any]) -> str:
 
 
 # -- verifying (every service) -------------------------------------------------------------
+log = get_logger("shared.auth")
+
+#: after identity's key set could not be fetched, how long the keys held serve before another try
+_JWKS_RETRY_SECONDS = 10.0
+
+
 class JwksSource:
     """Where the public keys come from: a URL (cached) or a fixed set (standalone, tests)."""
 
@@ -184,6 +191,8 @@ class JwksSource:
         self.cache_seconds = cache_seconds
         self._cache: dict[str, Any] = {}
         self._fetched_at = 0.0
+        #: after a failed refresh, the held keys serve without another try until then
+        self._retry_after = 0.0
         self._lock = asyncio.Lock()
         self._parsed = _ParsedKeys()
         self._static_keys: dict[str, Any] | None = None
@@ -215,6 +224,8 @@ class JwksSource:
             # A burst of unknown kids must not hammer identity: refetch at most every 10 s.
             if self._cache and time.monotonic() - self._fetched_at < (10 if force else self.cache_seconds):
                 return self._cache
+            if self._cache and time.monotonic() < self._retry_after:
+                return self._cache  # identity was unreachable a moment ago: not every request waits on it
             assert self.url is not None
             try:
                 async with httpx.AsyncClient(timeout=5) as client:
@@ -225,6 +236,9 @@ class JwksSource:
             except (httpx.HTTPError, ValueError) as exc:
                 if not self._cache:
                     raise AppError(SERVICE_UNAVAILABLE, {"reason": "jwks_unreachable"}) from exc
+                # the keys we hold keep serving while identity is away; one try per interval
+                self._retry_after = time.monotonic() + _JWKS_RETRY_SECONDS
+                log.warning("jwks_refresh_failed", error=type(exc).__name__, retry_in=_JWKS_RETRY_SECONDS)
             return self._cache
 
 
@@ -237,9 +251,12 @@ class _ParsedKeys:
         self._last: dict[str, tuple[dict[str, Any], Any]] = {}
 
     def parse(self, jwks: dict[str, Any]) -> dict[str, Any]:
+        """:raises ValueError: not a key set at all (``{"keys": [...]}``)."""
+        if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+            raise ValueError("not a JWK set")
         keys: dict[str, Any] = {}
         seen: dict[str, tuple[dict[str, Any], Any]] = {}
-        for entry in jwks.get("keys", []):
+        for entry in jwks["keys"]:
             try:
                 kid = entry["kid"]
                 previous = self._last.get(kid)

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
 from structlog.types import EventDict, Processor
 
 # 18-digit resident ID (last may be X), 15-digit legacy ID (also glued to letters: "ID1101..."),
@@ -28,6 +29,16 @@ def mask_personal_data(text: str) -> str:
     text = _ID_NUMBER.sub("[id-number]", text)
     text = _MOBILE.sub("[mobile]", text)
     return _EMAIL.sub("[email]", text)
+
+
+def describe_error(exc: BaseException, limit: int = 300) -> str:
+    """An error for a log line: its type and message, masked before it is cut (a cut could leave
+    part of an ID number the mask no longer recognises), and for a validation error without the
+    input values (pydantic quotes them: a name or an address in an event's payload)."""
+    if isinstance(exc, ValidationError):
+        problems = [(p["loc"], p["type"]) for p in exc.errors(include_input=False, include_url=False)]
+        return mask_personal_data(f"ValidationError({exc.title}, {problems})")[:limit]
+    return mask_personal_data(repr(exc))[:limit]
 
 
 def _scrub(value: Any, depth: int = 0) -> Any:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from shared.logging import get_logger
+from shared.logging import describe_error, get_logger
 
 log = get_logger("shared.pgnotify")
 
@@ -31,7 +31,7 @@ async def listen_forever(dsn: str, channel: str, on_notify: Callable[[], None]) 
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("listen_failed", channel=channel, error=repr(exc)[:200])
+            log.warning("listen_failed", channel=channel, error=describe_error(exc, 200))
         finally:
             if conn is not None and not conn.is_closed():
                 try:

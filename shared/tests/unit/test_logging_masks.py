@@ -59,3 +59,25 @@ def test_numbers_sets_named_tuples_and_deep_values_are_masked_too() -> None:
     assert scrubbed["emails"] == {"[email]"}
     assert scrubbed["who"] == pair("张三", "[mobile]")
     assert "13812345678" not in repr(scrubbed["deep"])
+
+
+def test_an_error_is_masked_before_it_is_cut_and_a_validation_error_loses_its_input() -> None:
+    from pydantic import BaseModel, ValidationError
+
+    from shared.logging import describe_error
+
+    # the ID number straddles the cut: masked first, no digits of it survive
+    error = RuntimeError("x" * 268 + " 11010519491231002X")  # cut after its 16th digit
+    assert "1101051949" not in describe_error(error)
+
+    class Payload(BaseModel):
+        display_name: str
+        age: int
+
+    try:
+        Payload.model_validate({"display_name": "王小明", "age": "十八"})
+    except ValidationError as invalid:
+        described = describe_error(invalid)
+    assert "王小明" not in described
+    assert "十八" not in described
+    assert "age" in described

@@ -32,7 +32,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from shared.contracts.base import Event, event_class
 from shared.db import UnitOfWork
 from shared.failpoints import failpoint
-from shared.logging import get_logger
+from shared.logging import describe_error, get_logger
 from shared.messaging.broker import Broker, PermanentError
 from shared.messaging.envelope import Envelope
 from shared.messaging.tables import MessagingTables
@@ -127,7 +127,7 @@ class _Batcher:
             raise
         except Exception as exc:
             # a lone message failed for itself: its caller gets the real error
-            failure = exc if len(batch) == 1 else _RunAlone(repr(exc)[:300])
+            failure = exc if len(batch) == 1 else _RunAlone(describe_error(exc))
             for _, f in batch:
                 if not f.done():
                     f.set_exception(failure)

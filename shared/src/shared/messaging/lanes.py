@@ -29,7 +29,7 @@ from typing import Generic, TypeVar
 import asyncpg
 import sqlalchemy.exc
 
-from shared.logging import get_logger
+from shared.logging import describe_error, get_logger
 from shared.messaging.broker import MessageHandler, PermanentError
 from shared.messaging.envelope import Envelope
 from shared.messaging.topology import Subscription, retry_tier_for
@@ -139,7 +139,7 @@ async def run_with_retries(
                 queue=sub.queue,
                 event_id=str(envelope.event_id),
                 event_type=envelope.event_type,
-                error=repr(exc)[:300],
+                error=describe_error(exc),
             )
             return Outcome.DEAD
         except Exception as exc:
@@ -150,7 +150,7 @@ async def run_with_retries(
                     event_id=str(envelope.event_id),
                     event_type=envelope.event_type,
                     retry_in=round(outage_backoff, 2),
-                    error=repr(exc)[:300],
+                    error=describe_error(exc),
                 )
                 await asyncio.sleep(outage_backoff + random.uniform(0, outage_backoff / 2))
                 outage_backoff = min(outage_backoff * 2, policy.outage_backoff_max)
@@ -163,7 +163,7 @@ async def run_with_retries(
                     event_id=str(envelope.event_id),
                     event_type=envelope.event_type,
                     attempts=failures,
-                    error=repr(exc)[:300],
+                    error=describe_error(exc),
                 )
                 return Outcome.DEAD
             delay = policy.delay(failures)
@@ -174,7 +174,7 @@ async def run_with_retries(
                 event_type=envelope.event_type,
                 attempt=failures + 1,
                 delay_ms=round(delay * 1000),
-                error=repr(exc)[:300],
+                error=describe_error(exc),
             )
             await asyncio.sleep(delay)
 
@@ -220,7 +220,7 @@ class KeyedLanes(Generic[T]):
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the work settles its own failures; this is a bug guard
-                    log.error("lane_failure", lane=self._name, error=repr(exc)[:300])
+                    log.error("lane_failure", lane=self._name, error=describe_error(exc))
                 queue.popleft()
         finally:
             if self._pending.get(key) is queue:

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.aio import cancel_and_wait
 from shared.failpoints import failpoint
-from shared.logging import get_logger
+from shared.logging import describe_error, get_logger
 from shared.messaging.broker import Broker, BrokerUnavailable, PublishError
 from shared.messaging.envelope import Envelope
 from shared.messaging.tables import MessagingTables
@@ -135,7 +135,7 @@ class OutboxRelay:
                 continue
             except Exception as exc:
                 PUBLISH_FAILURES.labels(self.service, "database").inc()
-                log.warning("relay_failed", error=repr(exc)[:300], retry_in=round(backoff, 2))
+                log.warning("relay_failed", error=describe_error(exc), retry_in=round(backoff, 2))
                 await self._measure_apart()
                 await asyncio.sleep(backoff + random.uniform(0, backoff / 2))
                 backoff = min(backoff * 2, 10.0)
