@@ -39,7 +39,12 @@ def _part(value: Any, kind: type) -> Any:
         if not _BIGINT_MIN <= number <= _BIGINT_MAX:
             raise ValueError("a cursor's number is out of range")
         return number
-    return str(value)
+    text = str(value)
+    # text the database can compare: no NUL, nothing that is not a character (a lone surrogate)
+    if "\x00" in text:
+        raise ValueError("a NUL in a cursor")
+    text.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate
+    return text
 
 
 #: the range of the database's bigint, which every numeric sort key is

@@ -60,3 +60,14 @@ def test_a_time_cursor_comes_back_in_utc() -> None:
     assert at.utcoffset() is not None
     assert at.utcoffset().total_seconds() == 0
     assert at == datetime(2026, 11, 26, 8, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "\ud800"])
+def test_a_name_cursor_the_database_cannot_compare_is_refused(name: str) -> None:
+    import base64
+    import json
+
+    cursor = base64.urlsafe_b64encode(json.dumps([name, str(uuid.uuid4())]).encode()).decode().rstrip("=")
+    with pytest.raises(AppError) as refused:
+        decode_cursor(cursor, str, uuid.UUID)
+    assert refused.value.spec.code == "cursor_invalid"
