@@ -6,7 +6,8 @@ PYTHON ?= python3
 # caches every start recompiles the whole dependency tree (about 7 s on a 2-core machine).
 unexport PYTHONDONTWRITEBYTECODE
 UV := $(PYTHON) -m uv
-MODE ?= $(if $(IDENTITY_DATABASE_URL),distributed,standalone)
+# auto: distributed when any <SERVICE>_DATABASE_URL is set, else standalone (deploy/run.py decides)
+MODE ?= auto
 
 .PHONY: setup run test lint unit soak load bench asyncapi migrate clean
 

@@ -280,6 +280,9 @@ def run_standalone(options: Options) -> int:
             code = exc.code if isinstance(exc, SystemExit) else 130
             return code if isinstance(code, int) else 1
     finally:
+        # a terminal's Ctrl-C reaches every process of the group, and a second press is common: the
+        # embedded PostgreSQL is stopped to the end either way
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         server.cleanup()
         print("Stopped.", flush=True)
 

@@ -7,12 +7,14 @@ one refuses to start instead of running with a key everybody knows.
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-change-me"  # noqa: S105 - the marker the validator refuses outside development
 
+_LOOPBACK_HOSTS = frozenset({"localhost", "::1", "0.0.0.0"})  # noqa: S104 - compared, not bound
 Environment = Literal["development", "test", "production"]
 
 
@@ -97,8 +99,17 @@ class ServiceSettings(BaseSettings):
                 raise ValueError(f"{name} must be set to a real secret outside development")
         if "guest:guest@" in self.amqp_url:
             raise ValueError("amqp_url uses the default guest account; set real credentials")
+        for name, url in self._public_urls().items():
+            host = (urlsplit(url).hostname or "").lower()
+            if host in _LOOPBACK_HOSTS or host.startswith("127."):
+                raise ValueError(f"{name} points at this machine ({url}); set the address people reach")
         return self
 
     def _secret_values(self) -> dict[str, str | None]:
         """Secrets that must not keep their defaults. Subclasses add theirs."""
         return {"secret_key": self.secret_key.get_secret_value()}
+
+    def _public_urls(self) -> dict[str, str]:
+        """Addresses put in emails, QR codes or pages people open: never localhost in production.
+        Subclasses add theirs."""
+        return {}
