@@ -3,12 +3,16 @@ personal data, public verification showing the masked name and the number."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import uuid
 from typing import Any
 
+import pytest
+import sqlalchemy.exc
 from PIL import Image
+from sqlalchemy import text
 
 from identity.cards import CardFace, card_token, render_png
 from identity.testing import Identity
@@ -113,6 +117,63 @@ async def test_a_replaced_card_is_genuine_but_no_longer_current(identity: Identi
     assert (old_check["genuine"], old_check["current"]) == (True, False)
     new_check = (await identity.client.get("/api/v1/card-verifications", params={"token": new})).json()
     assert (new_check["genuine"], new_check["current"]) == (True, True)
+
+
+async def current_cards(identity: Identity, account_id: str) -> int:
+    rows = await identity.fetch(
+        "SELECT count(*) FROM volunteer_cards WHERE account_id = :a AND revoked_at IS NULL", a=uuid.UUID(account_id)
+    )
+    return int(rows[0][0])
+
+
+async def test_simultaneous_first_card_requests_issue_one_current_card(identity: Identity) -> None:
+    _, headers, _ = await verified(identity)
+    me = await identity.me(headers)
+
+    responses = await asyncio.gather(
+        *(identity.client.get("/api/v1/accounts/me/card.png", headers=headers) for _ in range(8))
+    )
+
+    assert [r.status_code for r in responses] == [200] * 8
+    assert len({r.content for r in responses}) == 1  # one card, one QR code
+    assert await current_cards(identity, me["id"]) == 1
+
+
+async def test_a_renewal_leaves_every_earlier_card_no_longer_current_even_when_renewed_at_once(
+    identity: Identity,
+) -> None:
+    _, headers, _ = await verified(identity)
+    me = await identity.me(headers)
+    await identity.client.get("/api/v1/accounts/me/card.pdf", headers=headers)
+
+    renewals = await asyncio.gather(
+        *(identity.client.post("/api/v1/accounts/me/cards", headers=headers) for _ in range(6))
+    )
+
+    assert [r.status_code for r in renewals] == [204] * 6
+    assert await current_cards(identity, me["id"]) == 1
+    current = await current_token(identity, me["id"])
+    rows = await identity.fetch("SELECT id FROM volunteer_cards WHERE account_id = :a", a=uuid.UUID(me["id"]))
+    assert len(rows) == 7
+    for (card_id,) in rows:
+        token = card_token(identity.runtime, card_id)
+        check = (await identity.client.get("/api/v1/card-verifications", params={"token": token})).json()
+        assert (check["genuine"], check["current"]) == (True, token == current)
+
+
+async def test_the_database_refuses_a_second_current_card(identity: Identity) -> None:
+    _, headers, _ = await verified(identity)
+    me = await identity.me(headers)
+    await identity.client.get("/api/v1/accounts/me/card.pdf", headers=headers)
+    with pytest.raises(sqlalchemy.exc.IntegrityError, match="ux_volunteer_cards_current"):
+        async with identity.runtime.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO volunteer_cards (id, account_id, issued_on, issued_at) "
+                    "VALUES (gen_random_uuid(), :a, current_date, now())"
+                ),
+                {"a": uuid.UUID(me["id"])},
+            )
 
 
 def test_png_card_renders_without_a_chinese_font_installed() -> None:

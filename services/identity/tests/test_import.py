@@ -153,6 +153,97 @@ async def test_a_row_with_more_cells_than_the_header_is_rejected_as_malformed(
     assert (line, code) == (2, "row_malformed")
 
 
+async def test_a_control_character_or_an_impossible_hours_figure_rejects_its_row_and_the_rest_loads(
+    identity: Identity, tmp_path: Path
+) -> None:
+    """Each passed the row checks and failed PostgreSQL (COPY, the numeric cast), which ended the
+    job as internal_error with earlier batches loaded and later ones never."""
+    good = [new_id() for _ in range(4)]
+    path = write_csv(
+        tmp_path / "cells.csv",
+        [
+            row("郑一", good[0]),  # line 2
+            row("郑\x00二", new_id()),  # line 3
+            row("郑三", new_id(), email="a\x00b@example.org"),  # line 4
+            row("郑四", good[1], hours="12.345"),  # line 5: kept to the hundredth
+            row("郑五", new_id(), hours="1E-20000"),  # line 6: PostgreSQL's numeric cannot hold it
+            row("郑六", new_id(), hours="100001"),  # line 7: more than anyone serves
+            row("郑七", new_id(), no="V\x0b1"),  # line 8
+            row("郑八", good[2], hours="100000"),  # line 9
+            row("郑九", good[3], hours="０.５"),  # line 10: full-width, as some exports write it
+        ],
+    )
+
+    summary = await load(identity, path, batch_size=2)
+
+    assert (summary.status, summary.error_code, summary.inserted_rows, summary.rejected_rows) == (
+        "succeeded",
+        None,
+        4,
+        5,
+    )
+    assert [(r.line, r.code, r.field) for r in await rejections(identity, summary.job_id)] == [
+        (3, "cell_control_characters", "real_name"),
+        (4, "cell_control_characters", "email"),
+        (6, "service_hours_invalid", "service_hours"),
+        (7, "service_hours_invalid", "service_hours"),
+        (8, "cell_control_characters", "volunteer_number"),
+    ]
+    hours = [(await records_with(identity, n))[0].history["legacy"]["service_hours"] for n in good]
+    assert hours == [None, 12.35, 100000, 0.5]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_cell_over_the_csv_field_limit_rejects_its_row_and_the_rest_loads(
+    identity: Identity, tmp_path: Path, workers: int
+) -> None:
+    """The csv module refuses a field over 128 KiB (csv.Error), which ended the job as
+    internal_error; the reader goes on after it, so only that row is lost (and reported)."""
+    numbers = [new_id() for _ in range(3)]
+    path = write_csv(
+        tmp_path / "long.csv",
+        [row("钟一", numbers[0]), row("钟" * 200_000, new_id()), row("钟三", numbers[1]), row("钟四", numbers[2])],
+    )
+
+    summary = await load(identity, path, workers=workers)
+
+    assert (summary.status, summary.inserted_rows, summary.rejected_rows) == ("succeeded", 3, 1)
+    assert [(r.line, r.code) for r in await rejections(identity, summary.job_id)] == [(3, "cell_too_long")]
+    for number in numbers:
+        assert len(await records_with(identity, number)) == 1
+
+
+async def test_birth_dates_as_excel_writes_them_in_a_chinese_locale_are_read_and_trailing_garbage_is_refused(
+    identity: Identity, tmp_path: Path
+) -> None:
+    born = date(1990, 1, 1)
+    written = ["1990/1/1", "1990-1-1", "1990年1月1日", "1990.1.1", "19900101", "1990/1/1 0:00", "1990-01-01"]
+    refused = ["1990-01-011", "1990-01-01x", "1990/1-1", "1990/1/1 13:45", "1990-02-30"]
+    passports = [f"E{uuid.uuid4().int % 10**8:08d}" for _ in written + refused]
+    resident = new_id(born)  # a resident ID's birth date given in Excel's form agrees with the number
+    path = tmp_path / "births.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*HEADER, "出生日期"])
+        writer.writerows(
+            [*row("冯生", number, type="护照"), birth]
+            for number, birth in zip(passports, written + refused, strict=True)
+        )
+        writer.writerow([*row("冯居", resident), "1990/1/1"])
+
+    summary = await load(identity, path)
+
+    assert (summary.status, summary.inserted_rows) == ("succeeded", len(written) + 1)
+    reported = await rejections(identity, summary.job_id)
+    assert [(r.line, r.code, r.field) for r in reported] == [
+        (2 + i, "birth_date_invalid", "birth_date") for i in range(len(written), len(written) + len(refused))
+    ]
+    for number in passports[: len(written)]:
+        blind = identity.runtime.cipher.blind_index(blind_index_input(DocumentType.PASSPORT, number))
+        [(birth,)] = await identity.fetch("SELECT birth_date FROM volunteer_records WHERE id_blind_index = :b", b=blind)
+        assert birth == born
+
+
 # -- encodings and formats ------------------------------------------------------------------
 async def test_gb18030_file_is_detected_and_its_names_arrive_intact(identity: Identity, tmp_path: Path) -> None:
     number = new_id()
@@ -324,6 +415,33 @@ async def test_sign_up_with_an_imported_number_and_the_same_name_claims_the_reco
     [claimed] = await records_with(identity, number)
     assert claimed.status == "active"
     assert claimed.history["legacy"] == {"volunteer_number": "OLD-7", "service_hours": 40}
+
+
+async def test_an_imported_passport_number_in_full_width_characters_is_claimed_by_sign_up_in_ascii(
+    identity: Identity, tmp_path: Path
+) -> None:
+    number = f"E{uuid.uuid4().int % 10**8:08d}"
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in number)  # Ｅ１２３…
+    path = tmp_path / "passport.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*HEADER, "出生日期"])
+        writer.writerow([*row("Ada Lovelace", full_width, type="护照"), "1990-01-01"])
+    summary = await load(identity, path)
+    assert summary.inserted_rows == 1
+    blind = identity.runtime.cipher.blind_index(blind_index_input(DocumentType.PASSPORT, number))
+    [(record_id, masked)] = await identity.fetch(
+        "SELECT id, id_masked FROM volunteer_records WHERE id_blind_index = :b", b=blind
+    )
+    assert masked == number[:2] + "*" * (len(number) - 4) + number[-2:]
+
+    _, account = await identity.sign_up(
+        document_type="passport", id_number=number, birth_date="1990-01-01", real_name="Ada Lovelace"
+    )
+
+    assert account["id"] == str(record_id)  # the imported record is claimed
+    [(status,)] = await identity.fetch("SELECT status FROM volunteer_records WHERE id = :i", i=record_id)
+    assert status == "active"
 
 
 async def test_sign_up_with_an_imported_number_and_another_name_is_refused(identity: Identity, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ records), V7 (permanence), V8 (profile), and the one-account-per-number race."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -18,7 +19,7 @@ from identity.models import RECORD_INACTIVE, SOURCE_IMPORT, VolunteerRecord
 from identity.registration import seal_identity
 from identity.testing import Identity, StartIdentity
 from shared.clock import local_today
-from shared.testing import resident_id, sign_up_body
+from shared.testing import RAW_LOGS, resident_id, sign_up_body
 
 FULL_ID = re.compile(r"\d{17}[\dX]")
 
@@ -282,6 +283,20 @@ async def test_concurrent_claims_of_one_imported_record_give_one_account(identit
     assert winner["id"] == str(record_id)
     rows = await identity.fetch("SELECT count(*) FROM accounts WHERE record_id = :i", i=record_id)
     assert rows[0][0] == 1
+
+
+async def test_registration_log_says_claimed_only_when_an_imported_record_was_claimed(identity: Identity) -> None:
+    number = resident_id()
+    await add_imported_record(identity, number, "郭十")
+    _, claimed = await identity.sign_up(id_number=number, real_name="郭十")
+    _, fresh = await identity.sign_up()
+
+    def claimed_flags(account_id: str) -> list[bool]:
+        lines = [json.loads(line) for line in RAW_LOGS.lines if "account_registered" in line and account_id in line]
+        return [line["claimed"] for line in lines]
+
+    assert claimed_flags(claimed["id"]) == [True]
+    assert claimed_flags(fresh["id"]) == [False]
 
 
 async def test_sign_up_with_another_name_than_the_imported_one_is_refused(identity: Identity) -> None:

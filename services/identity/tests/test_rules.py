@@ -103,3 +103,39 @@ def test_a_number_whose_area_has_no_counties_is_refused_not_crashed() -> None:
         documents.check_document(DocumentType.RESIDENT_ID, number, None)
     assert refused.value.spec.code == "id_number_invalid"
     assert refused.value.detail == {"reason": "area"}
+
+
+# -- deployment settings --------------------------------------------------------------------------
+def test_a_signing_key_written_on_one_line_with_escaped_line_breaks_is_read() -> None:
+    from identity.bootstrap import build_signer
+    from identity.config import IdentitySettings
+    from shared.auth import TokenSigner
+    from shared.clock import ManualClock
+
+    pem = TokenSigner.generate_pem().decode()
+    one_line = pem.strip().replace("\n", "\\n")  # as deploy/env.example writes it
+    settings = IdentitySettings(environment="development", jwt_private_key=one_line)
+    signer = build_signer(settings, ManualClock())
+    assert signer.jwks()["keys"][0]["kid"] == TokenSigner(pem.encode(), issuer="x", audience="y").kid
+
+
+@pytest.mark.parametrize("setting", ["password_reset_url", "card_verification_url"])
+def test_production_refuses_pages_on_localhost(setting: str) -> None:
+    from pydantic import ValidationError
+
+    from identity.config import IdentitySettings
+
+    real = {
+        "environment": "production",
+        "secret_key": "a-real-secret",
+        "amqp_url": "amqps://identity:pw@mq.internal:5671/",
+        "jwt_private_key": "pem",
+        "data_keys": "k1:AAAA",
+        "blind_index_key": "BBBB",
+        "password_reset_url": "https://www.volunteer.example.cn/reset-password",
+        "card_verification_url": "https://www.volunteer.example.cn/api/v1/card-verifications",
+    }
+    IdentitySettings(**real)  # starts
+    with pytest.raises(ValidationError) as refused:
+        IdentitySettings(**{**real, setting: "http://localhost:8001/page"})
+    assert setting in str(refused.value)

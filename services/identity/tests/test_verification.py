@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -265,6 +266,63 @@ async def test_regional_admin_cannot_review_their_own_id_card_upload(identity: I
     approved = await identity.client.post(url, json={"approved": True}, headers=identity.regional_admin("110105"))
     assert approved.status_code == 200, approved.text
     assert (await identity.me(headers))["verification"]["status"] == "verified"
+
+
+async def test_a_name_changed_while_the_id_card_awaits_review_withdraws_the_upload_so_it_is_never_approved(
+    identity: Identity,
+) -> None:
+    """The admin saw 陈验证失败 and the card; the volunteer then renamed the account. Approving
+    verified the new name unseen (locked, numbered, on the card). The rename now withdraws the
+    upload and the new name goes through the automatic check like any corrected name."""
+    headers, account_id = await failed_volunteer(identity)
+    await identity.client.post(
+        "/api/v1/accounts/me/id-card-images", files={"file": ("front.png", PNG_BYTES, "image/png")}, headers=headers
+    )
+    admin = identity.regional_admin("110105")
+    item = await pending_review(identity, admin, account_id)
+    assert item is not None
+    assert item["real_name"] == "陈验证失败"
+
+    renamed = await identity.client.patch("/api/v1/accounts/me", json={"real_name": "王冒名验证失败"}, headers=headers)
+    assert renamed.status_code == 200, renamed.text
+    decision = await identity.client.post(
+        f"/api/v1/admin/id-card-reviews/{item['id']}/decision", json={"approved": True}, headers=admin
+    )
+
+    assert decision.status_code == 409
+    assert decision.json()["code"] == "review_superseded"
+    assert await pending_review(identity, admin, account_id) is None
+    me = await identity.verification(headers, "failed")  # the new name, checked automatically
+    assert (me["real_name"], me["verification"]["volunteer_number"]) == ("王冒名验证失败", None)
+    assert await identity.events("volunteer.verified", account_id) == []
+    statuses = [e["status"] for e in await identity.events("volunteer.verification_changed", account_id)]
+    assert statuses == ["failed", "manual_review", "pending", "failed"]
+
+
+async def test_a_decision_and_a_name_change_at_the_same_moment_never_approve_the_new_name(identity: Identity) -> None:
+    for _ in range(3):
+        headers, account_id = await failed_volunteer(identity)
+        await identity.client.post(
+            "/api/v1/accounts/me/id-card-images", files={"file": ("front.png", PNG_BYTES, "image/png")}, headers=headers
+        )
+        admin = identity.regional_admin("110105")
+        item = await pending_review(identity, admin, account_id)
+        assert item is not None
+
+        decision, renamed = await asyncio.gather(
+            identity.client.post(
+                f"/api/v1/admin/id-card-reviews/{item['id']}/decision", json={"approved": True}, headers=admin
+            ),
+            identity.client.patch("/api/v1/accounts/me", json={"real_name": "王冒名验证失败"}, headers=headers),
+        )
+
+        outcome = (decision.json().get("code"), renamed.json().get("code"))
+        if decision.status_code == 200:  # approved first: the name it approved is locked
+            assert (renamed.status_code, outcome[1]) == (409, "name_locked_after_verification")
+            assert (await identity.me(headers))["real_name"] == "陈验证失败"
+        else:  # renamed first: the upload was withdrawn
+            assert (decision.status_code, renamed.status_code, outcome[0]) == (409, 200, "review_superseded")
+            assert await identity.events("volunteer.verified", account_id) == []
 
 
 async def test_rejection_needs_a_reason_and_is_raised_as_failed(identity: Identity) -> None:

@@ -32,7 +32,11 @@ class IdentityRuntime(Runtime):
 
 def build_signer(settings: IdentitySettings, clock: Clock) -> TokenSigner:
     if settings.jwt_private_key is not None:
-        pem = settings.jwt_private_key.get_secret_value().encode()
+        text = settings.jwt_private_key.get_secret_value()
+        if "\n" not in text and "\\n" in text:
+            # written on one line with \n escapes (env files, secret stores that keep one line)
+            text = text.replace("\\n", "\n")
+        pem = text.encode()
     else:
         log.warning("jwt_key_generated", reason="IDENTITY_JWT_PRIVATE_KEY not set; tokens die with this process")
         pem = TokenSigner.generate_pem(settings.jwt_algorithm)

@@ -87,18 +87,25 @@ def _card_id(runtime: IdentityRuntime, token: str) -> uuid.UUID | None:
 async def current_card(
     runtime: IdentityRuntime, uow: UnitOfWork, account_id: uuid.UUID, *, renew: bool = False
 ) -> CardFace:
-    """The volunteer's current card (issued on first request; ``renew`` replaces it)."""
-    account = await Accounts(uow.session).get(account_id)
+    """The volunteer's current card (issued on first request; ``renew`` replaces it).
+
+    One card is current at a time: issuing and replacing happen under the account's row lock
+    (simultaneous first requests see the card the first one issued), a renewal revokes every
+    card not yet revoked, and a partial unique index (``ux_volunteer_cards_current``) backs both."""
+    accounts, cards = Accounts(uow.session), Cards(uow.session)
+    account = await accounts.get(account_id)
     if account is None:
         raise AppError(errors.ACCOUNT_NOT_FOUND)
     if account.verification_status != STATUS_VERIFIED or account.volunteer_number is None or account.record is None:
         raise AppError(errors.CARD_REQUIRES_VERIFICATION)
-    cards = Cards(uow.session)
-    card = await cards.current_for(account.id)
+    card = None if renew else await cards.current_for(account.id)
     now = uow.clock.now()
-    if card is not None and renew:
-        card.revoked_at = now
-        card = None
+    if card is None:
+        await accounts.get(account.id, for_update=True)
+        if renew:
+            await cards.revoke_current(account.id, now)
+        else:
+            card = await cards.current_for(account.id)  # issued by a request that held the lock
     if card is None:
         card = VolunteerCard(id=uuid.uuid4(), account_id=account.id, issued_on=local_today(uow.clock), issued_at=now)
         cards.add(card)

@@ -84,6 +84,9 @@ class IdentitySettings(ServiceSettings):
     #: a TrueType/OpenType font with Chinese glyphs for the PNG card; found automatically if unset
     card_font_path: str | None = None
 
+    def _public_urls(self) -> dict[str, str]:
+        return {"password_reset_url": self.password_reset_url, "card_verification_url": self.card_verification_url}
+
     def _secret_values(self) -> dict[str, str | None]:
         values = super()._secret_values()
         values["jwt_private_key"] = self.jwt_private_key.get_secret_value() if self.jwt_private_key else None

@@ -139,6 +139,12 @@ REVIEW_OWN_UPLOAD = ErrorSpec(
     "不能审核本人上传的身份证件照片,请由本地区其他管理员审核",
     "You cannot review your own ID-card upload; another admin of the region reviews it",
 )
+REVIEW_SUPERSEDED = ErrorSpec(
+    "review_superseded",
+    409,
+    "志愿者已修改姓名或重新上传身份证件照片,该审核已撤回,无需处理",
+    "The volunteer changed the name or uploaded the ID card again; this review was withdrawn",
+)
 REJECTION_REASON_REQUIRED = ErrorSpec(
     "rejection_reason_required", 422, "驳回时必须填写理由", "A rejection needs a reason"
 )

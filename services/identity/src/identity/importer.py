@@ -31,13 +31,14 @@ import multiprocessing.util
 import operator
 import re
 import sys
+import unicodedata
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
@@ -108,9 +109,24 @@ VOLUNTEER_NUMBER_INVALID = ErrorSpec(
     "volunteer_number_invalid", 422, "志愿者编号格式不正确", "The volunteer number is not valid"
 )
 SERVICE_HOURS_INVALID = ErrorSpec(
-    "service_hours_invalid", 422, "服务时长应为不小于0的数字", "Service hours must be a number of at least 0"
+    "service_hours_invalid",
+    422,
+    "服务时长应为0至100000之间的数字(如 12 或 12.5)",
+    "Service hours must be a plain number from 0 to 100000 (such as 12 or 12.5)",
 )
 ROW_MALFORMED = ErrorSpec("row_malformed", 422, "该行的列数与表头不一致", "The row does not match the header")
+CELL_CONTROL_CHARACTERS = ErrorSpec(
+    "cell_control_characters",
+    422,
+    "单元格含有不可见的控制字符(如 NUL),请删除后重新导入",
+    "The cell contains control characters (such as NUL); remove them and import again",
+)
+CELL_TOO_LONG = ErrorSpec(
+    "cell_too_long",
+    422,
+    "该行有单元格内容过长,未导入(常见原因是引号不成对),请修正后重新导入",
+    "A cell of this row is too long, so the row was not imported (often an unbalanced quote); fix it and import again",
+)
 
 ROW_REASONS: dict[str, ErrorSpec] = {
     spec.code: spec
@@ -123,6 +139,8 @@ ROW_REASONS: dict[str, ErrorSpec] = {
         VOLUNTEER_NUMBER_INVALID,
         SERVICE_HOURS_INVALID,
         ROW_MALFORMED,
+        CELL_CONTROL_CHARACTERS,
+        CELL_TOO_LONG,
         identity_errors.ID_NUMBER_INVALID,
         identity_errors.DOCUMENT_NUMBER_INVALID,
         identity_errors.BIRTH_DATE_REQUIRED,
@@ -177,9 +195,25 @@ DOCUMENT_TYPE_NAMES: dict[str, DocumentType] = {
 }
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_SEPARATORS = re.compile(r"[\s-]")
 #: a legacy system's own volunteer number, kept as it was (letters, digits, 京A-0001, ...)
 _VOLUNTEER_NUMBER = re.compile(r"^[^\x00-\x1f\x7f]{1,40}$")
+#: control characters (as sign-up refuses them: Unicode Cc and lone surrogates) but for tab, CR and
+#: LF, which the row checks treat as whitespace; PostgreSQL refuses NUL in text and jsonb
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+#: birth dates as operators' files carry them: ISO, Excel in a Chinese locale (1990/1/1, 1990-1-1,
+#: 1990.1.1, 1990年1月1日), 19900101; a date cell Excel wrote with its midnight time (1990/1/1 0:00)
+_BIRTH_DATE = re.compile(
+    r"(?P<y>[0-9]{4})"
+    r"(?:(?P<sep>[-/.])(?P<m>[0-9]{1,2})(?P=sep)(?P<d>[0-9]{1,2})"
+    r"|\s*年\s*(?P<zm>[0-9]{1,2})\s*月\s*(?P<zd>[0-9]{1,2})\s*日?"
+    r"|(?P<cm>[0-9]{2})(?P<cd>[0-9]{2}))"
+    r"(?:\s+0?0:00(?::00)?)?"
+)
+#: service hours: a plain decimal (no exponent), at most this many (over 11 years around the clock;
+#: a legacy total above it is a typo), kept to the hundredth of an hour (36 s)
+_HOURS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+MAX_SERVICE_HOURS = Decimal(100_000)
+_HUNDREDTH = Decimal("0.01")
 
 #: the staging table and ``volunteer_records`` columns the importer writes, in COPY order
 STAGING_COLUMNS = (
@@ -324,23 +358,34 @@ def check_resident_id(number: str, today: date) -> date:
 
 
 def _parse_birth_date(value: str) -> date | None:
+    """The whole cell is a date in one of the forms of :data:`_BIRTH_DATE`, or the row is refused
+    (never a prefix: ``1990-01-011`` is not 1990-01-01)."""
     if not value:
         return None
+    match = _BIRTH_DATE.fullmatch(unicodedata.normalize("NFKC", value))
+    if match is None:
+        raise _Reject(BIRTH_DATE_INVALID, "birth_date")
+    month, day = match["m"] or match["zm"] or match["cm"], match["d"] or match["zd"] or match["cd"]
     try:
-        return date.fromisoformat(value.replace("/", "-")[:10])
+        return date(int(match["y"]), int(month), int(day))
     except ValueError:
         raise _Reject(BIRTH_DATE_INVALID, "birth_date") from None
 
 
 def _parse_hours(value: str) -> str | None:
+    """A legacy total of service hours: 0 to :data:`MAX_SERVICE_HOURS`, rounded to the hundredth.
+    Anything else (an exponent such as ``1E-20000``, which PostgreSQL's numeric cannot hold, a sign,
+    an absurd total) rejects the row."""
     if not value:
         return None
-    try:
-        hours = Decimal(value)
-    except InvalidOperation:
-        raise _Reject(SERVICE_HOURS_INVALID, "service_hours") from None
-    if not hours.is_finite() or hours < 0:
+    value = unicodedata.normalize("NFKC", value)
+    if not _HOURS.fullmatch(value):
         raise _Reject(SERVICE_HOURS_INVALID, "service_hours")
+    hours = Decimal(value)
+    if hours > MAX_SERVICE_HOURS:
+        raise _Reject(SERVICE_HOURS_INVALID, "service_hours")
+    if len(value.partition(".")[2]) > 2:
+        hours = hours.quantize(_HUNDREDTH, rounding=ROUND_HALF_UP)
     return str(hours)
 
 
@@ -365,11 +410,12 @@ class RowChecker:
         self._context = {t: t.value.encode() for t in DocumentType}
         self._values = {t: t.value for t in DocumentType}
 
-    def check_chunk(self, chunk: list[tuple[int, Row | None]]) -> Batch:
+    def check_chunk(self, chunk: list[tuple[int, Row | str]]) -> Batch:
         batch = Batch(rows=len(chunk))
         check, records, rejections = self.check, batch.records, batch.rejections
         for line, values in chunk:
-            result = Rejection(line, ROW_MALFORMED.code, None, None) if values is None else check(line, values)
+            # a str: the code of a row the reader could not make into values
+            result = Rejection(line, values, None, None) if isinstance(values, str) else check(line, values)
             if isinstance(result, Rejection):
                 rejections.append(result)
             else:
@@ -381,6 +427,9 @@ class RowChecker:
         masked: str | None = None
         name, doc_name, raw_number, raw_mobile, email, region, raw_birth, legacy_number, raw_hours = values
         try:
+            if _CONTROL.search("".join(values)):
+                # before anything is derived from the cells (the masked number goes to the report)
+                raise _Reject(CELL_CONTROL_CHARACTERS, _control_field(values))
             name = " ".join(name.split())
             if not name:
                 raise _Reject(NAME_MISSING, "real_name")
@@ -389,7 +438,12 @@ class RowChecker:
             doc_type = DOCUMENT_TYPE_NAMES.get(doc_name) or DOCUMENT_TYPE_NAMES.get(doc_name.strip().lower())
             if doc_type is None:
                 raise _Reject(DOCUMENT_TYPE_INVALID, "document_type")
-            number = raw_number.upper() if raw_number.isalnum() else _SEPARATORS.sub("", raw_number).upper()
+            # the sign-up's normalisation (full-width Ｅ１２３ is E123), so blind index, sealed number
+            # and mask are those sign-up computes and the record can be claimed (V4)
+            if raw_number.isascii() and raw_number.isalnum():
+                number = raw_number.upper()
+            else:
+                number = documents.normalise_number(doc_type, raw_number)
             if not number:
                 raise _Reject(ID_NUMBER_MISSING, "id_number")
             if doc_type is DocumentType.RESIDENT_ID and len(number) == 18:
@@ -397,7 +451,7 @@ class RowChecker:
             else:
                 masked = documents.mask_number(doc_type, number)[:32]
             born = self._check_number(doc_type, number, _parse_birth_date(raw_birth.strip()) if raw_birth else None)
-            mobile = raw_mobile if documents.MOBILE.match(raw_mobile) else self._checked_mobile(raw_mobile)
+            mobile = raw_mobile if documents.MOBILE.fullmatch(raw_mobile) else self._checked_mobile(raw_mobile)
             if not regions.is_valid(region):
                 region = region.strip()
                 if not regions.is_valid(region):
@@ -410,7 +464,8 @@ class RowChecker:
                 legacy_number = legacy_number.strip()
                 if not _VOLUNTEER_NUMBER.match(legacy_number):
                     raise _Reject(VOLUNTEER_NUMBER_INVALID, "volunteer_number")
-            hours = raw_hours if raw_hours.isascii() and raw_hours.isdigit() else _parse_hours(raw_hours.strip())
+            fast_hours = raw_hours.isascii() and raw_hours.isdigit() and len(raw_hours) <= 5  # at most 99999
+            hours = raw_hours if fast_hours else _parse_hours(raw_hours.strip())
         except _Reject as reject:
             return Rejection(line, reject.spec.code, reject.field, masked)
         doc_value = self._values[doc_type]
@@ -451,6 +506,10 @@ class RowChecker:
             return documents.check_mobile(value)
         except AppError as exc:
             raise _Reject(exc.spec, "mobile") from None
+
+
+def _control_field(values: Row) -> str:
+    return next(name for name, value in zip(FIELDS, values, strict=True) if _CONTROL.search(value))
 
 
 # -- reading files ---------------------------------------------------------------------------
@@ -512,12 +571,14 @@ def _cell_text(value: Any) -> str:
     return str(value).strip()
 
 
-Rows = Iterator[tuple[int, Row | None]]
+#: (line, row) pairs; in place of a row the code of its rejection when the reader could not make
+#: it into values (``row_malformed``, ``cell_too_long``)
+Rows = Iterator[tuple[int, Row | str]]
 
 
 class SourceFile:
-    """An import file opened for reading: the header checked, then (line, row) pairs; a row
-    is None when its shape does not match the header."""
+    """An import file opened for reading: the header checked, then (line, row) pairs (see
+    :data:`Rows`)."""
 
     def __init__(self, path: Path, file_format: str, encoding: str = "auto") -> None:
         self.path = path
@@ -574,19 +635,29 @@ class SourceFile:
     @staticmethod
     def _csv_rows(reader: Any, width: int, getter: Callable[[list[str]], Row], first_line: int = 1) -> Rows:
         offset = first_line - 1
-        try:
-            for cells in reader:
-                if len(cells) != width:
-                    if not any(cells):
-                        continue  # a blank line
-                    if any(cells[width:]):
-                        yield reader.line_num + offset, None
-                        continue
-                    cells = cells[:width] + [""] * (width - len(cells))
-                cells.append("")
-                yield reader.line_num + offset, getter(cells)
-        except UnicodeDecodeError:
-            raise AppError(IMPORT_ENCODING_INVALID) from None
+        line = offset  # the last line of the last record read
+        while True:
+            try:
+                for cells in reader:
+                    line = reader.line_num + offset
+                    if len(cells) != width:
+                        if not any(cells):
+                            continue  # a blank line
+                        if any(cells[width:]):
+                            yield line, ROW_MALFORMED.code
+                            continue
+                        cells = cells[:width] + [""] * (width - len(cells))
+                    cells.append("")
+                    yield line, getter(cells)
+                return
+            except UnicodeDecodeError:
+                raise AppError(IMPORT_ENCODING_INVALID) from None
+            except csv.Error:
+                # A cell over the csv module's field limit (128 KiB; no field of a record comes
+                # near it): that record, from its first line, is rejected, and the reader goes on
+                # with the line after the one it stopped in, as it does by itself.
+                yield line + 1, CELL_TOO_LONG.code
+                line = reader.line_num + offset
 
     def _open_xlsx(self) -> Rows:
         import openpyxl
@@ -611,7 +682,7 @@ class SourceFile:
             if not any(texts):
                 continue
             if any(texts[width:]):
-                yield line, None
+                yield line, ROW_MALFORMED.code
                 continue
             texts = texts[:width] + [""] * (width - len(texts)) + [""]
             yield line, getter(texts)
@@ -637,8 +708,8 @@ def file_facts(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def chunks(rows: Rows, size: int) -> Iterator[list[tuple[int, Row | None]]]:
-    chunk: list[tuple[int, Row | None]] = []
+def chunks(rows: Rows, size: int) -> Iterator[list[tuple[int, Row | str]]]:
+    chunk: list[tuple[int, Row | str]] = []
     for item in rows:
         chunk.append(item)
         if len(chunk) >= size:
@@ -657,7 +728,7 @@ def _start_worker(settings: IdentitySettings, today: date) -> None:
     _WORKER_CHECKER = RowChecker(build_cipher(settings), today)
 
 
-def _check_in_worker(chunk: list[tuple[int, Row | None]]) -> Batch:
+def _check_in_worker(chunk: list[tuple[int, Row | str]]) -> Batch:
     assert _WORKER_CHECKER is not None
     return _WORKER_CHECKER.check_chunk(chunk)
 
@@ -849,7 +920,7 @@ async def _import_rows(
         return
     loop = asyncio.get_running_loop()
     executor: Executor
-    check: Callable[[list[tuple[int, Row | None]]], Batch]
+    check: Callable[[list[tuple[int, Row | str]]], Batch]
     if options.workers > 1:
         executor = ProcessPoolExecutor(
             options.workers,

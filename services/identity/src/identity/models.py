@@ -234,6 +234,10 @@ class VolunteerCard(Base):
     """An issued volunteer card (V9); its QR carries only this id, signed."""
 
     __tablename__ = "volunteer_cards"
+    __table_args__ = (
+        # One current card per volunteer (V9): a replaced card's QR code must not verify as current.
+        Index("ux_volunteer_cards_current", "account_id", unique=True, postgresql_where=text("revoked_at IS NULL")),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     account_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("accounts.id"), index=True)

@@ -28,10 +28,10 @@ from identity.models import (
     Account,
     VolunteerRecord,
 )
-from identity.repository import Accounts, Records
+from identity.repository import Accounts, Records, Reviews
 from identity.verification import STATUS_FAILED, STATUS_MANUAL_REVIEW, STATUS_PENDING, STATUS_VERIFIED, begin
 from shared.clock import CHINA_TZ, local_today
-from shared.contracts.identity import AccountContactChanged, AccountRegistered
+from shared.contracts.identity import AccountContactChanged, AccountRegistered, VolunteerVerificationChanged
 from shared.db import UnitOfWork
 from shared.errors import AppError
 from shared.logging import get_logger
@@ -158,7 +158,9 @@ async def sign_up(runtime: IdentityRuntime, data: SignUp) -> Account:
     except _Duplicates as dup:
         await open_duplicate_case(runtime, dup.identity.blind_index, dup.identity.masked, opened_by="registration")
         raise AppError(errors.ID_NUMBER_CONFLICT) from None
-    log.info("account_registered", account_id=str(account.id), claimed=account.record_id is not None)
+    # claimed: the account took over an imported record (V4); a new record was made otherwise
+    claimed = account.record is not None and account.record.claimed_at is not None
+    log.info("account_registered", account_id=str(account.id), claimed=claimed)
     return account
 
 
@@ -296,9 +298,8 @@ async def change_profile(
             raise AppError(errors.NAME_LOCKED_AFTER_VERIFICATION)
         if not documents.same_name(record.real_name, change.real_name):
             record.real_name = change.real_name.strip()
-            if account.verification_status == STATUS_FAILED:
-                # A corrected name is worth another automatic check.
-                begin(account, uow, delay_seconds=delay_seconds)
+            if account.verification_status in (STATUS_FAILED, STATUS_MANUAL_REVIEW):
+                await _recheck_under_new_name(uow, account, delay_seconds)
     if change.mobile is not None:
         account.mobile = documents.check_mobile(change.mobile)
     if change.address is not None:
@@ -320,3 +321,15 @@ async def change_profile(
             )
         )
     return account
+
+
+async def _recheck_under_new_name(uow: UnitOfWork, account: Account, delay_seconds: float) -> None:
+    """A corrected name is worth another automatic check. An ID-card upload waiting for review
+    was made under the old name: it is withdrawn (``superseded``), so no reviewer approves a name
+    they did not see; if the new name fails too, the volunteer uploads again under it (V6).
+    The caller holds the account's row lock, which an upload and a decision take first, so a
+    decision either came before the change (a verified name is then locked) or finds the upload
+    withdrawn."""
+    await Reviews(uow.session).supersede_pending(account.id)
+    begin(account, uow, delay_seconds=delay_seconds)
+    account.raise_event(VolunteerVerificationChanged(account_id=account.id, status=STATUS_PENDING, manual=False))

@@ -202,7 +202,8 @@ class Reviews:
     async def get(self, upload_id: uuid.UUID, *, for_update: bool = False) -> IdCardUpload | None:
         query = select(IdCardUpload).where(IdCardUpload.id == upload_id)
         if for_update:
-            query = query.with_for_update()
+            # read again under the lock, not the copy an earlier read left in the session
+            query = query.with_for_update().execution_options(populate_existing=True)
         return (await self.session.execute(query)).scalar_one_or_none()
 
     async def supersede_pending(self, account_id: uuid.UUID) -> None:
@@ -294,10 +295,13 @@ class Cards:
         return await self.session.get(VolunteerCard, card_id)
 
     async def current_for(self, account_id: uuid.UUID) -> VolunteerCard | None:
-        query = (
-            select(VolunteerCard)
-            .where(VolunteerCard.account_id == account_id, VolunteerCard.revoked_at.is_(None))
-            .order_by(VolunteerCard.issued_at.desc())
-            .limit(1)
-        )
+        query = select(VolunteerCard).where(VolunteerCard.account_id == account_id, VolunteerCard.revoked_at.is_(None))
         return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def revoke_current(self, account_id: uuid.UUID, now: datetime) -> None:
+        """Every card of the account not yet revoked (a lost one stops being current)."""
+        await self.session.execute(
+            update(VolunteerCard)
+            .where(VolunteerCard.account_id == account_id, VolunteerCard.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )

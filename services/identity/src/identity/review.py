@@ -89,6 +89,14 @@ def _check_scope(principal: Principal, item: IdCardUpload) -> None:
         raise AppError(errors.REVIEW_OWN_UPLOAD)
 
 
+def _check_pending(item: IdCardUpload) -> None:
+    if item.status == SUPERSEDED:
+        # withdrawn by a name change or a newer upload: there is nothing left to decide
+        raise AppError(errors.REVIEW_SUPERSEDED)
+    if item.status != PENDING:
+        raise AppError(errors.REVIEW_ALREADY_DECIDED, {"status": item.status})
+
+
 async def pending(
     uow: UnitOfWork, principal: Principal, *, after: tuple[datetime, uuid.UUID] | None, limit: int
 ) -> Sequence[tuple[IdCardUpload, Account]]:
@@ -121,16 +129,21 @@ async def decide(
     uow: UnitOfWork, principal: Principal, upload_id: uuid.UUID, *, approved: bool, reason: str | None
 ) -> IdCardUpload:
     reviews = Reviews(uow.session)
-    item = await reviews.get(upload_id, for_update=True)
+    item = await reviews.get(upload_id)
     if item is None:
         raise AppError(errors.REVIEW_NOT_FOUND)
     _check_scope(principal, item)
-    if item.status != PENDING:
-        raise AppError(errors.REVIEW_ALREADY_DECIDED, {"status": item.status})
+    _check_pending(item)
     if not approved and not (reason and reason.strip()):
         raise AppError(errors.REJECTION_REASON_REQUIRED)
+    # The account's row first, as an upload and a name change lock it (one order, no deadlock);
+    # the upload's status is read under that lock: a name changed since the admin opened the
+    # upload has withdrawn it, and what was reviewed is never approved under another name.
     account = await Accounts(uow.session).get(item.account_id, for_update=True)
     assert account is not None
+    item = await reviews.get(upload_id, for_update=True)
+    assert item is not None
+    _check_pending(item)
     now = uow.clock.now()
     item.status = APPROVED if approved else REJECTED
     item.reviewed_by = principal.account_id

@@ -140,6 +140,7 @@ async def review_image(
         errors.REVIEW_OUT_OF_REGION,
         errors.REVIEW_OWN_UPLOAD,
         errors.REVIEW_ALREADY_DECIDED,
+        errors.REVIEW_SUPERSEDED,
         errors.REJECTION_REASON_REQUIRED,
         VALIDATION_FAILED,
     ),
