@@ -13,9 +13,9 @@ from projects.services import close_due_projects
 from shared.clock import ManualClock
 from shared.contracts.identity import VolunteerMerged
 from shared.contracts.projects import ProjectPublished
-from shared.contracts.teams import TeamAdminRemoved
+from shared.contracts.teams import TeamAdminAppointed, TeamAdminRemoved, TeamApproved
 
-from .conftest import START, StartProjects, World
+from .conftest import START, StartProjects, World, project_body
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +138,26 @@ async def test_removed_team_admin_can_no_longer_manage(world: World) -> None:
     await world.feed(TeamAdminRemoved(team_id=project.team_id, account_id=project.admin_id))
     response = await world.client.post(f"/api/v1/applications/{application_id}/admission", headers=project.admin)
     assert response.status_code == 403
+
+
+async def test_approving_a_team_makes_no_one_its_admin_until_teams_appoints_one(world: World) -> None:
+    # A root team created without an admin names its creator, a regional admin, as the applicant.
+    team_id, operator, admin = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await world.feed(
+        TeamApproved(
+            team_id=team_id,
+            name="朝阳区志愿服务联合会",
+            region_code="110105",
+            applicant_account_id=operator,
+            reviewed_by_account_id=operator,
+        )
+    )
+    by_operator = await world.client.post("/api/v1/projects", json=project_body(team_id), headers=world.auth(operator))
+    assert by_operator.status_code == 403, by_operator.text
+    assert by_operator.json()["code"] == "not_team_manager"
+    await world.feed(TeamAdminAppointed(team_id=team_id, account_id=admin))
+    by_admin = await world.client.post("/api/v1/projects", json=project_body(team_id), headers=world.auth(admin))
+    assert by_admin.status_code == 201, by_admin.text
 
 
 async def test_read_model_events_are_idempotent(world: World) -> None:

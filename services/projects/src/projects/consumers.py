@@ -55,9 +55,9 @@ async def on_team(
 ) -> None:
     s = uow.session
     if isinstance(event, TeamApproved):
+        # Admins come only from team.admin_appointed (raised after team.approved, in this lane):
+        # the applicant of a root team is the operator who created it, no admin of the team.
         await repo.upsert_team(s, event.team_id, event.name, event.region_code)
-        # The applicant runs the new team; teams also announces it with team.admin_appointed.
-        await repo.grant_team_role(s, event.team_id, event.applicant_account_id, ADMIN)
     elif isinstance(event, TeamAdminAppointed):
         await repo.grant_team_role(s, event.team_id, event.account_id, ADMIN)
     elif isinstance(event, TeamAdminRemoved):

@@ -13,6 +13,7 @@ from shared.contracts.identity import AccountRolesChanged, VolunteerMerged, Volu
 from shared.db import UnitOfWork
 from shared.messaging.consumer import Handlers
 from shared.messaging.envelope import Envelope
+from teams import membership
 from teams.models import RegionAdmin, TeamHistory, Volunteer
 from teams.repository import TeamsRepository
 
@@ -37,7 +38,7 @@ async def keep_volunteers(event: Any, envelope: Envelope, uow: UnitOfWork, conte
             )
         )
     elif isinstance(event, VolunteerMerged):
-        await TeamsRepository(uow.session).merge_account(event.account_id, event.merged_account_id)
+        await membership.merge_accounts(uow, kept=event.account_id, merged=event.merged_account_id)
 
 
 @handlers("region_admins")

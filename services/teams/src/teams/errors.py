@@ -149,6 +149,18 @@ ALREADY_MEMBER = ErrorSpec("already_member", 409, "您已是该志愿团体成�
 JOIN_REQUEST_PENDING = ErrorSpec(
     "join_request_pending", 409, "您的加入申请正在等待审核", "Your application to join is awaiting a decision"
 )
+JOIN_REQUEST_CLOSED = ErrorSpec(
+    "join_request_closed",
+    409,
+    "该加入申请已关闭(申请人已通过其他方式加入该团体)",
+    "This application is closed (the applicant joined the team another way)",
+)
+APPLICANT_ALREADY_MEMBER = ErrorSpec(
+    "applicant_already_member",
+    409,
+    "该申请人已是本团体成员,无需再批准加入申请",
+    "The applicant is already a member of this team; there is nothing to approve",
+)
 JOIN_REQUEST_NOT_FOUND = ErrorSpec("join_request_not_found", 404, "加入申请不存在", "No such application to join")
 JOIN_REQUEST_DECIDED = ErrorSpec(
     "join_request_decided", 409, "该加入申请已处理", "This application to join was already decided"
@@ -158,6 +170,12 @@ INVITATION_PENDING = ErrorSpec(
     "invitation_pending", 409, "已邀请该志愿者,正在等待回应", "This volunteer was already invited and has not answered"
 )
 INVITATION_ANSWERED = ErrorSpec("invitation_answered", 409, "该邀请已处理", "This invitation was already answered")
+INVITATION_CLOSED = ErrorSpec(
+    "invitation_closed",
+    409,
+    "该邀请已失效(已被团体撤回,或您已通过其他方式加入该团体)",
+    "This invitation is no longer open (the team withdrew it, or you joined the team another way)",
+)
 VOLUNTEER_NOT_FOUND = ErrorSpec(
     "volunteer_not_found",
     404,
@@ -176,4 +194,10 @@ INVITE_TARGET_REQUIRED = ErrorSpec(
     422,
     "请提供被邀请志愿者的账号ID或志愿者编号(二选一)",
     "Give either the invitee's account id or volunteer number",
+)
+TEAM_HAS_ADMIN = ErrorSpec(
+    "team_has_admin",
+    409,
+    "该志愿团体已有管理员,请由团体管理员任命其他管理员",
+    "The team already has an admin; its admins appoint further admins",
 )

@@ -22,20 +22,24 @@ from shared.contracts.teams import (
 )
 from shared.db import UnitOfWork
 from shared.errors import AppError
-from teams.access import load_team, require_team_admin, require_verified
+from teams.access import load_team, require_region_admin, require_team_admin, require_verified
 from teams.api.schemas import InvitationCreate, JoinDecision, TeamSettingsUpdate
 from teams.errors import (
     ALREADY_MEMBER,
+    APPLICANT_ALREADY_MEMBER,
     INVITATION_ANSWERED,
+    INVITATION_CLOSED,
     INVITATION_NOT_FOUND,
     INVITATION_PENDING,
     INVITE_TARGET_REQUIRED,
+    JOIN_REQUEST_CLOSED,
     JOIN_REQUEST_DECIDED,
     JOIN_REQUEST_NOT_FOUND,
     JOIN_REQUEST_PENDING,
     LAST_ADMIN,
     NOT_MEMBER,
     TEAM_CLOSED_TO_MEMBERS,
+    TEAM_HAS_ADMIN,
     TEAM_NOT_APPROVED,
     VOLUNTEER_NOT_FOUND,
 )
@@ -43,30 +47,61 @@ from teams.models import (
     ACCEPTED,
     ANYONE,
     APPROVED,
+    CLOSED,
     DECLINED,
     PENDING,
     REJECT_ANYONE,
     REJECTED,
+    REVOKED,
     Invitation,
     JoinRequest,
     Membership,
     Team,
 )
 from teams.registration import set_contact
-from teams.repository import TeamsRepository
+from teams.repository import MergedMembership, TeamsRepository
 
 Role = Literal["admin", "project_lead"]
 
 
 def _require_approved(team: Team) -> None:
+    """Membership facts go out only once the team is approved (after ``team.approved``)."""
     if team.status != APPROVED:
         raise AppError(TEAM_NOT_APPROVED)
 
 
-def _add_member(uow: UnitOfWork, clock: Clock, team: Team, account_id: uuid.UUID) -> Membership:
-    membership = Membership(team_id=team.id, account_id=account_id, joined_at=clock.now())
-    uow.session.add(membership)
+def _require_open_request(request: JoinRequest) -> None:
+    if request.status == CLOSED:
+        raise AppError(JOIN_REQUEST_CLOSED)
+    if request.status != PENDING:
+        raise AppError(JOIN_REQUEST_DECIDED)
+
+
+def _require_open_invitation(invitation: Invitation) -> None:
+    if invitation.status in (CLOSED, REVOKED):
+        raise AppError(INVITATION_CLOSED)
+    if invitation.status != PENDING:
+        raise AppError(INVITATION_ANSWERED)
+
+
+async def _add_member(
+    repo: TeamsRepository, clock: Clock, team: Team, account_id: uuid.UUID, *, admin: bool = False
+) -> Membership:
+    """``account_id`` joins ``team`` (whose row the caller holds locked). Joining by one route
+    closes the account's other open application and invitation for the team: answered later,
+    after the member left or was removed, they would let them back in without anyone's consent."""
+    now = clock.now()
+    membership = Membership(team_id=team.id, account_id=account_id, is_admin=admin, joined_at=now)
+    repo.session.add(membership)
     team.raise_event(TeamMemberJoined(team_id=team.id, account_id=account_id))
+    if admin:
+        team.raise_event(TeamAdminAppointed(team_id=team.id, account_id=account_id))
+    request = await repo.pending_join_request_for(team.id, account_id)
+    if request is not None and request.status == PENDING:  # not the one being accepted now
+        request.status, request.decided_at = CLOSED, now
+    invitation = await repo.pending_invitation_for(team.id, account_id)
+    if invitation is not None and invitation.status == PENDING:
+        invitation.status, invitation.answered_at = CLOSED, now
     return membership
 
 
@@ -95,7 +130,7 @@ async def apply_to_join(
     if team.join_mode == REJECT_ANYONE:
         raise AppError(TEAM_CLOSED_TO_MEMBERS)
     if team.join_mode == ANYONE:
-        _add_member(uow, clock, team, principal.account_id)
+        await _add_member(repo, clock, team, principal.account_id)
         return team, None
     if await repo.pending_join_request_for(team.id, principal.account_id) is not None:
         raise AppError(JOIN_REQUEST_PENDING)
@@ -113,8 +148,7 @@ async def withdraw_application(
     request = await repo.join_request(request_id, for_update=True)
     if request is None or request.team_id != team_id or request.account_id != principal.account_id:
         raise AppError(JOIN_REQUEST_NOT_FOUND)
-    if request.status != PENDING:
-        raise AppError(JOIN_REQUEST_DECIDED)
+    _require_open_request(request)
     await uow.session.delete(request)
 
 
@@ -129,11 +163,13 @@ async def decide_application(
     repo = TeamsRepository(uow.session)
     team = await load_team(repo, team_id, for_update=True)
     await require_team_admin(repo, team, principal)
+    _require_approved(team)
     request = await repo.join_request(request_id, for_update=True)
     if request is None or request.team_id != team.id:
         raise AppError(JOIN_REQUEST_NOT_FOUND)
-    if request.status != PENDING:
-        raise AppError(JOIN_REQUEST_DECIDED)
+    _require_open_request(request)
+    if decision.outcome == "approved" and await repo.membership(team.id, request.account_id) is not None:
+        raise AppError(APPLICANT_ALREADY_MEMBER)
     request.decided_at = clock.now()
     request.decided_by = principal.account_id
     request.reason = decision.reason
@@ -141,8 +177,7 @@ async def decide_application(
         request.status = REJECTED
         return request
     request.status = ACCEPTED
-    if await repo.membership(team.id, request.account_id) is None:
-        _add_member(uow, clock, team, request.account_id)
+    await _add_member(repo, clock, team, request.account_id)
     return request
 
 
@@ -182,27 +217,43 @@ async def answer_invitation(
     uow: UnitOfWork, clock: Clock, principal: Principal, invitation_id: uuid.UUID, accept: bool
 ) -> Invitation:
     repo = TeamsRepository(uow.session)
-    invitation = await repo.invitation(invitation_id, for_update=True)
-    if invitation is None or invitation.account_id != principal.account_id:
+    found = await repo.invitation(invitation_id)
+    if found is None or found.account_id != principal.account_id:
         raise AppError(INVITATION_NOT_FOUND)
-    if invitation.status != PENDING:
-        raise AppError(INVITATION_ANSWERED)
-    invitation.answered_at = clock.now()
+    # The team first, then the invitation: the order of inviting and revoking, so none deadlocks.
+    team = await load_team(repo, found.team_id, for_update=True)
+    invitation = await repo.invitation(invitation_id, for_update=True)
+    assert invitation is not None  # invitations are never deleted
+    _require_open_invitation(invitation)
     if not accept:
-        invitation.status = DECLINED
+        invitation.status, invitation.answered_at = DECLINED, clock.now()
         return invitation
-    team = await load_team(repo, invitation.team_id, for_update=True)
-    invitation.status = ACCEPTED
-    if await repo.membership(team.id, principal.account_id) is None:
-        _add_member(uow, clock, team, principal.account_id)
-    pending = await repo.pending_join_request_for(team.id, principal.account_id)
-    if pending is not None:  # the invitation answers the application too
-        pending.status, pending.decided_at, pending.decided_by = ACCEPTED, clock.now(), invitation.invited_by
+    _require_approved(team)
+    if await repo.membership(team.id, principal.account_id) is not None:
+        raise AppError(ALREADY_MEMBER)
+    invitation.status, invitation.answered_at = ACCEPTED, clock.now()
+    await _add_member(repo, clock, team, principal.account_id)
+    return invitation
+
+
+async def revoke_invitation(
+    uow: UnitOfWork, clock: Clock, principal: Principal, team_id: uuid.UUID, invitation_id: uuid.UUID
+) -> Invitation:
+    """A team admin withdraws an invitation that is still open."""
+    repo = TeamsRepository(uow.session)
+    team = await load_team(repo, team_id, for_update=True)
+    await require_team_admin(repo, team, principal)
+    invitation = await repo.invitation(invitation_id, for_update=True)
+    if invitation is None or invitation.team_id != team.id:
+        raise AppError(INVITATION_NOT_FOUND)
+    _require_open_invitation(invitation)
+    invitation.status, invitation.answered_at = REVOKED, clock.now()
     return invitation
 
 
 # -- leaving and roles (T7) ------------------------------------------------------------------------
 async def _remove(repo: TeamsRepository, uow: UnitOfWork, team: Team, account_id: uuid.UUID) -> None:
+    _require_approved(team)
     membership = await repo.membership(team.id, account_id, for_update=True)
     if membership is None:
         raise AppError(NOT_MEMBER)
@@ -236,6 +287,7 @@ async def set_role(
     repo = TeamsRepository(uow.session)
     team = await load_team(repo, team_id, for_update=True)
     await require_team_admin(repo, team, principal)
+    _require_approved(team)
     membership = await repo.membership(team.id, account_id, for_update=True)
     if membership is None:
         raise AppError(NOT_MEMBER)
@@ -256,3 +308,62 @@ async def set_role(
     )
     team.raise_event(lead_event(team_id=team.id, account_id=account_id))
     return membership
+
+
+async def appoint_first_admin(
+    uow: UnitOfWork, clock: Clock, principal: Principal, team_id: uuid.UUID, account_id: uuid.UUID
+) -> Membership:
+    """A regional admin of the team's region (or a national admin) gives a team without any
+    admin (a root team created without one) its first admin, a verified volunteer. From then on
+    the team's admins appoint the others; asking again for the same admin changes nothing."""
+    repo = TeamsRepository(uow.session)
+    team = await load_team(repo, team_id, for_update=True)
+    require_region_admin(principal, team.region_code)
+    _require_approved(team)
+    admins = await repo.lock_admins(team.id)
+    if admins == [account_id]:
+        membership = await repo.membership(team.id, account_id)
+        assert membership is not None
+        return membership
+    if admins:
+        raise AppError(TEAM_HAS_ADMIN)
+    if await repo.volunteer(account_id) is None:
+        raise AppError(VOLUNTEER_NOT_FOUND)
+    membership = await repo.membership(team.id, account_id, for_update=True)
+    if membership is None:
+        return await _add_member(repo, clock, team, account_id, admin=True)
+    membership.is_admin = True
+    team.raise_event(TeamAdminAppointed(team_id=team.id, account_id=account_id))
+    return membership
+
+
+# -- volunteer records merged by identity (V3) ------------------------------------------------------
+async def merge_accounts(uow: UnitOfWork, kept: uuid.UUID, merged: uuid.UUID) -> None:
+    """Move the merged record's memberships to the kept one and tell the other services, per
+    approved team, what changed (projects and identity keep team admins and leads from these
+    events). Each team's row is locked first, as joining, leaving and role changes lock it."""
+    repo = TeamsRepository(uow.session)
+    teams = {t.id: t for t in await repo.lock_teams(await repo.teams_of(merged))}
+    changes = await repo.merge_account(kept, merged, uow.clock.now())
+    if late := {c.team_id for c in changes} - teams.keys():  # joined while we were locking
+        teams.update((t.id, t) for t in await repo.lock_teams(late))
+    for change in changes:
+        team = teams[change.team_id]
+        if team.status == APPROVED:  # a team under review announces its members when approved
+            _announce_merge(team, kept, merged, change)
+
+
+def _announce_merge(team: Team, kept: uuid.UUID, merged: uuid.UUID, change: MergedMembership) -> None:
+    # The kept record's gains first: at no moment do the other services see the team without
+    # the admin it still has.
+    if not change.kept_was_member:
+        team.raise_event(TeamMemberJoined(team_id=team.id, account_id=kept))
+    if change.merged_was_admin and not change.kept_was_admin:
+        team.raise_event(TeamAdminAppointed(team_id=team.id, account_id=kept))
+    if change.merged_was_lead and not change.kept_was_lead:
+        team.raise_event(TeamProjectLeadAppointed(team_id=team.id, account_id=kept))
+    if change.merged_was_admin:
+        team.raise_event(TeamAdminRemoved(team_id=team.id, account_id=merged))
+    if change.merged_was_lead:
+        team.raise_event(TeamProjectLeadRemoved(team_id=team.id, account_id=merged))
+    team.raise_event(TeamMemberLeft(team_id=team.id, account_id=merged))

@@ -25,8 +25,10 @@ messaging = define_messaging_tables(metadata, "teams")
 PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
 # join modes (T6)
 REJECT_ANYONE, ANYONE, APPROVAL = "reject_anyone", "anyone", "approval"
-# join request / invitation status
-ACCEPTED, DECLINED = "accepted", "declined"
+# join request / invitation status; CLOSED: the account joined the team by another route (an
+# application, an invitation or a first-admin appointment), so its other open ones lapse;
+# REVOKED: an invitation the team's admins withdrew
+ACCEPTED, DECLINED, CLOSED, REVOKED = "accepted", "declined", "closed", "revoked"
 
 
 class Team(Base, EventSource):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, func, select, tuple_, update
@@ -13,6 +14,7 @@ from sqlalchemy.orm import aliased
 from shared import regions
 from teams.models import (
     APPROVED,
+    CLOSED,
     PENDING,
     REJECTED,
     Invitation,
@@ -25,6 +27,19 @@ from teams.models import (
 )
 
 
+@dataclass(frozen=True)
+class MergedMembership:
+    """What a volunteer-record merge did to one team's membership of the merged record: it moved
+    to the kept record, or, where both were members, the kept one took the stronger roles."""
+
+    team_id: uuid.UUID
+    kept_was_member: bool
+    kept_was_admin: bool
+    kept_was_lead: bool
+    merged_was_admin: bool
+    merged_was_lead: bool
+
+
 class TeamsRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -35,6 +50,14 @@ class TeamsRepository:
         if for_update:
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def lock_teams(self, team_ids: Iterable[uuid.UUID]) -> list[Team]:
+        """Lock several teams' rows, always in one order, so two such callers cannot deadlock."""
+        ids = sorted(set(team_ids))
+        if not ids:
+            return []
+        stmt = select(Team).where(Team.id.in_(ids)).order_by(Team.id).with_for_update()
+        return list((await self.session.execute(stmt)).scalars().all())
 
     async def name_taken(self, region_code: str, name: str) -> bool:
         stmt = select(Team.id).where(Team.region_code == region_code, Team.name == name, Team.status != REJECTED)
@@ -131,6 +154,10 @@ class TeamsRepository:
         )
         return list((await self.session.execute(stmt)).scalars().all())
 
+    async def teams_of(self, account_id: uuid.UUID) -> list[uuid.UUID]:
+        stmt = select(Membership.team_id).where(Membership.account_id == account_id)
+        return list((await self.session.execute(stmt)).scalars().all())
+
     async def teams_administered_by(self, account_id: uuid.UUID) -> list[uuid.UUID]:
         stmt = select(Membership.team_id).where(Membership.account_id == account_id, Membership.is_admin)
         return list((await self.session.execute(stmt)).scalars().all())
@@ -197,13 +224,27 @@ class TeamsRepository:
         stmt = select(Invitation).where(
             Invitation.team_id == team_id, Invitation.account_id == account_id, Invitation.status == PENDING
         )
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return (await self.session.execute(stmt.with_for_update())).scalar_one_or_none()
 
     async def invitation(self, invitation_id: uuid.UUID, *, for_update: bool = False) -> Invitation | None:
         stmt = select(Invitation).where(Invitation.id == invitation_id)
         if for_update:
-            stmt = stmt.with_for_update()
+            # read again under the lock: the caller may have loaded it before locking its team
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
         return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def pending_invitations(
+        self, team_id: uuid.UUID, *, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> Sequence[tuple[Invitation, Volunteer | None]]:
+        stmt = (
+            select(Invitation, Volunteer)
+            .outerjoin(Volunteer, Volunteer.account_id == Invitation.account_id)
+            .where(Invitation.team_id == team_id, Invitation.status == PENDING)
+        )
+        if after is not None:
+            stmt = stmt.where(tuple_(Invitation.created_at, Invitation.id) > tuple_(*after))
+        stmt = stmt.order_by(Invitation.created_at, Invitation.id).limit(limit)
+        return [(i, v) for i, v in (await self.session.execute(stmt)).all()]
 
     async def my_invitations(self, account_id: uuid.UUID) -> Sequence[tuple[Invitation, Team]]:
         stmt = (
@@ -241,15 +282,29 @@ class TeamsRepository:
         stmt = select(RegionAdmin.account_id).where(RegionAdmin.is_national).order_by(RegionAdmin.account_id)
         return [a for a in (await self.session.execute(stmt)).scalars().all() if a != excluding]
 
-    async def merge_account(self, kept: uuid.UUID, merged: uuid.UUID) -> None:
-        """Move the merged record's memberships, requests and invitations to the kept one."""
+    async def merge_account(self, kept: uuid.UUID, merged: uuid.UUID, now: datetime) -> list[MergedMembership]:
+        """Move the merged record's memberships, requests and invitations to the kept one; where
+        both were members of a team, the kept membership takes the roles of both. Returns what
+        changed per team; the caller holds the locks of the merged record's teams and raises the
+        events."""
+        mine = select(Membership).with_for_update()
         kept_rows = {
-            m.team_id: m
-            for m in (await self.session.execute(select(Membership).where(Membership.account_id == kept))).scalars()
+            m.team_id: m for m in (await self.session.execute(mine.where(Membership.account_id == kept))).scalars()
         }
-        old_rows = (await self.session.execute(select(Membership).where(Membership.account_id == merged))).scalars()
-        for old in list(old_rows):
+        old_rows = list((await self.session.execute(mine.where(Membership.account_id == merged))).scalars())
+        changes: list[MergedMembership] = []
+        for old in old_rows:
             current = kept_rows.get(old.team_id)
+            changes.append(
+                MergedMembership(
+                    team_id=old.team_id,
+                    kept_was_member=current is not None,
+                    kept_was_admin=current is not None and current.is_admin,
+                    kept_was_lead=current is not None and current.is_project_lead,
+                    merged_was_admin=old.is_admin,
+                    merged_was_lead=old.is_project_lead,
+                )
+            )
             if current is None:
                 await self.session.execute(
                     update(Membership)
@@ -269,10 +324,23 @@ class TeamsRepository:
                 delete(model).where(model.account_id == merged, model.status == PENDING, model.team_id.in_(clash))
             )
             await self.session.execute(update(model).where(model.account_id == merged).values(account_id=kept))
+        # A member has nothing open with its team: what the merged record had there lapses.
+        member_of = select(Membership.team_id).where(Membership.account_id == kept)
+        await self.session.execute(
+            update(JoinRequest)
+            .where(JoinRequest.account_id == kept, JoinRequest.status == PENDING, JoinRequest.team_id.in_(member_of))
+            .values(status=CLOSED, decided_at=now)
+        )
+        await self.session.execute(
+            update(Invitation)
+            .where(Invitation.account_id == kept, Invitation.status == PENDING, Invitation.team_id.in_(member_of))
+            .values(status=CLOSED, answered_at=now)
+        )
         await self.session.execute(
             update(Team).where(Team.applicant_account_id == merged).values(applicant_account_id=kept)
         )
         await self.session.execute(delete(Volunteer).where(Volunteer.account_id == merged))
+        return changes
 
     async def count_admins(self, team_id: uuid.UUID) -> int:
         stmt = select(func.count()).where(Membership.team_id == team_id, Membership.is_admin)

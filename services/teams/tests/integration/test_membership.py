@@ -5,8 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import select
+
 from shared.contracts.identity import VolunteerMerged
 from shared.testing import eventually
+from teams.models import JoinRequest
 
 
 async def apply(teams: Any, team_id: str, who: Any, message: str | None = None) -> Any:
@@ -308,3 +311,282 @@ async def test_merged_volunteer_keeps_memberships_under_the_kept_account(teams: 
     await eventually(moved, timeout=30, interval=0.2)
     gone = (await teams.client.get("/api/v1/me/teams", headers=teams.auth(merged))).json()
     assert gone == []
+
+
+# -- joining closes the other ways in (a removed or departed member stays out) --------------------
+async def _members(teams: Any, team_id: str, admin: Any) -> dict[str, dict[str, Any]]:
+    page = (await teams.client.get(f"/api/v1/teams/{team_id}/members", headers=teams.auth(admin))).json()
+    return {m["account_id"]: m for m in page["items"]}
+
+
+async def test_a_removed_member_cannot_come_back_through_an_old_invitation(teams: Any) -> None:
+    [admin, volunteer] = await teams.volunteers(2)
+    team = await teams.approved_team(admin, join_mode="approval")
+    base = f"/api/v1/teams/{team['id']}"
+    invitation = await teams.client.post(
+        f"{base}/invitations", json={"account_id": str(volunteer.account_id)}, headers=teams.auth(admin)
+    )
+    assert invitation.status_code == 201, invitation.text
+    request_id = (await apply(teams, team["id"], volunteer)).json()["request_id"]
+    approved = await teams.client.post(
+        f"{base}/join-requests/{request_id}/decision", json={"outcome": "approved"}, headers=teams.auth(admin)
+    )
+    assert approved.status_code == 200, approved.text
+    assert (await teams.client.get("/api/v1/me/invitations", headers=teams.auth(volunteer))).json() == []
+    assert (await teams.client.get(f"{base}/invitations", headers=teams.auth(admin))).json()["items"] == []
+
+    assert (await teams.client.patch(base, json={"join_mode": "reject_anyone"}, headers=teams.auth(admin))).is_success
+    removed = await teams.client.delete(f"{base}/members/{volunteer.account_id}", headers=teams.auth(admin))
+    assert removed.status_code == 204
+    back = await teams.client.post(
+        f"/api/v1/invitations/{invitation.json()['id']}/accept", headers=teams.auth(volunteer)
+    )
+    assert back.status_code == 409
+    assert back.json()["code"] == "invitation_closed"
+    assert back.json()["message"] == "该邀请已失效(已被团体撤回,或您已通过其他方式加入该团体)"
+    assert str(volunteer.account_id) not in await _members(teams, team["id"], admin)
+    joined = [e["account_id"] for e in await teams.events("team.member_joined", team["id"])]
+    assert joined.count(str(volunteer.account_id)) == 1
+
+
+async def test_accepting_an_invitation_closes_the_pending_application(teams: Any) -> None:
+    [admin, volunteer] = await teams.volunteers(2)
+    team = await teams.approved_team(admin, join_mode="approval")
+    base = f"/api/v1/teams/{team['id']}"
+    request_id = (await apply(teams, team["id"], volunteer)).json()["request_id"]
+    invitation = (
+        await teams.client.post(
+            f"{base}/invitations", json={"account_id": str(volunteer.account_id)}, headers=teams.auth(admin)
+        )
+    ).json()
+    accepted = await teams.client.post(f"/api/v1/invitations/{invitation['id']}/accept", headers=teams.auth(volunteer))
+    assert accepted.status_code == 200, accepted.text
+    mine = (await teams.client.get("/api/v1/me/join-requests", headers=teams.auth(volunteer))).json()
+    assert [(m["id"], m["status"], m["team_contact"]) for m in mine] == [(request_id, "closed", None)]
+    assert (await teams.client.get(f"{base}/join-requests", headers=teams.auth(admin))).json()["items"] == []
+    assert (await teams.client.delete(f"{base}/members/me", headers=teams.auth(volunteer))).status_code == 204
+    old = await teams.client.post(
+        f"{base}/join-requests/{request_id}/decision",
+        json={"outcome": "approved"},
+        headers={**teams.auth(admin), "Accept-Language": "en"},
+    )
+    assert old.status_code == 409
+    assert old.json()["code"] == "join_request_closed"
+    assert old.json()["message"] == "This application is closed (the applicant joined the team another way)"
+    assert str(volunteer.account_id) not in await _members(teams, team["id"], admin)
+
+
+async def test_an_old_application_cannot_put_back_a_member_who_left(teams: Any) -> None:
+    [admin, volunteer] = await teams.volunteers(2)
+    team = await teams.approved_team(admin, join_mode="approval")
+    base = f"/api/v1/teams/{team['id']}"
+    first = (await apply(teams, team["id"], volunteer)).json()["request_id"]
+    assert (await teams.client.patch(base, json={"join_mode": "anyone"}, headers=teams.auth(admin))).is_success
+    joined = await apply(teams, team["id"], volunteer)
+    assert joined.json()["status"] == "member"
+    assert (await teams.client.get(f"{base}/join-requests", headers=teams.auth(admin))).json()["items"] == []
+    assert (await teams.client.delete(f"{base}/members/me", headers=teams.auth(volunteer))).status_code == 204
+    approved = await teams.client.post(
+        f"{base}/join-requests/{first}/decision", json={"outcome": "approved"}, headers=teams.auth(admin)
+    )
+    assert approved.status_code == 409
+    assert approved.json()["code"] == "join_request_closed"
+    withdrawn = await teams.client.delete(f"{base}/join-requests/{first}", headers=teams.auth(volunteer))
+    assert withdrawn.json()["code"] == "join_request_closed"
+    assert str(volunteer.account_id) not in await _members(teams, team["id"], admin)
+
+
+async def test_approving_the_application_of_a_member_is_refused(teams: Any) -> None:
+    [admin, member] = await teams.volunteers(2)
+    team = await teams.approved_team(admin, join_mode="anyone")
+    assert (await apply(teams, team["id"], member)).status_code == 201
+    # an application left open by the code before joining closed the others
+    request_id = uuid.uuid4()
+    async with teams.runtime.session_factory() as session, session.begin():
+        session.add(
+            JoinRequest(
+                id=request_id, team_id=uuid.UUID(team["id"]), account_id=member.account_id, created_at=teams.clock.now()
+            )
+        )
+    path = f"/api/v1/teams/{team['id']}/join-requests/{request_id}/decision"
+    approved = await teams.client.post(path, json={"outcome": "approved"}, headers=teams.auth(admin))
+    assert approved.status_code == 409
+    assert approved.json()["code"] == "applicant_already_member"
+    assert approved.json()["message"] == "该申请人已是本团体成员,无需再批准加入申请"
+    rejected = await teams.client.post(path, json={"outcome": "rejected"}, headers=teams.auth(admin))
+    assert rejected.json()["status"] == "rejected"
+
+
+async def test_admins_list_the_open_invitations_and_revoke_one(teams: Any) -> None:
+    [admin, first, second, outsider] = await teams.volunteers(4)
+    team = await teams.approved_team(admin)
+    other_team = await teams.approved_team(outsider)
+    path = f"/api/v1/teams/{team['id']}/invitations"
+    ids = []
+    for volunteer in (first, second):
+        teams.clock.advance(seconds=1)  # listed oldest first
+        created = await teams.client.post(
+            path, json={"account_id": str(volunteer.account_id)}, headers=teams.auth(admin)
+        )
+        ids.append(created.json()["id"])
+    listed = await teams.client.get(path, params={"limit": 1}, headers=teams.auth(admin))
+    assert listed.status_code == 200
+    page = listed.json()
+    assert [(i["id"], i["masked_name"], i["volunteer_number"]) for i in page["items"]] == [
+        (ids[0], "张*", first.volunteer_number)
+    ]
+    assert page["items"][0]["invited_by"] == str(admin.account_id)
+    rest = (await teams.client.get(path, params={"cursor": page["next_cursor"]}, headers=teams.auth(admin))).json()
+    assert [i["id"] for i in rest["items"]] == [ids[1]]
+    for attempt in (
+        teams.client.get(path, headers=teams.auth(outsider)),
+        teams.client.delete(f"{path}/{ids[0]}", headers=teams.auth(outsider)),
+        teams.client.delete(f"{path}/{ids[0]}", headers=teams.auth(first)),
+    ):
+        response = await attempt
+        assert response.status_code == 403
+        assert response.json()["code"] == "not_team_admin"
+    elsewhere = await teams.client.delete(
+        f"/api/v1/teams/{other_team['id']}/invitations/{ids[0]}", headers=teams.auth(outsider)
+    )
+    assert elsewhere.status_code == 404
+    assert elsewhere.json()["code"] == "invitation_not_found"
+
+    assert (await teams.client.delete(f"{path}/{ids[0]}", headers=teams.auth(admin))).status_code == 204
+    assert [i["id"] for i in (await teams.client.get(path, headers=teams.auth(admin))).json()["items"]] == [ids[1]]
+    assert (await teams.client.get("/api/v1/me/invitations", headers=teams.auth(first))).json() == []
+    accepted = await teams.client.post(f"/api/v1/invitations/{ids[0]}/accept", headers=teams.auth(first))
+    assert accepted.status_code == 409
+    assert accepted.json()["code"] == "invitation_closed"
+    again = await teams.client.delete(f"{path}/{ids[0]}", headers=teams.auth(admin))
+    assert again.json()["code"] == "invitation_closed"
+    assert (await teams.client.post(f"/api/v1/invitations/{ids[1]}/accept", headers=teams.auth(second))).is_success
+    answered = await teams.client.delete(f"{path}/{ids[1]}", headers=teams.auth(admin))
+    assert answered.status_code == 409
+    assert answered.json()["code"] == "invitation_answered"
+    assert str(first.account_id) not in await _members(teams, team["id"], admin)
+
+
+# -- roles only on approved teams (F) ----------------------------------------------------------------
+async def test_roles_and_members_do_not_change_before_the_team_is_approved(teams: Any) -> None:
+    [liaison_admin, applicant] = await teams.volunteers(2)
+    city = await teams.root_team("330100", liaison_admin)
+    team = (await teams.register(applicant, teams.registration("330106", city["id"]))).json()
+    base = f"/api/v1/teams/{team['id']}"
+    for attempt in (
+        teams.client.put(f"{base}/project-leads/{applicant.account_id}", headers=teams.auth(applicant)),
+        teams.client.delete(f"{base}/members/me", headers=teams.auth(applicant)),
+    ):
+        response = await attempt
+        assert response.status_code == 409, response.text
+        assert response.json()["code"] == "team_not_approved"
+    assert await teams.events("team.project_lead_appointed", team["id"]) == []
+    assert await teams.events("team.member_left", team["id"]) == []
+
+
+# -- admins are announced by team.admin_appointed only (D) ---------------------------------------------
+async def _team_events(teams: Any, team_id: Any) -> list[tuple[str, str | None]]:
+    outbox = teams.runtime.messaging.outbox
+    stmt = (
+        select(outbox.c.event_type, outbox.c.payload)
+        .where(outbox.c.aggregate_id == str(team_id))
+        .order_by(outbox.c.seq)
+    )
+    async with teams.runtime.engine.connect() as conn:
+        return [(t, p.get("account_id")) for t, p in (await conn.execute(stmt)).all()]
+
+
+async def test_approval_announces_the_applicant_as_admin_after_team_approved(teams: Any) -> None:
+    [applicant] = await teams.volunteers(1)
+    team = await teams.approved_team(applicant)
+    facts = [f for f in await _team_events(teams, team["id"]) if f[0] != "team.registered"]
+    me = str(applicant.account_id)
+    assert facts == [("team.approved", None), ("team.member_joined", me), ("team.admin_appointed", me)]
+
+
+async def test_a_regional_admin_gives_a_root_team_without_admin_its_first_admin(teams: Any) -> None:
+    [first, second] = await teams.volunteers(2)
+    team = await teams.root_team("330100")
+    assert [t for t, _ in await _team_events(teams, team["id"])] == ["team.approved", "team.liaison_authorised"]
+    path = f"/api/v1/teams/{team['id']}/admins/first"
+    ningbo_admin = await teams.region_admin("330200")
+    hangzhou_admin = await teams.region_admin("330100")
+    for who, code in ((ningbo_admin, "not_region_admin"), (first, "not_region_admin")):
+        refused = await teams.client.put(f"{path}/{first.account_id}", headers=teams.auth(who))
+        assert refused.status_code == 403
+        assert refused.json()["code"] == code
+    unknown = await teams.client.put(f"{path}/{uuid.uuid4()}", headers=teams.auth(hangzhou_admin))
+    assert unknown.status_code == 404
+    assert unknown.json()["code"] == "volunteer_not_found"
+    # the team's own admin routes stay closed to region admins
+    own_route = await teams.client.put(
+        f"/api/v1/teams/{team['id']}/admins/{first.account_id}", headers=teams.auth(hangzhou_admin)
+    )
+    assert own_route.json()["code"] == "not_team_admin"
+
+    appointed = await teams.client.put(f"{path}/{first.account_id}", headers=teams.auth(hangzhou_admin))
+    assert appointed.status_code == 200, appointed.text
+    assert (appointed.json()["account_id"], appointed.json()["is_admin"]) == (str(first.account_id), True)
+    twice = await teams.client.put(f"{path}/{first.account_id}", headers=teams.auth(teams.national_admin()))
+    assert twice.status_code == 200
+    other = await teams.client.put(f"{path}/{second.account_id}", headers=teams.auth(hangzhou_admin))
+    assert other.status_code == 409
+    assert other.json()["code"] == "team_has_admin"
+    me = str(first.account_id)
+    assert [f for f in await _team_events(teams, team["id"]) if f[1] is not None] == [
+        ("team.member_joined", me),
+        ("team.admin_appointed", me),
+    ]
+    invited = await teams.client.post(
+        f"/api/v1/teams/{team['id']}/invitations",
+        json={"account_id": str(second.account_id)},
+        headers=teams.auth(first),
+    )
+    assert invited.status_code == 201, invited.text
+
+
+# -- a volunteer-record merge announces what moved (C) -----------------------------------------------
+async def test_merging_volunteer_records_announces_the_roles_the_kept_record_takes_over(teams: Any) -> None:
+    [admin, kept, merged, liaison_admin] = await teams.volunteers(4)
+    # team_a: only the merged record is a member, an admin; team_b: both, the merged one leads projects
+    team_a = await teams.approved_team(admin, join_mode="anyone")
+    team_b = await teams.approved_team(admin, join_mode="anyone")
+    for team, who in ((team_a, merged), (team_b, merged), (team_b, kept)):
+        assert (await apply(teams, team["id"], who)).status_code == 201
+    a, b = f"/api/v1/teams/{team_a['id']}", f"/api/v1/teams/{team_b['id']}"
+    assert (await teams.client.put(f"{a}/admins/{merged.account_id}", headers=teams.auth(admin))).is_success
+    assert (await teams.client.put(f"{b}/project-leads/{merged.account_id}", headers=teams.auth(admin))).is_success
+    # team_c: registered by the merged record, still under review
+    city = await teams.root_team("330100", liaison_admin)
+    team_c = (await teams.register(merged, teams.registration("330106", city["id"]))).json()
+    before = {t["id"]: len(await _team_events(teams, t["id"])) for t in (team_a, team_b, team_c)}
+
+    await teams.identity.produce(
+        VolunteerMerged(account_id=kept.account_id, merged_account_id=merged.account_id, case_id=uuid.uuid4())
+    )
+
+    async def announced() -> bool:
+        return len(await _team_events(teams, team_b["id"])) > before[team_b["id"]]
+
+    await eventually(announced, timeout=30, interval=0.2)
+    k, m = str(kept.account_id), str(merged.account_id)
+    assert (await _team_events(teams, team_a["id"]))[before[team_a["id"]] :] == [
+        ("team.member_joined", k),
+        ("team.admin_appointed", k),
+        ("team.admin_removed", m),
+        ("team.member_left", m),
+    ]
+    assert (await _team_events(teams, team_b["id"]))[before[team_b["id"]] :] == [
+        ("team.project_lead_appointed", k),
+        ("team.project_lead_removed", m),
+        ("team.member_left", m),
+    ]
+    assert len(await _team_events(teams, team_c["id"])) == before[team_c["id"]]  # nothing before approval
+    roles = {t["id"]: (await _members(teams, t["id"], admin))[k] for t in (team_a, team_b)}
+    assert (roles[team_a["id"]]["is_admin"], roles[team_b["id"]]["is_project_lead"]) == (True, True)
+
+    decided = await teams.client.post(
+        f"/api/v1/teams/{team_c['id']}/review/decision", json={"outcome": "approved"}, headers=teams.auth(liaison_admin)
+    )
+    assert decided.status_code == 200, decided.text
+    assert (await _team_events(teams, team_c["id"]))[-2:] == [("team.member_joined", k), ("team.admin_appointed", k)]

@@ -25,6 +25,8 @@ from teams.api.schemas import (
     MemberPage,
     MyJoinRequest,
     MyTeam,
+    TeamInvitationOut,
+    TeamInvitationPage,
     TeamOut,
     TeamSettingsUpdate,
 )
@@ -132,7 +134,14 @@ async def pending_applications(
     response_model=JoinRequestOut,
     tags=["membership"],
     summary="Approve or reject an application to join (team admins)",
-    responses=error_responses(*ADMIN_ERRORS, E.JOIN_REQUEST_NOT_FOUND, E.JOIN_REQUEST_DECIDED),
+    responses=error_responses(
+        *ADMIN_ERRORS,
+        E.TEAM_NOT_APPROVED,
+        E.JOIN_REQUEST_NOT_FOUND,
+        E.JOIN_REQUEST_DECIDED,
+        E.JOIN_REQUEST_CLOSED,
+        E.APPLICANT_ALREADY_MEMBER,
+    ),
 )
 async def decide_application(
     team_id: uuid.UUID,
@@ -153,7 +162,7 @@ async def decide_application(
     status_code=204,
     tags=["membership"],
     summary="Withdraw my pending application",
-    responses=error_responses(E.JOIN_REQUEST_NOT_FOUND, E.JOIN_REQUEST_DECIDED),
+    responses=error_responses(E.JOIN_REQUEST_NOT_FOUND, E.JOIN_REQUEST_DECIDED, E.JOIN_REQUEST_CLOSED),
 )
 async def withdraw_application(
     team_id: uuid.UUID, request_id: uuid.UUID, principal: CurrentPrincipal, uow: UoW
@@ -222,6 +231,58 @@ async def invite(
     return _invitation_out(invitation, team.name)
 
 
+@router.get(
+    "/teams/{team_id}/invitations",
+    response_model=TeamInvitationPage,
+    tags=["membership"],
+    summary="The team's open invitations, oldest first (team admins)",
+    responses=error_responses(*ADMIN_ERRORS, CURSOR_INVALID),
+)
+async def open_invitations(
+    team_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    uow: UoW,
+    limit: int = Query(50, ge=1, le=200),
+    cursor: str | None = Query(None, max_length=400),
+) -> TeamInvitationPage:
+    after = time_cursor(cursor) if cursor else None
+    async with uow:
+        repo = TeamsRepository(uow.session)
+        team = await load_team(repo, team_id)
+        await require_team_admin(repo, team, principal)
+        rows = await repo.pending_invitations(team.id, after=after, limit=limit + 1)
+    items = [
+        TeamInvitationOut(
+            id=i.id,
+            team_id=i.team_id,
+            account_id=i.account_id,
+            masked_name=v.masked_name if v else None,
+            volunteer_number=v.volunteer_number if v else None,
+            invited_by=i.invited_by,
+            status=i.status,
+            created_at=i.created_at,
+        )
+        for i, v in rows[:limit]
+    ]
+    last = rows[limit - 1][0] if len(rows) > limit else None
+    return TeamInvitationPage(items=items, next_cursor=encode_cursor(last.created_at, last.id) if last else None)
+
+
+@router.delete(
+    "/teams/{team_id}/invitations/{invitation_id}",
+    status_code=204,
+    tags=["membership"],
+    summary="Revoke an open invitation (team admins); the invitee can no longer accept it",
+    responses=error_responses(*ADMIN_ERRORS, E.INVITATION_NOT_FOUND, E.INVITATION_ANSWERED, E.INVITATION_CLOSED),
+)
+async def revoke_invitation(
+    team_id: uuid.UUID, invitation_id: uuid.UUID, principal: CurrentPrincipal, runtime: Runtime, uow: UoW
+) -> Response:
+    async with uow:
+        await membership.revoke_invitation(uow, runtime.clock, principal, team_id, invitation_id)
+    return Response(status_code=204)
+
+
 @router.get("/me/invitations", response_model=list[InvitationOut], tags=["membership"], summary="My open invitations")
 async def my_invitations(principal: CurrentPrincipal, uow: UoW) -> list[InvitationOut]:
     async with uow:
@@ -238,7 +299,9 @@ async def _answer(
     return _invitation_out(invitation, team.name)
 
 
-_ANSWER_ERRORS = error_responses(E.INVITATION_NOT_FOUND, E.INVITATION_ANSWERED)
+_ANSWER_ERRORS = error_responses(
+    E.INVITATION_NOT_FOUND, E.INVITATION_ANSWERED, E.INVITATION_CLOSED, E.TEAM_NOT_APPROVED, E.ALREADY_MEMBER
+)
 
 
 @router.post(
@@ -298,7 +361,7 @@ async def members(
     status_code=204,
     tags=["membership"],
     summary="Leave the team",
-    responses=error_responses(E.TEAM_NOT_FOUND, E.NOT_MEMBER, E.LAST_ADMIN),
+    responses=error_responses(E.TEAM_NOT_FOUND, E.TEAM_NOT_APPROVED, E.NOT_MEMBER, E.LAST_ADMIN),
 )
 async def leave(team_id: uuid.UUID, principal: CurrentPrincipal, uow: UoW) -> Response:
     async with uow:
@@ -311,7 +374,7 @@ async def leave(team_id: uuid.UUID, principal: CurrentPrincipal, uow: UoW) -> Re
     status_code=204,
     tags=["membership"],
     summary="Remove a member (team admins)",
-    responses=error_responses(*ADMIN_ERRORS, E.NOT_MEMBER, E.LAST_ADMIN),
+    responses=error_responses(*ADMIN_ERRORS, E.TEAM_NOT_APPROVED, E.NOT_MEMBER, E.LAST_ADMIN),
 )
 async def remove_member(team_id: uuid.UUID, account_id: uuid.UUID, principal: CurrentPrincipal, uow: UoW) -> Response:
     async with uow:
@@ -319,7 +382,7 @@ async def remove_member(team_id: uuid.UUID, account_id: uuid.UUID, principal: Cu
     return Response(status_code=204)
 
 
-_ROLE_ERRORS = error_responses(*ADMIN_ERRORS, E.NOT_MEMBER, E.LAST_ADMIN)
+_ROLE_ERRORS = error_responses(*ADMIN_ERRORS, E.TEAM_NOT_APPROVED, E.NOT_MEMBER, E.LAST_ADMIN)
 
 
 async def _set_role(
@@ -327,6 +390,25 @@ async def _set_role(
 ) -> MemberOut:
     async with uow:
         member = await membership.set_role(uow, principal, team_id, account_id, role, on)
+        volunteer = await TeamsRepository(uow.session).volunteer(account_id)
+    return _member_out(member, volunteer)
+
+
+@router.put(
+    "/teams/{team_id}/admins/first/{account_id}",
+    response_model=MemberOut,
+    tags=["membership"],
+    summary="Give a team without any admin (a root team created without one) its first admin, a verified "
+    "volunteer (regional admins of its region, national admins)",
+    responses=error_responses(
+        E.TEAM_NOT_FOUND, E.NOT_REGION_ADMIN, E.TEAM_NOT_APPROVED, E.TEAM_HAS_ADMIN, E.VOLUNTEER_NOT_FOUND
+    ),
+)
+async def appoint_first_admin(
+    team_id: uuid.UUID, account_id: uuid.UUID, principal: CurrentPrincipal, runtime: Runtime, uow: UoW
+) -> MemberOut:
+    async with uow:
+        member = await membership.appoint_first_admin(uow, runtime.clock, principal, team_id, account_id)
         volunteer = await TeamsRepository(uow.session).volunteer(account_id)
     return _member_out(member, volunteer)
 

@@ -218,6 +218,24 @@ class InvitationOut(BaseModel):
     created_at: datetime
 
 
+class TeamInvitationOut(BaseModel):
+    """An open invitation as the team's admins see it (masked name and number of the invitee)."""
+
+    id: uuid.UUID
+    team_id: uuid.UUID
+    account_id: uuid.UUID
+    masked_name: str | None
+    volunteer_number: str | None
+    invited_by: uuid.UUID
+    status: str
+    created_at: datetime
+
+
+class TeamInvitationPage(BaseModel):
+    items: list[TeamInvitationOut]
+    next_cursor: str | None = None
+
+
 class MemberOut(BaseModel):
     account_id: uuid.UUID
     masked_name: str | None

@@ -1,0 +1,74 @@
+"""Data migrations of the teams service, run over a database holding what earlier versions left."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from alembic import command
+from sqlalchemy import text
+
+from shared.db import make_engine
+from shared.migrations import alembic_config, upgrade_head
+from teams.bootstrap import SERVICE_ROOT
+
+
+async def test_upgrade_closes_the_open_applications_and_invitations_of_members(
+    database_factory: Callable[[str], Awaitable[str]],
+) -> None:
+    engine = make_engine(await database_factory("teams_upgrade"), pool_size=1, max_overflow=0)
+    team, member, outsider = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    try:
+        cfg = alembic_config(SERVICE_ROOT, engine.url.render_as_string(hide_password=False))
+
+        def to_initial_schema(connection: Any) -> None:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "0001")
+
+        async with engine.begin() as conn:
+            await conn.run_sync(to_initial_schema)
+            await conn.execute(
+                text(
+                    "INSERT INTO teams (id, name, region_code, level, kind, status, join_mode, contact_person,"
+                    " contact_phone, contact_email, contact_address, applicant_account_id, submitted_at)"
+                    " VALUES (:t, '西湖志愿服务队', '330106', 'county', 'other', 'approved', 'approval', '王',"
+                    " '0571-88886666', 'a@example.org', '杭州', :m, now())"
+                ),
+                {"t": team, "m": member},
+            )
+            await conn.execute(
+                text("INSERT INTO memberships (team_id, account_id, joined_at) VALUES (:t, :m, now())"),
+                {"t": team, "m": member},
+            )
+            for account in (member, outsider):
+                values = {"t": team, "a": account, "i": uuid.uuid4(), "r": uuid.uuid4()}
+                await conn.execute(
+                    text(
+                        "INSERT INTO join_requests (id, team_id, account_id, status, created_at)"
+                        " VALUES (:r, :t, :a, 'pending', now())"
+                    ),
+                    values,
+                )
+                await conn.execute(
+                    text(
+                        "INSERT INTO invitations (id, team_id, account_id, invited_by, status, created_at)"
+                        " VALUES (:i, :t, :a, :a, 'pending', now())"
+                    ),
+                    values,
+                )
+        await upgrade_head(engine, SERVICE_ROOT)
+        async with engine.connect() as conn:
+            rows = {
+                (table, account_id, status)
+                for table in ("join_requests", "invitations")
+                for account_id, status in (await conn.execute(text(f"SELECT account_id, status FROM {table}"))).all()
+            }
+    finally:
+        await engine.dispose()
+    assert rows == {
+        ("join_requests", member, "closed"),
+        ("invitations", member, "closed"),
+        ("join_requests", outsider, "pending"),
+        ("invitations", outsider, "pending"),
+    }
