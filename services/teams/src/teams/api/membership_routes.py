@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from fastapi import APIRouter, Query, Response
 
-from shared.auth import CurrentPrincipal
+from shared.auth import CurrentPrincipal, Principal
 from shared.errors import error_responses
 from shared.pagination import CURSOR_INVALID, encode_cursor, time_cursor
 from teams import errors as E
@@ -118,15 +120,9 @@ async def pending_applications(
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=400),
 ) -> JoinRequestPage:
-    after = time_cursor(cursor) if cursor else None
-    async with uow:
-        repo = TeamsRepository(uow.session)
-        team = await load_team(repo, team_id)
-        await require_team_admin(repo, team, principal)
-        rows = await repo.pending_join_requests(team.id, after=after, limit=limit + 1)
-    items = [_request_out(r, v) for r, v in rows[:limit]]
-    last = rows[limit - 1][0] if len(rows) > limit else None
-    return JoinRequestPage(items=items, next_cursor=encode_cursor(last.created_at, last.id) if last else None)
+    fetch = TeamsRepository.pending_join_requests
+    rows, next_cursor = await _admins_page(uow, principal, team_id, cursor, limit, fetch)
+    return JoinRequestPage(items=[_request_out(r, v) for r, v in rows], next_cursor=next_cursor)
 
 
 @router.post(
@@ -245,12 +241,8 @@ async def open_invitations(
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=400),
 ) -> TeamInvitationPage:
-    after = time_cursor(cursor) if cursor else None
-    async with uow:
-        repo = TeamsRepository(uow.session)
-        team = await load_team(repo, team_id)
-        await require_team_admin(repo, team, principal)
-        rows = await repo.pending_invitations(team.id, after=after, limit=limit + 1)
+    fetch = TeamsRepository.pending_invitations
+    rows, next_cursor = await _admins_page(uow, principal, team_id, cursor, limit, fetch)
     items = [
         TeamInvitationOut(
             id=i.id,
@@ -262,10 +254,29 @@ async def open_invitations(
             status=i.status,
             created_at=i.created_at,
         )
-        for i, v in rows[:limit]
+        for i, v in rows
     ]
+    return TeamInvitationPage(items=items, next_cursor=next_cursor)
+
+
+async def _admins_page(
+    uow: Any,
+    principal: Principal,
+    team_id: uuid.UUID,
+    cursor: str | None,
+    limit: int,
+    fetch: Callable[..., Awaitable[Sequence[Any]]],
+) -> tuple[Sequence[Any], str | None]:
+    """One page of a list only the team's admins see, oldest first: ``fetch`` gives (item, volunteer)
+    rows after the cursor; returns this page's rows and the cursor of the next page, if any."""
+    after = time_cursor(cursor) if cursor else None
+    async with uow:
+        repo = TeamsRepository(uow.session)
+        team = await load_team(repo, team_id)
+        await require_team_admin(repo, team, principal)
+        rows = await fetch(repo, team.id, after=after, limit=limit + 1)
     last = rows[limit - 1][0] if len(rows) > limit else None
-    return TeamInvitationPage(items=items, next_cursor=encode_cursor(last.created_at, last.id) if last else None)
+    return rows[:limit], encode_cursor(last.created_at, last.id) if last else None
 
 
 @router.delete(
