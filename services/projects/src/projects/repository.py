@@ -631,21 +631,22 @@ async def record_hours(
 
 
 _OVER_CAP = text(
-    f"""
+    """
     SELECT h.account_id, h.service_date, sum(h.minutes)::int AS minutes
     FROM hours_records h
-    JOIN ({_VOLUNTEER_DAYS}) d ON d.account_id = h.account_id AND d.service_date = h.service_date
+    JOIN (SELECT DISTINCT account_id, service_date
+          FROM unnest(CAST(:account_ids AS uuid[]), CAST(:service_dates AS date[])) AS t(account_id, service_date)
+         ) d ON d.account_id = h.account_id AND d.service_date = h.service_date
     GROUP BY h.account_id, h.service_date
     HAVING sum(h.minutes) > :cap
     LIMIT 1
-    """  # noqa: S608 (constants only)
+    """
 )
 
 
-async def first_day_over_cap(
-    s: AsyncSession, application_ids: list[uuid.UUID], service_dates: list[date], cap: int
-) -> Any:
-    params = {"application_ids": application_ids, "service_dates": service_dates, "cap": cap}
+async def first_day_over_cap(s: AsyncSession, account_ids: list[uuid.UUID], service_dates: list[date], cap: int) -> Any:
+    """The first of these volunteers' days whose minutes, over every position and project, pass the cap."""
+    params = {"account_ids": account_ids, "service_dates": service_dates, "cap": cap}
     rows = await fetch_on_driver(s, _OVER_CAP, params)
     return rows[0] if rows else None
 

@@ -576,7 +576,13 @@ async def _record(
         found = {r["application_id"] for r in recorded}
         missing = sorted({str(a) for a in application_ids if a not in found})
         raise AppError(errors.HOURS_NOT_ADMITTED, {"application_ids": missing})
-    over = await repo.first_day_over_cap(uow.session, application_ids, service_dates, settings.hours_daily_cap_minutes)
+    # the volunteers and days as the insert returned them: no need to look the applications up again
+    over = await repo.first_day_over_cap(
+        uow.session,
+        [r["account_id"] for r in recorded],
+        [r["service_date"] for r in recorded],
+        settings.hours_daily_cap_minutes,
+    )
     if over is not None:
         hours_rules.check_daily_cap(over["minutes"], settings.hours_daily_cap_minutes)
     return recorded
@@ -609,7 +615,7 @@ async def correct_hours(
         by=principal.account_id,
         now=uow.clock.now(),
     )
-    over = await repo.first_day_over_cap(uow.session, [record["application_id"]], [record["service_date"]], cap)
+    over = await repo.first_day_over_cap(uow.session, [record["account_id"]], [record["service_date"]], cap)
     if over is not None:
         hours_rules.check_daily_cap(over["minutes"], cap)
     uow.raise_event(
