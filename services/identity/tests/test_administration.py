@@ -30,6 +30,15 @@ async def test_first_national_admin_is_created_and_logs_in_with_the_role(identit
     assert (me["id"], me["roles"], me["verification"]) == (str(account_id), ["national_admin"], None)
     cases = await identity.client.get("/api/v1/admin/duplicate-cases", headers=headers)
     assert cases.status_code == 200
+    # a staff account: notifications keeps its address but does not greet it as a volunteer
+    [registered] = await identity.events("account.registered", account_id)
+    assert registered["staff"] is True
+
+
+async def test_a_volunteer_sign_up_is_not_marked_staff(identity: Identity) -> None:
+    _, account = await identity.sign_up()
+    [registered] = await identity.events("account.registered", account["id"])
+    assert registered["staff"] is False
 
 
 async def run_create_admin(database_url: str, username: str, password: str) -> tuple[int, str, str]:

@@ -34,6 +34,7 @@ from shared.testing import ReceivedEmail, SmtpServer, eventually
 from .conftest import Service, StartService
 
 DEFAULTS = NotificationsSettings()
+SITE = DEFAULTS.site_url
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +51,14 @@ async def one_email_to(service: Service, address: str, subject_part: str) -> Rec
 def assert_sender_and_advice(email: ReceivedEmail, *, english: bool = False) -> None:
     """N3: the operator's sender name and address, and the advice to allow-list it, from settings."""
     assert DEFAULTS.mail_from_address in email.message["From"]
-    assert email.message["From"].addresses[0].display_name == DEFAULTS.mail_from_name
+    sender_name = DEFAULTS.mail_from_name_en if english else DEFAULTS.mail_from_name
+    assert email.message["From"].addresses[0].display_name == sender_name
     advice = DEFAULTS.mail_allowlist_advice_en if english else DEFAULTS.mail_allowlist_advice
     assert advice in email.text()
+    assert sender_name in email.text()
+    assert sender_name in email.html()
+    if english:  # no Chinese sender name anywhere in an English email
+        assert DEFAULTS.mail_from_name not in email.text() + email.html()
     assert DEFAULTS.mail_from_address in email.text()
     assert DEFAULTS.mail_from_address in email.html()
     assert email.message["Content-Language"] == ("en" if english else "zh-CN")
@@ -69,6 +75,8 @@ async def test_sign_up_is_welcomed_in_chinese_by_default(service: Service) -> No
     assert "张三" in email.text()
     assert "zhangsan88" in email.text()
     assert "<strong>zhangsan88</strong>" in email.html()
+    assert f"{SITE}/login" in email.text()
+    assert f'href="{SITE}/login"' in email.html()
     assert_sender_and_advice(email)
 
 
@@ -81,7 +89,26 @@ async def test_sign_up_is_welcomed_in_english_for_a_recipient_who_chose_it(servi
     email = await one_email_to(service, address, "Welcome")
     assert "Alice" in email.text()
     assert "alice01" in email.text()
+    assert "once verified you will receive your national volunteer number" in email.text()
+    assert f"{SITE}/login" in email.text()
     assert_sender_and_advice(email, english=True)
+
+
+async def test_the_bootstrapped_national_admin_is_not_welcomed_as_a_volunteer_but_gets_later_mail(
+    service: Service,
+) -> None:
+    account_id = uuid.uuid4()
+    address = f"staff-{account_id.hex[:10]}@example.org"
+    [registered] = await service.produce(
+        AccountRegistered(account_id=account_id, username="admin", display_name="全国管理员", email=address, staff=True)
+    )
+    await service.handled(registered, "welcome_email")
+    await service.handled(registered, "recipients")
+    assert await service.emails(event_id=str(registered)) == []
+    # the address is known all the same: a later email reaches the admin at once
+    await service.produce(TemporaryPasswordSet(account_id=account_id, set_by_account_id=uuid.uuid4(), by_team_id=None))
+    await one_email_to(service, address, "临时密码")
+    assert [m.subject for m in service.smtp.to(address)] == ["您的账号已设置临时密码"]
 
 
 async def test_html_part_escapes_what_users_typed(service: Service) -> None:
@@ -109,6 +136,7 @@ async def test_verification_success_carries_the_volunteer_number(service: Servic
     email = await one_email_to(service, address, "实名认证已通过")
     assert "11010520261125000001" in email.text()
     assert "人工审核" not in email.text()
+    assert f"{SITE}/account/card" in email.text()
     assert_sender_and_advice(email)
 
 
@@ -132,8 +160,28 @@ async def test_manual_review_outcomes_are_mailed_both_ways(service: Service) -> 
     assert "人工审核" in ok.text()
     refused = await one_email_to(service, failed, "not")
     assert "manual review" in refused.text().lower()
-    assert "photo unreadable" in refused.text()
+    # free text stays as written, labelled as a quotation
+    assert 'The reason, quoted as given: "证件照片不清晰 / photo unreadable"' in refused.text()
+    assert "<q>证件照片不清晰 / photo unreadable</q>" in refused.html()
+    assert "upload a photo of the front of your ID card under Edit profile → Identity" in refused.text()
+    assert f"{SITE}/account/identity" in refused.text()
     assert_sender_and_advice(refused, english=True)
+
+
+async def test_a_failed_verification_gives_the_way_on_not_a_resubmission(service: Service) -> None:
+    """FAQ V5/V6: if name and number match the card, upload its front and wait for a person; if the
+    name was wrong, correct it and it is checked again. There is no "submit again"."""
+    account_id, address = await service.register()
+    await service.produce(VolunteerVerificationChanged(account_id=account_id, status="failed", reason="姓名与证件不符"))
+    email = await one_email_to(service, address, "实名认证未通过")
+    text = email.text()
+    assert "原因:姓名与证件不符" in text
+    assert "如果一致,请登录系统,在“修改资料”页面的“身份信息”一栏按提示上传身份证正面图片" in text
+    assert "等待管理员人工审核" in text
+    assert "如果姓名填写有误,请在同一栏修改姓名,修改后系统将自动重新认证" in text
+    assert "重新提交认证" not in text
+    assert f"修改资料 → 身份信息:{SITE}/account/identity" in text
+    assert f'href="{SITE}/account/identity"' in email.html()
 
 
 async def test_verification_status_changes_other_than_failure_send_nothing_twice(service: Service) -> None:
@@ -178,20 +226,22 @@ async def test_temporary_password_notice_never_contains_a_password(service: Serv
     email = await one_email_to(service, address, "临时密码")
     assert "本邮件不包含密码" in email.text()
     assert "团体的管理员" in email.text()
+    assert f"登录:{SITE}/login" in email.text()
 
 
 async def test_team_review_outcomes_reach_the_applicant(service: Service) -> None:
     applicant, address = await service.register()
+    approved_team, rejected_team = uuid.uuid4(), uuid.uuid4()
     await service.produce(
         TeamApproved(
-            team_id=uuid.uuid4(),
+            team_id=approved_team,
             name="朝阳助老服务队",
             region_code="110105",
             applicant_account_id=applicant,
             reviewed_by_account_id=uuid.uuid4(),
         ),
         TeamRejected(
-            team_id=uuid.uuid4(),
+            team_id=rejected_team,
             name="海淀环保队",
             applicant_account_id=applicant,
             reviewed_by_account_id=uuid.uuid4(),
@@ -200,8 +250,44 @@ async def test_team_review_outcomes_reach_the_applicant(service: Service) -> Non
     )
     approved = await one_email_to(service, address, "审核已通过")
     assert "朝阳助老服务队" in approved.subject
+    assert f"{SITE}/teams/{approved_team}" in approved.text()
     rejected = await one_email_to(service, address, "审核未通过")
     assert "登记材料缺少负责人信息" in rejected.text()
+    assert f"{SITE}/teams/{rejected_team}" in rejected.text()
+
+
+async def test_a_root_team_created_by_an_admin_tells_nobody_their_application_passed(service: Service) -> None:
+    given_admin, address = await service.register()
+    [event_id] = await service.produce(
+        TeamApproved(
+            team_id=uuid.uuid4(),
+            name="杭州市志愿服务联合会",
+            region_code="330100",
+            applicant_account_id=given_admin,
+            reviewed_by_account_id=uuid.uuid4(),
+            reason="由管理员直接创建的联络团体",
+            root_team=True,
+        )
+    )
+    await service.handled(event_id, "team_review_email")
+    assert await service.emails(event_id=str(event_id)) == []
+    assert [m for m in service.smtp.to(address) if "审核" in m.subject] == []
+
+
+async def test_an_english_applicant_sees_the_reviewers_reason_quoted_as_written(service: Service) -> None:
+    applicant, address = await service.register(language="en", name="Frank")
+    await service.produce(
+        TeamRejected(
+            team_id=uuid.uuid4(),
+            name="Harbour Cleanup Team",
+            applicant_account_id=applicant,
+            reviewed_by_account_id=uuid.uuid4(),
+            reason="登记材料缺少负责人信息",
+        )
+    )
+    email = await one_email_to(service, address, "was not approved")
+    assert 'The reviewer\'s reason, quoted as written: "登记材料缺少负责人信息"' in email.text()
+    assert_sender_and_advice(email, english=True)
 
 
 async def test_review_reminder_reaches_every_reviewer_in_their_language(service: Service) -> None:
@@ -220,6 +306,7 @@ async def test_review_reminder_reaches_every_reviewer_in_their_language(service:
     zh = await one_email_to(service, address_zh, "提醒审核")
     assert "4 天" in zh.text()
     assert "西城义工队" in zh.text()
+    assert f"{SITE}/reviews" in zh.text()
     en = await one_email_to(service, address_en, "Review reminder")
     assert "Carol" in en.text()
     assert "4 days" in en.text()
@@ -244,6 +331,57 @@ async def test_escalation_reaches_reviewers_and_region_admins_once_each(service:
     for address in (reviewer_address, admin_address):
         email = await one_email_to(service, address, "审核超时")
         assert "2026-11-19" in email.text()
+        # a reviewer who is also a region admin is asked to decide: they can
+        assert "您是该申请的审核人,请尽快登录系统作出审核决定" in email.text()
+
+
+async def test_escalation_asks_reviewers_to_decide_and_region_admins_to_follow_up_naming_the_reviewer(
+    service: Service,
+) -> None:
+    reviewer, reviewer_address = await service.register()
+    admin, admin_address = await service.register(language="en", name="Grace")
+    team_id = uuid.uuid4()
+    await service.produce(
+        TeamReviewOverdue(
+            team_id=team_id,
+            name="东城应急队",
+            region_code="110101",
+            applicant_account_id=uuid.uuid4(),
+            reviewer_account_ids=[reviewer],
+            region_admin_account_ids=[admin],
+            submitted_at=datetime(2026, 11, 18, 17, 0, tzinfo=UTC),
+            liaison_team_id=uuid.uuid4(),
+            liaison_team_name="东城区志愿服务联合会",
+        )
+    )
+    decide = await one_email_to(service, reviewer_address, "审核超时")
+    assert "审核方为联络团体“东城区志愿服务联合会”" in decide.text()
+    assert f"请尽快登录系统作出审核决定:{SITE}/reviews" in decide.text()
+    follow_up = await one_email_to(service, admin_address, "Overdue review")
+    text = follow_up.text()
+    assert 'It is reviewed by the liaison team "东城区志愿服务联合会".' in text
+    assert "not a reviewer of this registration" in text
+    assert "please follow up with the reviewer" in text
+    assert "decide on it soon" not in text
+    assert f"{SITE}/teams/{team_id}" in text
+
+
+async def test_escalation_of_a_social_organisation_names_its_registration_authority(service: Service) -> None:
+    reviewer, address = await service.register()
+    await service.produce(
+        TeamReviewOverdue(
+            team_id=uuid.uuid4(),
+            name="东城社工协会",
+            region_code="110101",
+            applicant_account_id=uuid.uuid4(),
+            reviewer_account_ids=[reviewer],
+            region_admin_account_ids=[],
+            submitted_at=datetime(2026, 11, 18, 17, 0, tzinfo=UTC),
+            registration_authority_region="110101",
+        )
+    )
+    email = await one_email_to(service, address, "东城社工协会")
+    assert "审核方为登记机关(东城区民政部门)" in email.text()
 
 
 async def test_admission_and_rejection_reach_the_volunteer(service: Service) -> None:
@@ -262,32 +400,95 @@ async def test_admission_and_rejection_reach_the_volunteer(service: Service) -> 
         ),
     )
     admitted = await one_email_to(service, address, "录用")
-    assert "社区图书角" in admitted.text()
-    assert "图书整理" in admitted.text()
+    assert "恭喜您被志愿服务项目“社区图书角”的“图书整理”岗位录用。" in admitted.text()
+    assert f"{SITE}/projects/{common['project_id']}" in admitted.text()
     rejected = await one_email_to(service, address, "报名结果")
     assert "名额已满" in rejected.text()
+    assert f"{SITE}/projects" in rejected.text()
 
 
 async def test_leave_notice_goes_to_every_project_lead_at_once(service: Service) -> None:
     volunteer, _ = await service.register(name="赵六")
     lead_a, address_a = await service.register()
     lead_b, address_b = await service.register(language="en", name="Dave")
+    project_id = uuid.uuid4()
+    await service.produce(
+        ApplicationLeft(
+            application_id=uuid.uuid4(),
+            project_id=project_id,
+            position_id=uuid.uuid4(),
+            account_id=volunteer,
+            project_title="河道清洁",
+            position_name="巡河",
+            lead_account_ids=[lead_a, lead_b],
+            masked_name="赵*",
+            volunteer_number="VS00000000018",
+            admission_mode="manual",
+        )
+    )
+    zh = await one_email_to(service, address_a, "退出")
+    # the lead sees the volunteer as projects shows them: masked name and number, not the name
+    assert "志愿者赵*(志愿者编号 VS00000000018)" in zh.text()
+    assert "赵六" not in zh.text() + zh.html()
+    assert "河道清洁" in zh.text()
+    assert "您可以录用其他报名者,或根据需要重新招募" in zh.text()
+    assert f"{SITE}/projects/{project_id}" in zh.text()
+    en = await one_email_to(service, address_b, "left")
+    assert "Dave" in en.text()
+    assert "The volunteer 赵* (volunteer number VS00000000018)" in en.text()
+    assert "赵六" not in en.text() + en.html()
+
+
+@pytest.mark.parametrize(
+    ("next_admitted", "expected"),
+    [
+        (True, "空出的名额已由排队中的下一位报名者自动录用,您无需处理"),
+        (False, "目前没有排队的报名者,空出的名额将自动录用下一位报名者"),
+    ],
+)
+async def test_leave_notice_of_an_automatic_position_says_who_takes_the_place(
+    service: Service, next_admitted: bool, expected: str
+) -> None:
+    lead, address = await service.register()
+    title = f"自动岗位{uuid.uuid4().hex[:6]}"
+    await service.produce(
+        ApplicationLeft(
+            application_id=uuid.uuid4(),
+            project_id=uuid.uuid4(),
+            position_id=uuid.uuid4(),
+            account_id=uuid.uuid4(),
+            project_title=title,
+            position_name="引导员",
+            lead_account_ids=[lead],
+            masked_name="钱*",
+            volunteer_number="VS00000000026",
+            admission_mode="auto",
+            next_admitted=next_admitted,
+        )
+    )
+    email = await one_email_to(service, address, title)
+    assert expected in email.text()
+    assert "重新招募" not in email.text()
+
+
+async def test_leave_notice_of_an_older_event_names_nobody(service: Service) -> None:
+    """An event from before the producer carried the masked name: no name rather than the full one."""
+    volunteer, _ = await service.register(name="孙七")
+    lead, address = await service.register()
     await service.produce(
         ApplicationLeft(
             application_id=uuid.uuid4(),
             project_id=uuid.uuid4(),
             position_id=uuid.uuid4(),
             account_id=volunteer,
-            project_title="河道清洁",
+            project_title="旧事件项目",
             position_name="巡河",
-            lead_account_ids=[lead_a, lead_b],
+            lead_account_ids=[lead],
         )
     )
-    zh = await one_email_to(service, address_a, "退出")
-    assert "赵六" in zh.text()
-    assert "河道清洁" in zh.text()
-    en = await one_email_to(service, address_b, "left")
-    assert "Dave" in en.text()
+    email = await one_email_to(service, address, "旧事件项目")
+    assert "一名已录用的志愿者" in email.text()
+    assert "孙七" not in email.text()
 
 
 async def test_project_closing_and_extension_reach_the_leads(service: Service) -> None:
@@ -300,6 +501,7 @@ async def test_project_closing_and_extension_reach_the_leads(service: Service) -
             title="冬季送温暖",
             closed_at=datetime(2026, 11, 25, 16, 5, tzinfo=UTC),
             lead_account_ids=[lead],
+            team_admin_extension_used=False,
         ),
         ProjectExtended(
             project_id=project_id,
@@ -313,8 +515,64 @@ async def test_project_closing_and_extension_reach_the_leads(service: Service) -
     closed = await one_email_to(service, address, "已结项")
     assert "自动结项" in closed.text()
     assert "2026-11-26" in closed.text()
+    # a lead who is not a team admin: the team admins' window, to ask them
+    assert "团体管理员可在 2026-12-26 00:05(北京时间)前延期一次,请与团体管理员联系" in closed.text()
+    assert f"{SITE}/projects/{project_id}" in closed.text()
     extended = await one_email_to(service, address, "已延期")
     assert "2026-12-31" in extended.text()
+    assert f"{SITE}/projects/{project_id}" in extended.text()
+
+
+async def test_project_closing_tells_the_team_admins_the_extension_dates_once_each(service: Service) -> None:
+    """P4 / FAQ T9: the team admins' one extension until closing + 30 days, the national admin's (by
+    the national service line) until + 60 days, none after; the lead who is also an admin gets one."""
+    lead, lead_address = await service.register()
+    admin, admin_address = await service.register(language="en", name="Heidi")
+    title = f"春节慰问{uuid.uuid4().hex[:6]}"
+    [event_id] = await service.produce(
+        ProjectClosed(
+            project_id=uuid.uuid4(),
+            team_id=uuid.uuid4(),
+            title=title,
+            closed_at=datetime(2026, 11, 25, 16, 5, tzinfo=UTC),  # 2026-11-26 00:05 in Beijing
+            lead_account_ids=[lead],
+            team_admin_account_ids=[lead, admin],
+            team_admin_extension_used=False,
+        )
+    )
+    await service.settled(event_id, count=2)
+    zh = (await one_email_to(service, lead_address, title)).text()
+    assert "您所在志愿团体的志愿服务项目" in zh
+    assert "您作为团体管理员可在 2026-12-26 00:05(北京时间)前延期一次。" in zh
+    assert "在 2027-01-25 00:05(北京时间,结项后60天)前,可拨打全国服务电话,由全国管理员办理延期。" in zh
+    assert "超过该时间后,项目不能再延期。" in zh
+    en = (await one_email_to(service, admin_address, title)).text()
+    assert "As a team admin you may extend it once until 2026-12-26 00:05 (Beijing time)." in en
+    assert "Until 2027-01-25 00:05 (Beijing time, 60 days after closing) a national admin can extend it" in en
+    assert "call the national service line" in en
+    assert "After that the project can no longer be extended." in en
+
+
+async def test_project_closing_after_the_team_admins_extension_was_used_gives_only_the_national_window(
+    service: Service,
+) -> None:
+    admin, address = await service.register()
+    title = f"已延期过{uuid.uuid4().hex[:6]}"
+    await service.produce(
+        ProjectClosed(
+            project_id=uuid.uuid4(),
+            team_id=uuid.uuid4(),
+            title=title,
+            closed_at=datetime(2026, 11, 25, 16, 5, tzinfo=UTC),
+            lead_account_ids=[],
+            team_admin_account_ids=[admin],
+            team_admin_extension_used=True,
+        )
+    )
+    text = (await one_email_to(service, address, title)).text()
+    assert "本项目已使用过团体管理员的一次延期,团体管理员不能再延期。" in text
+    assert "2026-12-26" not in text
+    assert "2027-01-25 00:05" in text
 
 
 async def test_email_to_an_account_not_yet_known_waits_for_its_registration(service: Service) -> None:

@@ -161,6 +161,62 @@ async def test_standalone_mailbox_keeps_emails_for_reading(start_service: StartS
         assert missing.json()["code"] == "email_not_found"
 
 
+async def test_mailbox_lists_only_delivered_emails_not_those_awaiting_their_recipient(
+    start_service: StartService, own_smtp: SmtpServer
+) -> None:
+    async with start_service(own_smtp, mail_transport="mailbox") as service:
+        unknown = uuid.uuid4()
+        [waiting_event] = await service.produce(reset_for(unknown, 1))
+        [waiting] = await service.settled(waiting_event, status="awaiting_recipient")
+        account_id = uuid.uuid4()
+        [welcome_event] = await service.produce(
+            AccountRegistered(
+                account_id=account_id,
+                username="boxed",
+                display_name="新人",
+                email=f"box-{account_id.hex[:8]}@example.org",
+            )
+        )
+        [delivered] = await service.settled(welcome_event)
+        listed = [i["id"] for i in (await service.client.get("/api/v1/mailbox")).json()["items"]]
+        assert delivered["id"] in listed
+        assert waiting["id"] not in listed
+        not_yet = await service.client.get(f"/api/v1/mailbox/{waiting['id']}")
+        assert (not_yet.status_code, not_yet.json()["code"]) == (404, "email_not_found")
+        assert (await service.client.get(f"/api/v1/mailbox/{waiting['id']}.html")).status_code == 404
+
+
+async def test_mailbox_shows_one_email_as_a_web_page(start_service: StartService, own_smtp: SmtpServer) -> None:
+    async with start_service(own_smtp, mail_transport="mailbox") as service:
+        account_id = uuid.uuid4()
+        address = f"page-{account_id.hex[:8]}@example.org"
+        [event_id] = await service.produce(
+            AccountRegistered(
+                account_id=account_id, username="pageview", display_name="<i>Ivy</i>", email=address, language="en"
+            )
+        )
+        [email] = await service.settled(event_id)
+        page = await service.client.get(f"/api/v1/mailbox/{email['id']}.html")
+        assert page.status_code == 200, page.text
+        assert page.headers["content-type"].startswith("text/html")
+        assert "script-src 'none'" in page.headers["content-security-policy"]
+        html = page.text
+        settings = service.runtime.settings
+        # From (the English sender name for an English recipient), To with name and address, language, subject
+        assert f"{settings.mail_from_name_en} &lt;{settings.mail_from_address}&gt;" in html
+        assert f"&lt;i&gt;Ivy&lt;/i&gt; &lt;{address}&gt;" in html  # escaped: a name is text, not markup
+        assert "<i>Ivy</i>" not in html
+        assert "<td>en</td>" in html
+        assert "Welcome to the National Volunteer Service Information System" in html
+        # the email's own HTML, escaped into a sandboxed frame (no script of it runs on the page)
+        assert '<iframe sandbox="allow-popups allow-popups-to-escape-sandbox" srcdoc="&lt;!DOCTYPE html&gt;' in html
+        assert "pageview" in html
+        missing = await service.client.get(f"/api/v1/mailbox/{uuid.uuid4()}.html")
+        assert missing.status_code == 404
+        as_json = await service.client.get(f"/api/v1/mailbox/{email['id']}")
+        assert (as_json.json()["to_name"], as_json.json()["language"]) == ("<i>Ivy</i>", "en")
+
+
 async def test_mailbox_view_does_not_exist_when_mail_goes_out_by_smtp(
     start_service: StartService, smtp_server: SmtpServer
 ) -> None:

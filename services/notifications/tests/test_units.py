@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import uuid
 from email import message_from_bytes, message_from_string, policy
 from pathlib import Path
@@ -100,6 +101,7 @@ def test_message_carries_sender_from_settings_both_parts_and_language() -> None:
     assert "<p>" in message.get_body(("html",)).get_content()  # type: ignore[union-attr]
     english = message_from_bytes(build_message(_email(language="en"), settings), policy=policy.default)
     assert english["Content-Language"] == "en"
+    assert english["From"].addresses[0].display_name == settings.mail_from_name_en  # no Chinese sender name
     assert message["Subject"] == "欢迎注册全国志愿服务信息系统"
     assert message.is_multipart()
     assert message.get_content_type() == "multipart/alternative"
@@ -174,20 +176,46 @@ def _templates() -> list[str]:
 
 
 CONTEXTS: dict[str, dict[str, Any]] = {
-    "welcome": {"username": "u1"},
-    "verification_verified": {"volunteer_number": "110105", "manual": True},
-    "verification_failed": {"reason": "r", "manual": False},
+    "welcome": {"username": "u1", "path": "/login"},
+    "verification_verified": {"volunteer_number": "110105", "manual": True, "path": "/account/card"},
+    "verification_failed": {"reason": "r", "manual": False, "path": "/account/identity"},
     "password_reset": {"reset_url": "https://x/reset", "expires_at": "2026-11-26 10:30"},
-    "temporary_password": {"by_team": False, "set_at": "2026-11-26 10:30"},
-    "team_approved": {"team_name": "t", "reason": None},
-    "team_rejected": {"team_name": "t", "reason": "r"},
-    "review_reminder": {"team_name": "t", "days_waiting": 4},
-    "review_escalation": {"team_name": "t", "submitted_on": "2026-11-19"},
-    "application_admitted": {"project_title": "p", "position_name": "q"},
-    "application_rejected": {"project_title": "p", "position_name": "q", "reason": None},
-    "application_left": {"project_title": "p", "position_name": "q", "volunteer_name": None, "left_at": "x"},
-    "project_closed": {"project_title": "p", "closed_on": "2026-11-26", "automatic": False},
-    "project_extended": {"project_title": "p", "new_end_date": "2026-12-31"},
+    "temporary_password": {"by_team": False, "set_at": "2026-11-26 10:30", "path": "/login"},
+    "team_approved": {"team_name": "t", "reason": None, "path": "/teams/t1"},
+    "team_rejected": {"team_name": "t", "reason": "r", "path": "/teams/t1"},
+    "review_reminder": {"team_name": "t", "days_waiting": 4, "path": "/reviews"},
+    "review_escalation": {
+        "team_name": "t",
+        "submitted_on": "2026-11-19",
+        "liaison_team_name": None,
+        "authority_region_name": None,
+        "reviewer": True,
+        "path": "/reviews",
+    },
+    "application_admitted": {"project_title": "p", "position_name": "q", "path": "/projects/p1"},
+    "application_rejected": {"project_title": "p", "position_name": "q", "reason": None, "path": "/projects"},
+    "application_left": {
+        "project_title": "p",
+        "position_name": "q",
+        "masked_name": None,
+        "volunteer_number": None,
+        "left_at": "x",
+        "automatic_admission": False,
+        "next_admitted": False,
+        "path": "/projects/p1",
+    },
+    "project_closed": {
+        "project_title": "p",
+        "closed_on": "2026-11-26",
+        "automatic": False,
+        "team_admin_extension_used": None,
+        "team_admin_until": "2026-12-26 00:05",
+        "national_admin_until": "2027-01-25 00:05",
+        "service_line": "",
+        "team_admin": False,
+        "path": "/projects/p1",
+    },
+    "project_extended": {"project_title": "p", "new_end_date": "2026-12-31", "path": "/projects/p1"},
 }
 
 
@@ -209,3 +237,61 @@ def test_every_template_renders_subject_text_and_html_with_the_allowlist_advice(
     assert advice in rendered.html
     assert settings.mail_from_address in rendered.text
     assert ("Hello" in rendered.text) == (language == "en")
+
+
+@pytest.mark.parametrize("template", sorted(set(CONTEXTS) - {"password_reset"}))
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_every_email_but_the_reset_links_its_page_under_the_site_url(template: str, language: str) -> None:
+    """The reset link is identity's one-use URL; every other email links its page on the site."""
+    settings = NotificationsSettings(site_url="https://zyz.example.cn/")
+    rendered = Templates(settings).render(template, language, {**CONTEXTS[template], "name": "N"})
+    page = "https://zyz.example.cn" + CONTEXTS[template]["path"]
+    assert page in rendered.text
+    assert f'href="{page}"' in rendered.html
+
+
+CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
+
+
+@pytest.mark.parametrize("template", sorted(CONTEXTS))
+def test_an_english_email_has_no_chinese_of_its_own(template: str) -> None:
+    """Sender name, footer and wording in English; only what people wrote (names, titles, reasons)
+    may be in Chinese, and a reason is quoted as written."""
+    context = {**CONTEXTS[template], "name": "N"}
+    if "reason" in context:
+        context["reason"] = "材料不全"
+    rendered = Templates(NotificationsSettings()).render(template, "en", context)
+    for part in (rendered.subject, rendered.text, rendered.html):
+        assert not CJK.search(part.replace("材料不全", "")), part
+    if "reason" in context:
+        assert 'quoted as written: "材料不全"' in rendered.text or 'quoted as given: "材料不全"' in rendered.text
+        assert "<q>材料不全</q>" in rendered.html
+
+
+def test_production_refuses_a_site_url_on_this_machine() -> None:
+    production: dict[str, Any] = {
+        "environment": "production",
+        "secret_key": "a-real-secret",
+        "amqp_url": "amqp://vs:pw@mq.internal:5672/",
+    }
+    with pytest.raises(ValueError, match="site_url points at this machine"):
+        NotificationsSettings(**production)
+    with pytest.raises(ValueError, match="site_url points at this machine"):
+        NotificationsSettings(**production, site_url="http://127.0.0.1:3000")
+    assert NotificationsSettings(**production, site_url="https://zyz.example.cn").site_url == "https://zyz.example.cn"
+    assert NotificationsSettings().site_url == "http://localhost:3000"  # development
+
+
+@pytest.mark.parametrize("url", ["zyz.example.cn", "ftp://zyz.example.cn", "https://zyz.example.cn/?a=1", "https://"])
+def test_site_url_must_be_a_plain_web_address(url: str) -> None:
+    with pytest.raises(ValueError, match="site_url"):
+        NotificationsSettings(site_url=url)
+
+
+def test_the_closing_notice_names_the_national_service_line_from_settings() -> None:
+    settings = NotificationsSettings(national_service_line="010-12345678(工作日 8:30–17:30)")
+    context = {**CONTEXTS["project_closed"], "service_line": settings.national_service_line, "name": "N"}
+    zh = Templates(settings).render("project_closed", "zh", context)
+    assert "可拨打全国服务电话:010-12345678(工作日 8:30–17:30),由全国管理员办理延期" in zh.text
+    en = Templates(settings).render("project_closed", "en", context)
+    assert "call the national service line: 010-12345678" in en.text

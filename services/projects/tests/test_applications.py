@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from .conftest import World
 
@@ -175,6 +175,19 @@ async def test_admitted_volunteer_without_hours_leaves_and_the_lead_is_notified(
     assert view["positions"][0]["admitted"] == 0
 
 
+async def test_leave_event_shows_the_lead_the_masked_name_and_number_and_the_admission_mode(world: World) -> None:
+    """The lead's email names the volunteer as projects shows them to leads; on a manual position
+    nobody takes the freed place by itself."""
+    project = await world.project(positions=MANUAL)
+    volunteer_id, volunteer, application_id = await world.admitted_volunteer(project)
+    await world.client.post(f"/api/v1/applications/{application_id}/leave", headers=volunteer)
+    [left] = [p for p in await world.outbox("application.left") if p["application_id"] == application_id]
+    assert left["masked_name"] == "张*"
+    assert left["volunteer_number"] == f"11{volunteer_id.int % 10**16:016d}"
+    assert left["admission_mode"] == "manual"
+    assert left["next_admitted"] is False
+
+
 async def test_admitted_volunteer_with_hours_cannot_leave(world: World) -> None:
     project = await world.project(positions=MANUAL)
     _, volunteer, application_id = await world.admitted_volunteer(project)
@@ -202,6 +215,31 @@ async def test_freed_place_goes_to_the_next_in_line_on_an_auto_position(world: W
     third_view = (await world.client.get(f"/api/v1/applications/{third_id}", headers=third)).json()
     assert second_view["stage"] == "admitted"
     assert third_view["stage"] == "applied"
+    # the lead's notice says the place is taken again: the event says so, and comes first
+    [left] = [p for p in await world.outbox("application.left") if p["application_id"] == first_id]
+    assert left["admission_mode"] == "auto"
+    assert left["next_admitted"] is True
+    outbox = world.runtime.messaging.outbox
+    async with world.runtime.engine.connect() as conn:
+        order = [
+            row.event_type
+            for row in await conn.execute(
+                select(outbox.c.event_type)
+                .where(outbox.c.payload["application_id"].astext.in_([first_id, second_id]))
+                .where(outbox.c.event_type.in_(["application.left", "application.admitted"]))
+                .order_by(outbox.c.seq)
+            )
+        ]
+    assert order[-2:] == ["application.left", "application.admitted"]
+
+
+async def test_leave_event_says_nobody_took_the_place_when_nobody_waits_on_an_auto_position(world: World) -> None:
+    project = await world.project(positions=[{"name": "引导员", "quota": 2, "admission_mode": "auto"}])
+    _, volunteer, application_id = await world.admitted_volunteer(project)
+    await world.client.post(f"/api/v1/applications/{application_id}/leave", headers=volunteer)
+    [left] = [p for p in await world.outbox("application.left") if p["application_id"] == application_id]
+    assert left["admission_mode"] == "auto"
+    assert left["next_admitted"] is False
 
 
 async def test_raised_quota_goes_to_those_waiting_in_order_before_a_later_applicant(world: World) -> None:

@@ -120,6 +120,9 @@ async def test_sweep_closes_projects_after_their_end_date_and_raises_project_clo
     closed = [p for p in await world.outbox("project.closed") if p["project_id"] == project.id]
     assert len(closed) == 1
     assert closed[0]["lead_account_ids"] == [str(project.lead_id)]
+    # the team's admins (who may extend it) are told too, and whether their one extension is left
+    assert closed[0]["team_admin_account_ids"] == [str(project.admin_id)]
+    assert closed[0]["team_admin_extension_used"] is False
 
 
 async def extend(world: World, project_id: str, headers: dict[str, str], new_end: str = "2026-06-30") -> dict:
@@ -145,6 +148,8 @@ async def test_team_admin_extends_once_within_30_days_of_closing(world: World) -
     from projects.services import close_due_projects
 
     await close_due_projects(world.runtime)
+    closings = [p for p in await world.outbox("project.closed") if p["project_id"] == project.id]
+    assert [c["team_admin_extension_used"] for c in closings] == [False, True]
     world.clock.advance(days=1)
     again = await extend(world, project.id, project.admin, "2026-08-31")
     assert again["code"] == "extension_already_used"

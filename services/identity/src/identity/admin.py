@@ -209,7 +209,9 @@ async def create_national_admin(
         except IntegrityError as exc:
             raise AppError(errors.USERNAME_TAKEN) from exc
         account.raise_event(
-            AccountRegistered(account_id=account.id, username=username, display_name=display_name, email=account.email)
+            AccountRegistered(
+                account_id=account.id, username=username, display_name=display_name, email=account.email, staff=True
+            )
         )
         account.raise_event(AccountRolesChanged(account_id=account.id, roles=account.roles))
         Audit(uow.session).write(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -29,6 +30,14 @@ class NotificationsSettings(ServiceSettings):
     mail_transport: Literal["smtp", "mailbox"] = "smtp"
     mail_from_address: str = "noreply@volunteer.example.org"
     mail_from_name: str = "全国志愿服务信息系统"
+    #: the sender's name for recipients who chose English (From header and footer)
+    mail_from_name_en: str = "National Volunteer Service Information System"
+    #: the site people open from an email (the frontends): links are this plus the paths of
+    #: ``notifications.links``. Production refuses localhost (see ``_public_urls``)
+    site_url: str = "http://localhost:3000"
+    #: the national service line (全国服务电话: numbers and working hours, X2) named in the emails
+    #: that send people to it, e.g. a project's extension between 30 and 60 days after closing
+    national_service_line: str = ""
     #: shown in every email (FAQ O2): how to allow-list the sender so mail is not lost as spam
     mail_allowlist_advice: str = (
         "请将本系统邮箱地址加入邮件白名单:进入个人电子邮箱,点击“设置”-“反垃圾”,"
@@ -61,6 +70,20 @@ class NotificationsSettings(ServiceSettings):
     #: never limited, or a region with many overdue teams would lose escalations for good
     mail_rate_limits: dict[str, int] = Field(default_factory=lambda: {"review_reminder": 3, "password_reset": 5})
     mail_rate_window_seconds: int = 3600
+
+    def sender_name(self, language: str) -> str:
+        """The sender's name shown to a recipient of this language."""
+        return self.mail_from_name_en if language == "en" else self.mail_from_name
+
+    def _public_urls(self) -> dict[str, str]:
+        return {"site_url": self.site_url}
+
+    @model_validator(mode="after")
+    def _site_url_is_a_web_address(self) -> NotificationsSettings:
+        parts = urlsplit(self.site_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"site_url must be an http(s) address without query or fragment: {self.site_url!r}")
+        return self
 
     @model_validator(mode="after")
     def _lease_outlasts_sends(self) -> NotificationsSettings:

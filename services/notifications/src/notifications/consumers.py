@@ -8,19 +8,23 @@ the handler: the broker's retries would run out long before a late sign-up event
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import TYPE_CHECKING
+import uuid
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
+from notifications import links
 from notifications.models import Recipient
 from notifications.outbox import (
     Addressed,
     queue_emails,
     queue_for_account,
     queue_for_accounts,
+    queue_for_each,
     readdress_pending,
     resolve_awaiting_many,
     store_recipients,
 )
+from shared import regions
 from shared.clock import CHINA_TZ
 from shared.contracts.identity import (
     AccountContactChanged,
@@ -46,6 +50,11 @@ if TYPE_CHECKING:
     from notifications.bootstrap import NotificationsRuntime
 
 handlers = Handlers("notifications")
+
+#: P4 / FAQ T9: a closed project's team admins may extend it once within 30 days of closing; up to
+#: 60 days the national admin can (asked through the national service line); after that nobody
+TEAM_ADMIN_EXTENSION_WINDOW = timedelta(days=30)
+NATIONAL_ADMIN_EXTENSION_WINDOW = timedelta(days=60)
 
 
 def local_time(moment: datetime) -> str:
@@ -106,9 +115,11 @@ async def send_welcome(
                 to_address=event.email,
                 to_name=event.display_name,
                 language=event.language,
-                context={"username": event.username},
+                context={"username": event.username, "path": links.LOGIN},
             )
             for event, envelope in items
+            # the bootstrapped national admin is staff, not a volunteer to greet
+            if not event.staff
         ],
     )
 
@@ -124,10 +135,15 @@ async def send_verification_outcome(
     # failure from volunteer.verification_changed; its "verified" status is not mailed again.
     if isinstance(event, VolunteerVerified):
         template = "verification_verified"
-        context: dict[str, object] = {"volunteer_number": event.volunteer_number, "manual": event.manual}
+        context: dict[str, object] = {
+            "volunteer_number": event.volunteer_number,
+            "manual": event.manual,
+            "path": links.CARD,
+        }
     elif event.status == "failed":
         template = "verification_failed"
-        context = {"reason": event.reason, "manual": event.manual}
+        # the way on (FAQ V5/V6): the ID-card upload, or a corrected name, on the identity page
+        context = {"reason": event.reason, "manual": event.manual, "path": links.IDENTITY}
     else:
         return
     await queue_for_account(
@@ -159,7 +175,11 @@ async def send_temporary_password_notice(
         envelope,
         template="temporary_password",
         account_id=event.account_id,
-        context={"by_team": event.by_team_id is not None, "set_at": local_time(envelope.occurred_at)},
+        context={
+            "by_team": event.by_team_id is not None,
+            "set_at": local_time(envelope.occurred_at),
+            "path": links.LOGIN,
+        },
     )
 
 
@@ -167,6 +187,8 @@ async def send_temporary_password_notice(
 async def send_team_review_outcome(
     event: TeamApproved | TeamRejected, envelope: Envelope, uow: UnitOfWork, runtime: NotificationsRuntime
 ) -> None:
+    if isinstance(event, TeamApproved) and event.root_team:
+        return  # an admin created it directly: nobody applied, nobody is told an application passed
     template = "team_approved" if isinstance(event, TeamApproved) else "team_rejected"
     await queue_for_account(
         uow,
@@ -174,7 +196,7 @@ async def send_team_review_outcome(
         envelope,
         template=template,
         account_id=event.applicant_account_id,
-        context={"team_name": event.name, "reason": event.reason},
+        context={"team_name": event.name, "reason": event.reason, "path": links.team(event.team_id)},
     )
 
 
@@ -188,7 +210,7 @@ async def send_review_reminder(
         envelope,
         template="review_reminder",
         account_ids=event.reviewer_account_ids,
-        context={"team_name": event.name, "days_waiting": event.days_waiting},
+        context={"team_name": event.name, "days_waiting": event.days_waiting, "path": links.REVIEWS},
     )
 
 
@@ -196,14 +218,29 @@ async def send_review_reminder(
 async def send_review_escalation(
     event: TeamReviewOverdue, envelope: Envelope, uow: UnitOfWork, runtime: NotificationsRuntime
 ) -> None:
-    await queue_for_accounts(
-        uow,
-        runtime.templates,
-        envelope,
-        template="review_escalation",
-        account_ids=[*event.reviewer_account_ids, *event.region_admin_account_ids],
-        context={"team_name": event.name, "submitted_on": local_date(event.submitted_at)},
+    """Reviewers are asked to decide (only they can); the region's admins to follow up with them.
+    One email per account: a reviewer who is also a region admin gets the reviewer's."""
+    common: dict[str, Any] = {
+        "team_name": event.name,
+        "submitted_on": local_date(event.submitted_at),
+        "liaison_team_name": event.liaison_team_name,
+        "authority_region_name": _region_name(event.registration_authority_region),
+    }
+    contexts = {
+        account_id: {**common, "reviewer": False, "path": links.team(event.team_id)}
+        for account_id in event.region_admin_account_ids
+    }
+    contexts.update(
+        {account_id: {**common, "reviewer": True, "path": links.REVIEWS} for account_id in event.reviewer_account_ids}
     )
+    await queue_for_each(uow, runtime.templates, envelope, template="review_escalation", contexts=contexts)
+
+
+def _region_name(code: str | None) -> str | None:
+    if code is None:
+        return None
+    region = regions.get(code)
+    return region.name if region is not None else code
 
 
 @handlers("application_email")
@@ -216,9 +253,11 @@ async def send_application_outcome(
     context: dict[str, object] = {"project_title": event.project_title, "position_name": event.position_name}
     if isinstance(event, ApplicationAdmitted):
         template = "application_admitted"
+        context["path"] = links.project(event.project_id)
     else:
         template = "application_rejected"
         context["reason"] = event.reason
+        context["path"] = links.PROJECTS
     await queue_for_account(
         uow, runtime.templates, envelope, template=template, account_id=event.account_id, context=context
     )
@@ -228,7 +267,8 @@ async def send_application_outcome(
 async def send_leave_notice(
     event: ApplicationLeft, envelope: Envelope, uow: UnitOfWork, runtime: NotificationsRuntime
 ) -> None:
-    volunteer = await uow.session.get(Recipient, event.account_id)
+    # The lead sees the volunteer as projects shows them to leads (masked name and number), never
+    # the display name of the recipients read model, which is often the full real name.
     await queue_for_accounts(
         uow,
         runtime.templates,
@@ -238,8 +278,12 @@ async def send_leave_notice(
         context={
             "project_title": event.project_title,
             "position_name": event.position_name,
-            "volunteer_name": volunteer.display_name if volunteer else None,
+            "masked_name": event.masked_name,
+            "volunteer_number": event.volunteer_number,
             "left_at": local_time(envelope.occurred_at),
+            "automatic_admission": event.admission_mode == "auto",
+            "next_admitted": event.next_admitted,
+            "path": links.project(event.project_id),
         },
     )
 
@@ -248,16 +292,42 @@ async def send_leave_notice(
 async def send_project_notice(
     event: ProjectClosed | ProjectExtended, envelope: Envelope, uow: UnitOfWork, runtime: NotificationsRuntime
 ) -> None:
-    if isinstance(event, ProjectClosed):
-        template = "project_closed"
-        context: dict[str, object] = {
+    path = links.project(event.project_id)
+    if isinstance(event, ProjectExtended):
+        context: dict[str, Any] = {
             "project_title": event.title,
-            "closed_on": local_date(event.closed_at),
-            "automatic": event.automatic,
+            "new_end_date": local_date(event.new_end_date),
+            "path": path,
         }
-    else:
-        template = "project_extended"
-        context = {"project_title": event.title, "new_end_date": local_date(event.new_end_date)}
-    await queue_for_accounts(
-        uow, runtime.templates, envelope, template=template, account_ids=event.lead_account_ids, context=context
+        await queue_for_accounts(
+            uow,
+            runtime.templates,
+            envelope,
+            template="project_extended",
+            account_ids=event.lead_account_ids,
+            context=context,
+        )
+        return
+    await queue_for_each(
+        uow, runtime.templates, envelope, template="project_closed", contexts=closing_contexts(event, runtime, path)
     )
+
+
+def closing_contexts(event: ProjectClosed, runtime: NotificationsRuntime, path: str) -> dict[uuid.UUID, dict[str, Any]]:
+    """The closing notice goes to the project's leads and the team's admins (who may extend it):
+    the dates of each extension window, the team admins' only while their one extension is unused.
+    An account both lead and admin gets the admin's."""
+    common: dict[str, Any] = {
+        "project_title": event.title,
+        "closed_on": local_date(event.closed_at),
+        "automatic": event.automatic,
+        # None: an event from before the producer said (the email then says "if not used yet")
+        "team_admin_extension_used": event.team_admin_extension_used,
+        "team_admin_until": local_time(event.closed_at + TEAM_ADMIN_EXTENSION_WINDOW),
+        "national_admin_until": local_time(event.closed_at + NATIONAL_ADMIN_EXTENSION_WINDOW),
+        "service_line": runtime.settings.national_service_line,
+        "path": path,
+    }
+    contexts = {account_id: {**common, "team_admin": False} for account_id in event.lead_account_ids}
+    contexts.update({account_id: {**common, "team_admin": True} for account_id in event.team_admin_account_ids})
+    return contexts

@@ -101,11 +101,25 @@ async def queue_for_accounts(
     context: dict[str, Any],
 ) -> int:
     """One email per distinct account (an account listed twice gets one)."""
+    return await queue_for_each(
+        uow, templates, envelope, template=template, contexts=dict.fromkeys(account_ids, context)
+    )
+
+
+async def queue_for_each(
+    uow: UnitOfWork,
+    templates: Templates,
+    envelope: Envelope,
+    *,
+    template: str,
+    contexts: dict[uuid.UUID, dict[str, Any]],
+) -> int:
+    """One email per account, each with its own variables (an account's role in the event)."""
     queued = 0
     # sorted, so concurrent handlers take the recipients' locks in one order (no deadlock)
-    for account_id in sorted(set(account_ids), key=str):
+    for account_id in sorted(contexts, key=str):
         queued += await queue_for_account(
-            uow, templates, envelope, template=template, account_id=account_id, context=context
+            uow, templates, envelope, template=template, account_id=account_id, context=contexts[account_id]
         )
     return queued
 

@@ -39,17 +39,25 @@ class Templates:
 
     def render(self, template: str, language: str, context: dict[str, Any]) -> Rendered:
         lang = "en" if language == "en" else "zh"
+        site_url = self.settings.site_url.rstrip("/")
         ctx = {
             **context,
             "language": lang,
-            "sender_name": self.settings.mail_from_name,
+            "site_url": site_url,
+            "sender_name": self.settings.sender_name(lang),
             "sender_address": self.settings.mail_from_address,
             "allowlist_advice": (
                 self.settings.mail_allowlist_advice_en if lang == "en" else self.settings.mail_allowlist_advice
             ),
         }
+        if "path" in context:
+            ctx["link"] = f"{site_url}{context['path']}"
         subject = self._text.get_template(f"{template}.{lang}.subject.j2").render(ctx).strip()
         ctx["subject"] = subject
         text = self._text.get_template(f"{template}.{lang}.txt.j2").render(ctx)
         html = self._html.get_template(f"{template}.{lang}.html.j2").render(ctx)
         return Rendered(subject=subject, text=text, html=html)
+
+    def page(self, template: str, context: dict[str, Any]) -> str:
+        """An HTML page of the service itself (the standalone mailbox's view of one email)."""
+        return self._html.get_template(template).render(context)

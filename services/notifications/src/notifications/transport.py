@@ -70,7 +70,7 @@ def build_message(email: Email, settings: NotificationsSettings) -> bytes:
     to_address = smtp_address(email.to_address)
     boundary = f"=_vs_{uuid.uuid4().hex}"
     head = (
-        f"From: {mailbox(settings.mail_from_name, from_address)}\r\n"
+        f"From: {mailbox(settings.sender_name(email.language), from_address)}\r\n"
         f"To: {mailbox(email.to_name, to_address)}\r\n"
         f"Subject: {encoded_words(email.subject)}\r\n"
         f"Message-ID: {email.message_id}\r\n"

@@ -142,6 +142,25 @@ async def team_roles_of(s: AsyncSession, team_id: uuid.UUID, account_id: uuid.UU
     return {r[0] for r in rows}
 
 
+async def team_admin_ids(s: AsyncSession, team_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """The admins of each of these teams (from the team_roles read model), in a stable order."""
+    rows = await s.execute(
+        select(team_roles.c.team_id, team_roles.c.account_id)
+        .where(team_roles.c.team_id.in_(list(set(team_ids))), team_roles.c.role == "admin")
+        .order_by(team_roles.c.team_id, team_roles.c.account_id)
+    )
+    admins: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for team_id, account_id in rows:
+        admins.setdefault(team_id, []).append(account_id)
+    return admins
+
+
+async def volunteer_shown(s: AsyncSession, account_id: uuid.UUID) -> Row | None:
+    """How the volunteer is shown to leads: masked name and volunteer number."""
+    stmt = select(volunteers.c.masked_name, volunteers.c.volunteer_number).where(volunteers.c.account_id == account_id)
+    return (await s.execute(stmt)).mappings().first()
+
+
 async def is_verified(s: AsyncSession, account_id: uuid.UUID) -> bool:
     row = await s.execute(
         select(volunteers.c.account_id).where(volunteers.c.account_id == account_id, volunteers.c.merged_into.is_(None))
@@ -276,7 +295,7 @@ async def close_due_projects(s: AsyncSession, *, today: date, now: datetime, bat
             UPDATE projects p
             SET status = 'closed', closed_at = :now, closed_automatically = true
             FROM due WHERE p.id = due.id AND p.status = 'published'
-            RETURNING p.id, p.team_id, p.title, p.lead_account_id, p.closed_at
+            RETURNING p.id, p.team_id, p.title, p.lead_account_id, p.closed_at, p.team_admin_extensions
             """
         ),
         {"today": today, "now": now, "batch": batch},

@@ -285,6 +285,7 @@ async def close_due_projects(runtime: ProjectsRuntime) -> int:
                 now=uow.clock.now(),
                 batch=runtime.settings.close_sweep_batch,
             )
+            admins = await repo.team_admin_ids(uow.session, [row["team_id"] for row in rows]) if rows else {}
             for row in rows:
                 uow.raise_event(
                     ProjectClosed(
@@ -294,6 +295,8 @@ async def close_due_projects(runtime: ProjectsRuntime) -> int:
                         closed_at=row["closed_at"],
                         automatic=True,
                         lead_account_ids=[row["lead_account_id"]],
+                        team_admin_account_ids=admins.get(row["team_id"], []),
+                        team_admin_extension_used=row["team_admin_extensions"] >= 1,
                     )
                 )
         closed += len(rows)
@@ -475,25 +478,40 @@ async def leave(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID
     stages.check_can_leave(row["stage"], await repo.recorded_minutes(s, application_id))
     await repo.set_stage(s, application_id, stages.LEFT, uow.clock.now())
     await repo.release_place(s, row["position_id"])
+    admitted = await _admit_next(uow, row) if row["admission_mode"] == "auto" else None
+    shown = await repo.volunteer_shown(s, row["account_id"])
+    # the lead learns who left as projects shows volunteers to leads: masked name and number
     uow.raise_event(
         ApplicationLeft(
             **_application_event_fields(row, application_id, row["account_id"]),
             lead_account_ids=[row["lead_account_id"]],
+            masked_name=shown["masked_name"] if shown else None,
+            volunteer_number=shown["volunteer_number"] if shown else None,
+            admission_mode=row["admission_mode"],
+            next_admitted=admitted is not None,
         )
     )
-    if row["admission_mode"] == "auto":
-        await admit_next_in_line(uow, row)
+    if admitted is not None:
+        uow.raise_event(admitted)
 
 
 async def admit_next_in_line(uow: UnitOfWork, row: repo.Row) -> bool:
     """Admit the oldest waiting application to a freed place; False when nobody waits or no place is free."""
+    admitted = await _admit_next(uow, row)
+    if admitted is None:
+        return False
+    uow.raise_event(admitted)
+    return True
+
+
+async def _admit_next(uow: UnitOfWork, row: repo.Row) -> ApplicationAdmitted | None:
+    """:func:`admit_next_in_line`'s writes; returns the admission event for the caller to raise."""
     s = uow.session
     nxt = await repo.next_in_line(s, row["position_id"])
     if nxt is None or not await repo.take_place(s, row["position_id"]):
-        return False
+        return None
     await repo.set_stage(s, nxt["id"], stages.ADMITTED, uow.clock.now())
-    uow.raise_event(ApplicationAdmitted(**_application_event_fields(row, nxt["id"], nxt["account_id"]), automatic=True))
-    return True
+    return ApplicationAdmitted(**_application_event_fields(row, nxt["id"], nxt["account_id"]), automatic=True)
 
 
 async def rate_by_team(

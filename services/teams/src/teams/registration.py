@@ -237,6 +237,7 @@ async def create_root_team(uow: UnitOfWork, clock: Clock, principal: Principal, 
             applicant_account_id=data.admin_account_id or principal.account_id,
             reviewed_by_account_id=principal.account_id,
             reason="由管理员直接创建的联络团体",
+            root_team=True,
         )
     )
     if data.liaison_authorised:
@@ -442,6 +443,7 @@ async def sweep_overdue_reviews(uow: UnitOfWork, clock: Clock, batch: int = 100)
         nearest = await repo.nearest_region_admins(team.region_code, excluding=team.applicant_account_id)
         admins = [a for a in nearest if a not in reviewers]
         team.overdue_raised_at = now
+        liaison = await repo.team(team.liaison_team_id) if team.liaison_team_id is not None else None
         team.raise_event(
             TeamReviewOverdue(
                 team_id=team.id,
@@ -451,6 +453,9 @@ async def sweep_overdue_reviews(uow: UnitOfWork, clock: Clock, batch: int = 100)
                 reviewer_account_ids=reviewers,
                 region_admin_account_ids=admins,
                 submitted_at=team.submitted_at,
+                liaison_team_id=team.liaison_team_id,
+                liaison_team_name=liaison.name if liaison is not None else None,
+                registration_authority_region=team.registration_authority_region,
             )
         )
     return len(overdue)

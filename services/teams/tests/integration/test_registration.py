@@ -208,6 +208,8 @@ async def test_root_teams_are_created_by_admins_of_the_region_only(teams: Any) -
     assert inside.json()["status"] == "approved"
     [approved] = await teams.events("team.approved", inside.json()["id"])
     assert approved["reviewed_by_account_id"] == str(ningbo_admin.account_id)
+    # nobody applied for it: notifications tells nobody "your application was approved"
+    assert approved["root_team"] is True
     assert await teams.events("team.liaison_authorised", inside.json()["id"])
 
 

@@ -52,6 +52,7 @@ async def test_liaison_team_admin_approves_and_the_applicant_becomes_admin_membe
     [event] = await teams.events("team.approved", team["id"])
     assert event["applicant_account_id"] == str(applicant.account_id)
     assert event["reviewed_by_account_id"] == str(liaison_admin.account_id)
+    assert event["root_team"] is False  # a real application: its applicant is told
     assert [e["account_id"] for e in await teams.events("team.member_joined", team["id"])] == [
         str(applicant.account_id)
     ]
@@ -105,6 +106,11 @@ async def test_social_organisation_is_reviewed_by_its_registration_authority(tea
     outside = await decide(teams, team["id"], other_admin, "approved")
     assert outside.status_code == 403
     assert outside.json()["code"] == "not_reviewer"
+    teams.clock.advance(days=7)
+    await teams.runtime.sweep_overdue_reviews()
+    [overdue] = await teams.events("team.review_overdue", team["id"])
+    assert overdue["registration_authority_region"] == "330106"
+    assert overdue["liaison_team_name"] is None
     approved = await decide(teams, team["id"], authority_admin, "approved")
     assert approved.status_code == 200, approved.text
 
@@ -168,7 +174,7 @@ async def test_applicant_sees_reviewer_contact_only_from_day_seven(teams: Any) -
 
 async def test_overdue_review_is_escalated_once_to_reviewers_and_region_admins(teams: Any) -> None:
     region_admin = await teams.region_admin("330106")
-    team, _, liaison_admin, _ = await pending_team(teams)
+    team, _, liaison_admin, liaison = await pending_team(teams)
     approved_team, _, approved_liaison_admin, _ = await pending_team(teams)
     assert (await decide(teams, approved_team["id"], approved_liaison_admin, "approved")).status_code == 200
 
@@ -181,6 +187,10 @@ async def test_overdue_review_is_escalated_once_to_reviewers_and_region_admins(t
     [event] = await teams.events("team.review_overdue", team["id"])
     assert event["reviewer_account_ids"] == [str(liaison_admin.account_id)]
     assert str(region_admin.account_id) in event["region_admin_account_ids"]
+    # the escalation email names who reviews: here the liaison team
+    assert event["liaison_team_id"] == liaison["id"]
+    assert event["liaison_team_name"] == liaison["name"]
+    assert event["registration_authority_region"] is None
 
     teams.clock.advance(days=1)  # day 8: no second escalation
     await teams.runtime.sweep_overdue_reviews()

@@ -32,6 +32,9 @@ class AccountRegistered(_AccountEvent):
     email: str
     language: str = "zh"
     region_code: str | None = None
+    #: a staff account with no volunteer identity (the national admin bootstrapped from the command
+    #: line): kept as a recipient, not greeted as a volunteer
+    staff: bool = False
 
 
 class AccountContactChanged(_AccountEvent):

@@ -39,6 +39,10 @@ class ProjectClosed(_ProjectEvent):
     closed_at: datetime
     automatic: bool = True
     lead_account_ids: list[uuid.UUID] = Field(default_factory=list)
+    #: the admins of the team, who may extend it (P4)
+    team_admin_account_ids: list[uuid.UUID] = Field(default_factory=list)
+    #: whether the team admins' one extension was used already (None: not known, older events)
+    team_admin_extension_used: bool | None = None
 
 
 class ProjectExtended(_ProjectEvent):
@@ -103,6 +107,13 @@ class ApplicationLeft(_ApplicationEvent):
     summary: ClassVar[str] = "An admitted volunteer with no hours left the project; the lead is emailed at once"
 
     lead_account_ids: list[uuid.UUID]
+    #: how the lead knows the volunteer (as projects shows them): masked name and volunteer number
+    masked_name: str | None = None
+    volunteer_number: str | None = None
+    #: the position's admission mode (auto or manual) and whether the next in line was admitted to
+    #: the freed place in the same transaction (auto positions only)
+    admission_mode: str | None = None
+    next_admitted: bool = False
 
 
 class _HoursEvent(Event):

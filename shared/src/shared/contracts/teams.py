@@ -42,6 +42,9 @@ class TeamApproved(_TeamEvent):
     applicant_account_id: uuid.UUID
     reviewed_by_account_id: uuid.UUID
     reason: str | None = None
+    #: a root liaison team an admin created directly: nobody applied (``applicant_account_id`` is
+    #: its given admin or the creating operator), so nobody is told an application passed
+    root_team: bool = False
 
 
 class TeamRejected(_TeamEvent):
@@ -78,6 +81,11 @@ class TeamReviewOverdue(_TeamEvent):
     reviewer_account_ids: list[uuid.UUID]
     region_admin_account_ids: list[uuid.UUID]
     submitted_at: datetime
+    #: who reviews it: the liaison team (id and name), or, for a social organisation, the
+    #: registration authority of this region (民政部门); both absent in events raised before
+    liaison_team_id: uuid.UUID | None = None
+    liaison_team_name: str | None = None
+    registration_authority_region: str | None = None
 
 
 class _MembershipEvent(_TeamEvent):

@@ -7,11 +7,13 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from notifications import repository
 from notifications.bootstrap import NotificationsRuntime
 from notifications.errors import EMAIL_NOT_FOUND, EMAIL_NOT_REPLAYABLE
+from notifications.models import SENT, Email
 from notifications.repository import EmailFilter
 from shared.auth import NationalAdmin
 from shared.errors import (
@@ -40,6 +42,8 @@ RuntimeDep = Annotated[NotificationsRuntime, Depends(get_runtime)]
 class MailboxItem(BaseModel):
     id: uuid.UUID
     to_address: str
+    to_name: str
+    language: str
     subject: str
     template: str
     event_type: str
@@ -69,7 +73,8 @@ def _require_mailbox(runtime: NotificationsRuntime) -> None:
     "/api/v1/mailbox",
     response_model=MailboxPage,
     tags=["mailbox"],
-    summary="Standalone mode: emails kept in the local mailbox, newest first",
+    summary="Standalone mode: the emails delivered to the local mailbox, newest first",
+    description="Only delivered emails: one still waiting for its recipient's address (or to be sent) is not listed.",
     responses=error_responses(NOT_FOUND, CURSOR_INVALID),
 )
 async def list_mailbox(
@@ -79,24 +84,63 @@ async def list_mailbox(
 ) -> MailboxPage:
     _require_mailbox(runtime)
     async with runtime.session_factory() as session:
-        rows, next_cursor = await repository.list_emails(session, EmailFilter(), limit=limit, cursor=cursor)
+        rows, next_cursor = await repository.list_emails(session, EmailFilter(status=SENT), limit=limit, cursor=cursor)
         return MailboxPage(
             items=[MailboxItem.model_validate(r, from_attributes=True) for r in rows], next_cursor=next_cursor
         )
+
+
+async def _delivered(runtime: NotificationsRuntime, email_id: uuid.UUID) -> Email:
+    _require_mailbox(runtime)
+    async with runtime.session_factory() as session:
+        email = await repository.get_email(session, email_id)
+    if email.status != SENT:  # not in the mailbox (yet)
+        raise AppError(EMAIL_NOT_FOUND)
+    return email
+
+
+# declared before /{email_id}, which would take "<id>.html" for an id and refuse it
+@router.get(
+    "/api/v1/mailbox/{email_id}.html",
+    response_class=HTMLResponse,
+    tags=["mailbox"],
+    summary="Standalone mode: one email as a web page (sender, recipient, language, subject, HTML body)",
+    responses={**error_responses(NOT_FOUND, EMAIL_NOT_FOUND), 200: {"content": {"text/html": {}}}},
+)
+async def show_mailbox_email(email_id: uuid.UUID, runtime: RuntimeDep) -> HTMLResponse:
+    email = await _delivered(runtime, email_id)
+    settings = runtime.settings
+    page = runtime.templates.page(
+        "_mailbox_email.html.j2",
+        {
+            "list_url": "/api/v1/mailbox",
+            "from_name": settings.sender_name(email.language),
+            "from_address": settings.mail_from_address,
+            "to_name": email.to_name,
+            "to_address": email.to_address,
+            "language": email.language,
+            "subject": email.subject,
+            "sent_at": email.sent_at.isoformat() if email.sent_at else "",
+            "message_id": email.message_id,
+            "body_html": email.body_html,
+            "body_text": email.body_text,
+        },
+    )
+    # the email's HTML is shown in a sandboxed frame; the page itself runs no script either
+    policy = "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    return HTMLResponse(page, headers={"Content-Security-Policy": policy})
 
 
 @router.get(
     "/api/v1/mailbox/{email_id}",
     response_model=MailboxEmail,
     tags=["mailbox"],
-    summary="Standalone mode: read one email",
+    summary="Standalone mode: read one delivered email (as a web page: add .html)",
     responses=error_responses(NOT_FOUND, EMAIL_NOT_FOUND),
 )
 async def read_mailbox(email_id: uuid.UUID, runtime: RuntimeDep) -> MailboxEmail:
-    _require_mailbox(runtime)
-    async with runtime.session_factory() as session:
-        email = await repository.get_email(session, email_id)
-        return MailboxEmail.model_validate(email, from_attributes=True)
+    email = await _delivered(runtime, email_id)
+    return MailboxEmail.model_validate(email, from_attributes=True)
 
 
 # -- operator view (national admins) ------------------------------------------------------------
