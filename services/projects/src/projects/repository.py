@@ -436,16 +436,35 @@ async def set_stage(
     await s.execute(update(applications).where(applications.c.id == application_id).values(**values))
 
 
-async def next_in_line(s: AsyncSession, position_id: uuid.UUID) -> Row | None:
-    """The oldest application still waiting (skipping one another transaction is deciding on)."""
+async def next_in_line(s: AsyncSession, position_id: uuid.UUID, n: int = 1) -> list[Row]:
+    """The ``n`` oldest applications still waiting, locked. One another transaction is deciding on
+    is waited for, not skipped (skipped, a free place went to a later applicant or stayed empty).
+    One that stopped waiting meanwhile drops out of the locked result while still counted by the
+    ``LIMIT``: the query then runs again, now past it. Callers lock waiters before the position's
+    row, as an admission locks its application before taking the place."""
+    if n <= 0:
+        return []
+    waiting = (applications.c.position_id == position_id) & (applications.c.stage == stages.APPLIED)
     stmt = (
         select(applications.c.id, applications.c.account_id)
-        .where(applications.c.position_id == position_id, applications.c.stage == stages.APPLIED)
+        .where(waiting)
         .order_by(applications.c.seq)
-        .limit(1)
-        .with_for_update(skip_locked=True)
+        .limit(n)
+        .with_for_update()
     )
-    return (await s.execute(stmt)).mappings().first()
+    rows: list[Row] = []
+    for _ in range(5):
+        rows = list((await s.execute(stmt)).mappings())
+        if len(rows) == n:
+            break
+        still = (await s.execute(select(func.count()).select_from(applications).where(waiting))).scalar_one()
+        if still <= len(rows):
+            break
+    return rows
+
+
+async def stage_of(s: AsyncSession, application_id: uuid.UUID) -> str | None:
+    return (await s.execute(select(applications.c.stage).where(applications.c.id == application_id))).scalar()
 
 
 async def rate(s: AsyncSession, application_id: uuid.UUID, **values: Any) -> None:
@@ -577,26 +596,32 @@ _RECORD_HOURS = text(
     """
 )
 
-#: the volunteers and days a recording touches: its rows' applications' accounts, with their dates
-_VOLUNTEER_DAYS = """
-    SELECT DISTINCT a.account_id, t.service_date
-    FROM unnest(CAST(:application_ids AS uuid[]), CAST(:service_dates AS date[])) AS t(application_id, service_date)
-    JOIN applications a ON a.id = t.application_id
-"""
-
 _LOCK_DAYS = text(
-    f"""
+    """
+    WITH held AS (
+        SELECT a.id, a.account_id FROM applications a
+        WHERE a.id = ANY(CAST(:application_ids AS uuid[]))
+        ORDER BY a.id
+        FOR SHARE
+    )
     SELECT count(pg_advisory_xact_lock(hashtextextended(d.account_id::text || d.service_date::text, 7)))
-    FROM ({_VOLUNTEER_DAYS} ORDER BY 1, 2) d
-    """  # noqa: S608 (constants only)
+    FROM (SELECT DISTINCT h.account_id, t.service_date
+          FROM unnest(CAST(:application_ids AS uuid[]), CAST(:service_dates AS date[]))
+               AS t(application_id, service_date)
+          JOIN held h ON h.id = t.application_id
+          ORDER BY 1, 2) d
+    """
 )
 
 
 async def lock_days(s: AsyncSession, application_ids: list[uuid.UUID], service_dates: list[date]) -> None:
     """Serialise recordings of the same volunteer's same day, whatever the position or project (the
     daily cap is per person, checked after inserting); different days and volunteers go on in parallel.
-    Sorted, so two requests never deadlock. On the driver (see ``fetch_on_driver``): SQLAlchemy's
-    handling of hundreds of array elements costs more than the statement."""
+    The applications are held first (``FOR SHARE``, in id order: a leave waits for the recording, and
+    a recording for a leave), then the days, sorted: every path takes application locks before day
+    locks (a sign-out holds its application when it gets here), so no two requests deadlock. On the
+    driver (see ``fetch_on_driver``): SQLAlchemy's handling of hundreds of array elements costs more
+    than the statement."""
     await fetch_on_driver(s, _LOCK_DAYS, {"application_ids": application_ids, "service_dates": service_dates})
 
 

@@ -230,15 +230,19 @@ async def change_quota(uow: UnitOfWork, principal: Principal, position_id: uuid.
     if row is None:
         raise AppError(errors.POSITION_NOT_FOUND)
     await require_manager(uow, row, principal)
+    # the new places go to those waiting, in order of application, before any later applicant;
+    # locked before the position's row (the order an admission takes them in)
+    auto = row["admission_mode"] == "auto"
+    waiters = await repo.next_in_line(uow.session, position_id, quota - row["admitted"]) if auto else []
     admitted = await repo.set_quota(uow.session, position_id, quota)
     if admitted is None:
         admitted = await repo.count_admitted(uow.session, position_id)
         raise AppError(errors.QUOTA_BELOW_ADMITTED, {"admitted": admitted}, params={"admitted": admitted})
-    if row["admission_mode"] == "auto":
-        # the new places go to those waiting, in order of application, before any later applicant
-        for _ in range(quota - admitted):
-            if not await admit_next_in_line(uow, row):
-                break
+    for waiter in waiters[: max(0, quota - admitted)]:
+        event = await _admit_next(uow, row, waiter)
+        if event is None:
+            break
+        uow.raise_event(event)
     project_id: uuid.UUID = row["project_id"]
     return project_id
 
@@ -476,9 +480,11 @@ async def leave(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID
     row = await _owned_application(uow, principal, application_id)  # locked: recordings wait or re-check
     s = uow.session
     stages.check_can_leave(row["stage"], await repo.recorded_minutes(s, application_id))
+    # the next in line is locked before the position's row (the order an admission takes them in)
+    waiters = await repo.next_in_line(s, row["position_id"]) if row["admission_mode"] == "auto" else []
     await repo.set_stage(s, application_id, stages.LEFT, uow.clock.now())
     await repo.release_place(s, row["position_id"])
-    admitted = await _admit_next(uow, row) if row["admission_mode"] == "auto" else None
+    admitted = await _admit_next(uow, row, waiters[0]) if waiters else None
     shown = await repo.volunteer_shown(s, row["account_id"])
     # the lead learns who left as projects shows volunteers to leads: masked name and number
     uow.raise_event(
@@ -497,18 +503,19 @@ async def leave(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID
 
 async def admit_next_in_line(uow: UnitOfWork, row: repo.Row) -> bool:
     """Admit the oldest waiting application to a freed place; False when nobody waits or no place is free."""
-    admitted = await _admit_next(uow, row)
+    waiters = await repo.next_in_line(uow.session, row["position_id"])
+    admitted = await _admit_next(uow, row, waiters[0]) if waiters else None
     if admitted is None:
         return False
     uow.raise_event(admitted)
     return True
 
 
-async def _admit_next(uow: UnitOfWork, row: repo.Row) -> ApplicationAdmitted | None:
-    """:func:`admit_next_in_line`'s writes; returns the admission event for the caller to raise."""
+async def _admit_next(uow: UnitOfWork, row: repo.Row, nxt: repo.Row) -> ApplicationAdmitted | None:
+    """Admit ``nxt`` (a waiter the caller locked) if a place is free; returns the admission event for
+    the caller to raise."""
     s = uow.session
-    nxt = await repo.next_in_line(s, row["position_id"])
-    if nxt is None or not await repo.take_place(s, row["position_id"]):
+    if not await repo.take_place(s, row["position_id"]):
         return None
     await repo.set_stage(s, nxt["id"], stages.ADMITTED, uow.clock.now())
     return ApplicationAdmitted(**_application_event_fields(row, nxt["id"], nxt["account_id"]), automatic=True)
@@ -624,6 +631,12 @@ async def correct_hours(
     cap = runtime.settings.hours_daily_cap_minutes
     hours_rules.check_daily_cap(minutes, cap)
     await repo.lock_days(uow.session, [record["application_id"]], [record["service_date"]])
+    # the application is held now: a volunteer who left (or never held a place) gains no minutes
+    if (
+        minutes > record["minutes"]
+        and await repo.stage_of(uow.session, record["application_id"]) not in stages.HOLDS_PLACE
+    ):
+        raise AppError(errors.HOURS_NOT_ADMITTED, {"application_ids": [str(record["application_id"])]})
     await repo.correct_hours(
         uow.session,
         record_id=record_id,
