@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
@@ -24,6 +24,7 @@ from shared.errors import (
     UNAUTHENTICATED,
     VALIDATION_FAILED,
     AppError,
+    ErrorSpec,
     error_responses,
 )
 from shared.pagination import CURSOR_INVALID
@@ -99,13 +100,20 @@ async def _delivered(runtime: NotificationsRuntime, email_id: uuid.UUID) -> Emai
     return email
 
 
+def _json_error_responses(*specs: ErrorSpec) -> dict[int | str, dict[str, Any]]:
+    """``error_responses`` for a route whose answer is a page: its refusals are still JSON (FastAPI
+    would document them under the route's own media type)."""
+    body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    return {status: {"description": r["description"], "content": body} for status, r in error_responses(*specs).items()}
+
+
 # declared before /{email_id}, which would take "<id>.html" for an id and refuse it
 @router.get(
     "/api/v1/mailbox/{email_id}.html",
     response_class=HTMLResponse,
     tags=["mailbox"],
     summary="Standalone mode: one email as a web page (sender, recipient, language, subject, HTML body)",
-    responses={**error_responses(NOT_FOUND, EMAIL_NOT_FOUND), 200: {"content": {"text/html": {}}}},
+    responses={**_json_error_responses(NOT_FOUND, EMAIL_NOT_FOUND), 200: {"content": {"text/html": {}}}},
 )
 async def show_mailbox_email(email_id: uuid.UUID, runtime: RuntimeDep) -> HTMLResponse:
     email = await _delivered(runtime, email_id)
