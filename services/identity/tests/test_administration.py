@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from identity.admin import create_national_admin
-from identity.testing import Identity
+from identity.testing import Identity, StartIdentity
 
 ROLES_URL = "/api/v1/admin/accounts/{}/roles"
 
@@ -174,3 +174,25 @@ async def test_audit_log_pages_newest_first_and_is_for_the_national_admin_only(i
         "/api/v1/admin/audit-entries", params=params, headers=identity.regional_admin("110000")
     )
     assert regional.status_code == 403
+
+
+async def test_the_last_national_admin_keeps_the_role_until_another_account_has_it(
+    start_identity: StartIdentity,
+) -> None:
+    async with start_identity() as fresh:  # a database whose national admins this test knows
+        _, first = await fresh.sign_up()
+        _, second = await fresh.sign_up()
+        admin = fresh.national_admin()
+        granted = await fresh.client.put(
+            ROLES_URL.format(first["id"]), json={"roles": ["national_admin"]}, headers=admin
+        )
+        assert granted.status_code == 200, granted.text
+
+        refused = await fresh.client.put(ROLES_URL.format(first["id"]), json={"roles": ["volunteer"]}, headers=admin)
+        assert refused.status_code == 409
+        assert refused.json()["code"] == "last_national_admin"
+
+        await fresh.client.put(ROLES_URL.format(second["id"]), json={"roles": ["national_admin"]}, headers=admin)
+        demoted = await fresh.client.put(ROLES_URL.format(first["id"]), json={"roles": ["volunteer"]}, headers=admin)
+        assert demoted.status_code == 200, demoted.text
+        assert demoted.json()["roles"] == ["volunteer"]

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from identity import errors
@@ -20,7 +20,7 @@ from identity.registration import check_email
 from identity.repository import Accounts, Audit, Cases
 from identity.sessions import retire_credentials
 from shared import regions
-from shared.auth import ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER, ROLES, Principal
+from shared.auth import ROLE_NATIONAL_ADMIN, ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER, ROLES, Principal
 from shared.contracts.identity import (
     AccountContactChanged,
     AccountRegistered,
@@ -51,6 +51,10 @@ async def set_temporary_password(runtime: IdentityRuntime, uow: UnitOfWork, acco
     return password
 
 
+#: advisory lock taken by every role change that leaves an account without national_admin
+_NATIONAL_ADMINS_LOCK = 0x4E41_5449_4F4E
+
+
 async def set_roles(
     uow: UnitOfWork, actor: Principal, account_id: uuid.UUID, roles: Sequence[str], admin_region: str | None
 ) -> Account:
@@ -62,9 +66,20 @@ async def set_roles(
             raise AppError(errors.ROLE_INVALID, {"admin_region": admin_region})
     else:
         admin_region = None
+    if ROLE_NATIONAL_ADMIN not in wanted:
+        # one demotion of a national admin at a time, so two at once cannot leave none
+        await uow.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _NATIONAL_ADMINS_LOCK})
     account = await Accounts(uow.session).get(account_id, for_update=True)
     if account is None:
         raise AppError(errors.ACCOUNT_NOT_FOUND)
+    if ROLE_NATIONAL_ADMIN in account.roles and ROLE_NATIONAL_ADMIN not in wanted:
+        others = await uow.session.scalar(
+            select(func.count())
+            .select_from(Account)
+            .where(Account.roles.contains([ROLE_NATIONAL_ADMIN]), Account.id != account.id)
+        )
+        if not others:
+            raise AppError(errors.LAST_NATIONAL_ADMIN)
     if account.record_id is not None:
         wanted.add(ROLE_VOLUNTEER)  # a registered volunteer stays one
     before = (sorted(account.roles), account.admin_region)

@@ -94,6 +94,12 @@ ACCOUNT_NOT_FOUND = ErrorSpec("account_not_found", 404, "账号不存在", "No s
 ROLE_INVALID = ErrorSpec(
     "role_invalid", 422, "角色或管理地区不正确", "Unknown role, or a regional admin without region"
 )
+LAST_NATIONAL_ADMIN = ErrorSpec(
+    "last_national_admin",
+    409,
+    "这是系统中最后一位全国管理员,请先为其他账号授予全国管理员角色",
+    "This is the last national admin: grant the role to another account first",
+)
 CASE_NOT_FOUND = ErrorSpec("case_not_found", 404, "重复记录处理单不存在", "No such duplicate case")
 CASE_ALREADY_RESOLVED = ErrorSpec("case_already_resolved", 409, "该重复记录已处理", "This case is already resolved")
 RECORD_NOT_IN_CASE = ErrorSpec(

@@ -35,7 +35,9 @@ AUTH_ERRORS = (UNAUTHENTICATED, TOKEN_INVALID, FORBIDDEN)
     "/api/v1/admin/accounts/{account_id}/roles",
     response_model=AccountOut,
     summary="Grant or withdraw roles (regional admin with its region, national admin, data importer)",
-    responses=error_responses(*AUTH_ERRORS, errors.ACCOUNT_NOT_FOUND, errors.ROLE_INVALID, VALIDATION_FAILED),
+    responses=error_responses(
+        *AUTH_ERRORS, errors.ACCOUNT_NOT_FOUND, errors.ROLE_INVALID, errors.LAST_NATIONAL_ADMIN, VALIDATION_FAILED
+    ),
 )
 async def set_roles(account_id: uuid.UUID, body: RolesIn, principal: NationalAdmin, uow: UoW) -> AccountOut:
     async with uow:
