@@ -315,6 +315,28 @@ async def test_a_replayed_email_goes_to_the_address_the_recipient_corrected_sinc
         assert len(own_smtp.to(old_address)) == 1  # only the welcome, before the failure
 
 
+async def test_a_replayed_welcome_goes_to_the_address_the_recipient_corrected_since(
+    start_service: StartService, own_smtp: SmtpServer
+) -> None:
+    async with start_service(own_smtp) as service:
+        own_smtp.refuse_with = "550 5.1.1 mailbox unavailable"
+        account_id, old_address = await service.register(wait=False)
+        [failed] = await eventually(lambda: _failed_welcomes(service, old_address), timeout=30, interval=0.1)
+        own_smtp.refuse_with = None
+        new_address = f"fixed-{account_id.hex[:10]}@example.org"
+        await contact_changed(service, account_id, email=new_address, name="王五")
+        replayed = await service.client.post(f"/api/v1/emails/{failed['id']}/replay", headers=service.admin)
+        assert replayed.status_code == 200, replayed.text
+        assert replayed.json()["to_address"] == new_address
+        await own_smtp.wait_for(lambda m: new_address in m.rcpt_tos, timeout=30)
+        assert own_smtp.to(old_address) == []
+
+
+async def _failed_welcomes(service: Any, address: str) -> list[dict[str, Any]] | None:
+    items = [e for e in await service.emails(template="welcome", status="failed") if e["to_address"] == address]
+    return items or None
+
+
 async def test_pending_emails_follow_a_contact_change_of_their_account(
     start_service: StartService, own_smtp: SmtpServer
 ) -> None:

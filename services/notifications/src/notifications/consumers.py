@@ -116,6 +116,7 @@ async def send_welcome(
                 to_name=event.display_name,
                 language=event.language,
                 context={"username": event.username, "path": links.LOGIN},
+                account_id=event.account_id,
             )
             for event, envelope in items
             # the bootstrapped national admin is staff, not a volunteer to greet

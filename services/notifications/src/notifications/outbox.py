@@ -184,6 +184,9 @@ class Addressed:
     to_name: str
     language: str
     context: dict[str, Any]
+    #: the account it concerns, when there is one: a replay, or a contact change while it waits,
+    #: then sends it to the address the account holds by then
+    account_id: uuid.UUID | None = None
 
 
 async def queue_emails(uow: UnitOfWork, templates: Templates, emails: list[Addressed]) -> int:
@@ -196,7 +199,7 @@ async def queue_emails(uow: UnitOfWork, templates: Templates, emails: list[Addre
             e.envelope,
             template=e.template,
             recipient_key=e.to_address.strip().lower(),
-            account_id=None,
+            account_id=e.account_id,
             recipient=(e.to_address, e.to_name, e.language),
             context=e.context,
         )
