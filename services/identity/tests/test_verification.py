@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date
+from typing import Any
 
 import pytest
 
@@ -268,12 +269,9 @@ async def test_regional_admin_cannot_review_their_own_id_card_upload(identity: I
     assert (await identity.me(headers))["verification"]["status"] == "verified"
 
 
-async def test_a_name_changed_while_the_id_card_awaits_review_withdraws_the_upload_so_it_is_never_approved(
-    identity: Identity,
-) -> None:
-    """The admin saw 陈验证失败 and the card; the volunteer then renamed the account. Approving
-    verified the new name unseen (locked, numbered, on the card). The rename now withdraws the
-    upload and the new name goes through the automatic check like any corrected name."""
+async def upload_awaiting_review(identity: Identity) -> tuple[dict[str, str], Any, dict[str, str], dict[str, Any]]:
+    """A volunteer whose automatic check failed, their ID-card upload, and the regional admin who
+    sees it waiting: (volunteer headers, account id, admin headers, review item)."""
     headers, account_id = await failed_volunteer(identity)
     await identity.client.post(
         "/api/v1/accounts/me/id-card-images", files={"file": ("front.png", PNG_BYTES, "image/png")}, headers=headers
@@ -281,6 +279,16 @@ async def test_a_name_changed_while_the_id_card_awaits_review_withdraws_the_uplo
     admin = identity.regional_admin("110105")
     item = await pending_review(identity, admin, account_id)
     assert item is not None
+    return headers, account_id, admin, item
+
+
+async def test_a_name_changed_while_the_id_card_awaits_review_withdraws_the_upload_so_it_is_never_approved(
+    identity: Identity,
+) -> None:
+    """The admin saw 陈验证失败 and the card; the volunteer then renamed the account. The rename
+    withdraws the upload, so the admin cannot approve a name they never saw; the new name goes
+    through the automatic check like any corrected name."""
+    headers, account_id, admin, item = await upload_awaiting_review(identity)
     assert item["real_name"] == "陈验证失败"
 
     renamed = await identity.client.patch("/api/v1/accounts/me", json={"real_name": "王冒名验证失败"}, headers=headers)
@@ -301,13 +309,7 @@ async def test_a_name_changed_while_the_id_card_awaits_review_withdraws_the_uplo
 
 async def test_a_decision_and_a_name_change_at_the_same_moment_never_approve_the_new_name(identity: Identity) -> None:
     for _ in range(3):
-        headers, account_id = await failed_volunteer(identity)
-        await identity.client.post(
-            "/api/v1/accounts/me/id-card-images", files={"file": ("front.png", PNG_BYTES, "image/png")}, headers=headers
-        )
-        admin = identity.regional_admin("110105")
-        item = await pending_review(identity, admin, account_id)
-        assert item is not None
+        headers, account_id, admin, item = await upload_awaiting_review(identity)
 
         decision, renamed = await asyncio.gather(
             identity.client.post(

@@ -302,11 +302,7 @@ async def test_a_replayed_email_goes_to_the_address_the_recipient_corrected_sinc
         assert failed["to_address"] == old_address
         own_smtp.refuse_with = None
 
-        new_address = f"fixed-{account_id.hex[:10]}@example.org"
-        await contact_changed(service, account_id, email=new_address, name="王五")
-        replayed = await service.client.post(f"/api/v1/emails/{failed['id']}/replay", headers=service.admin)
-        assert replayed.status_code == 200, replayed.text
-        assert replayed.json()["to_address"] == new_address
+        new_address = await replay_after_correcting_the_address(service, account_id, failed["id"])
         [email] = await own_smtp.wait_for(lambda m: new_address in m.rcpt_tos, timeout=30)
         assert email.message["To"].addresses[0].display_name == "王五"
         assert "11010520261126000010" in email.text()
@@ -323,13 +319,20 @@ async def test_a_replayed_welcome_goes_to_the_address_the_recipient_corrected_si
         account_id, old_address = await service.register(wait=False)
         [failed] = await eventually(lambda: _failed_welcomes(service, old_address), timeout=30, interval=0.1)
         own_smtp.refuse_with = None
-        new_address = f"fixed-{account_id.hex[:10]}@example.org"
-        await contact_changed(service, account_id, email=new_address, name="王五")
-        replayed = await service.client.post(f"/api/v1/emails/{failed['id']}/replay", headers=service.admin)
-        assert replayed.status_code == 200, replayed.text
-        assert replayed.json()["to_address"] == new_address
+        new_address = await replay_after_correcting_the_address(service, account_id, failed["id"])
         await own_smtp.wait_for(lambda m: new_address in m.rcpt_tos, timeout=30)
         assert own_smtp.to(old_address) == []
+
+
+async def replay_after_correcting_the_address(service: Any, account_id: uuid.UUID, email_id: str) -> str:
+    """The recipient corrects the address, then an operator replays the failed email: the replay
+    answers with the new address, which it returns."""
+    new_address = f"fixed-{account_id.hex[:10]}@example.org"
+    await contact_changed(service, account_id, email=new_address, name="王五")
+    replayed = await service.client.post(f"/api/v1/emails/{email_id}/replay", headers=service.admin)
+    assert replayed.status_code == 200, replayed.text
+    assert replayed.json()["to_address"] == new_address
+    return new_address
 
 
 async def _failed_welcomes(service: Any, address: str) -> list[dict[str, Any]] | None:
