@@ -162,6 +162,50 @@ async def test_bulk_records_hundreds_of_rows_in_one_request(world: World) -> Non
     assert {r["record_id"] for r in event["records"]} == {i["id"] for i in body["items"]}
 
 
+async def test_a_bulk_recording_holds_a_few_database_locks_however_many_volunteers_it_lists(world: World) -> None:
+    """PostgreSQL's lock table is shared and small (max_locks_per_transaction x connections: 6,400 by
+    default). A recording that took a lock there per volunteer and day (one per row of a sheet) let
+    thirteen 1,000-row sheets at once fill it, and then every transaction of the service failed with
+    "out of shared memory". The recording is stopped just before its outbox insert (the outbox is
+    locked by the test), when it holds every lock it takes before its insert, and its locks are counted."""
+    project = await world.project(positions=POSITIONS)
+    admitted = await asyncio.gather(*(world.admitted_volunteer(project) for _ in range(60)))
+    world.clock.set(world.clock.now().replace(day=8))
+    rows = [
+        {"application_id": application_id, "service_date": f"2026-01-0{day}", "minutes": 60}
+        for _, _, application_id in admitted
+        for day in (5, 6, 7, 8)
+    ]
+    async with world.runtime.engine.connect() as blocker, world.runtime.engine.connect() as watcher:
+        await blocker.execute(text("LOCK TABLE outbox IN SHARE MODE"))
+        sheet = asyncio.create_task(
+            world.client.post(f"/api/v1/projects/{project.id}/hours/bulk", json={"rows": rows}, headers=project.lead)
+        )
+        held = None
+        for _ in range(500):
+            held = (
+                await watcher.execute(
+                    text(
+                        """SELECT count(*) FILTER (WHERE l.granted) AS held
+                           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                           WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+                             AND a.query LIKE '%INSERT INTO hours_records%'
+                             AND EXISTS (SELECT 1 FROM pg_locks w WHERE w.pid = a.pid AND NOT w.granted)"""
+                    )
+                )
+            ).scalar_one()
+            await watcher.rollback()
+            if held:
+                break
+            await asyncio.sleep(0.01)
+        await blocker.rollback()
+        response = await sheet
+    assert response.status_code == 201, response.text
+    assert response.json()["recorded"] == 240
+    assert held is not None
+    assert 0 < held < 80, held  # relations and indexes: not one per volunteer-day (273 then)
+
+
 async def test_bulk_is_all_or_nothing_when_one_row_is_not_admitted(world: World) -> None:
     project = await world.project(positions=POSITIONS)
     _, _, good = await world.admitted_volunteer(project)

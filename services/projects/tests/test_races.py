@@ -383,7 +383,7 @@ async def test_the_daily_cap_holds_under_corrections_recordings_and_sign_outs_at
 
 
 async def test_a_sign_out_and_a_recording_of_one_application_at_once_never_deadlock(rr: tuple[World, World]) -> None:
-    """Every path locks the application before the volunteer's day (a sign-out holds its application;
+    """Every path locks the application before the volunteer (a sign-out holds its application;
     a recording holds its applications FOR SHARE first): the two never deadlock into a 500."""
     first, second = rr
     project = await first.project(positions=[{"name": "岗", "quota": 500, "admission_mode": "auto"}])

@@ -87,7 +87,6 @@ async def merge_volunteer(s: AsyncSession, kept: uuid.UUID, merged: uuid.UUID) -
     one application stays (see ``_MERGE_CLASHES``), taking the other's hours, and the other is withdrawn;
     if both held a place, the withdrawn one's place is given back. Returns the positions that got a
     place back (the caller admits the next in line on automatic ones)."""
-    await s.execute(update(volunteers).where(volunteers.c.account_id == merged).values(merged_into=kept))
     freed: list[uuid.UUID] = []
     for clash in (await s.execute(_MERGE_CLASHES, {"kept": kept, "merged": merged})).mappings():
         keep_kept = _standing(clash["kept_stage"], clash["kept_minutes"], True) > _standing(
@@ -104,6 +103,9 @@ async def merge_volunteer(s: AsyncSession, kept: uuid.UUID, merged: uuid.UUID) -
             freed.append(clash["position_id"])
     await s.execute(update(applications).where(applications.c.account_id == merged).values(account_id=kept))
     await s.execute(update(hours_records).where(hours_records.c.account_id == merged).values(account_id=kept))
+    # last: a recording holds its applications before their volunteers' rows (``hold_volunteers``),
+    # so the merge does too, or the two could deadlock
+    await s.execute(update(volunteers).where(volunteers.c.account_id == merged).values(merged_into=kept))
     return freed
 
 
@@ -596,7 +598,7 @@ _RECORD_HOURS = text(
     """
 )
 
-_LOCK_DAYS = text(
+_HOLD_VOLUNTEERS = text(
     """
     WITH held AS (
         SELECT a.id, a.account_id FROM applications a
@@ -604,25 +606,28 @@ _LOCK_DAYS = text(
         ORDER BY a.id
         FOR SHARE
     )
-    SELECT count(pg_advisory_xact_lock(hashtextextended(d.account_id::text || d.service_date::text, 7)))
-    FROM (SELECT DISTINCT h.account_id, t.service_date
-          FROM unnest(CAST(:application_ids AS uuid[]), CAST(:service_dates AS date[]))
-               AS t(application_id, service_date)
-          JOIN held h ON h.id = t.application_id
-          ORDER BY 1, 2) d
+    SELECT count(*) FROM (
+        SELECT v.account_id FROM volunteers v
+        WHERE v.account_id IN (SELECT account_id FROM held)
+        ORDER BY v.account_id
+        FOR NO KEY UPDATE
+    ) AS locked
     """
 )
 
 
-async def lock_days(s: AsyncSession, application_ids: list[uuid.UUID], service_dates: list[date]) -> None:
-    """Serialise recordings of the same volunteer's same day, whatever the position or project (the
-    daily cap is per person, checked after inserting); different days and volunteers go on in parallel.
-    The applications are held first (``FOR SHARE``, in id order: a leave waits for the recording, and
-    a recording for a leave), then the days, sorted: every path takes application locks before day
-    locks (a sign-out holds its application when it gets here), so no two requests deadlock. On the
-    driver (see ``fetch_on_driver``): SQLAlchemy's handling of hundreds of array elements costs more
-    than the statement."""
-    await fetch_on_driver(s, _LOCK_DAYS, {"application_ids": application_ids, "service_dates": service_dates})
+async def hold_volunteers(s: AsyncSession, application_ids: list[uuid.UUID]) -> None:
+    """Serialise recordings of the same volunteer, whatever the position or project (the daily cap
+    is per person, checked after inserting); different volunteers go on in parallel. The applications
+    are held first (``FOR SHARE``, in id order: a leave waits for the recording, and a recording for a
+    leave), then their volunteers' rows (in account order): every path takes application locks before
+    volunteer locks (a sign-out holds its application when it gets here), so no two requests deadlock.
+    Row locks live in the rows, not in PostgreSQL's shared lock table: a sheet of 1,000 volunteers
+    takes no more of that table than a single row (an advisory lock per volunteer-day did, and a dozen
+    big sheets at once filled it). Every account holding a place has a ``volunteers`` row (applying
+    needs it; nothing deletes it). On the driver (see ``fetch_on_driver``): SQLAlchemy's handling of
+    hundreds of array elements costs more than the statement."""
+    await fetch_on_driver(s, _HOLD_VOLUNTEERS, {"application_ids": application_ids})
 
 
 _CUSTOM_PLANS = text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")

@@ -580,7 +580,7 @@ async def _record(
     service_dates = [r.service_date for r in rows]
     if len(rows) > 1:
         await repo.plan_for_these_arrays(uow.session)
-    await repo.lock_days(uow.session, application_ids, service_dates)
+    await repo.hold_volunteers(uow.session, application_ids)
     recorded = await repo.record_hours(
         uow.session,
         project_id=project["id"],
@@ -630,7 +630,7 @@ async def correct_hours(
         raise AppError(errors.NOT_PROJECT_MANAGER)
     cap = runtime.settings.hours_daily_cap_minutes
     hours_rules.check_daily_cap(minutes, cap)
-    await repo.lock_days(uow.session, [record["application_id"]], [record["service_date"]])
+    await repo.hold_volunteers(uow.session, [record["application_id"]])
     # the application is held now: a volunteer who left (or never held a place) gains no minutes
     if (
         minutes > record["minutes"]
@@ -719,7 +719,7 @@ async def sign_out(
         await repo.close_attendance(uow.session, attendance["id"], now, None, abandoned=True)
         return 0, None, True
     day = attendance["service_date"]
-    await repo.lock_days(uow.session, [application["id"]], [day])
+    await repo.hold_volunteers(uow.session, [application["id"]])
     already = await repo.minutes_on_day(uow.session, principal.account_id, day)
     minutes = hours_rules.capped_session_minutes(
         hours_rules.minutes_between(attendance["signed_in_at"], now), already, runtime.settings.hours_daily_cap_minutes
