@@ -331,12 +331,16 @@ async def _volunteer_on(world: World, projects: list[Any]) -> tuple[uuid.UUID, d
 
 
 async def day_total(world: World, account_id: uuid.UUID) -> int:
+    """The volunteer's minutes on the day, from the records; the day's kept total must agree."""
     [row] = await q(
         world,
-        "SELECT coalesce(sum(minutes),0) AS m FROM hours_records WHERE account_id=:a AND service_date=:d",
+        """SELECT coalesce(sum(minutes),0) AS m,
+                  (SELECT minutes FROM volunteer_days WHERE account_id=:a AND service_date=:d) AS kept
+           FROM hours_records WHERE account_id=:a AND service_date=:d""",
         a=account_id,
         d=START.date(),
     )
+    assert row["kept"] == row["m"], dict(row)
     return int(row["m"])
 
 
@@ -383,7 +387,7 @@ async def test_the_daily_cap_holds_under_corrections_recordings_and_sign_outs_at
 
 
 async def test_a_sign_out_and_a_recording_of_one_application_at_once_never_deadlock(rr: tuple[World, World]) -> None:
-    """Every path locks the application before the volunteer (a sign-out holds its application;
+    """Every path locks the application before the volunteer's day (a sign-out holds its application;
     a recording holds its applications FOR SHARE first): the two never deadlock into a 500."""
     first, second = rr
     project = await first.project(positions=[{"name": "岗", "quota": 500, "admission_mode": "auto"}])

@@ -91,6 +91,53 @@ async def test_merge_moves_applications_and_hours_to_the_kept_volunteer(world: W
     assert refused.json()["code"] == "volunteer_not_verified"
 
 
+async def test_after_a_merge_the_kept_volunteers_day_counts_both_records_against_the_daily_cap(
+    world: World,
+) -> None:
+    """The day's total moves with the hours: 400 + 400 minutes on one day (more than the 720 cap,
+    recorded before anyone knew they were one person) refuse any more minutes that day; a correction
+    lowering one of them is taken even while the day stays over (it is what brings the day back),
+    raising one is refused."""
+    first = await world.project(positions=[{"name": "引导员", "quota": 5, "admission_mode": "auto"}])
+    second = await world.project(positions=[{"name": "引导员", "quota": 5, "admission_mode": "auto"}])
+    merged_id, _, merged_app = await world.admitted_volunteer(first)
+    kept_id, _, kept_app = await world.admitted_volunteer(second)
+    recorded = {}
+    for project, application_id in ((first, merged_app), (second, kept_app)):
+        r = await world.client.post(
+            f"/api/v1/projects/{project.id}/hours",
+            json={"application_id": application_id, "service_date": "2026-01-05", "minutes": 400},
+            headers=project.lead,
+        )
+        assert r.status_code == 201, r.text
+        recorded[application_id] = r.json()["id"]
+    await world.feed(VolunteerMerged(account_id=kept_id, merged_account_id=merged_id, case_id=uuid.uuid4()))
+    more = await world.client.post(
+        f"/api/v1/projects/{second.id}/hours",
+        json={"application_id": kept_app, "service_date": "2026-01-05", "minutes": 10},
+        headers=second.lead,
+    )
+    assert more.json()["code"] == "hours_daily_cap_exceeded", more.text
+    raised = await world.client.post(
+        f"/api/v1/hours/{recorded[kept_app]}/corrections", json={"minutes": 410, "reason": "多记"}, headers=second.lead
+    )
+    assert raised.json()["code"] == "hours_daily_cap_exceeded", raised.text
+    lowered = await world.client.post(
+        f"/api/v1/hours/{recorded[merged_app]}/corrections",
+        json={"minutes": 350, "reason": "同一人重复"},
+        headers=first.lead,
+    )
+    assert lowered.status_code in (200, 201, 204), lowered.text
+    async with world.runtime.engine.connect() as conn:
+        days = (
+            await conn.execute(
+                text("SELECT account_id, minutes FROM volunteer_days WHERE account_id IN (:k, :m)"),
+                {"k": kept_id, "m": merged_id},
+            )
+        ).all()
+    assert [(a, m) for a, m in days] == [(kept_id, 750)]
+
+
 async def test_merging_two_admitted_records_keeps_one_place_and_gives_the_other_to_the_next_in_line(
     world: World,
 ) -> None:

@@ -174,10 +174,20 @@ hours_records = Table(
     Column("corrected", Boolean, nullable=False, server_default=text("false")),
     CheckConstraint("minutes >= 0", name="minutes_positive"),
 )
-# an application's records (and its days); a volunteer's records and their days, where the daily cap
-# is counted (one person, every position and project)
+# an application's records (and its days); a volunteer's records (their hours page)
 Index("ix_hours_records_day", hours_records.c.application_id, hours_records.c.service_date)
 Index("ix_hours_records_account_day", hours_records.c.account_id, hours_records.c.service_date)
+
+#: a volunteer's minutes on a day over every position and project, kept with the records in the
+#: same transactions: the daily cap is checked against it, and its row is where recordings of one
+#: volunteer's day take turns (a row lock: none of PostgreSQL's shared lock table)
+volunteer_days = Table(
+    "volunteer_days",
+    metadata,
+    Column("account_id", UUID(as_uuid=True), primary_key=True),
+    Column("service_date", Date, primary_key=True),
+    Column("minutes", Integer, nullable=False),
+)
 
 hours_corrections = Table(
     "hours_corrections",

@@ -77,6 +77,16 @@ _MERGE_CLASHES = text(
 )
 
 
+_MOVE_DAYS = text(
+    """
+    WITH moved AS (DELETE FROM volunteer_days WHERE account_id = :merged RETURNING service_date, minutes)
+    INSERT INTO volunteer_days AS d (account_id, service_date, minutes)
+    SELECT :kept, service_date, minutes FROM moved ORDER BY service_date
+    ON CONFLICT (account_id, service_date) DO UPDATE SET minutes = d.minutes + excluded.minutes
+    """
+)
+
+
 def _standing(stage: str, minutes: int, kept: bool) -> tuple[bool, int, int, bool]:
     holds_place = stage in stages.HOLDS_PLACE
     return (holds_place, stages.STAGES.index(stage) if holds_place else 0, minutes, kept)
@@ -103,8 +113,8 @@ async def merge_volunteer(s: AsyncSession, kept: uuid.UUID, merged: uuid.UUID) -
             freed.append(clash["position_id"])
     await s.execute(update(applications).where(applications.c.account_id == merged).values(account_id=kept))
     await s.execute(update(hours_records).where(hours_records.c.account_id == merged).values(account_id=kept))
-    # last: a recording holds its applications before their volunteers' rows (``hold_volunteers``),
-    # so the merge does too, or the two could deadlock
+    # after the applications, like a recording (``add_to_days``): the two never deadlock
+    await s.execute(_MOVE_DAYS, {"kept": kept, "merged": merged})
     await s.execute(update(volunteers).where(volunteers.c.account_id == merged).values(merged_into=kept))
     return freed
 
@@ -598,36 +608,45 @@ _RECORD_HOURS = text(
     """
 )
 
-_HOLD_VOLUNTEERS = text(
+_ADD_TO_DAYS = text(
     """
     WITH held AS (
         SELECT a.id, a.account_id FROM applications a
         WHERE a.id = ANY(CAST(:application_ids AS uuid[]))
         ORDER BY a.id
         FOR SHARE
+    ), added AS (
+        SELECT h.account_id, t.service_date, sum(t.minutes)::int AS minutes
+        FROM unnest(CAST(:application_ids AS uuid[]), CAST(:service_dates AS date[]), CAST(:minutes AS int[]))
+             AS t(application_id, service_date, minutes)
+        JOIN held h ON h.id = t.application_id
+        GROUP BY 1, 2
+        ORDER BY 1, 2
     )
-    SELECT count(*) FROM (
-        SELECT v.account_id FROM volunteers v
-        WHERE v.account_id IN (SELECT account_id FROM held)
-        ORDER BY v.account_id
-        FOR NO KEY UPDATE
-    ) AS locked
+    INSERT INTO volunteer_days AS d (account_id, service_date, minutes)
+    SELECT account_id, service_date, minutes FROM added
+    ON CONFLICT (account_id, service_date) DO UPDATE SET minutes = d.minutes + excluded.minutes
+    RETURNING d.account_id, d.service_date, d.minutes
     """
 )
 
 
-async def hold_volunteers(s: AsyncSession, application_ids: list[uuid.UUID]) -> None:
-    """Serialise recordings of the same volunteer, whatever the position or project (the daily cap
-    is per person, checked after inserting); different volunteers go on in parallel. The applications
-    are held first (``FOR SHARE``, in id order: a leave waits for the recording, and a recording for a
-    leave), then their volunteers' rows (in account order): every path takes application locks before
-    volunteer locks (a sign-out holds its application when it gets here), so no two requests deadlock.
-    Row locks live in the rows, not in PostgreSQL's shared lock table: a sheet of 1,000 volunteers
-    takes no more of that table than a single row (an advisory lock per volunteer-day did, and a dozen
-    big sheets at once filled it). Every account holding a place has a ``volunteers`` row (applying
-    needs it; nothing deletes it). On the driver (see ``fetch_on_driver``): SQLAlchemy's handling of
-    hundreds of array elements costs more than the statement."""
-    await fetch_on_driver(s, _HOLD_VOLUNTEERS, {"application_ids": application_ids})
+async def add_to_days(
+    s: AsyncSession, application_ids: list[uuid.UUID], service_dates: list[date], minutes: list[int]
+) -> list[Any]:
+    """Add minutes to the volunteers' days (rows of ``application_ids`` with their dates); returns
+    each day touched with its new total, over every position and project, which the caller checks
+    against the daily cap. The applications are held first (``FOR SHARE``, in id order: a leave
+    waits for the recording, and a recording for a leave), then the days' rows (in volunteer and
+    date order): every path takes application locks before day rows (a sign-out holds its
+    application when it gets here), so no two requests deadlock, and recordings of one volunteer's
+    day take turns while other days and volunteers go on in parallel. Row locks live in the rows,
+    not in PostgreSQL's shared lock table: a sheet of 1,000 rows takes no more of that table than
+    one (an advisory lock per volunteer-day did, and a dozen big sheets at once filled it). On the
+    driver (see ``fetch_on_driver``): SQLAlchemy's handling of hundreds of array elements costs
+    more than the statement."""
+    params = {"application_ids": application_ids, "service_dates": service_dates, "minutes": minutes}
+    return await fetch_on_driver(s, _ADD_TO_DAYS, params)
 
 
 _CUSTOM_PLANS = text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
@@ -679,38 +698,9 @@ async def record_hours(
     )
 
 
-_OVER_CAP = text(
-    """
-    SELECT h.account_id, h.service_date, sum(h.minutes)::int AS minutes
-    FROM hours_records h
-    JOIN (SELECT DISTINCT account_id, service_date
-          FROM unnest(CAST(:account_ids AS uuid[]), CAST(:service_dates AS date[])) AS t(account_id, service_date)
-         ) d ON d.account_id = h.account_id AND d.service_date = h.service_date
-    GROUP BY h.account_id, h.service_date
-    HAVING sum(h.minutes) > :cap
-    LIMIT 1
-    """
-)
-
-
-async def first_day_over_cap(s: AsyncSession, account_ids: list[uuid.UUID], service_dates: list[date], cap: int) -> Any:
-    """The first of these volunteers' days whose minutes, over every position and project, pass the cap."""
-    params = {"account_ids": account_ids, "service_dates": service_dates, "cap": cap}
-    rows = await fetch_on_driver(s, _OVER_CAP, params)
-    return rows[0] if rows else None
-
-
 async def recorded_minutes(s: AsyncSession, application_id: uuid.UUID) -> int:
     stmt = select(func.coalesce(func.sum(hours_records.c.minutes), 0)).where(
         hours_records.c.application_id == application_id
-    )
-    return int((await s.execute(stmt)).scalar_one())
-
-
-async def minutes_on_day(s: AsyncSession, account_id: uuid.UUID, service_date: date) -> int:
-    """What a volunteer already has on a day, over every position and project (the daily cap's count)."""
-    stmt = select(func.coalesce(func.sum(hours_records.c.minutes), 0)).where(
-        hours_records.c.account_id == account_id, hours_records.c.service_date == service_date
     )
     return int((await s.execute(stmt)).scalar_one())
 

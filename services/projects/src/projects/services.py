@@ -578,15 +578,16 @@ async def _record(
         hours_rules.check_daily_cap(row.minutes, settings.hours_daily_cap_minutes)
     application_ids = [r.application_id for r in rows]
     service_dates = [r.service_date for r in rows]
+    minutes = [r.minutes for r in rows]
     if len(rows) > 1:
         await repo.plan_for_these_arrays(uow.session)
-    await repo.hold_volunteers(uow.session, application_ids)
+    days = await repo.add_to_days(uow.session, application_ids, service_dates, minutes)
     recorded = await repo.record_hours(
         uow.session,
         project_id=project["id"],
         application_ids=application_ids,
         service_dates=service_dates,
-        minutes=[r.minutes for r in rows],
+        minutes=minutes,
         late=[
             hours_rules.is_late(r.service_date, today, project_closed=closed, grace_days=settings.hours_late_grace_days)
             for r in rows
@@ -601,15 +602,7 @@ async def _record(
         found = {r["application_id"] for r in recorded}
         missing = sorted({str(a) for a in application_ids if a not in found})
         raise AppError(errors.HOURS_NOT_ADMITTED, {"application_ids": missing})
-    # the volunteers and days as the insert returned them: no need to look the applications up again
-    over = await repo.first_day_over_cap(
-        uow.session,
-        [r["account_id"] for r in recorded],
-        [r["service_date"] for r in recorded],
-        settings.hours_daily_cap_minutes,
-    )
-    if over is not None:
-        hours_rules.check_daily_cap(over["minutes"], settings.hours_daily_cap_minutes)
+    hours_rules.check_daily_cap(max((d["minutes"] for d in days), default=0), settings.hours_daily_cap_minutes)
     return recorded
 
 
@@ -630,7 +623,9 @@ async def correct_hours(
         raise AppError(errors.NOT_PROJECT_MANAGER)
     cap = runtime.settings.hours_daily_cap_minutes
     hours_rules.check_daily_cap(minutes, cap)
-    await repo.hold_volunteers(uow.session, [record["application_id"]])
+    [day] = await repo.add_to_days(
+        uow.session, [record["application_id"]], [record["service_date"]], [minutes - record["minutes"]]
+    )
     # the application is held now: a volunteer who left (or never held a place) gains no minutes
     if (
         minutes > record["minutes"]
@@ -646,9 +641,8 @@ async def correct_hours(
         by=principal.account_id,
         now=uow.clock.now(),
     )
-    over = await repo.first_day_over_cap(uow.session, [record["account_id"]], [record["service_date"]], cap)
-    if over is not None:
-        hours_rules.check_daily_cap(over["minutes"], cap)
+    if minutes > record["minutes"]:  # lowering a day already over the cap (a merge's) stays possible
+        hours_rules.check_daily_cap(day["minutes"], cap)
     uow.raise_event(
         HoursCorrected(
             record_id=record_id,
@@ -719,8 +713,8 @@ async def sign_out(
         await repo.close_attendance(uow.session, attendance["id"], now, None, abandoned=True)
         return 0, None, True
     day = attendance["service_date"]
-    await repo.hold_volunteers(uow.session, [application["id"]])
-    already = await repo.minutes_on_day(uow.session, principal.account_id, day)
+    [held] = await repo.add_to_days(uow.session, [application["id"]], [day], [0])
+    already = held["minutes"]
     minutes = hours_rules.capped_session_minutes(
         hours_rules.minutes_between(attendance["signed_in_at"], now), already, runtime.settings.hours_daily_cap_minutes
     )
