@@ -295,3 +295,11 @@ def test_the_closing_notice_names_the_national_service_line_from_settings() -> N
     assert "可拨打全国服务电话:010-12345678(工作日 8:30–17:30),由全国管理员办理延期" in zh.text
     en = Templates(settings).render("project_closed", "en", context)
     assert "call the national service line: 010-12345678" in en.text
+
+
+def test_emails_wait_a_day_for_their_recipient_unless_configured_and_never_zero_hours() -> None:
+    assert NotificationsSettings().awaiting_recipient_max_hours == 24
+    assert NotificationsSettings(awaiting_recipient_max_hours=72).awaiting_recipient_max_hours == 72
+    for hours in (0, -1):
+        with pytest.raises(ValueError, match="awaiting_recipient_max_hours"):
+            NotificationsSettings(awaiting_recipient_max_hours=hours)

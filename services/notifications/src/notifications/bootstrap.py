@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from notifications import awaiting
 from notifications.config import NotificationsSettings
 from notifications.consumers import handlers
 from notifications.models import EMAIL_CHANNEL, messaging
@@ -24,6 +25,11 @@ class NotificationsRuntime(Runtime):
     settings: NotificationsSettings
     templates: Templates
     sender: EmailSender
+
+    async def sweep_awaiting_recipients(self) -> int:
+        """One pass of the periodic sweep of emails awaiting their recipient (see
+        ``notifications.awaiting``): how many were given up on."""
+        return await awaiting.sweep(self.session_factory, self.clock, self.settings)
 
 
 def build_runtime(
@@ -46,5 +52,8 @@ def build_runtime(
     async def listen_for_emails() -> None:
         await listen_forever(dsn, EMAIL_CHANNEL, runtime.sender.wake)
 
-    runtime.background += [runtime.sender.run, listen_for_emails]
+    async def sweep_awaiting_recipients() -> None:
+        await awaiting.sweep_forever(runtime.session_factory, runtime.clock, settings)
+
+    runtime.background += [runtime.sender.run, listen_for_emails, sweep_awaiting_recipients]
     return runtime

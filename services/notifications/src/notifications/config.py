@@ -62,6 +62,14 @@ class NotificationsSettings(ServiceSettings):
     mail_retry_base_seconds: float = 5.0
     mail_retry_max_seconds: float = 1800.0
     mail_poll_interval: float = 1.0
+    #: how long an email may wait for its recipient's address (the account's ``account.registered``,
+    #: normally seconds behind): past this, the periodic sweep marks it failed with the reason
+    #: ``recipient_unknown`` (see notifications.awaiting), where operators see and replay it, rather
+    #: than letting it wait forever unseen when the event was dead-lettered or lost. A day leaves
+    #: room to redrive a dead-letter queue; an alert on the oldest wait fires long before
+    awaiting_recipient_max_hours: float = Field(default=24.0, gt=0)
+    #: period of that sweep, which also measures the awaiting gauges (every replica runs it)
+    awaiting_recipient_sweep_seconds: float = Field(default=60.0, gt=0)
 
     #: per-recipient limits against mailbox flooding: at most N emails of a template per
     #: recipient per window; the excess is kept as ``suppressed`` with the reason. Only for emails

@@ -23,7 +23,8 @@ messaging = define_messaging_tables(metadata, "notifications")
 
 EMAIL_CHANNEL = "emails_notifications"
 
-#: waiting for the recipient's account.registered; rendered and made pending when it arrives
+#: waiting for the recipient's account.registered; rendered and made pending when it arrives,
+#: failed (``recipient_unknown``) when it has not after ``awaiting_recipient_max_hours``
 AWAITING_RECIPIENT = "awaiting_recipient"
 PENDING = "pending"
 SENT = "sent"
@@ -58,6 +59,8 @@ class Email(Base):
         Index("ix_emails_unresolved", "recipient_account_id", postgresql_where=text("to_address = ''")),
         # an account's pending emails, re-addressed when its contact changes (few rows at any time)
         Index("ix_emails_pending_account", "recipient_account_id", postgresql_where=text("status = 'pending'")),
+        # emails waiting for their recipient, longest first: the expiry sweep and its gauges
+        Index("ix_emails_awaiting", "next_attempt_at", postgresql_where=text("status = 'awaiting_recipient'")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -82,9 +85,12 @@ class Email(Base):
     body_text: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str] = mapped_column(Text)
     message_id: Mapped[str] = mapped_column(String(200))
-    #: awaiting_recipient → pending → sent | failed; or suppressed (rate limit)
+    #: awaiting_recipient → pending → sent | failed; or suppressed (rate limit); awaiting_recipient
+    #: → failed when the recipient's address never came (``notifications.awaiting``)
     status: Mapped[str] = mapped_column(String(24), server_default="pending")
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    #: when a pending email is due; while an email awaits its recipient, when it began to wait
+    #: (queued, or replayed by an operator): its longest wait is counted from there
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))

@@ -3,7 +3,8 @@
 An email to an account whose address the recipients read model does not hold yet (its
 ``account.registered`` has not arrived) is never dropped: it is stored as
 ``awaiting_recipient`` with the account id and the template's variables, and rendered and
-made ``pending`` in the transaction that brings the account into the read model. When an
+made ``pending`` in the transaction that brings the account into the read model (should that
+never happen, it is given up on after ``awaiting_recipient_max_hours``: ``awaiting``). When an
 account's contact changes, its emails not yet sent follow to the new address
 (:func:`readdress_pending`).
 
@@ -342,6 +343,8 @@ async def resolve_awaiting_many(uow: UnitOfWork, templates: Templates, recipient
             .where(Email.id == email_id)
             .values(
                 **addressed,
+                # a suppressed email, or one given up on as recipient_unknown, is addressed but
+                # stays as it is: it leaves only when an operator replays it
                 status=PENDING if status == AWAITING_RECIPIENT else status,
                 context=None,
                 next_attempt_at=uow.clock.now(),

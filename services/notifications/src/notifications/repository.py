@@ -79,7 +79,8 @@ async def replays_of(session: AsyncSession, email_id: uuid.UUID) -> list[EmailRe
 
 async def replay(session: AsyncSession, email_id: uuid.UUID, *, by: uuid.UUID, now: datetime) -> None:
     """Back to the queue with fresh attempts, to the recipient's current address; who did it and
-    what it was before are audited."""
+    what it was before are audited. An email whose recipient is still unknown (given up on as
+    ``recipient_unknown``) waits for it again, the full time from now (see ``awaiting``)."""
     account_id = await session.scalar(select(Email.recipient_account_id).where(Email.id == email_id))
     if account_id is not None:
         # before the email's row, as the recipients handler takes it: a contact change committed
@@ -107,6 +108,7 @@ async def replay(session: AsyncSession, email_id: uuid.UUID, *, by: uuid.UUID, n
             status=PENDING if email.to_address else AWAITING_RECIPIENT,
             attempts=0,
             last_error=None,
+            # due now; or, awaiting its recipient, waiting since now
             next_attempt_at=now,
             **readdressed,
         )
