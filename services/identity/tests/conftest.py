@@ -27,8 +27,10 @@ def start_identity(amqp_url: str, database_factory: Callable[[str], Awaitable[st
     @asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[Identity]:
         clock = ManualClock(datetime.now(UTC))
+        # a fresh database, unless the test restarts the service on one it had (key rotation)
+        database_url = overrides.pop("database_url", None) or await database_factory("identity")
         settings = IdentitySettings(
-            database_url=await database_factory("identity"),
+            database_url=database_url,
             amqp_url=amqp_url,
             **{**TEST_OVERRIDES, **FAST, **overrides},
         )

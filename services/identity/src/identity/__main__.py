@@ -1,4 +1,4 @@
-"""``python -m identity serve|worker|migrate|create-admin``."""
+"""``python -m identity serve|worker|migrate|create-admin|rekey``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from collections.abc import Sequence
 
 from identity.bootstrap import SERVICE_ROOT, build_runtime
 from identity.config import IdentitySettings
+from identity.crypto import build_cipher
+from identity.rekey import DEFAULT_BATCH_SIZE, describe_reseal, describe_usage, key_usage, reseal
+from shared.db import make_engine
 from shared.errors import AppError
+from shared.logging import configure_logging
 from shared.migrations import upgrade_head
 from shared.service import main
 
@@ -23,6 +27,8 @@ def run(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["create-admin"]:
         sys.exit(create_admin(args[1:]))
+    if args[:1] == ["rekey"]:
+        sys.exit(rekey(args[1:]))
     main(
         service="identity",
         settings_factory=IdentitySettings,
@@ -59,6 +65,79 @@ def create_admin(argv: Sequence[str]) -> int:
             await runtime.engine.dispose()
         print(account_id)
         return 0
+
+    return asyncio.run(go())
+
+
+def rekey(argv: Sequence[str]) -> int:
+    """Re-seal personal data under the current data key (or, with ``--status``, count what each
+    key seals), so that an old key can leave ``IDENTITY_DATA_KEYS``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m identity rekey",
+        description="Re-seal every ID number and ID-card image that is not under the current data key "
+        "(IDENTITY_DATA_KEY_ID) under it, so that an old key can be removed from IDENTITY_DATA_KEYS. "
+        "Runs while the service serves: each batch of rows is locked with SKIP LOCKED and committed on "
+        "its own, so it can be stopped and run again, and two runs at once share the work. A value that "
+        "does not open is left as it was and reported by row id. The blind index of ID numbers "
+        "(IDENTITY_BLIND_INDEX_KEY) is not encrypted data and is not touched: this does not rotate it.",
+        epilog="Exit status: 0 when no row is left under another key; 1 when a value could not be opened, "
+        "or rows are left (busy, or written meanwhile by a replica still sealing with the old key: run it "
+        "again); 2 when the settings are refused.",
+    )
+    parser.add_argument(
+        "--status",
+        action="store_true",
+        help="change nothing; print, per table, how many rows each key id seals",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        metavar="N",
+        help=f"rows per transaction (default {DEFAULT_BATCH_SIZE}; ID-card images at most 20)",
+    )
+    args = parser.parse_args(argv)
+    if args.batch < 1:
+        parser.error("--batch must be at least 1")
+    settings = IdentitySettings()
+    configure_logging("identity", settings.resolved_log_format, settings.log_level)
+    try:
+        cipher = build_cipher(settings)
+    except ValueError as exc:  # names a key id at most, never a key
+        print(f"refused: IDENTITY_DATA_KEYS / IDENTITY_DATA_KEY_ID: {exc}", file=sys.stderr)
+        return 2
+    if not args.status and settings.data_keys is not None and settings.data_key_id is None and len(cipher.key_ids) > 1:
+        print(
+            "refused: IDENTITY_DATA_KEYS lists several keys and IDENTITY_DATA_KEY_ID is not set; "
+            "set it to the key to re-seal under (the one every replica writes with)",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def go() -> int:
+        engine = make_engine(settings.database_url, pool_size=1, max_overflow=0, pre_ping=settings.database_pre_ping)
+        try:
+            if args.status:
+                print("\n".join(describe_usage(await key_usage(engine), cipher)))
+                return 0
+            results = await reseal(engine, cipher, batch_size=args.batch)
+        finally:
+            await engine.dispose()
+        print("\n".join(describe_reseal(results, cipher.current_key_id)))
+        unreadable = sum(len(r.unreadable) for r in results)
+        left = sum(r.remaining for r in results) - unreadable
+        if unreadable:
+            print(
+                f"rekey: {unreadable} values could not be opened and were left as they were (rows above)",
+                file=sys.stderr,
+            )
+        if left > 0:
+            print(
+                f"rekey: {left} more rows are under another key: busy during the run, or written since by a "
+                "replica still sealing with an old key (restart it with the new IDENTITY_DATA_KEY_ID); run rekey again",
+                file=sys.stderr,
+            )
+        return 1 if unreadable or left > 0 else 0
 
     return asyncio.run(go())
 

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import os
+import uuid
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes
@@ -39,6 +40,11 @@ class DataCipher:
         self.current_key_id = current_key_id
         self._blind_key = blind_key
 
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """The ids of the keys in the ring (never the keys)."""
+        return tuple(self._keys)
+
     def seal(self, plaintext: bytes, *, context: bytes = b"") -> Sealed:
         nonce = os.urandom(NONCE_BYTES)
         aad = self.current_key_id.encode() + b"|" + context
@@ -49,8 +55,26 @@ class DataCipher:
         aad = sealed.key_id.encode() + b"|" + context
         return aead.decrypt(sealed.data[:NONCE_BYTES], sealed.data[NONCE_BYTES:], aad)
 
+    def reseal(self, sealed: Sealed, *, context: bytes = b"") -> Sealed:
+        """``sealed`` opened with its own key and sealed again with the current one (same context).
+        Raises ``KeyError`` if its key is not in the ring, ``InvalidTag`` if it does not open."""
+        return self.seal(self.open(sealed, context=context), context=context)
+
     def blind_index(self, value: str) -> bytes:
         return hmac.new(self._blind_key, value.encode(), hashlib.sha256).digest()
+
+
+# -- what each kind of sealed value is bound to (the AAD besides the key id) -------------------
+# Sealing and opening a value, and re-sealing it under another key (identity.rekey), all take its
+# context from here, so a value always opens with the context it was sealed with.
+def id_number_context(document_type: str) -> bytes:
+    """An ID number is bound to its document type (``volunteer_records.document_type``)."""
+    return document_type.encode()
+
+
+def id_card_context(upload_id: uuid.UUID) -> bytes:
+    """An ID-card image is bound to its upload (``id_card_uploads.id``): it opens as no other."""
+    return b"id-card:" + upload_id.bytes
 
 
 def _derive(secret: str, label: bytes) -> bytes:

@@ -52,7 +52,7 @@ from stdnum.cn import ric
 from identity import errors as identity_errors
 from identity.bootstrap import IdentityRuntime
 from identity.config import IdentitySettings
-from identity.crypto import DataCipher, build_cipher
+from identity.crypto import DataCipher, build_cipher, id_number_context
 from identity.domain import documents
 from identity.domain.documents import DocumentType
 from identity.import_models import JOB_FAILED, JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, ImportJob, ImportRejection
@@ -407,7 +407,7 @@ class RowChecker:
     def __init__(self, cipher: DataCipher, today: date) -> None:
         self.cipher = cipher
         self.today = today
-        self._context = {t: t.value.encode() for t in DocumentType}
+        self._context = {t: id_number_context(t) for t in DocumentType}
         self._values = {t: t.value for t in DocumentType}
 
     def check_chunk(self, chunk: list[tuple[int, Row | str]]) -> Batch:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from identity import errors
 from identity.bootstrap import IdentityRuntime
-from identity.crypto import DataCipher
+from identity.crypto import DataCipher, id_number_context
 from identity.domain import documents
 from identity.domain.documents import DocumentType
 from identity.domain.password_policy import check_password
@@ -111,7 +111,7 @@ def seal_identity(
     cipher: DataCipher, document_type: DocumentType, id_number: str, birth_date: date | None
 ) -> SealedIdentity:
     number, born = documents.check_document(document_type, id_number, birth_date)
-    sealed = cipher.seal(number.encode(), context=document_type.value.encode())
+    sealed = cipher.seal(number.encode(), context=id_number_context(document_type))
     return SealedIdentity(
         document_type=document_type,
         blind_index=cipher.blind_index(documents.blind_index_input(document_type, number)),

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from identity import errors
 from identity.bootstrap import IdentityRuntime
-from identity.crypto import Sealed
+from identity.crypto import Sealed, id_card_context
 from identity.domain.images import sniff
 from identity.models import Account, IdCardUpload
 from identity.repository import Accounts, Audit, Reviews
@@ -34,10 +34,6 @@ REJECTED = "rejected"
 SUPERSEDED = "superseded"
 
 
-def _context(upload_id: uuid.UUID) -> bytes:
-    return b"id-card:" + upload_id.bytes
-
-
 async def upload(runtime: IdentityRuntime, uow: UnitOfWork, account_id: uuid.UUID, data: bytes) -> IdCardUpload:
     max_bytes = runtime.settings.id_card_max_bytes
     if len(data) > max_bytes:
@@ -54,7 +50,7 @@ async def upload(runtime: IdentityRuntime, uow: UnitOfWork, account_id: uuid.UUI
     reviews = Reviews(uow.session)
     await reviews.supersede_pending(account.id)
     upload_id = uuid.uuid4()
-    sealed = runtime.cipher.seal(data, context=_context(upload_id))
+    sealed = runtime.cipher.seal(data, context=id_card_context(upload_id))
     now = uow.clock.now()
     item = IdCardUpload(
         id=upload_id,
@@ -114,7 +110,7 @@ async def image(
     if item is None:
         raise AppError(errors.REVIEW_NOT_FOUND)
     _check_scope(principal, item)
-    data = runtime.cipher.open(Sealed(item.key_id, item.image_ciphertext), context=_context(item.id))
+    data = runtime.cipher.open(Sealed(item.key_id, item.image_ciphertext), context=id_card_context(item.id))
     Audit(uow.session).write(
         at=uow.clock.now(),
         actor_id=principal.account_id,

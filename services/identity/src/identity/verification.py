@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from sqlalchemy import text
 
 from identity.config import IdentitySettings
-from identity.crypto import Sealed
+from identity.crypto import Sealed, id_number_context
 from identity.domain import documents, numbers
 from identity.models import Account
 from identity.repository import Accounts
@@ -148,7 +148,7 @@ async def verify_due(runtime: IdentityRuntime, *, limit: int = 20) -> int:
                 account.verification_due_at = None
                 continue
             number = runtime.cipher.open(
-                Sealed(record.id_key_id, record.id_ciphertext), context=record.document_type.encode()
+                Sealed(record.id_key_id, record.id_ciphertext), context=id_number_context(record.document_type)
             ).decode()
             request = VerificationRequest(record.document_type, number, record.real_name)
             try:

@@ -19,7 +19,7 @@ from identity.api.schemas import (
     ReviewDecisionOut,
 )
 from identity.config import IdentitySettings
-from identity.crypto import Sealed
+from identity.crypto import Sealed, id_number_context
 from identity.repository import Accounts, Audit
 from shared.auth import CurrentPrincipal, RegionalOrNationalAdmin
 from shared.errors import (
@@ -183,7 +183,7 @@ async def disclose(
         if not principal.administers_region(account.region_code or ""):
             raise AppError(errors.DISCLOSURE_OUT_OF_REGION)
         number = runtime.cipher.open(
-            Sealed(record.id_key_id, record.id_ciphertext), context=record.document_type.encode()
+            Sealed(record.id_key_id, record.id_ciphertext), context=id_number_context(record.document_type)
         ).decode()
         Audit(uow.session).write(
             at=uow.clock.now(),
