@@ -41,7 +41,7 @@ log = get_logger("shared.messaging.relay")
 PUBLISHED = Counter("vs_outbox_published_total", "Events published from the outbox", ["service"])
 PUBLISH_FAILURES = Counter("vs_outbox_publish_failures_total", "Failed publishes", ["service", "kind"])
 OUTBOX_LAG = Gauge("vs_outbox_lag_seconds", "Age of the oldest unpublished event", ["service"])
-OUTBOX_PENDING = Gauge("vs_outbox_pending", "Unpublished events", ["service"])
+OUTBOX_PENDING = Gauge("vs_outbox_pending", "Unpublished events (counted up to 100 000)", ["service"])
 
 _CLAIM = """
 SELECT id, seq, event_type, schema_version, aggregate_type, aggregate_id, payload, producer,
@@ -52,6 +52,18 @@ ORDER BY seq
 LIMIT :limit
 FOR UPDATE SKIP LOCKED
 """
+
+# The gauges: the age of the first unpublished event (in seq order, through ix_outbox_unpublished)
+# and how many are unpublished, counted up to a cap, so measuring costs the same after an outage
+# left a million events behind (a full count and min() read the whole backlog each time).
+_MEASURE = """
+SELECT (SELECT count(*) FROM (SELECT 1 FROM {outbox} WHERE published_at IS NULL LIMIT :cap) AS p) AS n,
+       (SELECT extract(epoch FROM now() - occurred_at) FROM {outbox}
+        WHERE published_at IS NULL ORDER BY seq LIMIT 1) AS lag
+"""
+
+#: the pending gauge counts up to this many
+PENDING_COUNT_CAP = 100_000
 
 # Earliest unpublished seq of each claimed aggregate among rows NOT in this batch.
 _BLOCKERS = """
@@ -77,6 +89,7 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         retention_days: int = 7,
         max_row_backoff: float = 300.0,
+        measure_interval: float = 5.0,
     ) -> None:
         self.engine = engine
         self.messaging = messaging
@@ -87,6 +100,9 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.retention_days = retention_days
         self.max_row_backoff = max_row_backoff
+        #: the gauges are measured at most this often (seconds), not after every batch
+        self.measure_interval = measure_interval
+        self._measured_at = float("-inf")
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -241,14 +257,12 @@ class OutboxRelay:
         return {(r.aggregate_type, r.aggregate_id): r.seq for r in result}
 
     async def _measure(self, conn: Any) -> None:
-        row = (
-            await conn.execute(
-                text(
-                    f"SELECT count(*) AS n, extract(epoch FROM now() - min(occurred_at)) AS lag "  # noqa: S608
-                    f"FROM {self._outbox} WHERE published_at IS NULL"
-                )
-            )
-        ).one()
+        """Set the lag and pending gauges, at most every ``measure_interval`` seconds; each measure
+        reads a bounded number of rows (see ``_MEASURE``)."""
+        if time.monotonic() - self._measured_at < self.measure_interval:
+            return
+        row = (await conn.execute(text(_MEASURE.format(outbox=self._outbox)), {"cap": PENDING_COUNT_CAP})).one()
+        self._measured_at = time.monotonic()
         OUTBOX_PENDING.labels(self.service).set(row.n)
         OUTBOX_LAG.labels(self.service).set(float(row.lag or 0.0))
 

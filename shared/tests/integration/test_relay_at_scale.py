@@ -1,0 +1,129 @@
+"""The relay after an outage: a large backlog must not make every batch slower (the gauges read it
+whole after each batch, so draining a million events took minutes longer per hundred thousand)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db import make_engine, new_metadata
+from shared.messaging.envelope import Envelope
+from shared.messaging.relay import PENDING_COUNT_CAP, OutboxRelay
+from shared.messaging.tables import MessagingTables, define_messaging_tables
+
+BACKLOG = 120_000
+BATCH = 200
+
+
+class InstantBroker:
+    async def publish(self, envelope: Envelope) -> None:
+        return None
+
+
+def _rows_read(plan: dict[str, Any]) -> int:
+    """Rows every scan node of an EXPLAIN ANALYZE plan read (returned and filtered out), over its loops."""
+    total = 0
+    if "Scan" in plan["Node Type"]:
+        total += (plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)) * plan.get("Actual Loops", 1)
+    for child in plan.get("Plans", []):
+        total += _rows_read(child)
+    return total
+
+
+@pytest.fixture(scope="module")
+async def backlog(
+    database_factory: Callable[[str], Awaitable[str]],
+) -> AsyncIterator[tuple[AsyncEngine, MessagingTables]]:
+    """An outbox holding BACKLOG unpublished events, the first of them an hour old."""
+    metadata = new_metadata()
+    messaging = define_messaging_tables(metadata, "scale")
+    engine = make_engine(await database_factory("relay_scale"), pool_size=2, max_overflow=0)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        await conn.execute(
+            text(
+                "INSERT INTO outbox (id, event_type, aggregate_type, aggregate_id, payload, producer, occurred_at) "
+                "SELECT gen_random_uuid(), 'account.registered', 'account', gen_random_uuid()::text, "
+                "       jsonb_build_object('n', g), 'identity', now() - CASE WHEN g = 1 THEN interval '1 hour' "
+                "       ELSE interval '1 minute' END FROM generate_series(1, :n) AS g"
+            ),
+            {"n": BACKLOG},
+        )
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text("VACUUM ANALYZE outbox"))
+    yield engine, messaging
+    await engine.dispose()
+
+
+async def _explained_rows(engine: AsyncEngine, statements: list[tuple[str, Any]]) -> list[tuple[int, str]]:
+    read: list[tuple[int, str]] = []
+    async with engine.connect() as conn:
+        for statement, parameters in statements:
+            if statement.lstrip().upper().startswith("SELECT"):
+                plan = (
+                    await conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+                ).scalar_one()
+                plan = json.loads(plan) if isinstance(plan, str) else plan
+                read.append((_rows_read(plan[0]["Plan"]), " ".join(statement.split())[:90]))
+        await conn.rollback()
+    return read
+
+
+async def test_the_gauges_show_the_oldest_events_age_and_the_backlog_counted_up_to_the_cap(backlog: Any) -> None:
+    engine, messaging = backlog
+    relay = OutboxRelay(engine, messaging, InstantBroker(), service="scale", batch_size=BATCH, measure_interval=0)  # type: ignore[arg-type]
+    async with engine.connect() as conn:
+        await relay._measure(conn)
+    lag = REGISTRY.get_sample_value("vs_outbox_lag_seconds", {"service": "scale"})
+    pending = REGISTRY.get_sample_value("vs_outbox_pending", {"service": "scale"})
+    assert lag is not None
+    assert 3500 < lag < 3700  # the first event, an hour old (this test runs before any batch)
+    assert pending == PENDING_COUNT_CAP
+
+
+async def test_a_relay_batch_reads_about_its_batch_whatever_the_backlog(backlog: Any) -> None:
+    """Every statement a batch runs, the gauges' measure included (measure_interval=0: measured
+    after every batch, the worst case), reads a bounded number of rows: about the batch, plus
+    the pending count's cap, not the 120 000 events waiting."""
+    engine, messaging = backlog
+    relay = OutboxRelay(engine, messaging, InstantBroker(), service="scale", batch_size=BATCH, measure_interval=0)  # type: ignore[arg-type]
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        assert await relay.publish_batch() == BATCH
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    read = await _explained_rows(engine, statements)
+    total = sum(n for n, _ in read)
+    assert total <= PENDING_COUNT_CAP + 20 * BATCH, read
+    without_count = [n for n, sql in read if "LIMIT" not in sql or "count" not in sql]
+    assert sum(without_count) <= 20 * BATCH, read
+
+
+async def test_the_gauges_are_measured_once_per_interval_not_after_every_batch(backlog: Any) -> None:
+    engine, messaging = backlog
+    relay = OutboxRelay(engine, messaging, InstantBroker(), service="scale", batch_size=BATCH, measure_interval=60)  # type: ignore[arg-type]
+    measures: list[str] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "count(*)" in statement:
+            measures.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        for _ in range(5):
+            assert await relay.publish_batch() == BATCH
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    assert len(measures) == 1
