@@ -168,6 +168,9 @@ class DuplicateCase(Base):
     __tablename__ = "duplicate_cases"
     __table_args__ = (
         Index("ux_duplicate_cases_open", "id_blind_index", unique=True, postgresql_where=text("status = 'open'")),
+        # the national admin's pages of cases, by status or all, oldest first
+        Index("ix_duplicate_cases_status_opened", "status", "opened_at", "id"),
+        Index("ix_duplicate_cases_opened", "opened_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)

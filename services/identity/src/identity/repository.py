@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -93,11 +93,8 @@ class Cases:
         query = select(DuplicateCase).order_by(DuplicateCase.opened_at, DuplicateCase.id).limit(limit)
         if status:
             query = query.where(DuplicateCase.status == status)
-        if after is not None:
-            query = query.where(
-                (DuplicateCase.opened_at > after[0])
-                | ((DuplicateCase.opened_at == after[0]) & (DuplicateCase.id > after[1]))
-            )
+        if after is not None:  # a row comparison: the index seeks to it
+            query = query.where(tuple_(DuplicateCase.opened_at, DuplicateCase.id) > tuple_(after[0], after[1]))
         return (await self.session.execute(query)).scalars().all()
 
 
