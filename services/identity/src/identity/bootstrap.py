@@ -87,5 +87,10 @@ def build_runtime(
                 log.warning("import_watch_failed", error=type(exc).__name__)
             await asyncio.sleep(60)
 
-    runtime.background += [verifier_job, import_watch]
+    async def purge_job() -> None:
+        from identity.retention import purge_forever
+
+        await purge_forever(runtime.engine, runtime.clock)
+
+    runtime.background += [verifier_job, import_watch, purge_job]
     return runtime

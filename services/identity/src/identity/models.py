@@ -129,6 +129,7 @@ class RefreshToken(Base):
     """Rotating refresh tokens, stored as SHA-256 hashes. A family is one login's chain."""
 
     __tablename__ = "refresh_tokens"
+    __table_args__ = (Index("ix_refresh_tokens_expires_at", "expires_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     account_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("accounts.id"), index=True)
@@ -142,6 +143,7 @@ class RefreshToken(Base):
 
 class PasswordResetToken(Base):
     __tablename__ = "password_reset_tokens"
+    __table_args__ = (Index("ix_password_reset_tokens_expires_at", "expires_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     account_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("accounts.id"), index=True)
@@ -155,6 +157,7 @@ class LoginThrottle(Base):
     """Failed logins per key (``account:<hash>``, ``address:<ip>``), shared by all replicas."""
 
     __tablename__ = "login_throttle"
+    __table_args__ = (Index("ix_login_throttle_last_failure_at", "last_failure_at"),)
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
