@@ -244,6 +244,13 @@ async def test_regional_admin_cannot_review_their_own_id_card_upload(identity: I
     )
     item = await pending_review(identity, identity.national_admin(), account_id)
     assert item is not None
+    # identity bounds a token's roles by the account's: the volunteer really is an admin (of both kinds)
+    granted = await identity.client.put(
+        f"/api/v1/admin/accounts/{account_id}/roles",
+        json={"roles": ["regional_admin", "national_admin"], "admin_region": "110000"},
+        headers=identity.national_admin(),
+    )
+    assert granted.status_code == 200, granted.text
     own = identity.regional_admin("110000", uuid.UUID(account_id))
     assert await pending_review(identity, own, account_id) is None
     image = await identity.client.get(str(item["image_url"]), headers=own)

@@ -2,6 +2,11 @@
 
 Only the configured algorithm is accepted (no ``none``, no HMAC confusion), and ``exp``,
 ``aud``, ``iss``, ``sub`` are required. A bad token is 401; a missing right is 403.
+
+A token's platform roles (anything beyond ``volunteer``) are bounded by what the service knows of
+them now: an app may set ``app.state.principal_roles`` (a :data:`RolesLookup`), which
+``get_principal`` consults for a privileged caller only, so a role withdrawn after the token was
+issued stops working at once rather than when the token expires (see :meth:`Principal.bounded_by`).
 """
 
 from __future__ import annotations
@@ -12,9 +17,9 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import httpx
@@ -40,6 +45,8 @@ ROLE_REGIONAL_ADMIN = "regional_admin"
 ROLE_NATIONAL_ADMIN = "national_admin"
 ROLE_DATA_IMPORTER = "data_importer"
 ROLES = (ROLE_VOLUNTEER, ROLE_REGIONAL_ADMIN, ROLE_NATIONAL_ADMIN, ROLE_DATA_IMPORTER)
+#: what a caller holding no platform role has: nothing to check beyond the token
+_PLAIN_ROLES = frozenset({ROLE_VOLUNTEER})
 
 
 def region_prefix(code: str) -> str:
@@ -62,6 +69,27 @@ def region_covers(scope: str, code: str) -> bool:
     return code.startswith(region_prefix(scope))
 
 
+@dataclass(frozen=True, slots=True)
+class KnownRoles:
+    """An account's platform roles (and admin region) as a service knows them now."""
+
+    roles: frozenset[str]
+    region: str | None = None
+    #: when identity changed them (the ``account.roles_changed`` event's ``occurred_at``): they bound
+    #: only tokens issued before. None: read from identity's own records, which bound every token.
+    changed_at: datetime | None = None
+
+
+#: ``app.state.principal_roles``: an account's platform roles as the service knows them now, or None
+#: when it knows nothing of them (the token stands). Called for privileged callers only.
+RolesLookup = Callable[[uuid.UUID], Awaitable[KnownRoles | None]]
+
+
+#: a token issued less than this after an account's last role change is still bounded by it
+#: (see ``Principal.bounded_by``)
+ROLE_CHANGE_MARGIN_SECONDS = 5
+
+
 @dataclass(frozen=True)
 class Principal:
     account_id: uuid.UUID
@@ -72,6 +100,38 @@ class Principal:
 
     def has_role(self, *roles: str) -> bool:
         return any(r in self.roles for r in roles)
+
+    @property
+    def privileged(self) -> bool:
+        """Holds a role beyond the plain volunteer one (whose withdrawal must take effect at once)."""
+        return not self.roles <= _PLAIN_ROLES
+
+    @property
+    def issued_at(self) -> float | None:
+        """The token's ``iat`` (seconds since the epoch, whole seconds as identity signs them); None
+        when it is not a number."""
+        iat = self.claims.get("iat")
+        if isinstance(iat, bool) or not isinstance(iat, int | float):
+            return None
+        return float(iat)
+
+    def bounded_by(self, known: KnownRoles) -> Principal:
+        """The caller with only the roles ``known`` still grants: the token's roles intersected with
+        them, the admin region theirs. Roles that changed before the token was issued are already in
+        it, so it stands; a token whose ``iat`` is unreadable counts as issued before any change.
+        "Before" keeps a margin (``ROLE_CHANGE_MARGIN_SECONDS``): ``iat`` is whole seconds, and a
+        login that read the roles just before the change committed can be stamped after it; a
+        token issued that close to the change is bounded too (harmless: what is known already
+        holds that change)."""
+        if known.changed_at is not None:
+            issued = self.issued_at
+            if issued is not None and issued >= known.changed_at.timestamp() + ROLE_CHANGE_MARGIN_SECONDS:
+                return self
+        roles = self.roles & known.roles
+        region = known.region if ROLE_REGIONAL_ADMIN in roles else None
+        if roles == self.roles and region == self.region:
+            return self
+        return replace(self, roles=roles, region=region)
 
     @property
     def is_national_admin(self) -> bool:
@@ -454,8 +514,19 @@ async def get_principal(
         raise AppError(UNAUTHENTICATED)
     verifier: TokenVerifier = request.app.state.verifier
     principal = await verifier.verify(token)
+    if principal.privileged:
+        principal = await _current_roles(request, principal)
     request.state.principal = principal
     return principal
+
+
+async def _current_roles(request: Request, principal: Principal) -> Principal:
+    """The privileged caller bounded by the roles the service knows now (when it has a lookup)."""
+    lookup: RolesLookup | None = getattr(request.app.state, "principal_roles", None)
+    if lookup is None:
+        return principal
+    known = await lookup(principal.account_id)
+    return principal if known is None else principal.bounded_by(known)
 
 
 async def get_optional_principal(request: Request) -> Principal | None:
@@ -470,6 +541,8 @@ async def get_optional_principal(request: Request) -> Principal | None:
         raise AppError(TOKEN_INVALID, {"reason": "not_bearer"})
     verifier: TokenVerifier = request.app.state.verifier
     principal = await verifier.verify(token.strip())
+    if principal.privileged:
+        principal = await _current_roles(request, principal)
     request.state.principal = principal
     return principal
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.aio import cancel_and_wait
-from shared.auth import JwksSource, TokenVerifier
+from shared.auth import JwksSource, RolesLookup, TokenVerifier
 from shared.clock import Clock, SystemClock
 from shared.db import UnitOfWork, asyncpg_dsn, make_engine, make_session_factory
 from shared.logging import get_logger
@@ -80,6 +80,9 @@ class Runtime:
         self.owns_broker = broker is None
         self.broker: Broker = broker or build_broker(settings)
         self.verifier = verifier or build_verifier(settings, self.clock)
+        #: the platform roles the service knows now, bounding privileged tokens (``shared.auth``);
+        #: None: tokens are taken as they are
+        self.principal_roles: RolesLookup | None = None
         self.handlers = handlers
         self.dispatcher = (
             Dispatcher(handlers, self.uow, messaging, context=self, batch_size=settings.consumer_batch_size)

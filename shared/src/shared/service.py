@@ -62,6 +62,7 @@ def build_app(
     )
     app.state.runtime = runtime
     app.state.verifier = runtime.verifier
+    app.state.principal_roles = runtime.principal_roles
     app.state.clock = runtime.clock
     configure_app(
         app,

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from identity import import_models  # noqa: F401 - the importer's tables join the metadata
 from identity.config import IdentitySettings
 from identity.consumers import handlers
 from identity.crypto import DataCipher, build_cipher
-from identity.models import messaging
+from identity.models import Account, messaging
 from identity.passwords import Passwords
 from identity.verification import VerificationProvider, build_provider, run_verifier
-from shared.auth import JwksSource, TokenSigner, TokenVerifier
+from shared.auth import JwksSource, KnownRoles, RolesLookup, TokenSigner, TokenVerifier
 from shared.clock import Clock, SystemClock
 from shared.logging import get_logger
 from shared.messaging.broker import Broker
@@ -45,6 +49,19 @@ def build_signer(settings: IdentitySettings, clock: Clock) -> TokenSigner:
     )
 
 
+def account_roles_lookup(engine: AsyncEngine) -> RolesLookup:
+    """An account's roles and admin region as identity holds them now: a token's roles are bounded
+    by them, so a withdrawn role stops working at once. An unknown account bounds nothing."""
+    query = select(Account.roles, Account.admin_region).where(Account.id == bindparam("account_id"))
+
+    async def lookup(account_id: uuid.UUID) -> KnownRoles | None:
+        async with engine.connect() as conn:
+            row = (await conn.execute(query, {"account_id": account_id})).first()
+        return None if row is None else KnownRoles(roles=frozenset(row.roles), region=row.admin_region)
+
+    return lookup
+
+
 def build_runtime(
     settings: IdentitySettings,
     *,
@@ -64,6 +81,7 @@ def build_runtime(
         clock=clock,
     )
     runtime = IdentityRuntime(settings, messaging, handlers=handlers, broker=broker, clock=clock, verifier=verifier)
+    runtime.principal_roles = account_roles_lookup(runtime.engine)
     runtime.signer = signer
     runtime.passwords = Passwords(
         memory_kib=settings.argon2_memory_kib,

@@ -7,7 +7,7 @@ from pathlib import Path
 from notifications import awaiting
 from notifications.config import NotificationsSettings
 from notifications.consumers import handlers
-from notifications.models import EMAIL_CHANNEL, messaging
+from notifications.models import EMAIL_CHANNEL, messaging, platform_roles
 from notifications.sender import EmailSender
 from notifications.templates import Templates
 from notifications.transport import MailboxTransport, SmtpTransport, Transport
@@ -16,6 +16,7 @@ from shared.clock import Clock
 from shared.db import asyncpg_dsn
 from shared.messaging.broker import Broker
 from shared.pgnotify import listen_forever
+from shared.platform_roles import platform_roles_lookup
 from shared.runtime import Runtime
 
 SERVICE_ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +44,8 @@ def build_runtime(
     runtime = NotificationsRuntime(
         settings, messaging, handlers=handlers, broker=broker, clock=clock, verifier=verifier
     )
+    # a withdrawn national admin loses the operator API at once, not when the token expires
+    runtime.principal_roles = platform_roles_lookup(runtime.engine, platform_roles)
     runtime.templates = Templates(settings)
     if transport is None:
         transport = MailboxTransport() if settings.mail_transport == "mailbox" else SmtpTransport(settings)

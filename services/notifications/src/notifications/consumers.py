@@ -1,4 +1,4 @@
-"""Handlers of other services' events: keep the recipients read model, queue the emails.
+"""Handlers of other services' events: keep the recipients and platform roles read models, queue the emails.
 
 Each handler runs in the inbox's transaction, so a redelivered event is a no-op; the email's
 unique (event, recipient, template) key is the second guard. An email to an account the read
@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from notifications import links
-from notifications.models import Recipient
+from notifications.models import Recipient, platform_roles
 from notifications.outbox import (
     Addressed,
     queue_emails,
@@ -29,6 +29,7 @@ from shared.clock import CHINA_TZ
 from shared.contracts.identity import (
     AccountContactChanged,
     AccountRegistered,
+    AccountRolesChanged,
     PasswordResetRequested,
     TemporaryPasswordSet,
     VolunteerVerificationChanged,
@@ -45,6 +46,7 @@ from shared.contracts.teams import TeamApproved, TeamRejected, TeamReviewOverdue
 from shared.db import UnitOfWork
 from shared.messaging.consumer import Handlers
 from shared.messaging.envelope import Envelope
+from shared.platform_roles import keep_platform_roles
 
 if TYPE_CHECKING:
     from notifications.bootstrap import NotificationsRuntime
@@ -99,6 +101,13 @@ async def keep_recipients(
         uow,
         [e.account_id for e, _ in items if isinstance(e, AccountContactChanged) and e.account_id in stored],
     )
+
+
+@handlers("platform_roles")
+async def keep_roles(
+    event: AccountRolesChanged, envelope: Envelope, uow: UnitOfWork, runtime: NotificationsRuntime
+) -> None:
+    await keep_platform_roles(uow.session, platform_roles, event, envelope.occurred_at)
 
 
 @handlers("welcome_email", batch=True)

@@ -1,4 +1,5 @@
-"""Tables of the notifications service: recipients (a minimal read model) and the email outbox."""
+"""Tables of the notifications service: recipients (a minimal read model), the platform roles of the
+accounts whose roles changed (bounding operators' tokens) and the email outbox."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import new_metadata
 from shared.messaging.tables import define_messaging_tables
+from shared.platform_roles import define_platform_roles_table
 
 
 class Base(DeclarativeBase):
@@ -20,6 +22,9 @@ class Base(DeclarativeBase):
 
 metadata = Base.metadata
 messaging = define_messaging_tables(metadata, "notifications")
+#: identity's platform roles of the accounts whose roles changed: a withdrawn national admin loses the
+#: operator API at once (shared.platform_roles)
+platform_roles = define_platform_roles_table(metadata)
 
 EMAIL_CHANNEL = "emails_notifications"
 
@@ -55,6 +60,8 @@ class Email(Base):
         Index("ix_emails_status_created", "status", "created_at"),
         Index("ix_emails_event_id", "event_id"),
         Index("ix_emails_created", "created_at", "id"),
+        # the operator's list of one account's emails, newest first
+        Index("ix_emails_account_created", "recipient_account_id", "created_at", "id"),
         Index("ix_emails_rate", "recipient_key", "template", "created_at"),
         Index("ix_emails_unresolved", "recipient_account_id", postgresql_where=text("to_address = ''")),
         # an account's pending emails, re-addressed when its contact changes (few rows at any time)

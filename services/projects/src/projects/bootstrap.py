@@ -7,12 +7,13 @@ from pathlib import Path
 
 from projects.config import ProjectsSettings
 from projects.consumers import handlers
-from projects.models import messaging
+from projects.models import messaging, platform_roles
 from projects.unit_of_work import ProjectsUnitOfWork
 from shared.auth import TokenVerifier
 from shared.clock import Clock
 from shared.logging import get_logger
 from shared.messaging.broker import Broker
+from shared.platform_roles import platform_roles_lookup
 from shared.runtime import Runtime
 from shared.web import correlation_id_var
 
@@ -62,6 +63,8 @@ def build_runtime(
         clock=clock,
         verifier=verifier,
     )
+    # a withdrawn platform role (a national admin's) stops working at once, not when the token expires
+    runtime.principal_roles = platform_roles_lookup(runtime.engine, platform_roles)
     if settings.run_close_sweep:
         runtime.background.append(runtime.close_sweep_loop)
     return runtime

@@ -1,4 +1,4 @@
-"""Handlers of other services' events: the read models of verified volunteers and team roles."""
+"""Handlers of other services' events: the read models of verified volunteers, team roles and platform roles."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from typing import Any
 
 from projects import repository as repo
 from projects import services
+from projects.models import platform_roles
 from shared.contracts.base import Event
-from shared.contracts.identity import VolunteerMerged, VolunteerVerified
+from shared.contracts.identity import AccountRolesChanged, VolunteerMerged, VolunteerVerified
 from shared.contracts.teams import (
     TeamAdminAppointed,
     TeamAdminRemoved,
@@ -18,6 +19,7 @@ from shared.contracts.teams import (
 from shared.db import UnitOfWork
 from shared.messaging.consumer import Handlers
 from shared.messaging.envelope import Envelope
+from shared.platform_roles import keep_platform_roles
 
 handlers = Handlers("projects")
 
@@ -66,6 +68,11 @@ async def on_team(
         await repo.grant_team_role(s, event.team_id, event.account_id, LEAD)
     else:
         await repo.revoke_team_role(s, event.team_id, event.account_id, LEAD)
+
+
+@handlers("platform_roles")
+async def on_roles_changed(event: AccountRolesChanged, envelope: Envelope, uow: UnitOfWork, runtime: Any) -> None:
+    await keep_platform_roles(uow.session, platform_roles, event, envelope.occurred_at)
 
 
 @handlers("project_activity")

@@ -30,6 +30,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from shared.db import new_metadata
 from shared.messaging.tables import define_messaging_tables
+from shared.platform_roles import define_platform_roles_table
 
 
 class Base(DeclarativeBase):
@@ -70,12 +71,16 @@ team_roles = Table(
     Column("role", String(10), primary_key=True),
 )
 
+#: identity's platform roles of the accounts whose roles changed (a national admin's withdrawn role
+#: stops working at once: shared.platform_roles)
+platform_roles = define_platform_roles_table(metadata)
+
 # -- projects and positions (P1-P5) --------------------------------------------------------------
 projects = Table(
     "projects",
     metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
-    Column("team_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("team_id", UUID(as_uuid=True), nullable=False),
     Column("lead_account_id", UUID(as_uuid=True), nullable=False, index=True),
     Column("created_by", UUID(as_uuid=True), nullable=False),
     Column("copied_from", UUID(as_uuid=True), nullable=True),
@@ -104,6 +109,20 @@ projects = Table(
     CheckConstraint("starts_on <= ends_on", name="date_order"),
 )
 Index("ix_projects_due", projects.c.ends_on, postgresql_where=text("status = 'published'"))
+# The public list (published and closed, newest first) reads a page in the order of one of these:
+# every listed project; a team's (any status: 我的项目 finds its teams' projects here too); those
+# of a region prefix (``LIKE '33%'``; a few hundred rows sorted rather than a scan of the country).
+_LISTED = text("status IN ('published', 'closed')")
+Index("ix_projects_listed", projects.c.created_at.desc(), projects.c.id.desc(), postgresql_where=_LISTED)
+Index("ix_projects_team", projects.c.team_id, projects.c.created_at.desc(), projects.c.id.desc())
+Index(
+    "ix_projects_listed_region",
+    projects.c.region_code,
+    projects.c.created_at.desc(),
+    projects.c.id.desc(),
+    postgresql_ops={"region_code": "varchar_pattern_ops"},
+    postgresql_where=_LISTED,
+)
 
 positions = Table(
     "positions",
@@ -127,7 +146,7 @@ applications = Table(
     #: order of application: who is next in line when a place frees up
     Column("seq", BigInteger, Identity(always=True), nullable=False, unique=True),
     Column("position_id", UUID(as_uuid=True), ForeignKey("positions.id"), nullable=False),
-    Column("project_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("project_id", UUID(as_uuid=True), nullable=False),
     Column("account_id", UUID(as_uuid=True), nullable=False, index=True),
     Column("stage", String(12), nullable=False),
     Column("motivation", Text, nullable=True),
@@ -147,6 +166,8 @@ Index(
     unique=True,
     postgresql_where=text("stage <> 'withdrawn'"),
 )
+# a project's applicants in order of application (a page of them, not the whole project)
+Index("ix_applications_project_seq", applications.c.project_id, applications.c.seq)
 Index(
     "ix_applications_waiting",
     applications.c.position_id,
@@ -160,7 +181,7 @@ hours_records = Table(
     metadata,
     Column("id", UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")),
     Column("application_id", UUID(as_uuid=True), ForeignKey("applications.id"), nullable=False),
-    Column("project_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("project_id", UUID(as_uuid=True), nullable=False),
     Column("account_id", UUID(as_uuid=True), nullable=False),
     Column("service_date", Date, nullable=False),
     Column("minutes", Integer, nullable=False),
@@ -177,6 +198,10 @@ hours_records = Table(
 # an application's records (and its days); a volunteer's records (their hours page)
 Index("ix_hours_records_day", hours_records.c.application_id, hours_records.c.service_date)
 Index("ix_hours_records_account_day", hours_records.c.account_id, hours_records.c.service_date)
+# a project's records as listed (a page in recording order; its total too). Every index here is
+# paid by each bulk recording: this one replaces the one on project_id alone, and a page of
+# volunteer totals goes through the project's applications instead of an index of its own
+Index("ix_hours_records_project_recorded", hours_records.c.project_id, hours_records.c.recorded_at, hours_records.c.id)
 
 #: a volunteer's minutes on a day over every position and project, kept with the records in the
 #: same transactions: the daily cap is checked against it, and its row is where recordings of one

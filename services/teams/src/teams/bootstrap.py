@@ -10,10 +10,11 @@ from shared.auth import TokenVerifier
 from shared.clock import Clock
 from shared.logging import get_logger
 from shared.messaging.broker import Broker
+from shared.platform_roles import platform_roles_lookup
 from shared.runtime import Runtime
 from teams.config import TeamsSettings
 from teams.consumers import handlers
-from teams.models import messaging
+from teams.models import REGION_ADMINS, messaging
 
 SERVICE_ROOT = Path(__file__).resolve().parents[2]
 log = get_logger("teams.bootstrap")
@@ -45,6 +46,8 @@ def build_runtime(
     # Township level (nine-digit codes) from the packaged MCA list, for browsing and team regions.
     regions.load_townships()
     runtime = TeamsRuntime(settings, messaging, handlers=handlers, broker=broker, clock=clock, verifier=verifier)
+    # a withdrawn platform role stops working at once, not when the token expires
+    runtime.principal_roles = platform_roles_lookup(runtime.engine, REGION_ADMINS)
 
     async def review_sweep() -> None:
         while True:

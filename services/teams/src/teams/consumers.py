@@ -1,4 +1,4 @@
-"""Handlers of other services' events: the read models of verified volunteers and of admins."""
+"""Handlers of other services' events: the read models of verified volunteers and of admins' roles."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from shared.auth import ROLE_NATIONAL_ADMIN, ROLE_REGIONAL_ADMIN
+from shared.auth import ROLE_NATIONAL_ADMIN
 from shared.contracts.base import Event
 from shared.contracts.identity import AccountRolesChanged, VolunteerMerged, VolunteerVerified
 from shared.db import UnitOfWork
 from shared.messaging.consumer import Handlers
 from shared.messaging.envelope import Envelope
+from shared.platform_roles import keep_platform_roles
 from teams import membership
-from teams.models import RegionAdmin, TeamHistory, Volunteer
-from teams.repository import TeamsRepository
+from teams.models import REGION_ADMINS, TeamHistory, Volunteer
 
 handlers = Handlers("teams")
 
@@ -43,23 +43,14 @@ async def keep_volunteers(event: Any, envelope: Envelope, uow: UnitOfWork, conte
 
 @handlers("region_admins")
 async def keep_region_admins(event: AccountRolesChanged, envelope: Envelope, uow: UnitOfWork, context: Any) -> None:
-    repo = TeamsRepository(uow.session)
-    regional = ROLE_REGIONAL_ADMIN in event.roles and bool(event.region_code)
-    national = ROLE_NATIONAL_ADMIN in event.roles
-    if not (regional or national):
-        await repo.forget_region_admin(event.account_id)
-        return
-    values = {
-        "account_id": event.account_id,
-        "region_code": event.region_code if regional else None,
-        "is_national": national,
-    }
-    stmt = pg_insert(RegionAdmin).values(**values)
-    await uow.session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[RegionAdmin.account_id],
-            set_={"region_code": values["region_code"], "is_national": national},
-        )
+    """The account's roles as last changed: a withdrawn admin keeps a row without region or
+    ``is_national`` (no longer a reviewer), which bounds the tokens issued before the change."""
+    await keep_platform_roles(
+        uow.session,
+        REGION_ADMINS,
+        event,
+        envelope.occurred_at,
+        is_national=ROLE_NATIONAL_ADMIN in event.roles,
     )
 
 

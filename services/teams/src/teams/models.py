@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String, Text, func, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String, Table, Text, func, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import EventSource, new_metadata
@@ -66,7 +66,17 @@ class Team(Base, EventSource):
         ),
         Index("uq_teams_uscc", "uscc", unique=True, postgresql_where=text("uscc IS NOT NULL AND status <> 'rejected'")),
         Index("ix_teams_liaison_candidates", "region_code", postgresql_where=text("liaison_authorised")),
-        Index("ix_teams_pending_submitted", "submitted_at", postgresql_where=text("status = 'pending'")),
+        # the review queue in its order (the overdue sweep, reviews of region admins) and per
+        # liaison team (reviews of its admins); the public directory in its order
+        Index("ix_teams_pending_submitted_id", "submitted_at", "id", postgresql_where=text("status = 'pending'")),
+        Index(
+            "ix_teams_pending_liaison",
+            "liaison_team_id",
+            "submitted_at",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_teams_approved_name", "name", "id", postgresql_where=text("status = 'approved'")),
         Index("ix_teams_liaison_team_id", "liaison_team_id"),
     )
 
@@ -79,6 +89,9 @@ class Membership(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     is_project_lead: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    # a team's member list in its order (a page, not the whole team, then sorted)
+    __table_args__ = (Index("ix_memberships_team_joined", "team_id", "joined_at", "account_id"),)
 
 
 class JoinRequest(Base):
@@ -141,13 +154,24 @@ class Volunteer(Base):
 
 
 class RegionAdmin(Base):
-    """Read model of identity's regional and national admins, for reviewers and escalations."""
+    """Read model of identity's ``account.roles_changed``: the regional and national admins, for
+    reviewers and escalations, and every account whose roles changed (an admin whose roles were
+    withdrawn stays, with neither region nor ``is_national``), for bounding the roles of tokens
+    issued before the change (``shared.platform_roles``)."""
 
     __tablename__ = "region_admins"
 
     account_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     region_code: Mapped[str | None] = mapped_column(String(12), index=True)
     is_national: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    #: every role the account holds now
+    roles: Mapped[list[str]] = mapped_column(ARRAY(String(32)), server_default=text("'{}'"))
+    #: the event's occurred_at (null: kept before roles were, never bounds a token)
+    changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+#: the same table, as ``shared.platform_roles`` reads and writes it
+REGION_ADMINS = cast(Table, RegionAdmin.__table__)
 
 
 class TeamHistory(Base):

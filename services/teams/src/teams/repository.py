@@ -6,8 +6,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import Select, and_, delete, func, or_, select, true, tuple_, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -81,6 +82,11 @@ class TeamsRepository:
         stmt = select(Team).where(Team.status == APPROVED)
         if region_prefix:
             stmt = stmt.where(Team.region_code.startswith(region_prefix, autoescape=True))
+            if region_prefix.isdigit():
+                # the same codes (digits, at most 12) as a range the planner can estimate and read
+                # through uq_teams_region_name: a small region's teams, then sorted, instead of
+                # walking the whole directory in name order looking for them
+                stmt = stmt.where(Team.region_code.between(region_prefix, region_prefix.ljust(12, "9")))
         if after is not None:
             stmt = stmt.where(tuple_(Team.name, Team.id) > tuple_(*after))
         return (await self.session.execute(stmt.order_by(Team.name, Team.id).limit(limit))).scalars().all()
@@ -95,37 +101,75 @@ class TeamsRepository:
         )
         return (await self.session.execute(stmt)).scalars().all()
 
-    async def pending_reviews_of_teams(self, liaison_ids: Sequence[uuid.UUID]) -> Sequence[Team]:
-        if not liaison_ids:
-            return []
-        stmt = select(Team).where(Team.status == PENDING, Team.liaison_team_id.in_(liaison_ids))
-        return (await self.session.execute(stmt.order_by(Team.submitted_at))).scalars().all()
+    async def pending_reviews_page(
+        self,
+        reviewer: uuid.UUID,
+        *,
+        regions_prefix: str | None,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> Sequence[Team]:
+        """One page of the registrations ``reviewer`` may decide (``access.is_reviewer`` in SQL),
+        oldest first, never their own: as an admin of the liaison team; for a liaison team with no
+        admin besides the applicant, as an admin of the liaison's region; for a social
+        organisation, as an admin of its registration authority's region. The reviewer
+        administers the regions whose codes start with ``regions_prefix`` (``''``: all of them, a
+        national admin), or none."""
 
-    async def pending_reviews_without_liaison_admins(self, liaison_region_prefix: str | None) -> Sequence[Team]:
-        """Pending teams whose liaison team has no admin besides the applicant (reviewed by the
-        admins of the liaison's region instead), optionally only liaisons within a region."""
-        liaison = aliased(Team)
-        other_admin = (
-            select(Membership.account_id)
-            .where(
-                Membership.team_id == Team.liaison_team_id,
-                Membership.is_admin,
-                Membership.account_id != Team.applicant_account_id,
+        def page(stmt: Select[Any]) -> Select[Any]:
+            stmt = stmt.where(Team.status == PENDING, Team.applicant_account_id != reviewer)
+            if after is not None:
+                stmt = stmt.where(tuple_(Team.submitted_at, Team.id) > tuple_(*after))
+            return stmt.order_by(Team.submitted_at, Team.id).limit(limit)
+
+        # As a liaison team's admin: a page of each team they administer (an index range each),
+        # not a walk of the whole country's queue looking for their teams' registrations.
+        administered = (
+            select(Membership.team_id).where(Membership.account_id == reviewer, Membership.is_admin).subquery()
+        )
+        of_team = page(
+            select(Team.id).where(
+                Team.liaison_team_id == administered.c.team_id, Team.registration_authority_region.is_(None)
             )
-            .exists()
-        )
-        stmt = (
-            select(Team)
-            .join(liaison, liaison.id == Team.liaison_team_id)
-            .where(Team.status == PENDING, Team.registration_authority_region.is_(None), ~other_admin)
-        )
-        if liaison_region_prefix:
-            stmt = stmt.where(liaison.region_code.startswith(liaison_region_prefix, autoescape=True))
-        return (await self.session.execute(stmt.order_by(Team.submitted_at))).scalars().all()
-
-    async def pending_authority_reviews(self) -> Sequence[Team]:
-        stmt = select(Team).where(Team.status == PENDING, Team.registration_authority_region.is_not(None))
-        return (await self.session.execute(stmt.order_by(Team.submitted_at))).scalars().all()
+        ).lateral()
+        branches = [select(of_team.c.id).select_from(administered).join(of_team, true())]
+        if regions_prefix is not None:
+            # As an admin of regions: the queue in its order, for those the region's admins decide
+            # (the liaison's region a lookup per row: a join or EXISTS hashes the whole table).
+            liaison = aliased(Team)
+            other_admin = (
+                select(Membership.account_id)
+                .where(
+                    Membership.team_id == Team.liaison_team_id,
+                    Membership.is_admin,
+                    Membership.account_id != Team.applicant_account_id,
+                )
+                .exists()
+            )
+            liaison_region = select(liaison.region_code).where(liaison.id == Team.liaison_team_id).scalar_subquery()
+            liaison_within = (
+                liaison_region.startswith(regions_prefix, autoescape=True)
+                if regions_prefix
+                else Team.liaison_team_id.is_not(None)
+            )
+            authority_within = (
+                Team.registration_authority_region.startswith(regions_prefix, autoescape=True)
+                if regions_prefix
+                else Team.registration_authority_region.is_not(None)
+            )
+            of_regions = page(
+                select(Team.id).where(
+                    or_(
+                        and_(Team.registration_authority_region.is_(None), liaison_within, ~other_admin),
+                        authority_within,
+                    )
+                )
+            )
+            branches.append(of_regions)
+        ids = (union(*branches) if len(branches) > 1 else branches[0]).subquery()
+        stmt = page(select(Team).join(ids, ids.c.id == Team.id))
+        found: Sequence[Team] = (await self.session.execute(stmt)).scalars().all()
+        return found
 
     # -- memberships ---------------------------------------------------------------------------
     async def membership(
@@ -156,10 +200,6 @@ class TeamsRepository:
 
     async def teams_of(self, account_id: uuid.UUID) -> list[uuid.UUID]:
         stmt = select(Membership.team_id).where(Membership.account_id == account_id)
-        return list((await self.session.execute(stmt)).scalars().all())
-
-    async def teams_administered_by(self, account_id: uuid.UUID) -> list[uuid.UUID]:
-        stmt = select(Membership.team_id).where(Membership.account_id == account_id, Membership.is_admin)
         return list((await self.session.execute(stmt)).scalars().all())
 
     async def members_page(
@@ -262,9 +302,6 @@ class TeamsRepository:
     async def volunteer_by_number(self, volunteer_number: str) -> Volunteer | None:
         stmt = select(Volunteer).where(Volunteer.volunteer_number == volunteer_number)
         return (await self.session.execute(stmt)).scalar_one_or_none()
-
-    async def forget_region_admin(self, account_id: uuid.UUID) -> None:
-        await self.session.execute(delete(RegionAdmin).where(RegionAdmin.account_id == account_id))
 
     async def nearest_region_admins(self, region_code: str, *, excluding: uuid.UUID | None = None) -> list[uuid.UUID]:
         """Regional admins of the region itself, else of the nearest region above that has any

@@ -258,8 +258,10 @@ async def test_admin_whose_role_is_withdrawn_is_no_longer_escalated_to(teams: An
     current = await teams.region_admin("330106")
 
     async def forgotten() -> bool:
+        # kept as an account whose roles changed (bounding its older tokens), with no region left
         async with teams.runtime.session_factory() as session:
-            return await session.get(RegionAdmin, former.account_id) is None
+            row = await session.get(RegionAdmin, former.account_id)
+            return row is not None and row.region_code is None and not row.is_national
 
     await eventually(forgotten, timeout=30, interval=0.1)
     team, _, _, _ = await pending_team(teams)

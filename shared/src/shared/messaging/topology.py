@@ -114,6 +114,13 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
         "Emails the project leads when their project closes or is extended",
     ),
     Subscription(
+        "notifications",
+        "platform_roles",
+        ("account.roles_changed",),
+        "Keeps each account's platform roles as last changed, so a withdrawn national admin loses the "
+        "operator API at once",
+    ),
+    Subscription(
         "projects",
         "volunteers",
         ("volunteer.verified", "volunteer.merged"),
@@ -130,6 +137,13 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
             "team.project_lead_removed",
         ),
         "Keeps the teams, team admins and project leads read model (who may run projects)",
+    ),
+    Subscription(
+        "projects",
+        "platform_roles",
+        ("account.roles_changed",),
+        "Keeps each account's platform roles as last changed, so a withdrawn role (a national admin's late "
+        "extension) stops working at once",
     ),
     Subscription(
         "projects",
@@ -155,7 +169,8 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
         "teams",
         "region_admins",
         ("account.roles_changed",),
-        "Keeps teams' read model of regional and national admins (reviewers, escalation recipients)",
+        "Keeps teams' read model of regional and national admins (reviewers, escalation recipients) and of "
+        "every account's roles as last changed, so a withdrawn role stops working at once",
     ),
     Subscription(
         "identity",
