@@ -61,7 +61,8 @@ async def is_reviewer(repo: TeamsRepository, principal: Principal, team: Team) -
     """T5: the registration authority for a social organisation, else the liaison team's admins.
     A liaison team with no admin but the applicant (a federation created without one, or the
     applicant's own root team) is reviewed in its place by the admins of the liaison's region
-    (and national admins). The applicant never reviews their own registration."""
+    (and national admins). The applicant never reviews their own registration.
+    ``TeamsRepository.pending_reviews_page`` (the review list) says the same in SQL: change both."""
     if principal.account_id == team.applicant_account_id:
         return False
     if team.registration_authority_region is not None:

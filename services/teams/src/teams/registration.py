@@ -8,13 +8,14 @@ an event must not vanish with an object the caller no longer references.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 
 from shared import regions
-from shared.auth import Principal, region_prefix
+from shared.auth import ROLE_REGIONAL_ADMIN, Principal, region_prefix
 from shared.clock import CHINA_TZ, Clock
 from shared.contracts.teams import (
     TeamAdminAppointed,
@@ -121,18 +122,23 @@ async def reviewer_ids(repo: TeamsRepository, team: Team) -> list[uuid.UUID]:
     )
 
 
-async def reviews_waiting_for(uow: UnitOfWork, principal: Principal) -> list[Team]:
-    """The registrations ``principal`` may decide now, oldest first (never their own)."""
-    repo = TeamsRepository(uow.session)
-    found: dict[uuid.UUID, Team] = {}
-    liaison_ids = await repo.teams_administered_by(principal.account_id)
-    found.update((t.id, t) for t in await repo.pending_reviews_of_teams(liaison_ids))
-    if principal.is_national_admin or principal.region is not None:
-        prefix = None if principal.is_national_admin or principal.region is None else region_prefix(principal.region)
-        found.update((t.id, t) for t in await repo.pending_reviews_without_liaison_admins(prefix))
-        found.update((t.id, t) for t in await repo.pending_authority_reviews())
-    ordered = sorted(found.values(), key=lambda t: (t.submitted_at, t.id))
-    return [t for t in ordered if t.status == PENDING and await is_reviewer(repo, principal, t)]
+async def reviews_waiting_for(
+    uow: UnitOfWork, principal: Principal, *, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> Sequence[Team]:
+    """A page of the registrations ``principal`` may decide now (those ``is_reviewer`` allows),
+    oldest first (never their own), after the ``(submitted_at, id)`` of the previous page."""
+    # the regions ``principal.administers_region`` covers: all (''), those under a prefix, or none
+    regions_prefix: str | None = None
+    if principal.is_national_admin:
+        regions_prefix = ""
+    elif ROLE_REGIONAL_ADMIN in principal.roles and principal.region is not None:
+        regions_prefix = region_prefix(principal.region)
+    return await TeamsRepository(uow.session).pending_reviews_page(
+        principal.account_id,
+        regions_prefix=regions_prefix,
+        after=after,
+        limit=limit,
+    )
 
 
 # -- registering (T1–T4) -------------------------------------------------------------------------

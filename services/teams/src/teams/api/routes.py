@@ -248,11 +248,24 @@ async def withdraw_liaison(team_id: uuid.UUID, principal: RegionalOrNationalAdmi
     tags=["review"],
     summary="Teams waiting for my review (as liaison team admin, as registration authority, or as admin of "
     "the region of a liaison team with no other admin); never my own registrations",
+    description="Oldest first, `limit` (50, at most 200) a page; `next_cursor`, passed as `cursor`, gives "
+    "the next page (null on the last).",
+    responses=error_responses(CURSOR_INVALID),
 )
-async def my_reviews(principal: CurrentPrincipal, uow: UoW) -> TeamPage:
+async def my_reviews(
+    principal: CurrentPrincipal,
+    uow: UoW,
+    limit: int = Query(50, ge=1, le=200),
+    cursor: str | None = Query(None, max_length=400),
+) -> TeamPage:
+    after = time_cursor(cursor) if cursor else None
     async with uow:
-        teams = await registration.reviews_waiting_for(uow, principal)
-    return TeamPage(items=[team_out(t) for t in teams])
+        rows = await registration.reviews_waiting_for(uow, principal, after=after, limit=limit + 1)
+    last = rows[limit - 1] if len(rows) > limit else None
+    return TeamPage(
+        items=[team_out(t) for t in rows[:limit]],
+        next_cursor=encode_cursor(last.submitted_at, last.id) if last else None,
+    )
 
 
 @router.get(
