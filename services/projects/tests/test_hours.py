@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import text
+
+from projects import repository as repo
 
 from .conftest import World
 
@@ -441,3 +444,70 @@ async def test_activity_log_lists_the_projects_facts_for_its_managers(world: Wor
     assert await eventually(logged, timeout=30, interval=0.2)
     denied = await world.client.get(f"/api/v1/projects/{project.id}/activity", headers=volunteer)
     assert denied.status_code == 403
+
+
+async def test_project_totals_page_through_each_volunteer_once_with_the_project_s_total(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Totals come a page at a time, in order of application: a volunteer on two positions of the
+    project is one entry with both positions' minutes, volunteers without minutes (none yet, or
+    corrected to 0) are left out, and the total is the project's whatever the page. A page looks at
+    a bounded number of applications (``TOTALS_SCAN``), so it may hold fewer than ``limit``: the
+    cursor goes on until the last one."""
+    project = await world.project(
+        positions=[
+            {"name": "引导员", "quota": 20, "admission_mode": "auto"},
+            {"name": "翻译", "quota": 20, "admission_mode": "auto"},
+        ]
+    )
+    volunteers = [await world.admitted_volunteer(project) for _ in range(6)]
+    second = await world.apply(project.position(1), volunteers[1][1])  # the second volunteer, twice
+    assert second.json()["stage"] == "admitted"
+    minutes = [60, 30, 20, 0, 10, 40]  # the fourth has none; the sixth's will be corrected to 0
+    rows = [
+        {"application_id": app, "service_date": "2026-01-05", "minutes": m}
+        for (_, _, app), m in zip(volunteers, minutes, strict=True)
+        if m
+    ] + [{"application_id": second.json()["id"], "service_date": "2026-01-05", "minutes": 45}]
+    recorded = await world.client.post(
+        f"/api/v1/projects/{project.id}/hours/bulk", json={"rows": rows}, headers=project.lead
+    )
+    assert recorded.status_code == 201, recorded.text
+    [sixth] = [r for r in recorded.json()["items"] if r["application_id"] == volunteers[5][2]]
+    zero = await world.client.post(
+        f"/api/v1/hours/{sixth['id']}/corrections", json={"minutes": 0, "reason": "录错了人"}, headers=project.lead
+    )
+    assert zero.status_code == 200, zero.text
+    expected = [(str(volunteers[i][0]), m) for i, m in ((0, 60), (1, 75), (2, 20), (4, 10))]
+
+    async def all_pages(limit: int) -> tuple[list[tuple[str, int]], list[int]]:
+        entries: list[tuple[str, int]] = []
+        sizes: list[int] = []
+        cursor = None
+        while True:
+            params: dict[str, object] = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+            body = (
+                await world.client.get(
+                    f"/api/v1/projects/{project.id}/hours/totals", params=params, headers=project.lead
+                )
+            ).json()
+            assert body["minutes"] == 165
+            entries += [(v["account_id"], v["minutes"]) for v in body["volunteers"]]
+            sizes.append(len(body["volunteers"]))
+            cursor = body["next_cursor"]
+            if cursor is None:
+                return entries, sizes
+
+    assert await all_pages(2) == (expected, [2, 2])
+    assert await all_pages(50) == (expected, [4])
+    monkeypatch.setattr(repo, "TOTALS_SCAN", 3)  # a page looks at 3 applications at most
+    entries, sizes = await all_pages(2)
+    assert entries == expected
+    # applications looked at per page: 1-3 (the third found tells there is more) | 3-5 (the fourth
+    # has no minutes) | 6 (corrected to 0) and 7 (the second volunteer's other one): nothing left
+    assert sizes == [2, 2, 0]
+    bad = await world.client.get(
+        f"/api/v1/projects/{project.id}/hours/totals", params={"cursor": "not-a-cursor"}, headers=project.lead
+    )
+    assert bad.status_code == 422
+    assert bad.json()["code"] == "cursor_invalid"

@@ -472,6 +472,92 @@ async def test_a_raised_quota_waits_for_a_locked_waiter(rr: tuple[World, World])
     assert lost == 0
 
 
+async def _line(world: World, project: Any, n: int) -> None:
+    """``n`` verified volunteers waiting on the project's (full) first position, written directly."""
+    async with world.runtime.engine.begin() as conn:
+        await conn.execute(
+            text(
+                """WITH v AS (
+                       INSERT INTO volunteers (account_id, volunteer_number, masked_name, region_code, verified_at)
+                       SELECT gen_random_uuid(), 'RQ' || lpad(g::text, 6, '0') || :tag, '王*', '110105', now()
+                       FROM generate_series(1, :n) AS g RETURNING account_id)
+                   INSERT INTO applications (id, position_id, project_id, account_id, stage, created_at, updated_at)
+                   SELECT gen_random_uuid(), :position, :project, account_id, 'applied', now(), now() FROM v"""
+            ),
+            {
+                "n": n,
+                "position": uuid.UUID(project.position()),
+                "project": uuid.UUID(project.id),
+                "tag": project.id[:8],
+            },
+        )
+
+
+async def test_an_application_made_while_a_raise_admits_the_line_gets_a_place_left_free(
+    rr: tuple[World, World],
+) -> None:
+    """A raise admits those waiting. One who applies while it runs reads the position as last
+    committed (full) and goes into line after the raise locked the line: neither saw the other, and
+    a place the raise added stayed free beside them (each round, one to three of the four late
+    applicants). Both now look after their commit (services.admit_waiting)."""
+    first, second = rr
+    lost = 0
+    outcomes: collections.Counter[str] = collections.Counter()
+    for i in range(N):
+        project = await first.project(positions=[{"name": "岗", "quota": 1, "admission_mode": "auto"}])
+        pos = project.position()
+        await first.admitted_volunteer(project)
+        await _line(first, project, 40)
+        late = [await first.volunteer() for _ in range(4)]
+        raiser, applier = (first, second) if i % 2 else (second, first)
+
+        async def later(coro: Any, delay: float) -> Any:
+            await asyncio.sleep(delay)
+            return await coro
+
+        raised, *applied = await asyncio.gather(
+            raiser.client.put(f"/api/v1/positions/{pos}/quota", json={"quota": 1 + 40 + 8}, headers=project.lead),
+            *(later(applier.apply(pos, h), random.uniform(0, 0.05)) for _, h in late),
+        )
+        assert raised.status_code == 200, raised.text
+        outcomes.update(r.json()["stage"] for r in applied)
+        state = await position_state(first, pos)
+        assert state["admitted"] == state["holding"], state
+        lost += state["admitted"] < state["quota"] and state["waiting"] > 0
+    assert lost == 0, outcomes
+
+
+async def test_an_application_made_while_a_leave_frees_a_place_gets_that_place(rr: tuple[World, World]) -> None:
+    """The same race with a leave that finds nobody waiting: applications made while it runs read
+    the position as full and went into line beside the place it freed (10 of 30 rounds)."""
+    first, second = rr
+    lost = 0
+    outcomes: collections.Counter[str] = collections.Counter()
+    for i in range(N):
+        project = await first.project(positions=[{"name": "岗", "quota": 3, "admission_mode": "auto"}])
+        pos = project.position()
+        _, leaver, app = await first.admitted_volunteer(project)
+        for _ in range(2):
+            await first.admitted_volunteer(project)
+        late = [await first.volunteer() for _ in range(3)]
+        a, b = (first, second) if i % 2 else (second, first)
+
+        async def later(coro: Any, delay: float) -> Any:
+            await asyncio.sleep(delay)
+            return await coro
+
+        left, *applied = await asyncio.gather(
+            a.client.post(f"/api/v1/applications/{app}/leave", headers=leaver),
+            *(later(b.apply(pos, h), random.uniform(0, 0.03)) for _, h in late),
+        )
+        assert left.status_code == 200, left.text
+        outcomes.update(r.json()["stage"] for r in applied)
+        state = await position_state(first, pos)
+        assert state["admitted"] == state["holding"], state
+        lost += state["admitted"] < state["quota"] and state["waiting"] > 0
+    assert lost == 0, outcomes
+
+
 @pytest.mark.parametrize("order", ["waiter_first", "leaver_first"])
 async def test_a_waiters_refused_leave_does_not_cost_them_their_turn(rr: tuple[World, World], order: str) -> None:
     first, second = rr

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import delete, func, insert, select, text, tuple_, update
+from sqlalchemy import delete, func, insert, literal_column, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -253,6 +253,10 @@ async def update_project(s: AsyncSession, project_id: uuid.UUID, **values: Any) 
     await s.execute(update(projects).where(projects.c.id == project_id).values(**values))
 
 
+#: statuses of the public project list (those ``ix_projects_listed`` covers)
+LISTED_STATUSES = frozenset({"published", "closed"})
+
+
 async def list_projects(
     s: AsyncSession,
     *,
@@ -262,7 +266,15 @@ async def list_projects(
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[Row]:
-    stmt = select(projects).where(projects.c.status.in_(statuses))
+    """Listed projects newest first, a page read in the order of ``ix_projects_listed`` (or of a team's
+    or a region's index). The statuses are written into the SQL, not sent as parameters: the indexes
+    cover listed projects only, and a plan may use them only where the statement itself says the
+    rows are listed ones (a prepared statement's generic plan knows no parameter's value)."""
+    unknown = set(statuses) - LISTED_STATUSES
+    if unknown:
+        raise ValueError(f"not a listed status: {sorted(unknown)}")
+    listed: list[Any] = [literal_column(f"'{status}'") for status in sorted(statuses)]
+    stmt = select(projects).where(projects.c.status.in_(listed))
     if team_id is not None:
         stmt = stmt.where(projects.c.team_id == team_id)
     if region_prefix:
@@ -475,6 +487,52 @@ async def next_in_line(s: AsyncSession, position_id: uuid.UUID, n: int = 1) -> l
     return rows
 
 
+_ADMIT_WAITERS = text(
+    """
+    WITH admitted AS (
+        UPDATE applications SET stage = 'admitted', updated_at = :now
+        WHERE id = ANY(CAST(:ids AS uuid[])) AND position_id = :position_id AND stage = 'applied'
+        RETURNING id
+    ), moved AS (
+        UPDATE positions SET admitted = admitted + (SELECT count(*) FROM admitted)
+        WHERE id = :position_id
+        RETURNING admitted
+    )
+    SELECT id FROM admitted
+    """
+)
+
+
+async def admit_waiters(
+    s: AsyncSession, position_id: uuid.UUID, application_ids: list[uuid.UUID], now: datetime
+) -> set[uuid.UUID]:
+    """Admit these waiting applications (locked by the caller, who holds the position's row and
+    made sure each has a free place) in one statement, which also moves the position's count once.
+    Returns the applications admitted. On the driver (see ``fetch_on_driver``): thousands of ids."""
+    if not application_ids:
+        return set()
+    rows = await fetch_on_driver(s, _ADMIT_WAITERS, {"ids": application_ids, "position_id": position_id, "now": now})
+    return {r["id"] for r in rows}
+
+
+_FREE_PLACES = text("SELECT quota - admitted FROM positions WHERE id = :position_id FOR NO KEY UPDATE")
+
+
+async def free_places(s: AsyncSession, position_id: uuid.UUID) -> int:
+    """The position's free places, its row locked (as an update of it would) until the transaction ends."""
+    return int((await s.execute(_FREE_PLACES, {"position_id": position_id})).scalar_one())
+
+
+_HAS_FREE_PLACE = text("SELECT admitted < quota FROM positions WHERE id = :position_id")
+
+
+async def has_free_place(conn: asyncpg.Connection, position_id: uuid.UUID) -> bool:
+    """Whether the position has a free place now (committed state, no lock), on a connection of
+    :meth:`ProjectsUnitOfWork.single_statements`."""
+    row = await fetchrow_plain(conn, _HAS_FREE_PLACE, {"position_id": position_id})
+    return bool(row is not None and row[0])
+
+
 async def stage_of(s: AsyncSession, application_id: uuid.UUID) -> str | None:
     return (await s.execute(select(applications.c.stage).where(applications.c.id == application_id))).scalar()
 
@@ -528,17 +586,33 @@ async def list_applications(
     after_seq: int | None,
     limit: int,
 ) -> list[Row]:
+    """Applications in order of application, a page from ``after_seq`` on. A project's are read as
+    the range of ``ix_applications_project_seq`` from (project, after_seq) to the project's last
+    one, ordered by (project, seq): the same rows and order as ``project_id = :p ORDER BY seq``, but
+    that form also lets the plan walk every application in ``seq`` order, keeping the project's.
+    PostgreSQL takes that walk when the project holds a few per cent of all applications (it
+    assumes them spread evenly, when they all come after the older projects'), and a page of a big
+    event's applicants then read every application made before it."""
     stmt = _application_list_stmt()
     if project_id is not None:
-        stmt = stmt.where(applications.c.project_id == project_id)
+        project_seq = tuple_(applications.c.project_id, applications.c.seq)
+        stmt = stmt.where(
+            project_seq > tuple_(project_id, after_seq if after_seq is not None else 0),
+            project_seq <= tuple_(project_id, _MAX_SEQ),
+        ).order_by(applications.c.project_id, applications.c.seq)
+    else:
+        if after_seq is not None:
+            stmt = stmt.where(applications.c.seq > after_seq)
+        stmt = stmt.order_by(applications.c.seq)
     if account_id is not None:
         stmt = stmt.where(applications.c.account_id == account_id)
     if stage is not None:
         stmt = stmt.where(applications.c.stage == stage)
-    if after_seq is not None:
-        stmt = stmt.where(applications.c.seq > after_seq)
-    stmt = stmt.order_by(applications.c.seq).limit(limit)
-    return list((await s.execute(stmt)).mappings())
+    return list((await s.execute(stmt.limit(limit))).mappings())
+
+
+#: the largest ``applications.seq`` (a bigint)
+_MAX_SEQ = 2**63 - 1
 
 
 async def count_admitted(s: AsyncSession, position_id: uuid.UUID) -> int:
@@ -772,23 +846,89 @@ async def list_hours(
     return list((await s.execute(stmt)).mappings())
 
 
-async def project_totals(s: AsyncSession, project_id: uuid.UUID) -> tuple[int, list[Row]]:
-    minutes = func.sum(hours_records.c.minutes)
-    stmt = (
-        select(
-            hours_records.c.account_id,
-            volunteers.c.masked_name,
-            volunteers.c.volunteer_number,
-            minutes.label("minutes"),
-        )
-        .select_from(hours_records.outerjoin(volunteers, volunteers.c.account_id == hours_records.c.account_id))
-        .where(hours_records.c.project_id == project_id)
-        .group_by(hours_records.c.account_id, volunteers.c.masked_name, volunteers.c.volunteer_number)
-        .having(minutes > 0)
-        .order_by(minutes.desc())
-    )
-    rows = list((await s.execute(stmt)).mappings())
-    return sum(int(r["minutes"]) for r in rows), rows
+async def project_minutes(s: AsyncSession, project_id: uuid.UUID) -> int:
+    """The project's total over every volunteer: its records' minutes, summed on their own."""
+    stmt = select(func.coalesce(func.sum(hours_records.c.minutes), 0)).where(hours_records.c.project_id == project_id)
+    return int((await s.execute(stmt)).scalar_one())
+
+
+#: at most this many of a project's applications are looked at for one page of volunteer totals
+TOTALS_SCAN = 2_000
+
+# A project's applications after :after_seq are the range of ix_applications_project_seq from
+# (project, after_seq) to (project, max_seq), not "project_id = :project_id" (see list_applications).
+_VOLUNTEER_MINUTES_PAGE = text(
+    """
+    SELECT a.seq, a.account_id, v.masked_name, v.volunteer_number, m.minutes
+    FROM (
+        SELECT a.project_id, a.seq, a.account_id, a.stage FROM applications a
+        WHERE (a.project_id, a.seq) > (:project_id, :after_seq) AND (a.project_id, a.seq) <= (:project_id, :max_seq)
+        ORDER BY a.project_id, a.seq
+        LIMIT :scan
+    ) a
+    CROSS JOIN LATERAL (
+        SELECT coalesce(sum(h.minutes), 0) AS minutes
+        FROM applications b JOIN hours_records h ON h.application_id = b.id
+        WHERE b.account_id = a.account_id AND b.project_id = a.project_id
+    ) m
+    LEFT JOIN volunteers v ON v.account_id = a.account_id
+    WHERE a.stage IN ('admitted', 'training', 'serving', 'completed')
+      AND NOT EXISTS (
+          SELECT 1 FROM applications e
+          WHERE e.account_id = a.account_id AND e.project_id = a.project_id AND e.seq < a.seq
+            AND e.stage IN ('admitted', 'training', 'serving', 'completed')
+      )
+      AND m.minutes > 0
+    ORDER BY a.project_id, a.seq
+    LIMIT :limit
+    """
+)
+
+_SCANNED_TO = text(
+    """
+    SELECT a.seq FROM applications a
+    WHERE (a.project_id, a.seq) > (:project_id, :after_seq) AND (a.project_id, a.seq) <= (:project_id, :max_seq)
+    ORDER BY a.project_id, a.seq
+    OFFSET :scan - 1 LIMIT 1
+    """
+)
+
+
+async def volunteer_minutes_page(
+    s: AsyncSession, *, project_id: uuid.UUID, after_seq: int | None, limit: int, scan: int | None = None
+) -> list[Row]:
+    """Volunteers of the project with their minutes there, in order of application (each where
+    their first application holding a place stands; ``seq``, the cursor), at most ``limit``, among
+    the next ``scan`` applications of the project after ``after_seq``. Driven by the project's
+    applications (``ix_applications_project_seq``) and each volunteer's records found through their
+    applications (``ix_hours_records_day``): a page reads its volunteers' rows, not the project's,
+    and hours_records, which every bulk recording writes, needs no index of its own for it.
+    Volunteers with no minutes (none recorded yet, or all corrected away) are left out, as when
+    the totals were one grouping of the project's records: pages stop at ``scan`` applications
+    looked at, so where few volunteers have minutes a page may hold fewer than ``limit``."""
+    params = {
+        "project_id": project_id,
+        "after_seq": after_seq if after_seq is not None else 0,
+        "max_seq": _MAX_SEQ,
+        "scan": TOTALS_SCAN if scan is None else scan,
+        "limit": limit,
+    }
+    return list((await s.execute(_VOLUNTEER_MINUTES_PAGE, params)).mappings())
+
+
+async def applications_scanned_to(
+    s: AsyncSession, *, project_id: uuid.UUID, after_seq: int | None, scan: int | None = None
+) -> int | None:
+    """The last of the ``scan`` applications :func:`volunteer_minutes_page` looked at after
+    ``after_seq``; None when the project has fewer left (the page reached its last one)."""
+    params = {
+        "project_id": project_id,
+        "after_seq": after_seq if after_seq is not None else 0,
+        "max_seq": _MAX_SEQ,
+        "scan": TOTALS_SCAN if scan is None else scan,
+    }
+    seq = (await s.execute(_SCANNED_TO, params)).scalar()
+    return None if seq is None else int(seq)
 
 
 async def volunteer_totals(s: AsyncSession, account_id: uuid.UUID) -> list[Row]:

@@ -231,20 +231,52 @@ async def change_quota(uow: UnitOfWork, principal: Principal, position_id: uuid.
         raise AppError(errors.POSITION_NOT_FOUND)
     await require_manager(uow, row, principal)
     # the new places go to those waiting, in order of application, before any later applicant;
-    # locked before the position's row (the order an admission takes them in)
+    # locked before the position's row (the order an admission takes them in), all in one statement
     auto = row["admission_mode"] == "auto"
     waiters = await repo.next_in_line(uow.session, position_id, quota - row["admitted"]) if auto else []
     admitted = await repo.set_quota(uow.session, position_id, quota)
     if admitted is None:
         admitted = await repo.count_admitted(uow.session, position_id)
         raise AppError(errors.QUOTA_BELOW_ADMITTED, {"admitted": admitted}, params={"admitted": admitted})
-    for waiter in waiters[: max(0, quota - admitted)]:
-        event = await _admit_next(uow, row, waiter)
-        if event is None:
-            break
-        uow.raise_event(event)
+    # the position's row is held since set_quota: exactly quota - admitted places are free
+    await _admit_waiters(uow, row, waiters[: max(0, quota - admitted)])
     project_id: uuid.UUID = row["project_id"]
     return project_id
+
+
+async def admit_waiting(uow: UnitOfWork, position_id: uuid.UUID) -> set[uuid.UUID]:
+    """Free places of an automatic position go to those waiting, oldest first; returns the
+    applications admitted (none when nobody waits, no place is free, or the position is manual).
+
+    Run after a commit, in a transaction of its own: after a raised quota or a leave that found
+    nobody waiting, and after an application that went into line found a place free. An
+    application submitted while a raise (or such a leave) runs reads the position as last committed
+    (full) and goes into line; the raise admits the waiters it locked, before that application
+    existed. Neither sees the other until both have committed, so each looks after its commit: the
+    raise admits whoever now waits for places still free (this), and an application that went into
+    line checks for a free place (``repo.has_free_place``) and, finding one, runs this. Whichever
+    commits last sees the other's commit. Waiters are locked before the position's row, as
+    everywhere, and one locked by another request is waited for, not skipped."""
+    s = uow.session
+    row = await repo.position(s, position_id)
+    if row is None or row["admission_mode"] != "auto" or row["admitted"] >= row["quota"]:
+        return set()
+    waiters = await repo.next_in_line(s, position_id, row["quota"] - row["admitted"])
+    if not waiters:
+        return set()
+    free = await repo.free_places(s, position_id)
+    return await _admit_waiters(uow, row, waiters[: max(0, free)])
+
+
+async def admit_waiting_after_commit(uow: UnitOfWork, position_id: uuid.UUID) -> set[uuid.UUID]:
+    """:func:`admit_waiting` in ``uow`` (not yet entered) for a request whose own change is already
+    committed: a failure here is logged and leaves the line as it was, it does not fail the request."""
+    try:
+        async with uow:
+            return await admit_waiting(uow, position_id)
+    except Exception as exc:  # the caller's change stands; the next raise, leave or application retries
+        log.warning("admit_waiting_failed", position_id=str(position_id), error=type(exc).__name__)
+        return set()
 
 
 async def assign_lead(uow: UnitOfWork, principal: Principal, project_id: uuid.UUID, lead: uuid.UUID) -> None:
@@ -372,7 +404,12 @@ async def apply(
     connection of its own (:meth:`ProjectsUnitOfWork.single_statements`): nothing goes through the
     unit of work's session, so it need not be entered (the API does not, and opens no session)."""
     async with uow.single_statements() as conn:
-        return await _apply(uow, conn, principal, position_id, motivation)
+        application_id, stage, place_free = await _apply(uow, conn, principal, position_id, motivation)
+    # in line while a place is free: a raise committed since this application read the position
+    # (see admit_waiting); rare, and the only time the unit of work's session is opened here
+    if place_free and application_id in await admit_waiting_after_commit(uow, position_id):
+        stage = stages.ADMITTED
+    return application_id, stage
 
 
 async def _apply(
@@ -381,7 +418,9 @@ async def _apply(
     principal: Principal,
     position_id: uuid.UUID,
     motivation: str | None,
-) -> tuple[uuid.UUID, str]:
+) -> tuple[uuid.UUID, str, bool]:
+    """Returns the application, its stage and whether it went into line on an automatic position
+    that has a free place now."""
     ctx = await repo.apply_context(conn, position_id, principal.account_id)
     if ctx is None:
         raise AppError(errors.POSITION_NOT_FOUND)
@@ -417,7 +456,9 @@ async def _apply(
     )
     if stage is None:
         raise AppError(errors.ALREADY_APPLIED)
-    return application_id, stage
+    # one more read (committed state) for an application put in line on an automatic position
+    auto_in_line = stage == stages.APPLIED and ctx["admission_mode"] == "auto"
+    return application_id, stage, auto_in_line and await repo.has_free_place(conn, position_id)
 
 
 async def load_application(uow: UnitOfWork, application_id: uuid.UUID, *, for_update: bool = False) -> repo.Row:
@@ -474,9 +515,11 @@ async def withdraw(uow: UnitOfWork, principal: Principal, application_id: uuid.U
     uow.raise_event(ApplicationWithdrawn(**_application_event_fields(row, application_id, row["account_id"])))
 
 
-async def leave(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID) -> None:
+async def leave(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID) -> uuid.UUID | None:
     """P6: an admitted volunteer with no hours leaves; the lead is emailed at once (application.left).
-    The place frees up; on an auto-admitting position the next in line takes it."""
+    The place frees up; on an auto-admitting position the next in line takes it. Returns the
+    automatic position whose place nobody waiting took: once this is committed, the caller gives it
+    to whoever went into line meanwhile (:func:`admit_waiting`, as after a raised quota)."""
     row = await _owned_application(uow, principal, application_id)  # locked: recordings wait or re-check
     s = uow.session
     stages.check_can_leave(row["stage"], await repo.recorded_minutes(s, application_id))
@@ -499,6 +542,8 @@ async def leave(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID
     )
     if admitted is not None:
         uow.raise_event(admitted)
+    freed: uuid.UUID | None = row["position_id"] if row["admission_mode"] == "auto" and admitted is None else None
+    return freed
 
 
 async def admit_next_in_line(uow: UnitOfWork, row: repo.Row) -> bool:
@@ -509,6 +554,21 @@ async def admit_next_in_line(uow: UnitOfWork, row: repo.Row) -> bool:
         return False
     uow.raise_event(admitted)
     return True
+
+
+async def _admit_waiters(uow: UnitOfWork, row: repo.Row, waiters: list[repo.Row]) -> set[uuid.UUID]:
+    """Admit ``waiters`` (locked by the caller, oldest first, each with a free place: the caller holds
+    the position's row) in one statement that also moves the position's count once; one admission
+    event each, in order of application, written with the transaction's other events in one
+    statement at commit (``ProjectsUnitOfWork.commit``)."""
+    if not waiters:
+        return set()
+    admitted = await repo.admit_waiters(uow.session, row["position_id"], [w["id"] for w in waiters], uow.clock.now())
+    for waiter in waiters:
+        if waiter["id"] in admitted:
+            fields = _application_event_fields(row, waiter["id"], waiter["account_id"])
+            uow.raise_event(ApplicationAdmitted(**fields, automatic=True))
+    return admitted
 
 
 async def _admit_next(uow: UnitOfWork, row: repo.Row, nxt: repo.Row) -> ApplicationAdmitted | None:

@@ -301,6 +301,8 @@ async def change_quota(
 ) -> sch.ProjectOut:
     async with runtime.uow() as uow:
         project_id = await services.change_quota(uow, principal, position_id, body.quota)
+    # committed: whoever went into line meanwhile gets a place still free (services.admit_waiting)
+    await services.admit_waiting_after_commit(runtime.uow(), position_id)
     return await _project_view(runtime, project_id)
 
 
@@ -454,7 +456,9 @@ async def withdraw(application_id: uuid.UUID, principal: CurrentPrincipal, runti
 )
 async def leave(application_id: uuid.UUID, principal: CurrentPrincipal, runtime: RuntimeDep) -> sch.ApplicationOut:
     async with runtime.uow() as uow:
-        await services.leave(uow, principal, application_id)
+        freed = await services.leave(uow, principal, application_id)
+    if freed is not None:  # committed: the place goes to whoever went into line meanwhile
+        await services.admit_waiting_after_commit(runtime.uow(), freed)
     async with runtime.uow() as uow:
         return _application_out(await services.load_application(uow, application_id))
 
@@ -724,20 +728,32 @@ async def list_project_hours(
     "/projects/{project_id}/hours/totals",
     response_model=sch.ProjectTotalsOut,
     tags=["hours"],
-    summary="Total service time of a project and per volunteer",
-    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER),
+    summary="Total service time of a project, and a page of its volunteers' (in order of application)",
+    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER, CURSOR_INVALID),
 )
 async def project_totals(
-    project_id: uuid.UUID, principal: CurrentPrincipal, runtime: RuntimeDep
+    project_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    runtime: RuntimeDep,
+    limit: Limit = 50,
+    cursor: str | None = None,
 ) -> sch.ProjectTotalsOut:
+    after = _seq_cursor(cursor)
     async with runtime.uow() as uow:
         project = await services.load_project(uow, project_id)
         await services.require_manager(uow, project, principal)
-        total, rows = await repo.project_totals(uow.session, project_id)
+        total = await repo.project_minutes(uow.session, project_id)
+        rows = await repo.volunteer_minutes_page(uow.session, project_id=project_id, after_seq=after, limit=limit + 1)
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_seq: int | None = rows[-1]["seq"]
+        else:  # fewer found: the next page starts where this one stopped looking, if before the end
+            next_seq = await repo.applications_scanned_to(uow.session, project_id=project_id, after_seq=after)
     return sch.ProjectTotalsOut(
         project_id=project_id,
         minutes=total,
         volunteers=[sch.VolunteerMinutes.model_validate(dict(r)) for r in rows],
+        next_cursor=encode_cursor(next_seq) if next_seq is not None else None,
     )
 
 

@@ -265,8 +265,12 @@ class VolunteerMinutes(BaseModel):
 
 class ProjectTotalsOut(BaseModel):
     project_id: uuid.UUID
-    minutes: int
-    volunteers: list[VolunteerMinutes]
+    minutes: int = Field(description="The project's total minutes, over every volunteer (not only this page's)")
+    volunteers: list[VolunteerMinutes] = Field(
+        description="A page of the volunteers with minutes recorded, in order of application (at most `limit`, "
+        "default 50; fewer where few of the applications a page looks at have minutes)"
+    )
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null after the last page")
 
 
 class ProjectMinutes(BaseModel):
