@@ -127,3 +127,40 @@ async def test_the_gauges_are_measured_once_per_interval_not_after_every_batch(b
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", capture)
     assert len(measures) == 1
+
+
+async def test_the_purge_removes_published_events_and_processed_marks_past_the_retention(
+    database_factory: Callable[[str], Awaitable[str]],
+) -> None:
+    """The inbox grew by a row per message and handler forever; the purge now keeps it to the
+    retention, like the outbox, in batches, and leaves what is recent or unpublished."""
+    metadata = new_metadata()
+    messaging = define_messaging_tables(metadata, "purge")
+    engine = make_engine(await database_factory("relay_purge"), pool_size=2, max_overflow=0)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            await conn.execute(
+                text(
+                    "INSERT INTO inbox (message_id, handler, event_type, processed_at) "
+                    "SELECT gen_random_uuid(), 'welcome_email', 'account.registered', "
+                    "       now() - CASE WHEN g <= 25 THEN interval '30 days' ELSE interval '1 day' END "
+                    "FROM generate_series(1, 30) AS g"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO outbox (id, event_type, aggregate_type, aggregate_id, payload, producer, "
+                    "occurred_at, published_at) SELECT gen_random_uuid(), 'x', 'x', 'x', '{}', 'purge', now(), "
+                    "       CASE g WHEN 1 THEN now() - interval '30 days' WHEN 2 THEN now() END "
+                    "FROM generate_series(1, 3) AS g"
+                )
+            )
+        relay = OutboxRelay(engine, messaging, InstantBroker(), service="purge", retention_days=7)  # type: ignore[arg-type]
+        assert await relay.purge(batch=10) == 26
+        async with engine.connect() as conn:
+            inbox_left = (await conn.execute(text("SELECT count(*) FROM inbox"))).scalar_one()
+            outbox_left = (await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one()
+        assert (inbox_left, outbox_left) == (5, 2)  # a day old kept; published now and unpublished kept
+    finally:
+        await engine.dispose()

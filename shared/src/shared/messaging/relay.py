@@ -274,13 +274,27 @@ class OutboxRelay:
             async with self.engine.connect() as conn:
                 await self._measure(conn)
 
-    async def purge(self) -> int:
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                text(f"DELETE FROM {self._outbox} WHERE published_at < now() - make_interval(days => :days)"),  # noqa: S608
-                {"days": self.retention_days},
+    async def purge(self, *, batch: int = 10_000) -> int:
+        """Remove published events and processed-message marks older than the retention, a batch per
+        transaction. The inbox only has to recognise a message delivered again (a redelivery after
+        a consumer's crash, a relay's republish after its own), which happens within minutes; kept
+        forever, it grew by a row per message and handler. Returns how many rows went."""
+        inbox = self.messaging.inbox.name
+        total = 0
+        for table, column in ((self._outbox, "published_at"), (inbox, "processed_at")):
+            statement = text(
+                f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} "  # noqa: S608
+                f"WHERE {column} < now() - make_interval(days => :days) LIMIT :batch))"
             )
-        return int(result.rowcount or 0)
+            while True:
+                async with self.engine.begin() as conn:
+                    deleted = int(
+                        (await conn.execute(statement, {"days": self.retention_days, "batch": batch})).rowcount or 0
+                    )
+                total += deleted
+                if deleted < batch:
+                    break
+        return total
 
     async def _listen(self) -> None:
         assert self.listen_dsn is not None

@@ -68,5 +68,7 @@ def define_messaging_tables(metadata: MetaData, service: str) -> MessagingTables
         Column("event_type", String(120), nullable=False),
         Column("processed_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
         PrimaryKeyConstraint("message_id", "handler", name="pk_inbox"),
+        # the relay's purge finds the marks past the retention by it
+        Index("ix_inbox_processed_at", "processed_at"),
     )
     return MessagingTables(outbox=outbox, inbox=inbox, channel=f"outbox_{service}")
