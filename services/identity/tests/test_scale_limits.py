@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import text
 
@@ -13,41 +11,9 @@ from identity.bootstrap import SERVICE_ROOT
 from identity.repository import Cases
 from shared.db import make_engine, make_session_factory
 from shared.migrations import upgrade_head
+from shared.testing import ExplainingSession
 
 CASES = 30_000
-
-
-def _rows_read(plan: dict[str, Any]) -> int:
-    """Rows every scan node of an EXPLAIN ANALYZE plan read (returned + filtered out), over its loops."""
-    total = 0
-    if "Scan" in plan["Node Type"]:
-        total += (plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)) * plan.get("Actual Loops", 1)
-    for child in plan.get("Plans", []):
-        total += _rows_read(child)
-    return total
-
-
-class Explaining:
-    """A stand-in session: every statement a repository function runs is EXPLAIN ANALYZEd first."""
-
-    def __init__(self, session: Any) -> None:
-        self.session = session
-        self.rows_read: list[int] = []
-        self.ms: list[float] = []
-        self.plans: list[str] = []
-
-    async def execute(self, stmt: Any, params: Any = None) -> Any:
-        conn = await self.session.connection()
-        compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-        values = compiled.construct_params(params)
-        positional = tuple(values[name] for name in (compiled.positiontup or []))
-        plan = (await conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled), positional)).scalar_one()
-        plan = json.loads(plan) if isinstance(plan, str) else plan
-        self.rows_read.append(_rows_read(plan[0]["Plan"]))
-        self.ms.append(plan[0]["Execution Time"])
-        shown = (await conn.exec_driver_sql("EXPLAIN " + str(compiled), positional)).all()
-        self.plans.append("\n".join(r[0] for r in shown))
-        return await self.session.execute(stmt, params)
 
 
 async def test_a_page_of_duplicate_cases_reads_a_page_not_every_case(
@@ -69,7 +35,7 @@ async def test_a_page_of_duplicate_cases_reads_a_page_not_every_case(
             )
             await conn.execute(text("ANALYZE duplicate_cases"))
         async with make_session_factory(engine)() as real:
-            session = Explaining(real)
+            session = ExplainingSession(real)
             first = await Cases(session).page(status="open", after=None, limit=51)  # type: ignore[arg-type]
             last = first[-1]
             second = await Cases(session).page(status="open", after=(last.opened_at, last.id), limit=51)  # type: ignore[arg-type]

@@ -4,33 +4,14 @@ by the account's roles and admin region as its database holds them now, without 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from identity.testing import PNG_BYTES, Identity
+from shared.testing import recorded_statements
 
 ROLES_URL = "/api/v1/admin/accounts/{}/roles"
 #: the statement identity's role lookup runs (one primary-key read)
 LOOKUP = "SELECT accounts.roles, accounts.admin_region"
-
-
-@contextmanager
-def statements(engine: AsyncEngine) -> Iterator[list[str]]:
-    """Every statement the service sends to its database meanwhile."""
-    seen: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 async def set_roles(identity: Identity, account_id: str, roles: list[str], region: str | None = None) -> None:
@@ -161,10 +142,10 @@ async def test_volunteer_requests_never_look_up_roles(identity: Identity) -> Non
     body, _ = await identity.sign_up()
     volunteer = await identity.headers_for(body)
     _, admin = await operator(identity, ["national_admin"])
-    with statements(identity.runtime.engine) as seen:
+    with recorded_statements(identity.runtime.engine) as seen:
         assert (await identity.client.get("/api/v1/accounts/me", headers=volunteer)).status_code == 200
         assert (await identity.client.get("/api/v1/admin/duplicate-cases", headers=volunteer)).status_code == 403
     assert [s for s in seen if s.startswith(LOOKUP)] == []
-    with statements(identity.runtime.engine) as seen:
+    with recorded_statements(identity.runtime.engine) as seen:
         assert (await identity.client.get("/api/v1/admin/duplicate-cases", headers=admin)).status_code == 200
     assert len([s for s in seen if s.startswith(LOOKUP)]) == 1

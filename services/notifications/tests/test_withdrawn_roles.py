@@ -8,18 +8,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select
 
 from notifications.models import platform_roles
 from shared.auth import ROLE_CHANGE_MARGIN_SECONDS, ROLE_NATIONAL_ADMIN, ROLE_VOLUNTEER
 from shared.contracts.identity import AccountRolesChanged
-from shared.testing import SmtpServer
+from shared.testing import SmtpServer, recorded_statements
 
 from .conftest import Service, StartService
 
@@ -38,20 +35,6 @@ async def row(service: Service, account_id: uuid.UUID) -> Any:
     async with service.runtime.engine.connect() as conn:
         stmt = select(platform_roles).where(platform_roles.c.account_id == account_id)
         return (await conn.execute(stmt)).one()
-
-
-@contextmanager
-def statements(engine: AsyncEngine) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 async def test_operator_emails_list_refuses_a_withdrawn_national_admins_old_token(
@@ -107,9 +90,9 @@ async def test_an_older_role_change_arriving_after_a_newer_one_does_not_restore_
 async def test_volunteer_requests_make_no_role_lookup(start_service: StartService, smtp_server: SmtpServer) -> None:
     async with start_service(smtp_server) as service:
         volunteer = bearer(service, uuid.uuid4(), ROLE_VOLUNTEER)
-        with statements(service.runtime.engine) as seen:
+        with recorded_statements(service.runtime.engine) as seen:
             assert (await emails(service, volunteer)).status_code == 403
         assert [s for s in seen if "platform_roles" in s] == []
-        with statements(service.runtime.engine) as seen:
+        with recorded_statements(service.runtime.engine) as seen:
             assert (await emails(service, service.admin)).status_code == 200
         assert len([s for s in seen if "platform_roles" in s]) == 1

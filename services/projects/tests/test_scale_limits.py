@@ -9,7 +9,6 @@ before the indexes of migration 0007: every list query is EXPLAIN ANALYZEd and i
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 from sqlalchemy import event, text
 
 from projects import repository as repo
+from shared.testing import ExplainingSession
 
 from .conftest import Project, World
 
@@ -30,42 +30,9 @@ PAGE_READ_LIMIT = 1_000
 _CONTROL = {"BEGIN;", "COMMIT;", "ROLLBACK;", "BEGIN", "COMMIT", "ROLLBACK"}
 
 
-def _rows_read(plan: dict[str, Any]) -> int:
-    """Rows every scan node of an EXPLAIN ANALYZE plan read (returned + filtered out), over its loops."""
-    total = 0
-    if "Scan" in plan["Node Type"]:
-        total += (plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)) * plan.get("Actual Loops", 1)
-    for child in plan.get("Plans", []):
-        total += _rows_read(child)
-    return total
-
-
-class Explaining:
-    """A stand-in session: every statement a repository function runs is EXPLAIN ANALYZEd first."""
-
-    def __init__(self, session: Any) -> None:
-        self.session = session
-        self.rows_read: list[int] = []
-        self.ms: list[float] = []
-        self.plans: list[str] = []
-
-    async def execute(self, stmt: Any, params: Any = None) -> Any:
-        conn = await self.session.connection()
-        compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-        values = compiled.construct_params(params)
-        positional = tuple(values[name] for name in (compiled.positiontup or []))
-        plan = (await conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled), positional)).scalar_one()
-        plan = json.loads(plan) if isinstance(plan, str) else plan
-        self.rows_read.append(_rows_read(plan[0]["Plan"]))
-        self.ms.append(plan[0]["Execution Time"])
-        shown = (await conn.exec_driver_sql("EXPLAIN " + str(compiled), positional)).all()
-        self.plans.append("\n".join(r[0] for r in shown))
-        return await self.session.execute(stmt, params)
-
-
-async def _explained(world: World, query: Any, **kwargs: Any) -> tuple[list[Any], Explaining]:
+async def _explained(world: World, query: Any, **kwargs: Any) -> tuple[list[Any], ExplainingSession]:
     async with world.runtime.session_factory() as real:
-        session = Explaining(real)
+        session = ExplainingSession(real)
         rows = await query(session, **kwargs)
     return rows, session
 

@@ -8,19 +8,17 @@ Identity signs tokens and raises its events on one clock; here both are the serv
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select
 
 from projects.models import platform_roles
 from projects.services import close_due_projects
 from shared.auth import ROLE_CHANGE_MARGIN_SECONDS, ROLE_NATIONAL_ADMIN, ROLE_VOLUNTEER
 from shared.contracts.identity import AccountRolesChanged
 from shared.messaging.envelope import Envelope
+from shared.testing import recorded_statements
 
 from .conftest import World
 
@@ -62,20 +60,6 @@ async def extend(world: World, project_id: str, headers: dict[str, str]) -> Any:
     return await world.client.post(
         f"/api/v1/projects/{project_id}/extensions", json={"new_end_date": "2026-07-31"}, headers=headers
     )
-
-
-@contextmanager
-def statements(engine: AsyncEngine) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 def lookups(seen: list[str]) -> list[str]:
@@ -132,7 +116,7 @@ async def test_an_older_role_change_arriving_after_a_newer_one_does_not_restore_
 async def test_volunteer_applying_makes_no_role_lookup(world: World) -> None:
     project = await world.project(positions=POSITIONS)
     _, volunteer = await world.volunteer()
-    with statements(world.runtime.engine) as seen:
+    with recorded_statements(world.runtime.engine) as seen:
         applied = await world.apply(project.position(), volunteer)
         assert applied.status_code == 201, applied.text
         assert (await world.client.get(f"/api/v1/projects/{project.id}", headers=volunteer)).status_code == 200
@@ -140,7 +124,7 @@ async def test_volunteer_applying_makes_no_role_lookup(world: World) -> None:
 
     admin_id = uuid.uuid4()
     await roles_changed(world, admin_id, [ROLE_NATIONAL_ADMIN])
-    with statements(world.runtime.engine) as seen:
+    with recorded_statements(world.runtime.engine) as seen:
         shown = await world.client.get(
             f"/api/v1/projects/{project.id}", headers=world.auth(admin_id, ROLE_NATIONAL_ADMIN)
         )

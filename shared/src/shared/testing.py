@@ -16,8 +16,8 @@ import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from email import message_from_bytes, policy
@@ -264,3 +264,57 @@ def sign_up_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+# -- what a test sees of the database's work ---------------------------------------------------
+@contextmanager
+def recorded_statements(engine: Any) -> Iterator[list[str]]:
+    """Every statement ``engine`` (an AsyncEngine) sends to its database meanwhile."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    from sqlalchemy import event
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+def plan_rows_read(plan: dict[str, Any]) -> int:
+    """Rows every scan node of an EXPLAIN ANALYZE (FORMAT JSON) plan read, returned and filtered
+    out, over its loops: what a page costs, whatever the table's size."""
+    total = 0
+    if "Scan" in plan["Node Type"]:
+        total += (plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)) * plan.get("Actual Loops", 1)
+    for child in plan.get("Plans", []):
+        total += plan_rows_read(child)
+    return total
+
+
+class ExplainingSession:
+    """A stand-in AsyncSession for repository functions: every statement they execute is first run
+    under EXPLAIN ANALYZE, its rows read (``plan_rows_read``), time and plan kept, then run for real."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.rows_read: list[int] = []
+        self.ms: list[float] = []
+        self.plans: list[str] = []
+
+    async def execute(self, stmt: Any, params: Any = None) -> Any:
+        conn = await self.session.connection()
+        compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        values = compiled.construct_params(params)
+        positional = tuple(values[name] for name in (compiled.positiontup or []))
+        explained = "EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled)
+        plan = (await conn.exec_driver_sql(explained, positional)).scalar_one()
+        plan = json.loads(plan) if isinstance(plan, str) else plan
+        self.rows_read.append(plan_rows_read(plan[0]["Plan"]))
+        self.ms.append(plan[0]["Execution Time"])
+        shown = (await conn.exec_driver_sql("EXPLAIN " + str(compiled), positional)).all()
+        self.plans.append("\n".join(r[0] for r in shown))
+        return await self.session.execute(stmt, params)

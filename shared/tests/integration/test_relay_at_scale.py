@@ -16,6 +16,7 @@ from shared.db import make_engine, new_metadata
 from shared.messaging.envelope import Envelope
 from shared.messaging.relay import PENDING_COUNT_CAP, OutboxRelay
 from shared.messaging.tables import MessagingTables, define_messaging_tables
+from shared.testing import plan_rows_read
 
 BACKLOG = 120_000
 BATCH = 200
@@ -24,16 +25,6 @@ BATCH = 200
 class InstantBroker:
     async def publish(self, envelope: Envelope) -> None:
         return None
-
-
-def _rows_read(plan: dict[str, Any]) -> int:
-    """Rows every scan node of an EXPLAIN ANALYZE plan read (returned and filtered out), over its loops."""
-    total = 0
-    if "Scan" in plan["Node Type"]:
-        total += (plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)) * plan.get("Actual Loops", 1)
-    for child in plan.get("Plans", []):
-        total += _rows_read(child)
-    return total
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +62,7 @@ async def _explained_rows(engine: AsyncEngine, statements: list[tuple[str, Any]]
                     await conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
                 ).scalar_one()
                 plan = json.loads(plan) if isinstance(plan, str) else plan
-                read.append((_rows_read(plan[0]["Plan"]), " ".join(statement.split())[:90]))
+                read.append((plan_rows_read(plan[0]["Plan"]), " ".join(statement.split())[:90]))
         await conn.rollback()
     return read
 

@@ -5,7 +5,6 @@ thousands of teams, a team of tens of thousands of members. The rows are written
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +16,7 @@ from sqlalchemy import event, text
 
 from shared.auth import ROLE_NATIONAL_ADMIN, ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER, Principal
 from shared.db import UnitOfWork
+from shared.testing import ExplainingSession
 from teams import registration
 from teams.access import is_reviewer
 from teams.repository import TeamsRepository
@@ -48,40 +48,6 @@ def statements(teams: Any) -> Iterator[list[str]]:
         yield seen
     finally:
         event.remove(teams.runtime.engine.sync_engine, "before_cursor_execute", record)
-
-
-def _rows_read(plan: dict[str, Any]) -> int:
-    """Rows every scan node of an EXPLAIN ANALYZE plan read (returned + filtered out), over its loops."""
-    total = 0
-    if "Scan" in plan["Node Type"]:
-        total += (plan.get("Actual Rows", 0) + plan.get("Rows Removed by Filter", 0)) * plan.get("Actual Loops", 1)
-    for child in plan.get("Plans", []):
-        total += _rows_read(child)
-    return total
-
-
-class Explaining:
-    """A stand-in session: every statement a repository function runs is EXPLAIN ANALYZEd first."""
-
-    def __init__(self, session: Any) -> None:
-        self.session = session
-        self.rows_read: list[int] = []
-        self.ms: list[float] = []
-        self.plans: list[str] = []
-
-    async def execute(self, stmt: Any, params: Any = None) -> Any:
-        conn = await self.session.connection()
-        compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-        values = compiled.construct_params(params)
-        positional = tuple(values[name] for name in (compiled.positiontup or []))
-        explained = "EXPLAIN (ANALYZE, FORMAT JSON) " + str(compiled)
-        plan = (await conn.exec_driver_sql(explained, positional)).scalar_one()
-        plan = json.loads(plan) if isinstance(plan, str) else plan
-        self.rows_read.append(_rows_read(plan[0]["Plan"]))
-        self.ms.append(plan[0]["Execution Time"])
-        shown = (await conn.exec_driver_sql("EXPLAIN " + str(compiled), positional)).all()
-        self.plans.append("\n".join(r[0] for r in shown))
-        return await self.session.execute(stmt, params)
 
 
 async def insert_pending_teams(teams: Any, liaison_id: str, count: int, tag: str) -> None:
@@ -282,7 +248,7 @@ async def test_team_directory_page_reads_a_page_not_the_whole_table(big: Any) ->
         )
         await conn.execute(text("ANALYZE teams"))
     async with big.runtime.session_factory() as real:
-        session = Explaining(real)
+        session = ExplainingSession(real)
         repo = TeamsRepository(session)  # type: ignore[arg-type]
         first = await repo.list_teams(region_prefix=None, after=None, limit=51)
         after = (first[-1].name, first[-1].id)
@@ -315,7 +281,7 @@ async def test_member_list_page_reads_a_page_not_the_whole_team(big: Any) -> Non
         )
         await conn.execute(text("ANALYZE memberships"))
     async with big.runtime.session_factory() as real:
-        session = Explaining(real)
+        session = ExplainingSession(real)
         repo = TeamsRepository(session)  # type: ignore[arg-type]
         first = await repo.members_page(team_id, after=None, limit=51)
         last = first[-1][0]

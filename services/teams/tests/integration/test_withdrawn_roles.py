@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select
 from stdnum.cn import uscc
 
 from shared.auth import ROLE_CHANGE_MARGIN_SECONDS, ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER
 from shared.clock import ManualClock
 from shared.contracts.identity import AccountRolesChanged
 from shared.db import UnitOfWork
-from shared.testing import eventually
+from shared.testing import eventually, recorded_statements
 from teams.models import RegionAdmin
 
 #: the statement of teams' role lookup (one primary-key read of its read model)
@@ -84,20 +81,6 @@ async def waiting(teams: Any, headers: dict[str, str]) -> list[str]:
     response = await teams.client.get("/api/v1/reviews", headers=headers)
     assert response.status_code == 200, response.text
     return [t["id"] for t in response.json()["items"]]
-
-
-@contextmanager
-def statements(engine: AsyncEngine) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 async def test_regional_admin_whose_role_is_withdrawn_can_no_longer_approve_with_the_old_token(teams: Any) -> None:
@@ -176,10 +159,10 @@ async def test_an_older_role_change_arriving_after_a_newer_one_does_not_restore_
 async def test_volunteer_requests_make_no_role_lookup(teams: Any) -> None:
     [volunteer] = await teams.volunteers(1)
     admin = await regional_admin(teams, "330106")
-    with statements(teams.runtime.engine) as seen:
+    with recorded_statements(teams.runtime.engine) as seen:
         mine = await teams.client.get("/api/v1/me/teams", headers=teams.auth(volunteer))
         assert mine.status_code == 200
     assert [s for s in seen if s.startswith(LOOKUP)] == []
-    with statements(teams.runtime.engine) as seen:
+    with recorded_statements(teams.runtime.engine) as seen:
         assert (await teams.client.get("/api/v1/me/teams", headers=teams.auth(admin))).status_code == 200
     assert len([s for s in seen if s.startswith(LOOKUP)]) == 1
