@@ -4,6 +4,7 @@ producer database's outbox, published by an OutboxRelay."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 from email import message_from_string, policy
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 
@@ -27,6 +29,7 @@ from shared.messaging.amqp import AmqpBroker
 from shared.messaging.envelope import Envelope
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.tables import define_messaging_tables
+from shared.messaging.topology import subscriptions_for
 from shared.testing import TEST_OVERRIDES, ReceivedEmail, SmtpServer, eventually, running
 
 #: short back-off so retries happen within a test
@@ -261,6 +264,24 @@ async def producer(amqp_url: str, database_factory: Callable[[str], Awaitable[st
     await made.stop()
 
 
+async def _drain_queues(amqp_url: str) -> None:
+    """Empty notifications' queues before a service starts on a fresh database. The whole session
+    shares one vhost and every service declares every queue: events the other services' tests
+    raised (thousands, from projects' scale and race tests) would otherwise be consumed here as
+    emails no test asked for."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        for sub in subscriptions_for("notifications"):
+            with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
+                queue = await channel.declare_queue(sub.queue, passive=True)
+                await queue.purge()
+            if channel.is_closed:
+                channel = await connection.channel()
+    finally:
+        await connection.close()
+
+
 @pytest.fixture(scope="session")
 def start_service(
     amqp_url: str,
@@ -278,6 +299,8 @@ def start_service(
         clock: Clock | None = None,
         **overrides: Any,
     ) -> AsyncIterator[Service]:
+        if database_url is None:  # a restart on its database keeps what queued meanwhile
+            await _drain_queues(amqp_url)
         url = database_url or await database_factory("notifications")
         settings = NotificationsSettings(
             database_url=url,
