@@ -71,6 +71,24 @@ def _closed_by_server(dbapi_connection: Any, connection_record: Any, connection_
         raise DisconnectionError("the server closed this pooled connection")
 
 
+async def delete_in_batches(
+    engine: AsyncEngine, table: str, condition: str, params: dict[str, Any], *, batch: int
+) -> int:
+    """Delete the rows of ``table`` matching ``condition`` (SQL, its binds in ``params``), ``batch``
+    rows per transaction, so a large purge neither holds locks long nor bloats one transaction;
+    returns how many went. ``table`` and ``condition`` come from code, never from input."""
+    statement = text(
+        f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {condition} LIMIT :batch))"  # noqa: S608
+    )
+    total = 0
+    while True:
+        async with engine.begin() as conn:
+            deleted = int((await conn.execute(statement, {**params, "batch": batch})).rowcount or 0)
+        total += deleted
+        if deleted < batch:
+            return total
+
+
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
 

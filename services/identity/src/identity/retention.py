@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 
 from prometheus_client import Counter
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.clock import Clock
+from shared.db import delete_in_batches
 from shared.logging import get_logger
 
 log = get_logger("identity.retention")
@@ -43,16 +43,7 @@ async def purge_spent(engine: AsyncEngine, clock: Clock, *, batch: int = BATCH) 
     purged: dict[str, int] = {}
     now = clock.now()
     for table, condition in RULES.items():
-        statement = text(
-            f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {condition} LIMIT :batch))"  # noqa: S608
-        )
-        total = 0
-        while True:
-            async with engine.begin() as conn:
-                deleted = (await conn.execute(statement, {"now": now, "batch": batch})).rowcount or 0
-            total += deleted
-            if deleted < batch:
-                break
+        total = await delete_in_batches(engine, table, condition, {"now": now}, batch=batch)
         purged[table] = total
         if total:
             PURGED.labels(table).inc(total)

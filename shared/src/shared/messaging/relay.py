@@ -29,6 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.aio import cancel_and_wait
+from shared.db import delete_in_batches
 from shared.failpoints import failpoint
 from shared.logging import describe_error, get_logger
 from shared.messaging.broker import Broker, BrokerUnavailable, PublishError
@@ -282,18 +283,8 @@ class OutboxRelay:
         inbox = self.messaging.inbox.name
         total = 0
         for table, column in ((self._outbox, "published_at"), (inbox, "processed_at")):
-            statement = text(
-                f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} "  # noqa: S608
-                f"WHERE {column} < now() - make_interval(days => :days) LIMIT :batch))"
-            )
-            while True:
-                async with self.engine.begin() as conn:
-                    deleted = int(
-                        (await conn.execute(statement, {"days": self.retention_days, "batch": batch})).rowcount or 0
-                    )
-                total += deleted
-                if deleted < batch:
-                    break
+            condition = f"{column} < now() - make_interval(days => :days)"
+            total += await delete_in_batches(self.engine, table, condition, {"days": self.retention_days}, batch=batch)
         return total
 
     async def _listen(self) -> None:
