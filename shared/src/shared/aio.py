@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 
@@ -17,3 +18,18 @@ async def cancel_and_wait(*tasks: asyncio.Future[Any], again_every: float = 1.0)
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=again_every)
+
+
+async def every(seconds: float, job: Callable[[], Awaitable[Any]], *, failed: str, log: Any) -> None:
+    """A background job: ``job`` now, then every ``seconds``, forever (every replica may run it; the
+    jobs themselves are safe to run at once). A failed run is logged as ``failed`` with the error's
+    type only (a database error's text can carry a statement's parameters) and retried at the next
+    tick."""
+    while True:
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(failed, error=type(exc).__name__)
+        await asyncio.sleep(seconds)

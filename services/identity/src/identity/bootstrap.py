@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from identity.crypto import DataCipher, build_cipher
 from identity.models import Account, messaging
 from identity.passwords import Passwords
 from identity.verification import VerificationProvider, build_provider, run_verifier
+from shared.aio import every
 from shared.auth import JwksSource, KnownRoles, RolesLookup, TokenSigner, TokenVerifier
 from shared.clock import Clock, SystemClock
 from shared.logging import get_logger
@@ -98,17 +98,16 @@ def build_runtime(
         # at start (jobs a restart cut off) and then every minute (another replica's)
         from identity.importer import settle_interrupted_jobs  # the importer imports this module
 
-        while True:
-            try:
-                await settle_interrupted_jobs(runtime.engine, runtime.clock)
-            except Exception as exc:
-                log.warning("import_watch_failed", error=type(exc).__name__)
-            await asyncio.sleep(60)
+        await every(
+            60, lambda: settle_interrupted_jobs(runtime.engine, runtime.clock), failed="import_watch_failed", log=log
+        )
 
     async def purge_job() -> None:
-        from identity.retention import purge_forever
+        from identity.retention import INTERVAL_SECONDS, purge_spent
 
-        await purge_forever(runtime.engine, runtime.clock)
+        await every(
+            INTERVAL_SECONDS, lambda: purge_spent(runtime.engine, runtime.clock), failed="purge_failed", log=log
+        )
 
     runtime.background += [verifier_job, import_watch, purge_job]
     return runtime

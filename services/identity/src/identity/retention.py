@@ -13,8 +13,6 @@ the service's clock."""
 
 from __future__ import annotations
 
-import asyncio
-
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -50,14 +48,3 @@ async def purge_spent(engine: AsyncEngine, clock: Clock, *, batch: int = BATCH) 
     if any(purged.values()):
         log.info("spent_rows_purged", **purged)
     return purged
-
-
-async def purge_forever(engine: AsyncEngine, clock: Clock) -> None:
-    while True:
-        try:
-            await purge_spent(engine, clock)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("purge_failed", error=type(exc).__name__)
-        await asyncio.sleep(INTERVAL_SECONDS)

@@ -17,7 +17,6 @@ that moment is left to them. Times come from the service's clock.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from datetime import timedelta
 from typing import cast
@@ -114,19 +113,3 @@ async def sweep(
     expired = await expire_awaiting(session_factory, clock, settings)
     await measure_awaiting(session_factory, clock)
     return expired
-
-
-async def sweep_forever(
-    session_factory: async_sessionmaker[AsyncSession], clock: Clock, settings: NotificationsSettings
-) -> None:
-    """The background job: a pass every ``awaiting_recipient_sweep_seconds``; a failed pass is
-    retried at the next tick."""
-    while True:
-        try:
-            await sweep(session_factory, clock, settings)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # the type only: a database error's text can carry the statement's parameters
-            log.warning("awaiting_sweep_failed", error=type(exc).__name__)
-        await asyncio.sleep(settings.awaiting_recipient_sweep_seconds)

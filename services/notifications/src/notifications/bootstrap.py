@@ -11,6 +11,7 @@ from notifications.models import EMAIL_CHANNEL, messaging, platform_roles
 from notifications.sender import EmailSender
 from notifications.templates import Templates
 from notifications.transport import MailboxTransport, SmtpTransport, Transport
+from shared.aio import every
 from shared.auth import TokenVerifier
 from shared.clock import Clock
 from shared.db import asyncpg_dsn
@@ -56,7 +57,12 @@ def build_runtime(
         await listen_forever(dsn, EMAIL_CHANNEL, runtime.sender.wake)
 
     async def sweep_awaiting_recipients() -> None:
-        await awaiting.sweep_forever(runtime.session_factory, runtime.clock, settings)
+        await every(
+            settings.awaiting_recipient_sweep_seconds,
+            lambda: awaiting.sweep(runtime.session_factory, runtime.clock, settings),
+            failed="awaiting_sweep_failed",
+            log=awaiting.log,
+        )
 
     runtime.background += [runtime.sender.run, listen_for_emails, sweep_awaiting_recipients]
     return runtime

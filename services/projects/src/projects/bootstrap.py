@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from projects.config import ProjectsSettings
 from projects.consumers import handlers
 from projects.models import messaging, platform_roles
 from projects.unit_of_work import ProjectsUnitOfWork
+from shared.aio import every
 from shared.auth import TokenVerifier
 from shared.clock import Clock
 from shared.logging import get_logger
@@ -38,14 +38,9 @@ class ProjectsRuntime(Runtime):
         """自动结项: every replica may run it; the sweep skips rows another replica holds."""
         from projects.services import close_due_projects
 
-        while True:
-            try:
-                await close_due_projects(self)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a failed sweep is retried at the next tick
-                log.warning("close_sweep_failed", error=type(exc).__name__)
-            await asyncio.sleep(self.settings.close_sweep_interval)
+        await every(
+            self.settings.close_sweep_interval, lambda: close_due_projects(self), failed="close_sweep_failed", log=log
+        )
 
 
 def build_runtime(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from shared import regions
+from shared.aio import every
 from shared.auth import TokenVerifier
 from shared.clock import Clock
 from shared.logging import get_logger
@@ -49,15 +49,13 @@ def build_runtime(
     # a withdrawn platform role stops working at once, not when the token expires
     runtime.principal_roles = platform_roles_lookup(runtime.engine, REGION_ADMINS)
 
+    async def review_pass() -> None:
+        escalated = await runtime.sweep_overdue_reviews()
+        if escalated:
+            log.info("reviews_escalated", count=escalated)
+
     async def review_sweep() -> None:
-        while True:
-            try:
-                escalated = await runtime.sweep_overdue_reviews()
-                if escalated:
-                    log.info("reviews_escalated", count=escalated)
-            except Exception:  # a failed pass is retried on the next tick
-                log.exception("review_sweep_failed")
-            await asyncio.sleep(settings.review_sweep_interval_seconds)
+        await every(settings.review_sweep_interval_seconds, review_pass, failed="review_sweep_failed", log=log)
 
     runtime.background.append(review_sweep)
     return runtime
