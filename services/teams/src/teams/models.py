@@ -78,6 +78,16 @@ class Team(Base, EventSource):
         ),
         Index("ix_teams_approved_name", "name", "id", postgresql_where=text("status = 'approved'")),
         Index("ix_teams_liaison_team_id", "liaison_team_id"),
+        # reviews of a regional admin: the social organisations registered in their region, and
+        # their region's teams (the liaisons whose sub-teams they may decide)
+        Index(
+            "ix_teams_pending_authority",
+            "registration_authority_region",
+            "submitted_at",
+            "id",
+            postgresql_where=text("status = 'pending' AND registration_authority_region IS NOT NULL"),
+        ),
+        Index("ix_teams_region_code", "region_code"),
     )
 
 
@@ -90,8 +100,12 @@ class Membership(Base):
     is_project_lead: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
-    # a team's member list in its order (a page, not the whole team, then sorted)
-    __table_args__ = (Index("ix_memberships_team_joined", "team_id", "joined_at", "account_id"),)
+    __table_args__ = (
+        # a team's member list in its order (a page, not the whole team, then sorted)
+        Index("ix_memberships_team_joined", "team_id", "joined_at", "account_id"),
+        # a team's admins (whether it has one besides an applicant), not a walk of its members
+        Index("ix_memberships_team_admins", "team_id", "account_id", postgresql_where=text("is_admin")),
+    )
 
 
 class JoinRequest(Base):
@@ -136,6 +150,14 @@ class Invitation(Base):
             "team_id",
             "account_id",
             unique=True,
+            postgresql_where=text("status = 'pending'"),
+        ),
+        # a team's open invitations in their order (a page, not all the team's, then sorted)
+        Index(
+            "ix_invitations_pending_team_created",
+            "team_id",
+            "created_at",
+            "id",
             postgresql_where=text("status = 'pending'"),
         ),
     )

@@ -290,3 +290,165 @@ async def test_member_list_page_reads_a_page_not_the_whole_team(big: Any) -> Non
     for label, rows, ms, plan in zip(("first", "later"), session.rows_read, session.ms, session.plans, strict=True):
         print(f"\nmembers_page ({label} page): rows read {rows} in {ms:.1f} ms\n{plan}")
     assert max(session.rows_read) <= 1_000, f"a page of 51 read {session.rows_read} rows"
+
+
+# -- a region admin's reviews: the region's queue, not the country's ---------------------------
+async def insert_review_queue(
+    conn: Any, count: int, tag: str, region: str, *, authority: str | None = None, **values: Any
+) -> None:
+    """``count`` pending registrations in ``region``: a social organisation's (``authority``) or a
+    sub-team's (``liaison``, ``applicant``), submitted ``offset`` seconds from now and a second apart."""
+    await conn.execute(
+        text(
+            "INSERT INTO teams (id, name, region_code, level, kind, registration_authority_region,"
+            " liaison_team_id, status, is_root, liaison_authorised, join_mode, contact_person, contact_phone,"
+            " contact_email, contact_address, applicant_account_id, submitted_at, created_at)"
+            " SELECT gen_random_uuid(), :tag || g || '志愿服务队', :region, 'county', 'other', :authority,"
+            " :liaison, 'pending', false, false, 'reject_anyone', '王老师', '0571-88886666', 't@example.org',"
+            " '地址', coalesce(:applicant, gen_random_uuid()), now() + (:offset + g) * interval '1 second', now()"
+            " FROM generate_series(1, :n) AS g"
+        ),
+        {
+            "tag": tag,
+            "region": region,
+            "authority": authority,
+            "liaison": values.get("liaison"),
+            "applicant": values.get("applicant"),
+            "offset": values.get("offset", 0),
+            "n": count,
+        },
+    )
+
+
+async def test_a_region_admins_review_page_reads_the_regions_queue_not_the_countrys(big: Any) -> None:
+    """20,000 registrations wait elsewhere (social organisations of another city, the sub-teams of
+    its federations with and without an admin), 61 in Quanzhou (3505), all newer: a Quanzhou
+    admin's page of 50 reads about its region's rows, not the country's queue before them."""
+    federation_admin = uuid.uuid4()
+
+    def liaison(region: str, tag: str) -> dict[str, Any]:
+        return {"id": uuid.uuid4(), "region": region, "name": f"{tag}{uuid.uuid4().hex[:6]}联合会"}
+
+    elsewhere_headless, elsewhere_federation = liaison("440300", "深圳"), liaison("440300", "深圳")
+    headless, federation = liaison("350500", "泉州"), liaison("350500", "泉州")
+    async with big.runtime.engine.begin() as conn:
+        for team in (elsewhere_headless, elsewhere_federation, headless, federation):
+            await conn.execute(
+                text(
+                    "INSERT INTO teams (id, name, region_code, level, kind, status, is_root, liaison_authorised,"
+                    " join_mode, contact_person, contact_phone, contact_email, contact_address,"
+                    " applicant_account_id, submitted_at)"
+                    " VALUES (:id, :name, :region, 'city', 'other', 'approved', true, true, 'reject_anyone',"
+                    " '王', '0571-88886666', 'a@example.org', '地址', gen_random_uuid(), now())"
+                ),
+                team,
+            )
+        for team in (elsewhere_federation, federation):  # one admin each: their sub-teams are theirs
+            await conn.execute(
+                text("INSERT INTO memberships (team_id, account_id, is_admin, joined_at) VALUES (:t, :a, true, now())"),
+                {"t": team["id"], "a": federation_admin},
+            )
+        await insert_review_queue(conn, 8_000, "rqa", "440305", authority="440305")
+        await insert_review_queue(conn, 8_000, "rqf", "440305", liaison=elsewhere_federation["id"])
+        await insert_review_queue(conn, 4_000, "rqh", "440305", liaison=elsewhere_headless["id"])
+        # Quanzhou's: 30 social organisations, 30 sub-teams of the admin-less federation, one
+        # registered by the other federation's only admin (no other admin decides it), and 100 of
+        # that federation's, which its admin decides
+        await insert_review_queue(conn, 30, "rqqa", "350503", authority="350503", offset=100_000)
+        await insert_review_queue(conn, 30, "rqqh", "350502", liaison=headless["id"], offset=100_001)
+        await insert_review_queue(
+            conn, 1, "rqqo", "350502", liaison=federation["id"], applicant=federation_admin, offset=100_002
+        )
+        await insert_review_queue(conn, 100, "rqqf", "350502", liaison=federation["id"], offset=100_000)
+        await conn.execute(text("ANALYZE teams"))
+        await conn.execute(text("ANALYZE memberships"))
+        expected = [
+            r[0]
+            for r in await conn.execute(
+                text(
+                    "SELECT id FROM teams WHERE status = 'pending' AND (registration_authority_region LIKE '3505%'"
+                    " OR liaison_team_id = :headless OR (liaison_team_id = :federation AND applicant_account_id = :a))"
+                    " ORDER BY submitted_at, id"
+                ),
+                {"headless": headless["id"], "federation": federation["id"], "a": federation_admin},
+            )
+        ]
+    assert len(expected) == 61
+
+    reviewer = uuid.uuid4()  # a Quanzhou admin
+    async with big.runtime.session_factory() as real:
+        session = ExplainingSession(real)
+        repo = TeamsRepository(session)  # type: ignore[arg-type]
+        first = await repo.pending_reviews_page(reviewer, regions_prefix="3505", after=None, limit=51)
+        after = (first[-1].submitted_at, first[-1].id)
+        later = await repo.pending_reviews_page(reviewer, regions_prefix="3505", after=after, limit=51)
+    assert [t.id for t in [*first, *later]] == expected
+    for label, rows, ms, plan in zip(("first", "later"), session.rows_read, session.ms, session.plans, strict=True):
+        print(f"\npending_reviews_page (region admin, {label} page): rows read {rows} in {ms:.1f} ms\n{plan}")
+    assert max(session.rows_read) <= 1_000, f"a region admin's page of 51 read {session.rows_read} rows"
+
+
+# -- a team's open applications and invitations: an index walk of one page ---------------------
+OPEN_ITEMS = 20_000
+
+
+async def team_with_open_and_answered(teams: Any, table: str, answered: str) -> uuid.UUID:
+    """A team with ``OPEN_ITEMS`` pending rows of ``table`` (join requests or invitations) and as
+    many answered ones, interleaved in time."""
+    [admin] = await teams.volunteers(1)
+    team_id = uuid.UUID((await teams.approved_team(admin))["id"])
+    extra = ", invited_by" if table == "invitations" else ""
+    async with teams.runtime.engine.begin() as conn:
+        await conn.execute(
+            text(
+                f"INSERT INTO {table} (id, team_id, account_id, status, created_at{extra})"
+                f" SELECT gen_random_uuid(), :team, gen_random_uuid(),"
+                f" CASE WHEN g % 2 = 0 THEN 'pending' ELSE :answered END, now() - g * interval '1 second'"
+                f"{', :admin' if extra else ''}"
+                " FROM generate_series(1, :n) AS g"
+            ),
+            {"team": team_id, "answered": answered, "admin": admin.account_id, "n": 2 * OPEN_ITEMS},
+        )
+        await conn.execute(text(f"ANALYZE {table}"))
+    return team_id
+
+
+async def test_open_join_requests_page_reads_a_page_not_the_teams_requests(big: Any) -> None:
+    team_id = await team_with_open_and_answered(big, "join_requests", "rejected")
+    async with big.runtime.session_factory() as real:
+        session = ExplainingSession(real)
+        repo = TeamsRepository(session)  # type: ignore[arg-type]
+        first = await repo.pending_join_requests(team_id, after=None, limit=51)
+        last = first[-1][0]
+        later = await repo.pending_join_requests(team_id, after=(last.created_at, last.id), limit=51)
+        expected = await real.execute(
+            text(
+                "SELECT id FROM join_requests WHERE team_id = :t AND status = 'pending'"
+                " ORDER BY created_at, id LIMIT 102"
+            ),
+            {"t": team_id},
+        )
+    assert [r.id for r, _ in [*first, *later]] == [r[0] for r in expected]
+    for label, rows, ms, plan in zip(("first", "later"), session.rows_read, session.ms, session.plans, strict=True):
+        print(f"\npending_join_requests ({label} page): rows read {rows} in {ms:.1f} ms\n{plan}")
+    assert max(session.rows_read) <= 1_000, f"a page of 51 read {session.rows_read} rows"
+
+
+async def test_open_invitations_page_reads_a_page_not_the_teams_invitations(big: Any) -> None:
+    team_id = await team_with_open_and_answered(big, "invitations", "declined")
+    async with big.runtime.session_factory() as real:
+        session = ExplainingSession(real)
+        repo = TeamsRepository(session)  # type: ignore[arg-type]
+        first = await repo.pending_invitations(team_id, after=None, limit=51)
+        last = first[-1][0]
+        later = await repo.pending_invitations(team_id, after=(last.created_at, last.id), limit=51)
+        expected = await real.execute(
+            text(
+                "SELECT id FROM invitations WHERE team_id = :t AND status = 'pending' ORDER BY created_at, id LIMIT 102"
+            ),
+            {"t": team_id},
+        )
+    assert [i.id for i, _ in [*first, *later]] == [r[0] for r in expected]
+    for label, rows, ms, plan in zip(("first", "later"), session.rows_read, session.ms, session.plans, strict=True):
+        print(f"\npending_invitations ({label} page): rows read {rows} in {ms:.1f} ms\n{plan}")
+    assert max(session.rows_read) <= 1_000, f"a page of 51 read {session.rows_read} rows"
