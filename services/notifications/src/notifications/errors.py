@@ -11,3 +11,22 @@ EMAIL_NOT_REPLAYABLE = ErrorSpec(
     "只有发送失败或被限流拦截的邮件可以重新发送",
     "Only failed or suppressed emails can be replayed",
 )
+REPLAY_FILTER_REQUIRED = ErrorSpec(
+    "replay_filter_required",
+    422,
+    "请至少指定一个筛选条件(模板、失败原因、创建时间范围、事件或账号),或以 all_failed 明确确认重新发送全部失败邮件",
+    "Give at least one filter (template, failure reason, creation time range, event or account), "
+    "or confirm replaying every failed email with all_failed",
+)
+REPLAY_TIME_RANGE_INVALID = ErrorSpec(
+    "replay_time_range_invalid",
+    422,
+    "创建时间范围的起点必须早于终点",
+    "created_from must be earlier than created_before",
+)
+REPLAY_TEMPLATE_UNKNOWN = ErrorSpec(
+    "replay_template_unknown",
+    422,
+    "没有这个邮件模板:{template}",
+    "No such email template: {template}",
+)

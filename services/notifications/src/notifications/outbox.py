@@ -481,6 +481,32 @@ async def lock_account(session: AsyncSession, account_id: uuid.UUID) -> None:
     await session.execute(_LOCK, {"n": _RECIPIENT_LOCKS, "k": _lock_key(str(account_id))})
 
 
+#: the keys of these accounts' locks that another transaction holds (each other one is now this
+#: transaction's): never waits, so it may be taken while holding emails' row locks
+_TRY_LOCKS = text(
+    """
+    SELECT k FROM unnest(CAST(:keys AS int[])) AS k
+     WHERE NOT pg_try_advisory_xact_lock(:namespace, k)
+    """
+)
+
+
+async def try_lock_accounts(session: AsyncSession, account_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Take the recipient locks of these accounts that are free; returns the accounts whose lock
+    another transaction (a recipients handler, a replay) holds. Unlike :func:`lock_account` it never
+    waits: a caller already holding emails' row locks would otherwise deadlock with a recipients
+    handler that holds an account's lock and waits for those rows."""
+    if not account_ids:
+        return set()
+    keys = {account_id: _lock_key(str(account_id)) for account_id in account_ids}
+    busy = set(
+        (await session.execute(_TRY_LOCKS, {"namespace": _RECIPIENT_LOCKS, "keys": sorted(set(keys.values()))}))
+        .scalars()
+        .all()
+    )
+    return {account_id for account_id, key in keys.items() if key in busy}
+
+
 def _lock_key(key: str) -> int:
     digest = zlib.crc32(key.encode())
     return digest - 2**32 if digest >= 2**31 else digest

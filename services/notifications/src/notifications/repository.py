@@ -1,4 +1,5 @@
-"""Every query of the operator view: listing with filters and a keyset cursor, replaying."""
+"""Every query of the operator view: listing with filters and a keyset cursor, replaying one email
+or, after an incident, every failed email a filter matches (:func:`bulk_replay`)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifications.errors import EMAIL_NOT_FOUND, EMAIL_NOT_REPLAYABLE
+from notifications.errors import (
+    EMAIL_NOT_FOUND,
+    EMAIL_NOT_REPLAYABLE,
+    REPLAY_FILTER_REQUIRED,
+    REPLAY_TEMPLATE_UNKNOWN,
+    REPLAY_TIME_RANGE_INVALID,
+)
 from notifications.models import (
     AWAITING_RECIPIENT,
     EMAIL_CHANNEL,
@@ -20,7 +27,8 @@ from notifications.models import (
     EmailReplay,
     Recipient,
 )
-from notifications.outbox import lock_account
+from notifications.outbox import lock_account, try_lock_accounts
+from notifications.templates import TEMPLATE_NAMES
 from shared.errors import AppError
 from shared.pagination import encode_cursor, time_cursor
 
@@ -131,3 +139,142 @@ async def _current_address(session: AsyncSession, email: Email) -> dict[str, str
     if current is None:
         return {}
     return {"to_address": current.email, "to_name": current.display_name}
+
+
+# -- bulk replay ---------------------------------------------------------------------------------
+#: emails one bulk replay call takes at most: the operator repeats the call while some remain
+BULK_REPLAY_MAX = 1000
+
+
+@dataclass(frozen=True)
+class ReplayFilter:
+    """Which failed emails a bulk replay takes: every condition given must hold."""
+
+    template: str | None = None
+    #: the start of the failure reason: ``recipient_unknown``, an SMTP code (``550``, ``421``),
+    #: ``cannot connect`` ...
+    error_prefix: str | None = None
+    #: queued at or after
+    created_from: datetime | None = None
+    #: queued before
+    created_before: datetime | None = None
+    event_id: uuid.UUID | None = None
+    account_id: uuid.UUID | None = None
+
+    def narrows(self) -> bool:
+        return any(
+            value is not None
+            for value in (
+                self.template,
+                self.error_prefix,
+                self.created_from,
+                self.created_before,
+                self.event_id,
+                self.account_id,
+            )
+        )
+
+    def check(self, *, all_failed: bool) -> None:
+        """Refuse a filter that would replay everything by accident, or nothing by a typo."""
+        if not self.narrows() and not all_failed:
+            raise AppError(REPLAY_FILTER_REQUIRED)
+        if self.created_from and self.created_before and self.created_from >= self.created_before:
+            raise AppError(REPLAY_TIME_RANGE_INVALID)
+        if self.template is not None and self.template not in TEMPLATE_NAMES:
+            raise AppError(REPLAY_TEMPLATE_UNKNOWN, params={"template": self.template})
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """The failed emails matching: only ``failed`` ones. A ``suppressed`` email is the rate
+        limit's decision against a flood; releasing one stays a deliberate single replay."""
+        where: list[ColumnElement[bool]] = [Email.status == FAILED]
+        if self.template is not None:
+            where.append(Email.template == self.template)
+        if self.error_prefix is not None:
+            where.append(Email.last_error.startswith(self.error_prefix, autoescape=True))
+        if self.created_from is not None:
+            where.append(Email.created_at >= self.created_from)
+        if self.created_before is not None:
+            where.append(Email.created_at < self.created_before)
+        if self.event_id is not None:
+            where.append(Email.event_id == self.event_id)
+        if self.account_id is not None:
+            where.append(Email.recipient_account_id == self.account_id)
+        return where
+
+
+@dataclass(frozen=True)
+class BulkReplayed:
+    #: the emails this call replayed (none in a dry run)
+    email_ids: list[uuid.UUID]
+    #: matching failed emails this call left: all of them in a dry run; otherwise those past the
+    #: cap, those another replay held at that moment, and those of an account whose address was
+    #: being stored at that moment (the next call takes them)
+    remaining: int
+
+
+async def count_failed(session: AsyncSession, f: ReplayFilter) -> int:
+    return int(await session.scalar(select(func.count()).select_from(Email).where(*f.conditions())) or 0)
+
+
+#: the chosen emails, audited and back in the queue, in one statement. Per email as
+#: :func:`replay`: attempts afresh, due now, to the account's current address (an email still
+#: without one waits for it again, the full time from now); the sender is woken at commit.
+_BULK_REPLAY = text(
+    f"""
+    WITH chosen AS (
+        SELECT e.id, e.status, e.last_error, r.email AS current_address, r.display_name AS current_name
+          FROM emails e
+          LEFT JOIN recipients r ON r.account_id = e.recipient_account_id AND e.to_address <> ''
+         WHERE e.id = ANY(CAST(:ids AS uuid[])) AND e.status = '{FAILED}'
+    ), replayed AS (
+        UPDATE emails e
+           SET status = CASE WHEN e.to_address = '' THEN '{AWAITING_RECIPIENT}' ELSE '{PENDING}' END,
+               attempts = 0,
+               last_error = NULL,
+               next_attempt_at = :now,
+               to_address = coalesce(c.current_address, e.to_address),
+               to_name = coalesce(c.current_name, e.to_name)
+          FROM chosen c
+         WHERE e.id = c.id
+        RETURNING e.id
+    ), audited AS (
+        INSERT INTO email_replays (id, email_id, replayed_by_account_id, previous_status, previous_error, replayed_at)
+        SELECT gen_random_uuid(), c.id, :by, c.status, c.last_error, :now
+          FROM chosen c JOIN replayed USING (id)
+        RETURNING email_id
+    )
+    SELECT email_id, pg_notify('{EMAIL_CHANNEL}', '') FROM audited
+    """  # noqa: S608 - module constants only
+).bindparams(bindparam("by", type_=Email.id.type), bindparam("now", type_=Email.created_at.type))
+
+
+async def bulk_replay(
+    session: AsyncSession, f: ReplayFilter, *, by: uuid.UUID, now: datetime, limit: int, dry_run: bool = False
+) -> BulkReplayed:
+    """Replay at most ``limit`` failed emails matching the filter, oldest first, in a fixed number
+    of statements whatever the count: claim, lock their accounts, replay and audit, count the rest.
+
+    Two operators (or two replicas) running it at once take disjoint emails: the claim skips the
+    rows another call holds (``SKIP LOCKED``) and the replay only changes rows still failed. The
+    accounts' recipient locks (what :func:`replay` takes before the row) are taken after the rows
+    here, so without waiting: an account whose address a recipients handler is storing at that
+    moment has its emails left for the next call instead of risking a deadlock with it. The
+    replay statement runs after the locks are held, so it reads the address any contact change
+    committed before; one committed later finds the emails pending and re-addresses them."""
+    if dry_run:
+        return BulkReplayed(email_ids=[], remaining=await count_failed(session, f))
+    claim = (
+        select(Email.id, Email.recipient_account_id)
+        .where(*f.conditions())
+        .order_by(Email.created_at, Email.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = (await session.execute(claim)).all()
+    busy = await try_lock_accounts(session, {account for _, account in claimed if account is not None})
+    ids = [email_id for email_id, account in claimed if account is None or account not in busy]
+    replayed: list[uuid.UUID] = []
+    if ids:
+        result = await session.execute(_BULK_REPLAY, {"ids": ids, "by": by, "now": now})
+        replayed = [row[0] for row in result]
+    return BulkReplayed(email_ids=replayed, remaining=await count_failed(session, f))

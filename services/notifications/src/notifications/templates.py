@@ -11,6 +11,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from notifications.config import NotificationsSettings
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
+#: the names emails are queued under (``Email.template``): every message has a Chinese subject
+TEMPLATE_NAMES = frozenset(path.name.split(".")[0] for path in TEMPLATE_DIR.glob("*.zh.subject.j2"))
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,19 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from notifications import repository
 from notifications.bootstrap import NotificationsRuntime
-from notifications.errors import EMAIL_NOT_FOUND, EMAIL_NOT_REPLAYABLE
+from notifications.errors import (
+    EMAIL_NOT_FOUND,
+    EMAIL_NOT_REPLAYABLE,
+    REPLAY_FILTER_REQUIRED,
+    REPLAY_TEMPLATE_UNKNOWN,
+    REPLAY_TIME_RANGE_INVALID,
+)
 from notifications.models import SENT, Email
-from notifications.repository import EmailFilter
+from notifications.repository import BULK_REPLAY_MAX, EmailFilter, ReplayFilter
 from shared.auth import NationalAdmin
 from shared.errors import (
     FORBIDDEN,
@@ -27,9 +33,11 @@ from shared.errors import (
     ErrorSpec,
     error_responses,
 )
+from shared.logging import get_logger
 from shared.pagination import CURSOR_INVALID
 
 router = APIRouter()
+log = get_logger("notifications.api")
 
 
 def get_runtime(request: Request) -> NotificationsRuntime:
@@ -270,3 +278,71 @@ async def replay_email(email_id: uuid.UUID, runtime: RuntimeDep, admin: National
     async with runtime.session_factory() as session, session.begin():
         await repository.replay(session, email_id, by=admin.account_id, now=runtime.clock.now())
     return await _detail(runtime, email_id)
+
+
+class BulkReplayRequest(BaseModel):
+    """Which failed emails to replay. At least one filter, or ``all_failed`` to confirm replaying
+    every failed email: an empty body never replays everything by accident."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    template: str | None = Field(default=None, max_length=80, pattern=NO_CONTROL)
+    error_prefix: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=NO_CONTROL,
+        description="the start of the failure reason: recipient_unknown, an SMTP code (550, 421), cannot connect",
+    )
+    created_from: AwareDatetime | None = Field(default=None, description="queued at or after")
+    created_before: AwareDatetime | None = Field(default=None, description="queued before")
+    event_id: uuid.UUID | None = None
+    account_id: uuid.UUID | None = None
+    all_failed: bool = Field(default=False, description="confirms replaying every failed email when no filter is given")
+    dry_run: bool = Field(default=False, description="only count the matching failed emails; change nothing")
+    limit: int = Field(default=500, ge=1, le=BULK_REPLAY_MAX, description="emails replayed at most by this call")
+
+
+class BulkReplayResult(BaseModel):
+    dry_run: bool
+    #: how many this call replayed (0 in a dry run)
+    replayed: int
+    email_ids: list[uuid.UUID]
+    #: matching failed emails still failed after this call: repeat it while this is above 0
+    remaining: int
+
+
+@router.post(
+    "/api/v1/emails/replay",
+    response_model=BulkReplayResult,
+    tags=["emails"],
+    summary="Operators: replay the failed emails a filter matches, oldest first, at most `limit` per call",
+    description=(
+        "Each email as the single replay does (audited; pending and due now, or waiting again for an "
+        "address notifications still lacks). Only failed emails: suppressed ones stay held by their rate "
+        "limit (replay one on its own to release it), pending and sent ones are never touched. Repeat "
+        "while `remaining` is above 0; two calls at once take disjoint emails."
+    ),
+    responses=error_responses(
+        *AUTH_ERRORS, VALIDATION_FAILED, REPLAY_FILTER_REQUIRED, REPLAY_TIME_RANGE_INVALID, REPLAY_TEMPLATE_UNKNOWN
+    ),
+)
+async def bulk_replay_emails(body: BulkReplayRequest, runtime: RuntimeDep, admin: NationalAdmin) -> BulkReplayResult:
+    f = ReplayFilter(
+        template=body.template,
+        error_prefix=body.error_prefix,
+        created_from=body.created_from,
+        created_before=body.created_before,
+        event_id=body.event_id,
+        account_id=body.account_id,
+    )
+    f.check(all_failed=body.all_failed)
+    async with runtime.session_factory() as session, session.begin():
+        done = await repository.bulk_replay(
+            session, f, by=admin.account_id, now=runtime.clock.now(), limit=body.limit, dry_run=body.dry_run
+        )
+    if not body.dry_run:
+        log.info("emails_bulk_replayed", replayed=len(done.email_ids), remaining=done.remaining)
+    return BulkReplayResult(
+        dry_run=body.dry_run, replayed=len(done.email_ids), email_ids=done.email_ids, remaining=done.remaining
+    )
