@@ -12,6 +12,8 @@ import os
 import random
 import sys
 import uuid
+import zipfile
+from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from identity.api import import_routes
 from identity.domain.documents import DocumentType, blind_index_input
 from identity.importer import ImportSummary, check_resident_id, run_import, segments
 from identity.importer import _Reject as Reject
-from identity.testing import Identity
+from identity.testing import Identity, StartIdentity
 from shared.auth import ROLE_DATA_IMPORTER, ROLE_VOLUNTEER
 from shared.db import asyncpg_dsn
 from shared.testing import eventually, resident_id, sign_up_body
@@ -751,3 +753,293 @@ async def test_a_running_import_holds_its_lock_so_the_watch_leaves_it_alone(iden
     summary = await task
     assert seen_running
     assert summary.status == "succeeded"
+
+
+# -- a bound on imports running at once -------------------------------------------------------
+# Uploads beyond IDENTITY_IMPORT_CONCURRENCY wait `queued` and start when a slot frees; a queued
+# job is started by exactly one claimer; a queued job whose replica is gone does not stay queued.
+@pytest.fixture(scope="module")
+async def limited(start_identity: StartIdentity) -> AsyncIterator[Identity]:
+    """A service that runs one import at a time (``IDENTITY_IMPORT_CONCURRENCY=1``)."""
+    async with start_identity(import_concurrency=1) as service:
+        yield service
+
+
+class Gate:
+    """Holds every import at the start of its rows until released, and notes who got there."""
+
+    def __init__(self) -> None:
+        self.arrived: list[uuid.UUID] = []
+        self.changed = asyncio.Event()
+        self.open = asyncio.Event()
+
+    async def reached(self, job_id: uuid.UUID) -> None:
+        while job_id not in self.arrived:
+            self.changed.clear()
+            await self.changed.wait()
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
+    gate = Gate()
+    real = importer._import_rows
+
+    async def held(
+        conn: Any, settings: Any, cipher: Any, path: Path, options: Any, job_id: uuid.UUID, *rest: Any
+    ) -> None:
+        gate.arrived.append(job_id)
+        gate.changed.set()
+        await gate.open.wait()
+        await real(conn, settings, cipher, path, options, job_id, *rest)
+
+    monkeypatch.setattr(importer, "_import_rows", held)
+    yield gate
+    gate.open.set()
+
+
+async def upload(identity: Identity, headers: dict[str, str], content: bytes, name: str = "a.csv") -> uuid.UUID:
+    response = await identity.client.post("/api/v1/imports", headers=headers, files={"file": (name, content)})
+    assert response.status_code == 202, response.text
+    return uuid.UUID(response.json()["id"])
+
+
+async def job_body(identity: Identity, job_id: uuid.UUID, headers: dict[str, str]) -> dict[str, Any]:
+    body: dict[str, Any] = (await identity.client.get(f"/api/v1/imports/{job_id}", headers=headers)).json()
+    return body
+
+
+async def test_with_a_limit_of_one_a_second_upload_waits_queued_until_the_first_finishes_then_runs(
+    limited: Identity, gate: Gate
+) -> None:
+    identity = limited
+    admin = identity.national_admin()
+    a, b = new_id(), new_id()
+    first = await upload(identity, admin, csv_bytes([row("甲一", a)]))
+    await asyncio.wait_for(gate.reached(first), timeout=30)
+
+    second = await upload(identity, admin, csv_bytes([row("乙二", b)]))
+    # the first holds the only slot: the second does not start (were it started, it would reach
+    # the gate within milliseconds)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(gate.reached(second), timeout=2)
+    assert (await job_body(identity, first, admin))["status"] == "running"
+    waiting = await job_body(identity, second, admin)
+    assert (waiting["status"], waiting["started_at"]) == ("queued", None)
+
+    identity.clock.advance(timedelta(seconds=30))
+    gate.open.set()
+    done_first = await wait_for_job(identity, f"/api/v1/imports/{first}", admin)
+    done_second = await wait_for_job(identity, f"/api/v1/imports/{second}", admin)
+
+    assert (done_first["status"], done_first["inserted_rows"]) == ("succeeded", 1)
+    assert (done_second["status"], done_second["inserted_rows"]) == ("succeeded", 1)
+    assert gate.arrived == [first, second]
+    assert done_second["started_at"] >= done_first["finished_at"]
+    assert [r.status for r in await records_with(identity, b)] == ["inactive"]
+
+
+async def test_two_claimers_racing_for_one_queued_job_run_it_exactly_once(identity: Identity, tmp_path: Path) -> None:
+    numbers = [new_id() for _ in range(50)]
+    path = write_csv(tmp_path / "race.csv", [row(f"竞{i}", n) for i, n in enumerate(numbers)])
+    async with identity.runtime.uow() as uow:
+        job = await importer.submit(uow, uuid.uuid4(), path, file_format="csv", encoding="auto")
+
+    # two replicas' loaders, each on its own connection
+    summaries = await asyncio.gather(
+        *(
+            importer.run_import(
+                identity.settings,
+                path,
+                cipher=identity.runtime.cipher,
+                file_format="csv",
+                job_id=job.id,
+                clock=identity.clock,
+            )
+            for _ in range(2)
+        )
+    )
+
+    [counts] = await identity.fetch(
+        "SELECT status, total_rows, inserted_rows, existing_rows FROM import_jobs WHERE id = :j", j=job.id
+    )
+    assert tuple(counts) == ("succeeded", 50, 50, 0)
+    assert sorted(s.claimed for s in summaries) == [False, True]
+    [ran] = [s for s in summaries if s.claimed]
+    assert (ran.status, ran.inserted_rows) == ("succeeded", 50)
+
+
+async def _orphan(identity: Identity) -> uuid.UUID:
+    """A job queued by a replica that then went away (nobody here holds its file)."""
+    job_id = uuid.uuid4()
+    async with identity.runtime.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO import_jobs (id, origin, file_format, status, created_at) "
+                "VALUES (:id, 'api', 'csv', 'queued', :now)"
+            ),
+            {"id": job_id, "now": identity.clock.now()},
+        )
+    return job_id
+
+
+async def test_a_job_waiting_in_a_live_replica_stays_queued_past_the_grace_and_a_lost_one_is_failed(
+    limited: Identity, gate: Gate
+) -> None:
+    identity = limited
+    admin = identity.national_admin()
+    first = await upload(identity, admin, csv_bytes([row("丙三", new_id())]))
+    await asyncio.wait_for(gate.reached(first), timeout=30)
+    waiting = await upload(identity, admin, csv_bytes([row("丁四", new_id())]))
+    lost = await _orphan(identity)
+
+    # a long first import: the second waits longer than a queued job's grace
+    identity.clock.advance(importer.QUEUED_GRACE + timedelta(minutes=5))
+    await importer.watch_imports(identity.runtime.imports, identity.runtime.engine, identity.clock)
+
+    assert await statuses(identity, first, waiting, lost) == [
+        ("running", None),
+        ("queued", None),
+        ("failed", "import_interrupted"),
+    ]
+    gate.open.set()
+    assert (await wait_for_job(identity, f"/api/v1/imports/{waiting}", admin))["status"] == "succeeded"
+    assert await statuses(identity, lost) == [("failed", "import_interrupted")]
+
+
+async def test_a_queued_job_settled_as_interrupted_meanwhile_is_not_run_when_its_turn_comes(
+    limited: Identity, gate: Gate
+) -> None:
+    identity = limited
+    admin = identity.national_admin()
+    first = await upload(identity, admin, csv_bytes([row("戊五", new_id())]))
+    await asyncio.wait_for(gate.reached(first), timeout=30)
+    number = new_id()
+    waiting = await upload(identity, admin, csv_bytes([row("己六", number)]))
+    # another replica's watch took it for lost (this one stalled past the grace)
+    async with identity.runtime.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE import_jobs SET status = 'failed', error_code = 'import_interrupted' WHERE id = :j"),
+            {"j": waiting},
+        )
+
+    gate.open.set()
+    assert (await wait_for_job(identity, f"/api/v1/imports/{first}", admin))["status"] == "succeeded"
+    await eventually(lambda: not identity.runtime.imports.busy, timeout=30)
+
+    assert await statuses(identity, waiting) == [("failed", "import_interrupted")]
+    assert waiting not in gate.arrived
+    assert await records_with(identity, number) == []
+
+
+# -- an XLSX upload is read in the background --------------------------------------------------
+def xlsx_bytes(rows: list[list[Any]]) -> bytes:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for values in rows:
+        sheet.append(values)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+async def test_an_xlsx_upload_is_answered_before_the_workbook_is_parsed_and_imported_in_the_background(
+    identity: Identity, gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a big workbook's full parse (its shared strings) takes seconds: not on the request path
+    parsed: list[Path] = []
+    real = openpyxl.load_workbook
+
+    def spy(filename: Any, *args: Any, **kwargs: Any) -> Any:
+        parsed.append(Path(filename))
+        return real(filename, *args, **kwargs)
+
+    monkeypatch.setattr(openpyxl, "load_workbook", spy)
+    number = new_id()
+    admin = identity.national_admin()
+
+    job_id = await upload(identity, admin, xlsx_bytes([HEADER, row("庚七", number)]), name="people.xlsx")
+
+    assert parsed == []
+    assert (await job_body(identity, job_id, admin))["status"] in ("queued", "running")
+    gate.open.set()
+    job = await wait_for_job(identity, f"/api/v1/imports/{job_id}", admin)
+    assert (job["status"], job["inserted_rows"]) == ("succeeded", 1)
+    assert len(parsed) == 1
+    assert [r.real_name for r in await records_with(identity, number)] == ["庚七"]
+
+
+async def test_an_xlsx_upload_that_is_no_workbook_is_refused_at_once(identity: Identity) -> None:
+    response = await identity.client.post(
+        "/api/v1/imports",
+        headers=identity.national_admin(),
+        files={"file": ("people.xlsx", b"PK\x03\x04 not really a zip")},
+    )
+
+    assert (response.status_code, response.json()["code"]) == (422, "import_file_unreadable")
+
+
+def _zip_with(name: str, content: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def _sheet_cut_off(workbook: bytes) -> bytes:
+    """The workbook with its sheet's XML cut off after the third row."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(workbook)) as source, zipfile.ZipFile(buffer, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data[: data.index(b'<row r="4"')] + b"<row><c"
+            target.writestr(item, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (xlsx_bytes([["name", "phone"], ["张三", "13800138000"]]), "import_header_invalid"),
+        (_zip_with("xl/workbook.xml", b"<workbook>broken"), "import_file_unreadable"),
+        (
+            _sheet_cut_off(xlsx_bytes([HEADER, *(row(f"辛{i}", resident_id(serial=i)) for i in range(5))])),
+            "import_file_unreadable",
+        ),
+    ],
+    ids=["without_required_columns", "broken_workbook", "sheet_cut_off"],
+)
+async def test_an_xlsx_upload_found_unreadable_in_the_background_ends_its_job_failed_with_a_stable_code(
+    identity: Identity, content: bytes, code: str
+) -> None:
+    admin = identity.national_admin()
+
+    job_id = await upload(identity, admin, content, name="people.xlsx")
+
+    job = await wait_for_job(identity, f"/api/v1/imports/{job_id}", admin)
+    assert (job["status"], job["error_code"], job["total_rows"]) == ("failed", code, 0)
+
+
+async def test_an_import_that_crashes_fails_its_job_and_logs_where_not_the_rows_it_read(
+    identity: Identity, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash (an error no check expected) ends the job ``internal_error``; the log line says the
+    error's type and where, never its text, which can quote a row's cells."""
+    from structlog.testing import capture_logs
+
+    number = new_id()
+
+    async def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError(f"cannot load 王小明 {number}")
+
+    monkeypatch.setattr(importer, "_import_rows", crash)
+    with capture_logs() as logs:
+        summary = await load(identity, write_csv(tmp_path / "crash.csv", [row("王小明", number)]))
+    assert (summary.status, summary.error_code) == ("failed", "internal_error")
+    crashed = [entry for entry in logs if entry["event"] == "import_crashed"]
+    assert len(crashed) == 1
+    assert crashed[0]["error"] == "RuntimeError"
+    assert "crash" in crashed[0]["at"]
+    assert "王小明" not in repr(logs)
+    assert number not in repr(logs)

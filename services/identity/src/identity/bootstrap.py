@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,6 +23,9 @@ from shared.logging import get_logger
 from shared.messaging.broker import Broker
 from shared.runtime import Runtime
 
+if TYPE_CHECKING:
+    from identity.importer import ImportQueue
+
 SERVICE_ROOT = Path(__file__).resolve().parents[2]
 log = get_logger("identity.bootstrap")
 
@@ -32,6 +36,8 @@ class IdentityRuntime(Runtime):
     passwords: Passwords
     cipher: DataCipher
     verification_provider: VerificationProvider
+    #: this process's uploaded imports, at most ``import_concurrency`` at once
+    imports: ImportQueue
 
 
 def build_signer(settings: IdentitySettings, clock: Clock) -> TokenSigner:
@@ -90,16 +96,23 @@ def build_runtime(
     )
     runtime.cipher = build_cipher(settings)
     runtime.verification_provider = build_provider(settings)
+    from identity.importer import ImportQueue  # the importer imports this module
+
+    runtime.imports = ImportQueue(settings, runtime.engine, runtime.cipher, clock, limit=settings.import_concurrency)
 
     async def verifier_job() -> None:
         await run_verifier(runtime)
 
     async def import_watch() -> None:
-        # at start (jobs a restart cut off) and then every minute (another replica's)
-        from identity.importer import settle_interrupted_jobs  # the importer imports this module
+        # at start (jobs a restart cut off) and then every minute (another replica's); keeps this
+        # process's queued jobs alive meanwhile
+        from identity.importer import watch_imports
 
         await every(
-            60, lambda: settle_interrupted_jobs(runtime.engine, runtime.clock), failed="import_watch_failed", log=log
+            60,
+            lambda: watch_imports(runtime.imports, runtime.engine, runtime.clock),
+            failed="import_watch_failed",
+            log=log,
         )
 
     async def purge_job() -> None:

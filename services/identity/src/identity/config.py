@@ -74,6 +74,11 @@ class IdentitySettings(ServiceSettings):
     #: largest accepted ID-card image (bytes)
     id_card_max_bytes: int = 5 * 1024 * 1024
 
+    # -- bulk import (issue 3) --------------------------------------------------------------
+    #: uploaded imports one process runs at once (each holds a database connection of its own,
+    #: outside the pool, and a core); further uploads wait ``queued`` and start as one ends
+    import_concurrency: int = Field(default=2, ge=1)
+
     # -- invitations lookup and team admin resets (T7) ------------------------------------
     #: lookups one team admin may make per hour
     lookup_per_hour: int = 30

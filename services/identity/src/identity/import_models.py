@@ -45,6 +45,9 @@ class ImportJob(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: a queued job's last sign of life: the process holding its uploaded file says, once a
+    #: minute, that it still waits for a slot (``importer.settle_interrupted_jobs``)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ImportRejection(Base):

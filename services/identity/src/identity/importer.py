@@ -15,6 +15,20 @@ one number are kept and a duplicate case is opened for the national admin (V3).
 
 Rejected rows go to ``import_rejections`` and the report (line, code, message, field, masked
 number); the full ID number never leaves the ciphertext, nor does any personal data reach a log.
+
+Uploads (:class:`ImportQueue`): a process runs at most ``IDENTITY_IMPORT_CONCURRENCY`` imports at
+once (each is a loader connection outside the pool and most of a core); the others wait
+``queued``, in upload order, and start as a slot frees. The uploaded file is spooled to the
+uploading process's temporary directory (its local disk, not the database), so a queued job is
+only ever run by the process that took the upload; nothing hands it to another replica. Starting
+a job is a claim that exactly one loader wins (:func:`_claim`): ``pg_try_advisory_lock`` on the
+job's key, then ``queued`` → ``running`` by a conditional update. The import watch (every
+replica, every minute, :func:`watch_imports`) first refreshes ``heartbeat_at`` of the jobs its
+process still holds, then fails as ``import_interrupted`` a running job whose lock is gone and a
+queued job without a heartbeat for :data:`QUEUED_GRACE` (its process, and with it the file, is
+gone); a job so settled is not started later, since its claim finds it no longer queued. Only a
+CSV's encoding and header, and of an XLSX that it is a workbook, are checked before the 202:
+reading an XLSX's header means parsing all its shared strings, which the job does in a thread.
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ import argparse
 import asyncio
 import codecs
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -31,8 +46,10 @@ import multiprocessing.util
 import operator
 import re
 import sys
+import traceback
 import unicodedata
 import uuid
+import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -677,7 +694,15 @@ class SourceFile:
 
     @staticmethod
     def _xlsx_rows(rows: Iterator[tuple[Any, ...]], width: int, getter: Callable[[list[str]], Row]) -> Rows:
-        for line, cells in enumerate(rows, start=2):
+        line = 1
+        while True:
+            try:
+                cells = next(rows, None)
+            except Exception as exc:  # the sheet is cut off or broken further on: the whole file is
+                raise AppError(IMPORT_FILE_UNREADABLE) from exc
+            if cells is None:
+                return
+            line += 1
             texts = [_cell_text(c) for c in cells]
             if not any(texts):
                 continue
@@ -744,6 +769,8 @@ class ImportSummary:
     rejected_rows: int = 0
     duplicate_cases_opened: int = 0
     error_code: str | None = None
+    #: False when another loader had the job, or it was no longer queued: nothing was run
+    claimed: bool = True
 
 
 Progress = Callable[[int], None]
@@ -847,13 +874,14 @@ async def run_import(
             job_id = await create_job(
                 conn, origin="cli", file_format=file_format, now=clock.now(), file_bytes=size, sha256=sha256
             )
+        if not await _claim(conn, job_id, clock.now()):
+            found = await conn.fetchrow("SELECT status, error_code FROM import_jobs WHERE id = $1", job_id)
+            status, error_code = (
+                (found["status"], found["error_code"]) if found else (JOB_FAILED, IMPORT_NOT_FOUND.code)
+            )
+            log.info("import_not_claimed", job_id=str(job_id), status=status)
+            return ImportSummary(job_id, status, error_code=error_code, claimed=False)
         summary = ImportSummary(job_id, JOB_RUNNING)
-        # held by this connection until it closes, also when the process dies: the sign to
-        # settle_interrupted_jobs that the job is alive (taken before the job shows as running)
-        await conn.execute(f"SELECT pg_advisory_lock({JOB_LOCKS}, hashtext($1::text))", str(job_id))
-        await conn.execute(
-            "UPDATE import_jobs SET status = $2, started_at = $3 WHERE id = $1", job_id, JOB_RUNNING, clock.now()
-        )
         log.info("import_started", job_id=str(job_id), file_format=file_format)
         try:
             await _import_rows(
@@ -871,9 +899,17 @@ async def run_import(
             summary.status = JOB_SUCCEEDED
         except AppError as exc:
             summary.status, summary.error_code = JOB_FAILED, exc.code
-        except Exception:
+        except Exception as exc:
             summary.status, summary.error_code = JOB_FAILED, "internal_error"
-            log.exception("import_crashed", job_id=str(job_id))
+            # the type and where, not the message or the traceback's values: a database or parsing
+            # error's text can quote a row's cells (a name, a birth date)
+            where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            log.error(
+                "import_crashed",
+                job_id=str(job_id),
+                error=type(exc).__name__,
+                at=f"{Path(where.filename).name}:{where.lineno} {where.name}" if where else None,
+            )
         if not options.probe_cases and summary.inserted_rows:
             # also after a failure: the records loaded so far are this job's, and a re-run adds none
             summary.duplicate_cases_opened += await _sweep_cases(conn, job_id, clock.now())
@@ -898,6 +934,24 @@ async def run_import(
         return summary
     finally:
         await conn.close()
+
+
+async def _claim(conn: asyncpg.Connection, job_id: uuid.UUID, now: datetime) -> bool:
+    """Make the queued job this connection's, or say that it is not to be run here: another
+    loader has it (its lock), or it is no longer queued (run, or settled as interrupted)."""
+    # held by this connection until it closes, also when the process dies: the sign to
+    # settle_interrupted_jobs that the job is alive (taken before the job shows as running)
+    if not await conn.fetchval(f"SELECT pg_try_advisory_lock({JOB_LOCKS}, hashtext($1::text))", str(job_id)):
+        return False
+    started = await conn.fetchval(
+        f"UPDATE import_jobs SET status = '{JOB_RUNNING}', started_at = $2 "  # noqa: S608 - constants
+        f"WHERE id = $1 AND status = '{JOB_QUEUED}' RETURNING true",
+        job_id,
+        now,
+    )
+    if not started:
+        await conn.execute(f"SELECT pg_advisory_unlock({JOB_LOCKS}, hashtext($1::text))", str(job_id))
+    return bool(started)
 
 
 async def _import_rows(
@@ -1165,13 +1219,28 @@ class ImportJobs:
 
 
 def _probe(path: Path, file_format: str, encoding: str) -> str | None:
+    """The checks an upload gets before its 202: a CSV's encoding and header (quick: a pass over
+    the bytes); of an XLSX only that it is a workbook, since reading its header means parsing all
+    its shared strings (17.6 s for 300k rows): the job does that, and fails with the file's code."""
+    if file_format == "xlsx":
+        _check_workbook(path)
+        return None
     with SourceFile(path, file_format, encoding) as source:
         return source.encoding
 
 
+def _check_workbook(path: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if archive.getinfo("xl/workbook.xml").file_size == 0:
+                raise AppError(IMPORT_FILE_UNREADABLE)
+    except (zipfile.BadZipFile, KeyError, OSError):
+        raise AppError(IMPORT_FILE_UNREADABLE) from None
+
+
 async def submit(uow: UnitOfWork, submitted_by: uuid.UUID, path: Path, *, file_format: str, encoding: str) -> ImportJob:
-    """A queued job for an uploaded file; the file's encoding and header are checked now, so
-    a wrong file is refused at once rather than failing in the background."""
+    """A queued job for an uploaded file; what can be checked quickly (:func:`_probe`) is checked
+    now, so such a wrong file is refused at once rather than failing in the background."""
     detected = await asyncio.to_thread(_probe, path, file_format, encoding)
     size, sha256 = await asyncio.to_thread(file_facts, path)
     job = ImportJob(
@@ -1194,44 +1263,103 @@ async def submit(uow: UnitOfWork, submitted_by: uuid.UUID, path: Path, *, file_f
     return job
 
 
-#: jobs running in this process (a reference keeps each task alive until it ends)
-_RUNNING: set[asyncio.Task[ImportSummary]] = set()
+@dataclass(frozen=True)
+class _Upload:
+    path: Path
+    file_format: str
+    encoding: str
+
+
+class ImportQueue:
+    """This process's uploaded imports: at most ``limit`` run at once (each a loader connection
+    outside the pool, and a core), the others wait ``queued``, in upload order, for a slot.
+
+    Only this process can run them: the uploaded file is on its disk. While they wait,
+    :meth:`touch` (the import watch, once a minute) keeps their ``heartbeat_at`` fresh, so that
+    :func:`settle_interrupted_jobs` on any replica fails them once this process is gone."""
+
+    def __init__(
+        self, settings: IdentitySettings, engine: AsyncEngine, cipher: DataCipher, clock: Clock, *, limit: int
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.cipher = cipher
+        self.clock = clock
+        self.limit = max(limit, 1)
+        self._waiting: dict[uuid.UUID, _Upload] = {}  # in upload order
+        #: a reference keeps each task alive until it ends
+        self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._waiting or self._running)
+
+    def put(self, job_id: uuid.UUID, path: Path, *, file_format: str, encoding: str) -> None:
+        """Run the queued job when a slot is free; its file is deleted after."""
+        self._waiting[job_id] = _Upload(path, file_format, encoding)
+        self._start_next()
+
+    def _start_next(self) -> None:
+        while self._waiting and len(self._running) < self.limit:
+            job_id = next(iter(self._waiting))
+            upload = self._waiting.pop(job_id)
+            task = asyncio.create_task(self._run(job_id, upload), name=f"identity-import-{job_id}")
+            self._running[job_id] = task
+            task.add_done_callback(functools.partial(self._ended, job_id))
+
+    def _ended(self, job_id: uuid.UUID, _task: asyncio.Task[None]) -> None:
+        self._running.pop(job_id, None)
+        self._start_next()
+
+    async def _run(self, job_id: uuid.UUID, upload: _Upload) -> None:
+        try:
+            await run_import(
+                self.settings,
+                upload.path,
+                cipher=self.cipher,
+                file_format=upload.file_format,
+                encoding=upload.encoding,
+                job_id=job_id,
+                clock=self.clock,
+            )
+        except Exception as exc:
+            # the database out of reach: a job not yet claimed stays queued, without heartbeat now,
+            # a claimed one running without its lock, and the watch settles either as interrupted
+            # (the error's type only: a database error's text can carry a statement's parameters)
+            log.warning("import_run_failed", job_id=str(job_id), error=type(exc).__name__)
+        finally:
+            await asyncio.to_thread(upload.path.unlink, True)
+
+    async def touch(self) -> None:
+        """This process still holds the files of its jobs that wait (or are about to be claimed)."""
+        job_ids = [*self._waiting, *self._running]
+        if job_ids:
+            async with self.engine.begin() as conn:
+                await conn.execute(_TOUCH_QUEUED, {"ids": job_ids, "now": self.clock.now()})
 
 
 def start(runtime: IdentityRuntime, job: ImportJob, path: Path, *, encoding: str) -> None:
-    """Run the job in the background of this process; the uploaded file is deleted after.
-    A job cut off by a restart is marked failed by :func:`settle_interrupted_jobs`; uploading the
-    file again is safe (idempotent)."""
-
-    async def run() -> ImportSummary:
-        try:
-            return await run_import(
-                runtime.settings,
-                path,
-                cipher=runtime.cipher,
-                file_format=job.file_format,
-                encoding=encoding,
-                job_id=job.id,
-                clock=runtime.clock,
-            )
-        finally:
-            await asyncio.to_thread(path.unlink, True)
-
-    task = asyncio.create_task(run(), name=f"identity-import-{job.id}")
-    _RUNNING.add(task)
-    task.add_done_callback(_RUNNING.discard)
+    """Queue the job in this process (:class:`ImportQueue`): it runs in the background when a
+    slot is free, and the uploaded file is deleted after. A job cut off by a restart is marked
+    failed by :func:`settle_interrupted_jobs`; uploading the file again is safe (idempotent)."""
+    runtime.imports.put(job.id, path, file_format=job.file_format, encoding=encoding)
 
 
 #: advisory lock namespace of running import jobs (key: hashtext of the job id)
 JOB_LOCKS = 7101
-#: a queued job that has not started within this long was lost with its process
+#: a queued job without a sign of life for this long was lost with its process (the import
+#: watch of the process holding it refreshes ``heartbeat_at`` every minute)
 QUEUED_GRACE = timedelta(minutes=5)
 
+_TOUCH_QUEUED = text(
+    f"UPDATE import_jobs SET heartbeat_at = :now WHERE id = ANY(:ids) AND status = '{JOB_QUEUED}'"  # noqa: S608
+)
 _SETTLE_INTERRUPTED = text(
     f"""
     UPDATE import_jobs AS j
        SET status = '{JOB_FAILED}', error_code = :code, finished_at = :now
-     WHERE (j.status = '{JOB_RUNNING}' OR (j.status = '{JOB_QUEUED}' AND j.created_at < :queued_before))
+     WHERE (j.status = '{JOB_RUNNING}'
+            OR (j.status = '{JOB_QUEUED}' AND coalesce(j.heartbeat_at, j.created_at) < :queued_before))
        AND NOT EXISTS (
            SELECT 1 FROM pg_locks AS l
             WHERE l.locktype = 'advisory' AND l.granted
@@ -1246,7 +1374,8 @@ _SETTLE_INTERRUPTED = text(
 async def settle_interrupted_jobs(engine: AsyncEngine, clock: Clock) -> list[uuid.UUID]:
     """Mark failed (``import_interrupted``) every job whose process is gone: a running job whose
     loader no longer holds the job's lock (its connection closed when the process stopped), and a
-    queued job that never started. Safe with several replicas: a live job's lock is visible to all."""
+    queued job without a heartbeat for :data:`QUEUED_GRACE`. Safe with several replicas: a live
+    job's lock is visible to all, and a claim (:func:`_claim`) only starts a job still queued."""
     now = clock.now()
     async with engine.begin() as conn:
         result = await conn.execute(
@@ -1257,6 +1386,13 @@ async def settle_interrupted_jobs(engine: AsyncEngine, clock: Clock) -> list[uui
     for job_id in settled:
         log.warning("import_interrupted", job_id=str(job_id))
     return settled
+
+
+async def watch_imports(queue: ImportQueue, engine: AsyncEngine, clock: Clock) -> list[uuid.UUID]:
+    """The import watch's round (at start, then every minute, on every replica): first this
+    process's queued jobs show they are alive, then the jobs of processes that are gone are settled."""
+    await queue.touch()
+    return await settle_interrupted_jobs(engine, clock)
 
 
 # -- report ----------------------------------------------------------------------------------
