@@ -576,3 +576,88 @@ async def test_a_waiters_refused_leave_does_not_cost_them_their_turn(rr: tuple[W
         await c()
     state = await position_state(first, pos)
     assert not (state["admitted"] < state["quota"] and state["waiting"] > 0), state
+
+
+async def test_an_application_made_while_a_merge_frees_places_gets_one(rr: tuple[World, World]) -> None:
+    """The same race with a merge (identity's volunteer.merged) giving back the second place one
+    person held on each position of a project, with nobody waiting: an application made while its
+    transaction runs reads the position as full and went into line beside the place it freed. The
+    merge now looks after its commit, like a raise or a leave; no place is overbooked and each
+    admission is announced once."""
+    first, second = rr
+    lost = 0
+    outcomes: collections.Counter[str] = collections.Counter()
+    for i in range(N):
+        project = await first.project(
+            positions=[{"name": f"岗{k}", "quota": 2, "admission_mode": "auto"} for k in range(4)]
+        )
+        positions = [project.position(k) for k in range(4)]
+        (merged_id, merged), (kept_id, kept) = await first.volunteer(), await first.volunteer()
+        for pos in positions:  # one person, two records, two places on every position: all full
+            for h in (merged, kept):
+                assert (await first.apply(pos, h)).json()["stage"] == "admitted"
+        late = [(pos, await first.volunteer()) for pos in positions]
+        a, b = (first, second) if i % 2 else (second, first)
+
+        async def later(coro: Any, delay: float) -> Any:
+            await asyncio.sleep(delay)
+            return await coro
+
+        _, *applied = await asyncio.gather(
+            a.feed(VolunteerMerged(account_id=kept_id, merged_account_id=merged_id, case_id=uuid.uuid4())),
+            *(later(b.apply(pos, h), random.uniform(0, 0.15)) for pos, (_, h) in late),
+        )
+        outcomes.update(r.json()["stage"] for r in applied)
+        for pos in positions:
+            state = await position_state(first, pos)
+            assert state["admitted"] <= state["quota"], state
+            assert state["admitted"] == state["holding"], state
+            lost += state["admitted"] < state["quota"] and state["waiting"] > 0
+            announced = await q(
+                first,
+                "SELECT payload->>'application_id' AS app, count(*) AS n FROM outbox "
+                "WHERE event_type = 'application.admitted' AND payload->>'position_id' = :p GROUP BY 1",
+                p=pos,
+            )
+            holders = await q(
+                first,
+                f"SELECT id::text AS app FROM applications WHERE position_id = :p AND stage IN {HOLDING}",
+                p=uuid.UUID(pos),
+            )
+            # every place held was announced once (the merged-away admission was announced too)
+            assert {r["app"] for r in holders} <= {r["app"] for r in announced}, announced
+            assert all(r["n"] == 1 for r in announced), announced
+    assert lost == 0, (lost, outcomes)
+
+
+async def test_a_merge_and_a_raise_or_leave_on_one_position_never_deadlock(rr: tuple[World, World]) -> None:
+    """A merge that gives a place back and a raise or a leave admitting from the same line: each locks
+    the waiters before the position's row (the merge admitted in its own transaction, waiter after
+    row, and the two could deadlock into a failed merge or a 500). Places add up, nobody is left
+    waiting beside a free place."""
+    first, second = rr
+    outcomes: collections.Counter[str] = collections.Counter()
+    for i in range(N):
+        project = await first.project(positions=[{"name": "岗", "quota": 4, "admission_mode": "auto"}])
+        pos = project.position()
+        _, leaver, leaving = await first.admitted_volunteer(project)
+        (merged_id, merged), (kept_id, kept) = await first.volunteer(), await first.volunteer()
+        for h in (merged, kept):
+            assert (await first.apply(pos, h)).json()["stage"] == "admitted"
+        await first.admitted_volunteer(project)
+        await _line(first, project, 6)
+        a, b = (first, second) if i % 2 else (second, first)
+        other = (
+            b.client.put(f"/api/v1/positions/{pos}/quota", json={"quota": 6}, headers=project.lead)
+            if i % 3
+            else b.client.post(f"/api/v1/applications/{leaving}/leave", headers=leaver)
+        )
+        merge, done = await asyncio.gather(
+            a.feed(VolunteerMerged(account_id=kept_id, merged_account_id=merged_id, case_id=uuid.uuid4())),
+            other,
+            return_exceptions=True,
+        )
+        outcomes[f"merge={type(merge).__name__} other={getattr(done, 'status_code', type(done).__name__)}"] += 1
+        state = await position_state(first, pos)
+        assert_position_ok(state, auto=True)
+    assert set(outcomes) <= {"merge=NoneType other=200"}, outcomes

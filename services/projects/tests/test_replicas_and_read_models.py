@@ -15,7 +15,7 @@ from shared.contracts.identity import VolunteerMerged
 from shared.contracts.projects import ProjectPublished
 from shared.contracts.teams import TeamAdminAppointed, TeamAdminRemoved, TeamApproved
 
-from .conftest import START, StartProjects, World, project_body
+from .conftest import START, StartProjects, World, envelope_for, project_body
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +156,50 @@ async def test_merging_two_admitted_records_keeps_one_place_and_gives_the_other_
     assert view["positions"][0]["admitted"] == 2
 
 
+async def test_a_merge_admits_the_next_in_line_once_with_its_correlation_and_a_redelivery_changes_nothing(
+    world: World,
+) -> None:
+    """The waiter is admitted after the merge commits (services.admit_waiting), in a transaction of
+    its own that carries the merge message's correlation: one application.admitted (one email), and
+    the same message delivered again is a no-op."""
+    project = await world.project(positions=[{"name": "引导员", "quota": 2, "admission_mode": "auto"}])
+    merged_id, _, _ = await world.admitted_volunteer(project)
+    kept_id, _, _ = await world.admitted_volunteer(project)
+    waiting = [await world.volunteer() for _ in range(2)]
+    apps = [(await world.apply(project.position(), h)).json()["id"] for _, h in waiting]
+    merge = envelope_for(VolunteerMerged(account_id=kept_id, merged_account_id=merged_id, case_id=uuid.uuid4()))
+    dispatcher = world.runtime.dispatcher
+    assert dispatcher is not None
+    sub = dispatcher.handlers.specs["volunteers"].subscription
+
+    async def admissions() -> list[dict[str, str]]:
+        async with world.runtime.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT payload->>'application_id' AS app, causation_id, correlation_id FROM outbox "
+                    "WHERE event_type = 'application.admitted' AND payload->>'application_id' = ANY(:apps)"
+                ),
+                {"apps": apps},
+            )
+            return [dict(r) for r in rows.mappings()]
+
+    async def stages() -> list[str]:
+        return [
+            (await world.client.get(f"/api/v1/applications/{app}", headers=h)).json()["stage"]
+            for app, (_, h) in zip(apps, waiting, strict=True)
+        ]
+
+    await dispatcher.handle(sub, merge)
+    assert await stages() == ["admitted", "applied"]  # the oldest waiter, and one place only
+    expected = [{"app": apps[0], "causation_id": str(merge.event_id), "correlation_id": str(merge.event_id)}]
+    assert await admissions() == expected
+    await dispatcher.handle(sub, merge)
+    assert await stages() == ["admitted", "applied"]
+    assert await admissions() == expected
+    view = (await world.client.get(f"/api/v1/projects/{project.id}", headers=project.lead)).json()
+    assert view["positions"][0]["admitted"] == 2
+
+
 async def test_merging_keeps_the_admission_with_hours_over_a_rejected_application(world: World) -> None:
     project = await world.project(positions=[{"name": "陪伴员", "quota": 5, "admission_mode": "manual"}])
     merged_id, _, merged_app = await world.admitted_volunteer(project)
@@ -265,3 +309,38 @@ async def test_events_raised_for_several_consumed_messages_in_one_transaction_ke
             )
         ).all()
     assert [tuple(r) for r in rows] == [(str(first), "corr-m1", "cause-m1"), (str(second), "corr-m2", "cause-m2")]
+
+
+async def test_after_commit_steps_run_once_committed_and_are_dropped_by_a_rollback(world: World) -> None:
+    """A handler's follow-up (a merge's admission of those waiting) runs only after the inbox's
+    transaction committed, sees that commit from a connection of its own, and never runs for a
+    transaction that rolled back (nor later, when the unit of work is entered again)."""
+    account_id = uuid.uuid4()
+    ran: list[tuple[str, int]] = []
+
+    async def step(name: str) -> None:
+        async with world.runtime.engine.connect() as conn:
+            seen = await conn.scalar(text("SELECT count(*) FROM volunteers WHERE account_id = :a"), {"a": account_id})
+        ran.append((name, int(seen or 0)))
+
+    insert = text(
+        "INSERT INTO volunteers (account_id, volunteer_number, masked_name, region_code, verified_at) "
+        "VALUES (:a, :n, '李*', '110105', now())"
+    )
+    number = {"a": account_id, "n": f"AC{account_id.int % 10**12:012d}"}
+    uow = world.runtime.uow()
+
+    async def failing() -> None:
+        async with uow:
+            await uow.session.execute(insert, number)
+            uow.after_commit(lambda: step("rolled back"))
+            raise RuntimeError("the handler failed")
+
+    with pytest.raises(RuntimeError):
+        await failing()
+    async with uow:
+        await uow.session.execute(insert, number)
+        uow.after_commit(lambda: step("first"))
+        uow.after_commit(lambda: step("second"))
+        assert ran == []
+    assert ran == [("first", 1), ("second", 1)]

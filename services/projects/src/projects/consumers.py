@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
 from projects import repository as repo
 from projects import services
 from projects.models import platform_roles
+from projects.unit_of_work import ProjectsUnitOfWork
 from shared.contracts.base import Event
 from shared.contracts.identity import AccountRolesChanged, VolunteerMerged, VolunteerVerified
 from shared.contracts.teams import (
@@ -21,6 +23,9 @@ from shared.messaging.consumer import Handlers
 from shared.messaging.envelope import Envelope
 from shared.platform_roles import keep_platform_roles
 
+if TYPE_CHECKING:
+    from projects.bootstrap import ProjectsRuntime
+
 handlers = Handlers("projects")
 
 ADMIN = "admin"
@@ -29,7 +34,7 @@ LEAD = "lead"
 
 @handlers("volunteers")
 async def on_volunteer(
-    event: VolunteerVerified | VolunteerMerged, envelope: Envelope, uow: UnitOfWork, runtime: Any
+    event: VolunteerVerified | VolunteerMerged, envelope: Envelope, uow: ProjectsUnitOfWork, runtime: ProjectsRuntime
 ) -> None:
     if isinstance(event, VolunteerVerified):
         await repo.upsert_volunteer(
@@ -42,10 +47,14 @@ async def on_volunteer(
         )
     else:
         freed = await repo.merge_volunteer(uow.session, kept=event.account_id, merged=event.merged_account_id)
+        # A place given back goes to those waiting once the merge has committed, as after a leave or
+        # a raised quota (services.admit_waiting): an application made while this transaction runs
+        # reads the position as full and goes into line unseen by it, and a waiter is locked before
+        # the position's row, which this transaction holds from the release on. The admissions carry
+        # the merge's correlation; one per waiter, in a transaction of its own per position.
         for position_id in freed:
-            position = await repo.position(uow.session, position_id)
-            if position is not None and position["admission_mode"] == "auto":
-                await services.admit_next_in_line(uow, position)
+            follow_up = runtime.uow(correlation_id=uow.correlation_id, causation_id=uow.causation_id)
+            uow.after_commit(functools.partial(services.admit_waiting_after_commit, follow_up, position_id))
 
 
 @handlers("team_roles")

@@ -96,7 +96,9 @@ async def merge_volunteer(s: AsyncSession, kept: uuid.UUID, merged: uuid.UUID) -
     """Move applications and hours of ``merged`` to ``kept``. Where both records applied to one position
     one application stays (see ``_MERGE_CLASHES``), taking the other's hours, and the other is withdrawn;
     if both held a place, the withdrawn one's place is given back. Returns the positions that got a
-    place back (the caller admits the next in line on automatic ones)."""
+    place back: nobody waiting is admitted here (a waiter is locked before the position's row, held
+    here from the release on); once this has committed the caller gives the places to those waiting
+    (``services.admit_waiting``)."""
     freed: list[uuid.UUID] = []
     for clash in (await s.execute(_MERGE_CLASHES, {"kept": kept, "merged": merged})).mappings():
         keep_kept = _standing(clash["kept_stage"], clash["kept_minutes"], True) > _standing(

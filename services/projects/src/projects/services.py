@@ -248,9 +248,10 @@ async def admit_waiting(uow: UnitOfWork, position_id: uuid.UUID) -> set[uuid.UUI
     """Free places of an automatic position go to those waiting, oldest first; returns the
     applications admitted (none when nobody waits, no place is free, or the position is manual).
 
-    Run after a commit, in a transaction of its own: after a raised quota or a leave that found
-    nobody waiting, and after an application that went into line found a place free. An
-    application submitted while a raise (or such a leave) runs reads the position as last committed
+    Run after a commit, in a transaction of its own: after a raised quota, a leave that found
+    nobody waiting or a merge that gave a place back (``consumers.on_volunteer``: a merge admits
+    nobody itself), and after an application that went into line found a place free. An
+    application submitted while a raise (or such a leave or merge) runs reads the position as last committed
     (full) and goes into line; the raise admits the waiters it locked, before that application
     existed. Neither sees the other until both have committed, so each looks after its commit: the
     raise admits whoever now waits for places still free (this), and an application that went into
@@ -544,16 +545,6 @@ async def leave(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID
         uow.raise_event(admitted)
     freed: uuid.UUID | None = row["position_id"] if row["admission_mode"] == "auto" and admitted is None else None
     return freed
-
-
-async def admit_next_in_line(uow: UnitOfWork, row: repo.Row) -> bool:
-    """Admit the oldest waiting application to a freed place; False when nobody waits or no place is free."""
-    waiters = await repo.next_in_line(uow.session, row["position_id"])
-    admitted = await _admit_next(uow, row, waiters[0]) if waiters else None
-    if admitted is None:
-        return False
-    uow.raise_event(admitted)
-    return True
 
 
 async def _admit_waiters(uow: UnitOfWork, row: repo.Row, waiters: list[repo.Row]) -> set[uuid.UUID]:

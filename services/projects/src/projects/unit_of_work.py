@@ -10,8 +10,9 @@ are the ones the shared unit of work writes: same columns, payload ``event.model
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import Any
 
 import asyncpg
@@ -75,9 +76,41 @@ def outbox_params(uow: UnitOfWork, events: Sequence[Event], only_if: Sequence[bo
 
 
 class ProjectsUnitOfWork(UnitOfWork):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._after_commit: list[Callable[[], Awaitable[object]]] = []
+
     async def __aenter__(self) -> ProjectsUnitOfWork:
         await super().__aenter__()
+        self._after_commit = []
         return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        steps, self._after_commit = self._after_commit, []
+        await super().__aexit__(exc_type, exc, tb)  # a commit that fails raises here: no step runs
+        if exc_type is None:
+            for step in steps:
+                await step()
+
+    def after_commit(self, step: Callable[[], Awaitable[object]]) -> None:
+        """Run ``step`` once this transaction has committed and its connection is back in the pool,
+        in order of registration; dropped if the transaction rolls back. For work that must see this
+        transaction's commit and that others' concurrent commits must see too: a handler of a
+        consumed message (the transaction is the inbox's, entered by the dispatcher) frees places
+        here and gives them to those waiting there (``services.admit_waiting``). The commit stands
+        whatever a step does: one that raises fails the caller, and a consumed message redelivered
+        for it is a no-op (its inbox row is committed), so no step runs again; a step opens its own
+        transaction and handles its failures (``services.admit_waiting_after_commit`` logs them)."""
+        self._after_commit.append(step)
+
+    async def rollback(self) -> None:
+        await super().rollback()
+        self._after_commit = []
 
     @asynccontextmanager
     async def single_statements(self) -> AsyncIterator[asyncpg.Connection]:
