@@ -178,7 +178,12 @@ RAW_APPLY_CONTEXT = """
            EXISTS (SELECT 1 FROM volunteers v WHERE v.account_id = $2 AND v.merged_into IS NULL) AS verified
     FROM positions pos JOIN projects p ON p.id = pos.project_id WHERE pos.id = $1
 """
-RAW_TAKE = "UPDATE positions SET admitted = admitted + 1 WHERE id = $1 AND admitted < quota RETURNING admitted"
+RAW_TAKE = """
+    UPDATE positions SET admitted = admitted + 1
+    WHERE id = $1 AND admitted < quota
+      AND NOT EXISTS (SELECT 1 FROM applications w WHERE w.position_id = $1 AND w.stage = 'applied')
+    RETURNING admitted
+"""
 RAW_INSERT = """
     INSERT INTO applications (id, position_id, project_id, account_id, stage, created_at, updated_at)
     VALUES ($1, $2, $3, $4, $5, $6, $6)

@@ -265,6 +265,31 @@ async def test_raised_quota_goes_to_those_waiting_in_order_before_a_later_applic
     assert {e["application_id"] for e in admitted_events} >= {waiting[0][1], waiting[1][1]}
 
 
+async def test_a_place_left_free_beside_a_waiter_goes_to_the_waiter_not_to_a_newcomer(world: World) -> None:
+    """Automatic admission keeps the order of application: a free place next to someone waiting
+    (its follow-up lost: the process that freed it stopped right after committing) is not taken by
+    whoever applies next; the newcomer goes into line and the oldest waiter gets the place."""
+    project = await world.project(positions=[{"name": "引导员", "quota": 1, "admission_mode": "auto"}])
+    position = uuid.UUID(project.position())
+    _, _, first_id = await world.admitted_volunteer(project)
+    _, waiter = await world.volunteer()
+    waiter_id = (await world.apply(project.position(), waiter)).json()["id"]
+    # a leave committed, its admission of the next in line never ran
+    async with world.runtime.engine.begin() as conn:
+        await conn.execute(text("UPDATE applications SET stage = 'left' WHERE id = :a"), {"a": uuid.UUID(first_id)})
+        await conn.execute(text("UPDATE positions SET admitted = admitted - 1 WHERE id = :p"), {"p": position})
+    _, newcomer = await world.volunteer()
+    applied = await world.apply(project.position(), newcomer)
+    assert applied.status_code == 201, applied.text
+    assert applied.json()["stage"] == "applied"
+    waiter_view = (await world.client.get(f"/api/v1/applications/{waiter_id}", headers=waiter)).json()
+    assert waiter_view["stage"] == "admitted"
+    async with world.runtime.engine.connect() as conn:
+        admitted = (await conn.execute(text("SELECT admitted FROM positions WHERE id = :p"), {"p": position})).scalar()
+    assert admitted == 1
+    assert waiter_id in {e["application_id"] for e in await world.outbox("application.admitted")}
+
+
 async def test_freed_place_can_be_given_by_the_lead_on_a_manual_position(world: World) -> None:
     project = await world.project(positions=MANUAL)
     _, first, first_id = await world.admitted_volunteer(project)

@@ -236,6 +236,9 @@ async def test_auto_positions_keep_places_and_queue_under_leaves_raises_and_merg
                 outcomes[str(r.status_code)] += 1
         state = await position_state(first, pos)
         assert_position_ok(state, auto=True)
+    # every call ended in an answer: no deadlock, no server error, no failed handler
+    failures = {k: n for k, n in outcomes.items() if k.startswith(("exc:", "5"))}
+    assert failures == {}, outcomes
 
 
 async def _app_of(world: World, position_id: str, account_id: uuid.UUID) -> str:

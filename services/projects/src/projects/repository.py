@@ -355,6 +355,8 @@ _SUBMIT_APPLICATION = text(
     WITH taken AS (
         UPDATE positions SET admitted = admitted + 1
         WHERE id = :position_id AND admitted < quota AND :auto
+          -- in order of application: a place left free beside someone waiting is theirs
+          AND NOT EXISTS (SELECT 1 FROM applications w WHERE w.position_id = :position_id AND w.stage = 'applied')
         RETURNING id
     ),
     inserted AS (
@@ -392,10 +394,14 @@ async def submit_application(
     outbox: dict[str, Any],
 ) -> str | None:
     """The writes of an application in one statement: the place (auto admission: the same
-    conditional update as ``take_place``), the application row and its outbox rows (those flagged
-    ``only_if`` are written only when a place was taken), so the position's row is locked for one
-    statement (and the commit when it runs in a transaction). Returns the stage, or None when the
-    volunteer already applied: the statement then fails as a whole and has written nothing."""
+    conditional update as ``take_place``, taken only while nobody waits: a place left free beside a
+    waiter, whose admission after a leave, raise or merge has not run yet or was lost with its
+    process, is the waiter's; this application then goes into line and, finding the place free
+    after commit, admits the line in order, see ``services.apply``), the application row and its
+    outbox rows (those flagged ``only_if`` are written only when a place was taken), so the
+    position's row is locked for one statement (and the commit when it runs in a transaction).
+    Returns the stage, or None when the volunteer already applied: the statement then fails as a
+    whole and has written nothing."""
     params = {
         "id": application_id,
         "position_id": position_id,

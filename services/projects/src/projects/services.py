@@ -406,8 +406,10 @@ async def apply(
     unit of work's session, so it need not be entered (the API does not, and opens no session)."""
     async with uow.single_statements() as conn:
         application_id, stage, place_free = await _apply(uow, conn, principal, position_id, motivation)
-    # in line while a place is free: a raise committed since this application read the position
-    # (see admit_waiting); rare, and the only time the unit of work's session is opened here
+    # in line while a place is free: a raise, leave or merge committed since this application read
+    # the position (see admit_waiting), or a free place was left beside those waiting (their
+    # admission not run yet, or lost with its process: the line is admitted in order now); rare,
+    # and the only time the unit of work's session is opened here
     if place_free and application_id in await admit_waiting_after_commit(uow, position_id):
         stage = stages.ADMITTED
     return application_id, stage
