@@ -7,8 +7,9 @@ run by every replica, marks the emails that have waited longer than
 ``awaiting_recipient_max_hours`` failed with :data:`RECIPIENT_UNKNOWN`, where operators list and
 replay them like any failed email. The wait is counted from ``next_attempt_at``, which for such an
 email is when it began to wait: queued, or replayed by an operator while the account was still
-unknown (so a replayed email waits afresh). Each pass also sets two gauges, the number of emails
-waiting and the longest wait, so an alert can fire long before anything is given up on.
+unknown (so a replayed email waits afresh). Given up on, it holds that moment instead, from which
+the retention counts (``notifications.retention``). Each pass also sets two gauges, the number of
+emails waiting and the longest wait, so an alert can fire long before anything is given up on.
 
 Replicas are safe: each pass takes batches with ``SKIP LOCKED`` and changes only rows still
 awaiting, so no email is given up on twice, and a row that a registration or a replay holds at
@@ -22,7 +23,7 @@ from datetime import timedelta
 from typing import cast
 
 from prometheus_client import Gauge
-from sqlalchemy import Table, bindparam, func, literal_column, select, update
+from sqlalchemy import DateTime, Table, bindparam, func, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from notifications.config import NotificationsSettings
@@ -53,6 +54,7 @@ _EMAILS = cast(Table, Email.__table__)
 #: written into the statements, not bound: a prepared statement's generic plan can use the partial
 #: index ix_emails_awaiting only when its condition is in the statement's text
 _IS_AWAITING = _EMAILS.c.status == literal_column(f"'{AWAITING_RECIPIENT}'")
+_GIVEN_UP_AT = bindparam("now", type_=DateTime(timezone=True))
 _EXPIRED = (
     select(_EMAILS.c.id)
     .where(_IS_AWAITING, _EMAILS.c.next_attempt_at < bindparam("waiting_since"))
@@ -63,7 +65,8 @@ _EXPIRED = (
 _EXPIRE = (
     update(_EMAILS)
     .where(_EMAILS.c.id.in_(_EXPIRED.scalar_subquery()), _IS_AWAITING)
-    .values(status=FAILED, last_error=RECIPIENT_UNKNOWN)
+    # from now on the moment it was given up on: the retention counts from there
+    .values(status=FAILED, last_error=RECIPIENT_UNKNOWN, next_attempt_at=_GIVEN_UP_AT)
     .returning(_EMAILS.c.id, _EMAILS.c.template)
 )
 _WAITING = select(func.count(), func.min(_EMAILS.c.next_attempt_at)).where(_IS_AWAITING)
@@ -74,11 +77,12 @@ async def expire_awaiting(
 ) -> int:
     """Mark failed every email that waited for its recipient longer than the longest wait, a batch
     per transaction; returns how many. Only counts and ids are logged (there is no address yet)."""
-    waiting_since = clock.now() - timedelta(hours=settings.awaiting_recipient_max_hours)
+    now = clock.now()
+    waiting_since = now - timedelta(hours=settings.awaiting_recipient_max_hours)
     total = 0
     while True:
         async with session_factory() as session, session.begin():
-            rows = (await session.execute(_EXPIRE, {"waiting_since": waiting_since})).all()
+            rows = (await session.execute(_EXPIRE, {"waiting_since": waiting_since, "now": now})).all()
         if not rows:
             return total
         total += len(rows)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from notifications import awaiting
+from notifications import awaiting, retention
 from notifications.config import NotificationsSettings
 from notifications.consumers import handlers
 from notifications.models import EMAIL_CHANNEL, messaging, platform_roles
@@ -32,6 +32,11 @@ class NotificationsRuntime(Runtime):
         """One pass of the periodic sweep of emails awaiting their recipient (see
         ``notifications.awaiting``): how many were given up on."""
         return await awaiting.sweep(self.session_factory, self.clock, self.settings)
+
+    async def purge_expired_emails(self) -> int:
+        """One pass of the hourly retention purge (see ``notifications.retention``): how many
+        emails were deleted."""
+        return await retention.purge_expired(self.engine, self.clock, self.settings)
 
 
 def build_runtime(
@@ -64,5 +69,15 @@ def build_runtime(
             log=awaiting.log,
         )
 
+    async def purge_expired_emails() -> None:
+        await every(
+            retention.INTERVAL_SECONDS,
+            runtime.purge_expired_emails,
+            failed="email_purge_failed",
+            log=retention.log,
+        )
+
     runtime.background += [runtime.sender.run, listen_for_emails, sweep_awaiting_recipients]
+    if settings.email_retention_days:  # 0 keeps every email
+        runtime.background.append(purge_expired_emails)
     return runtime

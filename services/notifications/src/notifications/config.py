@@ -79,9 +79,23 @@ class NotificationsSettings(ServiceSettings):
     mail_rate_limits: dict[str, int] = Field(default_factory=lambda: {"review_reminder": 3, "password_reset": 5})
     mail_rate_window_seconds: int = 3600
 
+    #: emails in a final state (sent, failed, suppressed) are deleted, with their replay history,
+    #: once their last change is older than this many days (``notifications.retention``, hourly on
+    #: every replica); 0 keeps them forever. Emails pending or awaiting their recipient are never
+    #: deleted. Refused below :meth:`minimum_email_retention_days`: the email's unique key must
+    #: outlive the inbox marks (a redelivered event is recognised by its mark for
+    #: ``outbox_retention_days``, then only by its email) and the rate limits' window must still
+    #: find the emails it counts
+    email_retention_days: int = Field(default=365, ge=0)
+
     def sender_name(self, language: str) -> str:
         """The sender's name shown to a recipient of this language."""
         return self.mail_from_name_en if language == "en" else self.mail_from_name
+
+    def minimum_email_retention_days(self) -> int:
+        """The fewest days ``email_retention_days`` may keep emails: more than the inbox retention
+        and more than the rate limits' window."""
+        return max(self.outbox_retention_days, self.mail_rate_window_seconds // 86400) + 1
 
     def _public_urls(self) -> dict[str, str]:
         return {"site_url": self.site_url}
@@ -97,4 +111,16 @@ class NotificationsSettings(ServiceSettings):
     def _lease_outlasts_sends(self) -> NotificationsSettings:
         if self.mail_send_lease_seconds <= SMTP_TIMEOUTS_PER_SEND * self.smtp_timeout:
             raise ValueError(f"mail_send_lease_seconds must be more than {SMTP_TIMEOUTS_PER_SEND} times smtp_timeout")
+        return self
+
+    @model_validator(mode="after")
+    def _retention_outlasts_redeliveries_and_rate_windows(self) -> NotificationsSettings:
+        minimum = self.minimum_email_retention_days()
+        if self.email_retention_days and self.email_retention_days < minimum:
+            raise ValueError(
+                f"email_retention_days must be 0 (keep forever) or at least {minimum}: more than "
+                f"outbox_retention_days ({self.outbox_retention_days}; a redelivered event is recognised "
+                "by its inbox mark that long, then only by its email's unique key) and more than "
+                f"mail_rate_window_seconds ({self.mail_rate_window_seconds} s, the emails a rate limit counts)"
+            )
         return self

@@ -37,6 +37,10 @@ FAILED = "failed"
 #: stopped by a per-recipient rate limit; kept with the reason, an operator may replay it
 SUPPRESSED = "suppressed"
 EMAIL_STATUSES = (AWAITING_RECIPIENT, PENDING, SENT, FAILED, SUPPRESSED)
+#: the states an email leaves only by an operator's replay: what the retention may delete
+FINAL_STATUSES = (SENT, FAILED, SUPPRESSED)
+#: written into statements and the partial index's predicate (a bound list would not match it)
+FINAL_STATUSES_SQL = "status IN (" + ", ".join(f"'{status}'" for status in FINAL_STATUSES) + ")"
 
 
 class Recipient(Base):
@@ -68,6 +72,8 @@ class Email(Base):
         Index("ix_emails_pending_account", "recipient_account_id", postgresql_where=text("status = 'pending'")),
         # emails waiting for their recipient, longest first: the expiry sweep and its gauges
         Index("ix_emails_awaiting", "next_attempt_at", postgresql_where=text("status = 'awaiting_recipient'")),
+        # emails in a final state by their last change: the retention's purge (notifications.retention)
+        Index("ix_emails_final_age", "next_attempt_at", postgresql_where=text(FINAL_STATUSES_SQL)),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -97,7 +103,9 @@ class Email(Base):
     status: Mapped[str] = mapped_column(String(24), server_default="pending")
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     #: when a pending email is due; while an email awaits its recipient, when it began to wait
-    #: (queued, or replayed by an operator): its longest wait is counted from there
+    #: (queued, or replayed by an operator): its longest wait is counted from there. In a final
+    #: state, when it got there: queued (suppressed), addressed, replayed, given up on waiting, or
+    #: the end of its last send's lease (sent, failed): the retention counts from it
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))
@@ -114,7 +122,10 @@ class EmailReplay(Base):
     __tablename__ = "email_replays"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
-    email_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("emails.id"), index=True)
+    #: deleted with its email (the retention's purge)
+    email_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("emails.id", ondelete="CASCADE"), index=True
+    )
     replayed_by_account_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     previous_status: Mapped[str] = mapped_column(String(32))
     previous_error: Mapped[str | None] = mapped_column(Text)
