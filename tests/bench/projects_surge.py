@@ -11,7 +11,9 @@ about time; checks zero overbooking after every phase.
    same conditional update with 64 clients (target >= 70 %); pgbench running the whole apply
    transaction is printed too, for an apples-to-apples figure. The volunteers' tokens are the ones
    phase 1 used, which the service remembers having verified (as it would for a volunteer who
-   browsed before applying); the same surge with tokens it has never seen is printed too.
+   browsed before applying); the same surge with tokens it has never seen is printed too, and the
+   surge through the service's default pool (``database_pool_size`` + ``database_max_overflow``:
+   more connections waiting on the one row) against pgbench with as many clients.
 3. Bulk hours: 500 rows per request through the API, as a ratio to a raw ``unnest`` insert of the
    same rows (target >= 60 %); also to the same insert plus its ``hours.recorded`` outbox row (one
    per request, listing the 500 records) and the notify, which is the transaction the service has to
@@ -25,8 +27,9 @@ SQLAlchemy, pydantic), not SQL.
 The app runs in this process; measured requests enter its ASGI interface directly (see ``asgi_post``);
 relay and consumers are off so only the request path is measured (the outbox rows are still written in
 every transaction). The service and the raw asyncpg baselines use the same number of pooled
-connections (``--pool``, default twice this machine's cores: the database is on it); the 64 clients of
-phase 2 are HTTP clients, multiplexed over the pool as a deployed replica multiplexes its requests.
+connections (``--pool``, default twice this machine's cores: the database is on it) in phases 1 and 3;
+the 64 clients of phase 2 are HTTP clients, multiplexed over the pool as a deployed replica multiplexes
+its requests.
 The machine is shared: compare the ratios, not the absolute figures.
 
 Run: ``.venv/bin/python tests/bench/projects_surge.py [--volunteers 3000] [--concurrency 32] [--pool 4]``
@@ -395,28 +398,35 @@ async def main(volunteers_n: int, concurrency: int, pgbench_seconds: int, pool_s
 
             # -- 2. hot position, 64 clients ---------------------------------------------------------
             hot_n = min(volunteers_n, 3000)
-            hot = await create_event(client, lead, team_id, 1, hot_n)
-            hot_pos = hot["positions"][0]["id"]
 
-            async def hot_apply(i: int) -> None:
-                status, body = await asgi_post(app, f"/api/v1/positions/{hot_pos}/applications", tokens[i])
-                assert status == 201, body
+            async def hot_run(target: Any, headers: list[dict[str, str]]) -> float:
+                hot = await create_event(client, lead, team_id, 1, hot_n)
+                hot_pos = hot["positions"][0]["id"]
 
-            hot_s = await pool_run(hot_n, 64, hot_apply)
-            hot_rate = hot_n / hot_s
-            # The same surge with tokens the service has not seen: each is checked in full (signature and
-            # claims) instead of being found among the tokens it verified before (phase 1 used these).
-            cold = await create_event(client, lead, team_id, 1, hot_n)
-            cold_pos = cold["positions"][0]["id"]
+                async def hot_apply(i: int) -> None:
+                    status, body = await asgi_post(target, f"/api/v1/positions/{hot_pos}/applications", headers[i])
+                    assert status == 201, body
+
+                return hot_n / await pool_run(hot_n, 64, hot_apply)
+
+            # Also through the service's default pool (database_pool_size + database_max_overflow):
+            # more connections wait on the one row, as pgbench's 64 do (printed with as many clients too).
+            served_pool = {
+                name: ProjectsSettings.model_fields[name].default
+                for name in ("database_pool_size", "database_max_overflow")
+            }
+            hot_rate = await hot_run(app, tokens)
+            # The same surge with tokens the service has not seen: each is checked in full (signature
+            # and claims) instead of being found among the tokens it verified before (phase 1 used these).
             cold_tokens = [
                 {"Authorization": f"Bearer {signer.issue(v, ttl=timedelta(days=30))}"} for v in volunteers[:hot_n]
             ]
-
-            async def cold_apply(i: int) -> None:
-                status, body = await asgi_post(app, f"/api/v1/positions/{cold_pos}/applications", cold_tokens[i])
-                assert status == 201, body
-
-            cold_rate = hot_n / await pool_run(hot_n, 64, cold_apply)
+            cold_rate = await hot_run(app, cold_tokens)
+            served_settings = settings.model_copy(update=served_pool)
+            served = create_app(served_settings, build_runtime(served_settings, clock=clock, verifier=verifier))
+            async with running(served):
+                served_rate = await hot_run(served, tokens)
+                await served.state.runtime.engine.dispose()
             bench_event = await create_event(client, lead, team_id, 1, 100_000)
             await conn.execute(
                 "UPDATE positions SET quota = 2000000000 WHERE id = $1", uuid.UUID(bench_event["positions"][0]["id"])
@@ -429,6 +439,14 @@ async def main(volunteers_n: int, concurrency: int, pgbench_seconds: int, pool_s
                 dsn,
                 "UPDATE positions SET admitted = admitted + 1 WHERE id = :pos AND admitted < quota RETURNING admitted;\n",
                 64,
+                pgbench_seconds,
+                {"pos": bench_pos},
+            )
+            same_connections = served_pool["database_pool_size"] + served_pool["database_max_overflow"]
+            update_tps_same = pgbench(
+                dsn,
+                "UPDATE positions SET admitted = admitted + 1 WHERE id = :pos AND admitted < quota RETURNING admitted;\n",
+                same_connections,
                 pgbench_seconds,
                 {"pos": bench_pos},
             )
@@ -446,9 +464,15 @@ async def main(volunteers_n: int, concurrency: int, pgbench_seconds: int, pool_s
             full_tps = pgbench(dsn, full_script, 64, pgbench_seconds, {"pos": bench_pos, "proj": bench_event["id"]})
             pool = await asyncpg.create_pool(dsn, min_size=pool_size, max_size=pool_size)
             over = await overbooked(conn, ignore=uuid.UUID(bench_pos))  # pgbench bumps its counter without rows
-            print(f"[2] hot position: {hot_n} applications, 64 clients")
+            print(f"[2] hot position: {hot_n} applications, 64 clients, the pool of phase 1 ({pool_size})")
             print(
                 f"    API {hot_rate:8.0f} applications/s   pgbench conditional update {update_tps:8.0f} tps   ratio {hot_rate / update_tps:6.1%} (target >= 70%)"
+            )
+            print(
+                f"    API with the service's default pool ({served_pool['database_pool_size']} + {served_pool['database_max_overflow']} overflow) {served_rate:8.0f} applications/s   ratio {served_rate / update_tps:6.1%}"
+            )
+            print(
+                f"    pgbench conditional update with {same_connections} clients (as many as that pool) {update_tps_same:8.0f} tps   ratio {served_rate / update_tps_same:6.1%}"
             )
             print(
                 f"    pgbench whole apply transaction {full_tps:8.0f} tps   ratio {hot_rate / full_tps:6.1%}; overbooked positions: {over}"
