@@ -215,7 +215,7 @@ def start_projects(amqp_url: str, database_factory: Callable[[str], Awaitable[st
             amqp_url=amqp_url,
             jwt_issuer=ISSUER,
             jwt_audience=AUDIENCE,
-            **{**TEST_OVERRIDES, "close_sweep_interval": 3600.0, **overrides},
+            **{**TEST_OVERRIDES, "close_sweep_interval": 3600.0, "admission_sweep_interval": 3600.0, **overrides},
         )
         runtime = build_runtime(settings, clock=clock, verifier=verifier)
         app = create_app(settings, runtime)

@@ -42,6 +42,17 @@ class ProjectsRuntime(Runtime):
             self.settings.close_sweep_interval, lambda: close_due_projects(self), failed="close_sweep_failed", log=log
         )
 
+    async def admission_sweep_loop(self) -> None:
+        """Places freed for those waiting whose admission never ran (``services.give_places_left``)."""
+        from projects.services import give_places_left
+
+        await every(
+            self.settings.admission_sweep_interval,
+            lambda: give_places_left(self),
+            failed="admission_sweep_failed",
+            log=log,
+        )
+
 
 def build_runtime(
     settings: ProjectsSettings,
@@ -62,4 +73,6 @@ def build_runtime(
     runtime.principal_roles = platform_roles_lookup(runtime.engine, platform_roles)
     if settings.run_close_sweep:
         runtime.background.append(runtime.close_sweep_loop)
+    if settings.run_admission_sweep:
+        runtime.background.append(runtime.admission_sweep_loop)
     return runtime

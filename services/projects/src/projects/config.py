@@ -30,3 +30,12 @@ class ProjectsSettings(ServiceSettings):
     close_sweep_batch: int = 200
     #: run the auto-close sweep in this process (every replica may: the sweep skips locked rows)
     run_close_sweep: bool = True
+    #: how often the admission sweep gives places freed for those waiting whose admission never
+    #: ran (it failed, or its process stopped just after the freeing committed) (seconds)
+    admission_sweep_interval: float = 60.0
+    #: a freeing younger than this is left to its own admission, which runs right after its commit
+    admission_sweep_grace: float = 30.0
+    #: positions per sweep
+    admission_sweep_batch: int = 100
+    #: run the admission sweep in this process (every replica may)
+    run_admission_sweep: bool = True

@@ -53,6 +53,7 @@ async def on_volunteer(
         # the position's row, which this transaction holds from the release on. The admissions carry
         # the merge's correlation; one per waiter, in a transaction of its own per position.
         for position_id in freed:
+            await repo.mark_places_to_give(uow.session, position_id, uow.clock.now())
             follow_up = runtime.uow(correlation_id=uow.correlation_id, causation_id=uow.causation_id)
             uow.after_commit(functools.partial(services.admit_waiting_after_commit, follow_up, position_id))
 

@@ -214,6 +214,19 @@ volunteer_days = Table(
     Column("minutes", Integer, nullable=False),
 )
 
+#: automatic positions where places were freed (a leave, a raised quota, a merge) for those waiting:
+#: written in the freeing transaction, cleared by the admission that follows its commit
+#: (``services.admit_waiting``). One left behind (that admission failed, or its process stopped
+#: first) is taken up by the admission sweep, so nobody waits beside a free place for good.
+#: ``mark`` grows with every freeing: an admission clears only what it saw.
+places_to_give = Table(
+    "places_to_give",
+    metadata,
+    Column("position_id", UUID(as_uuid=True), primary_key=True),
+    Column("mark", BigInteger, Identity(always=False), nullable=False),
+    Column("since", DateTime(timezone=True), nullable=False),
+)
+
 hours_corrections = Table(
     "hours_corrections",
     metadata,

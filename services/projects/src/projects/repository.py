@@ -24,6 +24,7 @@ from projects.models import (
     hours_corrections,
     hours_records,
     messaging,
+    places_to_give,
     positions,
     project_activity,
     projects,
@@ -436,6 +437,48 @@ async def release_place(s: AsyncSession, position_id: uuid.UUID) -> None:
         text("UPDATE positions SET admitted = admitted - 1 WHERE id = :position_id AND admitted > 0"),
         {"position_id": position_id},
     )
+
+
+# -- places freed for those waiting (models.places_to_give) --------------------------------------------
+_MARK_PLACES = text(
+    """
+    INSERT INTO places_to_give (position_id, since) VALUES (:position_id, :now)
+    ON CONFLICT (position_id) DO UPDATE
+        SET mark = nextval(pg_get_serial_sequence('places_to_give', 'mark')), since = excluded.since
+    """
+)
+
+
+async def mark_places_to_give(s: AsyncSession, position_id: uuid.UUID, now: datetime) -> None:
+    """In the transaction that freed places of ``position_id``, after its lock of the position's row
+    (every path takes this row last): they are to go to those waiting. A mark already there gets a
+    new number, so an admission that began before this freeing does not clear it."""
+    await s.execute(_MARK_PLACES, {"position_id": position_id, "now": now})
+
+
+async def places_mark(s: AsyncSession, position_id: uuid.UUID) -> int | None:
+    """The position's mark as committed now (no lock): what an admission starting now answers for."""
+    mark = (await s.execute(select(places_to_give.c.mark).where(places_to_give.c.position_id == position_id))).scalar()
+    return int(mark) if mark is not None else None
+
+
+async def clear_places_mark(s: AsyncSession, position_id: uuid.UUID, seen: int) -> None:
+    """The admission that read ``seen`` has given the places: clear the mark unless a later freeing
+    renewed it (taken last, after the waiters' and the position's rows, as the freeing paths do)."""
+    await s.execute(
+        delete(places_to_give).where(places_to_give.c.position_id == position_id, places_to_give.c.mark <= seen)
+    )
+
+
+async def places_left_to_give(s: AsyncSession, before: datetime, limit: int) -> list[uuid.UUID]:
+    """Positions marked before ``before`` whose admission has not cleared them, oldest first."""
+    stmt = (
+        select(places_to_give.c.position_id)
+        .where(places_to_give.c.since < before)
+        .order_by(places_to_give.c.since)
+        .limit(limit)
+    )
+    return list((await s.execute(stmt)).scalars())
 
 
 _APPLICATION_CONTEXT = """

@@ -239,7 +239,10 @@ async def change_quota(uow: UnitOfWork, principal: Principal, position_id: uuid.
         admitted = await repo.count_admitted(uow.session, position_id)
         raise AppError(errors.QUOTA_BELOW_ADMITTED, {"admitted": admitted}, params={"admitted": admitted})
     # the position's row is held since set_quota: exactly quota - admitted places are free
-    await _admit_waiters(uow, row, waiters[: max(0, quota - admitted)])
+    given = await _admit_waiters(uow, row, waiters[: max(0, quota - admitted)])
+    if auto and quota - admitted > len(given):
+        # places still free: for whoever went into line meanwhile, once committed
+        await repo.mark_places_to_give(uow.session, position_id, uow.clock.now())
     project_id: uuid.UUID = row["project_id"]
     return project_id
 
@@ -259,6 +262,17 @@ async def admit_waiting(uow: UnitOfWork, position_id: uuid.UUID) -> set[uuid.UUI
     commits last sees the other's commit. Waiters are locked before the position's row, as
     everywhere, and one locked by another request is waited for, not skipped."""
     s = uow.session
+    # what the places freed so far ask for (models.places_to_give): cleared once answered, not a
+    # freeing committed after this read, whose own admission (or the sweep) answers it
+    seen = await repo.places_mark(s, position_id)
+    admitted = await _admit_waiting(uow, position_id)
+    if seen is not None:
+        await repo.clear_places_mark(s, position_id, seen)
+    return admitted
+
+
+async def _admit_waiting(uow: UnitOfWork, position_id: uuid.UUID) -> set[uuid.UUID]:
+    s = uow.session
     row = await repo.position(s, position_id)
     if row is None or row["admission_mode"] != "auto" or row["admitted"] >= row["quota"]:
         return set()
@@ -267,6 +281,23 @@ async def admit_waiting(uow: UnitOfWork, position_id: uuid.UUID) -> set[uuid.UUI
         return set()
     free = await repo.free_places(s, position_id)
     return await _admit_waiters(uow, row, waiters[: max(0, free)])
+
+
+async def give_places_left(runtime: ProjectsRuntime) -> int:
+    """The admission sweep: positions whose freed places were marked more than
+    ``admission_sweep_grace`` ago and never cleared (the admission after the freeing failed, or its
+    process stopped first) get :func:`admit_waiting` now, each in a transaction of its own. Every
+    replica may run it: two admissions of one position take turns on its waiters' rows. Returns
+    the applications admitted."""
+    before = runtime.clock.now() - timedelta(seconds=runtime.settings.admission_sweep_grace)
+    async with runtime.uow() as uow:
+        left = await repo.places_left_to_give(uow.session, before, runtime.settings.admission_sweep_batch)
+    admitted = 0
+    for position_id in left:
+        admitted += len(await admit_waiting_after_commit(runtime.uow(), position_id))
+    if left:
+        log.info("places_given_late", positions=len(left), admitted=admitted)
+    return admitted
 
 
 async def admit_waiting_after_commit(uow: UnitOfWork, position_id: uuid.UUID) -> set[uuid.UUID]:
@@ -546,6 +577,8 @@ async def leave(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID
     if admitted is not None:
         uow.raise_event(admitted)
     freed: uuid.UUID | None = row["position_id"] if row["admission_mode"] == "auto" and admitted is None else None
+    if freed is not None:
+        await repo.mark_places_to_give(s, freed, uow.clock.now())
     return freed
 
 
