@@ -1,4 +1,4 @@
-"""``python -m identity serve|worker|migrate|create-admin|rekey``."""
+"""``python -m identity serve|worker|migrate|create-admin|rekey|reindex``."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ def run(argv: Sequence[str] | None = None) -> None:
         sys.exit(create_admin(args[1:]))
     if args[:1] == ["rekey"]:
         sys.exit(rekey(args[1:]))
+    if args[:1] == ["reindex"]:
+        sys.exit(reindex(args[1:]))
     main(
         service="identity",
         settings_factory=IdentitySettings,
@@ -79,7 +81,7 @@ def rekey(argv: Sequence[str]) -> int:
         "Runs while the service serves: each batch of rows is locked with SKIP LOCKED and committed on "
         "its own, so it can be stopped and run again, and two runs at once share the work. A value that "
         "does not open is left as it was and reported by row id. The blind index of ID numbers "
-        "(IDENTITY_BLIND_INDEX_KEY) is not encrypted data and is not touched: this does not rotate it.",
+        "(IDENTITY_BLIND_INDEX_KEY) is not encrypted data and is not touched: `reindex` rotates it.",
         epilog="Exit status: 0 when no row is left under another key; 1 when a value could not be opened, "
         "or rows are left (busy, or written meanwhile by a replica still sealing with the old key: run it "
         "again); 2 when the settings are refused.",
@@ -138,6 +140,71 @@ def rekey(argv: Sequence[str]) -> int:
                 file=sys.stderr,
             )
         return 1 if unreadable or left > 0 else 0
+
+    return asyncio.run(go())
+
+
+def reindex(argv: Sequence[str]) -> int:
+    """Index every ID number under the current blind-index key (or, with ``--status``, count
+    what each key indexed), so that IDENTITY_BLIND_INDEX_PREVIOUS_KEY can be removed."""
+    from identity import reindex as blind
+
+    parser = argparse.ArgumentParser(
+        prog="python -m identity reindex",
+        description="Compute again, under the current IDENTITY_BLIND_INDEX_KEY, the blind index of every ID "
+        "number indexed under another key (volunteer records, their accounts, their duplicate cases): each "
+        "number is opened with IDENTITY_DATA_KEYS. Runs while the service serves with both keys "
+        "(IDENTITY_BLIND_INDEX_PREVIOUS_KEY set to the old one): each batch of records is locked with SKIP "
+        "LOCKED and committed on its own, so it can be stopped and run again. A number that does not open "
+        "is left as it was and reported by record id.",
+        epilog="Exit status: 0 when no stored index is left under another key; 1 when a number could not be "
+        "opened or re-indexed, or rows are left (busy: run it again); 2 when the settings are refused.",
+    )
+    parser.add_argument(
+        "--status",
+        action="store_true",
+        help="change nothing; print, per table, how many stored indexes each blind-index key id made",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=blind.DEFAULT_BATCH_SIZE,
+        metavar="N",
+        help=f"records per transaction (default {blind.DEFAULT_BATCH_SIZE})",
+    )
+    args = parser.parse_args(argv)
+    if args.batch < 1:
+        parser.error("--batch must be at least 1")
+    settings = IdentitySettings()
+    configure_logging("identity", settings.resolved_log_format, settings.log_level)
+    try:
+        cipher = build_cipher(settings)
+    except ValueError as exc:  # names a key id at most, never a key
+        print(f"refused: IDENTITY_DATA_KEYS / IDENTITY_BLIND_INDEX_KEY: {exc}", file=sys.stderr)
+        return 2
+
+    async def go() -> int:
+        engine = make_engine(settings.database_url, pool_size=1, max_overflow=0, pre_ping=settings.database_pre_ping)
+        try:
+            if args.status:
+                print("\n".join(blind.describe_usage(await blind.key_usage(engine), cipher)))
+                return 0
+            result = await blind.reindex(engine, cipher, batch_size=args.batch)
+        finally:
+            await engine.dispose()
+        print("\n".join(blind.describe_reindex(result, cipher)))
+        unindexed = len(result.unindexed)
+        left = sum(result.remaining.values())
+        if unindexed:
+            print(f"reindex: {unindexed} records were left as they were (listed above)", file=sys.stderr)
+        if left > unindexed:
+            print(
+                "reindex: more stored indexes are under another key: busy during the run, or written since by "
+                "a replica still indexing with the old key (restart it with the new IDENTITY_BLIND_INDEX_KEY); "
+                "run reindex again",
+                file=sys.stderr,
+            )
+        return 1 if unindexed or left else 0
 
     return asyncio.run(go())
 

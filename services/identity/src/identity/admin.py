@@ -8,12 +8,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidTag
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from identity import errors
 from identity.bootstrap import IdentityRuntime
+from identity.crypto import DataCipher, Sealed, id_number_context
 from identity.domain import documents
+from identity.domain.documents import DocumentType, blind_index_input
 from identity.domain.password_policy import check_password
 from identity.models import RECORD_MERGED, Account, DuplicateCase, VolunteerRecord
 from identity.registration import check_email
@@ -138,10 +141,27 @@ async def national_reset(
 
 
 # -- duplicate cases (V3) ---------------------------------------------------------------------
-async def case_records(uow: UnitOfWork, case: DuplicateCase) -> Sequence[VolunteerRecord]:
+async def case_records(uow: UnitOfWork, case: DuplicateCase, cipher: DataCipher) -> Sequence[VolunteerRecord]:
+    """The records of the case's number. A case shares its index with one of its records (opened
+    from them, and re-indexed along with them by identity.reindex); during a rotation of the
+    blind-index key the others may be indexed under the other key, so that record's number is
+    opened (in memory, never shown) and its records are looked up under both keys."""
+    indexes: tuple[bytes, ...] = (case.id_blind_index,)
+    if cipher.rotating_blind_index:
+        query = select(VolunteerRecord).where(VolunteerRecord.id_blind_index == case.id_blind_index).limit(1)
+        one = (await uow.session.execute(query)).scalar_one_or_none()
+        if one is not None and one.id_key_id in cipher.key_ids:
+            document_type = DocumentType(one.document_type)
+            sealed = Sealed(one.id_key_id, one.id_ciphertext)
+            try:
+                number = cipher.open(sealed, context=id_number_context(one.document_type)).decode()
+            except (InvalidTag, ValueError):
+                log.warning("case_record_unreadable", case_id=str(case.id), record_id=str(one.id))
+            else:
+                indexes = tuple({case.id_blind_index, *cipher.blind_indexes(blind_index_input(document_type, number))})
     query = (
         select(VolunteerRecord)
-        .where(VolunteerRecord.id_blind_index == case.id_blind_index)
+        .where(VolunteerRecord.id_blind_index.in_(indexes))
         .order_by(VolunteerRecord.created_at, VolunteerRecord.id)
     )
     return (await uow.session.execute(query)).scalars().all()
@@ -153,7 +173,7 @@ async def registered_record_ids(uow: UnitOfWork, record_ids: Sequence[uuid.UUID]
 
 
 async def resolve_case(
-    uow: UnitOfWork, actor: Principal, case_id: uuid.UUID, keep_record_id: uuid.UUID
+    uow: UnitOfWork, actor: Principal, case_id: uuid.UUID, keep_record_id: uuid.UUID, cipher: DataCipher
 ) -> DuplicateCase:
     """Keep one record; the others are merged into it and the other services move their
     memberships, applications and hours through ``volunteer.merged``."""
@@ -162,7 +182,7 @@ async def resolve_case(
         raise AppError(errors.CASE_NOT_FOUND)
     if case.status != "open":
         raise AppError(errors.CASE_ALREADY_RESOLVED)
-    records = [r for r in await case_records(uow, case) if r.status != RECORD_MERGED]
+    records = [r for r in await case_records(uow, case, cipher) if r.status != RECORD_MERGED]
     kept = next((r for r in records if r.id == keep_record_id), None)
     if kept is None:
         raise AppError(errors.RECORD_NOT_IN_CASE)

@@ -34,6 +34,9 @@ class IdentitySettings(ServiceSettings):
     #: HMAC-SHA256 key of the blind index that finds an ID number without decrypting (base64,
     #: 32 bytes). Never rotate it without re-indexing: it is what makes ID numbers unique.
     blind_index_key: SecretStr | None = None
+    #: during a rotation of the blind-index key (``python -m identity reindex``), the key being
+    #: retired: lookups find numbers indexed under either key, writes use ``blind_index_key``
+    blind_index_previous_key: SecretStr | None = None
 
     # -- registration -----------------------------------------------------------------------
     minimum_age: int = 14

@@ -3,6 +3,12 @@
 A ciphertext is stored with the id of the key that wrote it, so keys rotate by adding a new
 key, making it current, and re-encrypting at leisure. Lookups never decrypt: an HMAC-SHA256
 of the normalised value (the blind index) is what is indexed and unique.
+
+The blind-index key rotates too (:mod:`identity.reindex`): while a previous key is configured,
+:meth:`DataCipher.blind_indexes` gives a value's index under both keys (lookups match either),
+and :meth:`DataCipher.blind_index` only the current key's (what every write stores). An index is
+stored with :attr:`DataCipher.blind_key_id`, a fingerprint of the key that made it (not the key,
+nor anything that helps find it), so what is left under the old key can be counted and re-indexed.
 """
 
 from __future__ import annotations
@@ -29,8 +35,20 @@ class Sealed:
     data: bytes  # nonce || ciphertext+tag
 
 
+def blind_key_fingerprint(key: bytes) -> str:
+    """The id stored beside a blind index: the HMAC of a constant under the key, cut to 64 bits.
+    Tells keys apart; reveals nothing of the key (nor of any index made with it)."""
+    return hmac.new(key, b"vs-identity blind-index key id", hashlib.sha256).hexdigest()[:16]
+
+
 class DataCipher:
-    def __init__(self, keys: dict[str, bytes], current_key_id: str, blind_key: bytes) -> None:
+    def __init__(
+        self,
+        keys: dict[str, bytes],
+        current_key_id: str,
+        blind_key: bytes,
+        previous_blind_key: bytes | None = None,
+    ) -> None:
         if current_key_id not in keys:
             raise ValueError("the current data key id is not among the keys")
         for kid, key in keys.items():
@@ -39,6 +57,12 @@ class DataCipher:
         self._keys = {kid: AESGCM(key) for kid, key in keys.items()}
         self.current_key_id = current_key_id
         self._blind_key = blind_key
+        self.blind_key_id = blind_key_fingerprint(blind_key)
+        # the same key given twice is no rotation: one index, one key id
+        self._previous_blind_key = previous_blind_key if previous_blind_key != blind_key else None
+        self.previous_blind_key_id = (
+            blind_key_fingerprint(self._previous_blind_key) if self._previous_blind_key is not None else None
+        )
 
     @property
     def key_ids(self) -> tuple[str, ...]:
@@ -61,7 +85,20 @@ class DataCipher:
         return self.seal(self.open(sealed, context=context), context=context)
 
     def blind_index(self, value: str) -> bytes:
+        """The index under the current key: the one every write stores."""
         return hmac.new(self._blind_key, value.encode(), hashlib.sha256).digest()
+
+    def blind_indexes(self, value: str) -> tuple[bytes, ...]:
+        """What a lookup matches: the current key's index, then (during a rotation) the previous key's."""
+        current = self.blind_index(value)
+        if self._previous_blind_key is None:
+            return (current,)
+        return current, hmac.new(self._previous_blind_key, value.encode(), hashlib.sha256).digest()
+
+    @property
+    def rotating_blind_index(self) -> bool:
+        """A previous blind-index key is configured: rows may be indexed under either key."""
+        return self._previous_blind_key is not None
 
 
 # -- what each kind of sealed value is bound to (the AAD besides the key id) -------------------
@@ -101,4 +138,5 @@ def build_cipher(settings: IdentitySettings) -> DataCipher:
         blind = base64.b64decode(settings.blind_index_key.get_secret_value())
     else:
         blind = _derive(settings.secret_key.get_secret_value(), b"blind-index")
-    return DataCipher(keys, current, blind)
+    previous = settings.blind_index_previous_key
+    return DataCipher(keys, current, blind, base64.b64decode(previous.get_secret_value()) if previous else None)

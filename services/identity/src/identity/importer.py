@@ -13,6 +13,11 @@ number, name, legacy volunteer number), so loading the same rows twice, or a fil
 adds nothing; a half-finished import is finished by running it again. Several records with
 one number are kept and a duplicate case is opened for the national admin (V3).
 
+During a rotation of the blind-index key (:mod:`identity.reindex`) a row is indexed under the
+current key and also carries its index and record id under the previous one: a row loaded before
+the rotation is not loaded again, and a number's records are counted together under both keys when
+duplicate cases are opened (batch by batch then: the end-of-import sweep compares indexes only).
+
 Rejected rows go to ``import_rejections`` and the report (line, code, message, field, masked
 number); the full ID number never leaves the ciphertext, nor does any personal data reach a log.
 
@@ -237,6 +242,7 @@ STAGING_COLUMNS = (
     "id",
     "document_type",
     "id_blind_index",
+    "id_blind_key_id",
     "id_ciphertext",
     "id_key_id",
     "id_masked",
@@ -248,12 +254,18 @@ STAGING_COLUMNS = (
     "region_code",
     "legacy_number",
     "service_hours",
+    # during a blind-index key rotation: the row's record id and index under the previous key
+    "previous_id",
+    "previous_blind_index",
 )
+#: where the previous key's index sits in a staging record
+PREVIOUS_BLIND_INDEX = STAGING_COLUMNS.index("previous_blind_index")
 STAGING_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS import_staging (
     id uuid NOT NULL,
     document_type varchar(20) NOT NULL,
     id_blind_index bytea NOT NULL,
+    id_blind_key_id varchar(16) NOT NULL,
     id_ciphertext bytea NOT NULL,
     id_key_id varchar(32) NOT NULL,
     id_masked varchar(32) NOT NULL,
@@ -264,14 +276,17 @@ CREATE TEMP TABLE IF NOT EXISTS import_staging (
     email varchar(254),
     region_code varchar(12),
     legacy_number varchar(40),
-    service_hours text
+    service_hours text,
+    previous_id uuid,
+    previous_blind_index bytea
 ) ON COMMIT DELETE ROWS
 """
 INSERT_RECORDS = """
 INSERT INTO volunteer_records
-    (id, document_type, id_blind_index, id_ciphertext, id_key_id, id_masked, real_name, birth_date,
-     source, status, history, created_at)
-SELECT id, document_type, id_blind_index, id_ciphertext, id_key_id, id_masked, real_name, birth_date,
+    (id, document_type, id_blind_index, id_blind_key_id, id_ciphertext, id_key_id, id_masked, real_name,
+     birth_date, source, status, history, created_at)
+SELECT id, document_type, id_blind_index, id_blind_key_id, id_ciphertext, id_key_id, id_masked, real_name,
+     birth_date,
      'import', 'inactive',
      -- what the legacy system knew, kept when the record is claimed (V4) or merged (V3)
      jsonb_build_object(
@@ -280,17 +295,33 @@ SELECT id, document_type, id_blind_index, id_ciphertext, id_key_id, id_masked, r
          'contact', jsonb_build_object('mobile', mobile, 'email', email, 'region_code', region_code)
      ),
      $1
-FROM import_staging
+FROM import_staging s
+-- loaded before a rotation of the blind-index key began, under the id the previous key gave it
+WHERE s.previous_id IS NULL OR NOT EXISTS (SELECT 1 FROM volunteer_records v WHERE v.id = s.previous_id)
 ON CONFLICT (id) DO NOTHING
 RETURNING id_blind_index
 """
 #: V3: every number the batch added that now has two or more live records gets an open case
 OPEN_CASES = """
-INSERT INTO duplicate_cases (id, id_blind_index, id_masked, status, opened_by, opened_at)
-SELECT gen_random_uuid(), r.id_blind_index, min(r.id_masked), 'open', 'import', $1
+INSERT INTO duplicate_cases (id, id_blind_index, id_blind_key_id, id_masked, status, opened_by, opened_at)
+SELECT gen_random_uuid(), r.id_blind_index, min(r.id_blind_key_id), min(r.id_masked), 'open', 'import', $1
 FROM volunteer_records r
 WHERE r.id_blind_index = ANY($2::bytea[]) AND r.status <> 'merged'
 GROUP BY r.id_blind_index
+HAVING count(*) >= 2
+ON CONFLICT (id_blind_index) WHERE status = 'open' DO NOTHING
+"""
+#: OPEN_CASES during a blind-index key rotation: a number's live records are counted under its index
+#: under both keys ($2 current, $3 previous, pairwise), and no case is opened while one is open under
+#: the previous key's index; the case takes the current key's index (the batch's records have it)
+OPEN_CASES_ACROSS_KEYS = """
+INSERT INTO duplicate_cases (id, id_blind_index, id_blind_key_id, id_masked, status, opened_by, opened_at)
+SELECT gen_random_uuid(), n.bi, min(r.id_blind_key_id) FILTER (WHERE r.id_blind_index = n.bi), min(r.id_masked),
+    'open', 'import', $1
+FROM (SELECT DISTINCT bi, prev FROM unnest($2::bytea[], $3::bytea[]) AS u(bi, prev)) n
+JOIN volunteer_records r ON (r.id_blind_index = n.bi OR r.id_blind_index = n.prev) AND r.status <> 'merged'
+WHERE NOT EXISTS (SELECT 1 FROM duplicate_cases c WHERE c.status = 'open' AND c.id_blind_index = n.prev)
+GROUP BY n.bi
 HAVING count(*) >= 2
 ON CONFLICT (id_blind_index) WHERE status = 'open' DO NOTHING
 """
@@ -299,8 +330,8 @@ ON CONFLICT (id_blind_index) WHERE status = 'open' DO NOTHING
 #: V3 for a big import: one pass over the table at the end finds every number this job's records
 #: share with another live record (cheaper than probing the index for each row of each batch)
 SWEEP_CASES = """
-INSERT INTO duplicate_cases (id, id_blind_index, id_masked, status, opened_by, opened_at)
-SELECT gen_random_uuid(), r.id_blind_index, min(r.id_masked), 'open', 'import', $1
+INSERT INTO duplicate_cases (id, id_blind_index, id_blind_key_id, id_masked, status, opened_by, opened_at)
+SELECT gen_random_uuid(), r.id_blind_index, min(r.id_blind_key_id), min(r.id_masked), 'open', 'import', $1
 FROM volunteer_records r
 WHERE r.status <> 'merged' AND r.id_blind_index IN (
     SELECT id_blind_index FROM volunteer_records
@@ -426,6 +457,8 @@ class RowChecker:
         self.today = today
         self._context = {t: id_number_context(t) for t in DocumentType}
         self._values = {t: t.value for t in DocumentType}
+        self._blind_key_id = cipher.blind_key_id
+        self._rotating = cipher.rotating_blind_index
 
     def check_chunk(self, chunk: list[tuple[int, Row | str]]) -> Batch:
         batch = Batch(rows=len(chunk))
@@ -489,10 +522,16 @@ class RowChecker:
         # the sign-up's blind index input (documents.blind_index_input) and sealing
         blind_index = self.cipher.blind_index(f"{doc_value}:{number}")
         sealed = self.cipher.seal(number.encode(), context=self._context[doc_type])
+        previous_id: str | None = None
+        previous_index: bytes | None = None
+        if self._rotating:
+            previous_index = self.cipher.blind_indexes(f"{doc_value}:{number}")[1]
+            previous_id = record_id(previous_index, name, legacy_number)
         return (
             record_id(blind_index, name, legacy_number),
             doc_value,
             blind_index,
+            self._blind_key_id,
             sealed.data,
             sealed.key_id,
             masked,
@@ -504,6 +543,8 @@ class RowChecker:
             region,
             legacy_number or None,
             hours,
+            previous_id,
+            previous_index,
         )
 
     def _check_number(self, doc_type: DocumentType, number: str, given_birth: date | None) -> date:
@@ -814,7 +855,13 @@ async def _load_batch(
                 # Loaders of concurrent batches take turns here until commit, so the later one
                 # sees the earlier one's records with the same number.
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext('identity-import-cases'))")
-                status = await conn.execute(OPEN_CASES, now, [r[0] for r in inserted])
+                indexes = [r[0] for r in inserted]
+                if batch.records[0][PREVIOUS_BLIND_INDEX] is not None:  # a blind-index key rotation
+                    previous = {rec[2]: rec[PREVIOUS_BLIND_INDEX] for rec in batch.records}
+                    prev = [previous[index] for index in indexes]
+                    status = await conn.execute(OPEN_CASES_ACROSS_KEYS, now, indexes, prev)
+                else:
+                    status = await conn.execute(OPEN_CASES, now, indexes)
                 cases = int(status.rsplit(" ", 1)[1])
         if batch.rejections:
             await conn.copy_records_to_table(
@@ -866,7 +913,10 @@ async def run_import(
     refusal ends the job as failed with its code."""
     clock = clock or SystemClock()
     size = (await asyncio.to_thread(path.stat)).st_size
-    options = ImportOptions(file_format, encoding, batch_size, max(workers, 1), size <= SWEEP_CASES_ABOVE_BYTES)
+    cipher = cipher or build_cipher(settings)
+    # the sweep compares indexes only: during a blind-index key rotation cases are opened batch by batch
+    probe_cases = size <= SWEEP_CASES_ABOVE_BYTES or cipher.rotating_blind_index
+    options = ImportOptions(file_format, encoding, batch_size, max(workers, 1), probe_cases)
     conn = await asyncpg.connect(asyncpg_dsn(settings.database_url), server_settings=LOADER_SETTINGS)
     try:
         if job_id is None:
@@ -887,7 +937,7 @@ async def run_import(
             await _import_rows(
                 conn,
                 settings,
-                cipher or build_cipher(settings),
+                cipher,
                 path,
                 options,
                 job_id,

@@ -52,8 +52,9 @@ async def look_up(
         log.info("lookup_throttled", actor_id=str(principal.account_id))
         raise AppError(errors.TOO_MANY_LOOKUPS, {"per_hour": limit})
     number = documents.normalise_number(document_type, id_number)
-    blind_index = runtime.cipher.blind_index(documents.blind_index_input(document_type, number))
-    account = await Accounts(uow.session).by_blind_index(blind_index)
+    # under every blind-index key in use: a rotation (identity.reindex) leaves no one unfound
+    blind_indexes = runtime.cipher.blind_indexes(documents.blind_index_input(document_type, number))
+    account = await Accounts(uow.session).by_blind_index(blind_indexes)
     record = account.record if account is not None else None
     matched = account is not None and record is not None and documents.same_name(record.real_name, real_name)
     # Every lookup counts and is audited, found or not (the audit row is the budget).

@@ -60,6 +60,9 @@ class VolunteerRecord(Base):
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     document_type: Mapped[str] = mapped_column(String(20))
     id_blind_index: Mapped[bytes] = mapped_column(LargeBinary(32))
+    #: which blind-index key made ``id_blind_index`` (identity.crypto.blind_key_fingerprint);
+    #: None: written before key ids were kept (under the key of that time)
+    id_blind_key_id: Mapped[str | None] = mapped_column(String(16))
     id_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     id_key_id: Mapped[str] = mapped_column(String(32))
     id_masked: Mapped[str] = mapped_column(String(32))
@@ -102,6 +105,7 @@ class Account(EventSource, Base):
         UUID(as_uuid=True), ForeignKey("volunteer_records.id"), unique=True
     )
     id_blind_index: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    id_blind_key_id: Mapped[str | None] = mapped_column(String(16))
     guardian_name: Mapped[str | None] = mapped_column(String(100))
     guardian_relation: Mapped[str | None] = mapped_column(String(20))
     guardian_phone: Mapped[str | None] = mapped_column(String(20))
@@ -177,7 +181,10 @@ class DuplicateCase(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    #: always the index of one of its records (identity.reindex moves it along with them), which is
+    #: how the case's records are found under either key during a rotation
     id_blind_index: Mapped[bytes] = mapped_column(LargeBinary(32))
+    id_blind_key_id: Mapped[str | None] = mapped_column(String(16))
     id_masked: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), server_default="open")
     opened_by: Mapped[str] = mapped_column(String(16))  # registration | import

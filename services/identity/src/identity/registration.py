@@ -1,7 +1,10 @@
 """Sign-up (V1–V4) and the volunteer's own profile (V7, V8).
 
 The unique index on ``accounts.id_blind_index`` decides races: every sign-up inserts, and
-the loser of a race gets the integrity error, never a check that passed for two.
+the loser of a race gets the integrity error, never a check that passed for two. During a
+rotation of the blind-index key (:mod:`identity.reindex`) the number's records are looked up
+under both keys, and the new account and record are indexed under the current one, like any
+concurrent sign-up's: the unique index still decides between them.
 """
 
 from __future__ import annotations
@@ -81,7 +84,11 @@ class SignUp:
 @dataclass(frozen=True)
 class SealedIdentity:
     document_type: DocumentType
+    #: under the current key: what is written
     blind_index: bytes
+    #: under every key in use (the current one first): what is looked up
+    blind_indexes: tuple[bytes, ...]
+    blind_key_id: str
     ciphertext: bytes
     key_id: str
     masked: str
@@ -112,9 +119,12 @@ def seal_identity(
 ) -> SealedIdentity:
     number, born = documents.check_document(document_type, id_number, birth_date)
     sealed = cipher.seal(number.encode(), context=id_number_context(document_type))
+    indexes = cipher.blind_indexes(documents.blind_index_input(document_type, number))
     return SealedIdentity(
         document_type=document_type,
-        blind_index=cipher.blind_index(documents.blind_index_input(document_type, number)),
+        blind_index=indexes[0],
+        blind_indexes=indexes,
+        blind_key_id=cipher.blind_key_id,
         ciphertext=sealed.data,
         key_id=sealed.key_id,
         masked=documents.mask_number(document_type, number),
@@ -156,7 +166,7 @@ async def sign_up(runtime: IdentityRuntime, data: SignUp) -> Account:
                 settings.verification_delay_seconds,
             )
     except _Duplicates as dup:
-        await open_duplicate_case(runtime, dup.identity.blind_index, dup.identity.masked, opened_by="registration")
+        await open_duplicate_case(runtime, dup.identity, opened_by="registration")
         raise AppError(errors.ID_NUMBER_CONFLICT) from None
     # claimed: the account took over an imported record (V4); a new record was made otherwise
     claimed = account.record is not None and account.record.claimed_at is not None
@@ -181,7 +191,7 @@ async def _register(
     delay_seconds: float,
 ) -> Account:
     now = uow.clock.now()
-    records = await Records(uow.session).live_by_blind_index(identity.blind_index)
+    records = await Records(uow.session).live_by_blind_index(identity.blind_indexes)
     if len(records) >= 2:
         raise _Duplicates(identity)
     if records and records[0].status == RECORD_ACTIVE:
@@ -199,6 +209,7 @@ async def _register(
             id=uuid.uuid4(),
             document_type=identity.document_type.value,
             id_blind_index=identity.blind_index,
+            id_blind_key_id=identity.blind_key_id,
             id_ciphertext=identity.ciphertext,
             id_key_id=identity.key_id,
             id_masked=identity.masked,
@@ -221,6 +232,7 @@ async def _register(
         language=data.language,
         record=record,
         id_blind_index=identity.blind_index,
+        id_blind_key_id=identity.blind_key_id,
         guardian_name=guardian.name if guardian else None,
         guardian_relation=guardian.relation if guardian else None,
         guardian_phone=guardian_phone,
@@ -253,16 +265,38 @@ async def _register(
     return account
 
 
-async def open_duplicate_case(runtime: IdentityRuntime, blind_index: bytes, masked: str, *, opened_by: str) -> None:
+#: V3: the case takes the index (and key id) of one of the number's live records, the current
+#: key's if any has it, so a case always shares its index with a record (identity.admin.case_records
+#: finds the others from it); locked FOR SHARE, so a re-index moving that record (and the number's
+#: cases with it) either sees this case or is waited for. No case is opened while one is open under
+#: any of the number's indexes.
+_OPEN_CASE = text(
+    "INSERT INTO duplicate_cases (id, id_blind_index, id_blind_key_id, id_masked, status, opened_by, opened_at) "
+    "SELECT :id, r.id_blind_index, r.id_blind_key_id, :masked, 'open', :by, :now FROM volunteer_records r "
+    "WHERE r.id_blind_index = ANY(CAST(:indexes AS bytea[])) AND r.status <> 'merged' AND NOT EXISTS ("
+    "  SELECT 1 FROM duplicate_cases c WHERE c.status = 'open' AND c.id_blind_index = ANY(CAST(:indexes AS bytea[]))"
+    ") ORDER BY r.id_blind_index = :current DESC, r.created_at, r.id LIMIT 1 FOR SHARE OF r "
+    "ON CONFLICT (id_blind_index) WHERE status = 'open' DO NOTHING"
+)
+
+
+async def open_duplicate_case(runtime: IdentityRuntime, identity: SealedIdentity, *, opened_by: str) -> None:
     """Queue the number for the national admin (V3); one open case per number."""
     async with runtime.uow() as uow:
+        if len(identity.blind_indexes) > 1:
+            # During a rotation two openers may pick different indexes of one number, which the
+            # unique index cannot tell apart: they take turns with the importer's (identity.importer).
+            await uow.session.execute(text("SELECT pg_advisory_xact_lock(hashtext('identity-import-cases'))"))
         await uow.session.execute(
-            text(
-                "INSERT INTO duplicate_cases (id, id_blind_index, id_masked, status, opened_by, opened_at) "
-                "VALUES (:id, :bi, :masked, 'open', :by, :now) "
-                "ON CONFLICT (id_blind_index) WHERE status = 'open' DO NOTHING"
-            ),
-            {"id": uuid.uuid4(), "bi": blind_index, "masked": masked, "by": opened_by, "now": uow.clock.now()},
+            _OPEN_CASE,
+            {
+                "id": uuid.uuid4(),
+                "indexes": list(identity.blind_indexes),
+                "current": identity.blind_index,
+                "masked": identity.masked,
+                "by": opened_by,
+                "now": uow.clock.now(),
+            },
         )
 
 

@@ -13,7 +13,7 @@ sealing inside :meth:`~identity.crypto.DataCipher.reseal`: nothing is logged or 
 counts, key ids and row ids.
 
 The blind index (the HMAC that finds an ID number) is not sealed and has its own key: it is not
-touched here.
+touched here (:mod:`identity.reindex` rotates it).
 """
 
 from __future__ import annotations

@@ -56,9 +56,10 @@ class Accounts:
         )
         return (await self.session.execute(query)).unique().scalars().all()
 
-    async def by_blind_index(self, blind_index: bytes) -> Account | None:
-        result = await self.session.execute(select(Account).where(Account.id_blind_index == blind_index))
-        return result.unique().scalar_one_or_none()
+    async def by_blind_index(self, blind_indexes: Sequence[bytes]) -> Account | None:
+        """The account of an ID number, given its index under each key in use (DataCipher.blind_indexes)."""
+        query = select(Account).where(Account.id_blind_index.in_(blind_indexes))
+        return (await self.session.execute(query)).unique().scalar_one_or_none()
 
 
 class Records:
@@ -68,10 +69,11 @@ class Records:
     def add(self, record: VolunteerRecord) -> None:
         self.session.add(record)
 
-    async def live_by_blind_index(self, blind_index: bytes) -> Sequence[VolunteerRecord]:
+    async def live_by_blind_index(self, blind_indexes: Sequence[bytes]) -> Sequence[VolunteerRecord]:
+        """The live records of an ID number, indexed under any key in use (DataCipher.blind_indexes)."""
         query = (
             select(VolunteerRecord)
-            .where(VolunteerRecord.id_blind_index == blind_index, VolunteerRecord.status != RECORD_MERGED)
+            .where(VolunteerRecord.id_blind_index.in_(blind_indexes), VolunteerRecord.status != RECORD_MERGED)
             .order_by(VolunteerRecord.created_at, VolunteerRecord.id)
         )
         return (await self.session.execute(query)).scalars().all()

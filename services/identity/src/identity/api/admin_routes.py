@@ -19,6 +19,7 @@ from identity.api.schemas import (
     TemporaryPasswordOut,
 )
 from identity.api.views import account_out
+from identity.crypto import DataCipher
 from identity.domain.documents import mask_name
 from identity.models import DuplicateCase
 from identity.repository import Cases
@@ -68,8 +69,8 @@ async def national_reset(
     return TemporaryPasswordOut(account_id=account_id, temporary_password=password)
 
 
-async def _case_out(uow: UnitOfWork, case: DuplicateCase) -> DuplicateCaseOut:
-    records = await admin.case_records(uow, case)
+async def _case_out(uow: UnitOfWork, case: DuplicateCase, cipher: DataCipher) -> DuplicateCaseOut:
+    records = await admin.case_records(uow, case, cipher)
     registered = await admin.registered_record_ids(uow, [r.id for r in records])
     return DuplicateCaseOut(
         id=case.id,
@@ -102,6 +103,7 @@ async def _case_out(uow: UnitOfWork, case: DuplicateCase) -> DuplicateCaseOut:
 async def list_cases(
     principal: NationalAdmin,
     uow: UoW,
+    runtime: Runtime,
     status: str | None = Query("open", pattern="^(open|resolved)$"),
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=200),
@@ -109,7 +111,7 @@ async def list_cases(
     after = time_cursor(cursor) if cursor else None
     async with uow:
         cases = await Cases(uow.session).page(status=status, after=after, limit=limit + 1)
-        items = [await _case_out(uow, c) for c in cases[:limit]]
+        items = [await _case_out(uow, c, runtime.cipher) for c in cases[:limit]]
     last = cases[limit - 1] if len(cases) > limit else None
     next_cursor = encode_cursor(last.opened_at, last.id) if last else None
     return DuplicateCasePage(items=items, next_cursor=next_cursor)
@@ -128,7 +130,9 @@ async def list_cases(
         VALIDATION_FAILED,
     ),
 )
-async def resolve_case(case_id: uuid.UUID, body: ResolutionIn, principal: NationalAdmin, uow: UoW) -> DuplicateCaseOut:
+async def resolve_case(
+    case_id: uuid.UUID, body: ResolutionIn, principal: NationalAdmin, uow: UoW, runtime: Runtime
+) -> DuplicateCaseOut:
     async with uow:
-        case = await admin.resolve_case(uow, principal, case_id, body.keep_record_id)
-        return await _case_out(uow, case)
+        case = await admin.resolve_case(uow, principal, case_id, body.keep_record_id, runtime.cipher)
+        return await _case_out(uow, case, runtime.cipher)

@@ -76,7 +76,7 @@ async def search_accounts(
             assert body.id_number is not None
             number = documents.normalise_number(body.document_type, body.id_number)
             found = await accounts.by_blind_index(
-                runtime.cipher.blind_index(documents.blind_index_input(body.document_type, number))
+                runtime.cipher.blind_indexes(documents.blind_index_input(body.document_type, number))
             )
         if found is not None and not principal.administers_region(found.region_code or ""):
             found = None  # outside the admin's region: as if there were none
