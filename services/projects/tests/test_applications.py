@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import pytest
 from sqlalchemy import select, text
 
 from .conftest import World
@@ -130,6 +133,40 @@ async def test_200_concurrent_applications_to_10_places_admit_exactly_10(world: 
             text("SELECT admitted FROM positions WHERE id = :p"), {"p": uuid.UUID(project.position())}
         )
     assert admitted_rows == counter == 10
+
+
+async def test_a_surge_on_one_position_sends_at_most_the_replicas_turns_to_the_database(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Applications to one position beyond the replica's turns (``apply_turns_per_position``) wait in
+    the replica without a connection, so a surge cannot take every pooled connection to wait on the
+    position's row; quotas still hold."""
+    from projects.turns import PositionTurns
+
+    class Counting(PositionTurns):
+        def __init__(self, limit: int) -> None:
+            super().__init__(limit)
+            self.now, self.peak = 0, 0
+
+        @asynccontextmanager
+        async def turn(self, position_id: uuid.UUID) -> AsyncIterator[None]:
+            async with super().turn(position_id):
+                self.now += 1
+                self.peak = max(self.peak, self.now)
+                try:
+                    yield
+                finally:
+                    self.now -= 1
+
+    counting = Counting(2)
+    monkeypatch.setattr(world.runtime, "turns", counting)
+    project = await world.project(positions=[{"name": "检票员", "quota": 5, "admission_mode": "auto"}])
+    volunteers = [await world.volunteer() for _ in range(40)]
+    responses = await asyncio.gather(*(world.apply(project.position(), headers) for _, headers in volunteers))
+    assert all(r.status_code == 201 for r in responses), {r.status_code for r in responses}
+    assert sum(r.json()["stage"] == "admitted" for r in responses) == 5
+    assert counting.peak == 2
+    assert len(counting) == 0
 
 
 async def test_concurrent_manual_admissions_never_overbook(world: World) -> None:

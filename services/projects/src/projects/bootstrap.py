@@ -7,6 +7,7 @@ from pathlib import Path
 from projects.config import ProjectsSettings
 from projects.consumers import handlers
 from projects.models import messaging, platform_roles
+from projects.turns import PositionTurns
 from projects.unit_of_work import ProjectsUnitOfWork
 from shared.aio import every
 from shared.auth import TokenVerifier
@@ -23,6 +24,8 @@ log = get_logger("projects.bootstrap")
 
 class ProjectsRuntime(Runtime):
     settings: ProjectsSettings
+    #: this replica's turns per position for applications (``projects.turns``)
+    turns: PositionTurns
 
     def uow(self, correlation_id: str | None = None, causation_id: str | None = None) -> ProjectsUnitOfWork:
         return ProjectsUnitOfWork(
@@ -71,6 +74,7 @@ def build_runtime(
     )
     # a withdrawn platform role (a national admin's) stops working at once, not when the token expires
     runtime.principal_roles = platform_roles_lookup(runtime.engine, platform_roles)
+    runtime.turns = PositionTurns(settings.apply_turns_per_position)
     if settings.run_close_sweep:
         runtime.background.append(runtime.close_sweep_loop)
     if settings.run_admission_sweep:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -24,6 +25,9 @@ class ProjectsSettings(ServiceSettings):
     sign_session_max_minutes: int = 960
     #: how long the sign-in/sign-out code the lead shows on site stays valid
     sign_code_ttl_seconds: int = 300
+    #: applications to one position this replica sends to the database at once; more wait in
+    #: the replica without a connection (``projects.turns``: one row takes them in turn anyway)
+    apply_turns_per_position: int = Field(default=4, ge=1)
     #: how often the auto-close sweep looks for projects past their end date (seconds)
     close_sweep_interval: float = 300.0
     #: projects closed per sweep transaction

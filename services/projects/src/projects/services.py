@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from projects import repository as repo
 from projects.domain import application as stages
 from projects.domain import hours as hours_rules
 from projects.domain import project as project_rules
+from projects.turns import PositionTurns
 from projects.unit_of_work import ProjectsUnitOfWork, event_row_params, outbox_params
 from shared import regions
 from shared.auth import Principal
@@ -428,14 +430,20 @@ def _application_event_fields(row: Any, application_id: uuid.UUID, account_id: u
 
 
 async def apply(
-    uow: ProjectsUnitOfWork, principal: Principal, position_id: uuid.UUID, motivation: str | None
+    uow: ProjectsUnitOfWork,
+    principal: Principal,
+    position_id: uuid.UUID,
+    motivation: str | None,
+    turns: PositionTurns | None = None,
 ) -> tuple[uuid.UUID, str]:
     """A verified volunteer applies during recruitment. On an auto-admitting position the place is
     taken in the same transaction by the conditional update; when none is left the application waits
     in line (applied) and is admitted when a place frees up. Every write is one statement on a
     connection of its own (:meth:`ProjectsUnitOfWork.single_statements`): nothing goes through the
     unit of work's session, so it need not be entered (the API does not, and opens no session)."""
-    async with uow.single_statements() as conn:
+    # one of the replica's turns at the position (``turns``) before a connection: in a surge on one
+    # position the requests beyond them wait here, not on the position's row with a pooled connection
+    async with turns.turn(position_id) if turns is not None else nullcontext(), uow.single_statements() as conn:
         application_id, stage, place_free = await _apply(uow, conn, principal, position_id, motivation)
     # in line while a place is free: a raise, leave or merge committed since this application read
     # the position (see admit_waiting), or a free place was left beside those waiting (their

@@ -402,7 +402,7 @@ async def apply(
     # statements only, so no session is opened.
     runtime: ProjectsRuntime = request.app.state.runtime
     application_id, stage = await services.apply(
-        runtime.uow(), principal, position_id, body.motivation if body is not None else None
+        runtime.uow(), principal, position_id, body.motivation if body is not None else None, runtime.turns
     )
     # Serialised here (``ApplicationCreated``'s JSON, which ``response_model`` still documents): the
     # hot path of a surge skips FastAPI's validation and serialisation of the returned model.
