@@ -27,7 +27,7 @@ from identity.models import RECORD_INACTIVE, SOURCE_IMPORT, VolunteerRecord
 from identity.registration import seal_identity
 from identity.reindex import reindex
 from identity.testing import Identity, StartIdentity
-from shared.testing import resident_id, sign_up_body
+from shared.testing import eventually, resident_id, sign_up_body
 
 DATA_KEY = "k1"
 
@@ -263,6 +263,7 @@ async def test_during_and_after_a_reindex_every_number_is_found_under_either_key
         )
         assert newcomer_key == new_id
 
+        await _verified(during, [(registered_body, registered), (newcomer_body, newcomer)])
         status_before = await reindex_command(database_url, keys, keys.new, keys.old, "--status")
         assert status_before.code == 0, status_before.output
         assert status_before.usage() == {
@@ -364,25 +365,41 @@ async def test_a_number_that_does_not_open_is_reported_by_record_id_and_keeps_it
     assert_nothing_sensitive(run, [damaged_number], keys, [bytes(index)])
 
 
+async def _verified(identity: Identity, signed: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    """Every sign-up's identity check has run: the service's verifier holds an account's row while it
+    checks it, and a re-index skips a row another transaction holds (then reports it left)."""
+
+    async def settled() -> bool:
+        due = await identity.fetch(
+            "SELECT count(*) FROM accounts WHERE id = ANY(:ids) AND verification_due_at IS NOT NULL",
+            ids=[uuid.UUID(account["id"]) for _, account in signed],
+        )
+        return bool(due[0][0] == 0)
+
+    assert await eventually(settled, timeout=30, interval=0.1)
+
+
 async def test_a_run_cut_off_half_way_is_finished_by_the_next_and_two_runs_at_once_share_the_rows(
     start_identity: StartIdentity, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     keys = Keys(new_key(), new_key(), new_key())
     async with start_identity(**keys.settings(keys.old)) as identity:
         signed = [await identity.sign_up() for _ in range(7)]
+        await _verified(identity, signed)
         rotated = build_cipher(identity.settings.model_copy(update=keys.settings(keys.new, keys.old)))
         opened = 0
-        open_value = DataCipher.open
+        open_value = rotated.open
 
-        def crash_on_the_third(self: DataCipher, *args: Any, **kwargs: Any) -> bytes:
+        def crash_on_the_third(*args: Any, **kwargs: Any) -> bytes:
             nonlocal opened
             opened += 1
             if opened == 3:
                 raise MemoryError("the process dies here")
-            return open_value(self, *args, **kwargs)
+            return open_value(*args, **kwargs)
 
+        # the re-index's cipher only: the service's verifier opens numbers of these sign-ups meanwhile
         with monkeypatch.context() as patch:
-            patch.setattr(DataCipher, "open", crash_on_the_third)
+            patch.setattr(rotated, "open", crash_on_the_third)
             with pytest.raises(MemoryError):
                 await reindex(identity.runtime.engine, rotated, batch_size=2)
         counts = await identity.fetch(
