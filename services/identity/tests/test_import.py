@@ -838,6 +838,37 @@ async def test_with_a_limit_of_one_a_second_upload_waits_queued_until_the_first_
     assert [r.status for r in await records_with(identity, b)] == ["inactive"]
 
 
+async def test_a_stopping_service_cuts_its_imports_off_deletes_their_files_and_the_jobs_end_interrupted(
+    start_identity: StartIdentity, gate: Gate
+) -> None:
+    """A stop (a deploy's rolling restart) cancels the running import and drops the queued one: their
+    uploaded files are deleted, the loader's connection closes, and the import watch (at the next
+    start, or on another replica) fails both as interrupted; nothing is left running or on disk."""
+    async with start_identity(import_concurrency=1) as identity:
+        admin = identity.national_admin()
+        first = await upload(identity, admin, csv_bytes([row("甲一", new_id())]))
+        await asyncio.wait_for(gate.reached(first), timeout=30)
+        second = await upload(identity, admin, csv_bytes([row("乙二", new_id())]))
+        held = [u.path for u in identity.runtime.imports._waiting.values()]
+        assert len(held) == 1
+        assert held[0].exists()
+        running = list(identity.runtime.imports._running.values())
+        database_url = identity.settings.database_url
+    assert not held[0].exists()
+    assert all(task.done() for task in running)
+    async with start_identity(database_url=database_url) as restarted:
+        admin = restarted.national_admin()
+        # the queued job's heartbeat stopped with its process: past the grace the watch fails it
+        restarted.clock.advance(importer.QUEUED_GRACE + timedelta(minutes=1))
+        await importer.settle_interrupted_jobs(restarted.runtime.engine, restarted.clock)
+
+        async def both_interrupted() -> bool:
+            bodies = [await job_body(restarted, job, admin) for job in (first, second)]
+            return all((b["status"], b["error_code"]) == ("failed", "import_interrupted") for b in bodies)
+
+        assert await eventually(both_interrupted, timeout=30, interval=0.2)
+
+
 async def test_two_claimers_racing_for_one_queued_job_run_it_exactly_once(identity: Identity, tmp_path: Path) -> None:
     numbers = [new_id() for _ in range(50)]
     path = write_csv(tmp_path / "race.csv", [row(f"竞{i}", n) for i, n in enumerate(numbers)])

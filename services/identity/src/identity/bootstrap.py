@@ -39,6 +39,11 @@ class IdentityRuntime(Runtime):
     #: this process's uploaded imports, at most ``import_concurrency`` at once
     imports: ImportQueue
 
+    async def stop(self) -> None:
+        # the imports first: a running one holds a loader connection of its own, outside the pool
+        await self._within("imports", self.imports.close())
+        await super().stop()
+
 
 def build_signer(settings: IdentitySettings, clock: Clock) -> TokenSigner:
     if settings.jwt_private_key is not None:

@@ -79,6 +79,7 @@ from identity.domain import documents
 from identity.domain.documents import DocumentType
 from identity.import_models import JOB_FAILED, JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, ImportJob, ImportRejection
 from shared import regions
+from shared.aio import cancel_and_wait
 from shared.clock import Clock, SystemClock, local_today
 from shared.db import UnitOfWork, asyncpg_dsn
 from shared.errors import AppError, ErrorSpec
@@ -1378,6 +1379,16 @@ class ImportQueue:
             # (the error's type only: a database error's text can carry a statement's parameters)
             log.warning("import_run_failed", job_id=str(job_id), error=type(exc).__name__)
         finally:
+            await asyncio.to_thread(upload.path.unlink, True)
+
+    async def close(self) -> None:
+        """The process stops: the running imports are cut off (their loader connections close, so
+        the import watch of any replica fails them as interrupted; the rows loaded stay and an
+        upload of the same file loads the rest) and every held file is deleted, those of the jobs
+        still waiting too (the watch fails them once their heartbeat is old)."""
+        waiting, self._waiting = list(self._waiting.values()), {}
+        await cancel_and_wait(*self._running.values())
+        for upload in waiting:
             await asyncio.to_thread(upload.path.unlink, True)
 
     async def touch(self) -> None:
