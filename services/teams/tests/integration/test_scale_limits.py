@@ -413,42 +413,25 @@ async def team_with_open_and_answered(teams: Any, table: str, answered: str) -> 
     return team_id
 
 
-async def test_open_join_requests_page_reads_a_page_not_the_teams_requests(big: Any) -> None:
-    team_id = await team_with_open_and_answered(big, "join_requests", "rejected")
+@pytest.mark.parametrize(
+    ("table", "answered", "listing"),
+    [("join_requests", "rejected", "pending_join_requests"), ("invitations", "declined", "pending_invitations")],
+)
+async def test_a_teams_open_requests_or_invitations_page_reads_a_page_not_all_of_them(
+    big: Any, table: str, answered: str, listing: str
+) -> None:
+    team_id = await team_with_open_and_answered(big, table, answered)
     async with big.runtime.session_factory() as real:
         session = ExplainingSession(real)
-        repo = TeamsRepository(session)  # type: ignore[arg-type]
-        first = await repo.pending_join_requests(team_id, after=None, limit=51)
+        pending = getattr(TeamsRepository(session), listing)  # type: ignore[arg-type]
+        first = await pending(team_id, after=None, limit=51)
         last = first[-1][0]
-        later = await repo.pending_join_requests(team_id, after=(last.created_at, last.id), limit=51)
+        later = await pending(team_id, after=(last.created_at, last.id), limit=51)
         expected = await real.execute(
-            text(
-                "SELECT id FROM join_requests WHERE team_id = :t AND status = 'pending'"
-                " ORDER BY created_at, id LIMIT 102"
-            ),
+            text(f"SELECT id FROM {table} WHERE team_id = :t AND status = 'pending' ORDER BY created_at, id LIMIT 102"),
             {"t": team_id},
         )
-    assert [r.id for r, _ in [*first, *later]] == [r[0] for r in expected]
+    assert [item.id for item, _ in [*first, *later]] == [r[0] for r in expected]
     for label, rows, ms, plan in zip(("first", "later"), session.rows_read, session.ms, session.plans, strict=True):
-        print(f"\npending_join_requests ({label} page): rows read {rows} in {ms:.1f} ms\n{plan}")
-    assert max(session.rows_read) <= 1_000, f"a page of 51 read {session.rows_read} rows"
-
-
-async def test_open_invitations_page_reads_a_page_not_the_teams_invitations(big: Any) -> None:
-    team_id = await team_with_open_and_answered(big, "invitations", "declined")
-    async with big.runtime.session_factory() as real:
-        session = ExplainingSession(real)
-        repo = TeamsRepository(session)  # type: ignore[arg-type]
-        first = await repo.pending_invitations(team_id, after=None, limit=51)
-        last = first[-1][0]
-        later = await repo.pending_invitations(team_id, after=(last.created_at, last.id), limit=51)
-        expected = await real.execute(
-            text(
-                "SELECT id FROM invitations WHERE team_id = :t AND status = 'pending' ORDER BY created_at, id LIMIT 102"
-            ),
-            {"t": team_id},
-        )
-    assert [i.id for i, _ in [*first, *later]] == [r[0] for r in expected]
-    for label, rows, ms, plan in zip(("first", "later"), session.rows_read, session.ms, session.plans, strict=True):
-        print(f"\npending_invitations ({label} page): rows read {rows} in {ms:.1f} ms\n{plan}")
+        print(f"\n{listing} ({label} page): rows read {rows} in {ms:.1f} ms\n{plan}")
     assert max(session.rows_read) <= 1_000, f"a page of 51 read {session.rows_read} rows"
