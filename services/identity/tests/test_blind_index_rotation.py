@@ -10,7 +10,6 @@ import base64
 import csv
 import os
 import re
-import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ from identity.importer import run_import
 from identity.models import RECORD_INACTIVE, SOURCE_IMPORT, VolunteerRecord
 from identity.registration import seal_identity
 from identity.reindex import reindex
-from identity.testing import Identity, StartIdentity
+from identity.testing import Identity, StartIdentity, run_identity_command
 from shared.testing import eventually, resident_id, sign_up_body
 
 DATA_KEY = "k1"
@@ -89,19 +88,7 @@ async def reindex_command(database_url: str, keys: Keys, blind: str, previous: s
     env.pop("IDENTITY_BLIND_INDEX_PREVIOUS_KEY", None)
     if previous is not None:
         env["IDENTITY_BLIND_INDEX_PREVIOUS_KEY"] = previous
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "identity",
-        "reindex",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode is not None
-    return Run(process.returncode, stdout.decode(), stderr.decode())
+    return Run(*await run_identity_command(env, "reindex", *args))
 
 
 async def import_rows(identity: Identity, path: Path, rows: list[tuple[str, str]]) -> tuple[int, int]:

@@ -9,7 +9,6 @@ import base64
 import csv
 import os
 import re
-import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ from identity.importer import run_import
 from identity.models import RECORD_INACTIVE, SOURCE_IMPORT, VolunteerRecord, metadata
 from identity.registration import seal_identity
 from identity.rekey import SEALED_COLUMNS, reseal
-from identity.testing import PNG_BYTES, Identity, StartIdentity
+from identity.testing import PNG_BYTES, Identity, StartIdentity, run_identity_command
 from shared.testing import resident_id
 
 OLD, NEW = "k2025", "k2026"
@@ -70,19 +69,7 @@ async def rekey_command(database_url: str, keys: dict[str, str], current: str | 
     env.pop("IDENTITY_DATA_KEY_ID", None)
     if current is not None:
         env["IDENTITY_DATA_KEY_ID"] = current
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "identity",
-        "rekey",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode is not None
-    return Run(process.returncode, stdout.decode(), stderr.decode())
+    return Run(*await run_identity_command(env, "rekey", *args))
 
 
 async def import_one(identity: Identity, tmp_path: Path, name: str, number: str) -> uuid.UUID:

@@ -9,6 +9,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from identity.bootstrap import SERVICE_ROOT, build_runtime
 from identity.config import IdentitySettings
 from identity.crypto import build_cipher
@@ -71,10 +73,30 @@ def create_admin(argv: Sequence[str]) -> int:
     return asyncio.run(go())
 
 
+def _key_command(
+    argv: Sequence[str], *, prog: str, description: str, epilog: str, status_help: str, batch: int, batch_help: str
+) -> tuple[argparse.Namespace, IdentitySettings]:
+    """What ``rekey`` and ``reindex`` share: ``--status`` and ``--batch N``, the settings, logging."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog)
+    parser.add_argument("--status", action="store_true", help=status_help)
+    parser.add_argument("--batch", type=int, default=batch, metavar="N", help=batch_help)
+    args = parser.parse_args(argv)
+    if args.batch < 1:
+        parser.error("--batch must be at least 1")
+    settings = IdentitySettings()
+    configure_logging("identity", settings.resolved_log_format, settings.log_level)
+    return args, settings
+
+
+def _engine(settings: IdentitySettings) -> AsyncEngine:
+    return make_engine(settings.database_url, pool_size=1, max_overflow=0, pre_ping=settings.database_pre_ping)
+
+
 def rekey(argv: Sequence[str]) -> int:
     """Re-seal personal data under the current data key (or, with ``--status``, count what each
     key seals), so that an old key can leave ``IDENTITY_DATA_KEYS``."""
-    parser = argparse.ArgumentParser(
+    args, settings = _key_command(
+        argv,
         prog="python -m identity rekey",
         description="Re-seal every ID number and ID-card image that is not under the current data key "
         "(IDENTITY_DATA_KEY_ID) under it, so that an old key can be removed from IDENTITY_DATA_KEYS. "
@@ -85,24 +107,10 @@ def rekey(argv: Sequence[str]) -> int:
         epilog="Exit status: 0 when no row is left under another key; 1 when a value could not be opened, "
         "or rows are left (busy, or written meanwhile by a replica still sealing with the old key: run it "
         "again); 2 when the settings are refused.",
+        status_help="change nothing; print, per table, how many rows each key id seals",
+        batch=DEFAULT_BATCH_SIZE,
+        batch_help=f"rows per transaction (default {DEFAULT_BATCH_SIZE}; ID-card images at most 20)",
     )
-    parser.add_argument(
-        "--status",
-        action="store_true",
-        help="change nothing; print, per table, how many rows each key id seals",
-    )
-    parser.add_argument(
-        "--batch",
-        type=int,
-        default=DEFAULT_BATCH_SIZE,
-        metavar="N",
-        help=f"rows per transaction (default {DEFAULT_BATCH_SIZE}; ID-card images at most 20)",
-    )
-    args = parser.parse_args(argv)
-    if args.batch < 1:
-        parser.error("--batch must be at least 1")
-    settings = IdentitySettings()
-    configure_logging("identity", settings.resolved_log_format, settings.log_level)
     try:
         cipher = build_cipher(settings)
     except ValueError as exc:  # names a key id at most, never a key
@@ -117,7 +125,7 @@ def rekey(argv: Sequence[str]) -> int:
         return 2
 
     async def go() -> int:
-        engine = make_engine(settings.database_url, pool_size=1, max_overflow=0, pre_ping=settings.database_pre_ping)
+        engine = _engine(settings)
         try:
             if args.status:
                 print("\n".join(describe_usage(await key_usage(engine), cipher)))
@@ -149,7 +157,8 @@ def reindex(argv: Sequence[str]) -> int:
     what each key indexed), so that IDENTITY_BLIND_INDEX_PREVIOUS_KEY can be removed."""
     from identity import reindex as blind
 
-    parser = argparse.ArgumentParser(
+    args, settings = _key_command(
+        argv,
         prog="python -m identity reindex",
         description="Compute again, under the current IDENTITY_BLIND_INDEX_KEY, the blind index of every ID "
         "number indexed under another key (volunteer records, their accounts, their duplicate cases): each "
@@ -159,24 +168,10 @@ def reindex(argv: Sequence[str]) -> int:
         "is left as it was and reported by record id.",
         epilog="Exit status: 0 when no stored index is left under another key; 1 when a number could not be "
         "opened or re-indexed, or rows are left (busy: run it again); 2 when the settings are refused.",
+        status_help="change nothing; print, per table, how many stored indexes each blind-index key id made",
+        batch=blind.DEFAULT_BATCH_SIZE,
+        batch_help=f"records per transaction (default {blind.DEFAULT_BATCH_SIZE})",
     )
-    parser.add_argument(
-        "--status",
-        action="store_true",
-        help="change nothing; print, per table, how many stored indexes each blind-index key id made",
-    )
-    parser.add_argument(
-        "--batch",
-        type=int,
-        default=blind.DEFAULT_BATCH_SIZE,
-        metavar="N",
-        help=f"records per transaction (default {blind.DEFAULT_BATCH_SIZE})",
-    )
-    args = parser.parse_args(argv)
-    if args.batch < 1:
-        parser.error("--batch must be at least 1")
-    settings = IdentitySettings()
-    configure_logging("identity", settings.resolved_log_format, settings.log_level)
     try:
         cipher = build_cipher(settings)
     except ValueError as exc:  # names a key id at most, never a key
@@ -184,7 +179,7 @@ def reindex(argv: Sequence[str]) -> int:
         return 2
 
     async def go() -> int:
-        engine = make_engine(settings.database_url, pool_size=1, max_overflow=0, pre_ping=settings.database_pre_ping)
+        engine = _engine(settings)
         try:
             if args.status:
                 print("\n".join(blind.describe_usage(await blind.key_usage(engine), cipher)))

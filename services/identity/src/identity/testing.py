@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -136,3 +137,20 @@ class ScriptedProvider:
 
 def scripted_provider(settings: IdentitySettings) -> ScriptedProvider:
     return ScriptedProvider()
+
+
+async def run_identity_command(env: dict[str, str], *args: str, timeout: float = 120) -> tuple[int, str, str]:
+    """``python -m identity <args>`` in a process of its own with ``env``, as an operator runs it:
+    (exit status, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "identity",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=timeout)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
