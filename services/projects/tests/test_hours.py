@@ -169,8 +169,9 @@ async def test_a_bulk_recording_holds_a_few_database_locks_however_many_voluntee
     """PostgreSQL's lock table is shared and small (max_locks_per_transaction x connections: 6,400 by
     default). A recording that took a lock there per volunteer and day (one per row of a sheet) let
     thirteen 1,000-row sheets at once fill it, and then every transaction of the service failed with
-    "out of shared memory". The recording is stopped just before its outbox insert (the outbox is
-    locked by the test), when it holds every lock it takes before its insert, and its locks are counted."""
+    "out of shared memory". The recording is stopped at the last volunteer-day it adds to (the test
+    holds that day's row), when it holds every application and every other day of the sheet, and its
+    locks are counted."""
     project = await world.project(positions=POSITIONS)
     admitted = await asyncio.gather(*(world.admitted_volunteer(project) for _ in range(60)))
     world.clock.set(world.clock.now().replace(day=8))
@@ -179,8 +180,12 @@ async def test_a_bulk_recording_holds_a_few_database_locks_however_many_voluntee
         for _, _, application_id in admitted
         for day in (5, 6, 7, 8)
     ]
+    last_volunteer = max(account_id for account_id, _, _ in admitted)
     async with world.runtime.engine.connect() as blocker, world.runtime.engine.connect() as watcher:
-        await blocker.execute(text("LOCK TABLE outbox IN SHARE MODE"))
+        await blocker.execute(
+            text("INSERT INTO volunteer_days (account_id, service_date, minutes) VALUES (:a, '2026-01-08', 0)"),
+            {"a": last_volunteer},
+        )
         sheet = asyncio.create_task(
             world.client.post(f"/api/v1/projects/{project.id}/hours/bulk", json={"rows": rows}, headers=project.lead)
         )
@@ -192,8 +197,9 @@ async def test_a_bulk_recording_holds_a_few_database_locks_however_many_voluntee
                         """SELECT count(*) FILTER (WHERE l.granted) AS held
                            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                            WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
-                             AND a.query LIKE '%INSERT INTO hours_records%'
-                             AND EXISTS (SELECT 1 FROM pg_locks w WHERE w.pid = a.pid AND NOT w.granted)"""
+                             AND a.query LIKE '%INSERT INTO volunteer_days AS d%'
+                             AND EXISTS (SELECT 1 FROM pg_locks w WHERE w.pid = a.pid AND NOT w.granted
+                                                                   AND w.locktype = 'transactionid')"""
                     )
                 )
             ).scalar_one()

@@ -696,20 +696,27 @@ _RECORD_HOURS = text(
             CAST(:application_ids AS uuid[]), CAST(:service_dates AS date[]), CAST(:minutes AS int[]),
             CAST(:late AS boolean[]), CAST(:notes AS text[])
         ) AS t(application_id, service_date, minutes, late, note)
-    ), eligible AS (
-        -- FOR SHARE: a concurrent leave (FOR UPDATE) waits for this recording, or this one re-reads
-        -- the stage after the leave committed and leaves the row out; recordings do not block each other
+    ), held AS (
         SELECT a.id, a.account_id FROM applications a
         WHERE a.id IN (SELECT application_id FROM input) AND a.project_id = :project_id
           AND a.stage IN ('admitted', 'training', 'serving', 'completed')
+        ORDER BY a.id
         FOR SHARE
+    ), days AS (
+        INSERT INTO volunteer_days AS d (account_id, service_date, minutes)
+        SELECT h.account_id, i.service_date, sum(i.minutes)::int
+        FROM input i JOIN held h ON h.id = i.application_id
+        GROUP BY 1, 2
+        ORDER BY 1, 2
+        ON CONFLICT (account_id, service_date) DO UPDATE SET minutes = d.minutes + excluded.minutes
+        RETURNING d.minutes
     ), recorded AS (
         INSERT INTO hours_records
             (id, application_id, project_id, account_id, service_date, minutes, late, source, note,
              recorded_by, recorded_at)
-        SELECT gen_random_uuid(), i.application_id, :project_id, e.account_id, i.service_date, i.minutes, i.late,
+        SELECT gen_random_uuid(), i.application_id, :project_id, h.account_id, i.service_date, i.minutes, i.late,
                :source, i.note, :recorded_by, :now
-        FROM input i JOIN eligible e ON e.id = i.application_id
+        FROM input i JOIN held h ON h.id = i.application_id
         RETURNING id, application_id, account_id, service_date, minutes, late
     ), written AS (
         -- one hours.recorded event for the whole recording, listing its records, built here rather
@@ -729,7 +736,8 @@ _RECORD_HOURS = text(
         HAVING count(*) > 0
         RETURNING 1
     )
-    SELECT r.*, (SELECT pg_notify(:channel, '')) AS notified FROM recorded r
+    SELECT r.*, (SELECT max(minutes) FROM days) AS day_minutes, (SELECT pg_notify(:channel, '')) AS notified
+    FROM recorded r
     """
 )
 
@@ -800,10 +808,22 @@ async def record_hours(
     now: datetime,
     events: dict[str, Any],
 ) -> list[Any]:
-    """One ``INSERT ... SELECT FROM unnest`` statement (on the driver: see ``fetch_on_driver``); rows of
-    applications not holding a place in this project are left out (the caller compares counts). The same
-    statement writes the recording's ``hours.recorded`` outbox row, listing every record (``events``: see
-    ``unit_of_work.event_row_params``)."""
+    """One statement (on the driver: see ``fetch_on_driver``) in four steps:
+
+    - ``held``: the applications, ``FOR SHARE`` in id order: a concurrent leave (``FOR UPDATE``) waits
+      for this recording, or this one re-reads the stage after the leave committed and leaves the row
+      out; recordings do not block each other. Rows of applications not holding a place in this
+      project are left out (the caller compares counts).
+    - ``days``: the minutes added to the volunteers' days over every position and project, in
+      volunteer and date order, after every application is held (the sums read them all): the lock
+      order of ``add_to_days``. Each returned row carries the largest day total touched
+      (``day_minutes``), which the caller checks against the daily cap.
+    - ``recorded``: the records (``INSERT ... SELECT FROM unnest``).
+    - ``written``: the recording's ``hours.recorded`` outbox row listing every record (``events``:
+      see ``unit_of_work.event_row_params``).
+
+    The statement's text is kept short of ``track_activity_query_size`` (1 kB) up to its days' insert,
+    which operators (and a test) look for in ``pg_stat_activity``."""
     return await fetch_on_driver(
         s,
         _RECORD_HOURS,

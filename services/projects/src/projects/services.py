@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from projects import errors
 from projects import repository as repo
@@ -632,6 +633,19 @@ async def rate_by_volunteer(
 
 
 # -- service hours (P7) -----------------------------------------------------------------------------
+class HoursInput(Protocol):
+    """A row to record: the API's validated rows are taken as they are (no copy per row)."""
+
+    @property
+    def application_id(self) -> uuid.UUID: ...
+    @property
+    def service_date(self) -> date: ...
+    @property
+    def minutes(self) -> int: ...
+    @property
+    def note(self) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class HoursRow:
     application_id: uuid.UUID
@@ -645,7 +659,7 @@ async def record_hours(
     runtime: ProjectsRuntime,
     principal: Principal,
     project_id: uuid.UUID,
-    rows: list[HoursRow],
+    rows: Sequence[HoursInput],
     *,
     source: str,
 ) -> list[repo.Row]:
@@ -658,7 +672,7 @@ async def _record(
     uow: UnitOfWork,
     runtime: ProjectsRuntime,
     project: repo.Row,
-    rows: list[HoursRow],
+    rows: Sequence[HoursInput],
     *,
     source: str,
     recorded_by: uuid.UUID,
@@ -675,7 +689,6 @@ async def _record(
     minutes = [r.minutes for r in rows]
     if len(rows) > 1:
         await repo.plan_for_these_arrays(uow.session)
-    days = await repo.add_to_days(uow.session, application_ids, service_dates, minutes)
     recorded = await repo.record_hours(
         uow.session,
         project_id=project["id"],
@@ -696,7 +709,7 @@ async def _record(
         found = {r["application_id"] for r in recorded}
         missing = sorted({str(a) for a in application_ids if a not in found})
         raise AppError(errors.HOURS_NOT_ADMITTED, {"application_ids": missing})
-    hours_rules.check_daily_cap(max((d["minutes"] for d in days), default=0), settings.hours_daily_cap_minutes)
+    hours_rules.check_daily_cap(recorded[0]["day_minutes"], settings.hours_daily_cap_minutes)
     return recorded
 
 

@@ -589,10 +589,6 @@ async def my_applications(
 
 
 # -- service hours --------------------------------------------------------------------------------
-def _hours_rows(rows: list[sch.HoursIn]) -> list[services.HoursRow]:
-    return [services.HoursRow(r.application_id, r.service_date, r.minutes, r.note) for r in rows]
-
-
 _HOURS_ERRORS = (
     *AUTH,
     errors.PROJECT_NOT_FOUND,
@@ -615,7 +611,7 @@ async def record_hours(
     project_id: uuid.UUID, body: sch.HoursIn, principal: CurrentPrincipal, runtime: RuntimeDep
 ) -> sch.HoursOut:
     async with runtime.uow() as uow:
-        [row] = await services.record_hours(uow, runtime, principal, project_id, _hours_rows([body]), source="single")
+        [row] = await services.record_hours(uow, runtime, principal, project_id, [body], source="single")
     return sch.HoursOut.model_validate(dict(row))
 
 
@@ -634,7 +630,7 @@ async def record_hours_bulk(
     if len(body.rows) > limit:
         raise AppError(errors.HOURS_BULK_TOO_LARGE, {"limit": limit}, params={"limit": limit})
     async with runtime.uow() as uow:
-        rows = await services.record_hours(uow, runtime, principal, project_id, _hours_rows(body.rows), source="bulk")
+        rows = await services.record_hours(uow, runtime, principal, project_id, body.rows, source="bulk")
     return Response(_bulk_hours_json(rows), status_code=201, media_type="application/json")
 
 
