@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -55,6 +55,12 @@ class Access:
     is_lead: bool
     team_roles: frozenset[str]
 
+    @classmethod
+    def of(cls, project: repo.Row, principal: Principal, roles: Iterable[str]) -> Access:
+        team_roles = frozenset(roles)
+        is_lead = project["lead_account_id"] == principal.account_id and bool(team_roles)
+        return cls(is_lead=is_lead, team_roles=team_roles)
+
     @property
     def manages(self) -> bool:
         """Leads of this project and admins of its team run it (admit, record hours)."""
@@ -70,8 +76,7 @@ async def access_to(uow: UnitOfWork, project: repo.Row, principal: Principal) ->
     project-lead role the team withdrew keeps no access to the projects they led (a team admin
     hands them to someone else: :func:`assign_lead`)."""
     roles = await repo.team_roles_of(uow.session, project["team_id"], principal.account_id)
-    is_lead = project["lead_account_id"] == principal.account_id and bool(roles)
-    return Access(is_lead=is_lead, team_roles=frozenset(roles))
+    return Access.of(project, principal, roles)
 
 
 async def require_manager(uow: UnitOfWork, project: repo.Row, principal: Principal) -> Access:
@@ -79,6 +84,20 @@ async def require_manager(uow: UnitOfWork, project: repo.Row, principal: Princip
     if not access.manages:
         raise AppError(errors.NOT_PROJECT_MANAGER)
     return access
+
+
+async def managed_project(
+    uow: UnitOfWork, principal: Principal, project_id: uuid.UUID, *, for_update: bool = False
+) -> tuple[repo.Row, Access]:
+    """The project (locked if asked) run by the caller, with the caller's access (see :func:`access_to`);
+    refused if it does not exist or the caller does not run it."""
+    row = await repo.project_with_roles(uow.session, project_id, principal.account_id, for_update=for_update)
+    if row is None:
+        raise AppError(errors.PROJECT_NOT_FOUND)
+    access = Access.of(row, principal, row["caller_roles"])
+    if not access.manages:
+        raise AppError(errors.NOT_PROJECT_MANAGER)
+    return row, access
 
 
 async def load_project(uow: UnitOfWork, project_id: uuid.UUID, *, for_update: bool = False) -> repo.Row:
@@ -160,8 +179,7 @@ async def copy_project(
     uow: UnitOfWork, principal: Principal, source_id: uuid.UUID, dates: project_rules.ProjectDates
 ) -> uuid.UUID:
     """P3: same content and positions, new dates; a new draft."""
-    source = await load_project(uow, source_id)
-    await require_manager(uow, source, principal)
+    source, _ = await managed_project(uow, principal, source_id)
     positions = await repo.positions_of(uow.session, source_id)
     data: dict[str, Any] = {
         key: source[key]
@@ -204,8 +222,7 @@ EDITABLE = (
 
 async def edit_draft(uow: UnitOfWork, principal: Principal, project_id: uuid.UUID, changes: dict[str, Any]) -> None:
     """A draft's content and dates may change (P1/P2 checked on the result); a published project's not."""
-    row = await load_project(uow, project_id, for_update=True)
-    await require_manager(uow, row, principal)
+    row, _ = await managed_project(uow, principal, project_id, for_update=True)
     if row["status"] != project_rules.DRAFT:
         raise AppError(errors.PROJECT_NOT_DRAFT)
     merged = {**dict(row), **changes}
@@ -221,8 +238,7 @@ async def edit_draft(uow: UnitOfWork, principal: Principal, project_id: uuid.UUI
 
 
 async def add_position(uow: UnitOfWork, principal: Principal, project_id: uuid.UUID, data: dict[str, Any]) -> None:
-    row = await load_project(uow, project_id, for_update=True)
-    await require_manager(uow, row, principal)
+    row, _ = await managed_project(uow, principal, project_id, for_update=True)
     if row["status"] == project_rules.CLOSED:
         raise AppError(errors.PROJECT_CLOSED)
     await repo.insert_positions(uow.session, [{"id": uuid.uuid4(), "project_id": project_id, **data}])
@@ -327,8 +343,7 @@ async def assign_lead(uow: UnitOfWork, principal: Principal, project_id: uuid.UU
 
 
 async def publish_project(uow: UnitOfWork, principal: Principal, project_id: uuid.UUID) -> None:
-    row = await load_project(uow, project_id, for_update=True)
-    await require_manager(uow, row, principal)
+    row, _ = await managed_project(uow, principal, project_id, for_update=True)
     positions = await repo.positions_of(uow.session, project_id)
     project_rules.check_publishable(row["status"], len(positions), row["ends_on"], local_today(uow.clock))
     now = uow.clock.now()
@@ -663,8 +678,7 @@ async def record_hours(
     *,
     source: str,
 ) -> list[repo.Row]:
-    project = await load_project(uow, project_id)
-    await require_manager(uow, project, principal)
+    project, _ = await managed_project(uow, principal, project_id)
     return await _record(uow, runtime, project, rows, source=source, recorded_by=principal.account_id)
 
 
@@ -772,8 +786,7 @@ def _sign_secret(runtime: ProjectsRuntime) -> bytes:
 async def sign_code(
     uow: UnitOfWork, runtime: ProjectsRuntime, principal: Principal, project_id: uuid.UUID, kind: str
 ) -> tuple[str, datetime]:
-    project = await load_project(uow, project_id)
-    await require_manager(uow, project, principal)
+    await managed_project(uow, principal, project_id)
     expires_at = uow.clock.now() + timedelta(seconds=runtime.settings.sign_code_ttl_seconds)
     return hours_rules.issue_sign_code(_sign_secret(runtime), project_id, kind, expires_at), expires_at
 
