@@ -122,6 +122,40 @@ async def test_applicants_page_reads_a_page_not_the_project(world: World, big_pr
     assert session.rows_read[0] <= PAGE_READ_LIMIT, f"a page of 51 applicants read {session.rows_read[0]} rows"
 
 
+@pytest.mark.parametrize("stage", ["applied", "interview", "left"])
+async def test_applicants_page_of_one_stage_reads_a_page_not_the_project(
+    world: World, big_project: Project, stage: str
+) -> None:
+    """A lead's page of those at one stage (waiting for an answer, invited to an interview, gone),
+    behind 20,000 admitted in a big event: read
+    through the stage's own range of the project (``ix_applications_project_stage``), not by walking
+    the project's applicants in order of application and keeping the few at that stage (the whole
+    project read, 20,002 rows, before it)."""
+    project_id = uuid.UUID(big_project.id)
+    async with world.runtime.session_factory() as real:
+        await real.execute(
+            text(
+                """INSERT INTO applications (id, position_id, project_id, account_id, stage, created_at, updated_at)
+                   SELECT gen_random_uuid(), :position, :project, gen_random_uuid(), :stage, now(), now()
+                   FROM generate_series(1, 60)"""
+            ),
+            {"position": uuid.UUID(big_project.position()), "project": project_id, "stage": stage},
+        )
+        session = ExplainingSession(real)
+        first = await repo.list_applications(session, project_id=project_id, stage=stage, after_seq=None, limit=51)
+        second = await repo.list_applications(
+            session, project_id=project_id, stage=stage, after_seq=first[-1]["seq"], limit=51
+        )
+        await real.rollback()
+    print(f"\nlist_applications {stage}: rows read {session.rows_read} in {session.ms} ms\n{session.plans[0]}")
+    assert [len(first), len(second)] == [51, 9]
+    assert {r["stage"] for r in first + second} == {stage}
+    seqs = [r["seq"] for r in first + second]
+    assert seqs == sorted(seqs)  # in order of application
+    assert len(set(seqs)) == 60  # none twice, none left out
+    assert max(session.rows_read) <= PAGE_READ_LIMIT, f"a page of one stage read {session.rows_read} rows"
+
+
 async def test_project_hours_page_reads_a_page_not_the_project(world: World, big_project: Project) -> None:
     rows, session = await _explained(
         world, repo.list_hours, project_id=uuid.UUID(big_project.id), after=None, limit=101

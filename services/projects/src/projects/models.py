@@ -168,6 +168,8 @@ Index(
 )
 # a project's applicants in order of application (a page of them, not the whole project)
 Index("ix_applications_project_seq", applications.c.project_id, applications.c.seq)
+# a page of a project's applicants at one stage, in order of application
+Index("ix_applications_project_stage", applications.c.project_id, applications.c.stage, applications.c.seq)
 Index(
     "ix_applications_waiting",
     applications.c.position_id,

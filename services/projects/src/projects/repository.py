@@ -663,13 +663,21 @@ async def list_applications(
     that form also lets the plan walk every application in ``seq`` order, keeping the project's.
     PostgreSQL takes that walk when the project holds a few per cent of all applications (it
     assumes them spread evenly, when they all come after the older projects'), and a page of a big
-    event's applicants then read every application made before it."""
+    event's applicants then read every application made before it. A project's at one stage are read
+    the same way, as the stage's range of ``ix_applications_project_stage``."""
     stmt = _application_list_stmt()
-    if project_id is not None:
+    after = after_seq if after_seq is not None else 0
+    if project_id is not None and stage is not None:
+        # the stage's own range of the project (``ix_applications_project_stage``): walking the
+        # project's and keeping those at a rare stage read a big event's every applicant
+        key = tuple_(applications.c.project_id, applications.c.stage, applications.c.seq)
+        stmt = stmt.where(key > tuple_(project_id, stage, after), key <= tuple_(project_id, stage, _MAX_SEQ)).order_by(
+            applications.c.project_id, applications.c.stage, applications.c.seq
+        )
+    elif project_id is not None:
         project_seq = tuple_(applications.c.project_id, applications.c.seq)
         stmt = stmt.where(
-            project_seq > tuple_(project_id, after_seq if after_seq is not None else 0),
-            project_seq <= tuple_(project_id, _MAX_SEQ),
+            project_seq > tuple_(project_id, after), project_seq <= tuple_(project_id, _MAX_SEQ)
         ).order_by(applications.c.project_id, applications.c.seq)
     else:
         if after_seq is not None:
@@ -677,7 +685,7 @@ async def list_applications(
         stmt = stmt.order_by(applications.c.seq)
     if account_id is not None:
         stmt = stmt.where(applications.c.account_id == account_id)
-    if stage is not None:
+    if stage is not None and project_id is None:
         stmt = stmt.where(applications.c.stage == stage)
     return list((await s.execute(stmt.limit(limit))).mappings())
 
