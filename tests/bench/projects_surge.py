@@ -17,7 +17,9 @@ about time; checks zero overbooking after every phase.
 3. Bulk hours: 500 rows per request through the API, as a ratio to a raw ``unnest`` insert of the
    same rows (target >= 60 %); also to the same insert plus its ``hours.recorded`` outbox row (one
    per request, listing the 500 records) and the notify, which is the transaction the service has to
-   run. Each path first runs a few untimed requests (statement preparation on each connection). The request bodies are encoded
+   run; and the service's own statement on raw asyncpg (what the rules cost in PostgreSQL: the
+   applications held, the volunteers' day totals for the cap, the records, the outbox row). Each path
+   first runs a few untimed requests (statement preparation on each connection). The request bodies are encoded
    before the clock starts: that is the client's work, done on another machine in deployment.
 
 Phase 1 also prints raw asyncpg running the service's own two statements (context read, then the
@@ -564,10 +566,42 @@ async def main(volunteers_n: int, concurrency: int, pgbench_seconds: int, pool_s
                     )
                     await c.execute("SELECT pg_notify('outbox_projects', '')")
 
+            record_sql, record_names = positional_sql(repo._RECORD_HOURS)
+
+            async def statement_bulk(i: int) -> None:
+                """The service's own statement (applications held, days' totals, records, outbox row)
+                on raw asyncpg, with the custom plan the service asks for: what the rules cost in
+                PostgreSQL, without the HTTP stack and the use case."""
+                day = days[i] + timedelta(days=80)
+                params = {
+                    "application_ids": raw_ids,
+                    "service_dates": [day] * rows_n,
+                    "minutes": [60] * rows_n,
+                    "late": [False] * rows_n,
+                    "notes": [None] * rows_n,
+                    "project_id": project_uuid,
+                    "source": "bulk",
+                    "recorded_by": lead_id,
+                    "now": clock.now(),
+                    "channel": "outbox_projects",
+                    "ob_event_type": "hours.recorded",
+                    "ob_schema_version": 2,
+                    "ob_aggregate_type": "project",
+                    "ob_producer": "projects",
+                    "ob_correlation_id": None,
+                    "ob_causation_id": None,
+                    "ob_occurred_at": clock.now(),
+                }
+                async with pool.acquire() as c, c.transaction():
+                    await c.execute("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
+                    rows = await c.fetch(record_sql, *(params[n] for n in record_names))
+                    assert len(rows) == rows_n
+
             paths: dict[str, Callable[[int], Awaitable[None]]] = {
                 "api": bulk,
                 "bare": lambda i: raw_bulk(i, with_events=False),
                 "raw": lambda i: raw_bulk(i, with_events=True),
+                "statement": statement_bulk,
             }
             for job in paths.values():  # untimed: statement preparation on each connection
                 await pool_run(warmup, 4, lambda i, job=job: job(requests + i))  # type: ignore[misc]
@@ -580,6 +614,7 @@ async def main(volunteers_n: int, concurrency: int, pgbench_seconds: int, pool_s
                 for name, job in paths.items():
                     spent[name] += await pool_run(len(share), 4, lambda i, job=job, base=share.start: job(base + i))  # type: ignore[misc]
             api_bulk_s, bare_bulk_s, raw_bulk_s = spent["api"], spent["bare"], spent["raw"]
+            statement_rows = rows_n * requests / spent["statement"]
             api_rows = rows_n * requests / api_bulk_s
             raw_rows, bare_rows = rows_n * requests / raw_bulk_s, rows_n * requests / bare_bulk_s
             print(f"[3] bulk hours: {requests} requests x {rows_n} rows, 4 clients")
@@ -588,6 +623,9 @@ async def main(volunteers_n: int, concurrency: int, pgbench_seconds: int, pool_s
             )
             print(
                 f"    raw unnest insert + outbox row + notify (the service's transaction) {raw_rows:8.0f} rows/s   ratio {api_rows / raw_rows:6.1%}"
+            )
+            print(
+                f"    the service's statement on raw asyncpg (held, days, records, outbox) {statement_rows:8.0f} rows/s   {statement_rows / bare_rows:6.1%} of the bare insert; API ratio to it {api_rows / statement_rows:6.1%}"
             )
             await pool.close()
             await conn.close()
