@@ -553,8 +553,7 @@ async def list_applicants(
     cursor: str | None = None,
 ) -> sch.ApplicantPage:
     async with runtime.uow() as uow:
-        row = await services.load_project(uow, project_id)
-        await services.require_manager(uow, row, principal)
+        await services.managed_project(uow, principal, project_id)
         rows = await repo.list_applications(
             uow.session, project_id=project_id, stage=stage, after_seq=_seq_cursor(cursor), limit=limit + 1
         )
@@ -709,8 +708,7 @@ async def list_project_hours(
     cursor: str | None = None,
 ) -> sch.HoursPage:
     async with runtime.uow() as uow:
-        project = await services.load_project(uow, project_id)
-        await services.require_manager(uow, project, principal)
+        await services.managed_project(uow, principal, project_id)
         rows = await repo.list_hours(uow.session, project_id=project_id, after=_time_cursor(cursor), limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
@@ -736,8 +734,7 @@ async def project_totals(
 ) -> sch.ProjectTotalsOut:
     after = _seq_cursor(cursor)
     async with runtime.uow() as uow:
-        project = await services.load_project(uow, project_id)
-        await services.require_manager(uow, project, principal)
+        await services.managed_project(uow, principal, project_id)
         total = await repo.project_minutes(uow.session, project_id)
         rows = await repo.volunteer_minutes_page(uow.session, project_id=project_id, after_seq=after, limit=limit + 1)
         if len(rows) > limit:
@@ -843,8 +840,7 @@ async def project_activity(
     cursor: str | None = None,
 ) -> sch.ActivityPage:
     async with runtime.uow() as uow:
-        project = await services.load_project(uow, project_id)
-        await services.require_manager(uow, project, principal)
+        await services.managed_project(uow, principal, project_id)
         rows = await repo.activity(uow.session, project_id, _time_cursor(cursor), limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
