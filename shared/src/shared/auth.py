@@ -27,7 +27,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from shared.clock import Clock, SystemClock
 from shared.errors import (
@@ -491,33 +491,45 @@ class TokenVerifier:
         return _Verified(principal, expires, not_before, kid, jwk)
 
 
-# Declared as a security scheme so OpenAPI shows which operations need a token; the scheme
-# does not refuse by itself (auto_error=False) so every refusal has our error shape.
-bearer_scheme = HTTPBearer(auto_error=False, bearerFormat="JWT", description="Access token from identity")
-
-
-def _bearer(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
-    if credentials is not None:
-        return credentials.credentials.strip() or None
+def _bearer_token(request: Request) -> str | None:
+    """The request's bearer token; None when no Authorization header is sent. A header that is there
+    but not "Bearer <token>" is a bad token, not a missing one."""
     header = request.headers.get("authorization")
     if not header:
         return None
-    # A header that is there but not "Bearer <token>" is a bad token, not a missing one.
-    raise AppError(TOKEN_INVALID, {"reason": "not_bearer"})
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AppError(TOKEN_INVALID, {"reason": "not_bearer"})
+    return token
 
 
-async def get_principal(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
-) -> Principal:
-    token = _bearer(request, credentials)
-    if token is None:
-        raise AppError(UNAUTHENTICATED)
+async def _principal_of(request: Request, token: str) -> Principal:
     verifier: TokenVerifier = request.app.state.verifier
     principal = await verifier.verify(token)
     if principal.privileged:
         principal = await _current_roles(request, principal)
     request.state.principal = principal
     return principal
+
+
+class BearerPrincipal(HTTPBearer):
+    """The caller, from the access token: one dependency that is also the operation's security
+    scheme in OpenAPI (HTTP bearer, JWT). It refuses with our error shape (401 ``unauthenticated``
+    without a token, ``token_invalid`` for a bad one), never FastAPI's own. A function depending on
+    ``HTTPBearer`` did the same through two dependencies per request: on the hottest operation
+    (applying) FastAPI's solving of the second cost about a tenth of the request's Python."""
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        token = _bearer_token(request)
+        if token is None:
+            raise AppError(UNAUTHENTICATED)
+        return await _principal_of(request, token)
+
+
+get_principal = BearerPrincipal(
+    auto_error=False, bearerFormat="JWT", description="Access token from identity", scheme_name="HTTPBearer"
+)
 
 
 async def _current_roles(request: Request, principal: Principal) -> Principal:
@@ -533,18 +545,8 @@ async def get_optional_principal(request: Request) -> Principal | None:
     """The caller when a token is given (a bad one is still 401), else None: for public reads
     that show more to some callers. Kept out of OpenAPI's security, so the operation reads as
     public (which it is) rather than as one that refuses anonymous callers."""
-    header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AppError(TOKEN_INVALID, {"reason": "not_bearer"})
-    verifier: TokenVerifier = request.app.state.verifier
-    principal = await verifier.verify(token.strip())
-    if principal.privileged:
-        principal = await _current_roles(request, principal)
-    request.state.principal = principal
-    return principal
+    token = _bearer_token(request)
+    return None if token is None else await _principal_of(request, token)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

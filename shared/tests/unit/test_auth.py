@@ -270,11 +270,27 @@ async def test_missing_token_is_401_unauthenticated_and_valid_token_passes(
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         anonymous = await client.get("/api/v1/me")
         wrong_scheme = await client.get("/api/v1/me", headers={"Authorization": "Basic abc"})
+        empty = await client.get("/api/v1/me", headers={"Authorization": "Bearer    "})
         ok = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {signer.issue(account)}"})
+        padded = await client.get("/api/v1/me", headers={"Authorization": f"bearer   {signer.issue(account)}  "})
     assert (anonymous.status_code, anonymous.json()["code"]) == (401, "unauthenticated")
     assert (wrong_scheme.status_code, wrong_scheme.json()["code"]) == (401, "token_invalid")
+    assert wrong_scheme.json()["detail"] == {"reason": "not_bearer"}
+    assert (empty.status_code, empty.json()["code"]) == (401, "token_invalid")
     assert ok.status_code == 200
     assert ok.json() == {"account_id": str(account)}
+    assert padded.json() == {"account_id": str(account)}  # the scheme in any case, the token trimmed
+
+
+def test_operations_needing_a_token_declare_the_bearer_scheme(verifier: TokenVerifier) -> None:
+    schema = _app(verifier).openapi()
+    assert schema["paths"]["/api/v1/me"]["get"]["security"] == [{"HTTPBearer": []}]
+    assert schema["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "Access token from identity",
+    }
 
 
 def test_principal_without_admin_role_administers_nothing() -> None:
