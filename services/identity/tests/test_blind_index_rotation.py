@@ -12,20 +12,16 @@ import os
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
-from identity.crypto import DataCipher, blind_key_fingerprint, build_cipher
-from identity.domain.documents import DocumentType
+from identity.crypto import blind_key_fingerprint, build_cipher
 from identity.importer import run_import
-from identity.models import RECORD_INACTIVE, SOURCE_IMPORT, VolunteerRecord
-from identity.registration import seal_identity
 from identity.reindex import reindex
-from identity.testing import Identity, StartIdentity, run_identity_command
+from identity.testing import CommandRun, Identity, StartIdentity, add_imported_record, run_identity_command
 from shared.testing import eventually, resident_id, sign_up_body
 
 DATA_KEY = "k1"
@@ -56,16 +52,7 @@ class Keys:
         return values
 
 
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
+class Run(CommandRun):
     def usage(self) -> dict[tuple[str, str], int]:
         """``--status``: stored indexes per (table, key id)."""
         found = re.findall(r"^(volunteer_records|accounts|duplicate_cases)\s+(\S+)\s+(\d+)", self.stdout, re.MULTILINE)
@@ -103,28 +90,6 @@ async def import_rows(identity: Identity, path: Path, rows: list[tuple[str, str]
     )
     assert summary.status == "succeeded", summary
     return summary.inserted_rows, summary.duplicate_cases_opened
-
-
-async def add_record(identity: Identity, cipher: DataCipher, number: str, name: str) -> uuid.UUID:
-    """What an import left behind, indexed with ``cipher``'s blind-index key (no case opened)."""
-    sealed = seal_identity(cipher, DocumentType.RESIDENT_ID, number, None)
-    record = VolunteerRecord(
-        id=uuid.uuid4(),
-        document_type=DocumentType.RESIDENT_ID.value,
-        id_blind_index=sealed.blind_index,
-        id_blind_key_id=sealed.blind_key_id,
-        id_ciphertext=sealed.ciphertext,
-        id_key_id=sealed.key_id,
-        id_masked=sealed.masked,
-        real_name=name,
-        birth_date=sealed.birth_date,
-        source=SOURCE_IMPORT,
-        status=RECORD_INACTIVE,
-        created_at=datetime.now(UTC),
-    )
-    async with identity.runtime.uow() as uow:
-        uow.session.add(record)
-    return record.id
 
 
 def masked(number: str) -> str:
@@ -238,7 +203,7 @@ async def test_during_and_after_a_reindex_every_number_is_found_under_either_key
         assert len(later_case["records"]) == 2
         # sign-up finds two records under the old key: it opens their case (under their index)
         old_cipher = build_cipher(during.settings.model_copy(update=keys.settings(keys.old)))
-        signed_records = {await add_record(during, old_cipher, signed_number, "钱七") for _ in range(2)}
+        signed_records = {await add_imported_record(during, signed_number, "钱七", cipher=old_cipher) for _ in range(2)}
         assert await sign_up_refusal(during, signed_number, "钱七") == "id_number_conflict"
         assert await sign_up_refusal(during, signed_number, "钱七") == "id_number_conflict"
         [signed_case] = await open_cases(during, signed_number)

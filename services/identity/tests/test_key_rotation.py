@@ -10,8 +10,6 @@ import csv
 import os
 import re
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,10 +19,9 @@ from sqlalchemy import text
 from identity.crypto import DataCipher, Sealed, build_cipher, id_number_context
 from identity.domain.documents import DocumentType
 from identity.importer import run_import
-from identity.models import RECORD_INACTIVE, SOURCE_IMPORT, VolunteerRecord, metadata
-from identity.registration import seal_identity
+from identity.models import metadata
 from identity.rekey import SEALED_COLUMNS, reseal
-from identity.testing import PNG_BYTES, Identity, StartIdentity, run_identity_command
+from identity.testing import PNG_BYTES, CommandRun, Identity, StartIdentity, add_imported_record, run_identity_command
 from shared.testing import resident_id
 
 OLD, NEW = "k2025", "k2026"
@@ -39,16 +36,7 @@ def ring(keys: dict[str, str]) -> str:
     return ",".join(f"{kid}:{key}" for kid, key in keys.items())
 
 
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
+class Run(CommandRun):
     def resealed(self) -> dict[str, tuple[int, int]]:
         """Per sealed column: (re-sealed, left under other keys)."""
         found = re.findall(r"^(\S+): re-sealed (\d+), left under other keys (\d+)", self.stdout, re.MULTILINE)
@@ -84,27 +72,6 @@ async def import_one(identity: Identity, tmp_path: Path, name: str, number: str)
     assert summary.inserted_rows == 1, summary
     [(record_id,)] = await identity.fetch("SELECT id FROM volunteer_records WHERE source = 'import'")
     return uuid.UUID(str(record_id))
-
-
-async def add_record(identity: Identity, cipher: DataCipher, number: str) -> uuid.UUID:
-    """An imported-looking record sealed with ``cipher`` (another key ring than the service's)."""
-    sealed = seal_identity(cipher, DocumentType.RESIDENT_ID, number, None)
-    record = VolunteerRecord(
-        id=uuid.uuid4(),
-        document_type=DocumentType.RESIDENT_ID.value,
-        id_blind_index=sealed.blind_index,
-        id_ciphertext=sealed.ciphertext,
-        id_key_id=sealed.key_id,
-        id_masked=sealed.masked,
-        real_name="孙庚",
-        birth_date=sealed.birth_date,
-        source=SOURCE_IMPORT,
-        status=RECORD_INACTIVE,
-        created_at=datetime.now(UTC),
-    )
-    async with identity.runtime.uow() as uow:
-        uow.session.add(record)
-    return record.id
 
 
 async def sealed_id_number(identity: Identity, record_id: uuid.UUID | str) -> tuple[bytes, str]:
@@ -212,8 +179,10 @@ async def test_a_value_that_does_not_open_is_reported_by_row_id_and_left_as_it_w
         body, account = await identity.sign_up()
         lost = DataCipher({"k-lost": os.urandom(32)}, "k-lost", os.urandom(32))
         lost_number, damaged_number = resident_id(), resident_id()
-        stray = await add_record(identity, lost, lost_number)  # under a key no longer in the ring
-        damaged = await add_record(identity, identity.runtime.cipher, damaged_number)
+        stray = await add_imported_record(
+            identity, lost_number, "孙庚", cipher=lost
+        )  # under a key no longer in the ring
+        damaged = await add_imported_record(identity, damaged_number, "孙庚")
         ciphertext, _ = await sealed_id_number(identity, damaged)
         async with identity.runtime.engine.begin() as conn:
             flipped = ciphertext[:-1] + bytes([ciphertext[-1] ^ 1])

@@ -7,17 +7,13 @@ import asyncio
 import json
 import re
 import uuid
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import date, timedelta
 
 import pytest
 import sqlalchemy.exc
 from sqlalchemy import text
 
-from identity.domain.documents import DocumentType
-from identity.models import RECORD_INACTIVE, SOURCE_IMPORT, VolunteerRecord
-from identity.registration import seal_identity
-from identity.testing import Identity, StartIdentity
+from identity.testing import Identity, StartIdentity, add_imported_record
 from shared.clock import local_today
 from shared.testing import RAW_LOGS, resident_id, sign_up_body
 
@@ -27,30 +23,6 @@ FULL_ID = re.compile(r"\d{17}[\dX]")
 def years_ago(identity: Identity, years: int, days: int = 0) -> date:
     today = local_today(identity.clock)
     return today.replace(year=today.year - years) - timedelta(days=days)
-
-
-async def add_imported_record(
-    identity: Identity, id_number: str, name: str, history: dict[str, Any] | None = None
-) -> uuid.UUID:
-    """What the bulk importer leaves behind: an inactive record, found by the blind index."""
-    sealed = seal_identity(identity.runtime.cipher, DocumentType.RESIDENT_ID, id_number, None)
-    record = VolunteerRecord(
-        id=uuid.uuid4(),
-        document_type=DocumentType.RESIDENT_ID.value,
-        id_blind_index=sealed.blind_index,
-        id_ciphertext=sealed.ciphertext,
-        id_key_id=sealed.key_id,
-        id_masked=sealed.masked,
-        real_name=name,
-        birth_date=sealed.birth_date,
-        source=SOURCE_IMPORT,
-        status=RECORD_INACTIVE,
-        history=history,
-        created_at=datetime.now(UTC),
-    )
-    async with identity.runtime.uow() as uow:
-        uow.session.add(record)
-    return record.id
 
 
 # -- V1 validation --------------------------------------------------------------------------
@@ -209,8 +181,8 @@ async def test_thirty_two_concurrent_sign_ups_with_one_id_number_give_one_accoun
 # -- V3 duplicate records -------------------------------------------------------------------
 async def test_number_held_by_two_records_is_refused_and_queued_for_the_national_admin(identity: Identity) -> None:
     number = resident_id()
-    first = await add_imported_record(identity, number, "李四", {"hours": 12})
-    second = await add_imported_record(identity, number, "李四", {"hours": 3})
+    first = await add_imported_record(identity, number, "李四", history={"hours": 12})
+    second = await add_imported_record(identity, number, "李四", history={"hours": 3})
     response = await identity.client.post("/api/v1/accounts", json=sign_up_body(id_number=number, real_name="李四"))
     assert response.status_code == 409
     assert response.json()["code"] == "id_number_conflict"
@@ -261,7 +233,7 @@ async def test_a_second_conflicting_sign_up_opens_no_second_case(identity: Ident
 # -- V4 imported records --------------------------------------------------------------------
 async def test_sign_up_with_the_imported_name_claims_the_record_and_keeps_its_history(identity: Identity) -> None:
     number = resident_id()
-    record_id = await add_imported_record(identity, number, "孙七", {"hours": 40})
+    record_id = await add_imported_record(identity, number, "孙七", history={"hours": 40})
     _, account = await identity.sign_up(id_number=number, real_name="孙七")
     assert account["id"] == str(record_id)
     [row] = await identity.fetch("SELECT status, history, claimed_at FROM volunteer_records WHERE id = :i", i=record_id)

@@ -17,6 +17,10 @@ from sqlalchemy import text
 
 from identity.bootstrap import IdentityRuntime
 from identity.config import IdentitySettings
+from identity.crypto import DataCipher
+from identity.domain.documents import DocumentType
+from identity.models import RECORD_INACTIVE, SOURCE_IMPORT, VolunteerRecord
+from identity.registration import seal_identity
 from identity.verification import VerificationRequest, VerificationResult
 from shared.auth import ROLE_NATIONAL_ADMIN, ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER
 from shared.clock import ManualClock
@@ -137,6 +141,50 @@ class ScriptedProvider:
 
 def scripted_provider(settings: IdentitySettings) -> ScriptedProvider:
     return ScriptedProvider()
+
+
+async def add_imported_record(
+    identity: Identity,
+    id_number: str,
+    name: str,
+    *,
+    cipher: DataCipher | None = None,
+    history: dict[str, Any] | None = None,
+) -> uuid.UUID:
+    """What the bulk importer leaves behind: an inactive record, found by the blind index, sealed
+    with ``cipher`` (another key ring than the service's) or the service's own."""
+    sealed = seal_identity(cipher or identity.runtime.cipher, DocumentType.RESIDENT_ID, id_number, None)
+    record = VolunteerRecord(
+        id=uuid.uuid4(),
+        document_type=DocumentType.RESIDENT_ID.value,
+        id_blind_index=sealed.blind_index,
+        id_blind_key_id=sealed.blind_key_id,
+        id_ciphertext=sealed.ciphertext,
+        id_key_id=sealed.key_id,
+        id_masked=sealed.masked,
+        real_name=name,
+        birth_date=sealed.birth_date,
+        source=SOURCE_IMPORT,
+        status=RECORD_INACTIVE,
+        history=history,
+        created_at=datetime.now(UTC),
+    )
+    async with identity.runtime.uow() as uow:
+        uow.session.add(record)
+    return record.id
+
+
+@dataclass
+class CommandRun:
+    """What ``python -m identity <command>`` did (see :func:`run_identity_command`)."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
 
 
 async def run_identity_command(env: dict[str, str], *args: str, timeout: float = 120) -> tuple[int, str, str]:
