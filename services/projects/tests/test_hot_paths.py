@@ -5,11 +5,13 @@ and bulk recordings that stay right once the statements' plans are custom-made."
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
 from datetime import date
 
 from projects.api import routes
 from projects.api import schemas as sch
+from shared import service
 
 from .conftest import World
 
@@ -104,3 +106,11 @@ async def test_bulk_recordings_stay_right_past_the_prepared_statements_fifth_run
     assert refused.json()["code"] == "hours_daily_cap_exceeded"
     totals = (await world.client.get(f"/api/v1/projects/{project.id}/hours/totals", headers=project.lead)).json()
     assert totals["minutes"] == 8 * 12 * 60
+
+
+async def test_a_started_service_has_settled_its_heap(world: World) -> None:
+    # the app's lifespan ran (the world's client is up): start-up objects frozen, young objects
+    # collected every YOUNG_COLLECTION_THRESHOLD allocations (700 by default)
+    assert service._heap_settled
+    assert gc.get_freeze_count() > 0
+    assert gc.get_threshold()[0] == service.YOUNG_COLLECTION_THRESHOLD

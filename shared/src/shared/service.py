@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
@@ -25,6 +25,39 @@ from shared.web import configure_app, database_check, health_router
 
 log = get_logger("shared.service")
 
+#: allocations (net of frees) between two collections of the youngest generation; CPython's default
+#: is 700, which a request building hundreds of rows passes several times over
+YOUNG_COLLECTION_THRESHOLD = 10_000
+
+_heap_settled = False
+
+
+def settle_heap() -> None:
+    """Once per process, after start-up (the app's lifespan, the worker), two settings of the cyclic
+    garbage collector, which the services otherwise spend a share of every request in:
+
+    - the objects alive now (modules, the app, its routes and models, the engine) are moved out of
+      the collector's sight (``gc.freeze``, the documented remedy). They live as long as the
+      process, yet every full collection walked them all: about 160,000 objects in the projects
+      service, 100 ms on the benchmark's machine, triggered every few bulk recordings.
+    - the youngest generation is collected every 10,000 allocations instead of 700. A bulk
+      recording of 500 rows allocates tens of thousands of objects, nearly all freed by reference
+      counting when the request ends, but at 700 the collector ran dozens of times per request
+      while they were alive, moved them to older generations and so brought the next full
+      collection closer. Measured on the projects benchmark (collector CPU time, 64 bulk sheets of
+      500 rows, 3,000 hot-position applications): 154 ms -> 10 ms and 105 ms -> 19 ms. Each young
+      collection then walks at most 10,000 objects (a few milliseconds), and garbage in reference
+      cycles waits that much longer to be freed.
+
+    Later objects are collected as before."""
+    global _heap_settled
+    if _heap_settled:
+        return
+    _heap_settled = True
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
+
 
 def build_app(
     runtime: Runtime,
@@ -35,7 +68,6 @@ def build_app(
     service_root: Path | None,
     body_limits: dict[str, int] | None = None,
     migrate_on_start: bool = True,
-    on_startup: Callable[[], Any] | None = None,
 ) -> FastAPI:
     settings = runtime.settings
 
@@ -43,8 +75,7 @@ def build_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate_on_start and service_root is not None:
             await upgrade_head(runtime.engine, service_root)
-        if on_startup is not None:
-            await on_startup()
+        settle_heap()
         await runtime.start(relay=settings.run_relay, consumers=settings.run_consumers)
         log.info("service_started", service=runtime.service, version=settings.version)
         try:
@@ -127,6 +158,7 @@ async def _migrate(runtime: Runtime, service_root: Path) -> None:
 
 async def _worker(runtime: Runtime, service_root: Path) -> None:
     await upgrade_head(runtime.engine, service_root)
+    settle_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
