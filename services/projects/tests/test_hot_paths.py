@@ -9,9 +9,14 @@ import gc
 import uuid
 from datetime import date
 
+from sqlalchemy import text
+
+from projects import repository as repo
+from projects import services
 from projects.api import routes
 from projects.api import schemas as sch
 from shared import service
+from shared.auth import ROLE_VOLUNTEER, Principal
 
 from .conftest import World
 
@@ -106,6 +111,26 @@ async def test_bulk_recordings_stay_right_past_the_prepared_statements_fifth_run
     assert refused.json()["code"] == "hours_daily_cap_exceeded"
     totals = (await world.client.get(f"/api/v1/projects/{project.id}/hours/totals", headers=project.lead)).json()
     assert totals["minutes"] == 8 * 12 * 60
+
+
+async def test_a_bulk_recording_ends_its_custom_plans_with_its_statement(world: World) -> None:
+    """The sheet's statement is planned for its arrays (``force_custom_plan``, asked just before it);
+    the statement itself puts the default back, so that its records' foreign-key checks, which
+    PostgreSQL runs after the statement's rows and prepares like any statement, are planned once
+    rather than once per record."""
+    project = await world.project(positions=POSITIONS)
+    admitted = await asyncio.gather(*(world.admitted_volunteer(project) for _ in range(3)))
+    world.clock.set(world.clock.now().replace(day=20))
+    rows = [services.HoursRow(uuid.UUID(a), date(2026, 1, 6), 60) for _, _, a in admitted]
+    lead = Principal(account_id=project.lead_id, roles=frozenset({ROLE_VOLUNTEER}))
+    plans = text("SELECT current_setting('plan_cache_mode')")
+    async with world.runtime.uow() as uow:
+        recorded = await services.record_hours(uow, world.runtime, lead, uuid.UUID(project.id), rows, source="bulk")
+        assert sorted(r["application_id"] for r in recorded) == sorted(r.application_id for r in rows)
+        assert await uow.session.scalar(plans) == "auto"
+    async with world.runtime.uow() as uow:  # what the use case asked for before the statement
+        await repo.plan_for_these_arrays(uow.session)
+        assert await uow.session.scalar(plans) == "force_custom_plan"
 
 
 async def test_a_started_service_has_settled_its_heap(world: World) -> None:
