@@ -49,7 +49,7 @@ def settle_heap() -> None:
       collection then walks at most 10,000 objects (a few milliseconds), and garbage in reference
       cycles waits that much longer to be freed.
 
-    Later objects are collected as before."""
+    Objects made later are collected as before, only less often."""
     global _heap_settled
     if _heap_settled:
         return
