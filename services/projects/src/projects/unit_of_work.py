@@ -164,15 +164,19 @@ class ProjectsUnitOfWork(UnitOfWork):
 # The bulk statements therefore run on the asyncpg connection under the session, inside the
 # transaction the session already opened; the SQL is SQLAlchemy's own compilation of the statement.
 _DIALECT = PGDialect_asyncpg(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
-_COMPILED: dict[int, tuple[str, list[str]]] = {}
+#: compiled statements by ``id``; each entry keeps its statement alive, so while it is cached no other
+#: object can be given its id (a statement collected and its id reused would otherwise run another's SQL)
+_COMPILED: dict[int, tuple[TextClause, str, list[str]]] = {}
 
 
 def positional_sql(stmt: TextClause) -> tuple[str, list[str]]:
-    compiled = _COMPILED.get(id(stmt))
-    if compiled is None:
+    """``stmt`` as asyncpg runs it: SQL with ``$n`` placeholders and the parameter names in order.
+    Compiled once per statement; the statements are the repository's module-level constants."""
+    entry = _COMPILED.get(id(stmt))
+    if entry is None:
         c = stmt.compile(dialect=_DIALECT)
-        compiled = _COMPILED[id(stmt)] = (str(c), list(c.positiontup or []))
-    return compiled
+        entry = _COMPILED[id(stmt)] = (stmt, str(c), list(c.positiontup or []))
+    return entry[1], entry[2]
 
 
 async def fetch_on_driver(session: AsyncSession, stmt: TextClause, params: dict[str, Any]) -> list[Any]:
