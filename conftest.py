@@ -11,7 +11,15 @@ import pytest
 from shared.auth import JwksSource, TokenSigner, TokenVerifier
 from shared.clock import ManualClock
 from shared.logging import configure_logging
-from shared.testing import RAW_LOGS, SmtpServer, create_database, create_vhost, delete_vhost, drop_database
+from shared.testing import (
+    RAW_LOGS,
+    SmtpServer,
+    create_database,
+    create_vhost,
+    delete_vhost,
+    drop_database,
+    signing_key_pem,
+)
 
 ISSUER = "https://identity.test"
 AUDIENCE = "vs-api"
@@ -52,7 +60,7 @@ def smtp_server() -> Iterator[SmtpServer]:
 
 @pytest.fixture(scope="session")
 def signer() -> TokenSigner:
-    return TokenSigner(TokenSigner.generate_pem(), issuer=ISSUER, audience=AUDIENCE)
+    return TokenSigner(signing_key_pem(), issuer=ISSUER, audience=AUDIENCE)
 
 
 @pytest.fixture

@@ -66,13 +66,15 @@ def _bad_tokens(signer: TokenSigner) -> dict[str, str]:
         "exp": 4_102_444_800,
         "roles": ["national_admin"],
     }
-    public_x = signer.public_jwk()["x"]
+    # the algorithm-confusion attack: HS256 keyed with the published key (RSA modulus, or Ed25519 point)
+    published = signer.public_jwk()
+    public_material = published.get("n") or published["x"]
     return {
         "expired": signer.issue(account, ttl=timedelta(minutes=-10)),
         "wrong_audience": _resign(signer, {"aud": "somebody-else"}),
         "wrong_issuer": _resign(signer, {"iss": "https://evil.example"}),
         "alg_none": jwt.encode(claims, None, algorithm="none", headers={"kid": signer.kid}),  # type: ignore[arg-type]
-        "algorithm_confusion": jwt.encode(claims, public_x, algorithm="HS256", headers={"kid": signer.kid}),
+        "algorithm_confusion": jwt.encode(claims, public_material, algorithm="HS256", headers={"kid": signer.kid}),
         "forged_signature": forged.issue(account, roles=["national_admin"]),
         "other_key_wrong_audience": wrong_aud.issue(account),
         "malformed": "not.a.token",

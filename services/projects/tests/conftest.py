@@ -25,7 +25,7 @@ from shared.contracts.base import Event
 from shared.contracts.identity import VolunteerVerified
 from shared.contracts.teams import TeamAdminAppointed, TeamApproved, TeamProjectLeadAppointed
 from shared.messaging.envelope import Envelope
-from shared.testing import TEST_OVERRIDES, running
+from shared.testing import TEST_OVERRIDES, running, signing_key_pem
 
 ISSUER = "https://identity.test"
 AUDIENCE = "vs-api"
@@ -207,7 +207,7 @@ def start_projects(amqp_url: str, database_factory: Callable[[str], Awaitable[st
         **overrides: Any,
     ) -> AsyncIterator[World]:
         clock = clock or ManualClock(START)
-        signer = signer or TokenSigner(TokenSigner.generate_pem(), issuer=ISSUER, audience=AUDIENCE, clock=clock)
+        signer = signer or TokenSigner(signing_key_pem(), issuer=ISSUER, audience=AUDIENCE, clock=clock)
         verifier = TokenVerifier(JwksSource(keys=signer.jwks()), issuer=ISSUER, audience=AUDIENCE, clock=clock)
         url = database_url or await database_factory("projects")
         settings = ProjectsSettings(

@@ -24,7 +24,7 @@ from shared.db import UnitOfWork, asyncpg_dsn, make_engine, make_session_factory
 from shared.messaging.amqp import AmqpBroker
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.tables import define_messaging_tables
-from shared.testing import TEST_OVERRIDES, create_vhost, delete_vhost, eventually, running
+from shared.testing import TEST_OVERRIDES, create_vhost, delete_vhost, eventually, running, signing_key_pem
 from teams.bootstrap import TeamsRuntime, build_runtime
 from teams.config import TeamsSettings
 from teams.main import create_app
@@ -229,7 +229,7 @@ def start_teams(database_factory: Callable[[str], Awaitable[str]]) -> StartTeams
         # A vhost of its own: no other app in the run consumes teams' queues in its place.
         amqp_url = create_vhost()
         clock = clock or ManualClock(datetime(2026, 3, 2, 1, 0, tzinfo=UTC))
-        signer = TokenSigner(TokenSigner.generate_pem(), issuer=ISSUER, audience=AUDIENCE, clock=clock)
+        signer = TokenSigner(signing_key_pem(), issuer=ISSUER, audience=AUDIENCE, clock=clock)
         verifier = TokenVerifier(JwksSource(keys=signer.jwks()), issuer=ISSUER, audience=AUDIENCE, clock=clock)
         settings = TeamsSettings(
             database_url=await database_factory("teams"),

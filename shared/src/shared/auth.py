@@ -3,6 +3,13 @@
 Only the configured algorithm is accepted (no ``none``, no HMAC confusion), and ``exp``,
 ``aud``, ``iss``, ``sub`` are required. A bad token is 401; a missing right is 403.
 
+The default algorithm is RS256 (RSA 2048), EdDSA (Ed25519) the alternative (``jwt_algorithm``). A
+token is signed once, at log-in or refresh, and verified by every service and replica it reaches
+the first time it does (``TokenVerifier`` remembers the ones it checked): verifying costs 20 us with
+RSA 2048 against 87 us with Ed25519 (OpenSSL through ``cryptography``, on the 2-core machine the
+benchmarks run on), signing 281 us against about 30 us. In a surge of volunteers applying with
+fresh tokens, Ed25519's verification was a tenth of each request's Python.
+
 A token's platform roles (anything beyond ``volunteer``) are bounded by what the service knows of
 them now: an app may set ``app.state.principal_roles`` (a :data:`RolesLookup`), which
 ``get_principal`` consults for a privileged caller only, so a role withdrawn after the token was
@@ -144,6 +151,10 @@ class Principal:
         return ROLE_REGIONAL_ADMIN in self.roles and self.region is not None and region_covers(self.region, code)
 
 
+#: the signing algorithm when none is configured (see the module's docstring)
+DEFAULT_ALGORITHM = "RS256"
+
+
 # -- signing (identity) -----------------------------------------------------------------------
 class TokenSigner:
     def __init__(
@@ -152,23 +163,24 @@ class TokenSigner:
         *,
         issuer: str,
         audience: str,
-        algorithm: str = "EdDSA",
+        algorithm: str = DEFAULT_ALGORITHM,
         kid: str | None = None,
         clock: Clock | None = None,
     ) -> None:
         self._key = serialization.load_pem_private_key(private_key_pem, password=None)
         self.algorithm = algorithm
+        # said at start-up, with the setting to change: every service's jwt_algorithm must match the key
         if algorithm == "EdDSA" and not isinstance(self._key, ed25519.Ed25519PrivateKey):
-            raise ValueError("EdDSA needs an Ed25519 private key")
+            raise ValueError("EdDSA needs an Ed25519 private key (an RSA key signs RS256: set JWT_ALGORITHM=RS256)")
         if algorithm == "RS256" and not isinstance(self._key, rsa.RSAPrivateKey):
-            raise ValueError("RS256 needs an RSA private key")
+            raise ValueError("RS256 needs an RSA private key (an Ed25519 key signs EdDSA: set JWT_ALGORITHM=EdDSA)")
         self.issuer = issuer
         self.audience = audience
         self.clock = clock or SystemClock()
         self.kid = kid or _thumbprint(self.public_jwk(kid="x"))
 
     @staticmethod
-    def generate_pem(algorithm: str = "EdDSA") -> bytes:
+    def generate_pem(algorithm: str = DEFAULT_ALGORITHM) -> bytes:
         key: Any = (
             ed25519.Ed25519PrivateKey.generate()
             if algorithm == "EdDSA"
@@ -369,7 +381,7 @@ class TokenVerifier:
         *,
         issuer: str,
         audience: str,
-        algorithm: str = "EdDSA",
+        algorithm: str = DEFAULT_ALGORITHM,
         leeway_seconds: int = 30,
         clock: Clock | None = None,
         cache_size: int = 10_000,

@@ -61,7 +61,9 @@ class ServiceSettings(BaseSettings):
     # Tokens
     jwt_issuer: str = "https://identity.vs.local"
     jwt_audience: str = "vs-api"
-    jwt_algorithm: Literal["EdDSA", "RS256"] = "EdDSA"
+    #: RS256 (RSA 2048) or EdDSA (Ed25519), the same on every service and matching identity's key;
+    #: RS256 by default: a token is verified far more often than it is signed (``shared.auth``)
+    jwt_algorithm: Literal["EdDSA", "RS256"] = "RS256"
     jwks_url: str = "http://127.0.0.1:8001/.well-known/jwks.json"
     jwks_cache_seconds: int = 300
     #: tokens accepted this many seconds after ``exp`` for clock skew between hosts

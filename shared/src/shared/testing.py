@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from functools import cache
 from typing import Any
 
 import asyncpg
@@ -186,6 +187,15 @@ async def running(app: FastAPI, base_url: str = "http://test") -> AsyncIterator[
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield client
+
+
+@cache
+def signing_key_pem() -> bytes:
+    """One token-signing key (the default algorithm's) for a test process: an RSA key takes about
+    30 ms to generate, and the suites start a service per test."""
+    from shared.auth import TokenSigner
+
+    return TokenSigner.generate_pem()
 
 
 TEST_OVERRIDES: dict[str, Any] = {

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
 
 from shared.auth import (
+    DEFAULT_ALGORITHM,
     ROLE_REGIONAL_ADMIN,
     ROLE_VOLUNTEER,
     CurrentPrincipal,
@@ -74,7 +75,7 @@ def _claims(signer: TokenSigner, **overrides: Any) -> dict[str, Any]:
 
 def _sign_with_own_key(signer: TokenSigner, claims: dict[str, Any]) -> str:
     key = serialization.load_pem_private_key(PEM, password=None)
-    return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": signer.kid})  # type: ignore[arg-type]
+    return jwt.encode(claims, key, algorithm=DEFAULT_ALGORITHM, headers={"kid": signer.kid})  # type: ignore[arg-type]
 
 
 def _expired(signer: TokenSigner, clock: ManualClock) -> str:
@@ -112,6 +113,14 @@ def _hs256_with_public_key(signer: TokenSigner, clock: ManualClock) -> str:
 def _forged_signature(signer: TokenSigner, clock: ManualClock) -> str:
     other = TokenSigner(TokenSigner.generate_pem(), issuer=ISSUER, audience=AUDIENCE, kid=signer.kid, clock=clock)
     return other.issue(uuid.uuid4())
+
+
+def _eddsa_under_the_same_kid(signer: TokenSigner, clock: ManualClock) -> str:
+    # well signed with the other accepted algorithm: a service takes only the configured one
+    pem = TokenSigner.generate_pem("EdDSA")
+    return TokenSigner(pem, issuer=ISSUER, audience=AUDIENCE, algorithm="EdDSA", kid=signer.kid, clock=clock).issue(
+        uuid.uuid4()
+    )
 
 
 def _unknown_kid(signer: TokenSigner, clock: ManualClock) -> str:
@@ -169,6 +178,7 @@ BAD_TOKENS: list[tuple[str, Callable[[TokenSigner, ManualClock], str], str]] = [
     ("hs256_signed_with_public_key", _hs256_with_public_key, "token_invalid"),
     ("forged_signature_same_kid", _forged_signature, "token_invalid"),
     ("unknown_kid", _unknown_kid, "token_invalid"),
+    ("eddsa_under_the_same_kid", _eddsa_under_the_same_kid, "token_invalid"),
     ("missing_sub", _missing_sub, "token_invalid"),
     ("missing_exp", _missing_exp, "token_invalid"),
     ("sub_not_a_uuid", _sub_not_a_uuid, "token_invalid"),
@@ -187,6 +197,35 @@ async def test_valid_token_gives_the_principal(signer: TokenSigner, verifier: To
     assert principal.region == "330000"
     assert principal.administers_region("330106")
     assert not principal.administers_region("110000")
+
+
+def test_tokens_are_signed_with_rs256_unless_configured_otherwise(signer: TokenSigner) -> None:
+    assert DEFAULT_ALGORITHM == "RS256"
+    header = jwt.get_unverified_header(signer.issue(uuid.uuid4()))
+    assert header == {"alg": "RS256", "kid": signer.kid, "typ": "JWT"}
+    [jwk] = signer.jwks()["keys"]
+    assert (jwk["kty"], jwk["alg"], jwk["use"]) == ("RSA", "RS256", "sig")
+
+
+async def test_eddsa_when_configured_so(clock: ManualClock) -> None:
+    pem = TokenSigner.generate_pem("EdDSA")
+    signer = TokenSigner(pem, issuer=ISSUER, audience=AUDIENCE, algorithm="EdDSA", clock=clock)
+    verifier = TokenVerifier(
+        JwksSource(keys=signer.jwks()), issuer=ISSUER, audience=AUDIENCE, algorithm="EdDSA", clock=clock
+    )
+    account = uuid.uuid4()
+    assert (await verifier.verify(signer.issue(account))).account_id == account
+    rs256 = TokenVerifier(JwksSource(keys=signer.jwks()), issuer=ISSUER, audience=AUDIENCE, clock=clock)
+    with pytest.raises(AppError) as refused:
+        await rs256.verify(signer.issue(account))
+    assert refused.value.detail == {"reason": "algorithm_not_allowed"}
+
+
+def test_a_key_of_the_other_kind_is_refused_at_start_up_with_the_setting_to_change() -> None:
+    with pytest.raises(ValueError, match="JWT_ALGORITHM=EdDSA"):
+        TokenSigner(TokenSigner.generate_pem("EdDSA"), issuer=ISSUER, audience=AUDIENCE)
+    with pytest.raises(ValueError, match="JWT_ALGORITHM=RS256"):
+        TokenSigner(PEM, issuer=ISSUER, audience=AUDIENCE, algorithm="EdDSA")
 
 
 async def test_token_within_leeway_after_expiry_is_still_accepted(
