@@ -140,6 +140,22 @@ async def test_future_or_out_of_project_dates_are_refused(world: World) -> None:
     assert future["code"] == before["code"] == "hours_date_outside_project"
 
 
+async def test_a_bulk_sheet_with_dates_outside_the_project_is_refused_naming_the_first(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    _, _, application_id = await world.admitted_volunteer(project)
+    rows = [
+        {"application_id": application_id, "service_date": day, "minutes": 60}
+        for day in ("2026-01-05", "2026-01-09", "2026-01-05", "2026-01-01")
+    ]
+    response = await world.client.post(
+        f"/api/v1/projects/{project.id}/hours/bulk", json={"rows": rows}, headers=project.lead
+    )
+    assert response.json()["code"] == "hours_date_outside_project"
+    assert response.json()["detail"] == {"service_date": "2026-01-09"}  # the first in row order
+    totals = (await world.client.get(f"/api/v1/projects/{project.id}/hours/totals", headers=project.lead)).json()
+    assert totals["minutes"] == 0
+
+
 async def test_bulk_records_hundreds_of_rows_in_one_request(world: World) -> None:
     project = await world.project(positions=POSITIONS)
     admitted = await asyncio.gather(*(world.admitted_volunteer(project) for _ in range(100)))

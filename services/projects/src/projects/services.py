@@ -695,12 +695,20 @@ async def _record(
     settings = runtime.settings
     today = local_today(uow.clock)
     closed = project["status"] == project_rules.CLOSED
-    for row in rows:
-        hours_rules.check_service_date(row.service_date, project["starts_on"], project["ends_on"], today)
-        hours_rules.check_daily_cap(row.minutes, settings.hours_daily_cap_minutes)
     application_ids = [r.application_id for r in rows]
     service_dates = [r.service_date for r in rows]
     minutes = [r.minutes for r in rows]
+    # the date rules once per distinct date (a sheet's hundreds of rows share a few), in row order:
+    # a refusal names the first row's date that breaks them (and a sheet breaking the dates and the
+    # cap is refused for its dates); then the first row over the daily cap on its own
+    dates = dict.fromkeys(service_dates)
+    for service_date in dates:
+        hours_rules.check_service_date(service_date, project["starts_on"], project["ends_on"], today)
+    over = next((m for m in minutes if m > settings.hours_daily_cap_minutes), None)
+    if over is not None:
+        hours_rules.check_daily_cap(over, settings.hours_daily_cap_minutes)
+    grace = settings.hours_late_grace_days
+    late_on = {d: hours_rules.is_late(d, today, project_closed=closed, grace_days=grace) for d in dates}
     if len(rows) > 1:
         await repo.plan_for_these_arrays(uow.session)
     recorded = await repo.record_hours(
@@ -709,10 +717,7 @@ async def _record(
         application_ids=application_ids,
         service_dates=service_dates,
         minutes=minutes,
-        late=[
-            hours_rules.is_late(r.service_date, today, project_closed=closed, grace_days=settings.hours_late_grace_days)
-            for r in rows
-        ],
+        late=[late_on[d] for d in service_dates],
         notes=[r.note for r in rows],
         source=source,
         recorded_by=recorded_by,
