@@ -22,9 +22,9 @@ about time; checks zero overbooking after every phase.
    first runs a few untimed requests (statement preparation on each connection). The request bodies are encoded
    before the clock starts: that is the client's work, done on another machine in deployment.
 
-Phase 1 also prints raw asyncpg running the service's own two statements (context read, then the
-one-statement write in autocommit): the gap between that and the API is Python (HTTP stack,
-SQLAlchemy, pydantic), not SQL.
+Phase 1 also prints raw asyncpg running the service's own statement (context read, rules, place,
+row and events in one, in autocommit): the gap between that and the API is Python (HTTP stack,
+token check, use case), not SQL.
 
 The app runs in this process; measured requests enter its ASGI interface directly (see ``asgi_post``);
 relay and consumers are off so only the request path is measured (the outbox rows are still written in
@@ -65,7 +65,7 @@ from projects.config import ProjectsSettings
 from projects.main import create_app
 from projects.unit_of_work import positional_sql
 from shared.auth import JwksSource, Principal, TokenSigner, TokenVerifier
-from shared.clock import ManualClock
+from shared.clock import CHINA_TZ, ManualClock
 from shared.db import asyncpg_dsn
 from shared.logging import configure_logging
 from shared.testing import create_database, drop_database, running
@@ -242,50 +242,37 @@ async def raw_apply(pool: asyncpg.Pool, position_id: uuid.UUID, account_id: uuid
         await conn.execute("SELECT pg_notify('outbox_projects', '')")
 
 
-CTX_SQL, CTX_NAMES = positional_sql(repo._APPLY_CONTEXT)
-SUBMIT_SQL, SUBMIT_NAMES = positional_sql(repo._SUBMIT_APPLICATION)
+APPLY_SQL, APPLY_NAMES = positional_sql(repo._APPLY)
 
 
 async def raw_apply_service_sql(pool: asyncpg.Pool, position_id: uuid.UUID, account_id: uuid.UUID) -> None:
-    """The service's own two statements (context read, then the one-statement write in autocommit) on
-    asyncpg: what is left between the service and this is Python (HTTP stack, SQLAlchemy, pydantic)."""
+    """The service's own statement (context read, rules, place, row and events in one, in autocommit)
+    on asyncpg: what is left between the service and this is Python (HTTP stack, token check, use case)."""
+    application_id = uuid.uuid4()
+    params = {
+        "id": application_id,
+        "position_id": position_id,
+        "account_id": account_id,
+        "motivation": None,
+        "today": START.astimezone(CHINA_TZ).date(),
+        "now": START,
+        "channel": "outbox_projects",
+        "submitted_id": uuid.uuid4(),
+        "submitted_type": "application.submitted",
+        "submitted_version": 1,
+        "admitted_id": uuid.uuid4(),
+        "admitted_type": "application.admitted",
+        "admitted_version": 1,
+        "ob_aggregate_type": "application",
+        "ob_producer": "projects",
+        "ob_correlation_id": None,
+        "ob_causation_id": None,
+        "ob_occurred_at": START,
+    }
     async with pool.acquire() as conn:
-        ctx = await conn.fetchrow(
-            CTX_SQL, *({"position_id": position_id, "account_id": account_id}[n] for n in CTX_NAMES)
-        )
-        assert ctx is not None
-        assert ctx["verified"]
-        application_id = uuid.uuid4()
-        payload = {
-            "application_id": str(application_id),
-            "project_id": str(ctx["project_id"]),
-            "position_id": str(position_id),
-            "account_id": str(account_id),
-            "project_title": ctx["project_title"],
-            "position_name": ctx["position_name"],
-        }
-        params = {
-            "id": application_id,
-            "position_id": position_id,
-            "project_id": ctx["project_id"],
-            "account_id": account_id,
-            "auto": ctx["admission_mode"] == "auto",
-            "motivation": None,
-            "now": START,
-            "channel": "outbox_projects",
-            "ob_ids": [uuid.uuid4(), uuid.uuid4()],
-            "ob_event_types": ["application.submitted", "application.admitted"],
-            "ob_versions": [1, 1],
-            "ob_aggregate_types": ["application", "application"],
-            "ob_aggregate_ids": [str(application_id)] * 2,
-            "ob_payloads": [json.dumps(payload), json.dumps({**payload, "automatic": True})],
-            "ob_only_if": [False, True],
-            "ob_producer": "projects",
-            "ob_correlation_id": None,
-            "ob_causation_id": None,
-            "ob_occurred_at": START,
-        }
-        assert await conn.fetchval(SUBMIT_SQL, *(params[n] for n in SUBMIT_NAMES)) is not None
+        row = await conn.fetchrow(APPLY_SQL, *(params[n] for n in APPLY_NAMES))
+        assert row is not None
+        assert row["stage"] is not None
 
 
 async def overbooked(conn: asyncpg.Connection, ignore: uuid.UUID | None = None) -> int:
@@ -409,7 +396,7 @@ async def main(volunteers_n: int, concurrency: int, pgbench_seconds: int, pool_s
                 f"    use case alone (no HTTP) {volunteers_n / case_s:8.0f}/s   ratio {volunteers_n / case_s / raw_rate:6.1%}"
             )
             print(
-                f"    raw asyncpg running the service's own two statements {volunteers_n / same_s:8.0f}/s   API ratio to it {api_rate * same_s / volunteers_n:6.1%}"
+                f"    raw asyncpg running the service's own statement {volunteers_n / same_s:8.0f}/s   API ratio to it {api_rate * same_s / volunteers_n:6.1%}"
             )
             print(f"    admitted {admitted} of {positions * quota} places; overbooked positions: {over}")
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 from sqlalchemy import text
 
-from shared.contracts.projects import HoursRecorded, HoursRecordedItem
+from shared.contracts.projects import ApplicationAdmitted, ApplicationSubmitted, HoursRecorded, HoursRecordedItem
 from shared.db import asyncpg_dsn
 
 from .conftest import StartProjects, World
@@ -66,6 +67,86 @@ async def test_a_refused_application_takes_no_place_and_raises_no_event(world: W
     assert refused.status_code == 403
     assert await _admitted_counter(world, project.position()) == 0
     assert await _events_of(world, "application.submitted", unverified_id) == 0
+
+
+async def test_the_statement_writes_exactly_when_the_recruitment_rules_accept(world: World) -> None:
+    """The apply statement judges recruitment itself (it writes nothing otherwise) and the use case
+    judges it again from what the statement read, to refuse with the rule's code: at every edge of
+    the window, local midnight included (dates are China's), the two agree. A disagreement would
+    either write an application the rules refuse or answer 500."""
+    project = await world.project(
+        positions=[{"name": "引导员", "quota": 50, "admission_mode": "auto"}],
+        recruit_starts_on="2026-01-10",
+        recruit_ends_on="2026-01-20",
+    )
+    edges = [
+        (datetime(2026, 1, 9, 15, 59, tzinfo=UTC), False),  # 9 January, 23:59 in Beijing
+        (datetime(2026, 1, 9, 16, 0, tzinfo=UTC), True),  # 10 January, 00:00
+        (datetime(2026, 1, 15, 4, 0, tzinfo=UTC), True),
+        (datetime(2026, 1, 20, 15, 59, tzinfo=UTC), True),  # 20 January, 23:59
+        (datetime(2026, 1, 20, 16, 0, tzinfo=UTC), False),  # 21 January, 00:00
+    ]
+    admitted = 0
+    for moment, accepted in edges:
+        world.clock.set(moment)
+        volunteer_id, volunteer = await world.volunteer()
+        response = await world.apply(project.position(), volunteer)
+        if accepted:
+            admitted += 1
+            assert (response.status_code, response.json()["stage"]) == (201, "admitted"), (moment, response.text)
+        else:
+            assert (response.status_code, response.json()["code"]) == (409, "project_not_recruiting"), moment
+            assert await _events_of(world, "application.submitted", volunteer_id) == 0
+        assert await _admitted_counter(world, project.position()) == admitted
+
+
+async def test_an_unknown_position_is_not_found_and_writes_nothing(world: World) -> None:
+    volunteer_id, volunteer = await world.volunteer()
+    response = await world.apply(str(uuid.uuid4()), volunteer)
+    assert (response.status_code, response.json()["code"]) == (404, "position_not_found")
+    assert await _events_of(world, "application.submitted", volunteer_id) == 0
+
+
+async def test_application_events_built_in_sql_are_the_contract_s_json(world: World) -> None:
+    """The apply statement writes its events' payloads itself: they must be exactly what the
+    ApplicationSubmitted and ApplicationAdmitted models would have written, in that order, and the
+    admission only when a place was taken."""
+    project = await world.project(positions=[{"name": "引导员", "quota": 1, "admission_mode": "auto"}])
+    first_id, first = await world.volunteer()
+    second_id, second = await world.volunteer()
+    taken = (await world.apply(project.position(), first)).json()
+    waiting = (await world.apply(project.position(), second)).json()
+    assert (taken["stage"], waiting["stage"]) == ("admitted", "applied")
+    expected = {
+        "project_id": project.id,
+        "position_id": project.position(),
+        "project_title": project.data["title"],
+        "position_name": "引导员",
+    }
+    submitted = [p for p in await world.outbox("application.submitted") if p["project_id"] == project.id]
+    assert submitted == [
+        {**expected, "application_id": taken["id"], "account_id": str(first_id)},
+        {**expected, "application_id": waiting["id"], "account_id": str(second_id)},
+    ]
+    for payload in submitted:
+        assert payload == ApplicationSubmitted.model_validate(payload).model_dump(mode="json")
+    [admitted] = [p for p in await world.outbox("application.admitted") if p["project_id"] == project.id]
+    assert admitted == {**expected, "application_id": taken["id"], "account_id": str(first_id), "automatic": True}
+    assert admitted == ApplicationAdmitted.model_validate(admitted).model_dump(mode="json")
+    async with world.runtime.engine.connect() as conn:
+        rows_meta = (
+            await conn.execute(
+                text(
+                    "SELECT event_type, aggregate_type, aggregate_id, producer, schema_version FROM outbox "
+                    "WHERE payload->>'application_id' = :a ORDER BY seq"
+                ),
+                {"a": taken["id"]},
+            )
+        ).all()
+    assert [tuple(r) for r in rows_meta] == [
+        ("application.submitted", "application", taken["id"], "projects", ApplicationSubmitted.schema_version),
+        ("application.admitted", "application", taken["id"], "projects", ApplicationAdmitted.schema_version),
+    ]
 
 
 async def test_hours_recorded_events_built_in_sql_are_the_contract_s_json(world: World) -> None:

@@ -32,7 +32,7 @@ from projects.models import (
     teams,
     volunteers,
 )
-from projects.unit_of_work import OUTBOX_INSERT, fetch_on_driver, fetchrow_plain
+from projects.unit_of_work import fetch_on_driver, fetchrow_plain
 
 Row = RowMapping
 
@@ -351,95 +351,112 @@ async def close_due_projects(s: AsyncSession, *, today: date, now: datetime, bat
 
 
 # -- positions and applications ---------------------------------------------------------------------
-_APPLY_CONTEXT = text(
+_APPLY = text(
     """
-    SELECT pos.id AS position_id, pos.name AS position_name, pos.admission_mode,
-           p.id AS project_id, p.title AS project_title, p.status, p.team_id,
-           p.starts_on, p.ends_on, p.recruit_starts_on, p.recruit_ends_on,
-           EXISTS (SELECT 1 FROM volunteers v WHERE v.account_id = :account_id AND v.merged_into IS NULL)
-               AS verified
-    FROM positions pos JOIN projects p ON p.id = pos.project_id
-    WHERE pos.id = :position_id
-    """
-)
-
-
-async def apply_context(conn: asyncpg.Connection, position_id: uuid.UUID, account_id: uuid.UUID) -> Any:
-    """Everything an application needs to be judged, in one round trip (no lock taken)."""
-    return await fetchrow_plain(conn, _APPLY_CONTEXT, {"position_id": position_id, "account_id": account_id})
-
-
-_SUBMIT_APPLICATION = text(
-    "".join(
-        (
-            """
-    WITH taken AS (
+    WITH context AS (
+        SELECT pos.id AS position_id, pos.name AS position_name, pos.admission_mode,
+               p.id AS project_id, p.title AS project_title, p.status, p.team_id,
+               p.starts_on, p.ends_on, p.recruit_starts_on, p.recruit_ends_on,
+               EXISTS (SELECT 1 FROM volunteers v WHERE v.account_id = :account_id AND v.merged_into IS NULL)
+                   AS verified
+        FROM positions pos JOIN projects p ON p.id = pos.project_id
+        WHERE pos.id = :position_id
+    ),
+    -- the rules of ``services.apply`` (verified volunteer, ``project_rules.is_recruiting``): nothing
+    -- is written unless they hold, and the caller reads the context to say which one did not
+    eligible AS (
+        SELECT * FROM context
+        WHERE verified AND status = 'published' AND recruit_starts_on <= :today AND :today <= recruit_ends_on
+    ),
+    taken AS (
         UPDATE positions SET admitted = admitted + 1
-        WHERE id = :position_id AND admitted < quota AND :auto
+        WHERE id = :position_id AND admitted < quota
+          AND EXISTS (SELECT 1 FROM eligible WHERE admission_mode = 'auto')
           -- in order of application: a place left free beside someone waiting is theirs
           AND NOT EXISTS (SELECT 1 FROM applications w WHERE w.position_id = :position_id AND w.stage = 'applied')
         RETURNING id
     ),
     inserted AS (
         INSERT INTO applications (id, position_id, project_id, account_id, stage, motivation, created_at, updated_at)
-        SELECT :id, :position_id, :project_id, :account_id,
+        SELECT :id, e.position_id, e.project_id, :account_id,
                CASE WHEN EXISTS (SELECT 1 FROM taken) THEN 'admitted' ELSE 'applied' END,
                :motivation, :now, :now
+        FROM eligible e
         ON CONFLICT (position_id, account_id) WHERE stage <> 'withdrawn' DO NOTHING
         RETURNING stage
     ),
-    outbox_gate AS (SELECT 1 FROM inserted WHERE stage = 'admitted'),
-    written AS (""",
-            OUTBOX_INSERT,
-            """)
-    -- no application row (the volunteer already applied): 1/0 fails the statement, so neither the
-    -- place nor the outbox rows are kept even when the statement is its own transaction
-    SELECT (SELECT stage FROM inserted) AS stage, 1 / (SELECT count(*) FROM inserted)::int AS guard,
-           pg_notify(:channel, '') AS notified
-    """,
-        )
+    written AS (
+        -- application.submitted, and application.admitted when a place was taken: the payloads are
+        -- ApplicationSubmitted's and ApplicationAdmitted's JSON (checked against the models by a test)
+        INSERT INTO outbox (id, event_type, schema_version, aggregate_type, aggregate_id, payload,
+                            producer, correlation_id, causation_id, occurred_at)
+        SELECT t.id, t.event_type, t.schema_version, :ob_aggregate_type, CAST(:id AS text),
+               jsonb_build_object(
+                   'application_id', CAST(:id AS uuid), 'project_id', e.project_id, 'position_id', e.position_id,
+                   'account_id', CAST(:account_id AS uuid), 'project_title', e.project_title,
+                   'position_name', e.position_name
+               ) || t.extra,
+               :ob_producer, :ob_correlation_id, :ob_causation_id, :ob_occurred_at
+        FROM eligible e CROSS JOIN inserted i
+        CROSS JOIN (VALUES
+            (1, CAST(:submitted_id AS uuid), CAST(:submitted_type AS text), CAST(:submitted_version AS int),
+             '{}'::jsonb, false),
+            (2, CAST(:admitted_id AS uuid), CAST(:admitted_type AS text), CAST(:admitted_version AS int),
+             '{"automatic": true}'::jsonb, true)
+        ) AS t(n, id, event_type, schema_version, extra, on_admission)
+        WHERE NOT t.on_admission OR i.stage = 'admitted'
+        ORDER BY t.n
+        RETURNING 1
     )
+    SELECT c.*, (SELECT stage FROM inserted) AS stage,
+           -- eligible but no application row (the volunteer already applied): 1/0 fails the
+           -- statement, so neither the place nor the outbox rows are kept
+           1 / CASE WHEN EXISTS (SELECT 1 FROM eligible) THEN (SELECT count(*) FROM inserted)::int ELSE 1 END
+               AS guard,
+           (SELECT pg_notify(:channel, '') FROM inserted) AS notified
+    FROM context c
+    """
 )
 
 
-async def submit_application(
+async def apply(
     conn: asyncpg.Connection,
     *,
     application_id: uuid.UUID,
     position_id: uuid.UUID,
-    project_id: uuid.UUID,
     account_id: uuid.UUID,
-    auto: bool,
     motivation: str | None,
+    today: date,
     now: datetime,
-    outbox: dict[str, Any],
-) -> str | None:
-    """The writes of an application in one statement: the place (auto admission: the same
-    conditional update as ``take_place``, taken only while nobody waits: a place left free beside a
-    waiter, whose admission after a leave, raise or merge has not run yet or was lost with its
-    process, is the waiter's; this application then goes into line and, finding the place free
-    after commit, admits the line in order, see ``services.apply``), the application row and its
-    outbox rows (those flagged ``only_if`` are written only when a place was taken), so the
-    position's row is locked for one statement (and the commit when it runs in a transaction).
-    Returns the stage, or None when the volunteer already applied: the statement then fails as a
-    whole and has written nothing."""
+    events: dict[str, Any],
+) -> tuple[Any, bool]:
+    """An application in one statement, its own transaction: the position and project it needs and
+    whether the volunteer is verified (the context, no lock taken), then, if the rules hold, the
+    place (auto admission: the same conditional update as ``take_place``, taken only while nobody
+    waits: a place left free beside a waiter, whose admission after a leave, raise or merge has not
+    run yet or was lost with its process, is the waiter's; this application then goes into line
+    and, finding the place free after commit, admits the line in order, see ``services.apply``), the
+    application row and its outbox rows, so the position's row is locked for one statement.
+
+    Returns the context with the application's ``stage`` (None when the rules refused it and nothing
+    was written), or None when the position does not exist; and whether the volunteer had already
+    applied (the statement then fails as a whole and has written nothing). ``events``: the outbox
+    rows' ids, types and versions (``submitted_*``, ``admitted_*``) and the columns of
+    ``unit_of_work.event_row_params``."""
     params = {
         "id": application_id,
         "position_id": position_id,
-        "project_id": project_id,
         "account_id": account_id,
-        "auto": auto,
         "motivation": motivation,
+        "today": today,
         "now": now,
         "channel": messaging.channel,
-        **outbox,
+        **events,
     }
     try:
-        row = await fetchrow_plain(conn, _SUBMIT_APPLICATION, params)
+        return await fetchrow_plain(conn, _APPLY, params), False
     except asyncpg.DivisionByZeroError:
-        return None
-    stage: str = row["stage"]
-    return stage
+        return None, True
 
 
 _TAKE_PLACE = text(

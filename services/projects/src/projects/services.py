@@ -15,7 +15,7 @@ from projects.domain import application as stages
 from projects.domain import hours as hours_rules
 from projects.domain import project as project_rules
 from projects.turns import PositionTurns
-from projects.unit_of_work import ProjectsUnitOfWork, event_row_params, outbox_params
+from projects.unit_of_work import ProjectsUnitOfWork, event_row_params
 from shared import regions
 from shared.auth import Principal
 from shared.clock import local_today
@@ -478,13 +478,30 @@ async def _apply(
     motivation: str | None,
 ) -> tuple[uuid.UUID, str, bool]:
     """Returns the application, its stage and whether it went into line on an automatic position
-    that has a free place now."""
-    ctx = await repo.apply_context(conn, position_id, principal.account_id)
+    that has a free place now. The hot path of a surge: one statement (``repo.apply``), its own
+    transaction, reads the position and the volunteer, and if the rules hold takes the place, writes
+    the row and the events (the admission event only if a place was taken); the position stays
+    locked only while the statement runs, and nothing is written unless all of it is. The rules are
+    judged here from what the statement read, to refuse with the rule's own code."""
+    application_id = uuid.uuid4()
+    today = local_today(uow.clock)
+    ctx, already_applied = await repo.apply(
+        conn,
+        application_id=application_id,
+        position_id=position_id,
+        account_id=principal.account_id,
+        motivation=motivation,
+        today=today,
+        now=uow.clock.now(),
+        events=_apply_event_params(uow),
+    )
+    if already_applied:
+        raise AppError(errors.ALREADY_APPLIED)
     if ctx is None:
         raise AppError(errors.POSITION_NOT_FOUND)
     if not ctx["verified"]:
         raise AppError(errors.VOLUNTEER_NOT_VERIFIED)
-    if not project_rules.is_recruiting(ctx["status"], dates_of(ctx), local_today(uow.clock)):
+    if not project_rules.is_recruiting(ctx["status"], dates_of(ctx), today):
         raise AppError(
             errors.PROJECT_NOT_RECRUITING,
             {
@@ -492,31 +509,25 @@ async def _apply(
                 "recruit_ends_on": ctx["recruit_ends_on"].isoformat(),
             },
         )
-    application_id = uuid.uuid4()
-    fields = _application_event_fields(ctx, application_id, principal.account_id)
-    # The hot path of a surge: one statement, its own transaction, takes the place, writes the row and
-    # the events (the admission event only if a place was taken): the position stays locked only while
-    # the statement runs, and nothing is written unless all of it is.
-    stage = await repo.submit_application(
-        conn,
-        application_id=application_id,
-        position_id=position_id,
-        project_id=ctx["project_id"],
-        account_id=principal.account_id,
-        auto=ctx["admission_mode"] == "auto",
-        motivation=motivation,
-        now=uow.clock.now(),
-        outbox=outbox_params(
-            uow,
-            [ApplicationSubmitted(**fields), ApplicationAdmitted(**fields, automatic=True)],
-            only_if=[False, True],
-        ),
-    )
-    if stage is None:
-        raise AppError(errors.ALREADY_APPLIED)
+    stage: str | None = ctx["stage"]
+    if stage is None:  # the statement's rules and these disagree: a bug, not the caller's doing
+        raise RuntimeError("the apply statement wrote nothing for an application the rules accept")
     # one more read (committed state) for an application put in line on an automatic position
     auto_in_line = stage == stages.APPLIED and ctx["admission_mode"] == "auto"
     return application_id, stage, auto_in_line and await repo.has_free_place(conn, position_id)
+
+
+def _apply_event_params(uow: ProjectsUnitOfWork) -> dict[str, Any]:
+    """The outbox columns of an application's events, whose payloads ``repo.apply`` builds."""
+    return {
+        **event_row_params(uow, ApplicationSubmitted),
+        "submitted_id": uuid.uuid4(),
+        "submitted_type": ApplicationSubmitted.event_type,
+        "submitted_version": ApplicationSubmitted.schema_version,
+        "admitted_id": uuid.uuid4(),
+        "admitted_type": ApplicationAdmitted.event_type,
+        "admitted_version": ApplicationAdmitted.schema_version,
+    }
 
 
 async def load_application(uow: UnitOfWork, application_id: uuid.UUID, *, for_update: bool = False) -> repo.Row:
