@@ -29,6 +29,8 @@ import asyncpg
 import httpx
 from fastapi import FastAPI
 
+from shared.auth import TokenSigner
+
 PG_ADMIN_DSN = os.environ.get("VS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_BASE = os.environ.get("VS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -193,8 +195,6 @@ async def running(app: FastAPI, base_url: str = "http://test") -> AsyncIterator[
 def signing_key_pem() -> bytes:
     """One token-signing key (the default algorithm's) for a test process: an RSA key takes about
     30 ms to generate, and the suites start a service per test."""
-    from shared.auth import TokenSigner
-
     return TokenSigner.generate_pem()
 
 

@@ -24,23 +24,6 @@ from sqlalchemy.util.concurrency import greenlet_spawn
 from shared.contracts.base import Event
 from shared.db import UnitOfWork
 
-#: ``INSERT INTO outbox ... RETURNING 1`` of the events in :func:`outbox_params`, for a CTE of a
-#: statement that also defines a CTE ``outbox_gate``: rows flagged ``only_if`` are written only when
-#: ``outbox_gate`` has a row (the other rows always are).
-OUTBOX_INSERT = """
-    INSERT INTO outbox (id, event_type, schema_version, aggregate_type, aggregate_id, payload,
-                        producer, correlation_id, causation_id, occurred_at)
-    SELECT t.id, t.event_type, t.schema_version, t.aggregate_type, t.aggregate_id, t.payload::jsonb,
-           :ob_producer, :ob_correlation_id, :ob_causation_id, :ob_occurred_at
-    FROM unnest(CAST(:ob_ids AS uuid[]), CAST(:ob_event_types AS text[]), CAST(:ob_versions AS int[]),
-                CAST(:ob_aggregate_types AS text[]), CAST(:ob_aggregate_ids AS text[]),
-                CAST(:ob_payloads AS text[]), CAST(:ob_only_if AS boolean[]))
-         WITH ORDINALITY AS t(id, event_type, schema_version, aggregate_type, aggregate_id, payload, only_if, n)
-    WHERE NOT t.only_if OR EXISTS (SELECT 1 FROM outbox_gate)
-    ORDER BY t.n
-    RETURNING 1
-"""
-
 
 def event_row_params(uow: UnitOfWork, event_class: type[Event]) -> dict[str, Any]:
     """The columns of outbox rows a statement builds itself (payload included) for ``event_class``."""
@@ -55,12 +38,28 @@ def event_row_params(uow: UnitOfWork, event_class: type[Event]) -> dict[str, Any
     }
 
 
+#: the events of :func:`outbox_params` in one ``INSERT ... SELECT FROM unnest``, in the order they
+#: were raised (the relay publishes by ``seq``), and the relay's poke, in one statement
 _WRITE_EVENTS = text(
-    "WITH outbox_gate AS (SELECT 1 WHERE false), written AS (" + OUTBOX_INSERT + ") SELECT pg_notify(:channel, '')"
+    """
+    WITH written AS (
+        INSERT INTO outbox (id, event_type, schema_version, aggregate_type, aggregate_id, payload,
+                            producer, correlation_id, causation_id, occurred_at)
+        SELECT t.id, t.event_type, t.schema_version, t.aggregate_type, t.aggregate_id, t.payload::jsonb,
+               :ob_producer, :ob_correlation_id, :ob_causation_id, :ob_occurred_at
+        FROM unnest(CAST(:ob_ids AS uuid[]), CAST(:ob_event_types AS text[]), CAST(:ob_versions AS int[]),
+                    CAST(:ob_aggregate_types AS text[]), CAST(:ob_aggregate_ids AS text[]),
+                    CAST(:ob_payloads AS text[]))
+             WITH ORDINALITY AS t(id, event_type, schema_version, aggregate_type, aggregate_id, payload, n)
+        ORDER BY t.n
+        RETURNING 1
+    )
+    SELECT pg_notify(:channel, '')
+    """
 )
 
 
-def outbox_params(uow: UnitOfWork, events: Sequence[Event], only_if: Sequence[bool] | None = None) -> dict[str, Any]:
+def outbox_params(uow: UnitOfWork, events: Sequence[Event]) -> dict[str, Any]:
     return {
         "ob_ids": [uuid.uuid4() for _ in events],
         "ob_event_types": [e.event_type for e in events],
@@ -68,7 +67,6 @@ def outbox_params(uow: UnitOfWork, events: Sequence[Event], only_if: Sequence[bo
         "ob_aggregate_types": [e.aggregate_type for e in events],
         "ob_aggregate_ids": [e.aggregate_key() for e in events],
         "ob_payloads": [e.model_dump_json() for e in events],
-        "ob_only_if": list(only_if) if only_if is not None else [False] * len(events),
         "ob_producer": uow.producer,
         "ob_correlation_id": uow.correlation_id,
         "ob_causation_id": uow.causation_id,
