@@ -275,6 +275,19 @@ async def test_during_and_after_a_reindex_every_number_is_found_under_either_key
         )
         _, claimed = await after.sign_up(id_number=imported_number, real_name="蒋丁")
         assert claimed["id"] == str(imported_record)
+        # every file loaded before or during the rotation adds nothing when loaded again (records
+        # claimed and merged since included): a re-indexed record keeps its id, derived under the
+        # old key, and is found by its row's fingerprint under the new one
+        records_before = await after.fetch("SELECT count(*) FROM volunteer_records")
+        loaded = {
+            "first.csv": first_file,
+            "second.csv": [("孙甲", twice_number)],
+            "third.csv": [("孙乙", twice_number)],
+            "later.csv": [("孙丙", later_number)],
+        }
+        for name, rows in loaded.items():
+            assert await import_rows(after, tmp_path / name, rows) == (0, 0), name
+        assert await after.fetch("SELECT count(*) FROM volunteer_records") == records_before
 
     again = await reindex_command(database_url, keys, keys.new, None)
     assert again.code == 0, again.output
@@ -315,6 +328,33 @@ async def test_a_number_that_does_not_open_is_reported_by_record_id_and_keeps_it
             "SELECT id_blind_index, id_blind_key_id FROM volunteer_records WHERE id = :i", i=damaged
         ) == [(index, fingerprint(keys.old))]
     assert_nothing_sensitive(run, [damaged_number], keys, [bytes(index)])
+
+
+async def test_a_record_renamed_since_its_import_is_re_indexed_without_a_fingerprint_and_the_rest_keep_theirs(
+    start_identity: StartIdentity, tmp_path: Path
+) -> None:
+    """A claimed, not yet verified account may change its name (V8): its record no longer is the row
+    it was loaded from, whose name is not kept, so the re-index cannot say what that row's
+    fingerprint under the new key is. It moves the record's index all the same (nothing holds the
+    rotation up), gives it no fingerprint (no guess that could match another row), and gives the
+    record loaded beside it its own."""
+    keys = Keys(new_key(), new_key(), new_key())
+    kept_number, renamed_number = resident_id(), resident_id()
+    rows = [("周正", kept_number), ("吴改", renamed_number)]
+    async with start_identity(**keys.settings(keys.old)) as identity:
+        database_url = identity.settings.database_url
+        assert await import_rows(identity, tmp_path / "file.csv", rows) == (2, 0)
+        async with identity.runtime.engine.begin() as conn:
+            await conn.exec_driver_sql("UPDATE volunteer_records SET real_name = '吴新' WHERE real_name = '吴改'")
+
+    run = await reindex_command(database_url, keys, keys.new, keys.old)
+
+    assert run.code == 0, run.output
+    assert run.reindexed() == (2, 0, 0)
+    async with start_identity(database_url=database_url, **keys.settings(keys.new)) as after:
+        found = dict(await after.fetch("SELECT real_name, import_key IS NOT NULL FROM volunteer_records"))
+        assert found == {"周正": True, "吴新": False}
+        assert await import_rows(after, tmp_path / "kept.csv", rows[:1]) == (0, 0)
 
 
 async def _verified(identity: Identity, signed: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:

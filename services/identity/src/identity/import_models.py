@@ -2,11 +2,14 @@
 
 The imported volunteers themselves are ``volunteer_records`` rows (source ``import``, status
 ``inactive`` until claimed, V4). A record's id is derived from a keyed fingerprint of the row,
-so loading the same rows again inserts nothing (``ON CONFLICT (id) DO NOTHING``).
+so loading the same rows again inserts nothing (``ON CONFLICT (id) DO NOTHING``); after a
+rotation of the blind-index key a record keeps its id and ``reindex`` gives it its fingerprint under
+the new key as ``import_key``, which the importer checks as well.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 
@@ -20,6 +23,17 @@ JOB_QUEUED = "queued"
 JOB_RUNNING = "running"
 JOB_SUCCEEDED = "succeeded"
 JOB_FAILED = "failed"
+
+
+def record_id(blind_index: bytes, name: str, legacy_number: str) -> str:
+    """The row's identity (a UUID): the keyed blind index of the number with the name and the
+    legacy volunteer number, so only the key holder can tell whose record an id is."""
+    digest = bytearray(
+        hashlib.sha256(b"import-row|%b|%b|%b" % (blind_index, name.encode(), legacy_number.encode())).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x40  # a version-4-shaped UUID
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return digest.hex()
 
 
 class ImportJob(Base):

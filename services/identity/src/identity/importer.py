@@ -10,8 +10,10 @@ the database loads the previous one.
 
 Idempotent: a record's id is derived from a keyed fingerprint of the row (document type,
 number, name, legacy volunteer number), so loading the same rows twice, or a file twice,
-adds nothing; a half-finished import is finished by running it again. Several records with
-one number are kept and a duplicate case is opened for the national admin (V3).
+adds nothing, also after a rotation of the blind-index key (a re-indexed record keeps its id and
+carries its fingerprint under the new key in ``import_key``); a half-finished import is finished
+by running it again. Several records with one number are kept and a duplicate case is opened for
+the national admin (V3).
 
 During a rotation of the blind-index key (:mod:`identity.reindex`) a row is indexed under the
 current key and also carries its index and record id under the previous one: a row loaded before
@@ -77,7 +79,15 @@ from identity.config import IdentitySettings
 from identity.crypto import DataCipher, build_cipher, id_number_context
 from identity.domain import documents
 from identity.domain.documents import DocumentType
-from identity.import_models import JOB_FAILED, JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, ImportJob, ImportRejection
+from identity.import_models import (
+    JOB_FAILED,
+    JOB_QUEUED,
+    JOB_RUNNING,
+    JOB_SUCCEEDED,
+    ImportJob,
+    ImportRejection,
+    record_id,
+)
 from shared import regions
 from shared.aio import cancel_and_wait
 from shared.clock import Clock, SystemClock, local_today
@@ -297,8 +307,12 @@ SELECT id, document_type, id_blind_index, id_blind_key_id, id_ciphertext, id_key
      ),
      $1
 FROM import_staging s
--- loaded before a rotation of the blind-index key began, under the id the previous key gave it
-WHERE s.previous_id IS NULL OR NOT EXISTS (SELECT 1 FROM volunteer_records v WHERE v.id = s.previous_id)
+-- loaded before under an earlier blind-index key, then re-indexed (under the fingerprint it was given)
+WHERE NOT EXISTS (SELECT 1 FROM volunteer_records v WHERE v.import_key = s.id)
+  -- during a rotation: loaded under the previous key (the id it gave), not yet re-indexed
+  AND (s.previous_id IS NULL
+       OR NOT EXISTS (SELECT 1 FROM volunteer_records v WHERE v.id = s.previous_id)
+          AND NOT EXISTS (SELECT 1 FROM volunteer_records v WHERE v.import_key = s.previous_id))
 ON CONFLICT (id) DO NOTHING
 RETURNING id_blind_index
 """
@@ -436,17 +450,6 @@ def _parse_hours(value: str) -> str | None:
     if len(value.partition(".")[2]) > 2:
         hours = hours.quantize(_HUNDREDTH, rounding=ROUND_HALF_UP)
     return str(hours)
-
-
-def record_id(blind_index: bytes, name: str, legacy_number: str) -> str:
-    """The row's identity (a UUID): the keyed blind index of the number with the name and the
-    legacy volunteer number, so only the key holder can tell whose record an id is."""
-    digest = bytearray(
-        hashlib.sha256(b"import-row|%b|%b|%b" % (blind_index, name.encode(), legacy_number.encode())).digest()[:16]
-    )
-    digest[6] = (digest[6] & 0x0F) | 0x40  # a version-4-shaped UUID
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    return digest.hex()
 
 
 class RowChecker:

@@ -55,6 +55,13 @@ class VolunteerRecord(Base):
     __tablename__ = "volunteer_records"
     __table_args__ = (
         Index("ix_volunteer_records_live_blind_index", "id_blind_index", postgresql_where=text("status <> 'merged'")),
+        # empty until a blind-index key rotation: probing it costs an import next to nothing
+        Index(
+            "ux_volunteer_records_import_key",
+            "import_key",
+            unique=True,
+            postgresql_where=text("import_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -73,6 +80,11 @@ class VolunteerRecord(Base):
     merged_into_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("volunteer_records.id"))
     #: what a legacy system knew (hours, teams, ...), kept when the record is claimed or merged
     history: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    #: an imported record's id is its row's fingerprint under the blind-index key of the time
+    #: (``identity.import_models.record_id``); once ``reindex`` moves the record to another key, its
+    #: fingerprint under that key, by which loading the same row again still finds it. None: the
+    #: id is the fingerprint under the current key, or the record was not imported
+    import_key: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

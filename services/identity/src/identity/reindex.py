@@ -15,7 +15,9 @@ settings and one command:
   transaction each, so it runs beside the service, two runs share the rows, and a stopped run is
   finished by running it again). Each number is opened with the data keys and indexed again; in
   the same transaction the record's account and every duplicate case under the record's old index
-  move to the new one. A number's records, its account and its cases thus never disagree for
+  move to the new one. An imported record, whose id is its row's fingerprint under the key of
+  its import, gets that fingerprint under the new key (``import_key``), so the importer still knows
+  its row (:func:`_import_key`). A number's records, its account and its cases thus never disagree for
   long, and a case always shares its index with one of its records, which is how
   :func:`identity.admin.case_records` finds the others under both keys (a case has no ciphertext
   of its own). Accounts and cases are locked with ``SKIP LOCKED`` as well: a record whose account
@@ -47,6 +49,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.crypto import DataCipher, Sealed, id_number_context
 from identity.domain.documents import DocumentType, blind_index_input
+from identity.import_models import record_id
+from identity.models import SOURCE_IMPORT
 from identity.rekey import DOES_NOT_OPEN, KEY_MISSING
 from shared.logging import get_logger
 
@@ -61,7 +65,8 @@ CONFLICT = "conflict"
 TABLES = ("volunteer_records", "accounts", "duplicate_cases")
 
 _PICK = text(
-    "SELECT id, document_type, id_blind_index, id_ciphertext, id_key_id FROM volunteer_records "
+    "SELECT id, document_type, id_blind_index, id_ciphertext, id_key_id, source, real_name, "
+    "history -> 'legacy' ->> 'volunteer_number', import_key FROM volunteer_records "
     "WHERE id_blind_key_id IS DISTINCT FROM :current AND id > :after ORDER BY id LIMIT :limit "
     # FOR NO KEY UPDATE: what the UPDATE takes (the index is no key), so a foreign key check's
     # KEY SHARE neither waits nor makes the row skipped; requests that change it, and another run, do
@@ -78,8 +83,10 @@ _LOCK_CASES = text(
 )
 # set-based: one statement per table and batch (pairs of arrays, unnested side by side)
 _WRITE_RECORDS = text(
-    "UPDATE volunteer_records v SET id_blind_index = m.new, id_blind_key_id = :kid "
-    "FROM unnest(CAST(:ids AS uuid[]), CAST(:news AS bytea[])) AS m(id, new) WHERE v.id = m.id"
+    "UPDATE volunteer_records v SET id_blind_index = m.new, id_blind_key_id = :kid, "
+    "import_key = coalesce(m.import_key, v.import_key) "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:news AS bytea[]), CAST(:import_keys AS uuid[])) "
+    "AS m(id, new, import_key) WHERE v.id = m.id"
 )
 _WRITE_ACCOUNTS = text(
     "UPDATE accounts a SET id_blind_index = m.new, id_blind_key_id = :kid "
@@ -117,6 +124,8 @@ class _Move:
     new: bytes
     key_id: str
     has_account: bool
+    #: an imported record's fingerprint under the new key (``import_key``), or None: left as it is
+    import_key: uuid.UUID | None = None
 
 
 async def reindex(engine: AsyncEngine, cipher: DataCipher, *, batch_size: int = DEFAULT_BATCH_SIZE) -> ReindexResult:
@@ -171,7 +180,7 @@ class ReindexRun:
 
     def recompute(self, rows: Sequence[Any]) -> list[_Move]:
         moves = []
-        for row_id, document_type, old, ciphertext, key_id in rows:
+        for row_id, document_type, old, ciphertext, key_id, source, name, legacy_number, import_key in rows:
             if key_id not in self.cipher.key_ids:
                 self.unindexed(row_id, KEY_MISSING, key_id)
                 continue
@@ -183,12 +192,26 @@ class ReindexRun:
                 self.unindexed(row_id, DOES_NOT_OPEN, key_id)
                 continue
             new = self.cipher.blind_index(blind_index_input(DocumentType(document_type), number))
-            moves.append(_Move(row_id, bytes(old), new, key_id, has_account=False))
+            new_import_key = None
+            if source == SOURCE_IMPORT:
+                new_import_key = _import_key(bytes(old), new, name, legacy_number or "", import_key or row_id)
+            moves.append(_Move(row_id, bytes(old), new, key_id, has_account=False, import_key=new_import_key))
         return moves
 
     def unindexed(self, row_id: uuid.UUID, reason: str, key_id: str) -> None:
         self.done.unindexed.append(Unindexed(row_id, reason, key_id))
         log.warning("reindex_record_left", row_id=str(row_id), key_id=key_id, reason=reason)
+
+
+def _import_key(old: bytes, new: bytes, name: str, legacy_number: str, fingerprint: uuid.UUID) -> uuid.UUID | None:
+    """An imported record's row fingerprint under the new key, so loading its file again still finds
+    it (the importer checks ``import_key`` beside the id). Only for a record that is still the row
+    it was loaded from: its fingerprint under the old index must be the one it carries (its id, or
+    the ``import_key`` of an earlier rotation). A record whose name changed since (a claimed, not yet
+    verified account may change it) keeps what it has: the row's own name is not kept."""
+    if record_id(old, name, legacy_number) != fingerprint.hex:
+        return None
+    return uuid.UUID(record_id(new, name, legacy_number))
 
 
 async def _without_busy(conn: AsyncConnection, moves: list[_Move]) -> list[_Move]:
@@ -204,7 +227,7 @@ async def _without_busy(conn: AsyncConnection, moves: list[_Move]) -> list[_Move
     locked_cases = {r[0] for r in await conn.execute(_LOCK_CASES, {"olds": olds})}
     busy_olds = {bytes(index) for case_id, index in cases if case_id not in locked_cases}
     return [
-        _Move(m.record_id, m.old, m.new, m.key_id, has_account=m.record_id in with_account)
+        _Move(m.record_id, m.old, m.new, m.key_id, has_account=m.record_id in with_account, import_key=m.import_key)
         for m in moves
         if (m.record_id not in with_account or m.record_id in locked_accounts) and m.old not in busy_olds
     ]
@@ -228,7 +251,13 @@ async def _write(conn: AsyncConnection, moves: list[_Move], state: ReindexRun) -
 
 async def _apply(conn: AsyncConnection, moves: list[_Move], key_id: str, done: ReindexResult) -> None:
     await conn.execute(
-        _WRITE_RECORDS, {"ids": [m.record_id for m in moves], "news": [m.new for m in moves], "kid": key_id}
+        _WRITE_RECORDS,
+        {
+            "ids": [m.record_id for m in moves],
+            "news": [m.new for m in moves],
+            "import_keys": [m.import_key for m in moves],
+            "kid": key_id,
+        },
     )
     accounts = [m for m in moves if m.has_account]
     if accounts:
