@@ -7,13 +7,14 @@ import uuid
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from identity.domain.documents import DocumentType
+from shared.inputs import INPUT_CONFIG
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = INPUT_CONFIG
 
     @field_validator("*", mode="after")
     @classmethod

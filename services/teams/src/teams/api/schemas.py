@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, EmailStr, Field, StringConstraints
 
+from shared.inputs import INPUT_CONFIG
 from teams.domain.kinds import TeamKind
 
 JoinMode = Literal["reject_anyone", "anyone", "approval"]
@@ -22,7 +23,7 @@ Text = Annotated[str, StringConstraints(pattern=NO_CONTROL)]
 
 
 class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = INPUT_CONFIG
 
 
 # -- regions ------------------------------------------------------------------------------------

@@ -1,0 +1,65 @@
+"""What every service's request-body models share: unknown fields refused, text trimmed, and a
+published schema that says so.
+
+Input models drop whitespace around text (``str_strip_whitespace``) and then check its length and
+pattern, so ``" ab "`` fails a ``minLength`` of 4 that its four characters meet. The schema would
+then accept what the service refuses: a client, or a fuzzer, that trusts it gets a
+``validation_failed``. Published text whose trimmed form could break its constraints (a minimum
+length, or a pattern that admits spaces and not the empty string) therefore also carries
+:data:`TRIMMED`: no whitespace at either end. Whatever meets the schema is then already trimmed,
+and trimming changes nothing. The service still trims what it is sent (a pasted name with a
+trailing space is accepted); the schema only asks clients to send text as it will be stored.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import ConfigDict
+
+#: the characters the models trim: Unicode's White_Space, which pydantic's ``str_strip_whitespace``
+#: takes off (Rust's ``str::trim``), spelled out because regex dialects disagree on ``\s``
+#: (ECMA-262, JSON Schema's dialect, leaves out U+0085; Python adds U+001C-U+001F)
+_TRIMMED_OFF = r"\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+#: no whitespace at either end: the first and the last character are not among those trimmed
+TRIMMED = rf"^[^{_TRIMMED_OFF}](?:[\s\S]*[^{_TRIMMED_OFF}])?$"
+
+
+def _shrinks_below(schema: dict[str, Any]) -> bool:
+    """Whether trimming a string this schema accepts could make it break the schema."""
+    if schema.get("type") != "string":
+        return False
+    if schema.get("minLength", 0) > 0:
+        return True
+    pattern = schema.get("pattern")
+    if pattern is None or pattern == TRIMMED:
+        return False
+    # a pattern of allowed characters without spaces keeps holding once spaces are cut off; one
+    # that admits spaces and needs some characters (``^[0-9 ]{5,30}$``) may not
+    return (" " in pattern or r"\s" in pattern) and re.fullmatch(pattern, "") is None
+
+
+def _require_trimmed(schema: dict[str, Any]) -> None:
+    for member in (*schema.get("anyOf", ()), *schema.get("oneOf", ())):
+        _require_trimmed(member)
+    if isinstance(schema.get("items"), dict):
+        _require_trimmed(schema["items"])
+    if not _shrinks_below(schema):
+        return
+    if "pattern" in schema:
+        constraints = schema.setdefault("allOf", [])
+        if {"pattern": TRIMMED} not in constraints:
+            constraints.append({"pattern": TRIMMED})
+    else:
+        schema["pattern"] = TRIMMED
+
+
+def published_trimmed(schema: dict[str, Any], model: type[Any]) -> None:
+    """``json_schema_extra`` of input models: mark their text fields as trimmed (module docstring)."""
+    for field in schema.get("properties", {}).values():
+        _require_trimmed(field)
+
+
+#: the configuration of every request-body model
+INPUT_CONFIG = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=published_trimmed)
