@@ -16,6 +16,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
+from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from shared.auth import TokenSigner, TokenVerifier
@@ -87,7 +88,9 @@ def fuzz_service(stack: Stack, service: str, role: str) -> tuple[int, list[str]]
             run()
         except Unsatisfiable:
             continue
-        except Exception as exc:
+        # schemathesis reports its findings as a FailureGroup, a BaseExceptionGroup: caught by name,
+        # or the first failing operation ends the whole run and the rest go unchecked
+        except (Exception, FailureGroup) as exc:
             failures.append(f"{service} {operation.label} as {role}: {str(exc)[:1500]}")
     return calls, failures
 

@@ -14,7 +14,7 @@ from typing import IO, Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, UploadFile
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, WithJsonSchema
 
 from identity import importer
 from identity.api.deps import Runtime, UoW
@@ -121,7 +121,10 @@ async def create_import(
     file: Annotated[
         UploadFile, File(description="columns: 姓名, 证件类型, 证件号码, 手机号码, 电子邮箱, 地区代码, ...")
     ],
-    file_format: Annotated[Literal["csv", "xlsx"] | None, Form(alias="format")] = None,
+    # absent, not null: a multipart form has no null (a "null" there is the text, refused)
+    file_format: Annotated[
+        Literal["csv", "xlsx"] | None, WithJsonSchema({"type": "string", "enum": ["csv", "xlsx"]}), Form(alias="format")
+    ] = None,
     encoding: Annotated[Literal["auto", "utf-8", "gb18030"], Form()] = "auto",
 ) -> ImportJobOut:
     chosen_format = file_format or importer.guess_format(file.filename or "")
