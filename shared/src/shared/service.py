@@ -141,6 +141,9 @@ def main(
             workers=args.workers,
             log_config=None,
             proxy_headers=True,
+            # connections still open at a stop (a request in flight, or one a client left half-sent)
+            # are waited for this long, then cut, so the lifespan's own stop always runs
+            timeout_graceful_shutdown=max(1, round(settings.shutdown_step_seconds)),
         )
     elif args.command == "migrate":
         asyncio.run(_migrate(runtime_factory(settings), service_root))
