@@ -86,10 +86,16 @@ def test_kubernetes_manifests_name_real_settings_and_probes() -> None:
         if document and document["kind"] == "ConfigMap":
             service = document["metadata"]["name"].removeprefix("vs-")
             assert set(document["data"]) <= setting_names(service)
+    configs = {d["metadata"]["name"]: d["data"] for d in documents if d and d["kind"] == "ConfigMap"}
     for service, deployment in deployments.items():
-        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = pod["containers"]
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["args"][:3] == ["python", "-m", service]
+        # a stop may take the HTTP grace and the runtime's four steps, each _SHUTDOWN_STEP_SECONDS,
+        # before Kubernetes kills the pod and the stop with it
+        step = float(configs.get(f"vs-{service}", {}).get(f"{service.upper()}_SHUTDOWN_STEP_SECONDS", 20))
+        assert pod["terminationGracePeriodSeconds"] >= 5 * step
 
 
 def test_env_example_names_real_settings() -> None:
