@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from shared.testing import free_port
-from tests.faults.procs import ServiceProcess, service_env
+from tests.faults.procs import ServiceProcess, service_env, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -35,18 +35,17 @@ async def test_a_serving_process_stops_on_sigterm_although_a_client_holds_a_half
     )
     teams.start(extra_args=["--port", str(port)])
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, teams.log()[-2000:]
-                assert teams.proc is not None
-                assert teams.proc.poll() is None, teams.log()[-2000:]
-                await asyncio.sleep(0.2)
+
+        async def ready() -> bool:
+            assert teams.proc is not None
+            assert teams.proc.poll() is None, teams.log()[-2000:]
+            try:
+                async with httpx.AsyncClient(timeout=2) as client:
+                    return (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await wait_until(ready, timeout=60, what="teams serving")
 
         with socket.create_connection(("127.0.0.1", port)) as held:
             held.sendall(

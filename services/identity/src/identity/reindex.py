@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -227,7 +227,7 @@ async def _without_busy(conn: AsyncConnection, moves: list[_Move]) -> list[_Move
     locked_cases = {r[0] for r in await conn.execute(_LOCK_CASES, {"olds": olds})}
     busy_olds = {bytes(index) for case_id, index in cases if case_id not in locked_cases}
     return [
-        _Move(m.record_id, m.old, m.new, m.key_id, has_account=m.record_id in with_account, import_key=m.import_key)
+        replace(m, has_account=m.record_id in with_account)
         for m in moves
         if (m.record_id not in with_account or m.record_id in locked_accounts) and m.old not in busy_olds
     ]
