@@ -330,14 +330,47 @@ async def test_a_number_that_does_not_open_is_reported_by_record_id_and_keeps_it
     assert_nothing_sensitive(run, [damaged_number], keys, [bytes(index)])
 
 
-async def test_a_record_renamed_since_its_import_is_re_indexed_without_a_fingerprint_and_the_rest_keep_theirs(
+async def test_a_claimed_record_renamed_before_verification_is_still_found_by_its_row_after_a_rotation(
     start_identity: StartIdentity, tmp_path: Path
 ) -> None:
-    """A claimed, not yet verified account may change its name (V8): its record no longer is the row
-    it was loaded from, whose name is not kept, so the re-index cannot say what that row's
-    fingerprint under the new key is. It moves the record's index all the same (nothing holds the
-    rotation up), gives it no fingerprint (no guess that could match another row), and gives the
-    record loaded beside it its own."""
+    """A claimed, not yet verified account may change its name (V8), and the record then no longer
+    carries the name its row was loaded under. The record keeps that name in its history on the
+    first change, so the re-index still gives it the row's fingerprint under the new key: loading
+    the file again after the rotation adds no second record and opens no case."""
+    keys = Keys(new_key(), new_key(), new_key())
+    number = resident_id()
+    rows = [("吴验证失败", number)]
+    async with start_identity(**keys.settings(keys.old)) as identity:
+        database_url = identity.settings.database_url
+        assert await import_rows(identity, tmp_path / "file.csv", rows) == (1, 0)
+        body, _ = await identity.sign_up(id_number=number, real_name="吴验证失败")
+        headers = await identity.headers_for(body)
+        await identity.verification(headers, "failed")
+        for name in ("吴改验证失败", "吴再改验证失败"):  # each checked again, and failed again
+            renamed = await identity.client.patch("/api/v1/accounts/me", json={"real_name": name}, headers=headers)
+            assert renamed.status_code == 200, renamed.text
+        [(name, history)] = await identity.fetch("SELECT real_name, history FROM volunteer_records")
+        assert (name, history["legacy"]["name"]) == ("吴再改验证失败", "吴验证失败")
+
+    run = await reindex_command(database_url, keys, keys.new, keys.old)
+
+    assert run.code == 0, run.output
+    assert run.reindexed() == (1, 1, 0)
+    async with start_identity(database_url=database_url, **keys.settings(keys.new)) as after:
+        assert await after.fetch("SELECT import_key IS NOT NULL FROM volunteer_records") == [(True,)]
+        assert await import_rows(after, tmp_path / "file.csv", rows) == (0, 0)
+        assert await after.fetch("SELECT count(*) FROM volunteer_records") == [(1,)]
+        assert await after.fetch("SELECT count(*) FROM duplicate_cases") == [(0,)]
+
+
+async def test_a_record_renamed_before_its_imported_name_was_kept_is_re_indexed_without_a_fingerprint(
+    start_identity: StartIdentity, tmp_path: Path
+) -> None:
+    """A record renamed by an earlier version, which did not keep the imported name, no longer tells
+    what its row was, so the re-index cannot say what that row's fingerprint under the new key is.
+    It moves the record's index all the same (nothing holds the rotation up), gives it no
+    fingerprint (no guess that could match another row), and gives the record loaded beside it its
+    own."""
     keys = Keys(new_key(), new_key(), new_key())
     kept_number, renamed_number = resident_id(), resident_id()
     rows = [("周正", kept_number), ("吴改", renamed_number)]

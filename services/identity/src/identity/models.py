@@ -88,6 +88,19 @@ class VolunteerRecord(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
+    def rename(self, name: str) -> None:
+        """A new real name (V8, before verification). An imported record first keeps the name it
+        was loaded under, as the legacy system knew it (``history.legacy.name``): ``reindex``
+        computes the row's fingerprint under a new blind-index key from it, so loading that row
+        again after a rotation still finds this record."""
+        if self.source == SOURCE_IMPORT:
+            history = dict(self.history or {})
+            legacy = dict(history.get("legacy") or {})
+            legacy.setdefault("name", self.real_name)
+            # a new dict: the JSONB column is not tracked for changes in place
+            self.history = {**history, "legacy": legacy}
+        self.real_name = name
+
 
 class Account(EventSource, Base):
     """A person's account. Never deleted (V7); the username never changes."""

@@ -331,7 +331,7 @@ async def change_profile(
         if account.verification_status == STATUS_VERIFIED:
             raise AppError(errors.NAME_LOCKED_AFTER_VERIFICATION)
         if not documents.same_name(record.real_name, change.real_name):
-            record.real_name = change.real_name.strip()
+            record.rename(change.real_name.strip())
             if account.verification_status in (STATUS_FAILED, STATUS_MANUAL_REVIEW):
                 await _recheck_under_new_name(uow, account, delay_seconds)
     if change.mobile is not None:

@@ -65,7 +65,9 @@ CONFLICT = "conflict"
 TABLES = ("volunteer_records", "accounts", "duplicate_cases")
 
 _PICK = text(
-    "SELECT id, document_type, id_blind_index, id_ciphertext, id_key_id, source, real_name, "
+    "SELECT id, document_type, id_blind_index, id_ciphertext, id_key_id, source, "
+    # an imported record renamed since keeps the name it was loaded under (VolunteerRecord.rename)
+    "coalesce(history -> 'legacy' ->> 'name', real_name), "
     "history -> 'legacy' ->> 'volunteer_number', import_key FROM volunteer_records "
     "WHERE id_blind_key_id IS DISTINCT FROM :current AND id > :after ORDER BY id LIMIT :limit "
     # FOR NO KEY UPDATE: what the UPDATE takes (the index is no key), so a foreign key check's
@@ -207,8 +209,9 @@ def _import_key(old: bytes, new: bytes, name: str, legacy_number: str, fingerpri
     """An imported record's row fingerprint under the new key, so loading its file again still finds
     it (the importer checks ``import_key`` beside the id). Only for a record that is still the row
     it was loaded from: its fingerprint under the old index must be the one it carries (its id, or
-    the ``import_key`` of an earlier rotation). A record whose name changed since (a claimed, not yet
-    verified account may change it) keeps what it has: the row's own name is not kept."""
+    the ``import_key`` of an earlier rotation). ``name`` is the name the record was loaded under,
+    kept when a claimed, not yet verified account changes it (``VolunteerRecord.rename``); a record
+    renamed before that name was kept keeps what it has."""
     if record_id(old, name, legacy_number) != fingerprint.hex:
         return None
     return uuid.UUID(record_id(new, name, legacy_number))
