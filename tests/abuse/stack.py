@@ -79,7 +79,14 @@ def build_apps(
         "jwt_audience": signer.audience,
     }
     ids = IdentitySettings(database_url=database_urls["identity"], **common)
-    ts = TeamsSettings(database_url=database_urls["teams"], **common)
+    # support lines configured, so the fuzz checks their responses against the schema
+    support = {
+        "national": {"phones": ["010-12345678"]},
+        "data_import": {"emails": ["data-import@volunteer.example.cn"]},
+        "provincial": {"330000": {"phones": ["0571-88886666"], "working_hours": "工作日 9:00-17:00"}},
+        "working_hours": "工作日 8:30-17:30",
+    }
+    ts = TeamsSettings(database_url=database_urls["teams"], support_contacts=support, **common)
     ps = ProjectsSettings(database_url=database_urls["projects"], **common)
     ns = NotificationsSettings(database_url=database_urls["notifications"], smtp_port=smtp_port, **common)
     return {

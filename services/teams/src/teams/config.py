@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
+from teams.support import SupportContacts
 
 
 class AuthorityContact(BaseModel):
@@ -31,3 +32,5 @@ class TeamsSettings(ServiceSettings):
     #: contact of each registration authority by region code (JSON in TEAMS_AUTHORITY_CONTACTS);
     #: a region without one uses the nearest region above it that has one
     authority_contacts: dict[str, AuthorityContact] = Field(default_factory=dict)
+    #: the support lines shown by ``GET /api/v1/support-contacts`` (JSON in TEAMS_SUPPORT_CONTACTS, X2)
+    support_contacts: SupportContacts = Field(default_factory=SupportContacts)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query, Response
 
 from shared import regions
 from shared.auth import CurrentPrincipal, OptionalPrincipal, RegionalOrNationalAdmin, region_prefix
-from shared.errors import AppError, error_responses
+from shared.errors import AppError, error_responses, preferred_language
 from shared.pagination import CURSOR_INVALID, decode_cursor, encode_cursor, time_cursor
 from teams import errors as E
 from teams import registration
@@ -35,6 +36,7 @@ from teams.api.views import team_out
 from teams.domain import review
 from teams.models import PENDING
 from teams.repository import TeamsRepository
+from teams.support import SupportContactsOut, support_lines
 
 router = APIRouter(prefix="/api/v1")
 
@@ -63,6 +65,31 @@ async def region(code: str) -> RegionDetail:
     return RegionDetail(
         **_region_out(found).model_dump(), children=[_region_out(r) for r in regions.children(found.code)]
     )
+
+
+# -- support contacts (X2) ----------------------------------------------------------------------
+@router.get(
+    "/support-contacts",
+    response_model=SupportContactsOut,
+    tags=["support"],
+    summary="Who to call or write to, for what, and when: the national line, the data-import contact, provinces",
+    responses=error_responses(E.REGION_NOT_FOUND),
+)
+async def support_contacts(
+    runtime: Runtime,
+    response: Response,
+    region_code: Annotated[
+        str | None, Query(pattern=r"^\d{6}(\d{3})?$", description="only the provincial line of this region's province")
+    ] = None,
+    accept_language: Annotated[str | None, Header()] = None,
+) -> SupportContactsOut:
+    """Public: someone locked out of their account needs it most. The lines come from the
+    deployment's settings (``TEAMS_SUPPORT_CONTACTS``); a line not configured is left out."""
+    if region_code is not None and regions.get(region_code) is None:
+        raise AppError(E.REGION_NOT_FOUND)
+    response.headers["Cache-Control"] = "public, max-age=300"
+    response.headers["Vary"] = "Accept-Language"
+    return support_lines(runtime.settings.support_contacts, preferred_language(accept_language), region_code)
 
 
 # -- teams --------------------------------------------------------------------------------------
