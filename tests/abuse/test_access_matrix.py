@@ -25,7 +25,7 @@ import httpx
 import pytest
 from stdnum.cn import uscc
 
-from shared.auth import TokenSigner, TokenVerifier
+from shared.auth import TokenSigner, TokenVerifier, issue_volunteer_match
 from shared.clock import SystemClock, local_today
 from shared.testing import SmtpServer, eventually, resident_id, sign_up_body
 
@@ -169,6 +169,8 @@ class World:
             ("POST", "/api/v1/teams/{team_id}/join-requests"): {"json": {}},
             ("POST", "/api/v1/teams/{team_id}/join-requests/{request_id}/decision"): {"json": {"outcome": "approved"}},
             ("POST", "/api/v1/teams/{team_id}/invitations"): {"json": {"account_id": str(self.b.account_id)}},
+            # a genuine match token, made for B (an admin elsewhere may get them): A's team is still not B's
+            ("POST", "/api/v1/teams/{team_id}/members"): {"json": {"match_token": self.match_token_of_b()}},
             # projects
             ("POST", "/api/v1/projects/{project_id}/copies"): {
                 "json": {
@@ -197,6 +199,11 @@ class World:
             ("POST", "/api/v1/projects/{project_id}/sign-outs"): {"json": {"code": ids["sign_out_code"]}},
         }
         return bodies.get((method, path), {})
+
+    def match_token_of_b(self) -> str:
+        signer = self.stack.apps["identity"].state.runtime.signer
+        token, _ = issue_volunteer_match(signer, self.b.account_id, self.b.account_id)
+        return token
 
     def hours_row(self, today: Any) -> dict[str, Any]:
         return {"application_id": self.ids["application_id"], "service_date": today.isoformat(), "minutes": 600}

@@ -4,12 +4,15 @@ volunteer to invite and reset a member's password."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlparse
 
 import httpx
+import jwt
 import pytest
 
 from identity.testing import Identity, envelope_for
+from shared.auth import volunteer_match_audience
 from shared.contracts.base import Event
 from shared.contracts.teams import TeamAdminAppointed, TeamAdminRemoved, TeamMemberJoined, TeamMemberLeft
 from shared.messaging.amqp import AmqpBroker
@@ -53,7 +56,20 @@ async def test_team_admin_finds_a_volunteer_by_id_number_and_name(identity: Iden
     ]
     found = await identity.client.post("/api/v1/volunteer-lookups", json=lookup(body), headers=admin)
     assert found.status_code == 200, found.text
-    assert found.json() == {"volunteer_id": account["id"], "masked_name": "刘**", "volunteer_number": number}
+    answer = found.json()
+    token, expires_at = answer.pop("match_token"), answer.pop("match_expires_at")
+    assert answer == {"volunteer_id": account["id"], "masked_name": "刘**", "volunteer_number": number}
+    # the match token (for teams, FAQ V1): the volunteer, made for this admin, for 10 minutes, and
+    # nothing personal; never an access token, of the volunteer or anyone
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert (claims["sub"], claims["act"], claims["roles"]) == (account["id"], str(admin_id), [])
+    assert claims["aud"] == volunteer_match_audience(identity.settings.jwt_audience)
+    assert claims["exp"] - claims["iat"] == 600
+    assert datetime.fromisoformat(expires_at) == identity.clock.now() + timedelta(minutes=10)
+    assert body["id_number"] not in str(claims)
+    assert "刘" not in str(claims)
+    as_access = await identity.client.get("/api/v1/accounts/me", headers={"Authorization": f"Bearer {token}"})
+    assert (as_access.status_code, as_access.json()["code"]) == (401, "token_invalid")
     audit = await identity.fetch(
         "SELECT subject_account_id, detail FROM audit_log WHERE action = 'volunteer_lookup' AND actor_id = :a",
         a=admin_id,
@@ -119,6 +135,8 @@ async def test_team_admin_sets_a_temporary_password_for_a_member(identity: Ident
         f"/api/v1/teams/{team_id}/members/{member_id}/temporary-passwords", headers=admin
     )
     assert reset.status_code == 201, reset.text
+    # the username too: the member may not know it (FAQ V1, "already registered")
+    assert reset.json()["username"] == body["username"]
     temporary = reset.json()["temporary_password"]
     must_change = await identity.log_in(body["username"], temporary)
     assert must_change.json()["code"] == "password_change_required"

@@ -395,6 +395,18 @@ class TokenVerifier:
         self.cache_size = cache_size
         self._verified: dict[str, _Verified] = {}
 
+    def for_audience(self, audience: str) -> TokenVerifier:
+        """A verifier of tokens for another audience, with the same keys, issuer, algorithm and clock."""
+        return TokenVerifier(
+            self.source,
+            issuer=self.issuer,
+            audience=audience,
+            algorithm=self.algorithm,
+            leeway_seconds=self.leeway,
+            clock=self.clock,
+            cache_size=0,
+        )
+
     async def verify(self, token: str) -> Principal:
         hit = self._verified.get(token)
         if hit is not None:
@@ -501,6 +513,46 @@ class TokenVerifier:
             claims=claims,
         )
         return _Verified(principal, expires, not_before, kid, jwk)
+
+
+# -- volunteer matches (T7, FAQ V1) -------------------------------------------------------------
+#: how long a team admin may use a lookup's answer to bring the volunteer into a team
+VOLUNTEER_MATCH_TTL = timedelta(minutes=10)
+
+
+def volunteer_match_audience(audience: str) -> str:
+    """The audience of a volunteer-match token. Never the access tokens' audience, so no service
+    takes one for the other: a match token names the volunteer as its subject."""
+    return f"{audience}#volunteer-match"
+
+
+def issue_volunteer_match(signer: TokenSigner, volunteer_id: uuid.UUID, admin_id: uuid.UUID) -> tuple[str, datetime]:
+    """Identity's signed word that the team admin ``admin_id`` gave the ID number and name of the
+    registered volunteer ``volunteer_id`` just now (FAQ V1: the volunteer, told "already
+    registered", brought them to the admin), for teams to bring the volunteer into one of that
+    admin's teams without an invitation to accept, since its owner cannot log in. The subject is
+    the volunteer and ``act`` the admin; it carries no role and no personal data. Returns the token
+    and when it expires."""
+    token = signer.issue(
+        volunteer_id,
+        roles=(),
+        ttl=VOLUNTEER_MATCH_TTL,
+        extra={"aud": volunteer_match_audience(signer.audience), "act": str(admin_id)},
+    )
+    return token, signer.clock.now() + VOLUNTEER_MATCH_TTL
+
+
+async def verified_volunteer_match(verifier: TokenVerifier, token: str, admin_id: uuid.UUID) -> uuid.UUID | None:
+    """The volunteer a match token names, if ``verifier`` (of the match audience: see
+    ``TokenVerifier.for_audience``) finds it genuine and current, and it was made for ``admin_id``;
+    None otherwise (forged, expired, an access token, or another admin's)."""
+    try:
+        match = await verifier.verify(token)
+    except AppError as refused:
+        if refused.code not in (TOKEN_INVALID.code, TOKEN_EXPIRED.code):
+            raise  # the keys could not be fetched: not the token's fault
+        return None
+    return match.account_id if match.claims.get("act") == str(admin_id) else None
 
 
 def _bearer_token(request: Request) -> str | None:

@@ -72,7 +72,8 @@ async def look_up(
 
 async def team_admin_reset(
     runtime: IdentityRuntime, uow: UnitOfWork, principal: Principal, team_id: uuid.UUID, account_id: uuid.UUID
-) -> str:
+) -> tuple[str, str]:
+    """A temporary password for a plain member of the admin's team: (the username, the password)."""
     memberships = Memberships(uow.session)
     actor = await memberships.get(team_id, principal.account_id)
     if actor is None or not actor.admin:
@@ -98,7 +99,7 @@ async def team_admin_reset(
         detail={"team_id": str(team_id)},
     )
     log.info("temporary_password_set", account_id=str(account.id), by="team_admin", team_id=str(team_id))
-    return password
+    return account.username, password
 
 
 def _check_resettable_by_team_admin(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from shared import regions
 from shared.aio import every
-from shared.auth import TokenVerifier
+from shared.auth import TokenVerifier, volunteer_match_audience
 from shared.clock import Clock
 from shared.logging import get_logger
 from shared.messaging.broker import Broker
@@ -22,6 +22,8 @@ log = get_logger("teams.bootstrap")
 
 class TeamsRuntime(Runtime):
     settings: TeamsSettings
+    #: checks identity's volunteer-match tokens (a team admin found a volunteer by ID number and name)
+    volunteer_matches: TokenVerifier
 
     async def sweep_overdue_reviews(self) -> int:
         """One pass of the T5 escalation sweep; returns how many teams were escalated."""
@@ -48,6 +50,7 @@ def build_runtime(
     runtime = TeamsRuntime(settings, messaging, handlers=handlers, broker=broker, clock=clock, verifier=verifier)
     # a withdrawn platform role stops working at once, not when the token expires
     runtime.principal_roles = platform_roles_lookup(runtime.engine, REGION_ADMINS)
+    runtime.volunteer_matches = runtime.verifier.for_audience(volunteer_match_audience(settings.jwt_audience))
 
     async def review_pass() -> None:
         escalated = await runtime.sweep_overdue_reviews()

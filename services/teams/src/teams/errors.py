@@ -176,6 +176,13 @@ INVITATION_CLOSED = ErrorSpec(
     "该邀请已失效(已被团体撤回,或您已通过其他方式加入该团体)",
     "This invitation is no longer open (the team withdrew it, or you joined the team another way)",
 )
+VOLUNTEER_MATCH_INVALID = ErrorSpec(
+    "volunteer_match_invalid",
+    422,
+    "证件号码与姓名的核验结果无效或已过期(有效期10分钟,仅限查找人本人使用),请重新查找该志愿者",
+    "The ID number and name match is invalid or expired (it lasts 10 minutes, for the admin who looked the "
+    "volunteer up): look the volunteer up again",
+)
 VOLUNTEER_NOT_FOUND = ErrorSpec(
     "volunteer_not_found",
     404,

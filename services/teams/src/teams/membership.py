@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from shared.auth import Principal
+from shared.auth import Principal, TokenVerifier, verified_volunteer_match
 from shared.clock import Clock
 from shared.contracts.teams import (
     TeamAdminAppointed,
@@ -41,6 +41,7 @@ from teams.errors import (
     TEAM_CLOSED_TO_MEMBERS,
     TEAM_HAS_ADMIN,
     TEAM_NOT_APPROVED,
+    VOLUNTEER_MATCH_INVALID,
     VOLUNTEER_NOT_FOUND,
 )
 from teams.models import (
@@ -211,6 +212,43 @@ async def invite(
     )
     uow.session.add(invitation)
     return invitation
+
+
+async def add_found_volunteer(
+    uow: UnitOfWork, clock: Clock, principal: Principal, team_id: uuid.UUID, match_token: str, matches: TokenVerifier
+) -> Membership:
+    """FAQ V1: a volunteer told "already registered" gives a team admin their ID number and name;
+    the admin finds the registered account with them (identity's lookup and its match token, which
+    ``matches`` checks was made for this admin) and brings it into the team at once, since its owner
+    cannot log in to accept an invitation; then resets its password from the member list
+    (identity). Kept as an invitation accepted when made, so the team knows which admin added whom.
+    Whoever is not the team's admin is refused before the token is looked at."""
+    repo = TeamsRepository(uow.session)
+    team = await load_team(repo, team_id, for_update=True)
+    await require_team_admin(repo, team, principal)
+    _require_approved(team)
+    volunteer_id = await verified_volunteer_match(matches, match_token, principal.account_id)
+    if volunteer_id is None:
+        raise AppError(VOLUNTEER_MATCH_INVALID)
+    volunteer = await repo.volunteer(volunteer_id)
+    if volunteer is None:
+        raise AppError(VOLUNTEER_NOT_FOUND)
+    if await repo.membership(team.id, volunteer.account_id) is not None:
+        raise AppError(ALREADY_MEMBER)
+    membership = await _add_member(repo, clock, team, volunteer.account_id)
+    now = clock.now()
+    uow.session.add(
+        Invitation(
+            id=uuid.uuid4(),
+            team_id=team.id,
+            account_id=volunteer.account_id,
+            invited_by=principal.account_id,
+            created_at=now,
+            status=ACCEPTED,
+            answered_at=now,
+        )
+    )
+    return membership
 
 
 async def answer_invitation(

@@ -241,10 +241,18 @@ class LookupOut(BaseModel):
     volunteer_id: uuid.UUID
     masked_name: str
     volunteer_number: str | None = None
+    #: identity's signed word that this admin gave this volunteer's ID number and name: teams'
+    #: ``POST /api/v1/teams/{team_id}/members`` takes it to add the volunteer to one of the admin's
+    #: teams at once (FAQ V1: the registered account is brought in, then its password reset)
+    match_token: str
+    match_expires_at: datetime
 
 
 class TeamTemporaryPasswordOut(BaseModel):
     account_id: uuid.UUID
+    #: the account's username, which the admin gives the member with the password (FAQ V1: someone
+    #: told "already registered" may not know it)
+    username: str
     team_id: uuid.UUID
     temporary_password: str
     must_change_password: Literal[True] = True

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from identity import errors, invitations
 from identity.api.deps import Runtime, UoW
 from identity.api.schemas import LookupIn, LookupOut, TeamTemporaryPasswordOut
-from shared.auth import CurrentPrincipal
+from shared.auth import CurrentPrincipal, issue_volunteer_match
 from shared.errors import TOKEN_INVALID, UNAUTHENTICATED, VALIDATION_FAILED, AppError, error_responses
 
 router = APIRouter(tags=["team admins"])
@@ -19,7 +19,11 @@ router = APIRouter(tags=["team admins"])
     "/api/v1/volunteer-lookups",
     response_model=LookupOut,
     summary="Team admins: find a registered volunteer by ID number and name (both must match); audited, rate-limited",
-    description="POST, so the ID number never appears in a URL or an access log.",
+    description=(
+        "POST, so the ID number never appears in a URL or an access log. The answer carries a "
+        "`match_token` (10 minutes, for this admin only) with which teams' `POST /api/v1/teams/{team_id}"
+        "/members` brings the volunteer into one of the admin's teams at once (FAQ V1)."
+    ),
     responses=error_responses(
         UNAUTHENTICATED,
         TOKEN_INVALID,
@@ -42,8 +46,14 @@ async def look_up(body: LookupIn, principal: CurrentPrincipal, uow: UoW, runtime
     # Refused only now: the audit row of a lookup that found nothing is committed too.
     if found is None:
         raise AppError(errors.VOLUNTEER_NOT_FOUND)
+    # for teams to bring the volunteer into one of this admin's teams (FAQ V1)
+    token, expires_at = issue_volunteer_match(runtime.signer, found.volunteer_id, principal.account_id)
     return LookupOut(
-        volunteer_id=found.volunteer_id, masked_name=found.masked_name, volunteer_number=found.volunteer_number
+        volunteer_id=found.volunteer_id,
+        masked_name=found.masked_name,
+        volunteer_number=found.volunteer_number,
+        match_token=token,
+        match_expires_at=expires_at,
     )
 
 
@@ -69,5 +79,7 @@ async def team_reset(
     team_id: uuid.UUID, account_id: uuid.UUID, principal: CurrentPrincipal, uow: UoW, runtime: Runtime
 ) -> TeamTemporaryPasswordOut:
     async with uow:
-        password = await invitations.team_admin_reset(runtime, uow, principal, team_id, account_id)
-    return TeamTemporaryPasswordOut(account_id=account_id, team_id=team_id, temporary_password=password)
+        username, password = await invitations.team_admin_reset(runtime, uow, principal, team_id, account_id)
+    return TeamTemporaryPasswordOut(
+        account_id=account_id, username=username, team_id=team_id, temporary_password=password
+    )

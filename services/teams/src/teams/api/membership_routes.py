@@ -23,6 +23,7 @@ from teams.api.schemas import (
     JoinRequestOut,
     JoinRequestPage,
     JoinResult,
+    MemberAdd,
     MemberOut,
     MemberPage,
     MyJoinRequest,
@@ -365,6 +366,36 @@ async def members(
     items = [_member_out(m, v) for m, v in rows[:limit]]
     last = rows[limit - 1][0] if len(rows) > limit else None
     return MemberPage(items=items, next_cursor=encode_cursor(last.joined_at, last.account_id) if last else None)
+
+
+@router.post(
+    "/teams/{team_id}/members",
+    status_code=201,
+    response_model=MemberOut,
+    tags=["membership"],
+    summary="Add a registered volunteer found by ID number and name, at once (team admins; FAQ V1)",
+    description=(
+        "For a volunteer told at sign-up that their ID number is already registered: they give a team "
+        "admin their ID number and name, the admin finds the account with identity's "
+        "`POST /api/v1/volunteer-lookups` and passes its `match_token` here within 10 minutes. The "
+        "volunteer joins without accepting (they cannot log in), and the admin then sets a temporary "
+        "password from the member list (identity's `POST /api/v1/teams/{team_id}/members/{account_id}"
+        "/temporary-passwords`), which also gives the username. A token made for another admin, or "
+        "expired, is `volunteer_match_invalid`. Others are invited, and accept."
+    ),
+    responses=error_responses(
+        *ADMIN_ERRORS, E.TEAM_NOT_APPROVED, E.VOLUNTEER_MATCH_INVALID, E.VOLUNTEER_NOT_FOUND, E.ALREADY_MEMBER
+    ),
+)
+async def add_found_volunteer(
+    team_id: uuid.UUID, body: MemberAdd, principal: CurrentPrincipal, runtime: Runtime, uow: UoW
+) -> MemberOut:
+    async with uow:
+        member = await membership.add_found_volunteer(
+            uow, runtime.clock, principal, team_id, body.match_token, runtime.volunteer_matches
+        )
+        volunteer = await TeamsRepository(uow.session).volunteer(member.account_id)
+    return _member_out(member, volunteer)
 
 
 @router.delete(

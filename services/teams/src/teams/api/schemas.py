@@ -210,6 +210,17 @@ class InvitationCreate(Input):
     volunteer_number: Text | None = Field(None, max_length=40)
 
 
+class MemberAdd(Input):
+    """A registered volunteer the admin found by ID number and name (FAQ V1), added at once."""
+
+    match_token: str = Field(
+        min_length=1,
+        max_length=4096,
+        pattern=r"^[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+$",
+        description="`match_token` of identity's `POST /api/v1/volunteer-lookups` (the same admin, 10 minutes)",
+    )
+
+
 class InvitationOut(BaseModel):
     id: uuid.UUID
     team_id: uuid.UUID
