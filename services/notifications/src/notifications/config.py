@@ -47,6 +47,11 @@ class NotificationsSettings(ServiceSettings):
         "Add our sender address to your mailbox's allow-list (Settings → Anti-spam → Allow-list) "
         "so these emails are not filtered as spam."
     )
+    #: the mailbox providers people are advised to use when system mail does not arrive (FAQ O2),
+    #: shown by ``GET /api/v1/mail-delivery-advice``
+    mail_recommended_domains: list[str] = Field(
+        default_factory=lambda: ["qq.com", "163.com", "126.com", "sina.com", "sohu.com", "sogou.com"]
+    )
     mail_send_batch: int = 20
     #: how long a claimed batch is the claiming loop's (see notifications.sender); after a crash its
     #: unsent emails are due again when it ends. Must leave room for a few SMTP timeouts per email

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -32,6 +32,7 @@ from shared.errors import (
     AppError,
     ErrorSpec,
     error_responses,
+    preferred_language,
 )
 from shared.logging import get_logger
 from shared.pagination import CURSOR_INVALID
@@ -70,6 +71,49 @@ class MailboxEmail(MailboxItem):
 class MailboxPage(BaseModel):
     items: list[MailboxItem]
     next_cursor: str | None = None
+
+
+class MailDeliveryAdvice(BaseModel):
+    """What to do when system emails do not arrive (FAQ O2, N3)."""
+
+    #: the address every system email comes from, to add to the mailbox's allow-list
+    sender_address: str
+    sender_name: str
+    #: how to allow-list it, in the language asked for
+    allowlist_advice: str
+    #: the advice to check the address given at sign-up, in the language asked for
+    address_advice: str
+    #: mailbox providers that receive the system's mail reliably
+    recommended_domains: list[str]
+
+
+_ADDRESS_ADVICE = {
+    "zh": "请确认注册时填写的电子邮箱地址正确,电子邮箱一般格式为:用户名@域名;可在个人资料中修改。",
+    "en": "Check that the email address in your profile is right (name@domain); you can change it there.",
+}
+
+
+@router.get(
+    "/api/v1/mail-delivery-advice",
+    response_model=MailDeliveryAdvice,
+    tags=["help"],
+    summary="Not receiving system emails? The sender address to allow-list, how, and which mailboxes to prefer",
+)
+async def mail_delivery_advice(
+    runtime: RuntimeDep, response: Response, accept_language: Annotated[str | None, Header()] = None
+) -> MailDeliveryAdvice:
+    """Public: it is for people whose mail from the system goes missing, who cannot read it in an
+    email. Everything but the address advice comes from the deployment's settings."""
+    settings, lang = runtime.settings, preferred_language(accept_language)
+    response.headers["Cache-Control"] = "public, max-age=300"
+    response.headers["Vary"] = "Accept-Language"
+    return MailDeliveryAdvice(
+        sender_address=settings.mail_from_address,
+        sender_name=settings.mail_from_name_en if lang == "en" else settings.mail_from_name,
+        allowlist_advice=settings.mail_allowlist_advice_en if lang == "en" else settings.mail_allowlist_advice,
+        address_advice=_ADDRESS_ADVICE[lang],
+        recommended_domains=settings.mail_recommended_domains,
+    )
 
 
 def _require_mailbox(runtime: NotificationsRuntime) -> None:
