@@ -446,10 +446,14 @@ async def sweep_overdue_reviews(uow: UnitOfWork, clock: Clock, batch: int = 100)
     overdue = await repo.overdue_reviews(now - review.OVERDUE_AFTER, batch)
     for team in overdue:
         reviewers = await reviewer_ids(repo, team)
-        nearest = await repo.nearest_region_admins(team.region_code, excluding=team.applicant_account_id)
-        admins = [a for a in nearest if a not in reviewers]
-        team.overdue_raised_at = now
         liaison = await repo.team(team.liaison_team_id) if team.liaison_team_id is not None else None
+        # the region's admins, and the liaison team's own (T5: "the reviewer and its regional
+        # admin"), who authorised it to take sub-teams (T4); each the nearest that has any
+        nearest = set(await repo.nearest_region_admins(team.region_code, excluding=team.applicant_account_id))
+        if liaison is not None:
+            nearest |= set(await repo.nearest_region_admins(liaison.region_code, excluding=team.applicant_account_id))
+        admins = sorted(a for a in nearest if a not in reviewers)
+        team.overdue_raised_at = now
         team.raise_event(
             TeamReviewOverdue(
                 team_id=team.id,

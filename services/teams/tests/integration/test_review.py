@@ -174,6 +174,7 @@ async def test_applicant_sees_reviewer_contact_only_from_day_seven(teams: Any) -
 
 async def test_overdue_review_is_escalated_once_to_reviewers_and_region_admins(teams: Any) -> None:
     region_admin = await teams.region_admin("330106")
+    liaison_region_admin = await teams.region_admin("330100")
     team, _, liaison_admin, liaison = await pending_team(teams)
     approved_team, _, approved_liaison_admin, _ = await pending_team(teams)
     assert (await decide(teams, approved_team["id"], approved_liaison_admin, "approved")).status_code == 200
@@ -187,6 +188,9 @@ async def test_overdue_review_is_escalated_once_to_reviewers_and_region_admins(t
     [event] = await teams.events("team.review_overdue", team["id"])
     assert event["reviewer_account_ids"] == [str(liaison_admin.account_id)]
     assert str(region_admin.account_id) in event["region_admin_account_ids"]
+    # and the liaison team's regional admin (Hangzhou's), who authorised it to take sub-teams
+    assert str(liaison_region_admin.account_id) in event["region_admin_account_ids"]
+    assert str(liaison_admin.account_id) not in event["region_admin_account_ids"]
     # the escalation email names who reviews: here the liaison team
     assert event["liaison_team_id"] == liaison["id"]
     assert event["liaison_team_name"] == liaison["name"]
