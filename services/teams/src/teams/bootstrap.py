@@ -38,6 +38,22 @@ class TeamsRuntime(Runtime):
                 return total
 
 
+def warn_of_missing_contacts(settings: TeamsSettings) -> None:
+    """Contacts people are promised but the deployment did not give: said at start-up, not found
+    out by an applicant on day 7 (T5) or someone locked out looking for a number to call (X2)."""
+    if not settings.authority_contacts:
+        log.warning(
+            "authority_contacts_missing",
+            setting="TEAMS_AUTHORITY_CONTACTS",
+            effect="applicants reviewed by a registration authority see no contact from day 7",
+        )
+    lines = settings.support_contacts
+    if not (lines.national.configured or lines.data_import.configured or lines.provincial):
+        log.warning(
+            "support_contacts_missing", setting="TEAMS_SUPPORT_CONTACTS", effect="GET /api/v1/support-contacts is empty"
+        )
+
+
 def build_runtime(
     settings: TeamsSettings,
     *,
@@ -51,6 +67,7 @@ def build_runtime(
     # a withdrawn platform role stops working at once, not when the token expires
     runtime.principal_roles = platform_roles_lookup(runtime.engine, REGION_ADMINS)
     runtime.volunteer_matches = runtime.verifier.for_audience(volunteer_match_audience(settings.jwt_audience))
+    warn_of_missing_contacts(settings)
 
     async def review_pass() -> None:
         escalated = await runtime.sweep_overdue_reviews()

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from structlog.testing import capture_logs
 
+from teams.bootstrap import warn_of_missing_contacts
 from teams.config import TeamsSettings
 from teams.support import SCOPES
 
@@ -125,3 +127,17 @@ def test_a_wrong_setting_stops_the_service_from_starting_and_says_what_is_wrong(
 
     assert "support_contacts" in str(refused.value)
     assert named in str(refused.value)
+
+
+def test_contacts_the_deployment_did_not_give_are_said_at_start_up() -> None:
+    with capture_logs() as bare:
+        warn_of_missing_contacts(TeamsSettings())
+    authority = {"330000": {"name": "浙江省民政厅", "phone": "0571-87052000"}}
+    with capture_logs() as configured:
+        warn_of_missing_contacts(TeamsSettings(support_contacts=CONTACTS, authority_contacts=authority))
+
+    assert [(e["event"], e["setting"]) for e in bare] == [
+        ("authority_contacts_missing", "TEAMS_AUTHORITY_CONTACTS"),
+        ("support_contacts_missing", "TEAMS_SUPPORT_CONTACTS"),
+    ]
+    assert configured == []
