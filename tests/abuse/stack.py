@@ -21,7 +21,7 @@ from fastapi import FastAPI
 
 from shared.auth import TokenSigner, TokenVerifier
 from shared.clock import Clock
-from shared.testing import TEST_OVERRIDES, free_port, sign_up_body
+from shared.testing import TEST_OVERRIDES, eventually, free_port, sign_up_body
 
 SERVICES = ("identity", "teams", "projects", "notifications")
 
@@ -213,3 +213,21 @@ async def full_stack(
         stack = Stack(urls=urls, apps=apps)
         await seed_users(stack, signer)
         yield stack
+
+
+async def created(
+    client: httpx.AsyncClient, method: str, url: str, user: User, *, status: int = 201, **kwargs: Any
+) -> dict[str, Any]:
+    """The call's JSON once it answers ``status``: retried while a fact it needs (a verification,
+    an approval, a role) is still travelling to the service over RabbitMQ."""
+
+    async def attempt() -> dict[str, Any] | None:
+        response = await client.request(method, url, headers=user.headers, **kwargs)
+        assert response.status_code < 500, response.text
+        if response.status_code != status:
+            return None
+        body: dict[str, Any] = response.json()
+        return body
+
+    found: dict[str, Any] = await eventually(attempt, timeout=60, interval=0.3)
+    return found

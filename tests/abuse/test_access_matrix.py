@@ -29,7 +29,7 @@ from shared.auth import TokenSigner, TokenVerifier, issue_volunteer_match
 from shared.clock import SystemClock, local_today
 from shared.testing import SmtpServer, eventually, resident_id, sign_up_body
 
-from .stack import SERVICES, Stack, User, full_stack
+from .stack import SERVICES, Stack, User, created, full_stack
 
 pytestmark = pytest.mark.slow
 
@@ -251,24 +251,6 @@ async def call(
 
 
 # -- building A's objects ------------------------------------------------------------------------
-async def created(
-    client: httpx.AsyncClient, method: str, url: str, user: User, *, status: int = 201, **kwargs: Any
-) -> dict[str, Any]:
-    """The call's JSON once it answers ``status``: retried while a fact it needs (a verification,
-    an approval, a role) is still travelling to the service over RabbitMQ."""
-
-    async def attempt() -> dict[str, Any] | None:
-        response = await client.request(method, url, headers=user.headers, **kwargs)
-        assert response.status_code < 500, response.text
-        if response.status_code != status:
-            return None
-        body: dict[str, Any] = response.json()
-        return body
-
-    found: dict[str, Any] = await eventually(attempt, timeout=60, interval=0.3)
-    return found
-
-
 async def log_in(client: httpx.AsyncClient, stack: Stack, username: str, password: str, role: str) -> User:
     response = await client.post(
         stack.url("identity", "/api/v1/tokens"), json={"username": username, "password": password}

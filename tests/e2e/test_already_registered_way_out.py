@@ -9,27 +9,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httpx
 
 from shared.auth import TokenSigner, TokenVerifier
-from shared.testing import SmtpServer, eventually, sign_up_body
-from tests.abuse.stack import Stack, full_stack
-
-
-async def answered(client: httpx.AsyncClient, method: str, url: str, status: int, **kwargs: Any) -> dict[str, Any]:
-    """The call's JSON once it answers ``status``: retried while a fact it needs (a verification, a
-    membership) is still travelling between the services over RabbitMQ."""
-
-    async def attempt() -> dict[str, Any] | None:
-        response = await client.request(method, url, **kwargs)
-        assert response.status_code < 500, response.text
-        body: dict[str, Any] | None = response.json() if response.status_code == status else None
-        return body
-
-    found: dict[str, Any] = await eventually(attempt, timeout=60, interval=0.3)
-    return found
+from shared.testing import SmtpServer, sign_up_body
+from tests.abuse.stack import Stack, created, full_stack
 
 
 async def test_an_already_registered_volunteer_gets_back_in_through_a_team_admin(
@@ -70,12 +55,12 @@ async def way_out(stack: Stack, client: httpx.AsyncClient, smtp_server: SmtpServ
     assert "重置密码" in again.json()["detail"]["way_out"]["zh"]
 
     # 2. a team admin's team (a root team the national admin made, approved at once)
-    team = await answered(
+    team = await created(
         client,
         "POST",
         f"{teams}/api/v1/root-teams",
-        201,
-        headers=national.headers,
+        national,
+        status=201,
         json={
             "name": f"朝阳{uuid.uuid4().hex[:6]}志愿服务联合会",
             "region_code": "110105",
@@ -90,34 +75,34 @@ async def way_out(stack: Stack, client: httpx.AsyncClient, smtp_server: SmtpServ
     )
 
     # 3. the admin finds the account by the ID number and name the volunteer gave
-    found = await answered(
+    found = await created(
         client,
         "POST",
         f"{identity}/api/v1/volunteer-lookups",
-        200,
-        headers=admin.headers,
+        admin,
+        status=200,
         json={"id_number": first["id_number"], "real_name": "陈志远"},
     )
     assert (found["volunteer_id"], found["masked_name"]) == (account_id, "陈**")
 
     # 4. and brings it into the team at once: its owner cannot log in to accept an invitation
-    member = await answered(
+    member = await created(
         client,
         "POST",
         f"{teams}/api/v1/teams/{team['id']}/members",
-        201,
-        headers=admin.headers,
+        admin,
+        status=201,
         json={"match_token": found["match_token"]},
     )
     assert member["account_id"] == account_id
 
     # 5. from the member list, a temporary password (once identity heard of the membership)
-    reset = await answered(
+    reset = await created(
         client,
         "POST",
         f"{identity}/api/v1/teams/{team['id']}/members/{account_id}/temporary-passwords",
-        201,
-        headers=admin.headers,
+        admin,
+        status=201,
     )
     assert reset["username"] == first["username"]
 
