@@ -187,6 +187,9 @@ async def test_number_held_by_two_records_is_refused_and_queued_for_the_national
     assert response.status_code == 409
     assert response.json()["code"] == "id_number_conflict"
     assert response.json()["message"] == "身份证件信息验证异常"
+    # the way out (FAQ V2): the national service line, where the queued case is cleaned up
+    assert "全国服务电话" in response.json()["detail"]["way_out"]["zh"]
+    assert "national service line" in response.json()["detail"]["way_out"]["en"]
 
     admin = identity.national_admin()
     forbidden = await identity.client.get("/api/v1/admin/duplicate-cases", headers=identity.bearer())

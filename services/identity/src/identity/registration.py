@@ -56,6 +56,20 @@ ALREADY_REGISTERED_WAY_OUT = {
 }
 
 
+#: V3's way out (FAQ V2), returned in ``detail`` with ``id_number_conflict``: the number is held by
+#: two or more records, which only the national admin can clean up (the case is already queued)
+DUPLICATE_RECORDS_WAY_OUT = {
+    "zh": (
+        "该证件号码已被使用两次或以上,需要清理重复的记录。已为全国管理员登记待处理,"
+        "请在工作日拨打全国服务电话处理(电话见“客服联系方式”)。"
+    ),
+    "en": (
+        "This ID number is held by two or more records, which must be cleaned up. The case is queued for the "
+        "national admins: call the national service line on a working day (see the support contacts)."
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Guardian:
     name: str
@@ -167,7 +181,7 @@ async def sign_up(runtime: IdentityRuntime, data: SignUp) -> Account:
             )
     except _Duplicates as dup:
         await open_duplicate_case(runtime, dup.identity, opened_by="registration")
-        raise AppError(errors.ID_NUMBER_CONFLICT) from None
+        raise AppError(errors.ID_NUMBER_CONFLICT, {"way_out": DUPLICATE_RECORDS_WAY_OUT}) from None
     # claimed: the account took over an imported record (V4); a new record was made otherwise
     claimed = account.record is not None and account.record.claimed_at is not None
     log.info("account_registered", account_id=str(account.id), claimed=claimed)
