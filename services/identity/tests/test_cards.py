@@ -16,6 +16,10 @@ from sqlalchemy import text
 
 from identity.cards import CardFace, card_token, render_png
 from identity.testing import Identity
+from shared.testing import assert_valid_html
+
+#: what Chrome and Firefox send when a phone's camera opens a scanned QR code's URL
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 
 
 async def verified(identity: Identity, name: str = "黄志愿") -> tuple[dict[str, Any], dict[str, str], str]:
@@ -82,6 +86,39 @@ async def test_scanned_card_shows_only_the_masked_name_and_the_number(identity: 
     }
 
 
+async def test_a_phone_that_scans_the_card_gets_a_page_saying_the_same(identity: Identity) -> None:
+    body, headers, number = await verified(identity, "黄志愿")
+    me = await identity.me(headers)
+    await identity.client.get("/api/v1/accounts/me/card.png", headers=headers)
+    token = await current_token(identity, me["id"])
+    url = "/api/v1/card-verifications"
+
+    page = await identity.client.get(url, params={"token": token}, headers=BROWSER)
+    english = await identity.client.get(url, params={"token": token}, headers={**BROWSER, "Accept-Language": "en"})
+    forged = await identity.client.get(
+        url, params={"token": card_token(identity.runtime, uuid.uuid4())}, headers=BROWSER
+    )
+    api = await identity.client.get(url, params={"token": token})
+
+    assert page.status_code == 200, page.text
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["cache-control"] == "no-store"
+    assert_valid_html(page.text)
+    assert "此志愿服务证真实有效" in page.text
+    assert "黄**" in page.text
+    assert number in page.text
+    assert "Chrome" in page.text  # the recommended browsers (X3)
+    for secret in (body["id_number"], "黄志愿", body["mobile"], body["email"], body["username"]):
+        assert secret not in page.text
+    assert_valid_html(english.text)
+    assert '<html lang="en">' in english.text
+    assert "genuine and current" in english.text
+    assert_valid_html(forged.text)
+    assert "无法核验" in forged.text
+    assert number not in forged.text
+    assert api.headers["content-type"] == "application/json"  # API clients still get JSON
+
+
 async def test_a_forged_token_is_not_genuine(identity: Identity) -> None:
     _, headers, _ = await verified(identity)
     me = await identity.me(headers)
@@ -115,6 +152,9 @@ async def test_a_replaced_card_is_genuine_but_no_longer_current(identity: Identi
     assert new != old
     old_check = (await identity.client.get("/api/v1/card-verifications", params={"token": old})).json()
     assert (old_check["genuine"], old_check["current"]) == (True, False)
+    old_page = await identity.client.get("/api/v1/card-verifications", params={"token": old}, headers=BROWSER)
+    assert_valid_html(old_page.text)
+    assert "已失效" in old_page.text
     new_check = (await identity.client.get("/api/v1/card-verifications", params={"token": new})).json()
     assert (new_check["genuine"], new_check["current"]) == (True, True)
 

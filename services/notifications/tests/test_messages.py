@@ -29,7 +29,7 @@ from shared.contracts.projects import (
     ProjectExtended,
 )
 from shared.contracts.teams import TeamApproved, TeamRejected, TeamReviewOverdue, TeamReviewReminderRequested
-from shared.testing import ReceivedEmail, SmtpServer, eventually
+from shared.testing import ReceivedEmail, SmtpServer, assert_valid_html, eventually
 
 from .conftest import Service, StartService
 
@@ -62,6 +62,7 @@ def assert_sender_and_advice(email: ReceivedEmail, *, english: bool = False) -> 
     assert DEFAULTS.mail_from_address in email.text()
     assert DEFAULTS.mail_from_address in email.html()
     assert email.message["Content-Language"] == ("en" if english else "zh-CN")
+    assert_valid_html(email.html())  # opened in webmail too: in Chrome and Firefox alike (X3)
 
 
 async def test_sign_up_is_welcomed_in_chinese_by_default(service: Service) -> None:

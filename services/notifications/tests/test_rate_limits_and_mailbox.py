@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from shared.clock import ManualClock
 from shared.contracts.identity import AccountRegistered, PasswordResetRequested
 from shared.contracts.teams import TeamReviewOverdue, TeamReviewReminderRequested
-from shared.testing import SmtpServer, eventually
+from shared.testing import SmtpServer, assert_valid_html, eventually
 
 from .conftest import Service, StartService
 
@@ -201,6 +201,7 @@ async def test_mailbox_shows_one_email_as_a_web_page(start_service: StartService
         assert page.headers["content-type"].startswith("text/html")
         assert "script-src 'none'" in page.headers["content-security-policy"]
         html = page.text
+        assert_valid_html(html)  # the page and the email framed in it open alike in Chrome and Firefox (X3)
         settings = service.runtime.settings
         # From (the English sender name for an English recipient), To with name and address, language, subject
         assert f"{settings.mail_from_name_en} &lt;{settings.mail_from_address}&gt;" in html

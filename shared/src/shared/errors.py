@@ -102,26 +102,45 @@ COMMON_SPECS: tuple[ErrorSpec, ...] = (
 )
 
 
-def preferred_language(accept_language: str | None) -> str:
-    """``"en"`` when the client's best-ranked language is English, otherwise ``"zh"``."""
-    if not accept_language:
-        return "zh"
-    best_lang, best_q = "zh", -1.0
-    for part in accept_language.split(","):
+def _ranked(header: str) -> list[tuple[str, float]]:
+    """An Accept-style header's values with their ``q`` (1 when not given, 0 when unreadable), in order."""
+    ranked = []
+    for part in header.split(","):
         piece = part.strip()
         if not piece:
             continue
-        lang, _, params = piece.partition(";")
+        value, _, params = piece.partition(";")
         q = 1.0
-        params = params.strip()
-        if params.startswith("q="):
-            try:
-                q = float(params[2:])
-            except ValueError:
-                q = 0.0
+        for param in params.split(";"):
+            name, _, number = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(number)
+                except ValueError:
+                    q = 0.0
+        ranked.append((value.strip().lower(), q))
+    return ranked
+
+
+def preferred_language(accept_language: str | None) -> str:
+    """``"en"`` when the client's best-ranked language is English, otherwise ``"zh"``."""
+    best_lang, best_q = "zh", -1.0
+    for lang, q in _ranked(accept_language or ""):
         if q > best_q:
-            best_lang, best_q = lang.strip().lower(), q
+            best_lang, best_q = lang, q
     return "en" if best_lang.startswith("en") else "zh"
+
+
+def prefers_html(accept: str | None) -> bool:
+    """Whether the client (a browser that opened a link or a scanned QR code) ranks an HTML page
+    above JSON; a tie, ``*/*`` or no header at all answers JSON, as API clients expect."""
+    html = json = 0.0
+    for media, q in _ranked(accept or ""):
+        if media == "text/html":
+            html = max(html, q)
+        elif media in ("application/json", "application/*", "*/*"):
+            json = max(json, q)
+    return html > json
 
 
 def error_responses(*specs: ErrorSpec) -> dict[int | str, dict[str, Any]]:

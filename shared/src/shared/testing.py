@@ -167,6 +167,15 @@ class SmtpServer:
             await asyncio.sleep(0.05)
 
 
+def assert_valid_html(page: str) -> None:
+    """``page`` parses as HTML5 without one parse error: html5lib runs the WHATWG parsing algorithm
+    that current Chrome and Firefox both implement (X3), so a page without parse errors leaves
+    neither browser any markup to guess at. Raises on the first error, naming it."""
+    import html5lib  # a test dependency
+
+    html5lib.HTMLParser(strict=True).parse(page)
+
+
 async def eventually(check: Callable[[], Any], *, timeout: float = 15, interval: float = 0.05) -> Any:
     """Poll an (async or sync) check until it returns a truthy value; fail after ``timeout``."""
     deadline = asyncio.get_running_loop().time() + timeout

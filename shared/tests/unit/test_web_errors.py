@@ -8,6 +8,7 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from html5lib.html5parser import ParseError
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import OperationalError
 
@@ -19,7 +20,9 @@ from shared.errors import (
     ErrorSpec,
     error_responses,
     preferred_language,
+    prefers_html,
 )
+from shared.testing import assert_valid_html
 from shared.web import configure_app
 
 QUOTA_FULL = ErrorSpec("quota_full", 409, "名额已满(上限 {limit} 人)", "The quota of {limit} is full")
@@ -213,3 +216,32 @@ def test_error_responses_document_every_code_under_its_status() -> None:
 
 def test_message_with_missing_params_falls_back_to_the_template() -> None:
     assert QUOTA_FULL.message("en", {"other": 1}) == QUOTA_FULL.en
+
+
+@pytest.mark.parametrize(
+    ("accept", "html"),
+    [
+        (None, False),  # API clients that send nothing
+        ("*/*", False),  # httpx, curl
+        ("application/json", False),
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", True),  # Chrome, Firefox
+        ("text/html;q=0.5, application/json", False),
+        ("application/json;q=0.5, text/html", True),
+        ("text/html;q=0", False),
+        ("text/html;q=bogus, */*", False),
+        ("text/html; charset=utf-8; q=0.9, */*;q=0.1", True),
+    ],
+)
+def test_prefers_html(accept: str | None, html: bool) -> None:
+    assert prefers_html(accept) is html
+
+
+def test_the_html_check_refuses_what_browsers_would_have_to_repair() -> None:
+    assert_valid_html('<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8"><title>t</title></head></html>')
+    for broken in (
+        "<p>no doctype</p>",
+        "<!DOCTYPE html><title>t</title><p><b>misnested</p></b>",
+        "<!DOCTYPE html><title>t</title><table><p>outside a cell</table>",
+    ):
+        with pytest.raises(ParseError):
+            assert_valid_html(broken)

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import HTMLResponse
 
 from identity import cards, errors
 from identity.api.deps import Runtime, UoW
 from identity.api.schemas import CardCheckOut
+from identity.card_page import render_check_page
 from shared.auth import CurrentPrincipal
-from shared.errors import TOKEN_INVALID, UNAUTHENTICATED, VALIDATION_FAILED, error_responses
+from shared.errors import (
+    TOKEN_INVALID,
+    UNAUTHENTICATED,
+    VALIDATION_FAILED,
+    error_responses,
+    preferred_language,
+    prefers_html,
+)
 
 router = APIRouter(tags=["volunteer card"])
 CARD_ERRORS = error_responses(UNAUTHENTICATED, TOKEN_INVALID, errors.CARD_REQUIRES_VERIFICATION)
@@ -63,11 +72,29 @@ async def renew_card(principal: CurrentPrincipal, uow: UoW, runtime: Runtime) ->
     "/api/v1/card-verifications",
     response_model=CardCheckOut,
     summary="Public: is this card genuine and current? Shows only the masked name and the volunteer number",
-    responses=error_responses(VALIDATION_FAILED),
+    description=(
+        "The URL in the card's QR code. A browser (a phone that scanned the code), which ranks "
+        "`text/html` above JSON in `Accept`, gets the same answer as a page, in Chinese or English "
+        "(`Accept-Language`); API clients get JSON."
+    ),
+    responses={
+        **error_responses(VALIDATION_FAILED),
+        200: {"content": {"text/html": {"schema": {"type": "string"}}}},
+    },
 )
-async def verify_card(uow: UoW, runtime: Runtime, token: str = Query(min_length=10, max_length=100)) -> CardCheckOut:
+async def verify_card(
+    uow: UoW,
+    runtime: Runtime,
+    token: str = Query(min_length=10, max_length=100),
+    accept: Annotated[str | None, Header()] = None,
+    accept_language: Annotated[str | None, Header()] = None,
+) -> CardCheckOut | HTMLResponse:
     async with uow:
         result = await cards.check(runtime, uow, token)
+    if prefers_html(accept):
+        page = render_check_page(result, preferred_language(accept_language))
+        # the answer changes when the card is replaced or the verification withdrawn
+        return HTMLResponse(page, headers={"Cache-Control": "no-store", "Vary": "Accept, Accept-Language"})
     return CardCheckOut(
         genuine=result.genuine,
         current=result.current,
