@@ -103,6 +103,7 @@ async def test_a_phone_that_scans_the_card_gets_a_page_saying_the_same(identity:
     assert page.status_code == 200, page.text
     assert page.headers["content-type"].startswith("text/html")
     assert page.headers["cache-control"] == "no-store"
+    assert "default-src 'none'" in page.headers["content-security-policy"]
     assert_valid_html(page.text)
     assert "此志愿服务证真实有效" in page.text
     assert "黄**" in page.text

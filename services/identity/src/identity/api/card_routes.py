@@ -94,7 +94,18 @@ async def verify_card(
     if prefers_html(accept):
         page = render_check_page(result, preferred_language(accept_language))
         # the answer changes when the card is replaced or the verification withdrawn
-        return HTMLResponse(page, headers={"Cache-Control": "no-store", "Vary": "Accept, Accept-Language"})
+        return HTMLResponse(
+            page,
+            headers={
+                "Cache-Control": "no-store",
+                "Vary": "Accept, Accept-Language",
+                # nothing but its own inline style: no script, no other origin, not framed
+                "Content-Security-Policy": (
+                    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
+                    "frame-ancestors 'none'"
+                ),
+            },
+        )
     return CardCheckOut(
         genuine=result.genuine,
         current=result.current,
