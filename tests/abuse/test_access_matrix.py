@@ -169,7 +169,8 @@ class World:
             ("POST", "/api/v1/teams/{team_id}/join-requests"): {"json": {}},
             ("POST", "/api/v1/teams/{team_id}/join-requests/{request_id}/decision"): {"json": {"outcome": "approved"}},
             ("POST", "/api/v1/teams/{team_id}/invitations"): {"json": {"account_id": str(self.b.account_id)}},
-            # a genuine match token, made for B (an admin elsewhere may get them): A's team is still not B's
+            # a genuine match token, made for B (an admin elsewhere gets them): B is refused as no admin of
+            # A's team before the token is read (tokens themselves: teams' test_found_volunteers)
             ("POST", "/api/v1/teams/{team_id}/members"): {"json": {"match_token": self.match_token_of_b()}},
             # projects
             ("POST", "/api/v1/projects/{project_id}/copies"): {

@@ -118,6 +118,7 @@ async def test_a_phone_that_scans_the_card_gets_a_page_saying_the_same(identity:
     assert "无法核验" in forged.text
     assert number not in forged.text
     assert api.headers["content-type"] == "application/json"  # API clients still get JSON
+    assert (api.headers["cache-control"], api.headers["vary"]) == ("no-store", "Accept, Accept-Language")
 
 
 async def test_a_forged_token_is_not_genuine(identity: Identity) -> None:

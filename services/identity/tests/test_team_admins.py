@@ -135,8 +135,8 @@ async def test_team_admin_sets_a_temporary_password_for_a_member(identity: Ident
         f"/api/v1/teams/{team_id}/members/{member_id}/temporary-passwords", headers=admin
     )
     assert reset.status_code == 201, reset.text
-    # the username too: the member may not know it (FAQ V1, "already registered")
-    assert reset.json()["username"] == body["username"]
+    # not the username: a member who can log in knows it, and the admin needs no way in
+    assert reset.json()["username"] is None
     temporary = reset.json()["temporary_password"]
     must_change = await identity.log_in(body["username"], temporary)
     assert must_change.json()["code"] == "password_change_required"
@@ -200,6 +200,57 @@ async def test_team_admin_cannot_reset_an_account_holding_an_operator_role(
     assert refused.json()["code"] == "reset_requires_national_admin"
     assert refused.json()["detail"]["because"] == "operator_role"
     assert await identity.events("account.temporary_password_set", member_id) == []
+    assert (await identity.log_in(body["username"], body["password"])).status_code == 200
+
+
+async def test_the_username_goes_only_to_an_admin_who_just_found_the_member_by_id_number_and_name(
+    identity: Identity, publisher: AmqpBroker
+) -> None:
+    """FAQ V1: the owner, told "already registered", does not know their username; the admin who
+    found the account with their ID number and name gives it to them with the password."""
+    team_id, admin_id, admin = await team_with_admin(identity, publisher)
+    body, account = await identity.sign_up(real_name="刘德华")
+    member_id = uuid.UUID(account["id"])
+    await publish_and_wait(identity, publisher, TeamMemberJoined(team_id=team_id, account_id=member_id))
+    found = await identity.client.post("/api/v1/volunteer-lookups", json=lookup(body), headers=admin)
+    assert found.status_code == 200, found.text
+
+    identity.clock.advance(minutes=59)
+    within = await reset_by(identity, team_id, member_id, identity.bearer(admin_id))  # a token of the hour
+    identity.clock.advance(minutes=2)
+    after = await reset_by(identity, team_id, member_id, identity.bearer(admin_id))
+
+    assert (within.status_code, within.json()["username"]) == (201, body["username"])
+    assert (after.status_code, after.json()["username"]) == (201, None)
+    audit = await identity.fetch(
+        "SELECT detail FROM audit_log WHERE action = 'team_admin_password_reset' AND subject_account_id = :a "
+        "ORDER BY at",
+        a=member_id,
+    )
+    assert [row[0]["username_given"] for row in audit] == [True, False]
+
+
+async def test_an_admin_of_another_team_brought_into_this_one_cannot_be_reset_by_its_admin(
+    identity: Identity, publisher: AmqpBroker
+) -> None:
+    """An admin may bring in anyone whose ID number and name they know (FAQ V1): were an admin of
+    another team resettable, that team would be taken over with its admin's account."""
+    team_id, _, admin = await team_with_admin(identity, publisher)
+    other_team = uuid.uuid4()
+    body, account = await identity.sign_up()
+    other_admin_id = uuid.UUID(account["id"])
+    await publish_and_wait(
+        identity,
+        publisher,
+        TeamMemberJoined(team_id=other_team, account_id=other_admin_id),
+        TeamAdminAppointed(team_id=other_team, account_id=other_admin_id),
+        TeamMemberJoined(team_id=team_id, account_id=other_admin_id),
+    )
+
+    refused = await reset_by(identity, team_id, other_admin_id, admin)
+
+    assert (refused.status_code, refused.json()["code"]) == (403, "reset_requires_national_admin")
+    assert refused.json()["detail"]["because"] == "team_admin"
     assert (await identity.log_in(body["username"], body["password"])).status_code == 200
 
 

@@ -385,18 +385,23 @@ class TokenVerifier:
         leeway_seconds: int = 30,
         clock: Clock | None = None,
         cache_size: int = 10_000,
+        token_use: str | None = None,
     ) -> None:
         self.source = source
         self.issuer = issuer
         self.audience = audience
+        #: the ``token_use`` claim a token must carry: none for access tokens, so a token made for
+        #: something else (a volunteer match) is refused as one even if its audience also named ours
+        self.token_use = token_use
         self.algorithm = algorithm
         self.leeway = leeway_seconds
         self.clock = clock or SystemClock()
         self.cache_size = cache_size
         self._verified: dict[str, _Verified] = {}
 
-    def for_audience(self, audience: str) -> TokenVerifier:
-        """A verifier of tokens for another audience, with the same keys, issuer, algorithm and clock."""
+    def for_audience(self, audience: str, token_use: str) -> TokenVerifier:
+        """A verifier of another kind of token (its own audience and ``token_use``), with the same
+        keys, issuer, algorithm and clock."""
         return TokenVerifier(
             self.source,
             issuer=self.issuer,
@@ -405,6 +410,7 @@ class TokenVerifier:
             leeway_seconds=self.leeway,
             clock=self.clock,
             cache_size=0,
+            token_use=token_use,
         )
 
     async def verify(self, token: str) -> Principal:
@@ -444,6 +450,8 @@ class TokenVerifier:
             raise AppError(TOKEN_INVALID, {"reason": "InvalidSubjectError"})
         if "jti" in claims and not isinstance(claims["jti"], str):
             raise AppError(TOKEN_INVALID, {"reason": "InvalidJTIError"})
+        if claims.get("token_use") != self.token_use:
+            raise AppError(TOKEN_INVALID, {"reason": "token_use"})
 
     def _check_time(self, expires: float, not_before: float, token: str | None = None) -> None:
         # Against the injectable clock, so tests that move time see tokens expire.
@@ -518,11 +526,14 @@ class TokenVerifier:
 # -- volunteer matches (T7, FAQ V1) -------------------------------------------------------------
 #: how long a team admin may use a lookup's answer to bring the volunteer into a team
 VOLUNTEER_MATCH_TTL = timedelta(minutes=10)
+#: the ``token_use`` claim of a volunteer-match token (access tokens carry none)
+VOLUNTEER_MATCH_USE = "volunteer_match"
 
 
 def volunteer_match_audience(audience: str) -> str:
-    """The audience of a volunteer-match token. Never the access tokens' audience, so no service
-    takes one for the other: a match token names the volunteer as its subject."""
+    """The audience of a volunteer-match token. Never the access tokens' audience, and the token
+    carries ``token_use`` as well (which an access token's verifier refuses), so no service takes
+    one for the other: a match token names the volunteer as its subject."""
     return f"{audience}#volunteer-match"
 
 
@@ -537,7 +548,11 @@ def issue_volunteer_match(signer: TokenSigner, volunteer_id: uuid.UUID, admin_id
         volunteer_id,
         roles=(),
         ttl=VOLUNTEER_MATCH_TTL,
-        extra={"aud": volunteer_match_audience(signer.audience), "act": str(admin_id)},
+        extra={
+            "aud": volunteer_match_audience(signer.audience),
+            "act": str(admin_id),
+            "token_use": VOLUNTEER_MATCH_USE,
+        },
     )
     return token, signer.clock.now() + VOLUNTEER_MATCH_TTL
 

@@ -126,7 +126,7 @@ def preferred_language(accept_language: str | None) -> str:
     """``"en"`` when the client's best-ranked language is English, otherwise ``"zh"``."""
     best_lang, best_q = "zh", -1.0
     for lang, q in _ranked(accept_language or ""):
-        if q > best_q:
+        if q > max(best_q, 0.0):  # q=0: "not this one"
             best_lang, best_q = lang, q
     return "en" if best_lang.startswith("en") else "zh"
 

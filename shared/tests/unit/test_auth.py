@@ -21,14 +21,18 @@ from shared.auth import (
     DEFAULT_ALGORITHM,
     ROLE_REGIONAL_ADMIN,
     ROLE_VOLUNTEER,
+    VOLUNTEER_MATCH_USE,
     CurrentPrincipal,
     JwksSource,
     OptionalPrincipal,
     Principal,
     TokenSigner,
     TokenVerifier,
+    issue_volunteer_match,
     region_covers,
     region_prefix,
+    verified_volunteer_match,
+    volunteer_match_audience,
 )
 from shared.clock import ManualClock
 from shared.errors import AppError
@@ -365,3 +369,37 @@ def test_region_prefix_drops_trailing_zero_pairs() -> None:
     assert region_prefix("110101") == "110101"
     assert region_prefix("330106010") == "330106010"
     assert region_prefix("330106000") == "330106"
+
+
+# -- volunteer-match tokens (FAQ V1) ---------------------------------------------------------------
+async def test_a_match_token_and_an_access_token_are_never_taken_for_each_other(
+    signer: TokenSigner, verifier: TokenVerifier
+) -> None:
+    matches = verifier.for_audience(volunteer_match_audience(AUDIENCE), VOLUNTEER_MATCH_USE)
+    volunteer, admin = uuid.uuid4(), uuid.uuid4()
+    match, _ = issue_volunteer_match(signer, volunteer, admin)
+    access = signer.issue(admin)
+    # a token whose audience names both (identity never signs one): token_use still tells them apart
+    both = _sign_with_own_key(
+        signer,
+        _claims(signer, sub=str(volunteer), aud=[AUDIENCE, volunteer_match_audience(AUDIENCE)], act=str(admin)),
+    )
+    both_as_match = _sign_with_own_key(
+        signer,
+        _claims(
+            signer,
+            sub=str(volunteer),
+            aud=[AUDIENCE, volunteer_match_audience(AUDIENCE)],
+            act=str(admin),
+            token_use=VOLUNTEER_MATCH_USE,
+        ),
+    )
+
+    assert await verified_volunteer_match(matches, match, admin) == volunteer
+    assert await verified_volunteer_match(matches, match, uuid.uuid4()) is None  # another admin's
+    assert await verified_volunteer_match(matches, access, admin) is None
+    assert await verified_volunteer_match(matches, both, admin) is None  # no token_use
+    for token in (match, both_as_match):
+        with pytest.raises(AppError) as refused:
+            await verifier.verify(token)
+        assert refused.value.code == "token_invalid"

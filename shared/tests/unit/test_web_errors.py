@@ -201,6 +201,7 @@ async def test_valid_request_passes_and_gets_a_request_id(client: httpx.AsyncCli
         ("fr, en;q=0.5", "zh"),
         ("en;q=0.9, zh;q=0.8", "en"),
         ("en;q=bogus, zh", "zh"),
+        ("en;q=0", "zh"),  # "not English"
     ],
 )
 def test_preferred_language(header: str | None, lang: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from identity import errors
 from identity.admin import set_temporary_password
@@ -70,10 +71,19 @@ async def look_up(
     return Found(account.id, documents.mask_name(record.real_name), account.volunteer_number)
 
 
+#: how long after finding a volunteer by ID number and name an admin's reset also gives the username
+USERNAME_AFTER_LOOKUP = timedelta(hours=1)
+
+
 async def team_admin_reset(
     runtime: IdentityRuntime, uow: UnitOfWork, principal: Principal, team_id: uuid.UUID, account_id: uuid.UUID
-) -> tuple[str, str]:
-    """A temporary password for a plain member of the admin's team: (the username, the password)."""
+) -> tuple[str | None, str]:
+    """A temporary password for a plain member of the admin's team: (the username, the password).
+
+    The username only to an admin who found this account by its ID number and name within
+    :data:`USERNAME_AFTER_LOOKUP` (FAQ V1: the owner, told "already registered", came to them and
+    does not know it); a member who can log in knows their own, and the admin needs no way into
+    their account."""
     memberships = Memberships(uow.session)
     actor = await memberships.get(team_id, principal.account_id)
     if actor is None or not actor.admin:
@@ -85,9 +95,13 @@ async def team_admin_reset(
     account = await Accounts(uow.session).get(account_id, for_update=True)
     if account is None:
         raise AppError(errors.NOT_TEAM_MEMBER)
-    _check_resettable_by_team_admin(principal, team_id, account, member_is_admin=member.admin)
-    password = await set_temporary_password(runtime, uow, account)
+    admin_elsewhere = await memberships.is_admin_of_any(account.id)
+    _check_resettable_by_team_admin(principal, team_id, account, is_team_admin=member.admin or admin_elsewhere)
     now = uow.clock.now()
+    found = await Audit(uow.session).did_since(
+        principal.account_id, "volunteer_lookup", account.id, now - USERNAME_AFTER_LOOKUP
+    )
+    password = await set_temporary_password(runtime, uow, account)
     account.raise_event(
         TemporaryPasswordSet(account_id=account.id, set_by_account_id=principal.account_id, by_team_id=team_id)
     )
@@ -96,21 +110,22 @@ async def team_admin_reset(
         actor_id=principal.account_id,
         action="team_admin_password_reset",
         subject_account_id=account.id,
-        detail={"team_id": str(team_id)},
+        detail={"team_id": str(team_id), "username_given": found},
     )
     log.info("temporary_password_set", account_id=str(account.id), by="team_admin", team_id=str(team_id))
-    return account.username, password
+    return (account.username if found else None), password
 
 
 def _check_resettable_by_team_admin(
-    principal: Principal, team_id: uuid.UUID, account: Account, *, member_is_admin: bool
+    principal: Principal, team_id: uuid.UUID, account: Account, *, is_team_admin: bool
 ) -> None:
     """A team admin resets only plain members (T7). An account holding any role beyond volunteer
-    (regional, national admin, data importer, or a role added later), or an admin of the same
-    team, would be taken over by whoever administers a team it joined: such accounts go through
-    the national admin's reset (V10)."""
+    (regional, national admin, data importer, or a role added later), or administering any team
+    (this one or another: an admin may bring in whoever's ID number and name they know, FAQ V1),
+    would be taken over by whoever administers a team it joined, and that team with it: such
+    accounts go through the national admin's reset (V10)."""
     operator_roles = sorted(set(account.roles) - {ROLE_VOLUNTEER})
-    if not operator_roles and not member_is_admin:
+    if not operator_roles and not is_team_admin:
         return
     because = "operator_role" if operator_roles else "team_admin"
     log.warning(

@@ -167,6 +167,20 @@ class Audit:
             )
         return (await self.session.execute(query)).scalars().all()
 
+    async def did_since(self, actor_id: uuid.UUID, action: str, subject_account_id: uuid.UUID, since: datetime) -> bool:
+        """Whether ``actor_id`` did ``action`` to ``subject_account_id`` at ``since`` or later."""
+        query = (
+            select(AuditEntry.id)
+            .where(
+                AuditEntry.subject_account_id == subject_account_id,
+                AuditEntry.actor_id == actor_id,
+                AuditEntry.action == action,
+                AuditEntry.at >= since,
+            )
+            .limit(1)
+        )
+        return (await self.session.execute(query)).first() is not None
+
     def write(
         self,
         *,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from shared import regions
 from shared.aio import every
-from shared.auth import TokenVerifier, volunteer_match_audience
+from shared.auth import VOLUNTEER_MATCH_USE, TokenVerifier, volunteer_match_audience
 from shared.clock import Clock
 from shared.logging import get_logger
 from shared.messaging.broker import Broker
@@ -48,7 +48,7 @@ def warn_of_missing_contacts(settings: TeamsSettings) -> None:
             effect="applicants reviewed by a registration authority see no contact from day 7",
         )
     lines = settings.support_contacts
-    if not (lines.national.configured or lines.data_import.configured or lines.provincial):
+    if not any(line.configured for line in (lines.national, lines.data_import, *lines.provincial.values())):
         log.warning(
             "support_contacts_missing", setting="TEAMS_SUPPORT_CONTACTS", effect="GET /api/v1/support-contacts is empty"
         )
@@ -66,7 +66,9 @@ def build_runtime(
     runtime = TeamsRuntime(settings, messaging, handlers=handlers, broker=broker, clock=clock, verifier=verifier)
     # a withdrawn platform role stops working at once, not when the token expires
     runtime.principal_roles = platform_roles_lookup(runtime.engine, REGION_ADMINS)
-    runtime.volunteer_matches = runtime.verifier.for_audience(volunteer_match_audience(settings.jwt_audience))
+    runtime.volunteer_matches = runtime.verifier.for_audience(
+        volunteer_match_audience(settings.jwt_audience), VOLUNTEER_MATCH_USE
+    )
     warn_of_missing_contacts(settings)
 
     async def review_pass() -> None:

@@ -132,6 +132,8 @@ def test_a_wrong_setting_stops_the_service_from_starting_and_says_what_is_wrong(
 def test_contacts_the_deployment_did_not_give_are_said_at_start_up() -> None:
     with capture_logs() as bare:
         warn_of_missing_contacts(TeamsSettings())
+    with capture_logs() as unreachable:  # a line without a phone or an address is not shown
+        warn_of_missing_contacts(TeamsSettings(support_contacts={"provincial": {"440000": {"working_hours": "8:30"}}}))
     authority = {"330000": {"name": "浙江省民政厅", "phone": "0571-87052000"}}
     with capture_logs() as configured:
         warn_of_missing_contacts(TeamsSettings(support_contacts=CONTACTS, authority_contacts=authority))
@@ -141,3 +143,4 @@ def test_contacts_the_deployment_did_not_give_are_said_at_start_up() -> None:
         ("support_contacts_missing", "TEAMS_SUPPORT_CONTACTS"),
     ]
     assert configured == []
+    assert "support_contacts_missing" in [e["event"] for e in unreachable]

@@ -85,20 +85,21 @@ async def renew_card(principal: CurrentPrincipal, uow: UoW, runtime: Runtime) ->
 async def verify_card(
     uow: UoW,
     runtime: Runtime,
+    response: Response,
     token: str = Query(min_length=10, max_length=100),
     accept: Annotated[str | None, Header()] = None,
     accept_language: Annotated[str | None, Header()] = None,
 ) -> CardCheckOut | HTMLResponse:
     async with uow:
         result = await cards.check(runtime, uow, token)
+    # the answer changes when the card is replaced or the verification withdrawn, and with Accept
+    varies = {"Cache-Control": "no-store", "Vary": "Accept, Accept-Language"}
     if prefers_html(accept):
         page = render_check_page(result, preferred_language(accept_language))
-        # the answer changes when the card is replaced or the verification withdrawn
         return HTMLResponse(
             page,
             headers={
-                "Cache-Control": "no-store",
-                "Vary": "Accept, Accept-Language",
+                **varies,
                 # nothing but its own inline style: no script, no other origin, not framed
                 "Content-Security-Policy": (
                     "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
@@ -106,6 +107,7 @@ async def verify_card(
                 ),
             },
         )
+    response.headers.update(varies)
     return CardCheckOut(
         genuine=result.genuine,
         current=result.current,

@@ -250,9 +250,10 @@ class LookupOut(BaseModel):
 
 class TeamTemporaryPasswordOut(BaseModel):
     account_id: uuid.UUID
-    #: the account's username, which the admin gives the member with the password (FAQ V1: someone
-    #: told "already registered" may not know it)
-    username: str
+    #: the account's username, for the admin to give the member with the password (FAQ V1: someone
+    #: told "already registered" may not know it); only to an admin who found this account by its
+    #: ID number and name within the last hour (``POST /api/v1/volunteer-lookups``), else null
+    username: str | None
     team_id: uuid.UUID
     temporary_password: str
     must_change_password: Literal[True] = True

@@ -64,7 +64,7 @@ async def look_up(body: LookupIn, principal: CurrentPrincipal, uow: UoW, runtime
     summary="Team admins: set a temporary password for a member of the team (changed at next login)",
     description=(
         "Only plain members: an account holding an operator role (regional or national admin, data "
-        "importer) or administering the same team is refused with `reset_requires_national_admin` and "
+        "importer) or administering any team is refused with `reset_requires_national_admin` and "
         "goes through the national admin's reset."
     ),
     responses=error_responses(
