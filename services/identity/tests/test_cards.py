@@ -117,6 +117,10 @@ async def test_a_phone_that_scans_the_card_gets_a_page_saying_the_same(identity:
     assert_valid_html(forged.text)
     assert "无法核验" in forged.text
     assert number not in forged.text
+    for garbled in ({"token": token[:7]}, {"token": "not a token!"}, {}):  # a QR code read wrong, a cut link
+        cut = await identity.client.get(url, params=garbled, headers=BROWSER)
+        assert (cut.status_code, "无法核验" in cut.text) == (200, True)
+        assert (await identity.client.get(url, params=garbled)).json()["genuine"] is False
     assert api.headers["content-type"] == "application/json"  # API clients still get JSON
     assert (api.headers["cache-control"], api.headers["vary"]) == ("no-store", "Accept, Accept-Language")
 

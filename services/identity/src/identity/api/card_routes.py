@@ -86,7 +86,9 @@ async def verify_card(
     uow: UoW,
     runtime: Runtime,
     response: Response,
-    token: str = Query(min_length=10, max_length=100),
+    # anything that is not a card's token (a QR code read wrong, a link cut short) is "not genuine",
+    # shown to a phone as the page that says so rather than as a validation error
+    token: str = Query("", max_length=400),
     accept: Annotated[str | None, Header()] = None,
     accept_language: Annotated[str | None, Header()] = None,
 ) -> CardCheckOut | HTMLResponse:
