@@ -14,7 +14,14 @@ import pytest
 from identity.testing import Identity, envelope_for
 from shared.auth import volunteer_match_audience
 from shared.contracts.base import Event
-from shared.contracts.teams import TeamAdminAppointed, TeamAdminRemoved, TeamMemberJoined, TeamMemberLeft
+from shared.contracts.teams import (
+    TeamAdminAppointed,
+    TeamAdminRemoved,
+    TeamMemberJoined,
+    TeamMemberLeft,
+    TeamProjectLeadAppointed,
+    TeamProjectLeadRemoved,
+)
 from shared.messaging.amqp import AmqpBroker
 from shared.testing import eventually
 
@@ -254,6 +261,31 @@ async def test_an_admin_of_another_team_brought_into_this_one_cannot_be_reset_by
     assert (await identity.log_in(body["username"], body["password"])).status_code == 200
 
 
+async def test_a_project_lead_of_another_team_cannot_be_reset_by_a_team_admin_until_no_longer_one(
+    identity: Identity, publisher: AmqpBroker
+) -> None:
+    """Leading a team's projects (admissions, hours) is a role too: an account brought into this team
+    that leads another team's projects goes through the national admin's reset."""
+    team_id, _, admin = await team_with_admin(identity, publisher)
+    other_team = uuid.uuid4()
+    _, account = await identity.sign_up()
+    lead_id = uuid.UUID(account["id"])
+    await publish_and_wait(
+        identity,
+        publisher,
+        TeamMemberJoined(team_id=other_team, account_id=lead_id),
+        TeamProjectLeadAppointed(team_id=other_team, account_id=lead_id),
+        TeamMemberJoined(team_id=team_id, account_id=lead_id),
+    )
+
+    refused = await reset_by(identity, team_id, lead_id, admin)
+    await publish_and_wait(identity, publisher, TeamProjectLeadRemoved(team_id=other_team, account_id=lead_id))
+    allowed = await reset_by(identity, team_id, lead_id, admin)
+
+    assert (refused.status_code, refused.json()["detail"]["because"]) == (403, "project_lead")
+    assert allowed.status_code == 201, allowed.text
+
+
 async def test_team_admin_cannot_reset_another_admin_of_the_team(identity: Identity, publisher: AmqpBroker) -> None:
     team_id, _, admin = await team_with_admin(identity, publisher)
     body, account = await identity.sign_up()
@@ -268,7 +300,9 @@ async def test_team_admin_cannot_reset_another_admin_of_the_team(identity: Ident
     assert refused.status_code == 403
     assert refused.json()["code"] == "reset_requires_national_admin"
     assert refused.json()["detail"]["because"] == "team_admin"
-    assert refused.json()["message"] == "该账号是管理员账号,团体管理员不能重置其密码,请联系全国系统管理员重置"
+    assert refused.json()["message"] == (
+        "该账号是管理员或项目负责人账号,团体管理员不能重置其密码,请联系全国系统管理员重置"
+    )
     assert (await identity.log_in(body["username"], body["password"])).status_code == 200
     # Once no longer an admin of the team, a plain member again.
     await publish_and_wait(identity, publisher, TeamAdminRemoved(team_id=team_id, account_id=other_admin_id))

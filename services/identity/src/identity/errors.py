@@ -169,8 +169,8 @@ NOT_TEAM_MEMBER = ErrorSpec(
 RESET_REQUIRES_NATIONAL_ADMIN = ErrorSpec(
     "reset_requires_national_admin",
     403,
-    "该账号是管理员账号,团体管理员不能重置其密码,请联系全国系统管理员重置",
-    "This account holds an admin role; a team admin cannot reset its password, the national admin can",
+    "该账号是管理员或项目负责人账号,团体管理员不能重置其密码,请联系全国系统管理员重置",
+    "This account holds an admin or project lead role; a team admin cannot reset its password, the national admin can",
 )
 VOLUNTEER_NOT_FOUND = ErrorSpec(
     "volunteer_not_found",

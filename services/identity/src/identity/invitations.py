@@ -95,8 +95,7 @@ async def team_admin_reset(
     account = await Accounts(uow.session).get(account_id, for_update=True)
     if account is None:
         raise AppError(errors.NOT_TEAM_MEMBER)
-    admin_elsewhere = await memberships.is_admin_of_any(account.id)
-    _check_resettable_by_team_admin(principal, team_id, account, is_team_admin=member.admin or admin_elsewhere)
+    _check_resettable_by_team_admin(principal, team_id, account, await memberships.team_role_of(account.id))
     now = uow.clock.now()
     found = await Audit(uow.session).did_since(
         principal.account_id, "volunteer_lookup", account.id, now - USERNAME_AFTER_LOOKUP
@@ -117,17 +116,18 @@ async def team_admin_reset(
 
 
 def _check_resettable_by_team_admin(
-    principal: Principal, team_id: uuid.UUID, account: Account, *, is_team_admin: bool
+    principal: Principal, team_id: uuid.UUID, account: Account, team_role: str | None
 ) -> None:
     """A team admin resets only plain members (T7). An account holding any role beyond volunteer
-    (regional, national admin, data importer, or a role added later), or administering any team
-    (this one or another: an admin may bring in whoever's ID number and name they know, FAQ V1),
-    would be taken over by whoever administers a team it joined, and that team with it: such
-    accounts go through the national admin's reset (V10)."""
+    (regional, national admin, data importer, or a role added later), or administering or leading
+    projects of any team (``team_role``: this team or another, since an admin may bring in whoever's
+    ID number and name they know, FAQ V1), would be taken over by whoever administers a team it
+    joined, and that team or those projects with it: such accounts go through the national admin's
+    reset (V10)."""
     operator_roles = sorted(set(account.roles) - {ROLE_VOLUNTEER})
-    if not operator_roles and not is_team_admin:
+    if not operator_roles and team_role is None:
         return
-    because = "operator_role" if operator_roles else "team_admin"
+    because = "operator_role" if operator_roles else team_role
     log.warning(
         "team_reset_refused_privileged_account",
         actor_id=str(principal.account_id),

@@ -257,7 +257,8 @@ class IdCardUpload(Base):
 
 
 class TeamMembership(Base):
-    """Read model of teams' events (T7): who belongs to which team, and who administers it."""
+    """Read model of teams' events (T7): who belongs to which team, who administers it, and who
+    leads its projects."""
 
     __tablename__ = "team_memberships"
 
@@ -265,6 +266,8 @@ class TeamMembership(Base):
     account_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, index=True)
     member: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     admin: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    #: may lead the team's projects (record hours, admit): such an account is not a plain member
+    project_lead: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

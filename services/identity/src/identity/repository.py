@@ -275,6 +275,15 @@ class Memberships:
         )
         return (await self.session.execute(query.limit(1))).first() is not None
 
+    async def team_role_of(self, account_id: uuid.UUID) -> str | None:
+        """``"team_admin"`` if the account administers any team, else ``"project_lead"`` if it leads
+        any team's projects, else None (a plain member wherever it belongs)."""
+        query = select(
+            func.bool_or(TeamMembership.admin), func.bool_or(TeamMembership.member & TeamMembership.project_lead)
+        ).where(TeamMembership.account_id == account_id)
+        admin, lead = (await self.session.execute(query)).one()
+        return "team_admin" if admin else "project_lead" if lead else None
+
     async def get(self, team_id: uuid.UUID, account_id: uuid.UUID) -> TeamMembership | None:
         return await self.session.get(TeamMembership, (team_id, account_id))
 

@@ -175,8 +175,16 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(
         "identity",
         "team_memberships",
-        ("team.member_joined", "team.member_left", "team.admin_appointed", "team.admin_removed"),
-        "Keeps identity's read model of team members and admins (T7: lookups, team admin password resets)",
+        (
+            "team.member_joined",
+            "team.member_left",
+            "team.admin_appointed",
+            "team.admin_removed",
+            "team.project_lead_appointed",
+            "team.project_lead_removed",
+        ),
+        "Keeps identity's read model of team members, admins and project leads (T7: lookups, team admin "
+        "password resets, which spare no admin or project lead of any team)",
     ),
 )
 
