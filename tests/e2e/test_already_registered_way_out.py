@@ -3,7 +3,7 @@ sign-up that their ID number is already registered (years ago, at a big event) g
 their ID number and name; the admin finds the account in identity, brings it into the team in teams
 at once, sets a temporary password from the member list in identity, and gives them the username
 with it; they log in, choose their own password, and update their details. The account's own
-email address hears of the new password, without it."""
+email address hears that it was brought in, and of the new password, without it."""
 
 from __future__ import annotations
 
@@ -129,7 +129,9 @@ async def way_out(stack: Stack, client: httpx.AsyncClient, smtp_server: SmtpServ
     updated = await client.patch(f"{identity}/api/v1/accounts/me", json={"mobile": "13912345678"}, headers=headers)
     assert (updated.status_code, updated.json()["mobile"]) == (200, "13912345678")
 
-    # 7. the account's own address was told a temporary password was set, never what it is
+    # 7. the account's own address was told it was brought into the team, and that a temporary
+    # password was set, never what it is
+    await smtp_server.wait_for(lambda m: first["email"] in m.rcpt_tos and team["name"] in m.subject, timeout=30)
     [notice] = await smtp_server.wait_for(
         lambda m: first["email"] in m.rcpt_tos and "临时密码" in m.subject, timeout=30
     )

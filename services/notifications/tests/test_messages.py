@@ -28,7 +28,13 @@ from shared.contracts.projects import (
     ProjectClosed,
     ProjectExtended,
 )
-from shared.contracts.teams import TeamApproved, TeamRejected, TeamReviewOverdue, TeamReviewReminderRequested
+from shared.contracts.teams import (
+    TeamApproved,
+    TeamMemberJoined,
+    TeamRejected,
+    TeamReviewOverdue,
+    TeamReviewReminderRequested,
+)
 from shared.testing import ReceivedEmail, SmtpServer, assert_valid_html, eventually
 
 from .conftest import Service, StartService
@@ -228,6 +234,33 @@ async def test_temporary_password_notice_never_contains_a_password(service: Serv
     assert "本邮件不包含密码" in email.text()
     assert "团体的管理员" in email.text()
     assert f"登录:{SITE}/login" in email.text()
+
+
+async def test_a_volunteer_brought_into_a_team_by_its_admin_is_told_and_nobody_else(service: Service) -> None:
+    """FAQ V1: an admin who found the account by ID number and name brought it in without its owner's
+    answer; the owner learns of it, and how to leave if they did not ask. Joining by one's own
+    application or answer sends nothing."""
+    added, address = await service.register()
+    english, english_address = await service.register(language="en", name="Li Si")
+    joined_alone, _ = await service.register()
+    team_id = uuid.uuid4()
+    by_admin = {"added_by_account_id": uuid.uuid4(), "team_name": "朝阳助老服务队"}
+    *_, own_join = await service.produce(
+        TeamMemberJoined(team_id=team_id, account_id=added, **by_admin),
+        TeamMemberJoined(team_id=team_id, account_id=english, **by_admin),
+        TeamMemberJoined(team_id=team_id, account_id=joined_alone),
+    )
+
+    email = await one_email_to(service, address, "朝阳助老服务队")
+    assert "凭您的证件号码和姓名" in email.text()
+    assert "退出该团体" in email.text()
+    assert f"团体页面:{SITE}/teams/{team_id}" in email.text()
+    assert_sender_and_advice(email)
+    en = await one_email_to(service, english_address, "You were added")
+    assert "leave the team" in en.text()
+    assert_sender_and_advice(en, english=True)
+    await service.handled(own_join, "team_member_added_email")
+    assert await service.emails(event_id=str(own_join)) == []
 
 
 async def test_team_review_outcomes_reach_the_applicant(service: Service) -> None:

@@ -42,7 +42,13 @@ from shared.contracts.projects import (
     ProjectClosed,
     ProjectExtended,
 )
-from shared.contracts.teams import TeamApproved, TeamRejected, TeamReviewOverdue, TeamReviewReminderRequested
+from shared.contracts.teams import (
+    TeamApproved,
+    TeamMemberJoined,
+    TeamRejected,
+    TeamReviewOverdue,
+    TeamReviewReminderRequested,
+)
 from shared.db import UnitOfWork
 from shared.messaging.consumer import Handlers
 from shared.messaging.envelope import Envelope
@@ -189,6 +195,29 @@ async def send_temporary_password_notice(
             "by_team": event.by_team_id is not None,
             "set_at": local_time(envelope.occurred_at),
             "path": links.LOGIN,
+        },
+    )
+
+
+@handlers("team_member_added_email")
+async def send_member_added_notice(
+    event: TeamMemberJoined, envelope: Envelope, uow: UnitOfWork, runtime: NotificationsRuntime
+) -> None:
+    """FAQ V1: a team admin who found the volunteer by ID number and name brought them in without
+    their answer. They are told, and how to leave if they did not ask for it; whoever joined by
+    their own application or answer is not."""
+    if event.added_by_account_id is None:
+        return
+    await queue_for_account(
+        uow,
+        runtime.templates,
+        envelope,
+        template="team_member_added",
+        account_id=event.account_id,
+        context={
+            "team_name": event.team_name or "",
+            "added_at": local_time(envelope.occurred_at),
+            "path": links.team(event.team_id),
         },
     )
 

@@ -86,7 +86,13 @@ def _require_open_invitation(invitation: Invitation) -> None:
 
 
 async def _add_member(
-    repo: TeamsRepository, clock: Clock, team: Team, account_id: uuid.UUID, *, admin: bool = False
+    repo: TeamsRepository,
+    clock: Clock,
+    team: Team,
+    account_id: uuid.UUID,
+    *,
+    admin: bool = False,
+    added_by: uuid.UUID | None = None,
 ) -> Membership:
     """``account_id`` joins ``team`` (whose row the caller holds locked). Joining by one route
     closes the account's other open application and invitation for the team: answered later,
@@ -94,7 +100,15 @@ async def _add_member(
     now = clock.now()
     membership = Membership(team_id=team.id, account_id=account_id, is_admin=admin, joined_at=now)
     repo.session.add(membership)
-    team.raise_event(TeamMemberJoined(team_id=team.id, account_id=account_id))
+    # brought in without the volunteer's answer: the event says by whom, and notifications tells them
+    team.raise_event(
+        TeamMemberJoined(
+            team_id=team.id,
+            account_id=account_id,
+            added_by_account_id=added_by,
+            team_name=team.name if added_by is not None else None,
+        )
+    )
     if admin:
         team.raise_event(TeamAdminAppointed(team_id=team.id, account_id=account_id))
     request = await repo.pending_join_request_for(team.id, account_id)
@@ -235,7 +249,7 @@ async def add_found_volunteer(
         raise AppError(VOLUNTEER_NOT_FOUND)
     if await repo.membership(team.id, volunteer.account_id) is not None:
         raise AppError(ALREADY_MEMBER)
-    membership = await _add_member(repo, clock, team, volunteer.account_id)
+    membership = await _add_member(repo, clock, team, volunteer.account_id, added_by=principal.account_id)
     now = clock.now()
     uow.session.add(
         Invitation(

@@ -44,7 +44,11 @@ async def test_an_admin_brings_a_found_volunteer_into_the_team_at_once(teams: An
     members = await teams.client.get(f"/api/v1/teams/{team['id']}/members", headers=teams.auth(admin))
     assert str(volunteer.account_id) in [m["account_id"] for m in members.json()["items"]]
     joined = await teams.events("team.member_joined", team["id"])
-    assert str(volunteer.account_id) in [e["account_id"] for e in joined]
+    # who brought them in, and where: the volunteer is emailed about it (notifications)
+    assert {(e["account_id"], e["added_by_account_id"], e["team_name"]) for e in joined} == {
+        (str(admin.account_id), None, None),
+        (str(volunteer.account_id), str(admin.account_id), team["name"]),
+    }
     # who brought them in is kept, as an invitation accepted when made; the open one is closed
     async with teams.runtime.session_factory() as session:
         rows = await session.execute(

@@ -95,7 +95,14 @@ class _MembershipEvent(_TeamEvent):
 
 class TeamMemberJoined(_MembershipEvent):
     event_type: ClassVar[str] = "team.member_joined"
-    summary: ClassVar[str] = "A volunteer became a member (approved, open join, or accepted invitation)"
+    summary: ClassVar[str] = (
+        "A volunteer became a member (approved, open join, accepted invitation, or brought in by an admin)"
+    )
+
+    #: the admin who brought the volunteer in without their answer (FAQ V1: found by ID number and
+    #: name), with the team's name, so the volunteer is told; absent for every other way of joining
+    added_by_account_id: uuid.UUID | None = None
+    team_name: str | None = None
 
 
 class TeamMemberLeft(_MembershipEvent):

@@ -55,6 +55,12 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("notifications", "welcome_email", ("account.registered",), "Greets a new account by email"),
     Subscription(
         "notifications",
+        "team_member_added_email",
+        ("team.member_joined",),
+        "Tells a volunteer that a team admin brought them into a team without their answer (FAQ V1)",
+    ),
+    Subscription(
+        "notifications",
         "recipients",
         ("account.registered", "account.contact_changed"),
         "Keeps the recipients read model (address, display name, language)",
