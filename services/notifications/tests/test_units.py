@@ -183,6 +183,7 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "temporary_password": {"by_team": False, "set_at": "2026-11-26 10:30", "path": "/login"},
     "team_approved": {"team_name": "t", "reason": None, "path": "/teams/t1"},
     "team_rejected": {"team_name": "t", "reason": "r", "path": "/teams/t1"},
+    "team_member_added": {"team_name": "t", "added_at": "2026-11-26 10:30", "path": "/teams/t1"},
     "review_reminder": {"team_name": "t", "days_waiting": 4, "path": "/reviews"},
     "review_escalation": {
         "team_name": "t",
