@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -237,22 +238,29 @@ async def test_the_username_goes_only_to_an_admin_who_just_found_the_member_by_i
     assert [row[0]["username_given"] for row in audit] == [True, False]
 
 
-async def test_an_admin_of_another_team_brought_into_this_one_cannot_be_reset_by_its_admin(
-    identity: Identity, publisher: AmqpBroker
-) -> None:
-    """An admin may bring in anyone whose ID number and name they know (FAQ V1): were an admin of
-    another team resettable, that team would be taken over with its admin's account."""
-    team_id, _, admin = await team_with_admin(identity, publisher)
-    other_team = uuid.uuid4()
+async def with_a_role_elsewhere(
+    identity: Identity, publisher: AmqpBroker, team_id: uuid.UUID, role: type[Event], other_team: uuid.UUID
+) -> tuple[dict[str, Any], uuid.UUID]:
+    """A new account holding ``role`` (admin or project lead) in ``other_team``, brought into ``team_id``
+    (FAQ V1: an admin may bring in anyone whose ID number and name they know)."""
     body, account = await identity.sign_up()
-    other_admin_id = uuid.UUID(account["id"])
+    account_id = uuid.UUID(account["id"])
     await publish_and_wait(
         identity,
         publisher,
-        TeamMemberJoined(team_id=other_team, account_id=other_admin_id),
-        TeamAdminAppointed(team_id=other_team, account_id=other_admin_id),
-        TeamMemberJoined(team_id=team_id, account_id=other_admin_id),
+        TeamMemberJoined(team_id=other_team, account_id=account_id),
+        role(team_id=other_team, account_id=account_id),
+        TeamMemberJoined(team_id=team_id, account_id=account_id),
     )
+    return body, account_id
+
+
+async def test_an_admin_of_another_team_brought_into_this_one_cannot_be_reset_by_its_admin(
+    identity: Identity, publisher: AmqpBroker
+) -> None:
+    """Were an admin of another team resettable, that team would be taken over with its admin's account."""
+    team_id, _, admin = await team_with_admin(identity, publisher)
+    body, other_admin_id = await with_a_role_elsewhere(identity, publisher, team_id, TeamAdminAppointed, uuid.uuid4())
 
     refused = await reset_by(identity, team_id, other_admin_id, admin)
 
@@ -268,15 +276,7 @@ async def test_a_project_lead_of_another_team_cannot_be_reset_by_a_team_admin_un
     that leads another team's projects goes through the national admin's reset."""
     team_id, _, admin = await team_with_admin(identity, publisher)
     other_team = uuid.uuid4()
-    _, account = await identity.sign_up()
-    lead_id = uuid.UUID(account["id"])
-    await publish_and_wait(
-        identity,
-        publisher,
-        TeamMemberJoined(team_id=other_team, account_id=lead_id),
-        TeamProjectLeadAppointed(team_id=other_team, account_id=lead_id),
-        TeamMemberJoined(team_id=team_id, account_id=lead_id),
-    )
+    _, lead_id = await with_a_role_elsewhere(identity, publisher, team_id, TeamProjectLeadAppointed, other_team)
 
     refused = await reset_by(identity, team_id, lead_id, admin)
     await publish_and_wait(identity, publisher, TeamProjectLeadRemoved(team_id=other_team, account_id=lead_id))
