@@ -203,7 +203,7 @@ class World:
 
     def match_token_of_b(self) -> str:
         signer = self.stack.apps["identity"].state.runtime.signer
-        token, _ = issue_volunteer_match(signer, self.b.account_id, self.b.account_id)
+        token, _, _ = issue_volunteer_match(signer, self.b.account_id, self.b.account_id)
         return token
 
     def hours_row(self, today: Any) -> dict[str, Any]:

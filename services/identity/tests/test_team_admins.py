@@ -78,6 +78,11 @@ async def test_team_admin_finds_a_volunteer_by_id_number_and_name(identity: Iden
     assert "刘" not in str(claims)
     as_access = await identity.client.get("/api/v1/accounts/me", headers={"Authorization": f"Bearer {token}"})
     assert (as_access.status_code, as_access.json()["code"]) == (401, "token_invalid")
+    # the lookup's audit row names the token, which teams keeps with the member it brings in
+    [(detail,)] = await identity.fetch(
+        "SELECT detail FROM audit_log WHERE action = 'volunteer_lookup' AND actor_id = :a", a=admin_id
+    )
+    assert detail["match_jti"] == claims["jti"]
     audit = await identity.fetch(
         "SELECT subject_account_id, detail FROM audit_log WHERE action = 'volunteer_lookup' AND actor_id = :a",
         a=admin_id,

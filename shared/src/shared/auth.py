@@ -537,13 +537,16 @@ def volunteer_match_audience(audience: str) -> str:
     return f"{audience}#volunteer-match"
 
 
-def issue_volunteer_match(signer: TokenSigner, volunteer_id: uuid.UUID, admin_id: uuid.UUID) -> tuple[str, datetime]:
+def issue_volunteer_match(
+    signer: TokenSigner, volunteer_id: uuid.UUID, admin_id: uuid.UUID
+) -> tuple[str, datetime, str]:
     """Identity's signed word that the team admin ``admin_id`` gave the ID number and name of the
     registered volunteer ``volunteer_id`` just now (FAQ V1: the volunteer, told "already
     registered", brought them to the admin), for teams to bring the volunteer into one of that
     admin's teams without an invitation to accept, since its owner cannot log in. The subject is
-    the volunteer and ``act`` the admin; it carries no role and no personal data. Returns the token
-    and when it expires."""
+    the volunteer and ``act`` the admin; it carries no role and no personal data. Returns the token,
+    when it expires, and its id (``jti``, for the lookup's audit row)."""
+    token_id = uuid.uuid4().hex
     token = signer.issue(
         volunteer_id,
         roles=(),
@@ -552,12 +555,20 @@ def issue_volunteer_match(signer: TokenSigner, volunteer_id: uuid.UUID, admin_id
             "aud": volunteer_match_audience(signer.audience),
             "act": str(admin_id),
             "token_use": VOLUNTEER_MATCH_USE,
+            "jti": token_id,
         },
     )
-    return token, signer.clock.now() + VOLUNTEER_MATCH_TTL
+    return token, signer.clock.now() + VOLUNTEER_MATCH_TTL, token_id
 
 
-async def verified_volunteer_match(verifier: TokenVerifier, token: str, admin_id: uuid.UUID) -> uuid.UUID | None:
+@dataclass(frozen=True)
+class VolunteerMatch:
+    volunteer_id: uuid.UUID
+    #: the token's id, also in identity's audit row of the lookup that issued it
+    token_id: str | None
+
+
+async def verified_volunteer_match(verifier: TokenVerifier, token: str, admin_id: uuid.UUID) -> VolunteerMatch | None:
     """The volunteer a match token names, if ``verifier`` (of the match audience: see
     ``TokenVerifier.for_audience``) finds it genuine and current, and it was made for ``admin_id``;
     None otherwise (forged, expired, an access token, or another admin's)."""
@@ -567,7 +578,9 @@ async def verified_volunteer_match(verifier: TokenVerifier, token: str, admin_id
         if refused.code not in (TOKEN_INVALID.code, TOKEN_EXPIRED.code):
             raise  # the keys could not be fetched: not the token's fault
         return None
-    return match.account_id if match.claims.get("act") == str(admin_id) else None
+    if match.claims.get("act") != str(admin_id):
+        return None
+    return VolunteerMatch(match.account_id, match.token_id)
 
 
 def _bearer_token(request: Request) -> str | None:

@@ -28,6 +28,7 @@ from shared.auth import (
     Principal,
     TokenSigner,
     TokenVerifier,
+    VolunteerMatch,
     issue_volunteer_match,
     region_covers,
     region_prefix,
@@ -377,7 +378,7 @@ async def test_a_match_token_and_an_access_token_are_never_taken_for_each_other(
 ) -> None:
     matches = verifier.for_audience(volunteer_match_audience(AUDIENCE), VOLUNTEER_MATCH_USE)
     volunteer, admin = uuid.uuid4(), uuid.uuid4()
-    match, _ = issue_volunteer_match(signer, volunteer, admin)
+    match, _, token_id = issue_volunteer_match(signer, volunteer, admin)
     access = signer.issue(admin)
     # a token whose audience names both (identity never signs one): token_use still tells them apart
     both = _sign_with_own_key(
@@ -395,7 +396,7 @@ async def test_a_match_token_and_an_access_token_are_never_taken_for_each_other(
         ),
     )
 
-    assert await verified_volunteer_match(matches, match, admin) == volunteer
+    assert await verified_volunteer_match(matches, match, admin) == VolunteerMatch(volunteer, token_id)
     assert await verified_volunteer_match(matches, match, uuid.uuid4()) is None  # another admin's
     assert await verified_volunteer_match(matches, access, admin) is None
     assert await verified_volunteer_match(matches, both, admin) is None  # no token_use

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from identity import errors
 from identity.admin import set_temporary_password
@@ -18,7 +18,7 @@ from identity.domain import documents
 from identity.domain.documents import DocumentType
 from identity.models import Account
 from identity.repository import Accounts, Audit, Lookups, Memberships
-from shared.auth import ROLE_VOLUNTEER, Principal
+from shared.auth import ROLE_VOLUNTEER, Principal, issue_volunteer_match
 from shared.contracts.identity import TemporaryPasswordSet
 from shared.db import UnitOfWork
 from shared.errors import AppError
@@ -32,6 +32,9 @@ class Found:
     volunteer_id: uuid.UUID
     masked_name: str
     volunteer_number: str | None
+    #: for teams to bring the volunteer into one of this admin's teams (FAQ V1); its id is audited
+    match_token: str
+    match_expires_at: datetime
 
 
 async def look_up(
@@ -58,17 +61,23 @@ async def look_up(
     account = await Accounts(uow.session).by_blind_index(blind_indexes)
     record = account.record if account is not None else None
     matched = account is not None and record is not None and documents.same_name(record.real_name, real_name)
+    match: tuple[str, datetime, str] | None = None
+    detail: dict[str, object] = {"found": matched}
+    if matched and account is not None:
+        match = issue_volunteer_match(runtime.signer, account.id, principal.account_id)
+        detail["match_jti"] = match[2]  # teams keeps it with the member it brings in
     # Every lookup counts and is audited, found or not (the audit row is the budget).
     Audit(uow.session).write(
         at=now,
         actor_id=principal.account_id,
         action="volunteer_lookup",
         subject_account_id=account.id if matched and account is not None else None,
-        detail={"found": matched},
+        detail=detail,
     )
-    if not matched or account is None or record is None:
+    if match is None or account is None or record is None:
         return None
-    return Found(account.id, documents.mask_name(record.real_name), account.volunteer_number)
+    token, expires_at, _ = match
+    return Found(account.id, documents.mask_name(record.real_name), account.volunteer_number, token, expires_at)
 
 
 #: how long after finding a volunteer by ID number and name an admin's reset also gives the username

@@ -241,10 +241,10 @@ async def add_found_volunteer(
     team = await load_team(repo, team_id, for_update=True)
     await require_team_admin(repo, team, principal)
     _require_approved(team)
-    volunteer_id = await verified_volunteer_match(matches, match_token, principal.account_id)
-    if volunteer_id is None:
+    match = await verified_volunteer_match(matches, match_token, principal.account_id)
+    if match is None:
         raise AppError(VOLUNTEER_MATCH_INVALID)
-    volunteer = await repo.volunteer(volunteer_id)
+    volunteer = await repo.volunteer(match.volunteer_id)
     if volunteer is None:
         raise AppError(VOLUNTEER_NOT_FOUND)
     if await repo.membership(team.id, volunteer.account_id) is not None:
@@ -260,6 +260,7 @@ async def add_found_volunteer(
             created_at=now,
             status=ACCEPTED,
             answered_at=now,
+            match_jti=match.token_id,
         )
     )
     return membership

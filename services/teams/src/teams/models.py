@@ -143,6 +143,9 @@ class Invitation(Base):
     status: Mapped[str] = mapped_column(String(16), default=PENDING)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: an invitation accepted when made (FAQ V1): the ``jti`` of the identity match token that brought
+    #: the member in, also in identity's audit row of the lookup that issued it
+    match_jti: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index(

@@ -16,7 +16,7 @@ from teams.models import Invitation
 
 
 def match(teams: Any, volunteer: Any, admin: Any, signer: TokenSigner | None = None) -> str:
-    token, _ = issue_volunteer_match(signer or teams.signer, volunteer.account_id, admin.account_id)
+    token, _, _ = issue_volunteer_match(signer or teams.signer, volunteer.account_id, admin.account_id)
     return token
 
 
@@ -36,7 +36,8 @@ async def test_an_admin_brings_a_found_volunteer_into_the_team_at_once(teams: An
     )
     assert invited.status_code == 201, invited.text
 
-    added = await add(teams, team["id"], admin, match(teams, volunteer, admin))
+    token, _, token_id = issue_volunteer_match(teams.signer, volunteer.account_id, admin.account_id)
+    added = await add(teams, team["id"], admin, token)
 
     assert added.status_code == 201, added.text
     assert (added.json()["account_id"], added.json()["is_admin"]) == (str(volunteer.account_id), False)
@@ -52,11 +53,12 @@ async def test_an_admin_brings_a_found_volunteer_into_the_team_at_once(teams: An
     # who brought them in is kept, as an invitation accepted when made; the open one is closed
     async with teams.runtime.session_factory() as session:
         rows = await session.execute(
-            select(Invitation.status, Invitation.invited_by).where(
+            select(Invitation.status, Invitation.invited_by, Invitation.match_jti).where(
                 Invitation.team_id == uuid.UUID(team["id"]), Invitation.account_id == volunteer.account_id
             )
         )
-        assert sorted(rows.all()) == [("accepted", admin.account_id), ("closed", admin.account_id)]
+        # the match token's id, also in identity's audit row of the lookup that issued it
+        assert sorted(rows.all()) == [("accepted", admin.account_id, token_id), ("closed", admin.account_id, None)]
     again = await add(teams, team["id"], admin, match(teams, volunteer, admin))
     assert (again.status_code, again.json()["code"]) == (409, "already_member")
 

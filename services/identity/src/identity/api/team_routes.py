@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from identity import errors, invitations
 from identity.api.deps import Runtime, UoW
 from identity.api.schemas import LookupIn, LookupOut, TeamTemporaryPasswordOut
-from shared.auth import CurrentPrincipal, issue_volunteer_match
+from shared.auth import CurrentPrincipal
 from shared.errors import TOKEN_INVALID, UNAUTHENTICATED, VALIDATION_FAILED, AppError, error_responses
 
 router = APIRouter(tags=["team admins"])
@@ -46,14 +46,12 @@ async def look_up(body: LookupIn, principal: CurrentPrincipal, uow: UoW, runtime
     # Refused only now: the audit row of a lookup that found nothing is committed too.
     if found is None:
         raise AppError(errors.VOLUNTEER_NOT_FOUND)
-    # for teams to bring the volunteer into one of this admin's teams (FAQ V1)
-    token, expires_at = issue_volunteer_match(runtime.signer, found.volunteer_id, principal.account_id)
     return LookupOut(
         volunteer_id=found.volunteer_id,
         masked_name=found.masked_name,
         volunteer_number=found.volunteer_number,
-        match_token=token,
-        match_expires_at=expires_at,
+        match_token=found.match_token,
+        match_expires_at=found.match_expires_at,
     )
 
 
