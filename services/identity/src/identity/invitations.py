@@ -61,23 +61,21 @@ async def look_up(
     account = await Accounts(uow.session).by_blind_index(blind_indexes)
     record = account.record if account is not None else None
     matched = account is not None and record is not None and documents.same_name(record.real_name, real_name)
-    match: tuple[str, datetime, str] | None = None
+    found: Found | None = None
     detail: dict[str, object] = {"found": matched}
-    if matched and account is not None:
-        match = issue_volunteer_match(runtime.signer, account.id, principal.account_id)
-        detail["match_jti"] = match[2]  # teams keeps it with the member it brings in
+    if matched and account is not None and record is not None:
+        token, expires_at, token_id = issue_volunteer_match(runtime.signer, account.id, principal.account_id)
+        detail["match_jti"] = token_id  # teams keeps it with the member it brings in
+        found = Found(account.id, documents.mask_name(record.real_name), account.volunteer_number, token, expires_at)
     # Every lookup counts and is audited, found or not (the audit row is the budget).
     Audit(uow.session).write(
         at=now,
         actor_id=principal.account_id,
         action="volunteer_lookup",
-        subject_account_id=account.id if matched and account is not None else None,
+        subject_account_id=found.volunteer_id if found is not None else None,
         detail=detail,
     )
-    if match is None or account is None or record is None:
-        return None
-    token, expires_at, _ = match
-    return Found(account.id, documents.mask_name(record.real_name), account.volunteer_number, token, expires_at)
+    return found
 
 
 #: how long after finding a volunteer by ID number and name an admin's reset also gives the username
