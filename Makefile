@@ -1,5 +1,6 @@
 # Two commands: `make run` (the whole system) and `make test` (the whole suite).
-# Everything is installed by `make setup` from PyPI through uv; nothing else is assumed.
+# Everything is installed by `make setup` from PyPI through uv; `make test` adds Debian's Chromium
+# and Firefox for the browser tests when they are missing (deploy/ensure-browsers.sh).
 
 PYTHON ?= python3
 # The suite starts services as subprocesses (crash points, standalone, load): without bytecode
@@ -25,6 +26,7 @@ lint: setup
 
 test: setup
 	deploy/ensure-services.sh
+	deploy/ensure-browsers.sh
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen mypy
 	$(UV) run --frozen pytest

@@ -72,8 +72,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     return Options(mode=mode, host=args.host, ports=ports, data_dir=args.data_dir.resolve(), log_level=args.log_level)
 
 
+def reachable_host(options: Options) -> str:
+    """The host to give people for this machine: the one listened on, or loopback for all of them."""
+    return "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host  # noqa: S104 - a printed hint
+
+
 def print_urls(options: Options, *, mailbox: bool) -> None:
-    host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host  # noqa: S104 - a printed hint
+    host = reachable_host(options)
     lines = ["", "Volunteer service information system is up:"]
     for service in SERVICES:
         base = f"http://{host}:{options.ports[service]}"
@@ -183,7 +188,12 @@ async def serve_standalone(options: Options, urls: dict[str, str]) -> int:
     # the in-process bus, like a queue nobody declared yet, would drop an event published
     # before its consumer attached.
     common: dict[str, Any] = {"bus": "inprocess", "run_relay": False}
-    id_settings = IdentitySettings(database_url=urls["identity"], **common)
+    # The card's QR code points at this identity, on the port chosen, unless the operator said where.
+    card_url: dict[str, Any] = {}
+    if "IDENTITY_CARD_VERIFICATION_URL" not in os.environ:
+        identity_base = f"http://{reachable_host(options)}:{options.ports['identity']}"
+        card_url["card_verification_url"] = f"{identity_base}/api/v1/card-verifications"
+    id_settings = IdentitySettings(database_url=urls["identity"], **card_url, **common)
     teams_settings = TeamsSettings(database_url=urls["teams"], **common)
     projects_settings = ProjectsSettings(database_url=urls["projects"], **common)
     notif_settings = NotificationsSettings(database_url=urls["notifications"], mail_transport="mailbox", **common)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 
+from shared.docs import install_docs
 from shared.logging import configure_logging, get_logger
 from shared.migrations import upgrade_head
 from shared.runtime import Runtime
@@ -88,7 +89,8 @@ def build_app(
         description=description,
         version=settings.version,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
     app.state.runtime = runtime
@@ -105,6 +107,8 @@ def build_app(
     app.include_router(health_router({"database": database_check(runtime.engine), "broker": runtime.broker_ready}))
     for router in routers:
         app.include_router(router)
+    # last: every request walks the routes in order, and the API's are the ones it looks for
+    install_docs(app, title=title)
     return app
 
 

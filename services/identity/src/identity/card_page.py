@@ -75,6 +75,8 @@ def render_check_page(result: CardCheck, lang: str) -> str:
         f'<!DOCTYPE html>\n<html lang="{text["lang"]}">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         '<meta name="robots" content="noindex">\n'
+        # an empty icon: browsers then ask the server for none (the page's policy would refuse it)
+        '<link rel="icon" href="data:,">\n'
         f"<title>{escape(text['title'])}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n<main>\n"
         f"<h1>{escape(text['title'])}</h1>\n"
         f'<p class="verdict {kind}">{escape(verdict)}</p>\n{facts}\n'
