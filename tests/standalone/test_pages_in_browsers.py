@@ -4,7 +4,7 @@ standalone mode, as a newcomer or a phone would meet it:
 
 - the card check page, reached by reading the QR code off a volunteer's rendered card (V9), at a
   phone's width, with its styles applied under its Content-Security-Policy;
-- the standalone mailbox's view of an email, and the email's own HTML;
+- the standalone mailbox: its list, an email's page, and the email's own HTML;
 - each service's API documentation (/docs), rendered by its scripts with every operation
   listed, with nothing loaded from outside the service.
 
@@ -143,9 +143,18 @@ async def test_a_qr_code_read_wrong_shows_that_the_card_cannot_be_verified(site:
     assert await settled(tab) == []
 
 
-async def test_the_mailbox_shows_an_email_with_its_html_in_a_sandbox(site: Site, tab: Tab) -> None:
+async def test_the_mailbox_lists_emails_and_shows_each_with_its_html_in_a_sandbox(site: Site, tab: Tab) -> None:
     await tab.viewport(*DESKTOP)
-    await tab.open(site.system.url("notifications", f"/api/v1/mailbox/{site.welcome_id}.html"))
+    # what `make run` prints for the mailbox, opened in a browser: a page, not JSON
+    await tab.open(site.system.url("notifications", "/api/v1/mailbox"))
+    assert await tab.value("document.title") == "邮箱 / Mailbox"
+    link = await tab.value(f"document.querySelector('a[href$=\"/{site.welcome_id}.html\"]').href")
+    assert await tab.value(f"document.querySelector('a[href$=\"/{site.welcome_id}.html\"]').innerText") == (
+        site.welcome_subject
+    )
+    assert await settled(tab) == []
+
+    await tab.open(link)
     assert await tab.value("document.title") == site.welcome_subject
     frame = await tab.value(
         "(f => ({sandbox: f.getAttribute('sandbox'), height: f.getBoundingClientRect().height}))"
@@ -154,6 +163,11 @@ async def test_the_mailbox_shows_an_email_with_its_html_in_a_sandbox(site: Site,
     assert "allow-scripts" not in frame["sandbox"]
     assert frame["height"] > 200
     assert "欢迎" in await tab.value("document.body.innerText")
+    assert await settled(tab) == []
+
+    # and back to the list
+    await tab.open(await tab.value("document.querySelector('a').href"))
+    assert await tab.value("document.title") == "邮箱 / Mailbox"
     assert await settled(tab) == []
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -216,6 +218,49 @@ async def test_mailbox_shows_one_email_as_a_web_page(start_service: StartService
         assert missing.status_code == 404
         as_json = await service.client.get(f"/api/v1/mailbox/{email['id']}")
         assert (as_json.json()["to_name"], as_json.json()["language"]) == ("<i>Ivy</i>", "en")
+
+
+async def test_a_browser_gets_the_mailbox_as_a_page_linking_to_each_email(
+    start_service: StartService, own_smtp: SmtpServer
+) -> None:
+    async with start_service(own_smtp, mail_transport="mailbox") as service:
+        emails = []
+        for name in ("<b>甲</b>", "乙", "丙"):
+            account_id = uuid.uuid4()
+            address = f"list-{account_id.hex[:8]}@example.org"
+            [event_id] = await service.produce(
+                AccountRegistered(
+                    account_id=account_id, username=f"u{account_id.hex[:8]}", display_name=name, email=address
+                )
+            )
+            [email] = await service.settled(event_id)
+            emails.append((email, name, address))
+        browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+        first = await service.client.get("/api/v1/mailbox", params={"limit": 2}, headers=browser)
+        assert first.status_code == 200
+        assert first.headers["content-type"].startswith("text/html")
+        assert first.headers["vary"] == "Accept"
+        assert "default-src 'none'" in first.headers["content-security-policy"]
+        assert_valid_html(first.text)
+        # newest first, each a link to its page, names escaped
+        newest, middle = emails[2][0], emails[1][0]
+        assert first.text.index(f'href="/api/v1/mailbox/{newest["id"]}.html"') < first.text.index(
+            f'href="/api/v1/mailbox/{middle["id"]}.html"'
+        )
+        assert f"/api/v1/mailbox/{emails[0][0]['id']}.html" not in first.text
+        # the older one is on the next page, which the page links to
+        older = re.search(r'<a href="([^"]+)" rel="next">', first.text)
+        assert older is not None
+        second = await service.client.get(html.unescape(older[1]), headers=browser)
+        assert f'href="/api/v1/mailbox/{emails[0][0]["id"]}.html"' in second.text
+        assert "&lt;b&gt;甲&lt;/b&gt;" in second.text
+        assert "<b>甲</b>" not in second.text
+        assert 'rel="next"' not in second.text
+        # API clients still get JSON at the same address; so does a client that asks for nothing
+        for headers in ({"Accept": "application/json"}, {}):
+            as_json = await service.client.get("/api/v1/mailbox", params={"limit": 2}, headers=headers)
+            assert [i["id"] for i in as_json.json()["items"]] == [newest["id"], middle["id"]]
+            assert as_json.headers["vary"] == "Accept"
 
 
 async def test_mailbox_view_does_not_exist_when_mail_goes_out_by_smtp(

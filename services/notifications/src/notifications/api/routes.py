@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse
@@ -33,6 +34,7 @@ from shared.errors import (
     ErrorSpec,
     error_responses,
     preferred_language,
+    prefers_html,
 )
 from shared.logging import get_logger
 from shared.pagination import CURSOR_INVALID
@@ -122,25 +124,56 @@ def _require_mailbox(runtime: NotificationsRuntime) -> None:
         raise AppError(NOT_FOUND)
 
 
+def _json_error_responses(*specs: ErrorSpec) -> dict[int | str, dict[str, Any]]:
+    """``error_responses`` for a route whose answer is a page: its refusals are still JSON (FastAPI
+    would document them under the route's own media type)."""
+    body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    return {status: {"description": r["description"], "content": body} for status, r in error_responses(*specs).items()}
+
+
+MAILBOX_URL = "/api/v1/mailbox"
+#: the mailbox's pages run no script, load nothing and are not framed; only their own inline style
+#: and empty icon (the email's HTML is shown in a sandboxed frame of its own page: see below)
+_LIST_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+
+
 @router.get(
-    "/api/v1/mailbox",
+    MAILBOX_URL,
     response_model=MailboxPage,
     tags=["mailbox"],
     summary="Standalone mode: the emails delivered to the local mailbox, newest first",
-    description="Only delivered emails: one still waiting for its recipient's address (or to be sent) is not listed.",
-    responses=error_responses(NOT_FOUND, CURSOR_INVALID),
+    description=(
+        "Only delivered emails: one still waiting for its recipient's address (or to be sent) is not listed. "
+        "A browser (which ranks `text/html` above JSON in `Accept`) gets the list as a page linking to each "
+        "email's page; API clients get JSON."
+    ),
+    responses={
+        **_json_error_responses(NOT_FOUND, CURSOR_INVALID),
+        200: {"content": {"text/html": {"schema": {"type": "string"}}}},
+    },
 )
 async def list_mailbox(
     runtime: RuntimeDep,
+    response: Response,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> MailboxPage:
+    accept: Annotated[str | None, Header()] = None,
+) -> MailboxPage | HTMLResponse:
     _require_mailbox(runtime)
     async with runtime.session_factory() as session:
         rows, next_cursor = await repository.list_emails(session, EmailFilter(status=SENT), limit=limit, cursor=cursor)
-        return MailboxPage(
-            items=[MailboxItem.model_validate(r, from_attributes=True) for r in rows], next_cursor=next_cursor
-        )
+    items = [MailboxItem.model_validate(r, from_attributes=True) for r in rows]
+    if not prefers_html(accept):
+        response.headers["Vary"] = "Accept"
+        return MailboxPage(items=items, next_cursor=next_cursor)
+    next_url = f"{MAILBOX_URL}?{urlencode({'limit': limit, 'cursor': next_cursor})}" if next_cursor else None
+    page = runtime.templates.page(
+        "_mailbox_list.html.j2", {"items": items, "list_url": MAILBOX_URL, "next_url": next_url}
+    )
+    return HTMLResponse(page, headers={"Content-Security-Policy": _LIST_POLICY, "Vary": "Accept"})
 
 
 async def _delivered(runtime: NotificationsRuntime, email_id: uuid.UUID) -> Email:
@@ -150,13 +183,6 @@ async def _delivered(runtime: NotificationsRuntime, email_id: uuid.UUID) -> Emai
     if email.status != SENT:  # not in the mailbox (yet)
         raise AppError(EMAIL_NOT_FOUND)
     return email
-
-
-def _json_error_responses(*specs: ErrorSpec) -> dict[int | str, dict[str, Any]]:
-    """``error_responses`` for a route whose answer is a page: its refusals are still JSON (FastAPI
-    would document them under the route's own media type)."""
-    body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-    return {status: {"description": r["description"], "content": body} for status, r in error_responses(*specs).items()}
 
 
 # declared before /{email_id}, which would take "<id>.html" for an id and refuse it
@@ -173,7 +199,7 @@ async def show_mailbox_email(email_id: uuid.UUID, runtime: RuntimeDep) -> HTMLRe
     page = runtime.templates.page(
         "_mailbox_email.html.j2",
         {
-            "list_url": "/api/v1/mailbox",
+            "list_url": MAILBOX_URL,
             "from_name": settings.sender_name(email.language),
             "from_address": settings.mail_from_address,
             "to_name": email.to_name,
