@@ -564,21 +564,22 @@ def issue_volunteer_match(
 @dataclass(frozen=True)
 class VolunteerMatch:
     volunteer_id: uuid.UUID
-    #: the token's id, also in identity's audit row of the lookup that issued it
-    token_id: str | None
+    #: the token's id, also in identity's audit row of the lookup that issued it; a token is used once
+    token_id: str
 
 
 async def verified_volunteer_match(verifier: TokenVerifier, token: str, admin_id: uuid.UUID) -> VolunteerMatch | None:
     """The volunteer a match token names, if ``verifier`` (of the match audience: see
     ``TokenVerifier.for_audience``) finds it genuine and current, and it was made for ``admin_id``;
-    None otherwise (forged, expired, an access token, or another admin's)."""
+    None otherwise (forged, expired, an access token, another admin's, or without the id that makes
+    it single-use, which identity always gives)."""
     try:
         match = await verifier.verify(token)
     except AppError as refused:
         if refused.code not in (TOKEN_INVALID.code, TOKEN_EXPIRED.code):
             raise  # the keys could not be fetched: not the token's fault
         return None
-    if match.claims.get("act") != str(admin_id):
+    if match.claims.get("act") != str(admin_id) or not match.token_id:
         return None
     return VolunteerMatch(match.account_id, match.token_id)
 

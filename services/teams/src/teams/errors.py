@@ -176,6 +176,13 @@ INVITATION_CLOSED = ErrorSpec(
     "该邀请已失效(已被团体撤回,或您已通过其他方式加入该团体)",
     "This invitation is no longer open (the team withdrew it, or you joined the team another way)",
 )
+VOLUNTEER_MATCH_USED = ErrorSpec(
+    "volunteer_match_used",
+    409,
+    "该证件号码与姓名的核验结果已用过一次(每次查找只能把志愿者加入一个团体),如需再次添加请重新查找该志愿者",
+    "This ID number and name match was already used (one lookup brings a volunteer into one team): look the "
+    "volunteer up again",
+)
 VOLUNTEER_MATCH_INVALID = ErrorSpec(
     "volunteer_match_invalid",
     422,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
+from sqlalchemy.exc import IntegrityError
+
 from shared.auth import Principal, TokenVerifier, verified_volunteer_match
 from shared.clock import Clock
 from shared.contracts.teams import (
@@ -42,6 +44,7 @@ from teams.errors import (
     TEAM_HAS_ADMIN,
     TEAM_NOT_APPROVED,
     VOLUNTEER_MATCH_INVALID,
+    VOLUNTEER_MATCH_USED,
     VOLUNTEER_NOT_FOUND,
 )
 from teams.models import (
@@ -244,6 +247,8 @@ async def add_found_volunteer(
     match = await verified_volunteer_match(matches, match_token, principal.account_id)
     if match is None:
         raise AppError(VOLUNTEER_MATCH_INVALID)
+    if await repo.match_used(match.token_id):
+        raise AppError(VOLUNTEER_MATCH_USED)
     volunteer = await repo.volunteer(match.volunteer_id)
     if volunteer is None:
         raise AppError(VOLUNTEER_NOT_FOUND)
@@ -263,6 +268,10 @@ async def add_found_volunteer(
             match_jti=match.token_id,
         )
     )
+    try:  # the same token used at the same moment for another team: the unique index decides
+        await uow.flush()
+    except IntegrityError:
+        raise AppError(VOLUNTEER_MATCH_USED) from None
     return membership
 
 

@@ -148,6 +148,8 @@ class Invitation(Base):
     match_jti: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
+        # a match token brings its volunteer in once (migration 0008)
+        Index("uq_invitations_match_jti", "match_jti", unique=True, postgresql_where=text("match_jti IS NOT NULL")),
         Index(
             "uq_invitations_pending",
             "team_id",

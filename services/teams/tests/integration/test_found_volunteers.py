@@ -5,14 +5,18 @@ token was made for, within its 10 minutes; never as anyone's access token."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
+from unittest.mock import AsyncMock
 
+import pytest
 from sqlalchemy import select
 
 from shared.auth import TokenSigner, issue_volunteer_match
 from shared.testing import signing_key_pem
 from teams.models import Invitation
+from teams.repository import TeamsRepository
 
 
 def match(teams: Any, volunteer: Any, admin: Any, signer: TokenSigner | None = None) -> str:
@@ -123,3 +127,44 @@ async def test_a_team_under_review_takes_no_members_this_way(teams: Any) -> None
     added = await add(teams, pending.json()["id"], applicant, match(teams, volunteer, applicant))
 
     assert (added.status_code, added.json()["code"]) == (409, "team_not_approved")
+
+
+async def test_a_match_token_brings_its_volunteer_into_one_team_once(teams: Any) -> None:
+    [admin, volunteer] = await teams.volunteers(2)
+    first, second = await teams.approved_team(admin), await teams.approved_team(admin)
+    token = match(teams, volunteer, admin)
+    assert (await add(teams, first["id"], admin, token)).status_code == 201
+
+    again = await add(teams, second["id"], admin, token)
+
+    assert (again.status_code, again.json()["code"]) == (409, "volunteer_match_used")
+    assert "重新查找" in again.json()["message"]
+    members = await teams.client.get(f"/api/v1/teams/{second['id']}/members", headers=teams.auth(admin))
+    assert str(volunteer.account_id) not in [m["account_id"] for m in members.json()["items"]]
+    # another lookup brings them into the other team
+    assert (await add(teams, second["id"], admin, match(teams, volunteer, admin))).status_code == 201
+
+
+async def test_one_match_token_used_for_two_teams_at_once_adds_the_volunteer_to_one(
+    teams: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [admin, volunteer] = await teams.volunteers(2)
+    first, second = await teams.approved_team(admin), await teams.approved_team(admin)
+    token = match(teams, volunteer, admin)
+    # both requests past the check before either wrote: the unique index on the token's id decides
+    monkeypatch.setattr(TeamsRepository, "match_used", AsyncMock(return_value=False))
+
+    answers = await asyncio.gather(add(teams, first["id"], admin, token), add(teams, second["id"], admin, token))
+
+    assert sorted((r.status_code, r.json().get("code")) for r in answers) == [
+        (201, None),
+        (409, "volunteer_match_used"),
+    ]
+    teams_with_the_volunteer = []
+    for team in (first, second):
+        members = await teams.client.get(f"/api/v1/teams/{team['id']}/members", headers=teams.auth(admin))
+        if str(volunteer.account_id) in [m["account_id"] for m in members.json()["items"]]:
+            teams_with_the_volunteer.append(team["id"])
+    assert len(teams_with_the_volunteer) == 1  # the refused one kept nothing of the add
+    joined = [e for t in (first, second) for e in await teams.events("team.member_joined", t["id"])]
+    assert [e["account_id"] for e in joined].count(str(volunteer.account_id)) == 1

@@ -72,3 +72,53 @@ async def test_upgrade_closes_the_open_applications_and_invitations_of_members(
         ("join_requests", outsider, "pending"),
         ("invitations", outsider, "pending"),
     }
+
+
+async def test_upgrade_keeps_every_use_of_a_match_token_made_before_tokens_were_single_use(
+    database_factory: Callable[[str], Awaitable[str]],
+) -> None:
+    engine = make_engine(await database_factory("teams_upgrade_jti"), pool_size=1, max_overflow=0)
+    admin, volunteer, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    teams = [uuid.uuid4() for _ in range(3)]
+    try:
+        cfg = alembic_config(SERVICE_ROOT, engine.url.render_as_string(hide_password=False))
+
+        def to_0007(connection: Any) -> None:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "0007")
+
+        async with engine.begin() as conn:
+            await conn.run_sync(to_0007)
+            for n, team in enumerate(teams):
+                await conn.execute(
+                    text(
+                        "INSERT INTO teams (id, name, region_code, level, kind, status, join_mode, contact_person,"
+                        " contact_phone, contact_email, contact_address, applicant_account_id, submitted_at)"
+                        " VALUES (:t, :name, '330106', 'county', 'other', 'approved', 'reject_anyone', '王',"
+                        " '0571-88886666', 'a@example.org', '杭州', :a, now())"
+                    ),
+                    {"t": team, "name": f"西湖{n}志愿服务队", "a": admin},
+                )
+            # one token used for three teams, in this order; another token used once
+            uses = [(teams[0], volunteer, "jti-1", 1), (teams[1], volunteer, "jti-1", 2)]
+            uses += [(teams[2], volunteer, "jti-1", 3), (teams[0], other, "jti-2", 4)]
+            for team, account, jti, minute in uses:
+                await conn.execute(
+                    text(
+                        "INSERT INTO invitations (id, team_id, account_id, invited_by, status, created_at,"
+                        " answered_at, match_jti) VALUES (gen_random_uuid(), :t, :v, :a, 'accepted',"
+                        " now() + make_interval(mins => :m), now(), :j)"
+                    ),
+                    {"t": team, "v": account, "a": admin, "m": minute, "j": jti},
+                )
+        await upgrade_head(engine, SERVICE_ROOT)
+        async with engine.connect() as conn:
+            kept = (await conn.execute(text("SELECT team_id, account_id, match_jti FROM invitations"))).all()
+    finally:
+        await engine.dispose()
+    assert sorted(kept, key=lambda r: r.match_jti) == [
+        (teams[0], volunteer, "jti-1"),
+        (teams[1], volunteer, "jti-1#2"),
+        (teams[2], volunteer, "jti-1#3"),
+        (teams[0], other, "jti-2"),
+    ]

@@ -381,10 +381,16 @@ async def members(
         "volunteer joins without accepting (they cannot log in), and the admin then sets a temporary "
         "password from the member list (identity's `POST /api/v1/teams/{team_id}/members/{account_id}"
         "/temporary-passwords`), which also gives the username. A token made for another admin, or "
-        "expired, is `volunteer_match_invalid`. Others are invited, and accept."
+        "expired, is `volunteer_match_invalid`; a token already used (one lookup brings a volunteer into one "
+        "team) is `volunteer_match_used`. Others are invited, and accept."
     ),
     responses=error_responses(
-        *ADMIN_ERRORS, E.TEAM_NOT_APPROVED, E.VOLUNTEER_MATCH_INVALID, E.VOLUNTEER_NOT_FOUND, E.ALREADY_MEMBER
+        *ADMIN_ERRORS,
+        E.TEAM_NOT_APPROVED,
+        E.VOLUNTEER_MATCH_INVALID,
+        E.VOLUNTEER_MATCH_USED,
+        E.VOLUNTEER_NOT_FOUND,
+        E.ALREADY_MEMBER,
     ),
 )
 async def add_found_volunteer(
