@@ -131,6 +131,18 @@ async def test_a_scanned_card_opens_its_check_page_on_a_phone(site: Site, tab: T
     assert await settled(tab) == []
 
 
+@pytest.mark.parametrize("browser", BROWSERS)
+async def test_a_phone_set_to_english_gets_the_card_page_in_english(site: Site, browser: str) -> None:
+    async with open_tab(browser, language="en-US,en") as english:
+        await english.viewport(*PHONE)
+        await english.open(site.card_url)
+        assert await english.value("document.documentElement.lang") == "en"
+        text = await english.value("document.body.innerText")
+        assert "This volunteer service card is genuine and current" in text
+        assert site.volunteer_number in text
+        assert await settled(english) == []
+
+
 async def test_a_qr_code_read_wrong_shows_that_the_card_cannot_be_verified(site: Site, tab: Tab) -> None:
     await tab.viewport(*PHONE)
     await tab.open(site.card_url[:-6])  # the end of the link cut off
