@@ -400,30 +400,21 @@ async def test_a_match_token_and_an_access_token_are_never_taken_for_each_other(
     assert await verified_volunteer_match(matches, match, uuid.uuid4()) is None  # another admin's
     assert await verified_volunteer_match(matches, access, admin) is None
     assert await verified_volunteer_match(matches, both, admin) is None  # no token_use
+
     # a genuine match without the id that makes it single-use (identity always gives one)
-    no_id = _sign_with_own_key(
-        signer,
-        _claims(
+    def match_with(jti: str | None) -> str:
+        claims = _claims(
             signer,
             sub=str(volunteer),
             aud=volunteer_match_audience(AUDIENCE),
             act=str(admin),
             token_use=VOLUNTEER_MATCH_USE,
             roles=None,
-        ),
-    )
-    with_id = _sign_with_own_key(
-        signer,
-        _claims(
-            signer,
-            sub=str(volunteer),
-            aud=volunteer_match_audience(AUDIENCE),
-            act=str(admin),
-            token_use=VOLUNTEER_MATCH_USE,
-            roles=None,
-            jti="a-lookup",
-        ),
-    )
+            jti=jti,
+        )
+        return _sign_with_own_key(signer, claims)
+
+    no_id, with_id = match_with(None), match_with("a-lookup")
     assert await verified_volunteer_match(matches, no_id, admin) is None
     assert await verified_volunteer_match(matches, with_id, admin) == VolunteerMatch(volunteer, "a-lookup")
     for token in (match, both_as_match):

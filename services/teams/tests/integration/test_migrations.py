@@ -8,10 +8,22 @@ from typing import Any
 
 from alembic import command
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.db import make_engine
 from shared.migrations import alembic_config, upgrade_head
 from teams.bootstrap import SERVICE_ROOT
+
+
+async def migrate_to(conn: AsyncConnection, revision: str) -> None:
+    """The database as the service left it at ``revision``, for rows of that time to be written."""
+    cfg = alembic_config(SERVICE_ROOT, conn.engine.url.render_as_string(hide_password=False))
+
+    def upgrade(connection: Any) -> None:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+
+    await conn.run_sync(upgrade)
 
 
 async def test_upgrade_closes_the_open_applications_and_invitations_of_members(
@@ -20,14 +32,8 @@ async def test_upgrade_closes_the_open_applications_and_invitations_of_members(
     engine = make_engine(await database_factory("teams_upgrade"), pool_size=1, max_overflow=0)
     team, member, outsider = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     try:
-        cfg = alembic_config(SERVICE_ROOT, engine.url.render_as_string(hide_password=False))
-
-        def to_initial_schema(connection: Any) -> None:
-            cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "0001")
-
         async with engine.begin() as conn:
-            await conn.run_sync(to_initial_schema)
+            await migrate_to(conn, "0001")
             await conn.execute(
                 text(
                     "INSERT INTO teams (id, name, region_code, level, kind, status, join_mode, contact_person,"
@@ -81,14 +87,8 @@ async def test_upgrade_keeps_every_use_of_a_match_token_made_before_tokens_were_
     admin, volunteer, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     teams = [uuid.uuid4() for _ in range(3)]
     try:
-        cfg = alembic_config(SERVICE_ROOT, engine.url.render_as_string(hide_password=False))
-
-        def to_0007(connection: Any) -> None:
-            cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "0007")
-
         async with engine.begin() as conn:
-            await conn.run_sync(to_0007)
+            await migrate_to(conn, "0007")
             for n, team in enumerate(teams):
                 await conn.execute(
                     text(
