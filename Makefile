@@ -1,6 +1,7 @@
 # Two commands: `make run` (the whole system) and `make test` (the whole suite).
-# Everything is installed by `make setup` from PyPI through uv; `make test` adds Debian's Chromium
-# and Firefox for the browser tests when they are missing (deploy/ensure-browsers.sh).
+# `make setup` installs every Python package from PyPI through uv. `make test` also starts
+# PostgreSQL and RabbitMQ when installed but stopped (deploy/ensure-services.sh) and, as root on
+# Debian, installs Chromium and Firefox for the browser tests when missing (deploy/ensure-browsers.sh).
 
 PYTHON ?= python3
 # The suite starts services as subprocesses (crash points, standalone, load): without bytecode

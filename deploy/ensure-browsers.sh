@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Make sure headless Chromium and Firefox are here for the browser tests (X3: every page the system
-# ships works in both): installs Debian's packages when they are missing.
+# ships works in both): installs Debian's packages when they are missing. Where it cannot (not root,
+# no apt), it says so and the rest of the suite still runs: the browser tests then fail, naming
+# what is missing.
 set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -12,9 +14,9 @@ if chromium_here && firefox_here; then
   exit 0
 fi
 if ! have apt-get || [ "$(id -u)" != 0 ]; then
-  echo "Chromium and Firefox are needed by tests/standalone/test_pages_in_browsers.py;" \
-       "install them (Debian: apt-get install chromium firefox-esr)" >&2
-  exit 1
+  echo "WARNING: Chromium and Firefox are needed by tests/standalone/test_pages_in_browsers.py;" \
+       "install them (Debian, as root: apt-get install chromium firefox-esr)" >&2
+  exit 0
 fi
 echo "installing Chromium and Firefox (Debian packages)"
 export DEBIAN_FRONTEND=noninteractive

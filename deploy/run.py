@@ -73,8 +73,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 
 
 def reachable_host(options: Options) -> str:
-    """The host to give people for this machine: the one listened on, or loopback for all of them."""
-    return "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host  # noqa: S104 - a printed hint
+    """The host of the URLs to give people for this machine, as a URL writes it: the one listened
+    on, or loopback when listening on every address (which address other machines reach is the
+    network's to say: ``IDENTITY_CARD_VERIFICATION_URL`` for the cards' QR codes)."""
+    host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host  # noqa: S104 - a printed hint
+    return f"[{host}]" if ":" in host else host
 
 
 def print_urls(options: Options, *, mailbox: bool) -> None:
@@ -190,7 +193,7 @@ async def serve_standalone(options: Options, urls: dict[str, str]) -> int:
     common: dict[str, Any] = {"bus": "inprocess", "run_relay": False}
     # The card's QR code points at this identity, on the port chosen, unless the operator said where.
     card_url: dict[str, Any] = {}
-    if "IDENTITY_CARD_VERIFICATION_URL" not in os.environ:
+    if not any(name.upper() == "IDENTITY_CARD_VERIFICATION_URL" for name in os.environ):
         identity_base = f"http://{reachable_host(options)}:{options.ports['identity']}"
         card_url["card_verification_url"] = f"{identity_base}/api/v1/card-verifications"
     id_settings = IdentitySettings(database_url=urls["identity"], **card_url, **common)

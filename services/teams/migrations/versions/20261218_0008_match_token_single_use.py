@@ -10,9 +10,9 @@ is now unique: a token is used once, and a second use is refused (``volunteer_ma
 
 Uses of one token beyond its first, possible before this revision, keep its id with ``#2``,
 ``#3`` ... appended in the order they were made, so each still leads to identity's audit row of the
-lookup (its ``match_jti`` is the part before ``#``). The index is partial (only invitations a token
-made) and small; ``if_not_exists``: it may be built beforehand with ``CREATE INDEX CONCURRENTLY``
-and the same definition.
+lookup (its ``match_jti`` is the part before ``#``); a downgrade leaves the suffixes. The index is
+partial (only invitations a token made) and small, built here after those renames: built beforehand,
+on duplicates, it would fail and be left invalid.
 """
 
 from collections.abc import Sequence
@@ -43,7 +43,6 @@ def upgrade() -> None:
         ["match_jti"],
         unique=True,
         postgresql_where=sa.text("match_jti IS NOT NULL"),
-        if_not_exists=True,
     )
 
 

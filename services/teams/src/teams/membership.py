@@ -270,7 +270,9 @@ async def add_found_volunteer(
     )
     try:  # the same token used at the same moment for another team: the unique index decides
         await uow.flush()
-    except IntegrityError:
+    except IntegrityError as exc:
+        if "uq_invitations_match_jti" not in str(exc.orig):
+            raise
         raise AppError(VOLUNTEER_MATCH_USED) from None
     return membership
 

@@ -102,7 +102,7 @@ async def test_upgrade_keeps_every_use_of_a_match_token_made_before_tokens_were_
             # one token used for three teams, in this order; another token used once
             uses = [(teams[0], volunteer, "jti-1", 1), (teams[1], volunteer, "jti-1", 2)]
             uses += [(teams[2], volunteer, "jti-1", 3), (teams[0], other, "jti-2", 4)]
-            for team, account, jti, minute in uses:
+            for team, account, jti, minute in reversed(uses):  # stored out of the order they were made
                 await conn.execute(
                     text(
                         "INSERT INTO invitations (id, team_id, account_id, invited_by, status, created_at,"
@@ -114,6 +114,7 @@ async def test_upgrade_keeps_every_use_of_a_match_token_made_before_tokens_were_
         await upgrade_head(engine, SERVICE_ROOT)
         async with engine.connect() as conn:
             kept = (await conn.execute(text("SELECT team_id, account_id, match_jti FROM invitations"))).all()
+            index = (await conn.execute(text("SELECT pg_get_indexdef('uq_invitations_match_jti'::regclass)"))).scalar()
     finally:
         await engine.dispose()
     assert sorted(kept, key=lambda r: r.match_jti) == [
@@ -122,3 +123,8 @@ async def test_upgrade_keeps_every_use_of_a_match_token_made_before_tokens_were_
         (teams[2], volunteer, "jti-1#3"),
         (teams[0], other, "jti-2"),
     ]
+    # alembic's comparison with the models does not look at an index's WHERE
+    assert index == (
+        "CREATE UNIQUE INDEX uq_invitations_match_jti ON public.invitations USING btree (match_jti) "
+        "WHERE (match_jti IS NOT NULL)"
+    )
