@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -407,6 +408,7 @@ async def main(rate: float, seconds: float, burst_count: int, workers: int = 1) 
             print(f"  {name:24s} {ms:6.2f} ms")
         print("stages (database clocks)")
         await stages(producer_db, notifications_db)
+        shutil.rmtree(log_dir, ignore_errors=True)  # kept only when the run failed, for its log
         return figures
     finally:
         await producer.stop()
