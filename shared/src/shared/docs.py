@@ -11,6 +11,7 @@ whatever it is given.
 
 from __future__ import annotations
 
+import os
 from importlib.resources import files
 
 from fastapi import FastAPI, Request
@@ -19,14 +20,19 @@ from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
-#: where the documentation pages' scripts, styles and icon are served
+#: where the documentation page's script, style and icon are served
 STATIC_PATH = "/docs/static"
 ASSETS = str(files("fastapi_offline") / "static")
+#: the files of the package the page names; its other ones (ReDoc's) are not served
+SERVED = frozenset({"swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"})
 
 
 class _CachedStatic(StaticFiles):
     """The documentation's files, cached by browsers for a day (then revalidated by ETag): they
-    change only with the package, and Swagger UI's script is 1.5 MB."""
+    change only with the package, and Swagger UI's script is 1.5 MB. Only those the page names."""
+
+    def lookup_path(self, path: str) -> tuple[str, os.stat_result | None]:
+        return super().lookup_path(path) if path in SERVED else ("", None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_cached(message: Message) -> None:

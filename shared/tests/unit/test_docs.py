@@ -11,10 +11,12 @@ from fastapi import FastAPI
 
 from shared.docs import install_docs
 from shared.testing import assert_valid_html
+from shared.web import configure_app
 
 
 def make_app() -> FastAPI:
     app = FastAPI(title="测试服务", docs_url=None, redoc_url=None)
+    configure_app(app, service="docstest", cors_origins=[], max_body_bytes=1024)  # the services' refusals
     install_docs(app, title="测试服务")
 
     @app.get("/api/v1/things")
@@ -65,6 +67,14 @@ async def test_swagger_ui_loads_only_from_the_service(root_path: str) -> None:
 async def test_there_is_no_redoc_page_to_load_from_a_cdn() -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=make_app()), base_url="http://t") as c:
         assert (await c.get("/redoc")).status_code == 404
+
+
+async def test_only_the_files_the_page_names_are_served() -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=make_app()), base_url="http://t") as c:
+        for path in ("redoc.standalone.js", "../__init__.py", "", "nothing.js"):
+            response = await c.get(f"/docs/static/{path}")
+            assert response.status_code == 404, path
+            assert response.json()["code"] == "not_found"
 
 
 async def test_a_revalidated_file_is_not_sent_again() -> None:
