@@ -12,6 +12,7 @@ from __future__ import annotations
 from html import escape
 
 from identity.cards import CardCheck
+from shared.browsers import BROWSER_ADVICE
 
 _TEXT = {
     "zh": {
@@ -23,7 +24,7 @@ _TEXT = {
         "name": "姓名",
         "number": "志愿者编号",
         "issued": "发证日期",
-        "browsers": "建议使用 Google Chrome(谷歌)或 Mozilla Firefox(火狐)浏览器访问本系统。",
+        "browsers": BROWSER_ADVICE["zh"],
     },
     "en": {
         "lang": "en",
@@ -37,7 +38,7 @@ _TEXT = {
         "name": "Name",
         "number": "Volunteer number",
         "issued": "Issued on",
-        "browsers": "We recommend Google Chrome or Mozilla Firefox for this system.",
+        "browsers": BROWSER_ADVICE["en"],
     },
 }
 

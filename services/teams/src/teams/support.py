@@ -21,6 +21,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 from shared import regions
+from shared.browsers import BROWSER_ADVICE, RECOMMENDED_BROWSERS
 
 Kind = Literal["national", "data_import", "provincial"]
 
@@ -97,8 +98,17 @@ class SupportLineOut(BaseModel):
     region_name: str | None = None
 
 
+class BrowserAdviceOut(BaseModel):
+    """The browsers the system recommends (FAQ O3), for a frontend's login or help page."""
+
+    recommended: list[str]
+    #: the recommendation as a sentence, in the language asked for
+    advice: str
+
+
 class SupportContactsOut(BaseModel):
     lines: list[SupportLineOut]
+    browsers: BrowserAdviceOut
 
 
 def support_lines(contacts: SupportContacts, lang: str, region_code: str | None = None) -> SupportContactsOut:
@@ -125,7 +135,8 @@ def support_lines(contacts: SupportContacts, lang: str, region_code: str | None 
             )
             for kind, line, region in wanted
             if line.configured
-        ]
+        ],
+        browsers=BrowserAdviceOut(recommended=list(RECOMMENDED_BROWSERS), advice=BROWSER_ADVICE[lang]),
     )
 
 

@@ -52,6 +52,11 @@ async def test_the_configured_lines_are_shown_to_anyone_national_first_with_what
     assert "不回答志愿者个人问题" in zhejiang["scope"]
     assert (zhejiang["region_name"], zhejiang["working_hours"]) == ("浙江省", "工作日 8:30-17:30")
     assert (beijing["region_name"], beijing["working_hours"]) == ("北京市", "工作日 9:00-17:00")
+    # FAQ O3: the browsers the system recommends, with the sentence a help page shows
+    assert response.json()["browsers"] == {
+        "recommended": ["Google Chrome", "Mozilla Firefox"],
+        "advice": "建议使用 Google Chrome(谷歌)或 Mozilla Firefox(火狐)浏览器访问本系统。",
+    }
 
 
 async def test_english_is_given_when_asked_for_and_a_line_s_own_hours_win(start_teams: Any) -> None:
@@ -64,6 +69,7 @@ async def test_english_is_given_when_asked_for_and_a_line_s_own_hours_win(start_
     assert lines["national"]["working_hours"] == "Working days, 8:30-17:30"
     # Beijing's own hours, given in Chinese only, rather than the general hours in English
     assert lines["110000"]["working_hours"] == "工作日 9:00-17:00"
+    assert response.json()["browsers"]["advice"] == "We recommend Google Chrome or Mozilla Firefox for this system."
 
 
 async def test_a_region_sees_the_national_lines_and_its_own_province_only(start_teams: Any) -> None:
@@ -90,11 +96,13 @@ async def test_an_unknown_or_malformed_region_is_refused_with_a_code(teams: Any)
     assert (malformed.status_code, malformed.json()["code"]) == (422, "validation_failed")
 
 
-async def test_nothing_is_shown_that_the_deployment_did_not_configure(teams: Any) -> None:
+async def test_no_line_is_shown_that_the_deployment_did_not_configure(teams: Any) -> None:
     response = await teams.client.get("/api/v1/support-contacts")
 
     assert response.status_code == 200
-    assert response.json() == {"lines": []}
+    # no line configured; the browser advice is the system's own
+    assert response.json()["lines"] == []
+    assert response.json()["browsers"]["recommended"] == ["Google Chrome", "Mozilla Firefox"]
 
 
 def test_the_setting_is_read_from_the_environment_as_json(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -72,7 +72,10 @@ async def region(code: str) -> RegionDetail:
     "/support-contacts",
     response_model=SupportContactsOut,
     tags=["support"],
-    summary="Who to call or write to, for what, and when: the national line, the data-import contact, provinces",
+    summary=(
+        "Who to call or write to, for what, and when: the national line, the data-import contact, provinces; "
+        "and the browsers the system recommends"
+    ),
     responses=error_responses(E.REGION_NOT_FOUND),
 )
 async def support_contacts(
