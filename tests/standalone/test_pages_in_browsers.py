@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -209,6 +210,40 @@ async def test_swagger_ui_lists_every_operation_without_the_internet(site: Site,
     loaded = await tab.value("performance.getEntriesByType('resource').map(e => e.name)")
     assert any(url.endswith("/docs/static/swagger-ui-bundle.js") for url in loaded)
     assert [url for url in loaded if not url.startswith(site.system.url(service, "/"))] == []
+    assert await settled(tab) == []
+
+
+#: in Swagger UI, open an operation, press "Try it out" and "Execute", and give what it shows of the
+#: answer; each step waits for the element it presses to be drawn
+TRY_IT_OUT = """
+(async (selector) => {
+  const drawn = async (find) => {
+    for (let i = 0; i < 100; i++) {
+      const found = find();
+      if (found) return found;
+      await new Promise(r => setTimeout(r, 100));
+    }
+    throw new Error("not drawn: " + find);
+  };
+  const operation = await drawn(() => document.querySelector(selector));
+  operation.querySelector(".opblock-summary-control").click();
+  (await drawn(() => operation.querySelector(".try-out__btn"))).click();
+  (await drawn(() => operation.querySelector(".execute"))).click();
+  const answer = await drawn(() => operation.querySelector(".live-responses-table tr.response"));
+  const status = answer.querySelector(".response-col_status");
+  const body = await drawn(() => answer.querySelector(".highlight-code pre"));
+  return {status: status.innerText.trim(), body: body.innerText};
+})
+"""
+
+
+async def test_swagger_ui_calls_the_service_it_documents(site: Site, tab: Tab) -> None:
+    """What a frontend developer does first: try a public operation from /docs."""
+    await tab.viewport(*DESKTOP)
+    await tab.open(site.system.url("teams", "/docs"))
+    answer = await tab.value(f"{TRY_IT_OUT}('[id^=\"operations-support-\"]')")
+    assert answer["status"] == "200"
+    assert json.loads(answer["body"])["browsers"]["recommended"] == ["Google Chrome", "Mozilla Firefox"]
     assert await settled(tab) == []
 
 
