@@ -247,8 +247,6 @@ async def add_found_volunteer(
     match = await verified_volunteer_match(matches, match_token, principal.account_id)
     if match is None:
         raise AppError(VOLUNTEER_MATCH_INVALID)
-    if await repo.match_used(match.token_id):
-        raise AppError(VOLUNTEER_MATCH_USED)
     volunteer = await repo.volunteer(match.volunteer_id)
     if volunteer is None:
         raise AppError(VOLUNTEER_NOT_FOUND)
@@ -268,7 +266,7 @@ async def add_found_volunteer(
             match_jti=match.token_id,
         )
     )
-    try:  # the same token used at the same moment for another team: the unique index decides
+    try:  # a token used before, or at the same moment for another team: the unique index decides
         await uow.flush()
     except IntegrityError as exc:
         if "uq_invitations_match_jti" not in str(exc.orig):

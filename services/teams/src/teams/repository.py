@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, exists, func, or_, select, true, tuple_, union, update
+from sqlalchemy import Select, and_, delete, func, or_, select, true, tuple_, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -318,11 +318,6 @@ class TeamsRepository:
             Invitation.team_id == team_id, Invitation.account_id == account_id, Invitation.status == PENDING
         )
         return (await self.session.execute(stmt.with_for_update())).scalar_one_or_none()
-
-    async def match_used(self, token_id: str) -> bool:
-        """Whether an identity match token with this ``jti`` already brought a volunteer in."""
-        stmt = select(exists().where(Invitation.match_jti == token_id))
-        return bool((await self.session.execute(stmt)).scalar())
 
     async def invitation(self, invitation_id: uuid.UUID, *, for_update: bool = False) -> Invitation | None:
         stmt = select(Invitation).where(Invitation.id == invitation_id)
