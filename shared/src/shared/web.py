@@ -141,6 +141,16 @@ _BODY_TYPES = (
 )
 
 
+#: the Content-Security-Policy of a self-contained page the services render (the card check, the
+#: mailbox list): no script, nothing loaded from anywhere, not framed; only its own inline style and
+#: an empty ``data:`` icon (without an icon of its own, a browser asks for /favicon.ico, which this
+#: policy would refuse, and Firefox logs the refusal)
+SELF_CONTAINED_PAGE_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+
+
 #: request and correlation ids callers may pass: what tracing systems send (UUIDs, W3C and B3 trace
 #: ids), nothing longer than the outbox keeps or able to forge a log line
 _TRACE_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,120}")

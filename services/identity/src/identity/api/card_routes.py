@@ -21,6 +21,7 @@ from shared.errors import (
     preferred_language,
     prefers_html,
 )
+from shared.web import SELF_CONTAINED_PAGE_POLICY
 
 router = APIRouter(tags=["volunteer card"])
 CARD_ERRORS = error_responses(UNAUTHENTICATED, TOKEN_INVALID, errors.CARD_REQUIRES_VERIFICATION)
@@ -102,12 +103,7 @@ async def verify_card(
             page,
             headers={
                 **varies,
-                # nothing but its own inline style and its empty icon: no script, no other origin, not
-                # framed (without an icon of its own, Firefox asks for /favicon.ico and logs the refusal)
-                "Content-Security-Policy": (
-                    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
-                    "form-action 'none'; frame-ancestors 'none'"
-                ),
+                "Content-Security-Policy": SELF_CONTAINED_PAGE_POLICY,
             },
         )
     response.headers.update(varies)

@@ -38,6 +38,7 @@ from shared.errors import (
 )
 from shared.logging import get_logger
 from shared.pagination import CURSOR_INVALID
+from shared.web import SELF_CONTAINED_PAGE_POLICY
 
 router = APIRouter()
 log = get_logger("notifications.api")
@@ -132,12 +133,6 @@ def _json_error_responses(*specs: ErrorSpec) -> dict[int | str, dict[str, Any]]:
 
 
 MAILBOX_URL = "/api/v1/mailbox"
-#: the mailbox's pages run no script, load nothing and are not framed; only their own inline style
-#: and empty icon (the email's HTML is shown in a sandboxed frame of its own page: see below)
-_LIST_POLICY = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
-    "frame-ancestors 'none'"
-)
 
 
 @router.get(
@@ -173,7 +168,7 @@ async def list_mailbox(
     page = runtime.templates.page(
         "_mailbox_list.html.j2", {"items": items, "list_url": MAILBOX_URL, "next_url": next_url}
     )
-    return HTMLResponse(page, headers={"Content-Security-Policy": _LIST_POLICY, "Vary": "Accept"})
+    return HTMLResponse(page, headers={"Content-Security-Policy": SELF_CONTAINED_PAGE_POLICY, "Vary": "Accept"})
 
 
 async def _delivered(runtime: NotificationsRuntime, email_id: uuid.UUID) -> Email:
