@@ -70,6 +70,12 @@ MALFORMED_JSON = ErrorSpec("malformed_json", 400, "请求内容不是合法的 J
 MALFORMED_BODY = ErrorSpec("malformed_body", 400, "请求内容无法解析", "The request body could not be parsed")
 UNSUPPORTED_MEDIA_TYPE = ErrorSpec("unsupported_media_type", 415, "不支持的请求内容类型", "Unsupported content type")
 PAYLOAD_TOO_LARGE = ErrorSpec("payload_too_large", 413, "请求内容过大", "The request body is too large")
+REQUEST_TIMEOUT = ErrorSpec(
+    "request_timeout",
+    408,
+    "请求内容发送过慢,请检查网络后重试",
+    "The request body arrived too slowly; check the network and retry",
+)
 NOT_FOUND = ErrorSpec("not_found", 404, "请求的资源不存在", "Not found")
 METHOD_NOT_ALLOWED = ErrorSpec("method_not_allowed", 405, "不支持该请求方法", "Method not allowed")
 UNAUTHENTICATED = ErrorSpec("unauthenticated", 401, "请先登录", "Authentication required")
@@ -89,6 +95,7 @@ COMMON_SPECS: tuple[ErrorSpec, ...] = (
     MALFORMED_BODY,
     UNSUPPORTED_MEDIA_TYPE,
     PAYLOAD_TOO_LARGE,
+    REQUEST_TIMEOUT,
     NOT_FOUND,
     METHOD_NOT_ALLOWED,
     UNAUTHENTICATED,

@@ -103,6 +103,8 @@ def build_app(
         cors_origins=settings.cors_origins,
         max_body_bytes=settings.max_body_bytes,
         body_limits=body_limits,
+        body_timeout=settings.request_body_timeout_seconds,
+        body_min_rate=settings.request_body_min_rate,
     )
     app.include_router(health_router({"database": database_check(runtime.engine), "broker": runtime.broker_ready}))
     for router in routers:

@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_SECRET = "dev-insecure-change-me"  # noqa: S105 - the marker the validator refuses outside development
 
 _LOOPBACK_HOSTS = frozenset({"localhost", "::1", "0.0.0.0"})  # noqa: S104 - compared, not bound
+#: defaults of the request body's pace (see ``ServiceSettings.request_body_timeout_seconds``)
+BODY_TIMEOUT_SECONDS = 20.0
+BODY_MIN_RATE = 500
 Environment = Literal["development", "test", "production"]
 
 
@@ -80,6 +83,11 @@ class ServiceSettings(BaseSettings):
     # Web
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = 1_048_576
+    #: a request body must begin within this many seconds of its headers, and every byte received
+    #: gives ``1 / request_body_min_rate`` seconds more (Apache's ``RequestReadTimeout
+    #: body=20,MinRate=500``); slower is refused with 408 and the connection closed
+    request_body_timeout_seconds: float = Field(default=BODY_TIMEOUT_SECONDS, gt=0)
+    request_body_min_rate: int = Field(default=BODY_MIN_RATE, gt=0)
     log_format: Literal["json", "console"] | None = None
     log_level: str = "INFO"
 

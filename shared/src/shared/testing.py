@@ -17,7 +17,7 @@ import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date
 from email import message_from_bytes, policy
@@ -337,3 +337,91 @@ class ExplainingSession:
         shown = (await conn.exec_driver_sql("EXPLAIN " + str(compiled), positional)).all()
         self.plans.append("\n".join(r[0] for r in shown))
         return await self.session.execute(stmt, params)
+
+
+#: a request body as a client sends it: its pieces, each when the client gets to it
+BodyPieces = Callable[[], AsyncIterator[bytes]]
+
+
+@dataclass
+class PacedAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    seconds: float
+
+
+async def paced_request(
+    app: Any, method: str, path: str, pieces: BodyPieces, headers: dict[str, str] | None = None
+) -> PacedAnswer:
+    """Drive an ASGI app as uvicorn does for a client whose JSON body comes in ``pieces`` at their
+    own pace (httpx's ASGI transport hands over the whole body at once), then nothing until the
+    client goes. For tests of the body's pace limits."""
+    sent: list[dict[str, Any]] = []
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def feed() -> None:
+        async for piece in pieces():
+            await queue.put({"type": "http.request", "body": piece, "more_body": True})
+        await queue.put({"type": "http.request", "body": b"", "more_body": False})
+
+    async def receive() -> dict[str, Any]:
+        return await queue.get()
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    raw_headers = [(b"content-type", b"application/json")]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": raw_headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    feeder = asyncio.create_task(feed())
+    started = asyncio.get_running_loop().time()
+    try:
+        await asyncio.wait_for(app(scope, receive, send), 10)
+    finally:
+        feeder.cancel()
+        with suppress(asyncio.CancelledError):
+            await feeder
+    seconds = asyncio.get_running_loop().time() - started
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return PacedAnswer(
+        status=start["status"],
+        headers={k.decode(): v.decode() for k, v in start["headers"]},
+        body=b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"),
+        seconds=seconds,
+    )
+
+
+def paced_body(pieces: list[bytes], gap: float) -> BodyPieces:
+    """Each piece ``gap`` seconds after the one before."""
+
+    async def send() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            await asyncio.sleep(gap)
+            yield piece
+
+    return send
+
+
+def stalled_body(first: bytes) -> BodyPieces:
+    """The first piece, then nothing more, ever (a phone that lost its network mid-upload)."""
+
+    async def send() -> AsyncIterator[bytes]:
+        yield first
+        await asyncio.Event().wait()
+        yield b""
+
+    return send

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -30,6 +31,7 @@ from shared.errors import (
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
     PAYLOAD_TOO_LARGE,
+    REQUEST_TIMEOUT,
     SERVICE_UNAVAILABLE,
     UNSUPPORTED_MEDIA_TYPE,
     VALIDATION_FAILED,
@@ -38,6 +40,7 @@ from shared.errors import (
     preferred_language,
 )
 from shared.logging import get_logger
+from shared.settings import BODY_MIN_RATE, BODY_TIMEOUT_SECONDS
 
 _LOGGER_NAME = "shared.web"
 log = get_logger(_LOGGER_NAME)
@@ -157,21 +160,31 @@ _TRACE_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,120}")
 
 
 class RequestContextMiddleware:
-    """Request id, correlation id, body-size and content-type limits, access log and metrics.
+    """Request id, correlation id, body size, pace and content-type limits, access log and metrics.
 
-    A pure ASGI middleware so the body limit applies while the body streams in. Per request it reads
+    A pure ASGI middleware so the body's limits apply while it streams in (uvicorn itself waits for
+    a body as long as the client keeps the connection open). Per request it reads
     the raw headers once; a :class:`Request` is built only to render a refusal, the metric children
     of a (method, route, status) are looked up once, and the access line is built only when the
     logger would write it.
     """
 
     def __init__(
-        self, app: ASGIApp, *, service: str, max_body_bytes: int, body_limits: dict[str, int] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        service: str,
+        max_body_bytes: int,
+        body_limits: dict[str, int] | None = None,
+        body_timeout: float = BODY_TIMEOUT_SECONDS,
+        body_min_rate: int = BODY_MIN_RATE,
     ) -> None:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
         self.body_limits = body_limits or {}
+        self.body_timeout = body_timeout
+        self.body_min_rate = body_min_rate
         self._metrics: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._access_log = logging.getLogger(_LOGGER_NAME)
 
@@ -229,37 +242,54 @@ class RequestContextMiddleware:
                 await early(scope, receive, send_wrapper)
                 return
             received = 0
-            overflow = False
+            body_done = False
+            #: why the body was cut off (the refusal that replaces whatever the app answers)
+            cut: Response | None = None
+            # the body's pace: its first bytes within body_timeout of the headers, then each byte
+            # received gives 1/body_min_rate seconds more, so a client that stalls or trickles is
+            # let go instead of holding a connection and a task for as long as it likes
+            deadline = time.monotonic() + self.body_timeout
 
             async def limited_receive() -> Message:
-                nonlocal received, overflow
-                message = await receive()
+                nonlocal received, body_done, cut
+                if body_done:
+                    return await receive()  # after the body only a disconnect comes, whenever
+                try:
+                    async with asyncio.timeout(max(0.0, deadline + received / self.body_min_rate - time.monotonic())):
+                        message = await receive()
+                except TimeoutError:
+                    log.warning("request_body_too_slow", received_bytes=received)
+                    cut = render_error(
+                        Request(scope),
+                        REQUEST_TIMEOUT,
+                        {"timeout_seconds": self.body_timeout, "min_rate_bytes_per_second": self.body_min_rate},
+                        headers={"Connection": "close"},  # the rest of the body may still come
+                    )
+                    raise _BodyCut from None
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
+                    body_done = not message.get("more_body", False)
                     if received > limit:
-                        overflow = True
-                        raise _BodyTooLarge
+                        cut = render_error(Request(scope), PAYLOAD_TOO_LARGE, {"limit_bytes": limit})
+                        raise _BodyCut
                 return message
 
             async def guarded_send(message: Message) -> None:
                 # FastAPI turns any failure while reading the body into its own 400; once we cut a
-                # streamed body off, whatever the app answers is replaced by our 413.
-                if not overflow:
+                # body off, whatever the app answers is replaced by our refusal.
+                if cut is None:
                     await send_wrapper(message)
 
             try:
                 await self.app(scope, limited_receive, guarded_send)
-                if overflow:
-                    raise _BodyTooLarge
-            except _BodyTooLarge:
-                await render_error(Request(scope), PAYLOAD_TOO_LARGE, {"limit_bytes": limit})(
-                    scope, receive, send_wrapper
-                )
+                if cut is not None:
+                    raise _BodyCut
+            except _BodyCut:
+                assert cut is not None
+                await cut(scope, receive, send_wrapper)
             except Exception as exc:
-                if overflow and not status_holder.get("started"):
-                    await render_error(Request(scope), PAYLOAD_TOO_LARGE, {"limit_bytes": limit})(
-                        scope, receive, send_wrapper
-                    )
+                if cut is not None and not status_holder.get("started"):
+                    await cut(scope, receive, send_wrapper)
                     return
                 if status_holder.get("started"):
                     raise
@@ -305,8 +335,8 @@ class RequestContextMiddleware:
         return None
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyCut(Exception):
+    """The body was cut off (too large, too slow): the middleware answers with its refusal."""
 
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
@@ -355,10 +385,17 @@ def configure_app(
     cors_origins: list[str],
     max_body_bytes: int,
     body_limits: dict[str, int] | None = None,
+    body_timeout: float = BODY_TIMEOUT_SECONDS,
+    body_min_rate: int = BODY_MIN_RATE,
 ) -> None:
     install_error_handlers(app)
     app.add_middleware(
-        RequestContextMiddleware, service=service, max_body_bytes=max_body_bytes, body_limits=body_limits
+        RequestContextMiddleware,
+        service=service,
+        max_body_bytes=max_body_bytes,
+        body_limits=body_limits,
+        body_timeout=body_timeout,
+        body_min_rate=body_min_rate,
     )
     if cors_origins:
         app.add_middleware(

@@ -49,3 +49,11 @@ def test_production_refuses_what_only_development_may_have(override: dict[str, s
 def test_development_takes_the_defaults() -> None:
     settings = PagesSettings(environment="development")
     assert settings.page_url.startswith("http://localhost")
+
+
+@pytest.mark.parametrize(
+    "override", [{"request_body_timeout_seconds": 0}, {"request_body_min_rate": 0}, {"request_body_min_rate": -5}]
+)
+def test_a_body_pace_that_would_refuse_every_body_is_refused(override: dict[str, float]) -> None:
+    with pytest.raises(ValidationError, match=next(iter(override))):
+        ServiceSettings(**override)
