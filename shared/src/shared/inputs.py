@@ -14,9 +14,9 @@ trailing space is accepted); the schema only asks clients to send text as it wil
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, StringConstraints
 
 #: the characters the models trim: Unicode's White_Space, which pydantic's ``str_strip_whitespace``
 #: takes off (Rust's ``str::trim``), spelled out because regex dialects disagree on ``\s``
@@ -59,6 +59,20 @@ def published_trimmed(schema: dict[str, Any], model: type[Any]) -> None:
     """``json_schema_extra`` of input models: mark their text fields as trimmed (module docstring)."""
     for field in schema.get("properties", {}).values():
         _require_trimmed(field)
+
+
+#: no control characters (NUL above all, which PostgreSQL cannot store in text) in a line of text:
+#: a name, title, address, reason, filter. Refused with validation_failed, never a 500; in the
+#: schema, so clients and fuzzers know it too. A lone surrogate (``"\\ud800"``, which JSON allows
+#: and UTF-8 cannot encode) fails any pattern, and is refused the same way.
+NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"
+#: the same for text of several lines (a description, requirements, a note): tab and line breaks
+#: (LF, CR) allowed
+NO_CONTROL_BUT_LINES = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+#: one line of text
+Line = Annotated[str, StringConstraints(pattern=NO_CONTROL)]
+#: text of several lines
+Lines = Annotated[str, StringConstraints(pattern=NO_CONTROL_BUT_LINES)]
 
 
 #: the configuration of every request-body model

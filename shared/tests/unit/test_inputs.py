@@ -13,9 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
-from shared.inputs import INPUT_CONFIG, TRIMMED
-
-NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"
+from shared.inputs import INPUT_CONFIG, NO_CONTROL, TRIMMED
 
 
 class Sample(BaseModel):

@@ -14,6 +14,7 @@ from identity.domain import documents
 from identity.repository import Accounts, Audit
 from shared.auth import NationalAdmin, RegionalOrNationalAdmin
 from shared.errors import FORBIDDEN, TOKEN_INVALID, UNAUTHENTICATED, VALIDATION_FAILED, error_responses
+from shared.inputs import NO_CONTROL
 from shared.pagination import CURSOR_INVALID, encode_cursor, time_cursor
 
 router = APIRouter(tags=["administration"])
@@ -31,7 +32,7 @@ async def audit_entries(
     uow: UoW,
     subject_account_id: uuid.UUID | None = None,
     actor_id: uuid.UUID | None = None,
-    action: str | None = Query(None, max_length=40),
+    action: str | None = Query(None, max_length=40, pattern=NO_CONTROL),
     limit: int = Query(50, ge=1, le=200),
     cursor: str | None = Query(None, max_length=200),
 ) -> AuditPage:

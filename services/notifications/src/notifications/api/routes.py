@@ -36,6 +36,7 @@ from shared.errors import (
     preferred_language,
     prefers_html,
 )
+from shared.inputs import NO_CONTROL
 from shared.logging import get_logger
 from shared.pagination import CURSOR_INVALID
 from shared.web import SELF_CONTAINED_PAGE_POLICY
@@ -226,9 +227,6 @@ async def read_mailbox(email_id: uuid.UUID, runtime: RuntimeDep) -> MailboxEmail
 
 # -- operator view (national admins) ------------------------------------------------------------
 AUTH_ERRORS = (UNAUTHENTICATED, TOKEN_INVALID, TOKEN_EXPIRED, FORBIDDEN)
-#: no control characters in a text filter (NUL above all, which PostgreSQL cannot take in text):
-#: refused with validation_failed, never a 500; in the schema, so clients know it too
-NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"
 EmailStatus = Literal["awaiting_recipient", "pending", "sent", "failed", "suppressed"]
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, EmailStr, Field
 
-from shared.inputs import INPUT_CONFIG
+from shared.inputs import INPUT_CONFIG, Line, Lines
 
 
 class Input(BaseModel):
@@ -16,14 +16,14 @@ class Input(BaseModel):
 
 
 class ContactIn(Input):
-    name: str = Field(min_length=1, max_length=60)
+    name: Line = Field(min_length=1, max_length=60)
     phone: str = Field(min_length=5, max_length=30, pattern=r"^[0-9+\- ]+$")
     email: EmailStr | None = None
 
 
 class PositionIn(Input):
-    name: str = Field(min_length=1, max_length=100)
-    description: str = Field(default="", max_length=2000)
+    name: Line = Field(min_length=1, max_length=100)
+    description: Lines = Field(default="", max_length=2000)
     quota: int = Field(ge=1, le=100_000)
     admission_mode: Literal["manual", "auto"] = "manual"
 
@@ -37,25 +37,25 @@ class ProjectDatesIn(Input):
 
 class ProjectIn(ProjectDatesIn):
     team_id: uuid.UUID
-    title: str = Field(min_length=2, max_length=200)
-    description: str = Field(min_length=1, max_length=10_000)
-    category: str = Field(min_length=1, max_length=60)
+    title: Line = Field(min_length=2, max_length=200)
+    description: Lines = Field(min_length=1, max_length=10_000)
+    category: Line = Field(min_length=1, max_length=60)
     region_code: str = Field(pattern=r"^\d{6}$")
-    address: str = Field(min_length=1, max_length=300)
+    address: Line = Field(min_length=1, max_length=300)
     contact: ContactIn
-    requirements: str = Field(default="", max_length=5000)
+    requirements: Lines = Field(default="", max_length=5000)
     lead_account_id: uuid.UUID | None = None
     positions: list[PositionIn] = Field(min_length=1, max_length=50)
 
 
 class ProjectPatch(Input):
-    title: str | None = Field(default=None, min_length=2, max_length=200)
-    description: str | None = Field(default=None, min_length=1, max_length=10_000)
-    category: str | None = Field(default=None, min_length=1, max_length=60)
+    title: Line | None = Field(default=None, min_length=2, max_length=200)
+    description: Lines | None = Field(default=None, min_length=1, max_length=10_000)
+    category: Line | None = Field(default=None, min_length=1, max_length=60)
     region_code: str | None = Field(default=None, pattern=r"^\d{6}$")
-    address: str | None = Field(default=None, min_length=1, max_length=300)
+    address: Line | None = Field(default=None, min_length=1, max_length=300)
     contact: ContactIn | None = None
-    requirements: str | None = Field(default=None, max_length=5000)
+    requirements: Lines | None = Field(default=None, max_length=5000)
     starts_on: date | None = None
     ends_on: date | None = None
     recruit_starts_on: date | None = None
@@ -144,17 +144,17 @@ class ProjectPage(BaseModel):
 
 
 class ApplyIn(Input):
-    motivation: str | None = Field(default=None, max_length=2000)
+    motivation: Lines | None = Field(default=None, max_length=2000)
 
 
 class StageIn(Input):
     stage: Literal["interview", "training", "serving", "completed", "rejected"]
-    reason: str | None = Field(default=None, max_length=1000)
+    reason: Lines | None = Field(default=None, max_length=1000)
 
 
 class RatingIn(Input):
     score: int = Field(ge=1, le=5)
-    comment: str | None = Field(default=None, max_length=2000)
+    comment: Lines | None = Field(default=None, max_length=2000)
 
 
 class ApplicationOut(BaseModel):
@@ -202,7 +202,7 @@ class HoursIn(Input):
     application_id: uuid.UUID
     service_date: date
     minutes: int = Field(ge=1, le=24 * 60)
-    note: str | None = Field(default=None, max_length=500)
+    note: Lines | None = Field(default=None, max_length=500)
 
 
 class BulkHoursIn(Input):
@@ -226,7 +226,7 @@ class BulkHoursOut(BaseModel):
 
 class CorrectionIn(Input):
     minutes: int = Field(ge=0, le=24 * 60)
-    reason: str = Field(min_length=2, max_length=500)
+    reason: Lines = Field(min_length=2, max_length=500)
 
 
 class CorrectionOut(BaseModel):
@@ -294,7 +294,7 @@ class SignCodeOut(BaseModel):
 
 
 class SignIn(Input):
-    code: str = Field(min_length=10, max_length=500)
+    code: Line = Field(min_length=10, max_length=500)
 
 
 class SignInOut(BaseModel):

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, EmailStr, Field
 
-from shared.inputs import INPUT_CONFIG
+from shared.inputs import INPUT_CONFIG, Line
 from teams.domain.kinds import TeamKind
 
 JoinMode = Literal["reject_anyone", "anyone", "approval"]
 Outcome = Literal["approved", "rejected"]
 REGION_CODE = r"^\d{6}(\d{3})?$"
-
-
-#: no control characters (NUL above all, which PostgreSQL cannot store) in names, addresses or
-#: messages; in the schema, so clients and fuzzers know it too
-NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"
-Text = Annotated[str, StringConstraints(pattern=NO_CONTROL)]
 
 
 class Input(BaseModel):
@@ -42,17 +36,17 @@ class RegionDetail(RegionOut):
 class TeamContact(Input):
     """Published contact details of a team (shown to pending applicants, T8)."""
 
-    person: Text = Field(min_length=1, max_length=60)
+    person: Line = Field(min_length=1, max_length=60)
     phone: str = Field(pattern=r"^[0-9+\-() ]{5,30}$")
     email: EmailStr
-    address: Text = Field(min_length=1, max_length=200)
+    address: Line = Field(min_length=1, max_length=200)
 
 
 class TeamRegistration(Input):
-    name: Text = Field(min_length=1, max_length=80)
+    name: Line = Field(min_length=1, max_length=80)
     region_code: str = Field(pattern=REGION_CODE)
     kind: TeamKind
-    uscc: Text | None = Field(None, max_length=40, description="unified social credit code (social organisations)")
+    uscc: Line | None = Field(None, max_length=40, description="unified social credit code (social organisations)")
     registration_authority_region: str | None = Field(
         None, pattern=r"^\d{6}$", description="region of the civil-affairs bureau it is registered with"
     )
@@ -61,10 +55,10 @@ class TeamRegistration(Input):
 
 
 class RootTeamCreate(Input):
-    name: Text = Field(min_length=1, max_length=80)
+    name: Line = Field(min_length=1, max_length=80)
     region_code: str = Field(pattern=REGION_CODE)
     kind: TeamKind = TeamKind.OTHER
-    uscc: Text | None = Field(None, max_length=40)
+    uscc: Line | None = Field(None, max_length=40)
     registration_authority_region: str | None = Field(None, pattern=r"^\d{6}$")
     contact: TeamContact
     #: a verified volunteer who becomes the team's first admin
@@ -126,7 +120,7 @@ class LiaisonAuthorisationOut(BaseModel):
 # -- review -------------------------------------------------------------------------------------
 class ReviewDecision(Input):
     outcome: Outcome
-    reason: Text | None = Field(None, max_length=500)
+    reason: Line | None = Field(None, max_length=500)
 
 
 class ReviewerOut(BaseModel):
@@ -161,12 +155,12 @@ class ReminderOut(BaseModel):
 
 # -- membership ---------------------------------------------------------------------------------
 class JoinApplication(Input):
-    message: Text | None = Field(None, max_length=500)
+    message: Line | None = Field(None, max_length=500)
 
 
 class JoinDecision(Input):
     outcome: Outcome
-    reason: Text | None = Field(None, max_length=500)
+    reason: Line | None = Field(None, max_length=500)
 
 
 class JoinResult(BaseModel):
@@ -207,7 +201,7 @@ class MyJoinRequest(BaseModel):
 
 class InvitationCreate(Input):
     account_id: uuid.UUID | None = None
-    volunteer_number: Text | None = Field(None, max_length=40)
+    volunteer_number: Line | None = Field(None, max_length=40)
 
 
 class MemberAdd(Input):
