@@ -353,6 +353,26 @@ async def test_rejection_needs_a_reason_and_is_raised_as_failed(identity: Identi
     assert (last["status"], last["manual"], last["reason"]) == ("failed", True, "照片模糊,无法辨认")
 
 
+async def test_a_rejection_reason_of_the_full_allowed_length_is_kept_whole(identity: Identity) -> None:
+    # the decision allows 500 characters; the account's copy once held 200 and a longer one was a 500
+    headers, account_id = await failed_volunteer(identity)
+    await identity.client.post(
+        "/api/v1/accounts/me/id-card-images", files={"file": ("front.png", PNG_BYTES, "image/png")}, headers=headers
+    )
+    admin = identity.regional_admin("110105")
+    item = await pending_review(identity, admin, account_id)
+    assert item is not None
+    reason = "照片不清晰,请重新拍摄身份证正面。" * 29 + "谢谢您的配合。"  # 500 characters
+    assert len(reason) == 500
+    url = f"/api/v1/admin/id-card-reviews/{item['id']}/decision"
+    too_long = await identity.client.post(url, json={"approved": False, "reason": reason + "。"}, headers=admin)
+    assert (too_long.status_code, too_long.json()["code"]) == (422, "validation_failed")
+    rejected = await identity.client.post(url, json={"approved": False, "reason": reason}, headers=admin)
+    assert rejected.status_code == 200, rejected.text
+    assert (await identity.me(headers))["verification"]["reason"] == reason
+    assert (await identity.events("volunteer.verification_changed", account_id))[-1]["reason"] == reason
+
+
 @pytest.mark.slow
 async def test_review_outcome_is_emailed_through_notifications(
     identity: Identity,

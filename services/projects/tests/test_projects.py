@@ -20,6 +20,54 @@ async def test_team_lead_creates_a_draft_project_with_positions(world: World) ->
     assert project.data["contact"]["phone"] == "010-12345678"
 
 
+async def test_a_contact_email_of_the_longest_valid_length_is_kept(world: World) -> None:
+    # 254 characters, the most an address may have (RFC 5321); the column once held 200 (a 500)
+    email = "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 57 + ".org"
+    assert len(email) == 254
+    team_id, _, admin = await world.team()
+    contact = {"name": "王老师", "phone": "010-12345678", "email": email}
+    created = await world.client.post("/api/v1/projects", json=project_body(team_id, contact=contact), headers=admin)
+    assert created.status_code == 201, created.text
+    shown = await world.client.get(f"/api/v1/projects/{created.json()['id']}", headers=admin)
+    assert shown.json()["contact"]["email"] == email
+
+
+async def test_text_the_database_cannot_store_is_refused_with_a_code_and_nothing_is_kept(world: World) -> None:
+    team_id, _, admin = await world.team()
+    before = await world.client.get("/api/v1/me/projects", headers=admin)
+    bodies = {
+        "NUL in the title": project_body(team_id, title="社区\x00敬老"),
+        "NUL in a position's name": project_body(
+            team_id, positions=[{"name": "陪\x00伴员", "quota": 5, "admission_mode": "manual"}]
+        ),
+        "a line break in the title": project_body(team_id, title="社区\n敬老"),
+        "a vertical tab in the description": project_body(team_id, description="陪伴\x0b老人"),
+    }
+    for what, body in bodies.items():
+        response = await world.client.post("/api/v1/projects", json=body, headers=admin)
+        assert (response.status_code, response.json()["code"]) == (422, "validation_failed"), what
+    after = await world.client.get("/api/v1/me/projects", headers=admin)
+    assert after.json()["items"] == before.json()["items"]
+    # text of several lines keeps its line breaks and tabs
+    lines = "第一段:陪伴老人\n第二段:\t协助文体活动\r\n第三段"
+    created = await world.client.post(
+        "/api/v1/projects", json=project_body(team_id, description=lines, requirements=lines), headers=admin
+    )
+    assert created.status_code == 201, created.text
+    assert (created.json()["description"], created.json()["requirements"]) == (lines, lines)
+
+
+async def test_an_application_whose_motivation_holds_a_nul_is_refused_and_the_place_stays_free(world: World) -> None:
+    project = await world.project(positions=[{"name": "引导员", "quota": 1, "admission_mode": "auto"}])
+    _, volunteer = await world.volunteer()
+    url = f"/api/v1/positions/{project.position(0)}/applications"
+    refused = await world.client.post(url, json={"motivation": "我\x00想参加"}, headers=volunteer)
+    assert (refused.status_code, refused.json()["code"]) == (422, "validation_failed")
+    admitted = await world.client.post(url, json={"motivation": "我想参加\n周末都有空"}, headers=volunteer)
+    assert admitted.status_code == 201, admitted.text
+    assert admitted.json()["stage"] == "admitted"
+
+
 async def test_stranger_cannot_create_a_project_for_a_team(world: World) -> None:
     team_id, _, _ = await world.team()
     _, stranger = await world.volunteer()

@@ -143,7 +143,7 @@ class Account(EventSource, Base):
     verification_status: Mapped[str | None] = mapped_column(String(16))
     #: the day the current verification began: expected dates count working days from it
     verification_requested_on: Mapped[date | None] = mapped_column(Date)
-    verification_reason: Mapped[str | None] = mapped_column(String(200))
+    verification_reason: Mapped[str | None] = mapped_column(String(500))
     #: when the background verifier next asks the provider (None: nothing to ask)
     verification_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     verification_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))

@@ -91,7 +91,7 @@ projects = Table(
     Column("address", String(300), nullable=False),
     Column("contact_name", String(60), nullable=False),
     Column("contact_phone", String(30), nullable=False),
-    Column("contact_email", String(200), nullable=True),
+    Column("contact_email", String(254), nullable=True),
     Column("requirements", Text, nullable=False, server_default=""),
     Column("starts_on", Date, nullable=False),
     Column("ends_on", Date, nullable=False),

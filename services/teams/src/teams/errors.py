@@ -28,6 +28,12 @@ TEAM_NAME_FORM_REQUIRED = ErrorSpec(
     "志愿团体名称请按“XXX志愿服务队”的形式填写(以志愿服务队、志愿者协会、志愿服务中心等结尾)",
     'The team name must follow the form "XXX志愿服务队" (ending 志愿服务队, 志愿者协会, 志愿服务中心 and the like)',
 )
+TEAM_NAME_LENGTH = ErrorSpec(
+    "team_name_length",
+    422,
+    "志愿团体名称过长,请控制在 {max} 个字以内(现为 {length} 个字)",
+    "The team name is too long: at most {max} characters (it has {length})",
+)
 TEAM_NAME_TAKEN = ErrorSpec(
     "team_name_taken", 409, "该地区已有同名的志愿团体", "A team with this name already exists in this region"
 )

@@ -43,6 +43,23 @@ def test_name_without_a_team_form_is_refused() -> None:
     assert caught.value.code == "team_name_form_required"
 
 
+def test_the_form_ending_alone_is_refused_as_missing_its_name() -> None:
+    with pytest.raises(AppError) as caught:
+        check_team_name("志愿服务队")
+    assert caught.value.code == "team_name_form_required"
+
+
+def test_a_name_in_the_form_but_too_long_is_refused_as_too_long_not_as_out_of_form() -> None:
+    longest = "北京市朝阳区" + "某" * 49 + "志愿服务队"
+    assert check_team_name(longest) == longest  # 60 characters
+    with pytest.raises(AppError) as caught:
+        check_team_name("北京市朝阳区" + "某" * 50 + "志愿服务队")
+    assert caught.value.code == "team_name_length"
+    assert caught.value.detail["max_length"] == 60
+    assert caught.value.spec.message("zh", caught.value.params) == "志愿团体名称过长,请控制在 60 个字以内(现为 61 个字)"
+    assert "at most 60 characters (it has 61)" in caught.value.spec.message("en", caught.value.params)
+
+
 def test_full_width_characters_are_normalised() -> None:
     assert check_team_name("ＡＢＣ志愿服务队") == "ABC志愿服务队"
 

@@ -106,6 +106,7 @@ async def support_contacts(
         E.VOLUNTEER_NOT_VERIFIED,
         E.TEAM_NAME_NOT_ALLOWED,
         E.TEAM_NAME_FORM_REQUIRED,
+        E.TEAM_NAME_LENGTH,
         E.TEAM_NAME_TAKEN,
         E.USCC_REQUIRED,
         E.USCC_INVALID,
@@ -136,7 +137,12 @@ async def register_team(body: TeamRegistration, principal: CurrentPrincipal, run
     tags=["teams"],
     summary="Create a root liaison team of a region (regional admin of that region, or national admin)",
     responses=error_responses(
-        E.NOT_REGION_ADMIN, E.REGION_INVALID, E.TEAM_NAME_FORM_REQUIRED, E.TEAM_NAME_TAKEN, E.VOLUNTEER_NOT_FOUND
+        E.NOT_REGION_ADMIN,
+        E.REGION_INVALID,
+        E.TEAM_NAME_FORM_REQUIRED,
+        E.TEAM_NAME_LENGTH,
+        E.TEAM_NAME_TAKEN,
+        E.VOLUNTEER_NOT_FOUND,
     ),
 )
 async def create_root_team(

@@ -7,7 +7,7 @@ import re
 import unicodedata
 
 from shared.errors import AppError
-from teams.errors import TEAM_NAME_FORM_REQUIRED, TEAM_NAME_NOT_ALLOWED
+from teams.errors import TEAM_NAME_FORM_REQUIRED, TEAM_NAME_LENGTH, TEAM_NAME_NOT_ALLOWED
 
 #: endings that make a name a volunteer team's name (longest first so the stem is right)
 TEAM_FORMS: tuple[str, ...] = tuple(
@@ -98,9 +98,14 @@ def check_team_name(raw: str) -> str:
     name = normalise(raw)
     if any(name.endswith(form) for form in TEAM_FORMS):
         stem = next(name[: -len(form)] for form in TEAM_FORMS if name.endswith(form))
-        if stem.strip() and MIN_LENGTH <= len(name) <= MAX_LENGTH:
-            return name
-        raise AppError(TEAM_NAME_FORM_REQUIRED, {"name": name, "forms": list(TEAM_FORMS)})
+        if not stem.strip() or len(name) < MIN_LENGTH:
+            # the ending alone ("志愿服务队"): the XXX of the form is missing
+            raise AppError(TEAM_NAME_FORM_REQUIRED, {"name": name, "forms": list(TEAM_FORMS)})
+        if len(name) > MAX_LENGTH:
+            # in the form, only too long: say so, not "use the form" it already follows
+            params = {"max": MAX_LENGTH, "length": len(name)}
+            raise AppError(TEAM_NAME_LENGTH, {"name": name, "max_length": MAX_LENGTH}, params=params)
+        return name
     ending = next((e for e in INSTITUTION_ENDINGS if name.endswith(e)), None)
     if ending is not None:
         example = f"{name}志愿服务队"
