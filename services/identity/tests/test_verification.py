@@ -335,13 +335,7 @@ async def test_a_decision_and_a_name_change_at_the_same_moment_never_approve_the
 
 
 async def test_rejection_needs_a_reason_and_is_raised_as_failed(identity: Identity) -> None:
-    headers, account_id = await failed_volunteer(identity)
-    await identity.client.post(
-        "/api/v1/accounts/me/id-card-images", files={"file": ("front.png", PNG_BYTES, "image/png")}, headers=headers
-    )
-    admin = identity.regional_admin("110105")
-    item = await pending_review(identity, admin, account_id)
-    assert item is not None
+    headers, account_id, admin, item = await upload_awaiting_review(identity)
     url = f"/api/v1/admin/id-card-reviews/{item['id']}/decision"
     no_reason = await identity.client.post(url, json={"approved": False}, headers=admin)
     assert no_reason.json()["code"] == "rejection_reason_required"
@@ -355,13 +349,7 @@ async def test_rejection_needs_a_reason_and_is_raised_as_failed(identity: Identi
 
 async def test_a_rejection_reason_of_the_full_allowed_length_is_kept_whole(identity: Identity) -> None:
     # the decision allows 500 characters; the account's copy once held 200 and a longer one was a 500
-    headers, account_id = await failed_volunteer(identity)
-    await identity.client.post(
-        "/api/v1/accounts/me/id-card-images", files={"file": ("front.png", PNG_BYTES, "image/png")}, headers=headers
-    )
-    admin = identity.regional_admin("110105")
-    item = await pending_review(identity, admin, account_id)
-    assert item is not None
+    headers, account_id, admin, item = await upload_awaiting_review(identity)
     reason = "照片不清晰,请重新拍摄身份证正面。" * 29 + "谢谢您的配合。"  # 500 characters
     assert len(reason) == 500
     url = f"/api/v1/admin/id-card-reviews/{item['id']}/decision"
