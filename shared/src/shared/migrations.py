@@ -7,11 +7,12 @@ or through the service's ``migrate`` command in a deployment's pre-start step.
 from __future__ import annotations
 
 import asyncio
+import re
 import weakref
 from pathlib import Path
 from typing import Any
 
-from alembic import command, context
+from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
@@ -89,3 +90,23 @@ def run_env(target_metadata: MetaData) -> None:
         await engine.dispose()
 
     asyncio.run(online())
+
+
+_INDEX_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def drop_invalid_indexes(*names: str) -> None:
+    """For a migration that creates indexes ``if_not_exists``, so that an operator may build them
+    beforehand without blocking writes (``CREATE INDEX CONCURRENTLY`` under the same names): a
+    concurrent build that failed or was cancelled leaves its index INVALID (never used, still
+    kept up to date on every write), which ``if_not_exists`` would take as built. Dropping such an
+    index first makes the migration build it; a valid one is kept. Call it before the
+    ``create_index`` calls."""
+    for name in names:
+        if not _INDEX_NAME.fullmatch(name):
+            raise ValueError(f"not an index name: {name!r}")
+        # a DO block takes no parameters; the name was checked to be a plain identifier above
+        drop = f"DROP INDEX {name}"
+        where = f"indexrelid = to_regclass('{name}') AND NOT indisvalid"
+        statement = f"DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_index WHERE {where}) THEN {drop}; END IF; END $$"  # noqa: S608
+        op.execute(statement)

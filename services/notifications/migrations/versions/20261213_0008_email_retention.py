@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from shared.migrations import drop_invalid_indexes
+
 revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
@@ -32,6 +34,8 @@ FK = "fk_email_replays_email_id_emails"
 
 
 def upgrade() -> None:
+    # one left INVALID by a failed concurrent build beforehand is built again, not taken as built
+    drop_invalid_indexes("ix_emails_final_age")
     op.create_index(
         "ix_emails_final_age",
         "emails",

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from shared.migrations import drop_invalid_indexes
+
 revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
@@ -34,6 +36,14 @@ LISTED = sa.text("status IN ('published', 'closed')")
 
 
 def upgrade() -> None:
+    # one left INVALID by a failed concurrent build beforehand is built again, not taken as built
+    drop_invalid_indexes(
+        "ix_projects_listed",
+        "ix_projects_team",
+        "ix_projects_listed_region",
+        "ix_applications_project_seq",
+        "ix_hours_records_project_recorded",
+    )
     op.create_index(
         "ix_projects_listed",
         "projects",

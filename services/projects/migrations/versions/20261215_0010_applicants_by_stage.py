@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from shared.migrations import drop_invalid_indexes
+
 revision: str = "0010"
 down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
@@ -22,6 +24,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # one left INVALID by a failed concurrent build beforehand is built again, not taken as built
+    drop_invalid_indexes("ix_applications_project_stage")
     op.create_index(
         "ix_applications_project_stage",
         "applications",

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from shared.migrations import drop_invalid_indexes
+
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
@@ -33,6 +35,13 @@ PENDING_AUTHORITY = sa.text("status = 'pending' AND registration_authority_regio
 
 
 def upgrade() -> None:
+    # one left INVALID by a failed concurrent build beforehand is built again, not taken as built
+    drop_invalid_indexes(
+        "ix_teams_pending_authority",
+        "ix_teams_region_code",
+        "ix_memberships_team_admins",
+        "ix_invitations_pending_team_created",
+    )
     op.create_index(
         "ix_teams_pending_authority",
         "teams",

@@ -128,3 +128,45 @@ async def test_upgrade_keeps_every_use_of_a_match_token_made_before_tokens_were_
         "CREATE UNIQUE INDEX uq_invitations_match_jti ON public.invitations USING btree (match_jti) "
         "WHERE (match_jti IS NOT NULL)"
     )
+
+
+async def test_an_index_left_invalid_by_a_failed_concurrent_build_is_built_again_and_a_valid_one_kept(
+    database_factory: Callable[[str], Awaitable[str]],
+) -> None:
+    """0006 creates its indexes ``if_not_exists`` so operators may build them beforehand without
+    blocking writes. A concurrent build that failed leaves an INVALID index under the name, which
+    the planner never uses: the migration must build it again, not take it as built."""
+    engine = make_engine(await database_factory("teams_upgrade_invalid_index"), pool_size=1, max_overflow=0)
+
+    async def index(name: str) -> tuple[int, bool] | None:
+        row = (
+            await conn.execute(
+                text("SELECT indexrelid::int, indisvalid FROM pg_index WHERE indexrelid = to_regclass(:n)"),
+                {"n": name},
+            )
+        ).one_or_none()
+        return (row[0], row[1]) if row is not None else None
+
+    try:
+        async with engine.begin() as conn:
+            await migrate_to(conn, "0005")
+            # built beforehand by the operator: one whole, one whose concurrent build failed (the
+            # state such a failure leaves: the index exists with indisvalid false)
+            await conn.execute(
+                text("CREATE INDEX ix_memberships_team_admins ON memberships (team_id, account_id) WHERE is_admin")
+            )
+            await conn.execute(text("CREATE INDEX ix_teams_region_code ON teams (region_code)"))
+            await conn.execute(
+                text("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'ix_teams_region_code'::regclass")
+            )
+            kept, invalid = await index("ix_memberships_team_admins"), await index("ix_teams_region_code")
+            assert invalid is not None
+            assert invalid[1] is False
+            await migrate_to(conn, "0006")
+            rebuilt = await index("ix_teams_region_code")
+            assert rebuilt is not None
+            assert rebuilt[1] is True
+            assert rebuilt[0] != invalid[0]  # a new index, not the failed one
+            assert await index("ix_memberships_team_admins") == kept  # a valid one stays as built
+    finally:
+        await engine.dispose()
