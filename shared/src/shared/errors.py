@@ -89,25 +89,6 @@ SERVICE_UNAVAILABLE = ErrorSpec(
 )
 INTERNAL_ERROR = ErrorSpec("internal_error", 500, "系统内部错误", "Internal error")
 
-COMMON_SPECS: tuple[ErrorSpec, ...] = (
-    VALIDATION_FAILED,
-    MALFORMED_JSON,
-    MALFORMED_BODY,
-    UNSUPPORTED_MEDIA_TYPE,
-    PAYLOAD_TOO_LARGE,
-    REQUEST_TIMEOUT,
-    NOT_FOUND,
-    METHOD_NOT_ALLOWED,
-    UNAUTHENTICATED,
-    TOKEN_INVALID,
-    TOKEN_EXPIRED,
-    FORBIDDEN,
-    CONFLICT,
-    RATE_LIMITED,
-    SERVICE_UNAVAILABLE,
-    INTERNAL_ERROR,
-)
-
 
 def _ranked(header: str) -> list[tuple[str, float]]:
     """An Accept-style header's values with their ``q`` (1 when not given, 0 when unreadable), in order."""
