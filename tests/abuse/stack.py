@@ -13,7 +13,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import uvicorn
@@ -187,6 +187,13 @@ def _long() -> Any:
     from datetime import timedelta
 
     return timedelta(hours=2)
+
+
+class OpenStack(Protocol):
+    """The ``open_stack`` fixture (``tests/conftest.py``): :func:`full_stack` on the session's
+    PostgreSQL, RabbitMQ and SMTP server."""
+
+    def __call__(self, **options: Any) -> contextlib.AbstractAsyncContextManager[Stack]: ...
 
 
 @contextlib.asynccontextmanager

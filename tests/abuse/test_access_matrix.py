@@ -16,7 +16,7 @@ import csv
 import io
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -25,11 +25,11 @@ import httpx
 import pytest
 from stdnum.cn import uscc
 
-from shared.auth import TokenSigner, TokenVerifier, issue_volunteer_match
+from shared.auth import issue_volunteer_match
 from shared.clock import SystemClock, local_today
-from shared.testing import SmtpServer, eventually, resident_id, sign_up_body
+from shared.testing import eventually, resident_id, sign_up_body
 
-from .stack import SERVICES, Stack, User, created, full_stack
+from .stack import SERVICES, OpenStack, Stack, User, created
 
 pytestmark = pytest.mark.slow
 
@@ -473,23 +473,8 @@ async def guangdong_upload(stack: Stack, client: httpx.AsyncClient) -> tuple[str
 
 
 @pytest.fixture(scope="module")
-async def world(
-    database_factory: Callable[[str], Awaitable[str]],
-    amqp_url: str,
-    signer: TokenSigner,
-    verifier_for: Callable[..., TokenVerifier],
-    smtp_server: SmtpServer,
-) -> AsyncIterator[World]:
-    async with (
-        full_stack(
-            database_factory=database_factory,
-            amqp_url=amqp_url,
-            signer=signer,
-            verifier=verifier_for(),
-            smtp_port=smtp_server.port,
-        ) as stack,
-        httpx.AsyncClient(timeout=60) as client,
-    ):
+async def world(open_stack: OpenStack) -> AsyncIterator[World]:
+    async with open_stack() as stack, httpx.AsyncClient(timeout=60) as client:
         yield await build_world(stack, client)
 
 

@@ -10,35 +10,22 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from shared.auth import TokenSigner, TokenVerifier
-from shared.testing import SmtpServer, resident_id, sign_up_body
+from shared.testing import resident_id, sign_up_body
 
-from .stack import SERVICES, Stack, full_stack
+from .stack import SERVICES, OpenStack, Stack
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-async def stack(
-    database_factory: Callable[[str], Awaitable[str]],
-    amqp_url: str,
-    signer: TokenSigner,
-    verifier_for: Callable[..., TokenVerifier],
-    smtp_server: SmtpServer,
-) -> AsyncIterator[Stack]:
-    async with full_stack(
-        database_factory=database_factory,
-        amqp_url=amqp_url,
-        signer=signer,
-        verifier=verifier_for(),
-        smtp_port=smtp_server.port,
-    ) as stack:
+async def stack(open_stack: OpenStack) -> AsyncIterator[Stack]:
+    async with open_stack() as stack:
         yield stack
 
 

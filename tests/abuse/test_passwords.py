@@ -13,7 +13,7 @@ import re
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from urllib.parse import unquote
 
@@ -21,11 +21,10 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from shared.auth import TokenSigner, TokenVerifier
 from shared.clock import ManualClock
 from shared.testing import SmtpServer, sign_up_body
 
-from .stack import Stack, full_stack
+from .stack import OpenStack, Stack
 
 pytestmark = pytest.mark.slow
 
@@ -40,22 +39,8 @@ def identity_clock() -> ManualClock:
 
 
 @pytest.fixture(scope="module")
-async def stack(
-    database_factory: Callable[[str], Awaitable[str]],
-    amqp_url: str,
-    signer: TokenSigner,
-    verifier_for: Callable[..., TokenVerifier],
-    smtp_server: SmtpServer,
-    identity_clock: ManualClock,
-) -> AsyncIterator[Stack]:
-    async with full_stack(
-        database_factory=database_factory,
-        amqp_url=amqp_url,
-        signer=signer,
-        verifier=verifier_for(),
-        smtp_port=smtp_server.port,
-        identity_clock=identity_clock,
-    ) as stack:
+async def stack(open_stack: OpenStack, identity_clock: ManualClock) -> AsyncIterator[Stack]:
+    async with open_stack(identity_clock=identity_clock) as stack:
         yield stack
 
 

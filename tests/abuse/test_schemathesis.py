@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -19,10 +18,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from shared.auth import TokenSigner, TokenVerifier
-from shared.testing import SmtpServer
-
-from .stack import SERVICES, Stack, full_stack
+from .stack import SERVICES, OpenStack, Stack
 
 EXAMPLES = int(os.environ.get("VS_FUZZ_EXAMPLES", "4"))
 ROLES = ("volunteer", "regional_admin", "national_admin")
@@ -95,20 +91,8 @@ def fuzz_service(stack: Stack, service: str, role: str) -> tuple[int, list[str]]
     return calls, failures
 
 
-async def test_every_service_conforms_to_its_schema_for_every_role(
-    database_factory: Callable[[str], Awaitable[str]],
-    amqp_url: str,
-    signer: TokenSigner,
-    verifier_for: Callable[..., TokenVerifier],
-    smtp_server: SmtpServer,
-) -> None:
-    async with full_stack(
-        database_factory=database_factory,
-        amqp_url=amqp_url,
-        signer=signer,
-        verifier=verifier_for(),
-        smtp_port=smtp_server.port,
-    ) as stack:
+async def test_every_service_conforms_to_its_schema_for_every_role(open_stack: OpenStack) -> None:
+    async with open_stack() as stack:
         total_calls = 0
         failures: list[str] = []
         for service in SERVICES:

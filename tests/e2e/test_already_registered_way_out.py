@@ -8,32 +8,17 @@ email address hears that it was brought in, and of the new password, without it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 
 import httpx
 
-from shared.auth import TokenSigner, TokenVerifier
 from shared.testing import SmtpServer, sign_up_body
-from tests.abuse.stack import Stack, created, full_stack
+from tests.abuse.stack import OpenStack, Stack, created
 
 
 async def test_an_already_registered_volunteer_gets_back_in_through_a_team_admin(
-    database_factory: Callable[[str], Awaitable[str]],
-    amqp_url: str,
-    signer: TokenSigner,
-    verifier_for: Callable[..., TokenVerifier],
-    smtp_server: SmtpServer,
+    open_stack: OpenStack, smtp_server: SmtpServer
 ) -> None:
-    async with (
-        full_stack(
-            database_factory=database_factory,
-            amqp_url=amqp_url,
-            signer=signer,
-            verifier=verifier_for(),
-            smtp_port=smtp_server.port,
-        ) as stack,
-        httpx.AsyncClient(timeout=30) as client,
-    ):
+    async with open_stack() as stack, httpx.AsyncClient(timeout=30) as client:
         await way_out(stack, client, smtp_server)
 
 
