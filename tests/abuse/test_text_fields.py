@@ -1,10 +1,12 @@
 """Every piece of text any service takes (request-body fields, query and path parameters) refuses a
 NUL and a lone surrogate at validation: PostgreSQL cannot store the first, UTF-8 cannot encode the
-second, and either reaching the database would be a 500 instead of ``validation_failed``.
+second, and either reaching the database would be a 500 instead of ``validation_failed``. Every
+moment it takes refuses one at the edge of the calendar that UTC cannot hold (the driver's
+conversion overflows).
 
 Walked from the apps' own routes, so a field added tomorrow is checked too. (Projects' text fields
 once had no such check: a NUL in a title, a position's name or an application's motivation was a
-500.)
+500; so was a guardian's consent at ``0001-01-01T00:00:00+08:00``.)
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import importlib
 import types
 import typing
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import AwareDatetime, BaseModel, FutureDatetime, NaiveDatetime, PastDatetime, TypeAdapter, ValidationError
 
 SERVICES = ("identity", "teams", "projects", "notifications")
 HOSTILE = {"nul": "a\x00b", "lone_surrogate": "a\ud800b"}
@@ -51,15 +54,20 @@ def models_in(annotation: Any) -> Iterator[type[BaseModel]]:
         yield annotation
 
 
-def is_text(annotation: Any) -> bool:
+def holds(annotation: Any, kind: type) -> bool:
+    """Whether a value of ``kind`` is what the annotation takes (alone, optional or annotated)."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType, typing.Annotated):
-        return any(is_text(argument) for argument in typing.get_args(annotation))
-    return annotation is str
+        return any(holds(argument, kind) for argument in typing.get_args(annotation))
+    return annotation is kind or annotation in SPELLINGS.get(kind, ())
 
 
-def text_inputs(service: str) -> Iterator[tuple[str, Any]]:
-    """(where, check) for each text input of the service: ``check(value)`` validates it as the
-    service would and raises ``ValidationError`` on a refusal."""
+#: pydantic's runtime classes that stand for a type (``AwareDatetime`` is not a ``datetime`` subclass)
+SPELLINGS: dict[type, tuple[Any, ...]] = {datetime: (AwareDatetime, NaiveDatetime, PastDatetime, FutureDatetime)}
+
+
+def inputs_of(service: str, kind: type) -> Iterator[tuple[str, Any]]:
+    """(where, check) for each input of the service taking a ``kind``: ``check(value)`` validates
+    it as the service would and raises ``ValidationError`` on a refusal."""
     app = importlib.import_module(f"{service}.main").create_app()
     models: list[type[BaseModel]] = []
     for route in api_routes(app.router.routes):
@@ -68,7 +76,7 @@ def text_inputs(service: str) -> Iterator[tuple[str, Any]]:
         for param in [*route.dependant.query_params, *route.dependant.path_params]:
             if param.name in DECODED_FIRST or (service, route.path, param.name) in NEVER_STORED:
                 continue
-            if is_text(param.field_info.annotation):
+            if holds(param.field_info.annotation, kind):
                 adapter = TypeAdapter(typing.Annotated[param.field_info.annotation, param.field_info])
                 yield f"{route.path} ?{param.name}", adapter.validate_python
     seen: set[type[BaseModel]] = set()
@@ -79,7 +87,7 @@ def text_inputs(service: str) -> Iterator[tuple[str, Any]]:
         seen.add(model)
         for name, field in model.model_fields.items():
             models += models_in(field.annotation)
-            if is_text(field.annotation):
+            if holds(field.annotation, kind):
 
                 def check(value: str, model: type[BaseModel] = model, name: str = name) -> None:
                     # this one field, with its constraints and the model's validators
@@ -92,7 +100,7 @@ def text_inputs(service: str) -> Iterator[tuple[str, Any]]:
 def test_every_text_input_refuses_what_the_database_cannot_store(service: str) -> None:
     accepted: list[str] = []
     checked = 0
-    for where, check in text_inputs(service):
+    for where, check in inputs_of(service, str):
         checked += 1
         for label, value in HOSTILE.items():
             try:
@@ -101,4 +109,21 @@ def test_every_text_input_refuses_what_the_database_cannot_store(service: str) -
                 continue
             accepted.append(f"{where} accepts {label}")
     assert checked > 0
+    assert accepted == []
+
+
+#: moments that are inside the calendar as given, and outside it once in UTC
+EDGES = {"year 1 east of UTC": "0001-01-01T00:00:00+14:00", "year 9999 west of UTC": "9999-12-31T23:59:59-14:00"}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_moment_input_refuses_one_the_database_cannot_store(service: str) -> None:
+    accepted: list[str] = []
+    for where, check in inputs_of(service, datetime):
+        for label, value in EDGES.items():
+            try:
+                check(value)
+            except ValidationError:
+                continue
+            accepted.append(f"{where} accepts {label}")
     assert accepted == []

@@ -7,14 +7,14 @@ import asyncio
 import json
 import re
 import uuid
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
 import pytest
 import sqlalchemy.exc
 from sqlalchemy import text
 
 from identity.testing import Identity, StartIdentity, add_imported_record
-from shared.clock import local_today
+from shared.clock import CHINA_TZ, local_today
 from shared.testing import RAW_LOGS, resident_id, sign_up_body
 
 FULL_ID = re.compile(r"\d{17}[\dX]")
@@ -131,6 +131,20 @@ async def test_passport_needs_a_birth_date_and_a_plausible_number(identity: Iden
     _, account = await identity.sign_up(document_type="passport", id_number=passport, birth_date="1990-01-01")
     assert account["document_type"] == "passport"
     assert account["id_number_masked"] == passport[:2] + "*" * (len(passport) - 4) + passport[-2:]
+
+
+async def test_a_birth_date_older_than_anyone_alive_is_refused(identity: Identity) -> None:
+    passport = f"E{uuid.uuid4().int % 10**8:08d}"
+    for birth_date in ("0001-01-01", years_ago(identity, 151).isoformat()):
+        refused = await identity.client.post(
+            "/api/v1/accounts",
+            json=sign_up_body(document_type="passport", id_number=passport, birth_date=birth_date),
+        )
+        assert (refused.status_code, refused.json()["code"]) == (422, "id_number_invalid"), birth_date
+        assert refused.json()["detail"] == {"reason": "birth_date"}
+    oldest = years_ago(identity, 150).isoformat()
+    _, account = await identity.sign_up(document_type="passport", id_number=passport, birth_date=oldest)
+    assert account["document_type"] == "passport"
 
 
 async def test_unknown_region_mobile_and_email_are_refused_with_their_codes(identity: Identity) -> None:
@@ -364,13 +378,21 @@ async def test_guardian_consent_time_must_carry_a_zone_and_not_lie_in_the_future
     number = resident_id(birth=years_ago(identity, 16))
     guardian = {"name": "王五", "relation": "母亲", "phone": "13900000000"}
     tomorrow = (identity.clock.now() + timedelta(days=1)).isoformat()
-    for consented_at in ("2999-01-01T08:00:00+08:00", tomorrow, "2026-01-01T08:00:00"):
+    before_birth = datetime.combine(years_ago(identity, 16) - timedelta(days=1), time(12), tzinfo=CHINA_TZ).isoformat()
+    for consented_at in ("2999-01-01T08:00:00+08:00", tomorrow, "2026-01-01T08:00:00", before_birth):
         refused = await identity.client.post(
             "/api/v1/accounts", json=sign_up_body(id_number=number, guardian={**guardian, "consented_at": consented_at})
         )
         assert refused.status_code == 422, consented_at
         assert refused.json()["code"] == "guardian_consent_time_invalid"
-    assert refused.json()["message"] == "监护人同意时间不正确:须带时区,且不能晚于当前时间"
+    assert refused.json()["detail"]["problem"] == "before_birth"
+    assert refused.json()["message"] == "监护人同意时间不正确:须带时区,不能晚于当前时间,也不能早于出生日期"
+    # a moment UTC cannot hold (the calendar's first hours, east of Greenwich) is refused, not a 500
+    edge = await identity.client.post(
+        "/api/v1/accounts",
+        json=sign_up_body(id_number=number, guardian={**guardian, "consented_at": "0001-01-01T00:00:00+08:00"}),
+    )
+    assert (edge.status_code, edge.json()["code"]) == (422, "validation_failed")
     just_now = identity.clock.now().isoformat()
     _, account = await identity.sign_up(id_number=number, guardian={**guardian, "consented_at": just_now})
     assert account["guardian_consent_recorded"] is True

@@ -14,9 +14,10 @@ trailing space is accepted); the schema only asks clients to send text as it wil
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, StringConstraints
 
 #: the characters the models trim: Unicode's White_Space, which pydantic's ``str_strip_whitespace``
 #: takes off (Rust's ``str::trim``), spelled out because regex dialects disagree on ``\s``
@@ -73,6 +74,23 @@ NO_CONTROL_BUT_LINES = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
 Line = Annotated[str, StringConstraints(pattern=NO_CONTROL)]
 #: text of several lines
 Lines = Annotated[str, StringConstraints(pattern=NO_CONTROL_BUT_LINES)]
+
+
+def within_the_calendar(moment: datetime) -> datetime:
+    """A moment with a time zone that stays inside years 1-9999 once in UTC, as PostgreSQL stores
+    it (``0001-01-01T00:00:00+08:00`` does not: the driver's conversion overflows, a 500), else a
+    ``ValueError`` (validation_failed). The moment itself is kept as given; a naive one is left to
+    the rule that asks for a zone."""
+    if moment.utcoffset() is not None:
+        try:
+            moment.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError("a moment at the edge of the calendar that UTC cannot hold") from exc
+    return moment
+
+
+#: a moment with its time zone (RFC 3339), one the database can store
+Moment = Annotated[AwareDatetime, AfterValidator(within_the_calendar)]
 
 
 #: the configuration of every request-body model

@@ -28,8 +28,8 @@ GUARDIAN_CONSENT_REQUIRED = ErrorSpec(
 GUARDIAN_CONSENT_TIME_INVALID = ErrorSpec(
     "guardian_consent_time_invalid",
     422,
-    "监护人同意时间不正确:须带时区,且不能晚于当前时间",
-    "The guardian's consent time must carry a time zone and must not be in the future",
+    "监护人同意时间不正确:须带时区,不能晚于当前时间,也不能早于出生日期",
+    "The guardian's consent time must carry a time zone, must not be in the future and not before the birth date",
 )
 MOBILE_INVALID = ErrorSpec("mobile_invalid", 422, "手机号码格式不正确", "The mobile number is not valid")
 EMAIL_INVALID = ErrorSpec(

@@ -109,15 +109,20 @@ class SealedIdentity:
     birth_date: date
 
 
-def check_consent_time(consented_at: datetime, now: datetime) -> None:
+def check_consent_time(consented_at: datetime, now: datetime, born: date) -> None:
     """The guardian's consent is a recorded fact (V1): a moment with its time zone (a naive time
-    could be any of 24 hours), and one that has already happened."""
+    could be any of 24 hours), one that has already happened, and not before the minor was born."""
     if consented_at.utcoffset() is None:
         raise AppError(errors.GUARDIAN_CONSENT_TIME_INVALID, {"field": "guardian.consented_at", "problem": "no_zone"})
     if consented_at > now:
         raise AppError(
             errors.GUARDIAN_CONSENT_TIME_INVALID,
             {"field": "guardian.consented_at", "problem": "future", "now": now.isoformat()},
+        )
+    if consented_at.date() < born:
+        raise AppError(
+            errors.GUARDIAN_CONSENT_TIME_INVALID,
+            {"field": "guardian.consented_at", "problem": "before_birth", "birth_date": born.isoformat()},
         )
 
 
@@ -160,7 +165,7 @@ async def sign_up(runtime: IdentityRuntime, data: SignUp) -> Account:
     if age < settings.guardian_consent_below_age and data.guardian is None:
         raise AppError(errors.GUARDIAN_CONSENT_REQUIRED)
     if data.guardian is not None:
-        check_consent_time(data.guardian.consented_at, clock.now())
+        check_consent_time(data.guardian.consented_at, clock.now(), identity.birth_date)
     mobile = documents.check_mobile(data.mobile)
     email = check_email(data.email)
     region = documents.check_region(data.region_code)

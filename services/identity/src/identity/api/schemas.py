@@ -5,12 +5,12 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
 from identity.domain.documents import DocumentType
-from shared.inputs import INPUT_CONFIG
+from shared.inputs import INPUT_CONFIG, within_the_calendar
 
 
 class _In(BaseModel):
@@ -32,7 +32,7 @@ class GuardianIn(_In):
     name: str = Field(min_length=1, max_length=100)
     relation: str = Field(min_length=1, max_length=20, examples=["父亲"])
     phone: str = Field(min_length=5, max_length=20)
-    consented_at: datetime = Field(
+    consented_at: Annotated[datetime, AfterValidator(within_the_calendar)] = Field(
         description="When the guardian consented: RFC 3339 with a time zone, not in the future "
         "(else `guardian_consent_time_invalid`)",
         examples=["2026-01-01T08:00:00+08:00"],

@@ -75,8 +75,12 @@ def age_on(birth_date: date, today: date) -> int:
     return years
 
 
+#: older than anyone alive: a birth date further back is a typing error (a passport's year 0001)
+MAXIMUM_AGE = 150
+
+
 def check_age(birth_date: date, today: date, *, minimum_age: int) -> int:
-    if birth_date > today:
+    if birth_date > today or age_on(birth_date, today) > MAXIMUM_AGE:
         raise AppError(errors.ID_NUMBER_INVALID, {"reason": "birth_date"})
     age = age_on(birth_date, today)
     if age < minimum_age:

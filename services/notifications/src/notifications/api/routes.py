@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from notifications import repository
 from notifications.bootstrap import NotificationsRuntime
@@ -36,7 +36,7 @@ from shared.errors import (
     preferred_language,
     prefers_html,
 )
-from shared.inputs import NO_CONTROL
+from shared.inputs import NO_CONTROL, Moment
 from shared.logging import get_logger
 from shared.pagination import CURSOR_INVALID
 from shared.web import SELF_CONTAINED_PAGE_POLICY
@@ -357,8 +357,8 @@ class BulkReplayRequest(BaseModel):
         pattern=NO_CONTROL,
         description="the start of the failure reason: recipient_unknown, an SMTP code (550, 421), cannot connect",
     )
-    created_from: AwareDatetime | None = Field(default=None, description="queued at or after")
-    created_before: AwareDatetime | None = Field(default=None, description="queued before")
+    created_from: Moment | None = Field(default=None, description="queued at or after")
+    created_before: Moment | None = Field(default=None, description="queued before")
     event_id: uuid.UUID | None = None
     account_id: uuid.UUID | None = None
     all_failed: bool = Field(default=False, description="confirms replaying every failed email when no filter is given")
