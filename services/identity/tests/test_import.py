@@ -1000,21 +1000,39 @@ async def test_an_xlsx_upload_is_answered_before_the_workbook_is_parsed_and_impo
     assert [r.real_name for r in await records_with(identity, number)] == ["庚七"]
 
 
-async def test_an_xlsx_upload_that_is_no_workbook_is_refused_at_once(identity: Identity) -> None:
-    response = await identity.client.post(
-        "/api/v1/imports",
-        headers=identity.national_admin(),
-        files={"file": ("people.xlsx", b"PK\x03\x04 not really a zip")},
-    )
-
-    assert (response.status_code, response.json()["code"]) == (422, "import_file_unreadable")
-
-
 def _zip_with(name: str, content: bytes) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr(name, content)
     return buffer.getvalue()
+
+
+def _directory_entry_patched(archive: bytes, offset: int, value: bytes) -> bytes:
+    """The archive with ``value`` written at ``offset`` into its first central-directory entry."""
+    at = archive.index(b"PK\x01\x02") + offset
+    return archive[:at] + value + archive[at + len(value) :]
+
+
+WORKBOOK_ZIP = _zip_with("xl/workbook.xml", b"<workbook/>")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"PK\x03\x04 not really a zip",
+        # "version needed to extract" 10.0: the zip module refuses it (NotImplementedError)
+        _directory_entry_patched(WORKBOOK_ZIP, 6, (100).to_bytes(2, "little")),
+        # names flagged UTF-8 that are not (UnicodeDecodeError): flag bit 11, then a 0xFF in the name
+        _directory_entry_patched(_directory_entry_patched(WORKBOOK_ZIP, 8, b"\x00\x08"), 46, b"\xff"),
+    ],
+    ids=["no_zip", "unknown_zip_version", "name_not_utf8"],
+)
+async def test_an_xlsx_upload_that_is_no_workbook_is_refused_at_once(identity: Identity, content: bytes) -> None:
+    response = await identity.client.post(
+        "/api/v1/imports", headers=identity.national_admin(), files={"file": ("people.xlsx", content)}
+    )
+
+    assert (response.status_code, response.json()["code"]) == (422, "import_file_unreadable")
 
 
 def _sheet_cut_off(workbook: bytes) -> bytes:

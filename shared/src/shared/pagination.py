@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,9 @@ def _part(value: Any, kind: type) -> Any:
     if kind is uuid.UUID:
         return uuid.UUID(str(value))
     if kind is int:
+        # the digits encode_cursor wrote (int() would also take 1.5, true or " 7_0 ")
+        if not (isinstance(value, str) and _DIGITS.fullmatch(value)):
+            raise ValueError("a cursor's number is not written in digits")
         number = int(value)
         if not _BIGINT_MIN <= number <= _BIGINT_MAX:
             raise ValueError("a cursor's number is out of range")
@@ -47,6 +51,7 @@ def _part(value: Any, kind: type) -> Any:
     return text
 
 
+_DIGITS = re.compile(r"-?[0-9]+")
 #: the range of the database's bigint, which every numeric sort key is
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 

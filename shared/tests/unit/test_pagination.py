@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -46,6 +48,15 @@ def test_a_sequence_cursor_beyond_the_databases_bigint_is_refused(number: int) -
         decode_cursor(encode_cursor(number), int)
     assert refused.value.spec.code == "cursor_invalid"
     assert decode_cursor(encode_cursor(2**63 - 1), int) == (2**63 - 1,)
+
+
+@pytest.mark.parametrize("part", [1.5, True, " 7", "7_0", "١٢", "+7", [7]])
+def test_a_sequence_cursor_is_digits_as_written_and_nothing_int_would_also_take(part: object) -> None:
+    raw = base64.urlsafe_b64encode(json.dumps([part]).encode()).decode().rstrip("=")
+    with pytest.raises(AppError) as refused:
+        decode_cursor(raw, int)
+    assert refused.value.spec.code == "cursor_invalid"
+    assert decode_cursor(encode_cursor(-3), int) == (-3,)
 
 
 @pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])

@@ -1286,10 +1286,14 @@ def _probe(path: Path, file_format: str, encoding: str) -> str | None:
 def _check_workbook(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
-            if archive.getinfo("xl/workbook.xml").file_size == 0:
-                raise AppError(IMPORT_FILE_UNREADABLE)
-    except (zipfile.BadZipFile, KeyError, OSError):
-        raise AppError(IMPORT_FILE_UNREADABLE) from None
+            workbook = archive.getinfo("xl/workbook.xml").file_size > 0
+    except Exception:
+        # whatever the zip module cannot read is no workbook: a broken directory (BadZipFile), no
+        # workbook in it (KeyError), a zip version it does not know (NotImplementedError), names
+        # flagged UTF-8 that are not (UnicodeDecodeError), ...
+        workbook = False
+    if not workbook:
+        raise AppError(IMPORT_FILE_UNREADABLE)
 
 
 async def submit(uow: UnitOfWork, submitted_by: uuid.UUID, path: Path, *, file_format: str, encoding: str) -> ImportJob:
