@@ -32,4 +32,4 @@ async def test_a_service_refuses_a_stalled_body_after_its_configured_timeout(
     assert refusal["code"] == "request_timeout"
     assert refusal["detail"] == {"timeout_seconds": 0.2, "min_rate_bytes_per_second": 100}
     # 3 bytes at 100 B/s give 30 ms more than the 0.2 s
-    assert 0.2 <= answer.seconds < 1.0
+    assert 0.2 <= answer.seconds < 2.0

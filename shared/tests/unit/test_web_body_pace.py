@@ -21,7 +21,8 @@ from pydantic import BaseModel
 from shared.testing import paced_body, paced_request, stalled_body
 from shared.web import configure_app
 
-TIMEOUT = 0.3
+#: long enough that a loaded machine's scheduling delays do not decide the outcomes below
+TIMEOUT = 0.5
 MIN_RATE = 1000  # bytes per second
 
 
@@ -68,7 +69,7 @@ async def test_a_body_that_stops_coming_is_408_request_timeout_in_chinese_and_cl
     assert answer.headers["connection"] == "close"  # the rest of the body may still be on its way
     assert answer.headers["x-request-id"]
     # 9 bytes received give 9 ms more than the timeout; the app's own 400 for the cut body is not sent
-    assert TIMEOUT <= answer.seconds < TIMEOUT + 0.5
+    assert TIMEOUT <= answer.seconds < TIMEOUT + 1
 
 
 async def test_the_refusal_is_in_english_when_asked() -> None:
@@ -82,21 +83,21 @@ async def test_the_refusal_is_in_english_when_asked() -> None:
 async def test_a_body_that_never_starts_is_refused_after_the_timeout() -> None:
     answer = await paced_request(make_app(), "POST", "/api/v1/items", stalled_body(b""))
     assert answer.status == 408
-    assert TIMEOUT <= answer.seconds < TIMEOUT + 0.5
+    assert TIMEOUT <= answer.seconds < TIMEOUT + 1
 
 
 async def test_a_trickle_slower_than_the_minimum_rate_is_refused_though_no_gap_exceeds_the_timeout() -> None:
     # 10 bytes every 50 ms = 200 B/s against 1 000: each gap is far below the timeout, yet the
-    # deadline (0.3 s + 10 ms per 10 bytes) passes at about 0.37 s
+    # deadline (0.5 s + 10 ms per 10 bytes) passes at about 0.63 s
     trickle = paced_body([b" " * 10] * 40, 0.05)
     answer = await paced_request(make_app(), "POST", "/api/v1/items", trickle)
     assert answer.status == 408, answer.body
-    assert answer.seconds < 1.0  # well before the 2 s the whole trickle would take
+    assert answer.seconds < 1.5  # well before the 2 s the whole trickle would take
 
 
 async def test_a_body_at_a_good_pace_may_take_longer_than_the_timeout() -> None:
-    # 300 bytes every 50 ms = 6 000 B/s for about 0.6 s, twice the timeout
-    pieces = [b'{"name": "x"}'] + [b" " * 300] * 12
+    # 300 bytes every 50 ms = 6 000 B/s for about 1 s, twice the timeout
+    pieces = [b'{"name": "x"}'] + [b" " * 300] * 19
     answer = await paced_request(make_app(), "POST", "/api/v1/items", paced_body(pieces, 0.05))
     assert answer.status == 201, answer.body
     assert json.loads(answer.body) == {"name": "x"}
