@@ -8,8 +8,9 @@ PYTHON ?= python3
 # caches every start recompiles the whole dependency tree (about 7 s on a 2-core machine).
 unexport PYTHONDONTWRITEBYTECODE
 UV := $(PYTHON) -m uv
-# auto: distributed when any <SERVICE>_DATABASE_URL is set, else standalone (deploy/run.py decides)
-MODE ?= auto
+# auto: distributed when any <SERVICE>_DATABASE_URL is set, else standalone (deploy/run.py decides);
+# VS_RUN_MODE in the environment sets it as well (make run MODE=... wins)
+MODE ?= $(or $(VS_RUN_MODE),auto)
 
 .PHONY: setup run test lint unit soak load bench asyncapi migrate clean
 
