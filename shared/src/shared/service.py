@@ -105,6 +105,7 @@ def build_app(
         body_limits=body_limits,
         body_timeout=settings.request_body_timeout_seconds,
         body_min_rate=settings.request_body_min_rate,
+        body_max_seconds=settings.request_body_max_seconds,
     )
     app.include_router(health_router({"database": database_check(runtime.engine), "broker": runtime.broker_ready}))
     for router in routers:

@@ -18,6 +18,7 @@ _LOOPBACK_HOSTS = frozenset({"localhost", "::1", "0.0.0.0"})  # noqa: S104 - com
 #: defaults of the request body's pace (see ``ServiceSettings.request_body_timeout_seconds``)
 BODY_TIMEOUT_SECONDS = 20.0
 BODY_MIN_RATE = 500
+BODY_MAX_SECONDS = 3600.0
 Environment = Literal["development", "test", "production"]
 
 
@@ -83,11 +84,13 @@ class ServiceSettings(BaseSettings):
     # Web
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = 1_048_576
-    #: a request body must begin within this many seconds of its headers, and every byte received
-    #: gives ``1 / request_body_min_rate`` seconds more (Apache's ``RequestReadTimeout
-    #: body=20,MinRate=500``); slower is refused with 408 and the connection closed
+    #: a request body must begin within this many seconds of its headers and never pause longer,
+    #: every byte received gives ``1 / request_body_min_rate`` seconds more (Apache's
+    #: ``RequestReadTimeout body=20,MinRate=500``), and the whole body must arrive within
+    #: ``request_body_max_seconds``; slower is refused with 408 and the connection closed
     request_body_timeout_seconds: float = Field(default=BODY_TIMEOUT_SECONDS, gt=0)
     request_body_min_rate: int = Field(default=BODY_MIN_RATE, gt=0)
+    request_body_max_seconds: float = Field(default=BODY_MAX_SECONDS, gt=0)
     log_format: Literal["json", "console"] | None = None
     log_level: str = "INFO"
 

@@ -349,14 +349,16 @@ class PacedAnswer:
     headers: dict[str, str]
     body: bytes
     seconds: float
+    sent: list[dict[str, Any]]
 
 
 async def paced_request(
     app: Any, method: str, path: str, pieces: BodyPieces, headers: dict[str, str] | None = None
 ) -> PacedAnswer:
-    """Drive an ASGI app as uvicorn does for a client whose JSON body comes in ``pieces`` at their
-    own pace (httpx's ASGI transport hands over the whole body at once), then nothing until the
-    client goes. For tests of the body's pace limits."""
+    """Drive an ASGI app as uvicorn does for a client whose body (JSON unless ``headers`` give a
+    content type) comes in ``pieces`` at their own pace (httpx's ASGI transport hands over the
+    whole body at once), then nothing until the client goes. For tests of the body's pace limits.
+    ``sent`` of the answer holds every message the app sent, in order."""
     sent: list[dict[str, Any]] = []
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
@@ -371,8 +373,9 @@ async def paced_request(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    raw_headers = [(b"content-type", b"application/json")]
-    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    given = {k.lower(): v for k, v in (headers or {}).items()}
+    given.setdefault("content-type", "application/json")
+    raw_headers = [(k.encode(), v.encode()) for k, v in given.items()]
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -402,6 +405,7 @@ async def paced_request(
         headers={k.decode(): v.decode() for k, v in start["headers"]},
         body=b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"),
         seconds=seconds,
+        sent=sent,
     )
 
 
@@ -417,7 +421,7 @@ def paced_body(pieces: list[bytes], gap: float) -> BodyPieces:
 
 
 def stalled_body(first: bytes) -> BodyPieces:
-    """The first piece, then nothing more, ever (a phone that lost its network mid-upload)."""
+    """The first piece at once, then nothing more, ever (a phone that lost its network mid-upload)."""
 
     async def send() -> AsyncIterator[bytes]:
         yield first

@@ -40,7 +40,7 @@ from shared.errors import (
     preferred_language,
 )
 from shared.logging import get_logger
-from shared.settings import BODY_MIN_RATE, BODY_TIMEOUT_SECONDS
+from shared.settings import BODY_MAX_SECONDS, BODY_MIN_RATE, BODY_TIMEOUT_SECONDS
 
 _LOGGER_NAME = "shared.web"
 log = get_logger(_LOGGER_NAME)
@@ -178,6 +178,7 @@ class RequestContextMiddleware:
         body_limits: dict[str, int] | None = None,
         body_timeout: float = BODY_TIMEOUT_SECONDS,
         body_min_rate: int = BODY_MIN_RATE,
+        body_max_seconds: float = BODY_MAX_SECONDS,
     ) -> None:
         self.app = app
         self.service = service
@@ -185,6 +186,7 @@ class RequestContextMiddleware:
         self.body_limits = body_limits or {}
         self.body_timeout = body_timeout
         self.body_min_rate = body_min_rate
+        self.body_max_seconds = body_max_seconds
         self._metrics: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._access_log = logging.getLogger(_LOGGER_NAME)
 
@@ -245,29 +247,41 @@ class RequestContextMiddleware:
             body_done = False
             #: why the body was cut off (the refusal that replaces whatever the app answers)
             cut: Response | None = None
-            # the body's pace: its first bytes within body_timeout of the headers, then each byte
-            # received gives 1/body_min_rate seconds more, so a client that stalls or trickles is
-            # let go instead of holding a connection and a task for as long as it likes
-            deadline = time.monotonic() + self.body_timeout
+            # the body's pace: its first bytes within body_timeout of the headers, no later gap
+            # without bytes longer than that, each byte received giving 1/body_min_rate seconds
+            # more, and the whole body within body_max_seconds: a client that stalls or trickles
+            # is let go instead of holding a connection and a task for as long as it likes
+            started_at = last_bytes_at = time.monotonic()
 
             async def limited_receive() -> Message:
-                nonlocal received, body_done, cut
+                nonlocal received, body_done, cut, last_bytes_at
                 if body_done:
                     return await receive()  # after the body only a disconnect comes, whenever
+                deadline = min(
+                    started_at + self.body_timeout + received / self.body_min_rate,
+                    last_bytes_at + self.body_timeout,
+                    started_at + self.body_max_seconds,
+                )
                 try:
-                    async with asyncio.timeout(max(0.0, deadline + received / self.body_min_rate - time.monotonic())):
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                         message = await receive()
                 except TimeoutError:
                     log.warning("request_body_too_slow", received_bytes=received)
                     cut = render_error(
                         Request(scope),
                         REQUEST_TIMEOUT,
-                        {"timeout_seconds": self.body_timeout, "min_rate_bytes_per_second": self.body_min_rate},
+                        {
+                            "timeout_seconds": self.body_timeout,
+                            "min_rate_bytes_per_second": self.body_min_rate,
+                            "max_seconds": self.body_max_seconds,
+                        },
                         headers={"Connection": "close"},  # the rest of the body may still come
                     )
                     raise _BodyCut from None
                 if message["type"] == "http.request":
-                    received += len(message.get("body", b""))
+                    if message.get("body"):
+                        received += len(message["body"])
+                        last_bytes_at = time.monotonic()
                     body_done = not message.get("more_body", False)
                     if received > limit:
                         cut = render_error(Request(scope), PAYLOAD_TOO_LARGE, {"limit_bytes": limit})
@@ -286,6 +300,10 @@ class RequestContextMiddleware:
                     raise _BodyCut
             except _BodyCut:
                 assert cut is not None
+                if status_holder.get("started"):
+                    # an answer already under way (streamed while the body came) cannot become a
+                    # refusal: it stays cut short, and the server closes the connection
+                    return
                 await cut(scope, receive, send_wrapper)
             except Exception as exc:
                 if cut is not None and not status_holder.get("started"):
@@ -387,6 +405,7 @@ def configure_app(
     body_limits: dict[str, int] | None = None,
     body_timeout: float = BODY_TIMEOUT_SECONDS,
     body_min_rate: int = BODY_MIN_RATE,
+    body_max_seconds: float = BODY_MAX_SECONDS,
 ) -> None:
     install_error_handlers(app)
     app.add_middleware(
@@ -396,6 +415,7 @@ def configure_app(
         body_limits=body_limits,
         body_timeout=body_timeout,
         body_min_rate=body_min_rate,
+        body_max_seconds=body_max_seconds,
     )
     if cors_origins:
         app.add_middleware(
