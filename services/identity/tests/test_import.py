@@ -1092,3 +1092,23 @@ async def test_an_import_that_crashes_fails_its_job_and_logs_where_not_the_rows_
     assert "crash" in crashed[0]["at"]
     assert "王小明" not in repr(logs)
     assert number not in repr(logs)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/imports", "/api/v1/accounts/me/id-card-images"])
+async def test_an_upload_without_a_valid_token_is_refused_before_its_body_is_read(
+    identity: Identity, path: str
+) -> None:
+    """Uploads may be far larger than other bodies (an import file up to 256 MiB): an anonymous
+    client gets 401 at once, not after sending (and the service spooling) the whole file."""
+    read: list[bytes] = []
+
+    async def upload() -> AsyncIterator[bytes]:
+        read.append(b"--b")
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="people.csv"\r\n\r\n'
+        await asyncio.Event().wait()  # a file that never ends: only a refusal before reading ends this
+        yield b""
+
+    headers = {"Content-Type": "multipart/form-data; boundary=b"}
+    response = await asyncio.wait_for(identity.client.post(path, content=upload(), headers=headers), 5)
+    assert (response.status_code, response.json()["code"]) == (401, "unauthenticated")
+    assert read == []

@@ -584,7 +584,7 @@ async def verified_volunteer_match(verifier: TokenVerifier, token: str, admin_id
     return VolunteerMatch(match.account_id, match.token_id)
 
 
-def _bearer_token(request: Request) -> str | None:
+def bearer_token(request: Request) -> str | None:
     """The request's bearer token; None when no Authorization header is sent. A header that is there
     but not "Bearer <token>" is a bad token, not a missing one."""
     header = request.headers.get("authorization")
@@ -614,7 +614,7 @@ class BearerPrincipal(HTTPBearer):
     (applying) FastAPI's solving of the second cost about a tenth of the request's Python."""
 
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
-        token = _bearer_token(request)
+        token = bearer_token(request)
         if token is None:
             raise AppError(UNAUTHENTICATED)
         return await _principal_of(request, token)
@@ -638,7 +638,7 @@ async def get_optional_principal(request: Request) -> Principal | None:
     """The caller when a token is given (a bad one is still 401), else None: for public reads
     that show more to some callers. Kept out of OpenAPI's security, so the operation reads as
     public (which it is) rather than as one that refuses anonymous callers."""
-    token = _bearer_token(request)
+    token = bearer_token(request)
     return None if token is None else await _principal_of(request, token)
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.auth import bearer_token
 from shared.errors import (
     INTERNAL_ERROR,
     MALFORMED_BODY,
@@ -33,6 +34,7 @@ from shared.errors import (
     PAYLOAD_TOO_LARGE,
     REQUEST_TIMEOUT,
     SERVICE_UNAVAILABLE,
+    UNAUTHENTICATED,
     UNSUPPORTED_MEDIA_TYPE,
     VALIDATION_FAILED,
     AppError,
@@ -240,6 +242,8 @@ class RequestContextMiddleware:
 
         try:
             early = self._refuse_early(scope, limit, length, content_type)
+            if early is None and limit > self.max_body_bytes and scope["method"] in _WITH_BODY:
+                early = await self._refuse_anonymous_upload(scope)
             if early is not None:
                 await early(scope, receive, send_wrapper)
                 return
@@ -339,6 +343,22 @@ class RequestContextMiddleware:
             structlog.contextvars.unbind_contextvars("request_id", "correlation_id")
             correlation_id_var.reset(token)
 
+    @staticmethod
+    async def _refuse_anonymous_upload(scope: Scope) -> ASGIApp | None:
+        """A route allowed a larger body than the rest (an upload: an import file, an ID card's
+        image) takes it only from a caller with a valid token. FastAPI reads, and spools to disk,
+        a request's body before the route's own checks run, so an anonymous client could otherwise
+        push that much per request. Which roles may upload stays the route's to check."""
+        request = Request(scope)
+        try:
+            token = bearer_token(request)
+            if token is None:
+                raise AppError(UNAUTHENTICATED)
+            await scope["app"].state.verifier.verify(token)
+        except AppError as exc:
+            return render_error(request, exc.spec, exc.detail, params=exc.params, headers=exc.headers)
+        return None
+
     def _refuse_early(self, scope: Scope, limit: int, length: str | None, content_type: str | None) -> ASGIApp | None:
         if length is not None:
             try:
@@ -346,11 +366,15 @@ class RequestContextMiddleware:
                     return render_error(Request(scope), PAYLOAD_TOO_LARGE, {"limit_bytes": limit})
             except ValueError:
                 return render_error(Request(scope), VALIDATION_FAILED, {"reason": "content-length"})
-        if scope["method"] in ("POST", "PUT", "PATCH") and length not in (None, "0"):
+        if scope["method"] in _WITH_BODY and length not in (None, "0"):
             ctype = (content_type or "").split(";")[0].strip().lower()
             if ctype and not ctype.startswith(_BODY_TYPES):
                 return render_error(Request(scope), UNSUPPORTED_MEDIA_TYPE, {"content_type": ctype})
         return None
+
+
+#: methods whose requests carry a body the routes read
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
 class _BodyCut(Exception):

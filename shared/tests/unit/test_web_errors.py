@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 import httpx
@@ -12,6 +14,7 @@ from html5lib.html5parser import ParseError
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import OperationalError
 
+from shared.auth import TokenSigner, TokenVerifier
 from shared.errors import (
     CONFLICT,
     NOT_FOUND,
@@ -74,8 +77,10 @@ def make_app() -> FastAPI:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=make_app())
+async def client(verifier_for: Callable[..., TokenVerifier]) -> AsyncIterator[httpx.AsyncClient]:
+    app = make_app()
+    app.state.verifier = verifier_for()  # the upload route (a larger limit) asks for a valid token first
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         yield c
 
@@ -172,10 +177,31 @@ async def test_oversized_streamed_body_without_length_is_413(client: httpx.Async
     assert_error_shape(response, 413, "payload_too_large")
 
 
-async def test_route_with_a_larger_limit_accepts_what_the_default_refuses(client: httpx.AsyncClient) -> None:
+async def test_route_with_a_larger_limit_accepts_what_the_default_refuses(
+    client: httpx.AsyncClient, signer: TokenSigner
+) -> None:
     padded = b'{"name": "x", "count": 1}' + b" " * (LIMIT + 10)
-    response = await client.post("/api/v1/big", content=padded, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {signer.issue(uuid.uuid4())}"}
+    response = await client.post("/api/v1/big", content=padded, headers=headers)
     assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(("authorization", "code"), [(None, "unauthenticated"), ("Bearer forged", "token_invalid")])
+async def test_a_route_with_a_larger_limit_refuses_a_caller_without_a_valid_token_before_reading_the_body(
+    client: httpx.AsyncClient, authorization: str | None, code: str
+) -> None:
+    read: list[bytes] = []
+
+    async def upload() -> AsyncIterator[bytes]:
+        read.append(b"{")
+        yield b'{"name": "x", "count": 1}'
+        await asyncio.Event().wait()  # the rest never comes: only a refusal before reading ends this
+        yield b""
+
+    headers = {"Content-Type": "application/json", **({"Authorization": authorization} if authorization else {})}
+    response = await asyncio.wait_for(client.post("/api/v1/big", content=upload(), headers=headers), 5)
+    assert_error_shape(response, 401, code)
+    assert read == []  # not a byte of the body was asked for
 
 
 async def test_wrong_content_type_is_415(client: httpx.AsyncClient) -> None:
