@@ -2,36 +2,30 @@
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from identity.domain.documents import DocumentType
-from shared.inputs import INPUT_CONFIG, within_the_calendar
+from shared.inputs import INPUT_CONFIG, Line, within_the_calendar
 
 
 class _In(BaseModel):
-    model_config = INPUT_CONFIG
+    """Every text field is a ``Line``: no control characters (NUL above all, which PostgreSQL
+    cannot store) in a name, number, address, password or reason; refused with
+    validation_failed, never a 500, and published in the schema."""
 
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_control_characters(cls, value: Any) -> Any:
-        # NUL and other control characters: PostgreSQL refuses NUL in text, and none belongs in
-        # a name, number or address (refused with validation_failed, never a 500).
-        if isinstance(value, str) and any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
-            raise ValueError("control characters are not allowed")
-        return value
+    model_config = INPUT_CONFIG
 
 
 class GuardianIn(_In):
     """A guardian's consent, required under 18."""
 
-    name: str = Field(min_length=1, max_length=100)
-    relation: str = Field(min_length=1, max_length=20, examples=["父亲"])
-    phone: str = Field(min_length=5, max_length=20)
+    name: Line = Field(min_length=1, max_length=100)
+    relation: Line = Field(min_length=1, max_length=20, examples=["父亲"])
+    phone: Line = Field(min_length=5, max_length=20)
     consented_at: Annotated[datetime, AfterValidator(within_the_calendar)] = Field(
         description="When the guardian consented: RFC 3339 with a time zone, not in the future "
         "(else `guardian_consent_time_invalid`)",
@@ -40,18 +34,18 @@ class GuardianIn(_In):
 
 
 class SignUpRequest(_In):
-    username: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    username: Line = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     # Length and strength are checked by the password policy, with their own error codes.
-    password: str = Field(min_length=1, max_length=1024)
-    real_name: str = Field(min_length=1, max_length=100, examples=["张三"])
+    password: Line = Field(min_length=1, max_length=1024)
+    real_name: Line = Field(min_length=1, max_length=100, examples=["张三"])
     document_type: DocumentType = DocumentType.RESIDENT_ID
-    id_number: str = Field(min_length=5, max_length=32)
+    id_number: Line = Field(min_length=5, max_length=32)
     birth_date: date | None = Field(default=None, description="Required for documents other than the resident ID")
-    mobile: str = Field(min_length=5, max_length=20)
-    email: str = Field(min_length=3, max_length=254)
-    region_code: str = Field(pattern=r"^\d{6}$", description="GB/T 2260 six-digit code")
-    address: str | None = Field(default=None, max_length=200)
-    display_name: str | None = Field(default=None, min_length=1, max_length=100)
+    mobile: Line = Field(min_length=5, max_length=20)
+    email: Line = Field(min_length=3, max_length=254)
+    region_code: Line = Field(pattern=r"^\d{6}$", description="GB/T 2260 six-digit code")
+    address: Line | None = Field(default=None, max_length=200)
+    display_name: Line | None = Field(default=None, min_length=1, max_length=100)
     language: Literal["zh", "en"] = "zh"
     guardian: GuardianIn | None = None
 
@@ -86,21 +80,21 @@ class AccountOut(BaseModel):
 
 
 class ProfilePatch(_In):
-    mobile: str | None = Field(default=None, min_length=5, max_length=20)
-    email: str | None = Field(default=None, min_length=3, max_length=254)
-    address: str | None = Field(default=None, max_length=200)
-    display_name: str | None = Field(default=None, min_length=1, max_length=100)
+    mobile: Line | None = Field(default=None, min_length=5, max_length=20)
+    email: Line | None = Field(default=None, min_length=3, max_length=254)
+    address: Line | None = Field(default=None, max_length=200)
+    display_name: Line | None = Field(default=None, min_length=1, max_length=100)
     language: Literal["zh", "en"] | None = None
-    real_name: str | None = Field(default=None, min_length=1, max_length=100)
+    real_name: Line | None = Field(default=None, min_length=1, max_length=100)
 
 
 class LoginRequest(_In):
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=1024)
+    username: Line = Field(min_length=1, max_length=64)
+    password: Line = Field(min_length=1, max_length=1024)
 
 
 class RefreshRequest(_In):
-    refresh_token: str = Field(min_length=10, max_length=200)
+    refresh_token: Line = Field(min_length=10, max_length=200)
 
 
 class TokenOut(BaseModel):
@@ -111,14 +105,14 @@ class TokenOut(BaseModel):
 
 
 class PasswordChangeRequest(_In):
-    username: str = Field(min_length=1, max_length=64)
-    current_password: str = Field(min_length=1, max_length=1024)
-    new_password: str = Field(min_length=1, max_length=1024)
+    username: Line = Field(min_length=1, max_length=64)
+    current_password: Line = Field(min_length=1, max_length=1024)
+    new_password: Line = Field(min_length=1, max_length=1024)
 
 
 class PasswordResetRequest(_In):
-    username: str | None = Field(default=None, min_length=1, max_length=64)
-    email: str | None = Field(default=None, min_length=3, max_length=254)
+    username: Line | None = Field(default=None, min_length=1, max_length=64)
+    email: Line | None = Field(default=None, min_length=3, max_length=254)
 
     @model_validator(mode="after")
     def _one_of(self) -> PasswordResetRequest:
@@ -128,8 +122,8 @@ class PasswordResetRequest(_In):
 
 
 class PasswordResetConfirmation(_In):
-    token: str = Field(min_length=10, max_length=200)
-    new_password: str = Field(min_length=1, max_length=1024)
+    token: Line = Field(min_length=10, max_length=200)
+    new_password: Line = Field(min_length=1, max_length=1024)
 
 
 class AcceptedOut(BaseModel):
@@ -138,13 +132,13 @@ class AcceptedOut(BaseModel):
 
 class RolesIn(_In):
     roles: list[Literal["volunteer", "regional_admin", "national_admin", "data_importer"]]
-    admin_region: str | None = Field(default=None, pattern=r"^\d{6}$")
+    admin_region: Line | None = Field(default=None, pattern=r"^\d{6}$")
 
 
 class CredentialResetIn(_In):
-    reason: str = Field(min_length=2, max_length=500)
-    email: str | None = Field(default=None, min_length=3, max_length=254)
-    mobile: str | None = Field(default=None, min_length=5, max_length=20)
+    reason: Line = Field(min_length=2, max_length=500)
+    email: Line | None = Field(default=None, min_length=3, max_length=254)
+    mobile: Line | None = Field(default=None, min_length=5, max_length=20)
 
 
 class TemporaryPasswordOut(BaseModel):
@@ -210,7 +204,7 @@ class IdCardReviewPage(BaseModel):
 
 class ReviewDecisionIn(_In):
     approved: bool
-    reason: str | None = Field(default=None, max_length=500, description="Required when rejecting")
+    reason: Line | None = Field(default=None, max_length=500, description="Required when rejecting")
 
 
 class ReviewDecisionOut(BaseModel):
@@ -221,7 +215,7 @@ class ReviewDecisionOut(BaseModel):
 
 
 class DisclosureIn(_In):
-    reason: str = Field(min_length=4, max_length=500, description="Why the full number is needed (audited)")
+    reason: Line = Field(min_length=4, max_length=500, description="Why the full number is needed (audited)")
 
 
 class DisclosureOut(BaseModel):
@@ -233,8 +227,8 @@ class DisclosureOut(BaseModel):
 # -- invitations lookup and team admin resets (T7) ------------------------------------------
 class LookupIn(_In):
     document_type: DocumentType = DocumentType.RESIDENT_ID
-    id_number: str = Field(min_length=5, max_length=32)
-    real_name: str = Field(min_length=1, max_length=100)
+    id_number: Line = Field(min_length=5, max_length=32)
+    real_name: Line = Field(min_length=1, max_length=100)
 
 
 class LookupOut(BaseModel):
@@ -287,10 +281,10 @@ class AuditPage(BaseModel):
 class AccountSearchIn(_In):
     """Exactly one of: a username, or an ID document (type and number)."""
 
-    username: str | None = Field(default=None, min_length=1, max_length=64)
+    username: Line | None = Field(default=None, min_length=1, max_length=64)
     document_type: DocumentType = DocumentType.RESIDENT_ID
-    id_number: str | None = Field(default=None, min_length=5, max_length=32)
-    reason: str = Field(min_length=4, max_length=500, description="Why the account is looked for (audited)")
+    id_number: Line | None = Field(default=None, min_length=5, max_length=32)
+    reason: Line = Field(min_length=4, max_length=500, description="Why the account is looked for (audited)")
 
     @model_validator(mode="after")
     def _one_of(self) -> AccountSearchIn:
