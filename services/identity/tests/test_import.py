@@ -31,6 +31,7 @@ from identity.importer import ImportSummary, check_resident_id, run_import, segm
 from identity.importer import _Reject as Reject
 from identity.testing import Identity, StartIdentity
 from shared.auth import ROLE_DATA_IMPORTER, ROLE_VOLUNTEER
+from shared.clock import local_today
 from shared.db import asyncpg_dsn
 from shared.testing import eventually, resident_id, sign_up_body
 
@@ -244,6 +245,36 @@ async def test_birth_dates_as_excel_writes_them_in_a_chinese_locale_are_read_and
         blind = identity.runtime.cipher.blind_index(blind_index_input(DocumentType.PASSPORT, number))
         [(birth,)] = await identity.fetch("SELECT birth_date FROM volunteer_records WHERE id_blind_index = :b", b=blind)
         assert birth == born
+
+
+async def test_a_birth_date_from_the_future_or_older_than_anyone_alive_is_refused_as_a_sign_up_would(
+    identity: Identity, tmp_path: Path
+) -> None:
+    today = local_today(identity.clock)
+    births = {
+        "0001-01-01": False,
+        f"{today.year - 151}-01-01": False,
+        (today + timedelta(days=1)).isoformat(): False,
+        f"{today.year - 100}-01-01": True,
+    }
+    passports = [f"E{uuid.uuid4().int % 10**8:08d}" for _ in births]
+    path = tmp_path / "ages.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*HEADER, "出生日期"])
+        writer.writerows(
+            [*row("褚生", number, type="护照"), birth] for number, birth in zip(passports, births, strict=True)
+        )
+
+    summary = await load(identity, path)
+
+    assert (summary.status, summary.inserted_rows) == ("succeeded", 1)
+    reported = await rejections(identity, summary.job_id)
+    assert [(r.line, r.code, r.field) for r in reported] == [
+        (2, "id_number_invalid", "birth_date"),
+        (3, "id_number_invalid", "birth_date"),
+        (4, "id_number_invalid", "birth_date"),
+    ]
 
 
 # -- encodings and formats ------------------------------------------------------------------

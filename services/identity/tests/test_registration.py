@@ -7,7 +7,7 @@ import asyncio
 import json
 import re
 import uuid
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 import sqlalchemy.exc
@@ -395,4 +395,12 @@ async def test_guardian_consent_time_must_carry_a_zone_and_not_lie_in_the_future
     assert (edge.status_code, edge.json()["code"]) == (422, "validation_failed")
     just_now = identity.clock.now().isoformat()
     _, account = await identity.sign_up(id_number=number, guardian={**guardian, "consented_at": just_now})
+    assert account["guardian_consent_recorded"] is True
+    # consent at 01:30 on the birth day in China, written in UTC (the day before there), is on the day
+    born = years_ago(identity, 16, days=3)
+    on_the_day = datetime.combine(born, time(1, 30), tzinfo=CHINA_TZ).astimezone(UTC).isoformat()
+    assert on_the_day.startswith((born - timedelta(days=1)).isoformat())
+    _, account = await identity.sign_up(
+        id_number=resident_id(birth=born), guardian={**guardian, "consented_at": on_the_day}
+    )
     assert account["guardian_consent_recorded"] is True

@@ -556,11 +556,16 @@ class RowChecker:
             born = check_resident_id(number, self.today)
             if given_birth is not None and given_birth != born:
                 raise _Reject(identity_errors.BIRTH_DATE_MISMATCH, "birth_date")
-            return born
+        else:
+            try:
+                born = documents.check_document(doc_type, number, given_birth)[1]
+            except AppError as exc:
+                raise _Reject(exc.spec, "birth_date" if "birth_date" in exc.code else "id_number") from None
         try:
-            return documents.check_document(doc_type, number, given_birth)[1]
+            documents.check_birth_date(born, self.today)  # as a sign-up would: none from the future or 1 AD
         except AppError as exc:
-            raise _Reject(exc.spec, "birth_date" if "birth_date" in exc.code else "id_number") from None
+            raise _Reject(exc.spec, "birth_date") from None
+        return born
 
     @staticmethod
     def _checked_mobile(value: str) -> str:

@@ -119,7 +119,7 @@ def check_consent_time(consented_at: datetime, now: datetime, born: date) -> Non
             errors.GUARDIAN_CONSENT_TIME_INVALID,
             {"field": "guardian.consented_at", "problem": "future", "now": now.isoformat()},
         )
-    if consented_at.date() < born:
+    if consented_at.astimezone(CHINA_TZ).date() < born:  # the birth date is China's calendar day
         raise AppError(
             errors.GUARDIAN_CONSENT_TIME_INVALID,
             {"field": "guardian.consented_at", "problem": "before_birth", "birth_date": born.isoformat()},

@@ -79,9 +79,14 @@ def age_on(birth_date: date, today: date) -> int:
 MAXIMUM_AGE = 150
 
 
-def check_age(birth_date: date, today: date, *, minimum_age: int) -> int:
+def check_birth_date(birth_date: date, today: date) -> None:
+    """A birth date someone alive has: not in the future, not more than MAXIMUM_AGE years back."""
     if birth_date > today or age_on(birth_date, today) > MAXIMUM_AGE:
         raise AppError(errors.ID_NUMBER_INVALID, {"reason": "birth_date"})
+
+
+def check_age(birth_date: date, today: date, *, minimum_age: int) -> int:
+    check_birth_date(birth_date, today)
     age = age_on(birth_date, today)
     if age < minimum_age:
         raise AppError(errors.TOO_YOUNG, {"minimum_age": minimum_age}, params={"minimum_age": minimum_age})
