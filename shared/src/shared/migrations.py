@@ -100,13 +100,19 @@ def drop_invalid_indexes(*names: str) -> None:
     beforehand without blocking writes (``CREATE INDEX CONCURRENTLY`` under the same names): a
     concurrent build that failed or was cancelled leaves its index INVALID (never used, still
     kept up to date on every write), which ``if_not_exists`` would take as built. Dropping such an
-    index first makes the migration build it; a valid one is kept. Call it before the
-    ``create_index`` calls."""
+    index first makes the migration build it; a valid one is kept. A build still running shows as
+    invalid too: the migration then stops, saying so, rather than drop it or wait on it. Call it
+    before the ``create_index`` calls."""
     for name in names:
         if not _INDEX_NAME.fullmatch(name):
             raise ValueError(f"not an index name: {name!r}")
         # a DO block takes no parameters; the name was checked to be a plain identifier above
-        drop = f"DROP INDEX {name}"
-        where = f"indexrelid = to_regclass('{name}') AND NOT indisvalid"
-        statement = f"DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_index WHERE {where}) THEN {drop}; END IF; END $$"  # noqa: S608
+        index = f"to_regclass('{name}')"
+        building = f"SELECT 1 FROM pg_stat_progress_create_index WHERE index_relid = {index}"  # noqa: S608
+        invalid = f"SELECT 1 FROM pg_index WHERE indexrelid = {index} AND NOT indisvalid"  # noqa: S608
+        statement = (
+            f"DO $$ BEGIN IF EXISTS ({building}) THEN"
+            f" RAISE EXCEPTION 'index {name} is being built concurrently: migrate once that build has ended';"
+            f" END IF; IF EXISTS ({invalid}) THEN DROP INDEX {name}; END IF; END $$"
+        )
         op.execute(statement)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
+import pytest
 from alembic import command
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import make_engine
+from shared.db import asyncpg_dsn, make_engine
 from shared.migrations import alembic_config, upgrade_head
 from teams.bootstrap import SERVICE_ROOT
 
@@ -169,4 +173,52 @@ async def test_an_index_left_invalid_by_a_failed_concurrent_build_is_built_again
             assert rebuilt[0] != invalid[0]  # a new index, not the failed one
             assert await index("ix_memberships_team_admins") == kept  # a valid one stays as built
     finally:
+        await engine.dispose()
+
+
+async def test_a_migration_stops_while_its_index_is_still_being_built_concurrently(
+    database_factory: Callable[[str], Awaitable[str]],
+) -> None:
+    """An index whose concurrent build is still running is invalid too; the migration must neither
+    drop it nor wait on it, but stop and say so."""
+    url = await database_factory("teams_upgrade_building_index")
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    # a writer holding the table, the concurrent build waiting for it, and one watching (outside
+    # any transaction: a transaction sees the backends' progress as it was when it first looked)
+    holder, builder, watcher = [await asyncpg.connect(asyncpg_dsn(url)) for _ in range(3)]
+    build: asyncio.Task[str] | None = None
+    try:
+        async with engine.begin() as conn:
+            await migrate_to(conn, "0005")
+        writer = holder.transaction()
+        await writer.start()
+        await holder.execute("LOCK TABLE teams IN ROW EXCLUSIVE MODE")
+        build = asyncio.create_task(
+            builder.execute("CREATE INDEX CONCURRENTLY ix_teams_region_code ON teams (region_code)")
+        )
+        for _ in range(200):
+            if await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_progress_create_index"
+                " WHERE index_relid = to_regclass('ix_teams_region_code')"
+            ):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the concurrent build never started")
+        with pytest.raises(DBAPIError, match="ix_teams_region_code is being built concurrently"):
+            async with engine.begin() as conn:
+                await migrate_to(conn, "0006")
+        await writer.rollback()
+        await asyncio.wait_for(build, 30)
+        async with engine.begin() as conn:
+            await migrate_to(conn, "0006")  # the build ended: the index is valid and kept
+            valid = await conn.scalar(
+                text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('ix_teams_region_code')")
+            )
+        assert valid is True
+    finally:
+        if build is not None and not build.done():
+            build.cancel()
+        for connection in (holder, builder, watcher):
+            await connection.close()
         await engine.dispose()
