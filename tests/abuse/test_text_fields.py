@@ -158,3 +158,40 @@ def test_every_moment_input_refuses_one_the_database_cannot_store(service: str) 
 def test_the_walk_finds_the_moments_the_services_take() -> None:
     found = {where for service in SERVICES for where, _ in inputs_of(service, datetime)}
     assert {"GuardianIn.consented_at", "BulkReplayRequest.created_from"} <= found
+
+
+def patterns_of(annotation: Any, field: FieldInfo) -> list[str]:
+    """Every pattern a field's value must match, from its type and from ``Field(...)``."""
+    found = [m.pattern for m in field.metadata if getattr(m, "pattern", None)]
+    stack = [annotation]
+    while stack:
+        current = stack.pop()
+        if typing.get_origin(current) is typing.Annotated:
+            found += [m.pattern for m in typing.get_args(current)[1:] if getattr(m, "pattern", None)]
+        stack += typing.get_args(current)
+    return found
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_no_text_field_carries_two_patterns(service: str) -> None:
+    """pydantic keeps only one of them: ``Line`` with ``Field(pattern=...)`` once dropped identity's
+    username pattern, and sign-up took "zhang san!" (a specific pattern already refuses control
+    characters, so such a field is a plain ``str``)."""
+    app = importlib.import_module(f"{service}.main").create_app()
+    models: list[type[BaseModel]] = []
+    for route in api_routes(app.router.routes):
+        for param in route.dependant.body_params:
+            models += models_in(param.field_info.annotation)
+    doubled: list[str] = []
+    seen: set[type[BaseModel]] = set()
+    while models:
+        model = models.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            models += models_in(field.annotation)
+            if len(set(patterns_of(field.annotation, field))) > 1:
+                doubled.append(f"{model.__name__}.{name}")
+    assert seen
+    assert doubled == []

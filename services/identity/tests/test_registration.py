@@ -298,6 +298,12 @@ async def test_sign_up_with_another_name_than_the_imported_one_is_refused(identi
 
 
 # -- V7 permanence, V8 profile --------------------------------------------------------------
+@pytest.mark.parametrize("username", ["zhang san!", "张三/../x", "a@b", "ab"])
+async def test_a_username_outside_its_character_set_or_too_short_is_refused(identity: Identity, username: str) -> None:
+    refused = await identity.client.post("/api/v1/accounts", json=sign_up_body(username=username))
+    assert (refused.status_code, refused.json()["code"]) == (422, "validation_failed")
+
+
 async def test_username_is_unique_and_can_never_change(identity: Identity) -> None:
     body, _ = await identity.sign_up()
     taken = await identity.client.post("/api/v1/accounts", json=sign_up_body(username=body["username"]))

@@ -34,7 +34,7 @@ class GuardianIn(_In):
 
 
 class SignUpRequest(_In):
-    username: Line = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    username: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     # Length and strength are checked by the password policy, with their own error codes.
     password: Line = Field(min_length=1, max_length=1024)
     real_name: Line = Field(min_length=1, max_length=100, examples=["张三"])
@@ -43,7 +43,7 @@ class SignUpRequest(_In):
     birth_date: date | None = Field(default=None, description="Required for documents other than the resident ID")
     mobile: Line = Field(min_length=5, max_length=20)
     email: Line = Field(min_length=3, max_length=254)
-    region_code: Line = Field(pattern=r"^\d{6}$", description="GB/T 2260 six-digit code")
+    region_code: str = Field(pattern=r"^\d{6}$", description="GB/T 2260 six-digit code")
     address: Line | None = Field(default=None, max_length=200)
     display_name: Line | None = Field(default=None, min_length=1, max_length=100)
     language: Literal["zh", "en"] = "zh"
@@ -132,7 +132,7 @@ class AcceptedOut(BaseModel):
 
 class RolesIn(_In):
     roles: list[Literal["volunteer", "regional_admin", "national_admin", "data_importer"]]
-    admin_region: Line | None = Field(default=None, pattern=r"^\d{6}$")
+    admin_region: str | None = Field(default=None, pattern=r"^\d{6}$")
 
 
 class CredentialResetIn(_In):
