@@ -194,7 +194,8 @@ class RequestContextMiddleware:
 
     def _limit_for(self, path: str) -> int:
         for prefix, limit in self.body_limits.items():
-            if path.startswith(prefix):
+            # the path itself or one below it ("/api/v1/imports/..."), not "/api/v1/importsX"
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
                 return limit
         return self.max_body_bytes
 
@@ -241,10 +242,17 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            early = self._refuse_early(scope, limit, length, content_type)
-            if early is None and limit > self.max_body_bytes and scope["method"] in _WITH_BODY:
-                early = await self._refuse_anonymous_upload(scope)
+            try:
+                early = self._refuse_early(scope, limit, length, content_type)
+                if early is None and limit > self.max_body_bytes and scope["method"] in _WITH_BODY:
+                    early = await self._refuse_anonymous_upload(scope)
+            except Exception as exc:  # the token check's key fetch, say: the services' own 503 or 500
+                early = self._failure(scope, exc)
             if early is not None:
+                if scope["method"] in _WITH_BODY and length != "0":
+                    # the body, unread, may still be coming: without this the server would keep the
+                    # connection and take it all in, past every limit of this middleware
+                    early.headers["Connection"] = "close"
                 await early(scope, receive, send_wrapper)
                 return
             received = 0
@@ -315,13 +323,7 @@ class RequestContextMiddleware:
                     return
                 if status_holder.get("started"):
                     raise
-                if _is_connection_error(exc):
-                    log.warning("dependency_unavailable", error=type(exc).__name__)
-                    spec, headers = SERVICE_UNAVAILABLE, {"Retry-After": "2"}
-                else:
-                    log.exception("unhandled_error", error=type(exc).__name__)
-                    spec, headers = INTERNAL_ERROR, {}
-                await render_error(Request(scope), spec, headers=headers)(scope, receive, send_wrapper)
+                await self._failure(scope, exc)(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
@@ -344,7 +346,17 @@ class RequestContextMiddleware:
             correlation_id_var.reset(token)
 
     @staticmethod
-    async def _refuse_anonymous_upload(scope: Scope) -> ASGIApp | None:
+    def _failure(scope: Scope, exc: Exception) -> Response:
+        """The answer to an error no refusal expected: 503 with ``Retry-After`` when a dependency
+        (database, broker, key set) is out of reach, else 500; logged without the error's text."""
+        if _is_connection_error(exc):
+            log.warning("dependency_unavailable", error=type(exc).__name__)
+            return render_error(Request(scope), SERVICE_UNAVAILABLE, headers={"Retry-After": "2"})
+        log.exception("unhandled_error", error=type(exc).__name__)
+        return render_error(Request(scope), INTERNAL_ERROR)
+
+    @staticmethod
+    async def _refuse_anonymous_upload(scope: Scope) -> Response | None:
         """A route allowed a larger body than the rest (an upload: an import file, an ID card's
         image) takes it only from a caller with a valid token. FastAPI reads, and spools to disk,
         a request's body before the route's own checks run, so an anonymous client could otherwise
@@ -359,7 +371,7 @@ class RequestContextMiddleware:
             return render_error(request, exc.spec, exc.detail, params=exc.params, headers=exc.headers)
         return None
 
-    def _refuse_early(self, scope: Scope, limit: int, length: str | None, content_type: str | None) -> ASGIApp | None:
+    def _refuse_early(self, scope: Scope, limit: int, length: str | None, content_type: str | None) -> Response | None:
         if length is not None:
             try:
                 if int(length) > limit:

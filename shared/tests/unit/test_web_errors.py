@@ -166,6 +166,7 @@ async def test_oversized_body_is_413_payload_too_large(client: httpx.AsyncClient
     )
     body = assert_error_shape(response, 413, "payload_too_large")
     assert body["detail"] == {"limit_bytes": LIMIT}
+    assert response.headers["connection"] == "close"  # refused before reading: the body may still come
 
 
 async def test_oversized_streamed_body_without_length_is_413(client: httpx.AsyncClient) -> None:
@@ -202,6 +203,39 @@ async def test_a_route_with_a_larger_limit_refuses_a_caller_without_a_valid_toke
     response = await asyncio.wait_for(client.post("/api/v1/big", content=upload(), headers=headers), 5)
     assert_error_shape(response, 401, code)
     assert read == []  # not a byte of the body was asked for
+
+
+async def test_a_path_that_only_starts_like_an_upload_route_keeps_the_ordinary_limit_and_no_token_check(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post("/api/v1/bigger", json={"name": "x", "count": 1})
+    assert_error_shape(response, 404, "not_found")
+
+
+class _Unreachable:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def verify(self, token: str) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [(OSError("key set unreachable"), 503, "service_unavailable"), (RuntimeError("a bug"), 500, "internal_error")],
+)
+async def test_a_failing_token_check_before_an_upload_is_the_services_own_error_not_a_bare_500(
+    error: Exception, status: int, code: str
+) -> None:
+    app = make_app()
+    app.state.verifier = _Unreachable(error)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.post(
+            "/api/v1/big", json={"name": "x", "count": 1}, headers={"Authorization": "Bearer some.token.here"}
+        )
+    assert_error_shape(response, status, code)
+    assert response.headers["x-request-id"]
+    assert response.headers["connection"] == "close"  # the body was never read
 
 
 async def test_wrong_content_type_is_415(client: httpx.AsyncClient) -> None:
