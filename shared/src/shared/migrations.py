@@ -100,19 +100,33 @@ def drop_invalid_indexes(*names: str) -> None:
     beforehand without blocking writes (``CREATE INDEX CONCURRENTLY`` under the same names): a
     concurrent build that failed or was cancelled leaves its index INVALID (never used, still
     kept up to date on every write), which ``if_not_exists`` would take as built. Dropping such an
-    index first makes the migration build it; a valid one is kept. A build still running shows as
-    invalid too: the migration then stops, saying so, rather than drop it or wait on it. Call it
-    before the ``create_index`` calls."""
+    index first makes the migration build it; a valid one is kept.
+
+    A build still running shows as invalid too. The migration then stops, saying so, rather than
+    drop it or queue behind it: when an index build runs in this database that is this index's, or
+    whose index this role may not see (another role's, without ``pg_read_all_stats``). The drop
+    itself waits at most 5 s for its lock, so it never holds up the table's queries behind a build
+    it could not see. Call it before the ``create_index`` calls."""
     for name in names:
         if not _INDEX_NAME.fullmatch(name):
             raise ValueError(f"not an index name: {name!r}")
         # a DO block takes no parameters; the name was checked to be a plain identifier above
         index = f"to_regclass('{name}')"
-        building = f"SELECT 1 FROM pg_stat_progress_create_index WHERE index_relid = {index}"  # noqa: S608
         invalid = f"SELECT 1 FROM pg_index WHERE indexrelid = {index} AND NOT indisvalid"  # noqa: S608
+        building = (
+            "SELECT 1 FROM pg_stat_progress_create_index"  # noqa: S608
+            " WHERE datid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            f" AND (index_relid IS NULL OR index_relid = {index})"
+        )
         statement = (
-            f"DO $$ BEGIN IF EXISTS ({building}) THEN"
-            f" RAISE EXCEPTION 'index {name} is being built concurrently: migrate once that build has ended';"
-            f" END IF; IF EXISTS ({invalid}) THEN DROP INDEX {name}; END IF; END $$"
+            "DO $$ DECLARE waited text := current_setting('lock_timeout'); BEGIN"
+            f" IF EXISTS ({invalid}) THEN"
+            f" IF EXISTS ({building}) THEN RAISE EXCEPTION"
+            f" 'index {name} is not valid while an index is being built concurrently: migrate once it has ended';"
+            " END IF;"
+            " PERFORM set_config('lock_timeout', '5s', true);"
+            f" DROP INDEX {name};"
+            " PERFORM set_config('lock_timeout', waited, true);"
+            " END IF; END $$"
         )
         op.execute(statement)
