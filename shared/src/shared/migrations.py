@@ -102,31 +102,35 @@ def drop_invalid_indexes(*names: str) -> None:
     kept up to date on every write), which ``if_not_exists`` would take as built. Dropping such an
     index first makes the migration build it; a valid one is kept.
 
-    A build still running shows as invalid too. The migration then stops, saying so, rather than
-    drop it or queue behind it: when an index build runs in this database that is this index's, or
-    whose index this role may not see (another role's, without ``pg_read_all_stats``). The drop
-    itself waits at most 5 s for its lock, so it never holds up the table's queries behind a build
-    it could not see. Call it before the ``create_index`` calls."""
+    A build still running shows as invalid too, and a drop queued behind any concurrent build on
+    the table deadlocks with it (the build then loses its index). So when one of the names is
+    invalid while any index is being built in this database, the migration stops, saying so,
+    before dropping anything. Without a ``lock_timeout`` of its own, each drop waits at most 5 s
+    for its lock. Call it before the ``create_index`` calls."""
     for name in names:
         if not _INDEX_NAME.fullmatch(name):
             raise ValueError(f"not an index name: {name!r}")
-        # a DO block takes no parameters; the name was checked to be a plain identifier above
-        index = f"to_regclass('{name}')"
-        invalid = f"SELECT 1 FROM pg_index WHERE indexrelid = {index} AND NOT indisvalid"  # noqa: S608
-        building = (
-            "SELECT 1 FROM pg_stat_progress_create_index"  # noqa: S608
-            " WHERE datid = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            f" AND (index_relid IS NULL OR index_relid = {index})"
-        )
-        statement = (
-            "DO $$ DECLARE waited text := current_setting('lock_timeout'); BEGIN"
-            f" IF EXISTS ({invalid}) THEN"
-            f" IF EXISTS ({building}) THEN RAISE EXCEPTION"
-            f" 'index {name} is not valid while an index is being built concurrently: migrate once it has ended';"
-            " END IF;"
-            " PERFORM set_config('lock_timeout', '5s', true);"
-            f" DROP INDEX {name};"
-            " PERFORM set_config('lock_timeout', waited, true);"
-            " END IF; END $$"
-        )
-        op.execute(statement)
+    # a DO block takes no parameters; each name was checked to be a plain identifier above
+    indexes = ", ".join(f"to_regclass('{name}')" for name in names)
+    invalid = f"SELECT 1 FROM pg_index WHERE indexrelid IN ({indexes}) AND NOT indisvalid"  # noqa: S608
+    building = (
+        "SELECT 1 FROM pg_stat_progress_create_index"
+        " WHERE datid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    drops = "".join(
+        f" IF EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass('{name}') AND NOT indisvalid)"  # noqa: S608
+        f" THEN DROP INDEX {name}; END IF;"
+        for name in names
+    )
+    listed = ", ".join(names)
+    op.execute(
+        "DO $$ DECLARE waited text := current_setting('lock_timeout'); BEGIN"
+        f" IF EXISTS ({invalid}) THEN"
+        f" IF EXISTS ({building}) THEN RAISE EXCEPTION"
+        f" 'one of {listed} is not valid while an index is being built concurrently: migrate once it has ended';"
+        " END IF;"
+        " IF waited = '0' THEN PERFORM set_config('lock_timeout', '5s', true); END IF;"
+        f"{drops}"
+        " PERFORM set_config('lock_timeout', waited, true);"
+        " END IF; END $$"
+    )

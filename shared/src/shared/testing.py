@@ -375,6 +375,8 @@ async def paced_request(
 
     given = {k.lower(): v for k, v in (headers or {}).items()}
     given.setdefault("content-type", "application/json")
+    if "content-length" not in given:
+        given["transfer-encoding"] = "chunked"  # a body of a length not told beforehand
     raw_headers = [(k.encode(), v.encode()) for k, v in given.items()]
     scope = {
         "type": "http",

@@ -204,6 +204,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = correlation_id = length = content_type = None
+        chunked = False
         for name, value in scope["headers"]:
             # the first of each, as ``Request.headers.get`` would answer
             if name == b"x-request-id":
@@ -215,8 +216,11 @@ class RequestContextMiddleware:
             elif name == b"content-length":
                 if length is None:
                     length = value.decode("latin-1")
-            elif name == b"content-type" and content_type is None:
-                content_type = value.decode("latin-1")
+            elif name == b"content-type":
+                if content_type is None:
+                    content_type = value.decode("latin-1")
+            elif name == b"transfer-encoding":
+                chunked = True
         # a caller's id is kept only if it looks like one: it goes into logs, response headers and
         # every event the request raises (120 characters in the outbox)
         if request_id is None or not _TRACE_ID.fullmatch(request_id):
@@ -231,6 +235,8 @@ class RequestContextMiddleware:
         status_holder = {"status": 500}
         limit = self._limit_for(scope["path"])
         request_id_header = (b"x-request-id", request_id.encode())
+        #: the request's body may still be coming: set while one is declared and not read to its end
+        unread = {"body": chunked or length not in (None, "0")}
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -238,6 +244,11 @@ class RequestContextMiddleware:
                 status_holder["status"] = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append(request_id_header)
+                if unread["body"]:
+                    # an answer before the body's end (a refusal, a 404, a route that never reads
+                    # it): without this the server would keep the connection and take the rest
+                    # in, past every limit here
+                    headers.append(_CLOSE)
                 message["headers"] = headers
             await send(message)
 
@@ -249,10 +260,6 @@ class RequestContextMiddleware:
             except Exception as exc:  # the token check's key fetch, say: the services' own 503 or 500
                 early = self._failure(scope, exc)
             if early is not None:
-                if scope["method"] in _WITH_BODY and length != "0":
-                    # the body, unread, may still be coming: without this the server would keep the
-                    # connection and take it all in, past every limit of this middleware
-                    early.headers["Connection"] = "close"
                 await early(scope, receive, send_wrapper)
                 return
             received = 0
@@ -287,7 +294,6 @@ class RequestContextMiddleware:
                             "min_rate_bytes_per_second": self.body_min_rate,
                             "max_seconds": self.body_max_seconds,
                         },
-                        headers={"Connection": "close"},  # the rest of the body may still come
                     )
                     raise _BodyCut from None
                 if message["type"] == "http.request":
@@ -295,6 +301,8 @@ class RequestContextMiddleware:
                         received += len(message["body"])
                         last_bytes_at = time.monotonic()
                     body_done = not message.get("more_body", False)
+                    if body_done:
+                        unread["body"] = False
                     if received > limit:
                         cut = render_error(Request(scope), PAYLOAD_TOO_LARGE, {"limit_bytes": limit})
                         raise _BodyCut
@@ -348,7 +356,8 @@ class RequestContextMiddleware:
     @staticmethod
     def _failure(scope: Scope, exc: Exception) -> Response:
         """The answer to an error no refusal expected: 503 with ``Retry-After`` when a dependency
-        (database, broker, key set) is out of reach, else 500; logged without the error's text."""
+        (database, broker, key set) is out of reach, logged with its type only; else 500, logged
+        with its traceback (masked like every log line)."""
         if _is_connection_error(exc):
             log.warning("dependency_unavailable", error=type(exc).__name__)
             return render_error(Request(scope), SERVICE_UNAVAILABLE, headers={"Retry-After": "2"})
@@ -385,6 +394,7 @@ class RequestContextMiddleware:
         return None
 
 
+_CLOSE = (b"connection", b"close")
 #: methods whose requests carry a body the routes read
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 

@@ -210,6 +210,30 @@ async def test_a_path_that_only_starts_like_an_upload_route_keeps_the_ordinary_l
 ) -> None:
     response = await client.post("/api/v1/bigger", json={"name": "x", "count": 1})
     assert_error_shape(response, 404, "not_found")
+    oversized = await client.post(
+        "/api/v1/bigger", content=b" " * (LIMIT + 1), headers={"Content-Type": "application/json"}
+    )
+    assert assert_error_shape(oversized, 413, "payload_too_large")["detail"] == {"limit_bytes": LIMIT}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/api/v1/quota", 413), ("DELETE", "/api/v1/items", 413), ("POST", "/api/v1/nowhere", 404)],
+)
+async def test_an_answer_given_before_a_declared_body_was_read_closes_the_connection(
+    client: httpx.AsyncClient, method: str, path: str, status: int
+) -> None:
+    """Else the server keeps the connection and takes in the rest of the body, past every limit."""
+    size = LIMIT + 1 if status == 413 else 100
+    response = await client.request(method, path, content=b"x" * size, headers={"Content-Type": "application/json"})
+    assert response.status_code == status
+    assert response.headers["connection"] == "close"
+
+
+async def test_an_answer_after_the_whole_body_keeps_the_connection(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/v1/items", json={"name": "x", "count": 1})
+    assert response.status_code == 201
+    assert "connection" not in response.headers
 
 
 class _Unreachable:

@@ -176,11 +176,13 @@ async def test_an_index_left_invalid_by_a_failed_concurrent_build_is_built_again
         await engine.dispose()
 
 
-async def test_a_migration_stops_while_its_index_is_still_being_built_concurrently(
-    database_factory: Callable[[str], Awaitable[str]],
+@pytest.mark.parametrize("built", ["ix_teams_region_code", "ix_teams_other"], ids=["its_own", "another_on_the_table"])
+async def test_a_migration_stops_while_an_index_is_still_being_built_concurrently(
+    database_factory: Callable[[str], Awaitable[str]], built: str
 ) -> None:
-    """An index whose concurrent build is still running is invalid too; the migration must neither
-    drop it nor wait on it, but stop and say so."""
+    """An index whose concurrent build is still running is invalid too, and a drop queued behind
+    any concurrent build on the table deadlocks with it (the build loses its index): with one of
+    its indexes invalid, the migration must neither drop nor wait, but stop and say so."""
     url = await database_factory("teams_upgrade_building_index")
     engine = make_engine(url, pool_size=1, max_overflow=0)
     # a writer holding the table, the concurrent build waiting for it, and one watching (outside
@@ -190,32 +192,41 @@ async def test_a_migration_stops_while_its_index_is_still_being_built_concurrent
     try:
         async with engine.begin() as conn:
             await migrate_to(conn, "0005")
+            if built != "ix_teams_region_code":  # one of the migration's, left invalid by a failed build
+                await conn.execute(text("CREATE INDEX ix_teams_region_code ON teams (region_code)"))
+                await conn.execute(
+                    text("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'ix_teams_region_code'::regclass")
+                )
         writer = holder.transaction()
         await writer.start()
         await holder.execute("LOCK TABLE teams IN ROW EXCLUSIVE MODE")
-        build = asyncio.create_task(
-            builder.execute("CREATE INDEX CONCURRENTLY ix_teams_region_code ON teams (region_code)")
-        )
+        build = asyncio.create_task(builder.execute(f"CREATE INDEX CONCURRENTLY {built} ON teams (region_code)"))
         for _ in range(200):
             if await watcher.fetchval(
-                "SELECT count(*) FROM pg_stat_progress_create_index"
-                " WHERE index_relid = to_regclass('ix_teams_region_code')"
+                "SELECT count(*) FROM pg_stat_progress_create_index WHERE index_relid = to_regclass($1)", built
             ):
                 break
             await asyncio.sleep(0.05)
         else:
             raise AssertionError("the concurrent build never started")
-        with pytest.raises(DBAPIError, match="ix_teams_region_code is not valid while an index is being built"):
+        with pytest.raises(DBAPIError, match="is not valid while an index is being built concurrently"):
             async with engine.begin() as conn:
                 await migrate_to(conn, "0006")
         await writer.rollback()
         await asyncio.wait_for(build, 30)
         async with engine.begin() as conn:
-            await migrate_to(conn, "0006")  # the build ended: the index is valid and kept
-            valid = await conn.scalar(
-                text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('ix_teams_region_code')")
+            await migrate_to(conn, "0006")  # the build ended: every index is there and valid
+            valid = (
+                (
+                    await conn.execute(
+                        text("SELECT indisvalid FROM pg_index WHERE indexrelid IN (to_regclass(:a), to_regclass(:b))"),
+                        {"a": "ix_teams_region_code", "b": built},
+                    )
+                )
+                .scalars()
+                .all()
             )
-        assert valid is True
+        assert valid == [True] * len({"ix_teams_region_code", built})
     finally:
         if build is not None and not build.done():
             build.cancel()

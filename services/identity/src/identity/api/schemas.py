@@ -13,9 +13,9 @@ from shared.inputs import INPUT_CONFIG, Line, within_the_calendar
 
 
 class _In(BaseModel):
-    """Every text field is a ``Line``: no control characters (NUL above all, which PostgreSQL
-    cannot store) in a name, number, address, password or reason; refused with
-    validation_failed, never a 500, and published in the schema."""
+    """Text fields are ``Line``s, or carry a pattern of their own that admits no control character:
+    none (NUL above all, which PostgreSQL cannot store) in a name, number, address, password or
+    reason; refused with validation_failed, never a 500, and published in the schema."""
 
     model_config = INPUT_CONFIG
 
