@@ -237,6 +237,8 @@ class RequestContextMiddleware:
         request_id_header = (b"x-request-id", request_id.encode())
         #: the request's body may still be coming: set while one is declared and not read to its end
         unread = {"body": chunked or length not in (None, "0")}
+        #: a body of no told length, or a large one, which the server would go on taking in
+        open_ended = chunked or not (length or "0").isdigit() or int(length or 0) > _SMALL_BODY
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -244,10 +246,10 @@ class RequestContextMiddleware:
                 status_holder["status"] = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append(request_id_header)
-                if unread["body"]:
-                    # an answer before the body's end (a refusal, a 404, a route that never reads
-                    # it): without this the server would keep the connection and take the rest
-                    # in, past every limit here
+                if unread["body"] and (open_ended or message["status"] >= 400):
+                    # an answer before the body's end (a refusal, a 404, a long body a route never
+                    # reads): without this the server would keep the connection and take the rest
+                    # in, past every limit here (a short body a route ignores is let be)
                     headers.append(_CLOSE)
                 message["headers"] = headers
             await send(message)
@@ -395,6 +397,8 @@ class RequestContextMiddleware:
 
 
 _CLOSE = (b"connection", b"close")
+#: a body up to this long that a route leaves unread is let be: the server drops it in passing
+_SMALL_BODY = 64 * 1024
 #: methods whose requests carry a body the routes read
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 

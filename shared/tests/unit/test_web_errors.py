@@ -50,6 +50,10 @@ def make_app() -> FastAPI:
     async def big(item: ItemIn) -> dict[str, str]:
         return {"name": item.name}
 
+    @app.get("/api/v1/ok")
+    async def ok() -> dict[str, bool]:
+        return {"ok": True}
+
     @app.get("/api/v1/quota")
     async def quota() -> None:
         raise AppError(QUOTA_FULL, {"limit": 30}, params={"limit": 30})
@@ -233,6 +237,12 @@ async def test_an_answer_given_before_a_declared_body_was_read_closes_the_connec
 async def test_an_answer_after_the_whole_body_keeps_the_connection(client: httpx.AsyncClient) -> None:
     response = await client.post("/api/v1/items", json={"name": "x", "count": 1})
     assert response.status_code == 201
+    assert "connection" not in response.headers
+
+
+async def test_a_short_body_a_route_does_not_read_keeps_the_connection(client: httpx.AsyncClient) -> None:
+    response = await client.request("GET", "/api/v1/ok", content=b"{}", headers={"Content-Type": "application/json"})
+    assert response.status_code == 200
     assert "connection" not in response.headers
 
 
