@@ -71,16 +71,27 @@ def inputs_of(service: str, kind: type) -> Iterator[tuple[str, Any]]:
     """(where, check) for each input of the service taking a ``kind``: ``check(value)`` validates
     it as that field or parameter would, with its constraints (not the model's cross-field rules),
     and raises ``ValidationError`` on a refusal."""
-    app = importlib.import_module(f"{service}.main").create_app()
-    models: list[type[BaseModel]] = []
-    for route in api_routes(app.router.routes):
-        for param in route.dependant.body_params:
-            models += models_in(param.field_info.annotation)
+    routes = list(api_routes(importlib.import_module(f"{service}.main").create_app().router.routes))
+    for route in routes:
         for param in [*route.dependant.query_params, *route.dependant.path_params]:
             if param.name in DECODED_FIRST or (service, route.path, param.name) in NEVER_STORED:
                 continue
             if holds(param.field_info.annotation, kind):
                 yield f"{route.path} ?{param.name}", validator_of(param.field_info.annotation, param.field_info)
+    for where, field in body_fields(routes):
+        if holds(field.annotation, kind):
+            yield where, validator_of(field.annotation, field)
+
+
+def body_fields(routes: list[APIRoute]) -> Iterator[tuple[str, FieldInfo]]:
+    """("Model.field", field) for every field of every request-body model the routes take, nested
+    models included."""
+    models = [
+        model
+        for route in routes
+        for param in route.dependant.body_params
+        for model in models_in(param.field_info.annotation)
+    ]
     seen: set[type[BaseModel]] = set()
     while models:
         model = models.pop()
@@ -89,8 +100,7 @@ def inputs_of(service: str, kind: type) -> Iterator[tuple[str, Any]]:
         seen.add(model)
         for name, field in model.model_fields.items():
             models += models_in(field.annotation)
-            if holds(field.annotation, kind):
-                yield f"{model.__name__}.{name}", validator_of(field.annotation, field)
+            yield f"{model.__name__}.{name}", field
 
 
 def validator_of(annotation: Any, field: FieldInfo) -> Any:
@@ -177,21 +187,8 @@ def test_no_text_field_carries_two_patterns(service: str) -> None:
     """pydantic keeps only one of them: ``Line`` with ``Field(pattern=...)`` once dropped identity's
     username pattern, and sign-up took "zhang san!" (a specific pattern already refuses control
     characters, so such a field is a plain ``str``)."""
-    app = importlib.import_module(f"{service}.main").create_app()
-    models: list[type[BaseModel]] = []
-    for route in api_routes(app.router.routes):
-        for param in route.dependant.body_params:
-            models += models_in(param.field_info.annotation)
-    doubled: list[str] = []
-    seen: set[type[BaseModel]] = set()
-    while models:
-        model = models.pop()
-        if model in seen:
-            continue
-        seen.add(model)
-        for name, field in model.model_fields.items():
-            models += models_in(field.annotation)
-            if len(set(patterns_of(field.annotation, field))) > 1:
-                doubled.append(f"{model.__name__}.{name}")
-    assert seen
+    routes = list(api_routes(importlib.import_module(f"{service}.main").create_app().router.routes))
+    fields = list(body_fields(routes))
+    doubled = [where for where, field in fields if len(set(patterns_of(field.annotation, field))) > 1]
+    assert fields
     assert doubled == []

@@ -221,22 +221,29 @@ async def served() -> AsyncIterator[str]:
         await asyncio.wait_for(task, 10)
 
 
-async def test_over_real_http_a_stalled_body_gets_408_and_the_connection_is_closed(served: str) -> None:
+async def partial_request(served: str, head: bytes) -> tuple[bytes, bytes, float]:
+    """Send ``head`` (a request's headers and the start of its body), then nothing; read the answer
+    to the end of the connection. Returns its head, its body and the seconds it took."""
     host, port = served.split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     try:
-        writer.write(
-            b"POST /api/v1/items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b'Content-Length: 100\r\n\r\n{"name": '
-        )
+        writer.write(head)
         await writer.drain()
         started = time.monotonic()
-        # read to the end: uvicorn closes the connection after the refusal
-        answer = await asyncio.wait_for(reader.read(), 5)
+        answer = await asyncio.wait_for(reader.read(), 5)  # to the end: the server must close
         elapsed = time.monotonic() - started
     finally:
         writer.close()
-    head, _, body = answer.partition(b"\r\n\r\n")
+    answer_head, _, body = answer.partition(b"\r\n\r\n")
+    return answer_head, body, elapsed
+
+
+async def test_over_real_http_a_stalled_body_gets_408_and_the_connection_is_closed(served: str) -> None:
+    head, body, elapsed = await partial_request(
+        served,
+        b"POST /api/v1/items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"name": ',
+    )
     assert head.startswith(b"HTTP/1.1 408 "), head
     assert b"connection: close" in head.lower()
     assert json.loads(body)["code"] == "request_timeout"
@@ -246,18 +253,11 @@ async def test_over_real_http_a_stalled_body_gets_408_and_the_connection_is_clos
 async def test_over_real_http_an_anonymous_upload_gets_401_at_once_and_the_connection_is_closed(served: str) -> None:
     """Else the server would keep the connection and take in the whole declared body, unread by
     anyone and past every limit of the middleware."""
-    host, port = served.split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    try:
-        writer.write(
-            b"POST /api/v1/big-uploads HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b'Content-Length: 150000\r\n\r\n{"name": '
-        )
-        await writer.drain()
-        answer = await asyncio.wait_for(reader.read(), 5)  # to the end: the server closes
-    finally:
-        writer.close()
-    head, _, body = answer.partition(b"\r\n\r\n")
+    head, body, _ = await partial_request(
+        served,
+        b"POST /api/v1/big-uploads HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 150000\r\n\r\n{"name": ',
+    )
     assert head.startswith(b"HTTP/1.1 401 "), head
     assert b"connection: close" in head.lower()
     assert json.loads(body)["code"] == "unauthenticated"
