@@ -102,10 +102,15 @@ def _is_connection_error(exc: BaseException) -> bool:
     return False
 
 
+def refusal(request: Request, exc: AppError) -> JSONResponse:
+    """The answer to an :class:`AppError`, wherever it is caught."""
+    return render_error(request, exc.spec, exc.detail, exc.params, exc.headers or None)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def app_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AppError)
-        return render_error(request, exc.spec, exc.detail, exc.params, exc.headers or None)
+        return refusal(request, exc)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -379,7 +384,7 @@ class RequestContextMiddleware:
                 raise AppError(UNAUTHENTICATED)
             await scope["app"].state.verifier.verify(token)
         except AppError as exc:
-            return render_error(request, exc.spec, exc.detail, params=exc.params, headers=exc.headers)
+            return refusal(request, exc)
         return None
 
     def _refuse_early(self, scope: Scope, limit: int, length: str | None, content_type: str | None) -> Response | None:
