@@ -18,9 +18,9 @@ VOLUNTEER_NOT_VERIFIED = ErrorSpec(
 TEAM_NAME_NOT_ALLOWED = ErrorSpec(
     "team_name_not_allowed",
     422,
-    "不要使用公司、学校等单位名称直接作为志愿团体名称,请按“XXX志愿服务队”的形式填写,如:{example}",
-    'Do not use a company, school or other institution name as the team name; use the form "XXX志愿服务队", '
-    "e.g. {example}",
+    "不要使用公司、学校等单位名称直接作为志愿团体名称,请按“XXX志愿服务队”的形式填写(不超过 {max} 个字),如:{example}",
+    'Do not use a company, school or other institution name as the team name; use the form "XXX志愿服务队" '
+    "(at most {max} characters), e.g. {example}",
 )
 TEAM_NAME_FORM_REQUIRED = ErrorSpec(
     "team_name_form_required",
@@ -61,6 +61,15 @@ USCC_KIND_MISMATCH = ErrorSpec(
     422,
     "统一社会信用代码表示的组织类别与所选类别不一致",
     "The organisation category in the unified social credit code differs from the chosen kind",
+)
+USCC_AUTHORITY_MISMATCH = ErrorSpec(
+    "uscc_authority_mismatch",
+    422,
+    "统一社会信用代码第3至8位是登记管理机关的行政区划代码({issued_in}),与所填登记管理机关所在地区"
+    "({authority_region})不一致:请填写颁发该代码的登记管理机关所在地区",
+    "Characters 3-8 of the unified social credit code are the region of the registration authority that "
+    "issued it ({issued_in}), not the one given ({authority_region}): give the region of the authority "
+    "that issued the code",
 )
 USCC_TAKEN = ErrorSpec(
     "uscc_taken", 409, "该统一社会信用代码已注册过志愿团体", "A team with this unified social credit code exists"
@@ -117,6 +126,12 @@ NOT_REGION_ADMIN = ErrorSpec(
     "Only a regional admin of this region or a national admin can do this",
 )
 TEAM_NOT_APPROVED = ErrorSpec("team_not_approved", 409, "该志愿团体尚未通过审核", "The team has not been approved yet")
+TEAM_REJECTED = ErrorSpec(
+    "team_rejected",
+    409,
+    "该志愿团体的注册申请未通过审核,不能再变更;可修改后重新注册",
+    "The team's registration was rejected and can no longer change; correct it and register again",
+)
 
 # -- review (T5) -------------------------------------------------------------------------------
 NOT_REVIEWER = ErrorSpec("not_reviewer", 403, "您不是该志愿团体的审核人", "You are not a reviewer of this team")
@@ -152,6 +167,10 @@ TEAM_CLOSED_TO_MEMBERS = ErrorSpec(
     "This team accepts no one (join mode 'reject anyone')",
 )
 ALREADY_MEMBER = ErrorSpec("already_member", 409, "您已是该志愿团体成员", "Already a member of this team")
+#: what a team admin is told when inviting or adding someone who is a member already
+VOLUNTEER_ALREADY_MEMBER = ErrorSpec(
+    "volunteer_already_member", 409, "该志愿者已是本团体成员", "This volunteer is already a member of this team"
+)
 JOIN_REQUEST_PENDING = ErrorSpec(
     "join_request_pending", 409, "您的加入申请正在等待审核", "Your application to join is awaiting a decision"
 )

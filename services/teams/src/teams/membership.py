@@ -43,6 +43,8 @@ from teams.errors import (
     TEAM_CLOSED_TO_MEMBERS,
     TEAM_HAS_ADMIN,
     TEAM_NOT_APPROVED,
+    TEAM_REJECTED,
+    VOLUNTEER_ALREADY_MEMBER,
     VOLUNTEER_MATCH_INVALID,
     VOLUNTEER_MATCH_USED,
     VOLUNTEER_NOT_FOUND,
@@ -69,7 +71,10 @@ Role = Literal["admin", "project_lead"]
 
 
 def _require_approved(team: Team) -> None:
-    """Membership facts go out only once the team is approved (after ``team.approved``)."""
+    """Membership facts go out only once the team is approved (after ``team.approved``). A
+    rejected registration stays as its applicant left it: a record of what was refused."""
+    if team.status == REJECTED:
+        raise AppError(TEAM_REJECTED)
     if team.status != APPROVED:
         raise AppError(TEAM_NOT_APPROVED)
 
@@ -127,6 +132,8 @@ async def update_settings(uow: UnitOfWork, principal: Principal, team_id: uuid.U
     repo = TeamsRepository(uow.session)
     team = await load_team(repo, team_id, for_update=True)
     await require_team_admin(repo, team, principal)
+    if team.status == REJECTED:  # under review, the applicant may still set its contact and join mode
+        raise AppError(TEAM_REJECTED)
     if data.join_mode is not None:
         team.join_mode = data.join_mode
     if data.contact is not None:
@@ -217,7 +224,7 @@ async def invite(
     if volunteer is None:
         raise AppError(VOLUNTEER_NOT_FOUND)
     if await repo.membership(team.id, volunteer.account_id) is not None:
-        raise AppError(ALREADY_MEMBER)
+        raise AppError(VOLUNTEER_ALREADY_MEMBER)
     if await repo.pending_invitation_for(team.id, volunteer.account_id) is not None:
         raise AppError(INVITATION_PENDING)
     invitation = Invitation(
@@ -251,7 +258,7 @@ async def add_found_volunteer(
     if volunteer is None:
         raise AppError(VOLUNTEER_NOT_FOUND)
     if await repo.membership(team.id, volunteer.account_id) is not None:
-        raise AppError(ALREADY_MEMBER)
+        raise AppError(VOLUNTEER_ALREADY_MEMBER)
     membership = await _add_member(repo, clock, team, volunteer.account_id, added_by=principal.account_id)
     now = clock.now()
     uow.session.add(

@@ -151,7 +151,9 @@ async def register_team(uow: UnitOfWork, clock: Clock, principal: Principal, dat
     uscc, authority = check_registration(kind, data.uscc, data.registration_authority_region)
     liaison: Team | None = None
     if data.liaison_team_id is not None:
-        liaison = await repo.team(data.liaison_team_id)
+        # shared: a withdrawal of its authorisation waits for this registration, or this one
+        # reads the withdrawal once committed; registrations under one liaison do not wait on each other
+        liaison = await repo.team(data.liaison_team_id, for_share=True)
         if liaison is None:
             raise AppError(LIAISON_NOT_FOUND)
         refusal = liaison_refusal(

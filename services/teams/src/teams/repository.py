@@ -46,10 +46,10 @@ class TeamsRepository:
         self.session = session
 
     # -- teams ---------------------------------------------------------------------------------
-    async def team(self, team_id: uuid.UUID, *, for_update: bool = False) -> Team | None:
+    async def team(self, team_id: uuid.UUID, *, for_update: bool = False, for_share: bool = False) -> Team | None:
         stmt = select(Team).where(Team.id == team_id)
-        if for_update:
-            stmt = stmt.with_for_update()
+        if for_update or for_share:
+            stmt = stmt.with_for_update(read=not for_update)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def lock_teams(self, team_ids: Iterable[uuid.UUID]) -> list[Team]:

@@ -61,7 +61,7 @@ async def test_an_admin_brings_a_found_volunteer_into_the_team_at_once(teams: An
         # the match token's id, also in identity's audit row of the lookup that issued it
         assert sorted(rows.all()) == [("accepted", admin.account_id, token_id), ("closed", admin.account_id, None)]
     again = await add(teams, team["id"], admin, match(teams, volunteer, admin))
-    assert (again.status_code, again.json()["code"]) == (409, "already_member")
+    assert (again.status_code, again.json()["code"]) == (409, "volunteer_already_member")
 
 
 async def test_a_match_made_for_another_admin_expired_forged_or_an_access_token_is_refused(teams: Any) -> None:

@@ -162,7 +162,8 @@ async def test_admin_invites_an_existing_volunteer_who_accepts_or_declines(teams
     member_again = await teams.client.post(
         path, json={"account_id": str(invitee.account_id)}, headers=teams.auth(admin)
     )
-    assert member_again.json()["code"] == "already_member"
+    assert member_again.json()["code"] == "volunteer_already_member"
+    assert member_again.json()["message"] == "该志愿者已是本团体成员"  # said to the admin, about someone else
 
 
 async def test_admin_lists_members_with_masked_data_page_by_page(teams: Any) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
+from sqlalchemy import text
 from stdnum.cn import uscc
 
 from shared.testing import eventually
@@ -117,6 +119,37 @@ async def test_social_organisation_gives_a_valid_credit_code_and_authority(teams
     assert twice.json()["code"] == "uscc_taken"
 
 
+async def test_the_authority_that_reviews_is_the_one_that_issued_the_credit_code(teams: Any) -> None:
+    """T5: a Hangzhou Xihu code with a Beijing authority would have Beijing's admins review it."""
+    [applicant] = await teams.volunteers(1)
+    beijing = await teams.register(
+        applicant,
+        teams.registration(
+            "330106",
+            kind="social_group",
+            uscc=credit_code("5", "1", uuid.uuid4().hex[:9].upper()),
+            registration_authority_region="110105",
+        ),
+    )
+    assert (beijing.status_code, beijing.json()["code"]) == (422, "uscc_authority_mismatch")
+    assert beijing.json()["detail"] == {"issued_in": "330106", "authority_region": "110105"}
+    registered = await teams.events("team.registered")
+    assert str(applicant.account_id) not in [e["applicant_account_id"] for e in registered]
+
+
+async def test_a_name_with_invisible_characters_is_the_visible_name(teams: Any) -> None:
+    [admin, first, second] = await teams.volunteers(3)
+    city = await teams.root_team("330100", admin)
+    name = f"阳光{uuid.uuid4().hex[:4]}志愿服务队"
+    assert (await teams.register(first, teams.registration("330106", city["id"], name=name))).status_code == 201
+    look_alike = await teams.register(
+        second, teams.registration("330106", city["id"], name=f"{name[:2]}\u200b{name[2:]}\u2060")
+    )
+    assert (look_alike.status_code, look_alike.json()["code"]) == (409, "team_name_taken")
+    blank = await teams.register(second, teams.registration("330106", city["id"], name="\u200b\u3164志愿服务队"))
+    assert (blank.status_code, blank.json()["code"]) == (422, "team_name_form_required")
+
+
 async def test_other_groups_must_choose_a_liaison(teams: Any) -> None:
     [applicant] = await teams.volunteers(1)
     response = await teams.register(applicant, teams.registration("330106"))
@@ -188,6 +221,34 @@ async def test_regional_admin_authorises_and_withdraws_liaison_rights_in_their_r
     [authorised] = await teams.events("team.liaison_authorised", team["id"])
     assert authorised["by_account_id"] == str(hangzhou_admin.account_id)
     assert len(await teams.events("team.liaison_withdrawn", team["id"])) == 1
+
+
+async def test_a_registration_waits_for_a_withdrawal_of_its_liaison_in_progress(teams: Any) -> None:
+    """T4: a withdrawal not yet committed holds the liaison's row; a registration naming that liaison
+    waits for it and is then refused, instead of being taken under the liaison as it was a moment
+    before (the withdrawal saw no registration to stop it, the registration no withdrawal)."""
+    [admin, applicant] = await teams.volunteers(2)
+    liaison = await teams.root_team("330100", admin)
+    async with teams.runtime.engine.connect() as withdrawal:
+        await withdrawal.execute(
+            text("UPDATE teams SET liaison_authorised = false WHERE id = :id"), {"id": liaison["id"]}
+        )
+        registering = asyncio.ensure_future(teams.register(applicant, teams.registration("330106", liaison["id"])))
+
+        async def waiting_or_done() -> bool:
+            if registering.done():
+                return True
+            async with teams.runtime.engine.connect() as conn:
+                waiting = (
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                return bool(await conn.scalar(text(waiting)))
+
+        await eventually(waiting_or_done)
+        await withdrawal.commit()
+    refused = await registering
+    assert (refused.status_code, refused.json().get("code")) == (422, "liaison_not_authorised")
 
 
 async def test_root_teams_are_created_by_admins_of_the_region_only(teams: Any) -> None:

@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import text
 from stdnum.cn import uscc
 
 from shared.contracts.identity import AccountRolesChanged
@@ -79,6 +80,32 @@ async def test_rejection_needs_a_reason_and_frees_the_name(teams: Any) -> None:
     assert status["can_remind"] is False
     again = await teams.register(applicant, teams.registration("330106", liaison["id"], name=team["name"]))
     assert again.status_code == 201, again.text
+
+
+async def test_a_rejected_registration_stays_as_it_was_and_says_it_was_rejected(teams: Any) -> None:
+    """Under review the applicant may still set the team's contact and join mode; once rejected
+    the team changes no more, and every refusal says it was rejected (not "not yet approved")."""
+    team, applicant, liaison_admin, _ = await pending_team(teams)
+    path = f"/api/v1/teams/{team['id']}"
+    while_pending = await teams.client.patch(path, json={"join_mode": "approval"}, headers=teams.auth(applicant))
+    assert while_pending.status_code == 200, while_pending.text
+    assert (await decide(teams, team["id"], liaison_admin, "rejected", "材料不全")).status_code == 200
+    [volunteer] = await teams.volunteers(1)
+    attempts = {
+        "settings": teams.client.patch(path, json={"join_mode": "anyone"}, headers=teams.auth(applicant)),
+        "leave": teams.client.delete(f"{path}/members/me", headers=teams.auth(applicant)),
+        "invite": teams.client.post(
+            f"{path}/invitations", json={"account_id": str(volunteer.account_id)}, headers=teams.auth(applicant)
+        ),
+        "join": teams.client.post(f"{path}/join-requests", json={}, headers=teams.auth(volunteer)),
+    }
+    for what, attempt in attempts.items():
+        refused = await attempt
+        assert (refused.status_code, refused.json()["code"]) == (409, "team_rejected"), what
+    assert refused.json()["message"].startswith("该志愿团体的注册申请未通过审核")
+    async with teams.runtime.session_factory() as session:
+        join_mode = await session.scalar(text("SELECT join_mode FROM teams WHERE id = :id"), {"id": team["id"]})
+    assert join_mode == "approval"
 
 
 async def register_social_group(teams: Any, applicant: Any, region: str) -> Any:

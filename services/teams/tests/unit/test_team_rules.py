@@ -64,6 +64,47 @@ def test_full_width_characters_are_normalised() -> None:
     assert check_team_name("ＡＢＣ志愿服务队") == "ABC志愿服务队"
 
 
+@pytest.mark.parametrize(
+    "invisible",
+    [
+        "\u200b\u200b",
+        "\u2060",
+        "\ufeff",
+        "\u00ad\u00ad",
+        "\u200d\u200c",
+        "\u200e",
+        "\u3164\u3164",
+        "\u115f",
+        "\u2800\u2800",
+        "\u180e",
+        "…—",
+    ],
+)
+def test_a_form_whose_name_part_shows_nothing_is_the_bare_form(invisible: str) -> None:
+    """Zero-width and format characters, fillers and blanks, or punctuation alone, are no XXX."""
+    with pytest.raises(AppError) as caught:
+        check_team_name(f"{invisible}志愿服务队")
+    assert caught.value.code == "team_name_form_required"
+
+
+def test_invisible_characters_inside_a_name_are_removed_so_look_alikes_are_one_name() -> None:
+    assert check_team_name("阳光\u200b西湖\u00ad志愿\u2060服务队") == "阳光西湖志愿服务队"
+    assert check_team_name("阳光\u3164西湖志愿服务队") == "阳光 西湖志愿服务队"
+
+
+def test_the_example_given_for_an_institution_name_is_a_name_that_would_be_accepted() -> None:
+    for name in ("杭州" + "某" * 51 + "有限公司", "杭州" + "某" * 52 + "有限公司"):  # 57 and 58 characters
+        with pytest.raises(AppError) as caught:
+            check_team_name(name)
+        assert caught.value.code == "team_name_not_allowed"
+        example = caught.value.detail["example"]
+        assert example in caught.value.spec.message("zh", caught.value.params)
+        assert "不超过 60 个字" in caught.value.spec.message("zh", caught.value.params)
+        if example != "XXX志愿服务队":
+            assert check_team_name(example) == example
+    assert example == "XXX志愿服务队"  # the 58-character name with 志愿服务队 would be 63
+
+
 # -- T1 kinds -------------------------------------------------------------------------------------
 def test_social_group_with_a_valid_civil_affairs_code_is_accepted() -> None:
     code = credit_code("5", "1")
@@ -94,6 +135,34 @@ def test_code_category_must_match_the_kind() -> None:
     with pytest.raises(AppError) as caught:
         check_registration(TeamKind.FOUNDATION, credit_code("5", "1"), "330106")
     assert caught.value.code == "uscc_kind_mismatch"
+
+
+def test_the_registration_authority_is_the_region_that_issued_the_code() -> None:
+    """T5: the authority reviews, so it is the one whose region the code carries (characters 3-8),
+    not one the applicant picks."""
+    code = credit_code("5", "1", region="330106")
+    with pytest.raises(AppError) as caught:
+        check_registration(TeamKind.SOCIAL_GROUP, code, "110105")
+    assert caught.value.code == "uscc_authority_mismatch"
+    assert caught.value.detail == {"issued_in": "330106", "authority_region": "110105"}
+    assert "(330106)" in caught.value.spec.message("zh", caught.value.params)
+    # a city's bureau issues codes with the city's region, and reviews as the city
+    city = credit_code("5", "1", region="330100")
+    assert check_registration(TeamKind.SOCIAL_GROUP, city, "330100") == (city, "330100")
+    with pytest.raises(AppError):
+        check_registration(TeamKind.SOCIAL_GROUP, city, "330106")
+
+
+def test_a_code_from_a_region_that_no_longer_exists_names_an_authority_in_its_province() -> None:
+    withdrawn = credit_code("5", "1", region="330103")  # Xiacheng, merged into Gongshu in 2021
+    assert check_registration(TeamKind.SOCIAL_GROUP, withdrawn, "330105") == (withdrawn, "330105")
+    with pytest.raises(AppError) as caught:
+        check_registration(TeamKind.SOCIAL_GROUP, withdrawn, "110105")
+    assert caught.value.code == "uscc_authority_mismatch"
+    nowhere = credit_code("5", "1", region="999999")
+    with pytest.raises(AppError) as caught:
+        check_registration(TeamKind.SOCIAL_GROUP, nowhere, "330106")
+    assert caught.value.code == "uscc_authority_mismatch"
 
 
 def test_unregistered_group_gives_no_code() -> None:

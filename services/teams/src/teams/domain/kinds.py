@@ -1,6 +1,12 @@
 """T1: the kind of a team. A social organisation registered with civil affairs (foundation,
 social group, private non-enterprise unit) gives its unified social credit code (GB 32100) and
-its registration authority; an unregistered organisation or other group gives neither."""
+its registration authority; an unregistered organisation or other group gives neither.
+
+The authority reviews the registration (T5), so the applicant does not get to choose it: the
+code's third to eighth characters are the region of the authority that issued it, and the
+authority given must be that region. A code issued where the region code has since been
+withdrawn (districts merged, renumbered) cannot be checked that closely; its authority must
+then lie in the same province, the code's first two digits."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from shared import regions
 from shared.errors import AppError
 from teams.errors import (
     REGION_INVALID,
+    USCC_AUTHORITY_MISMATCH,
     USCC_INVALID,
     USCC_KIND_MISMATCH,
     USCC_NOT_ALLOWED,
@@ -63,4 +70,8 @@ def check_registration(kind: TeamKind, uscc: str | None, authority_region: str |
         raise AppError(USCC_KIND_MISMATCH, {"category_code": code[1], "kind": kind.value})
     if not regions.is_valid(authority_region) or len(authority_region) != 6:
         raise AppError(REGION_INVALID, {"field": "registration_authority_region"})
+    issued_in = code[2:8]
+    if issued_in != authority_region and (regions.is_valid(issued_in) or issued_in[:2] != authority_region[:2]):
+        params = {"issued_in": issued_in, "authority_region": authority_region}
+        raise AppError(USCC_AUTHORITY_MISMATCH, params, params=params)
     return code, authority_region

@@ -86,11 +86,23 @@ INSTITUTION_ENDINGS: tuple[str, ...] = (
 
 MIN_LENGTH, MAX_LENGTH = 4, 60
 _SPACES = re.compile(r"\s+")
+#: characters that show as blank without being spaces: Hangul fillers, the blank Braille
+#: pattern, the combining grapheme joiner and Khmer's inherent vowels
+_BLANKS = dict.fromkeys(map(ord, "\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u17b5"), " ")
 
 
 def normalise(name: str) -> str:
-    """Full-width letters and digits to half-width, surrounding and repeated spaces removed."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFKC", name)).strip()
+    """Full-width letters and digits to half-width; invisible format characters (zero-width
+    spaces and joiners, soft hyphens, direction marks) removed and blank-looking ones taken as
+    spaces, so that a zero-width space before 志愿服务队 leaves the bare form and a look-alike of a registered
+    name is that name; surrounding and repeated spaces removed."""
+    visible = "".join(c for c in unicodedata.normalize("NFKC", name) if unicodedata.category(c) != "Cf")
+    return _SPACES.sub(" ", visible.translate(_BLANKS)).strip()
+
+
+def _names_something(stem: str) -> bool:
+    """The XXX of the form holds at least one letter, ideograph or digit, not only punctuation."""
+    return any(unicodedata.category(c)[0] in "LN" for c in stem)
 
 
 def check_team_name(raw: str) -> str:
@@ -98,7 +110,7 @@ def check_team_name(raw: str) -> str:
     name = normalise(raw)
     if any(name.endswith(form) for form in TEAM_FORMS):
         stem = next(name[: -len(form)] for form in TEAM_FORMS if name.endswith(form))
-        if not stem.strip() or len(name) < MIN_LENGTH:
+        if not _names_something(stem) or len(name) < MIN_LENGTH:
             # the ending alone ("志愿服务队"): the XXX of the form is missing
             raise AppError(TEAM_NAME_FORM_REQUIRED, {"name": name, "forms": list(TEAM_FORMS)})
         if len(name) > MAX_LENGTH:
@@ -108,11 +120,18 @@ def check_team_name(raw: str) -> str:
         return name
     ending = next((e for e in INSTITUTION_ENDINGS if name.endswith(e)), None)
     if ending is not None:
-        example = f"{name}志愿服务队"
+        # the institution's name in the form, when that fits the length allowed (else the form itself)
+        example = f"{name}志愿服务队" if len(name) + 5 <= MAX_LENGTH else "XXX志愿服务队"
         raise AppError(
             TEAM_NAME_NOT_ALLOWED,
-            {"name": name, "ending": ending, "suggested_form": "XXX志愿服务队", "example": example},
-            params={"example": example},
+            {
+                "name": name,
+                "ending": ending,
+                "suggested_form": "XXX志愿服务队",
+                "example": example,
+                "max_length": MAX_LENGTH,
+            },
+            params={"example": example, "max": MAX_LENGTH},
         )
     raise AppError(
         TEAM_NAME_FORM_REQUIRED, {"name": name, "suggested_form": "XXX志愿服务队", "forms": list(TEAM_FORMS)}
