@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from identity import errors
 from identity.bootstrap import IdentityRuntime
@@ -63,42 +63,74 @@ def issue_pair(runtime: IdentityRuntime, uow: UnitOfWork, account: Account, fami
     return TokenPair(access, refresh, minutes * 60)
 
 
-async def _authenticate(runtime: IdentityRuntime, username: str, password: str, address: str) -> uuid.UUID:
-    """The account id if the password is right; throttled per account and per address.
+@dataclass(frozen=True)
+class Verified:
+    """An account whose password was checked, with the hash it was checked against."""
+
+    account_id: uuid.UUID
+    password_hash: str
+
+
+async def _authenticate(runtime: IdentityRuntime, username: str, password: str, address: str) -> Verified:
+    """The account if the password is right; throttled per account and per address.
 
     Runs before the caller's unit of work opens and holds no connection while hashing: the
     throttle writes on its own connection (a failure must be recorded even though the login
     fails), so a request inside a transaction would hold two pooled connections at once, and
     enough simultaneous logins would starve the pool (and the relay sharing it)."""
     throttle = throttle_for(runtime)
-    keys = [account_key(username), address_key(address)]
+    account_throttle, address_throttle = account_key(username), address_key(address)
     now = runtime.clock.now()
-    await throttle.check(keys, now)
+    # counted before the password is checked: attempts at the same moment cannot all be checked
+    await throttle.attempt([account_throttle, address_throttle], now)
     async with runtime.session_factory() as session:
         account = await Accounts(session).by_username(username)
-        found = (account.id, account.password_hash) if account is not None else None
+        found = Verified(account.id, account.password_hash) if account is not None else None
     if found is None:
         await runtime.passwords.verify(await _dummy_hash(runtime), password)  # same time for unknown names
         ok = False
     else:
-        ok = await runtime.passwords.verify(found[1], password)
+        ok = await runtime.passwords.verify(found.password_hash, password)
     if not ok or found is None:
-        await throttle.failed(keys, now)
         log.info("login_failed", known_account=found is not None)
         raise AppError(errors.INVALID_CREDENTIALS)
-    await throttle.succeeded(keys[0])
-    return found[0]
+    await throttle.succeeded(account_throttle, address_throttle)
+    return found
 
 
 async def _authenticated_account(
-    runtime: IdentityRuntime, uow: UnitOfWork, account_id: uuid.UUID, password: str
+    runtime: IdentityRuntime, uow: UnitOfWork, verified: Verified, password: str
 ) -> Account:
-    account = await Accounts(uow.session).get(account_id, for_update=True)
+    """The account, locked, if the password checked is still its password: one changed or reset
+    while it was being checked opens nothing (a rehash of the same password does not count)."""
+    account = await Accounts(uow.session).get(verified.account_id, for_update=True)
     if account is None:  # accounts are never deleted; only a concurrent merge could get here
+        raise AppError(errors.INVALID_CREDENTIALS)
+    if account.password_hash != verified.password_hash and not await runtime.passwords.verify(
+        account.password_hash, password
+    ):
+        log.info("login_failed", password_changed_meanwhile=True)
         raise AppError(errors.INVALID_CREDENTIALS)
     if runtime.passwords.needs_rehash(account.password_hash):
         account.password_hash = await runtime.passwords.hash(password)
     return account
+
+
+async def _token_of_locked_account(uow: UnitOfWork, token: str) -> tuple[RefreshToken, Account] | None:
+    """A refresh token and its account, the account's row locked first. Every path that issues or
+    revokes an account's refresh tokens, or sets its password, holds that row before touching
+    them: a log-out, a replayed token or a password change at the moment of a refresh then ends
+    the token the refresh issues too (it waited, or is waited for), and no two of them deadlock
+    (a refresh that locked its token first met a password change that locked the account first)."""
+    digest = token_hash(token)
+    account_id = await uow.session.scalar(select(RefreshToken.account_id).where(RefreshToken.token_hash == digest))
+    if account_id is None:
+        return None
+    account = await Accounts(uow.session).get(account_id, for_update=True)
+    row = await RefreshTokens(uow.session).by_hash(digest)
+    if account is None or row is None:
+        return None
+    return row, account
 
 
 _DUMMY: dict[int, str] = {}
@@ -112,9 +144,9 @@ async def _dummy_hash(runtime: IdentityRuntime) -> str:
 
 
 async def log_in(runtime: IdentityRuntime, *, username: str, password: str, address: str) -> TokenPair:
-    account_id = await _authenticate(runtime, username, password, address)
+    verified = await _authenticate(runtime, username, password, address)
     async with runtime.uow() as uow:
-        account = await _authenticated_account(runtime, uow, account_id, password)
+        account = await _authenticated_account(runtime, uow, verified, password)
         if account.must_change_password:
             raise AppError(errors.PASSWORD_CHANGE_REQUIRED, {"change_at": "/api/v1/password-changes"})
         pair = issue_pair(runtime, uow, account, uuid.uuid4())
@@ -126,19 +158,19 @@ async def refresh(runtime: IdentityRuntime, token: str) -> TokenPair:
     reused = False
     async with runtime.uow() as uow:
         now = runtime.clock.now()
-        tokens = RefreshTokens(uow.session)
-        row = await tokens.by_hash(token_hash(token))
-        if row is None or row.revoked_at is not None or row.expires_at <= now:
+        found = await _token_of_locked_account(uow, token)
+        if found is None:
+            raise AppError(errors.REFRESH_TOKEN_INVALID)
+        row, account = found
+        if row.revoked_at is not None or row.expires_at <= now:
             raise AppError(errors.REFRESH_TOKEN_INVALID)
         if row.rotated_at is not None:
             # A rotated token shown again: stolen or replayed. End the whole chain.
-            await tokens.revoke_family(row.family_id, now)
+            await RefreshTokens(uow.session).revoke_family(row.family_id, now)
             reused = True
             log.warning("refresh_token_reused", account_id=str(row.account_id))
         else:
             row.rotated_at = now
-            account = await Accounts(uow.session).get(row.account_id)
-            assert account is not None
             pair = issue_pair(runtime, uow, account, row.family_id)
     if reused:
         raise AppError(errors.REFRESH_TOKEN_REUSED)
@@ -147,15 +179,15 @@ async def refresh(runtime: IdentityRuntime, token: str) -> TokenPair:
 
 async def log_out(runtime: IdentityRuntime, token: str) -> None:
     async with runtime.uow() as uow:
-        tokens = RefreshTokens(uow.session)
-        row = await tokens.by_hash(token_hash(token))
-        if row is not None:
-            await tokens.revoke_family(row.family_id, runtime.clock.now())
+        found = await _token_of_locked_account(uow, token)
+        if found is not None:
+            await RefreshTokens(uow.session).revoke_family(found[0].family_id, runtime.clock.now())
 
 
 async def retire_credentials(uow: UnitOfWork, account_id: uuid.UUID, now: datetime) -> None:
     """Whenever a password is set, by any path: every refresh token and every unused reset link
-    issued before it dies with the old password (a link mailed earlier must not undo the change)."""
+    issued before it dies with the old password (a link mailed earlier must not undo the change).
+    The caller holds the account's row (see ``_token_of_locked_account``)."""
     await RefreshTokens(uow.session).revoke_account(account_id, now)
     await ResetTokens(uow.session).spend_unused(account_id, now)
 
@@ -174,9 +206,9 @@ async def change_password(
     runtime: IdentityRuntime, *, username: str, current_password: str, new_password: str, address: str
 ) -> TokenPair:
     """Works with a temporary password too, which is how a forced change is done."""
-    account_id = await _authenticate(runtime, username, current_password, address)
+    verified = await _authenticate(runtime, username, current_password, address)
     async with runtime.uow() as uow:
-        account = await _authenticated_account(runtime, uow, account_id, current_password)
+        account = await _authenticated_account(runtime, uow, verified, current_password)
         if new_password == current_password:
             raise AppError(errors.PASSWORD_UNCHANGED)
         await set_password(runtime, uow, account, new_password)
@@ -225,19 +257,24 @@ async def request_reset(runtime: IdentityRuntime, *, username: str | None, email
 async def confirm_reset(runtime: IdentityRuntime, *, token: str, new_password: str) -> None:
     async with runtime.uow() as uow:
         now = runtime.clock.now()
+        digest = token_hash(token)
+        # the account first, as every path that sets a password or touches its tokens
+        owner = await uow.session.scalar(
+            select(PasswordResetToken.account_id).where(PasswordResetToken.token_hash == digest)
+        )
+        account = await Accounts(uow.session).get(owner, for_update=True) if owner is not None else None
         # One use, atomically: the UPDATE that marks it used is the check.
-        account_id = (
+        spent = (
             await uow.session.execute(
                 text(
                     "UPDATE password_reset_tokens SET used_at = :now "
                     "WHERE token_hash = :hash AND used_at IS NULL AND expires_at > :now RETURNING account_id"
                 ),
-                {"now": now, "hash": token_hash(token)},
+                {"now": now, "hash": digest},
             )
         ).scalar_one_or_none()
-        if account_id is None:
+        if spent is None or account is None:
             raise AppError(errors.RESET_TOKEN_INVALID)
-        account = await Accounts(uow.session).get(account_id, for_update=True)
-        assert account is not None
+        account_id = account.id
         await set_password(runtime, uow, account, new_password)
     log.info("password_reset", account_id=str(account_id))

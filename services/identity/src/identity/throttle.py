@@ -2,7 +2,8 @@
 
 After a number of free failures, each further failure locks the key for an exponentially
 growing time capped at a few minutes: enough to make guessing hopeless, too short for an
-attacker to keep the owner out for long. A success clears the account's count.
+attacker to keep the owner out for long. An attempt is counted before its password is checked
+(simultaneous attempts cannot outrun the count); a success clears the account's count.
 """
 
 from __future__ import annotations
@@ -60,45 +61,77 @@ class Throttle:
         self.engine = engine
         self.policy = policy
 
-    async def check(self, keys: list[str], now: datetime) -> None:
-        async with self.engine.connect() as conn:
-            result = await conn.execute(
-                text("SELECT max(locked_until) FROM login_throttle WHERE key = ANY(:keys) AND locked_until > :now"),
+    def free(self, key: str) -> int:
+        return self.policy.account_free if key.startswith("account:") else self.policy.address_free
+
+    async def attempt(self, keys: list[str], now: datetime) -> None:
+        """Count an attempt against each key before its password is checked, or refuse it while a
+        key is locked (a refused attempt counts for nothing, so hammering a locked account does
+        not keep its owner out longer). Counted first, attempts made at the same moment take
+        turns on the keys' rows: no more of them are checked than the free failures allow, where
+        checking first and counting after let all of them through. The attempt that reaches the
+        free failures sets the lock; a success takes its count back (``succeeded``)."""
+        keys = sorted(set(keys))  # one lock order for every attempt
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO login_throttle (key, failures, last_failure_at)"
+                    " SELECT k, 0, :now FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k"
+                    " ON CONFLICT (key) DO NOTHING"
+                ),
                 {"keys": keys, "now": now},
             )
-            until = result.scalar()
-        if until is not None:
-            retry_after = max(1, math.ceil((until - now).total_seconds()))
-            log.info("login_throttled", retry_after=retry_after)
-            raise AppError(
-                errors.TOO_MANY_ATTEMPTS,
-                {"retry_after": retry_after},
-                params={"retry_after": retry_after},
-                headers={"Retry-After": str(retry_after)},
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT key, failures, last_failure_at, locked_until FROM login_throttle"
+                        " WHERE key = ANY(:keys) ORDER BY key FOR UPDATE"
+                    ),
+                    {"keys": keys},
+                )
+            ).all()
+            until = max(
+                (r.locked_until for r in rows if r.locked_until is not None and r.locked_until > now), default=None
             )
+            if until is not None:
+                retry_after = max(1, math.ceil((until - now).total_seconds()))
+                log.info("login_throttled", retry_after=retry_after)
+                raise AppError(
+                    errors.TOO_MANY_ATTEMPTS,
+                    {"retry_after": retry_after},
+                    params={"retry_after": retry_after},
+                    headers={"Retry-After": str(retry_after)},
+                )
+            for row in rows:
+                # a day without failures starts the count again
+                failures = 1 if row.last_failure_at < now - timedelta(days=1) else row.failures + 1
+                seconds = self.policy.lock_seconds(row.key, failures)
+                await conn.execute(
+                    text(
+                        "UPDATE login_throttle SET failures = :failures, last_failure_at = :now,"
+                        " locked_until = CASE WHEN :seconds > 0 THEN CAST(:until AS timestamptz) ELSE locked_until END"
+                        " WHERE key = :key"
+                    ),
+                    {
+                        "key": row.key,
+                        "failures": failures,
+                        "now": now,
+                        "seconds": seconds,
+                        "until": now + timedelta(seconds=seconds),
+                    },
+                )
 
-    async def failed(self, keys: list[str], now: datetime) -> None:
+    async def succeeded(self, account: str, address: str) -> None:
+        """The right password: the account's count is cleared, lock included; the address takes
+        back the attempt counted for it, and the lock that attempt set, if the count it leaves is
+        free (failures made meanwhile from the address keep theirs)."""
         async with self.engine.begin() as conn:
-            for key in keys:
-                failures = (
-                    await conn.execute(
-                        text(
-                            "INSERT INTO login_throttle (key, failures, last_failure_at) VALUES (:key, 1, :now) "
-                            "ON CONFLICT (key) DO UPDATE SET failures = CASE "
-                            "  WHEN login_throttle.last_failure_at < :now - interval '1 day' THEN 1 "
-                            "  ELSE login_throttle.failures + 1 END, last_failure_at = :now "
-                            "RETURNING failures"
-                        ),
-                        {"key": key, "now": now},
-                    )
-                ).scalar_one()
-                seconds = self.policy.lock_seconds(key, failures)
-                if seconds:
-                    await conn.execute(
-                        text("UPDATE login_throttle SET locked_until = :until WHERE key = :key"),
-                        {"key": key, "until": now + timedelta(seconds=seconds)},
-                    )
-
-    async def succeeded(self, key: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(text("DELETE FROM login_throttle WHERE key = :key"), {"key": key})
+            await conn.execute(text("DELETE FROM login_throttle WHERE key = :key"), {"key": account})
+            await conn.execute(
+                text(
+                    "UPDATE login_throttle SET failures = greatest(failures - 1, 0),"
+                    " locked_until = CASE WHEN failures - 1 < :free THEN NULL ELSE locked_until END"
+                    " WHERE key = :key"
+                ),
+                {"key": address, "free": self.free(address)},
+            )
