@@ -276,6 +276,27 @@ async def test_read_model_events_are_idempotent(world: World) -> None:
     assert (inbox, rows) == (1, 1)
 
 
+async def test_a_volunteer_with_the_longest_real_name_identity_takes_is_known(world: World) -> None:
+    """Identity takes real names of 100 characters and masks them keeping their length; the read
+    model held 60, and such a volunteer's volunteer.verified failed every try (dead-lettered)."""
+    from shared.contracts.identity import VolunteerVerified
+
+    account_id = uuid.uuid4()
+    masked = "W" + "*" * 99
+    await world.feed(
+        VolunteerVerified(
+            account_id=account_id,
+            volunteer_number="1100000000000002",
+            masked_name=masked,
+            region_code="110105",
+            verified_at=world.clock.now(),
+        )
+    )
+    async with world.runtime.engine.connect() as conn:
+        stored = await conn.scalar(text("SELECT masked_name FROM volunteers WHERE account_id = :a"), {"a": account_id})
+    assert stored == masked
+
+
 async def test_events_raised_for_several_consumed_messages_in_one_transaction_keep_their_own_ids(
     world: World,
 ) -> None:

@@ -91,7 +91,7 @@ class Teams:
         token = self.signer.issue(person.account_id, roles=person.roles, region=person.region)
         return {"Authorization": f"Bearer {token}"}
 
-    async def volunteers(self, count: int, region: str = "330106") -> list[Person]:
+    async def volunteers(self, count: int, region: str = "330106", masked_name: str = "张*") -> list[Person]:
         """Verified volunteers known to teams' read model (via volunteer.verified over RabbitMQ)."""
         made = [
             Person(uuid.uuid4(), volunteer_number=f"33{secrets.randbelow(10**14):014d}", region=None)
@@ -102,7 +102,7 @@ class Teams:
                 VolunteerVerified(
                     account_id=p.account_id,
                     volunteer_number=p.volunteer_number or "",
-                    masked_name="张*",
+                    masked_name=masked_name,
                     region_code=region,
                     verified_at=datetime.now(UTC),
                 )

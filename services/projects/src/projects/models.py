@@ -46,7 +46,7 @@ volunteers = Table(
     metadata,
     Column("account_id", UUID(as_uuid=True), primary_key=True),
     Column("volunteer_number", String(40), nullable=False),
-    Column("masked_name", String(60), nullable=False),
+    Column("masked_name", String(100), nullable=False),  # as long as identity's real names
     Column("region_code", String(12), nullable=False),
     Column("verified_at", DateTime(timezone=True), nullable=False),
     #: set when identity merged this record into another (the kept one)

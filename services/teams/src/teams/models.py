@@ -175,7 +175,7 @@ class Volunteer(Base):
 
     account_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     volunteer_number: Mapped[str] = mapped_column(String(40))
-    masked_name: Mapped[str] = mapped_column(String(60))
+    masked_name: Mapped[str] = mapped_column(String(100))  # as long as identity's real names
     region_code: Mapped[str] = mapped_column(String(12))
     verified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
