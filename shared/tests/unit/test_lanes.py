@@ -17,7 +17,7 @@ import sqlalchemy.exc
 from shared.messaging.broker import PermanentError
 from shared.messaging.envelope import Envelope
 from shared.messaging.inprocess import InProcessBroker
-from shared.messaging.lanes import RetryPolicy, is_infrastructure_outage
+from shared.messaging.lanes import RetryPolicy, is_concurrency_conflict, is_infrastructure_outage
 from shared.messaging.topology import Subscription
 from shared.testing import eventually
 
@@ -65,6 +65,8 @@ class Recorder:
             raise PermanentError("cannot be handled")
         if fail == "outage" and runs <= int(str(env.payload.get("outages", 0))):
             raise OSError(111, "Connection refused")
+        if fail == "deadlock" and runs <= int(str(env.payload.get("deadlocks", 0))):
+            raise _wrapped(asyncpg.exceptions.DeadlockDetectedError("deadlock detected"))
         self.applied[str(env.aggregate_id)].append(int(str(env.payload["n"])))
 
 
@@ -133,6 +135,31 @@ async def test_database_outage_is_waited_out_without_using_up_attempts(broker: I
     await eventually(lambda: recorder.applied.get("db") == [0, 1], timeout=20)
     assert recorder.runs[event.event_id] == 11
     assert not broker.dead_letters
+
+
+async def test_a_run_lost_to_a_deadlock_uses_up_no_attempt(broker: InProcessBroker) -> None:
+    """Another transaction met on the same locks is no fault of the message: run again at once."""
+    recorder = Recorder()
+    broker.subscribe(SUB, recorder)
+    await broker.start()
+    event = envelope("dl", 0, fail="deadlock", deadlocks=8)  # far more than max_attempts=3
+    await broker.publish(event)
+    await broker.publish(envelope("dl", 1))
+
+    await eventually(lambda: recorder.applied.get("dl") == [0, 1], timeout=20)
+    assert recorder.runs[event.event_id] == 9
+    assert not broker.dead_letters
+
+
+def test_deadlocks_and_serialisation_failures_are_conflicts_not_outages_or_bad_messages() -> None:
+    for error in (
+        _wrapped(asyncpg.exceptions.DeadlockDetectedError("deadlock detected")),
+        asyncpg.exceptions.SerializationError("could not serialize access"),
+    ):
+        assert is_concurrency_conflict(error)
+        assert not is_infrastructure_outage(error)
+    assert not is_concurrency_conflict(_wrapped(asyncpg.exceptions.UniqueViolationError("duplicate key")))
+    assert not is_concurrency_conflict(ValueError("bad payload"))
 
 
 async def test_messages_published_before_the_consumer_starts_wait_for_it_in_order(broker: InProcessBroker) -> None:

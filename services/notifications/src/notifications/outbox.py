@@ -117,8 +117,9 @@ async def queue_for_each(
 ) -> int:
     """One email per account, each with its own variables (an account's role in the event)."""
     queued = 0
-    # sorted, so concurrent handlers take the recipients' locks in one order (no deadlock)
-    for account_id in sorted(contexts, key=str):
+    # in the order of the locks' keys, the order the recipients handler takes them in too, so
+    # concurrent handlers do not deadlock (a run lost to one anyway is run again at no attempt's cost)
+    for account_id in sorted(contexts, key=lambda a: _lock_key(str(a))):
         queued += await queue_for_account(
             uow, templates, envelope, template=template, account_id=account_id, context=contexts[account_id]
         )

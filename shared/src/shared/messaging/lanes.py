@@ -93,6 +93,22 @@ def is_infrastructure_outage(exc: BaseException) -> bool:
     return False
 
 
+#: PostgreSQL's answers to two transactions that met: a deadlock (one was chosen to roll back) and
+#: a serialisation failure. The message is fine; run again, it goes through.
+_CONFLICT_TYPES: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+
+
+def is_concurrency_conflict(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) is a deadlock or serialisation failure between transactions."""
+    return any(
+        isinstance(error, _CONFLICT_TYPES) or getattr(error, "sqlstate", None) in ("40P01", "40001")
+        for error in _chain(exc)
+    )
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how long a lane retries a failing handler before dead-lettering the message."""
@@ -103,6 +119,9 @@ class RetryPolicy:
     #: first and longest wait while the infrastructure is out (seconds)
     outage_backoff_min: float = 0.2
     outage_backoff_max: float = 5.0
+    #: runs lost to another transaction (a deadlock) that use up no attempt, before they count as
+    #: failures: a message meeting busy neighbours is not the message's fault
+    max_conflicts: int = 50
 
     def delay(self, failures: int) -> float:
         """Seconds to wait before the run that follows the ``failures``-th failure."""
@@ -119,7 +138,7 @@ async def run_with_retries(
     stale: Callable[[], bool] = lambda: False,
 ) -> Outcome:
     """Run the handler until it succeeds, fails permanently, runs out of attempts or goes stale."""
-    failures = 0
+    failures = conflicts = 0
     outage_backoff = policy.outage_backoff_min
     while True:
         if stale():
@@ -154,6 +173,18 @@ async def run_with_retries(
                 )
                 await asyncio.sleep(outage_backoff + random.uniform(0, outage_backoff / 2))
                 outage_backoff = min(outage_backoff * 2, policy.outage_backoff_max)
+                continue
+            if is_concurrency_conflict(exc) and conflicts < policy.max_conflicts:
+                conflicts += 1
+                log.info(
+                    "handler_conflict_retry",
+                    queue=sub.queue,
+                    event_id=str(envelope.event_id),
+                    event_type=envelope.event_type,
+                    conflicts=conflicts,
+                    error=describe_error(exc),
+                )
+                await asyncio.sleep(random.uniform(0, 0.05 * min(conflicts, 10)))  # the other side goes first
                 continue
             failures += 1
             if failures >= policy.max_attempts:
