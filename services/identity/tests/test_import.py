@@ -488,6 +488,37 @@ async def test_sign_up_with_an_imported_number_and_another_name_is_refused(ident
     assert [r.status for r in await records_with(identity, number)] == ["inactive"]
 
 
+async def test_an_import_at_the_moment_its_people_sign_up_leaves_no_unnoticed_second_record(
+    identity: Identity, tmp_path: Path
+) -> None:
+    """V3/V4 when the two meet: each person signing up while the import loads them either claims
+    the imported record or, where both records were written, the number is a case for the national
+    admin. Before, the sign-up looked (nothing), the import's probe looked (one record) and both
+    committed: two live records and no case, the imported history orphaned (5 of 8 rounds)."""
+    for k in range(4):
+        numbers = [new_id() for _ in range(25)]
+        filler = [row(f"填{i}", new_id()) for i in range(300)]  # the racing people load a moment in
+        path = write_csv(tmp_path / f"meeting{k}.csv", filler + [row(f"同{i}", n) for i, n in enumerate(numbers)])
+
+        async def sign_up(i: int, number: str) -> Any:
+            await asyncio.sleep(random.uniform(0, 0.25))
+            return await identity.client.post(
+                "/api/v1/accounts", json=sign_up_body(id_number=number, real_name=f"同{i}")
+            )
+
+        summary, *answers = await asyncio.gather(load(identity, path), *(sign_up(i, n) for i, n in enumerate(numbers)))
+        assert summary.status == "succeeded", summary
+        assert {a.status_code for a in answers} <= {201, 409}, [a.text for a in answers if a.status_code >= 500]
+        for number in numbers:
+            blind = identity.runtime.cipher.blind_index(blind_index_input(DocumentType.RESIDENT_ID, number))
+            [(live, cases)] = await identity.fetch(
+                "SELECT (SELECT count(*) FROM volunteer_records WHERE id_blind_index = :b AND status <> 'merged'),"
+                " (SELECT count(*) FROM duplicate_cases WHERE id_blind_index = :b AND status = 'open')",
+                b=blind,
+            )
+            assert live == 1 or cases == 1, (k, live, cases)
+
+
 # -- the API --------------------------------------------------------------------------------
 def csv_bytes(rows: list[list[str]], encoding: str = "utf-8") -> bytes:
     text = io.StringIO()

@@ -157,6 +157,10 @@ class _Duplicates(Exception):
         self.identity = identity
 
 
+class _RecordAppeared(Exception):
+    """A record with the number was committed (an import) after this sign-up looked: look again."""
+
+
 async def sign_up(runtime: IdentityRuntime, data: SignUp) -> Account:
     settings, clock = runtime.settings, runtime.clock
     check_password(data.password, username=data.username)
@@ -172,18 +176,26 @@ async def sign_up(runtime: IdentityRuntime, data: SignUp) -> Account:
     guardian_phone = documents.check_mobile(data.guardian.phone) if data.guardian else None
     password_hash = await runtime.passwords.hash(data.password)
     try:
-        async with runtime.uow() as uow:
-            account = await _register(
-                uow,
-                data,
-                identity,
-                password_hash,
-                mobile,
-                email,
-                region,
-                guardian_phone,
-                settings.verification_delay_seconds,
-            )
+        for looks in (1, 2):
+            try:
+                async with runtime.uow() as uow:
+                    account = await _register(
+                        uow,
+                        data,
+                        identity,
+                        password_hash,
+                        mobile,
+                        email,
+                        region,
+                        guardian_phone,
+                        settings.verification_delay_seconds,
+                    )
+                break
+            except _RecordAppeared:
+                # looked again, the imported record is claimed (V4) or the name refused; a record
+                # appearing a second time makes the number's records a case for the national admin
+                if looks == 2:
+                    raise _Duplicates(identity) from None
     except _Duplicates as dup:
         await open_duplicate_case(runtime, dup.identity, opened_by="registration")
         raise AppError(errors.ID_NUMBER_CONFLICT, {"way_out": DUPLICATE_RECORDS_WAY_OUT}) from None
@@ -192,6 +204,8 @@ async def sign_up(runtime: IdentityRuntime, data: SignUp) -> Account:
     log.info("account_registered", account_id=str(account.id), claimed=claimed)
     return account
 
+
+_IMPORT_CASES_SHARED = text("SELECT pg_advisory_xact_lock_shared(hashtext('identity-import-cases'))")
 
 #: the constraints a concurrent sign-up with the same ID number (or claiming the same imported
 #: record, whose id the account takes) runs into; any other violation is a bug, not a duplicate
@@ -271,6 +285,14 @@ async def _register(
         if any(name in str(exc.orig) for name in _ONE_ACCOUNT_PER_PERSON):
             raise AppError(errors.ID_NUMBER_ALREADY_REGISTERED, {"way_out": ALREADY_REGISTERED_WAY_OUT}) from None
         raise
+    # An import committing a record with this number after the look above: its duplicate probe
+    # ran before this sign-up commits and saw one record, and this sign-up saw none. The probe
+    # (and an import's final sweep) holds this lock exclusively until its commit, so each side
+    # sees the other: the probe waits for this sign-up, or this sign-up for the probe, and looks
+    # again. Shared: sign-ups do not wait for each other.
+    await uow.session.execute(_IMPORT_CASES_SHARED)
+    if len(await Records(uow.session).live_by_blind_index(identity.blind_indexes)) > 1:
+        raise _RecordAppeared
     account.raise_event(
         AccountRegistered(
             account_id=account.id,
