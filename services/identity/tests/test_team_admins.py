@@ -327,3 +327,36 @@ async def test_team_admin_reset_spends_the_members_reset_links(identity: Identit
         "/api/v1/password-resets/confirmations", json={"token": token, "new_password": "someone else's choice"}
     )
     assert old_link.json()["code"] == "reset_token_invalid"
+
+
+async def test_an_appointment_replayed_after_the_removal_that_followed_it_leaves_the_admin_removed(
+    identity: Identity, publisher: AmqpBroker
+) -> None:
+    """Teams' events carry their outbox sequence; one delivered late (a dead letter replayed after
+    the flag changed again) changes nothing, so a removed admin does not get the lookups back."""
+    team_id, admin_id = uuid.uuid4(), uuid.uuid4()
+    joined, appointed, removed = (
+        envelope_for(event).model_copy(update={"sequence": sequence})
+        for event, sequence in (
+            (TeamMemberJoined(team_id=team_id, account_id=admin_id), 101),
+            (TeamAdminAppointed(team_id=team_id, account_id=admin_id), 102),
+            (TeamAdminRemoved(team_id=team_id, account_id=admin_id), 103),
+        )
+    )
+    for envelope in (joined, appointed, removed, appointed.model_copy(update={"event_id": uuid.uuid4()})):
+        await publisher.publish(envelope)
+
+        async def handled(event_id: uuid.UUID = envelope.event_id) -> bool:
+            rows = await identity.fetch("SELECT count(*) FROM inbox WHERE message_id = :id", id=event_id)
+            return bool(rows[0][0])
+
+        await eventually(handled, timeout=30, interval=0.1)
+    [(member, admin)] = await identity.fetch(
+        "SELECT member, admin FROM team_memberships WHERE team_id = :t AND account_id = :a", t=team_id, a=admin_id
+    )
+    assert (member, admin) == (True, False)
+    body, _ = await identity.sign_up()
+    refused = await identity.client.post(
+        "/api/v1/volunteer-lookups", json=lookup(body), headers=identity.bearer(admin_id)
+    )
+    assert (refused.status_code, refused.json()["code"]) == (403, "not_team_admin")

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from projects.services import close_due_projects
 from shared.clock import ManualClock
-from shared.contracts.identity import VolunteerMerged
+from shared.contracts.identity import VolunteerMerged, VolunteerVerified
 from shared.contracts.projects import ProjectPublished
-from shared.contracts.teams import TeamAdminAppointed, TeamAdminRemoved, TeamApproved
+from shared.contracts.teams import TeamAdminAppointed, TeamAdminRemoved, TeamApproved, TeamProjectLeadAppointed
 
 from .conftest import START, StartProjects, World, envelope_for, project_body
 
@@ -295,6 +297,82 @@ async def test_a_volunteer_with_the_longest_real_name_identity_takes_is_known(wo
     async with world.runtime.engine.connect() as conn:
         stored = await conn.scalar(text("SELECT masked_name FROM volunteers WHERE account_id = :a"), {"a": account_id})
     assert stored == masked
+
+
+async def deliver(world: World, event: Any, sequence: int | None = None, occurred_at: Any = None) -> None:
+    """``event`` through the consumers' dispatcher, as the relay would publish it at ``sequence``."""
+    envelope = envelope_for(event).model_copy(update={"sequence": sequence})
+    if occurred_at is not None:
+        envelope = envelope.model_copy(update={"occurred_at": occurred_at})
+    dispatcher = world.runtime.dispatcher
+    assert dispatcher is not None
+    sub = next(
+        s.subscription for s in dispatcher.handlers.specs.values() if event.event_type in s.subscription.routing_keys
+    )
+    await dispatcher.handle(sub, envelope)
+
+
+async def test_a_team_role_event_delivered_after_a_newer_one_changes_nothing(world: World) -> None:
+    """An appointment replayed (a dead letter) after the removal that followed it does not make the
+    removed admin an admin again; nor does a removal replayed after a later appointment undo it."""
+    team_id, _, _ = await world.team()
+    removed, lead = uuid.uuid4(), uuid.uuid4()
+    await deliver(world, TeamAdminAppointed(team_id=team_id, account_id=removed), sequence=10)
+    await deliver(world, TeamAdminRemoved(team_id=team_id, account_id=removed), sequence=11)
+    await deliver(world, TeamAdminAppointed(team_id=team_id, account_id=removed), sequence=10)  # replayed
+    await deliver(world, TeamProjectLeadAppointed(team_id=team_id, account_id=lead), sequence=13)
+    await deliver(world, TeamAdminRemoved(team_id=team_id, account_id=lead), sequence=12)  # another role
+    async with world.runtime.engine.connect() as conn:
+        roles = (
+            await conn.execute(
+                text("SELECT account_id, role FROM team_roles WHERE team_id = :t AND account_id = ANY(:a)"),
+                {"t": team_id, "a": [removed, lead]},
+            )
+        ).all()
+    assert [(r.account_id, r.role) for r in roles] == [(lead, "lead")]
+    by_removed = await world.client.post("/api/v1/projects", json=project_body(team_id), headers=world.auth(removed))
+    assert by_removed.status_code == 403, by_removed.text
+
+
+async def test_an_older_verification_delivered_late_leaves_the_newer_one(world: World) -> None:
+    account_id = uuid.uuid4()
+    now = world.clock.now()
+    newer = VolunteerVerified(
+        account_id=account_id,
+        volunteer_number="1100000000000011",
+        masked_name="王*",
+        region_code="110105",
+        verified_at=now,
+    )
+    older = newer.model_copy(update={"volunteer_number": "1100000000000010", "verified_at": now - timedelta(days=3)})
+    await deliver(world, newer)
+    await deliver(world, older)
+    async with world.runtime.engine.connect() as conn:
+        number = await conn.scalar(
+            text("SELECT volunteer_number FROM volunteers WHERE account_id = :a"), {"a": account_id}
+        )
+    assert number == "1100000000000011"
+
+
+async def test_a_merged_records_verification_arriving_after_the_merge_leaves_it_merged(world: World) -> None:
+    """The merge comes in the kept account's lane and the merged one's verification in its own: when
+    the verification is late, the merged record must not become a volunteer who can apply."""
+    kept, _ = await world.volunteer()
+    merged = uuid.uuid4()
+    await deliver(world, VolunteerMerged(account_id=kept, merged_account_id=merged, case_id=uuid.uuid4()))
+    await deliver(
+        world,
+        VolunteerVerified(
+            account_id=merged,
+            volunteer_number="1100000000000020",
+            masked_name="赵*",
+            region_code="110105",
+            verified_at=world.clock.now(),
+        ),
+    )
+    async with world.runtime.engine.connect() as conn:
+        merged_into = await conn.scalar(text("SELECT merged_into FROM volunteers WHERE account_id = :a"), {"a": merged})
+    assert merged_into == kept
 
 
 async def test_events_raised_for_several_consumed_messages_in_one_transaction_keep_their_own_ids(

@@ -41,4 +41,5 @@ async def follow_team_memberships(
     uow: UnitOfWork,
     runtime: Any,
 ) -> None:
-    await Memberships(uow.session).set(event.team_id, event.account_id, uow.clock.now(), **_FLAGS[type(event)])
+    memberships = Memberships(uow.session)
+    await memberships.set(event.team_id, event.account_id, uow.clock.now(), envelope.sequence, **_FLAGS[type(event)])

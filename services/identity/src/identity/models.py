@@ -14,6 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -268,6 +269,10 @@ class TeamMembership(Base):
     admin: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     #: may lead the team's projects (record hours, admit): such an account is not a plain member
     project_lead: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    #: the outbox sequence of the teams event that last set each flag (an older one changes nothing)
+    member_sequence: Mapped[int | None] = mapped_column(BigInteger)
+    admin_sequence: Mapped[int | None] = mapped_column(BigInteger)
+    project_lead_sequence: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy import case, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -260,12 +261,28 @@ class Memberships:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def set(self, team_id: uuid.UUID, account_id: uuid.UUID, now: datetime, **flags: bool) -> None:
-        statement = pg_insert(TeamMembership).values(team_id=team_id, account_id=account_id, updated_at=now, **flags)
+    async def set(
+        self, team_id: uuid.UUID, account_id: uuid.UUID, now: datetime, sequence: int | None, **flags: bool
+    ) -> None:
+        """Set ``flags`` as the teams event at outbox ``sequence`` says, each only if no later event
+        set it already: an appointment replayed (a dead letter) after the removal that followed it
+        leaves the admin removed. An event without a sequence (not from an outbox) is taken as newer."""
+        sequences = {f"{flag}_sequence": sequence for flag in flags} if sequence is not None else {}
+        statement = pg_insert(TeamMembership).values(
+            team_id=team_id, account_id=account_id, updated_at=now, **flags, **sequences
+        )
+        changes: dict[str, Any] = {"updated_at": now}
+        for flag, value in flags.items():
+            if sequence is None:
+                changes[flag] = value
+                continue
+            last = getattr(TeamMembership, f"{flag}_sequence")
+            newer = or_(last.is_(None), last < sequence)
+            changes[flag] = case((newer, value), else_=getattr(TeamMembership, flag))
+            changes[f"{flag}_sequence"] = case((newer, sequence), else_=last)
         await self.session.execute(
             statement.on_conflict_do_update(
-                index_elements=[TeamMembership.team_id, TeamMembership.account_id],
-                set_={**flags, "updated_at": now},
+                index_elements=[TeamMembership.team_id, TeamMembership.account_id], set_=changes
             )
         )
 

@@ -71,13 +71,13 @@ async def on_team(
         # the applicant of a root team is the operator who created it, no admin of the team.
         await repo.upsert_team(s, event.team_id, event.name, event.region_code)
     elif isinstance(event, TeamAdminAppointed):
-        await repo.grant_team_role(s, event.team_id, event.account_id, ADMIN)
+        await repo.grant_team_role(s, event.team_id, event.account_id, ADMIN, envelope.sequence)
     elif isinstance(event, TeamAdminRemoved):
-        await repo.revoke_team_role(s, event.team_id, event.account_id, ADMIN)
+        await repo.revoke_team_role(s, event.team_id, event.account_id, ADMIN, envelope.sequence)
     elif isinstance(event, TeamProjectLeadAppointed):
-        await repo.grant_team_role(s, event.team_id, event.account_id, LEAD)
+        await repo.grant_team_role(s, event.team_id, event.account_id, LEAD, envelope.sequence)
     else:
-        await repo.revoke_team_role(s, event.team_id, event.account_id, LEAD)
+        await repo.revoke_team_role(s, event.team_id, event.account_id, LEAD, envelope.sequence)
 
 
 @handlers("platform_roles")

@@ -71,6 +71,18 @@ team_roles = Table(
     Column("role", String(10), primary_key=True),
 )
 
+#: the teams event each (team, account, role) was last set by (its outbox sequence), so an older
+#: event delivered late (an operator replaying a dead letter) does not undo a newer one: a removed
+#: admin's appointment replayed after the removal would have made them an admin again
+team_role_versions = Table(
+    "team_role_versions",
+    metadata,
+    Column("team_id", UUID(as_uuid=True), primary_key=True),
+    Column("account_id", UUID(as_uuid=True), primary_key=True),
+    Column("role", String(10), primary_key=True),
+    Column("sequence", BigInteger, nullable=False),
+)
+
 #: identity's platform roles of the accounts whose roles changed (a national admin's withdrawn role
 #: stops working at once: shared.platform_roles)
 platform_roles = define_platform_roles_table(metadata)

@@ -28,6 +28,7 @@ from projects.models import (
     positions,
     project_activity,
     projects,
+    team_role_versions,
     team_roles,
     teams,
     volunteers,
@@ -48,6 +49,8 @@ async def upsert_volunteer(
         region_code=region,
         verified_at=verified_at,
     )
+    # an older verification delivered late (a dead letter replayed) leaves the newer one; a merged
+    # record stays merged (``merged_into`` is kept)
     await s.execute(
         stmt.on_conflict_do_update(
             index_elements=[volunteers.c.account_id],
@@ -57,6 +60,7 @@ async def upsert_volunteer(
                 "region_code": stmt.excluded.region_code,
                 "verified_at": stmt.excluded.verified_at,
             },
+            where=volunteers.c.verified_at <= stmt.excluded.verified_at,
         )
     )
 
@@ -84,6 +88,17 @@ _MOVE_DAYS = text(
     INSERT INTO volunteer_days AS d (account_id, service_date, minutes)
     SELECT :kept, service_date, minutes FROM moved ORDER BY service_date
     ON CONFLICT (account_id, service_date) DO UPDATE SET minutes = d.minutes + excluded.minutes
+    """
+)
+
+
+#: a merged record not known here yet: a row that says only that it was merged (no number, name or
+#: region; never listed, since applications and hours move to the kept record)
+_MERGED_TOMBSTONE = text(
+    """
+    INSERT INTO volunteers (account_id, volunteer_number, masked_name, region_code, verified_at, merged_into)
+    VALUES (:merged, '', '', '', TIMESTAMPTZ '1970-01-01 00:00:00+00', :kept)
+    ON CONFLICT (account_id) DO UPDATE SET merged_into = excluded.merged_into
     """
 )
 
@@ -118,7 +133,11 @@ async def merge_volunteer(s: AsyncSession, kept: uuid.UUID, merged: uuid.UUID) -
     await s.execute(update(hours_records).where(hours_records.c.account_id == merged).values(account_id=kept))
     # after the applications, like a recording (``add_to_days``): the two never deadlock
     await s.execute(_MOVE_DAYS, {"kept": kept, "merged": merged})
-    await s.execute(update(volunteers).where(volunteers.c.account_id == merged).values(merged_into=kept))
+    # The merged record's own verification may not have arrived yet (it comes in its account's lane,
+    # this in the kept one's): a row marked merged keeps it from making the merged record a volunteer
+    # when it comes. An upsert: a verification inserting the row at this moment is waited for, then
+    # marked (its own upsert never touches merged_into).
+    await s.execute(_MERGED_TOMBSTONE, {"kept": kept, "merged": merged})
     return freed
 
 
@@ -132,18 +151,40 @@ async def upsert_team(s: AsyncSession, team_id: uuid.UUID, name: str, region: st
     )
 
 
-async def grant_team_role(s: AsyncSession, team_id: uuid.UUID, account_id: uuid.UUID, role: str) -> None:
-    await s.execute(
-        pg_insert(team_roles).values(team_id=team_id, account_id=account_id, role=role).on_conflict_do_nothing()
+async def _newer_team_role_event(
+    s: AsyncSession, team_id: uuid.UUID, account_id: uuid.UUID, role: str, sequence: int | None
+) -> bool:
+    """Whether the teams event at ``sequence`` is newer than the last one that set this role (and
+    record it as the last); an event without a sequence (not from an outbox) is taken as newer."""
+    if sequence is None:
+        return True
+    stmt = pg_insert(team_role_versions).values(team_id=team_id, account_id=account_id, role=role, sequence=sequence)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[team_role_versions.c.team_id, team_role_versions.c.account_id, team_role_versions.c.role],
+        set_={"sequence": stmt.excluded.sequence},
+        where=team_role_versions.c.sequence < stmt.excluded.sequence,
     )
+    return (await s.execute(stmt.returning(team_role_versions.c.sequence))).first() is not None
 
 
-async def revoke_team_role(s: AsyncSession, team_id: uuid.UUID, account_id: uuid.UUID, role: str) -> None:
-    await s.execute(
-        delete(team_roles).where(
-            team_roles.c.team_id == team_id, team_roles.c.account_id == account_id, team_roles.c.role == role
+async def grant_team_role(
+    s: AsyncSession, team_id: uuid.UUID, account_id: uuid.UUID, role: str, sequence: int | None = None
+) -> None:
+    if await _newer_team_role_event(s, team_id, account_id, role, sequence):
+        await s.execute(
+            pg_insert(team_roles).values(team_id=team_id, account_id=account_id, role=role).on_conflict_do_nothing()
         )
-    )
+
+
+async def revoke_team_role(
+    s: AsyncSession, team_id: uuid.UUID, account_id: uuid.UUID, role: str, sequence: int | None = None
+) -> None:
+    if await _newer_team_role_event(s, team_id, account_id, role, sequence):
+        await s.execute(
+            delete(team_roles).where(
+                team_roles.c.team_id == team_id, team_roles.c.account_id == account_id, team_roles.c.role == role
+            )
+        )
 
 
 async def team(s: AsyncSession, team_id: uuid.UUID) -> Row | None:

@@ -16,6 +16,7 @@ from shared.messaging.envelope import Envelope
 from shared.platform_roles import keep_platform_roles
 from teams import membership
 from teams.models import REGION_ADMINS, TeamHistory, Volunteer
+from teams.repository import TeamsRepository
 
 handlers = Handlers("teams")
 
@@ -23,6 +24,10 @@ handlers = Handlers("teams")
 @handlers("volunteers")
 async def keep_volunteers(event: Any, envelope: Envelope, uow: UnitOfWork, context: Any) -> None:
     if isinstance(event, VolunteerVerified):
+        repo = TeamsRepository(uow.session)
+        await repo.lock_volunteer(event.account_id)
+        if await repo.merged(event.account_id):
+            return  # merged into another record before its verification arrived: no volunteer
         values = {
             "account_id": event.account_id,
             "volunteer_number": event.volunteer_number,
@@ -35,6 +40,8 @@ async def keep_volunteers(event: Any, envelope: Envelope, uow: UnitOfWork, conte
             stmt.on_conflict_do_update(
                 index_elements=[Volunteer.account_id],
                 set_={k: v for k, v in values.items() if k != "account_id"},
+                # an older verification delivered late (a dead letter replayed) leaves the newer one
+                where=Volunteer.verified_at <= stmt.excluded.verified_at,
             )
         )
     elif isinstance(event, VolunteerMerged):

@@ -413,6 +413,7 @@ async def merge_accounts(uow: UnitOfWork, kept: uuid.UUID, merged: uuid.UUID) ->
     events). Each team's row is locked first, as joining, leaving and role changes lock it."""
     repo = TeamsRepository(uow.session)
     teams = {t.id: t for t in await repo.lock_teams(await repo.teams_of(merged))}
+    await repo.lock_volunteer(merged)  # after the teams: a verification takes no team's lock
     changes = await repo.merge_account(kept, merged, uow.clock.now())
     if late := {c.team_id for c in changes} - teams.keys():  # joined while we were locking
         teams.update((t.id, t) for t in await repo.lock_teams(late))

@@ -180,6 +180,18 @@ class Volunteer(Base):
     verified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class MergedVolunteer(Base):
+    """A record identity merged into another (V3): its own volunteer.verified, delivered after the
+    merge (it comes in its account's lane, the merge in the kept one's), must not make it a
+    volunteer again."""
+
+    __tablename__ = "merged_volunteers"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    merged_into: Mapped[uuid.UUID] = mapped_column()
+    merged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class RegionAdmin(Base):
     """Read model of identity's ``account.roles_changed``: the regional and national admins, for
     reviewers and escalations, and every account whose roles changed (an admin whose roles were

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select, true, tuple_, union, update
+from sqlalchemy import Select, and_, delete, func, or_, select, text, true, tuple_, union, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -21,11 +22,14 @@ from teams.models import (
     Invitation,
     JoinRequest,
     Membership,
+    MergedVolunteer,
     RegionAdmin,
     Team,
     TeamHistory,
     Volunteer,
 )
+
+_LOCK_VOLUNTEER = text("SELECT pg_advisory_xact_lock(hashtext('teams-volunteer'), hashtext(:account))")
 
 
 @dataclass(frozen=True)
@@ -430,7 +434,21 @@ class TeamsRepository:
             update(Team).where(Team.applicant_account_id == merged).values(applicant_account_id=kept)
         )
         await self.session.execute(delete(Volunteer).where(Volunteer.account_id == merged))
+        await self.session.execute(
+            pg_insert(MergedVolunteer)
+            .values(account_id=merged, merged_into=kept, merged_at=now)
+            .on_conflict_do_nothing(index_elements=[MergedVolunteer.account_id])
+        )
         return changes
+
+    async def lock_volunteer(self, account_id: uuid.UUID) -> None:
+        """Taken by whatever writes an account's row of the volunteers read model (its verification,
+        its merge): the two cannot pass each other unseen."""
+        await self.session.execute(_LOCK_VOLUNTEER, {"account": str(account_id)})
+
+    async def merged(self, account_id: uuid.UUID) -> bool:
+        stmt = select(MergedVolunteer.account_id).where(MergedVolunteer.account_id == account_id)
+        return (await self.session.execute(stmt)).first() is not None
 
     async def count_admins(self, team_id: uuid.UUID) -> int:
         stmt = select(func.count()).where(Membership.team_id == team_id, Membership.is_admin)
