@@ -21,23 +21,11 @@ from shared.contracts.base import Event
 from shared.contracts.identity import AccountRegistered, VolunteerVerified
 from shared.contracts.teams import TeamApproved, TeamProjectLeadAppointed
 from shared.messaging.amqp import AmqpBroker
-from shared.messaging.envelope import Envelope
-from shared.testing import TEST_OVERRIDES, SmtpServer, eventually, running
+from shared.testing import TEST_OVERRIDES, SmtpServer, envelope_for, eventually, running
 
 
 async def publish(broker: AmqpBroker, event: Event) -> None:
-    await broker.publish(
-        Envelope(
-            event_id=uuid.uuid4(),
-            event_type=event.event_type,
-            schema_version=event.schema_version,
-            occurred_at=datetime.now(UTC),
-            producer=event.producer,
-            aggregate_type=event.aggregate_type,
-            aggregate_id=event.aggregate_key(),
-            payload=event.model_dump(mode="json"),
-        )
-    )
+    await broker.publish(envelope_for(event))
 
 
 async def test_admission_and_leave_emails_reach_volunteer_and_lead(

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from identity.testing import Identity, envelope_for
+from identity.testing import Identity
 from shared.contracts.teams import TeamAdminAppointed, TeamMemberJoined
 from shared.messaging.amqp import AmqpBroker
-from shared.testing import TEST_OVERRIDES, SmtpServer, eventually, running
+from shared.testing import TEST_OVERRIDES, SmtpServer, envelope_for, eventually, running
 
 pytestmark = pytest.mark.slow
 

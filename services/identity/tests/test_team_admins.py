@@ -12,7 +12,7 @@ import httpx
 import jwt
 import pytest
 
-from identity.testing import Identity, envelope_for
+from identity.testing import Identity
 from shared.auth import volunteer_match_audience
 from shared.contracts.base import Event
 from shared.contracts.teams import (
@@ -24,7 +24,7 @@ from shared.contracts.teams import (
     TeamProjectLeadRemoved,
 )
 from shared.messaging.amqp import AmqpBroker
-from shared.testing import eventually
+from shared.testing import envelope_for, eventually
 
 
 async def publish_and_wait(identity: Identity, publisher: AmqpBroker, *events: Event) -> None:
@@ -336,7 +336,7 @@ async def test_an_appointment_replayed_after_the_removal_that_followed_it_leaves
     the flag changed again) changes nothing, so a removed admin does not get the lookups back."""
     team_id, admin_id = uuid.uuid4(), uuid.uuid4()
     joined, appointed, removed = (
-        envelope_for(event).model_copy(update={"sequence": sequence})
+        envelope_for(event, sequence=sequence)
         for event, sequence in (
             (TeamMemberJoined(team_id=team_id, account_id=admin_id), 101),
             (TeamAdminAppointed(team_id=team_id, account_id=admin_id), 102),

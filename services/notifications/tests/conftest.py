@@ -9,7 +9,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from email import message_from_string, policy
 from typing import Any
 
@@ -30,7 +29,7 @@ from shared.messaging.envelope import Envelope
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.tables import define_messaging_tables
 from shared.messaging.topology import subscriptions_for
-from shared.testing import TEST_OVERRIDES, ReceivedEmail, SmtpServer, eventually, running
+from shared.testing import TEST_OVERRIDES, ReceivedEmail, SmtpServer, envelope_for, eventually, running
 
 #: short back-off so retries happen within a test
 FAST_RETRIES: dict[str, Any] = {
@@ -42,19 +41,6 @@ FAST_RETRIES: dict[str, Any] = {
     "database_pool_size": 3,
     "database_max_overflow": 5,
 }
-
-
-def envelope_for(event: Event, *, event_id: uuid.UUID | None = None, occurred_at: datetime | None = None) -> Envelope:
-    return Envelope(
-        event_id=event_id or uuid.uuid4(),
-        event_type=event.event_type,
-        schema_version=event.schema_version,
-        occurred_at=occurred_at or datetime.now(UTC),
-        producer=event.producer,
-        aggregate_type=event.aggregate_type,
-        aggregate_id=event.aggregate_key(),
-        payload=event.model_dump(mode="json"),
-    )
 
 
 class Producer:

@@ -17,9 +17,9 @@ from shared.auth import ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER
 from shared.contracts.identity import AccountContactChanged, AccountRegistered, VolunteerVerified
 from shared.contracts.projects import ApplicationLeft
 from shared.contracts.teams import TeamReviewReminderRequested
-from shared.testing import SmtpServer, eventually
+from shared.testing import SmtpServer, envelope_for, eventually
 
-from .conftest import Service, StartService, envelope_for
+from .conftest import Service, StartService
 
 
 def registration(tag: str = "") -> AccountRegistered:

@@ -24,26 +24,12 @@ from shared.clock import ManualClock
 from shared.contracts.base import Event
 from shared.contracts.identity import VolunteerVerified
 from shared.contracts.teams import TeamAdminAppointed, TeamApproved, TeamProjectLeadAppointed
-from shared.messaging.envelope import Envelope
-from shared.testing import TEST_OVERRIDES, running, signing_key_pem
+from shared.testing import TEST_OVERRIDES, envelope_for, running, signing_key_pem
 
 ISSUER = "https://identity.test"
 AUDIENCE = "vs-api"
 #: 2026-01-05 09:00 in China: the projects below recruit in January and run to the end of March
 START = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)
-
-
-def envelope_for(event: Event) -> Envelope:
-    return Envelope(
-        event_id=uuid.uuid4(),
-        event_type=event.event_type,
-        schema_version=event.schema_version,
-        occurred_at=datetime.now(UTC),
-        producer=event.producer,
-        aggregate_type=event.aggregate_type,
-        aggregate_id=event.aggregate_key(),
-        payload=event.model_dump(mode="json"),
-    )
 
 
 def project_body(team_id: uuid.UUID, **overrides: Any) -> dict[str, Any]:

@@ -16,8 +16,9 @@ from shared.clock import ManualClock
 from shared.contracts.identity import VolunteerMerged, VolunteerVerified
 from shared.contracts.projects import ProjectPublished
 from shared.contracts.teams import TeamAdminAppointed, TeamAdminRemoved, TeamApproved, TeamProjectLeadAppointed
+from shared.testing import envelope_for
 
-from .conftest import START, StartProjects, World, envelope_for, project_body
+from .conftest import START, StartProjects, World, project_body
 
 
 @pytest.fixture(scope="module")
@@ -256,8 +257,6 @@ async def test_approving_a_team_makes_no_one_its_admin_until_teams_appoints_one(
 async def test_read_model_events_are_idempotent(world: World) -> None:
     from shared.contracts.identity import VolunteerVerified
 
-    from .conftest import envelope_for
-
     account_id = uuid.uuid4()
     event = VolunteerVerified(
         account_id=account_id,
@@ -301,9 +300,7 @@ async def test_a_volunteer_with_the_longest_real_name_identity_takes_is_known(wo
 
 async def deliver(world: World, event: Any, sequence: int | None = None, occurred_at: Any = None) -> None:
     """``event`` through the consumers' dispatcher, as the relay would publish it at ``sequence``."""
-    envelope = envelope_for(event).model_copy(update={"sequence": sequence})
-    if occurred_at is not None:
-        envelope = envelope.model_copy(update={"occurred_at": occurred_at})
+    envelope = envelope_for(event, sequence=sequence, occurred_at=occurred_at)
     dispatcher = world.runtime.dispatcher
     assert dispatcher is not None
     sub = next(

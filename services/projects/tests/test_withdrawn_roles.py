@@ -17,8 +17,7 @@ from projects.models import platform_roles
 from projects.services import close_due_projects
 from shared.auth import ROLE_CHANGE_MARGIN_SECONDS, ROLE_NATIONAL_ADMIN, ROLE_VOLUNTEER
 from shared.contracts.identity import AccountRolesChanged
-from shared.messaging.envelope import Envelope
-from shared.testing import recorded_statements
+from shared.testing import envelope_for, recorded_statements
 
 from .conftest import World
 
@@ -32,19 +31,7 @@ async def roles_changed(world: World, account_id: uuid.UUID, roles: list[str], *
     dispatcher = world.runtime.dispatcher
     assert dispatcher is not None
     sub = next(s.subscription for s in dispatcher.handlers.specs.values() if s.subscription.handler == "platform_roles")
-    await dispatcher.handle(
-        sub,
-        Envelope(
-            event_id=uuid.uuid4(),
-            event_type=change.event_type,
-            schema_version=change.schema_version,
-            occurred_at=at or world.clock.now(),
-            producer=change.producer,
-            aggregate_type=change.aggregate_type,
-            aggregate_id=change.aggregate_key(),
-            payload=change.model_dump(mode="json"),
-        ),
-    )
+    await dispatcher.handle(sub, envelope_for(change, occurred_at=at or world.clock.now()))
 
 
 async def closed_45_days_ago(world: World) -> str:

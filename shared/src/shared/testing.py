@@ -19,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from functools import cache
@@ -30,9 +30,33 @@ import httpx
 from fastapi import FastAPI
 
 from shared.auth import TokenSigner
+from shared.contracts.base import Event
+from shared.messaging.envelope import Envelope
 
 PG_ADMIN_DSN = os.environ.get("VS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_BASE = os.environ.get("VS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def envelope_for(
+    event: Event,
+    *,
+    event_id: uuid.UUID | None = None,
+    occurred_at: datetime | None = None,
+    sequence: int | None = None,
+) -> Envelope:
+    """Another service's event as it arrives over the broker (``sequence``: its outbox's, when the
+    test needs the order a relay would give it)."""
+    return Envelope(
+        event_id=event_id or uuid.uuid4(),
+        event_type=event.event_type,
+        schema_version=event.schema_version,
+        occurred_at=occurred_at or datetime.now(UTC),
+        producer=event.producer,
+        aggregate_type=event.aggregate_type,
+        aggregate_id=event.aggregate_key(),
+        sequence=sequence,
+        payload=event.model_dump(mode="json"),
+    )
 
 
 def sqlalchemy_url(dsn: str) -> str:

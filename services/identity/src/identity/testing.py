@@ -24,8 +24,6 @@ from identity.registration import seal_identity
 from identity.verification import VerificationRequest, VerificationResult
 from shared.auth import ROLE_NATIONAL_ADMIN, ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER
 from shared.clock import ManualClock
-from shared.contracts.base import Event
-from shared.messaging.envelope import Envelope
 from shared.testing import eventually, sign_up_body
 
 #: fast verification polling; small pools (the test machine's PostgreSQL is shared by many suites)
@@ -99,20 +97,6 @@ class Identity:
 
 
 StartIdentity = Callable[..., AbstractAsyncContextManager[Identity]]
-
-
-def envelope_for(event: Event) -> Envelope:
-    """Another service's event as it arrives over the broker."""
-    return Envelope(
-        event_id=uuid.uuid4(),
-        event_type=event.event_type,
-        schema_version=event.schema_version,
-        occurred_at=datetime.now(UTC),
-        producer=event.producer,
-        aggregate_type=event.aggregate_type,
-        aggregate_id=event.aggregate_key(),
-        payload=event.model_dump(mode="json"),
-    )
 
 
 #: a tiny valid PNG (1×1) and the start of a JPEG, for upload tests

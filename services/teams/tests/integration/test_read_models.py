@@ -11,22 +11,13 @@ from sqlalchemy import select
 
 from shared.contracts.base import Event
 from shared.contracts.identity import VolunteerMerged, VolunteerVerified
-from shared.messaging.envelope import Envelope
+from shared.testing import envelope_for
 from teams.models import MergedVolunteer, Volunteer
 
 
 async def deliver(teams: Any, event: Event) -> None:
     """``event`` straight through teams' dispatcher, as a consumer delivers it."""
-    envelope = Envelope(
-        event_id=uuid.uuid4(),
-        event_type=event.event_type,
-        schema_version=event.schema_version,
-        occurred_at=datetime.now(UTC),
-        producer=event.producer,
-        aggregate_type=event.aggregate_type,
-        aggregate_id=event.aggregate_key(),
-        payload=event.model_dump(mode="json"),
-    )
+    envelope = envelope_for(event)
     dispatcher = teams.runtime.dispatcher
     spec = next(s for s in dispatcher.handlers.specs.values() if event.event_type in s.subscription.routing_keys)
     await dispatcher.handle(spec.subscription, envelope)

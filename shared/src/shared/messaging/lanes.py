@@ -140,6 +140,7 @@ async def run_with_retries(
     """Run the handler until it succeeds, fails permanently, runs out of attempts or goes stale."""
     failures = conflicts = 0
     outage_backoff = policy.outage_backoff_min
+    message_log = log.bind(queue=sub.queue, event_id=str(envelope.event_id), event_type=envelope.event_type)
     while True:
         if stale():
             return Outcome.ABANDONED
@@ -153,59 +154,28 @@ async def run_with_retries(
         except asyncio.CancelledError:
             raise
         except PermanentError as exc:
-            log.error(
-                "handler_failed_permanently",
-                queue=sub.queue,
-                event_id=str(envelope.event_id),
-                event_type=envelope.event_type,
-                error=describe_error(exc),
-            )
+            message_log.error("handler_failed_permanently", error=describe_error(exc))
             return Outcome.DEAD
         except Exception as exc:
             if is_infrastructure_outage(exc):
-                log.warning(
-                    "handler_waiting_for_infrastructure",
-                    queue=sub.queue,
-                    event_id=str(envelope.event_id),
-                    event_type=envelope.event_type,
-                    retry_in=round(outage_backoff, 2),
-                    error=describe_error(exc),
+                message_log.warning(
+                    "handler_waiting_for_infrastructure", retry_in=round(outage_backoff, 2), error=describe_error(exc)
                 )
                 await asyncio.sleep(outage_backoff + random.uniform(0, outage_backoff / 2))
                 outage_backoff = min(outage_backoff * 2, policy.outage_backoff_max)
                 continue
             if is_concurrency_conflict(exc) and conflicts < policy.max_conflicts:
                 conflicts += 1
-                log.info(
-                    "handler_conflict_retry",
-                    queue=sub.queue,
-                    event_id=str(envelope.event_id),
-                    event_type=envelope.event_type,
-                    conflicts=conflicts,
-                    error=describe_error(exc),
-                )
+                message_log.info("handler_conflict_retry", conflicts=conflicts, error=describe_error(exc))
                 await asyncio.sleep(random.uniform(0, 0.05 * min(conflicts, 10)))  # the other side goes first
                 continue
             failures += 1
             if failures >= policy.max_attempts:
-                log.error(
-                    "handler_gave_up",
-                    queue=sub.queue,
-                    event_id=str(envelope.event_id),
-                    event_type=envelope.event_type,
-                    attempts=failures,
-                    error=describe_error(exc),
-                )
+                message_log.error("handler_gave_up", attempts=failures, error=describe_error(exc))
                 return Outcome.DEAD
             delay = policy.delay(failures)
-            log.warning(
-                "handler_retry",
-                queue=sub.queue,
-                event_id=str(envelope.event_id),
-                event_type=envelope.event_type,
-                attempt=failures + 1,
-                delay_ms=round(delay * 1000),
-                error=describe_error(exc),
+            message_log.warning(
+                "handler_retry", attempt=failures + 1, delay_ms=round(delay * 1000), error=describe_error(exc)
             )
             await asyncio.sleep(delay)
 
