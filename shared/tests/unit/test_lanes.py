@@ -124,30 +124,21 @@ async def test_permanent_error_is_dead_lettered_without_a_retry(broker: InProces
     assert recorder.runs[poison.event_id] == 1
 
 
-async def test_database_outage_is_waited_out_without_using_up_attempts(broker: InProcessBroker) -> None:
+@pytest.mark.parametrize("kind", ["outage", "deadlock"])
+async def test_a_database_outage_or_a_lost_deadlock_is_run_again_without_using_up_attempts(
+    broker: InProcessBroker, kind: str
+) -> None:
+    """Neither the database being away nor another transaction met on the same locks is the
+    message's fault: the outage is waited out, the deadlock's loser runs again at once."""
     recorder = Recorder()
     broker.subscribe(SUB, recorder)
     await broker.start()
-    event = envelope("db", 0, fail="outage", outages=10)  # far more than max_attempts=3
+    event = envelope(kind, 0, fail=kind, outages=10, deadlocks=10)  # far more than max_attempts=3
     await broker.publish(event)
-    await broker.publish(envelope("db", 1))
+    await broker.publish(envelope(kind, 1))
 
-    await eventually(lambda: recorder.applied.get("db") == [0, 1], timeout=20)
+    await eventually(lambda: recorder.applied.get(kind) == [0, 1], timeout=20)
     assert recorder.runs[event.event_id] == 11
-    assert not broker.dead_letters
-
-
-async def test_a_run_lost_to_a_deadlock_uses_up_no_attempt(broker: InProcessBroker) -> None:
-    """Another transaction met on the same locks is no fault of the message: run again at once."""
-    recorder = Recorder()
-    broker.subscribe(SUB, recorder)
-    await broker.start()
-    event = envelope("dl", 0, fail="deadlock", deadlocks=8)  # far more than max_attempts=3
-    await broker.publish(event)
-    await broker.publish(envelope("dl", 1))
-
-    await eventually(lambda: recorder.applied.get("dl") == [0, 1], timeout=20)
-    assert recorder.runs[event.event_id] == 9
     assert not broker.dead_letters
 
 
