@@ -43,7 +43,9 @@ async def test_applying_outside_recruitment_is_refused(world: World) -> None:
     assert response.json()["code"] == "project_not_recruiting"
     draft = await world.project(positions=MANUAL, publish=False)
     world.clock.set(world.clock.now().replace(month=1, day=10))
-    assert (await world.apply(draft.position(), volunteer)).json()["code"] == "project_not_recruiting"
+    # a draft is its team's only: its positions do not exist for a volunteer (nor its dates)
+    unseen = await world.apply(draft.position(), volunteer)
+    assert (unseen.status_code, unseen.json()["code"], unseen.json()["detail"]) == (404, "position_not_found", None)
 
 
 async def test_one_application_per_volunteer_and_position(world: World) -> None:
@@ -54,6 +56,21 @@ async def test_one_application_per_volunteer_and_position(world: World) -> None:
     assert first.status_code == 201
     assert again.status_code == 409
     assert again.json()["code"] == "already_applied"
+    assert again.json()["detail"] == {"stage": "applied"}
+    assert again.json()["message"] == "您已报名该岗位(报名状态:待审核),不能重复报名"
+    # rejected, the volunteer reads that, not that the application is still there to wait on
+    application_id = first.json()["id"]
+    rejected = await world.client.post(
+        f"/api/v1/applications/{application_id}/stage",
+        json={"stage": "rejected", "reason": "名额已定"},
+        headers=project.lead,
+    )
+    assert rejected.status_code == 200, rejected.text
+    after = await world.client.post(
+        f"/api/v1/positions/{project.position()}/applications", json={}, headers={**volunteer, "Accept-Language": "en"}
+    )
+    assert after.json()["detail"] == {"stage": "rejected"}
+    assert after.json()["message"] == "You have already applied to this position (the application is rejected)"
 
 
 async def test_manual_admission_and_every_stage_raise_events(world: World) -> None:
@@ -77,6 +94,13 @@ async def test_manual_admission_and_every_stage_raise_events(world: World) -> No
     skipping = await world.client.post(f"{url}/stage", json={"stage": "training"}, headers=lead)
     assert skipping.status_code == 409
     assert skipping.json()["code"] == "stage_transition_not_allowed"
+    # the stages by their names in the message, their codes in the detail
+    assert skipping.json()["message"] == "报名当前为“已完成”,不能变更为“培训”"
+    assert skipping.json()["detail"] == {"current": "completed", "target": "training"}
+    in_english = await world.client.post(
+        f"{url}/stage", json={"stage": "training"}, headers={**lead, "Accept-Language": "en"}
+    )
+    assert in_english.json()["message"] == "The application is at stage 'completed' and cannot move to 'training'"
 
 
 async def test_rejection_raises_application_rejected_with_reason(world: World) -> None:
@@ -391,3 +415,25 @@ async def test_team_and_volunteer_rate_each_other_after_serving(world: World) ->
     assert rated.status_code == 204
     view = (await world.client.get(url, headers=volunteer)).json()
     assert (view["team_rating"], view["volunteer_rating"]) == (5, 4)
+    assert view["volunteer_comment"] == "很好"
+    # the team sees the volunteer's rating of the project, with its comment, in its applicant list
+    applicants = await world.client.get(f"/api/v1/projects/{project.id}/applications", headers=project.lead)
+    [mine] = [a for a in applicants.json()["items"] if a["id"] == application_id]
+    assert (mine["team_rating"], mine["volunteer_rating"], mine["volunteer_comment"]) == (5, 4, "很好")
+
+
+async def test_the_lead_reads_the_motivation_an_applicant_wrote(world: World) -> None:
+    """Deciding on a manual application, the lead reads why the volunteer applied."""
+    project = await world.project(positions=MANUAL)
+    _, volunteer = await world.volunteer()
+    applied = await world.client.post(
+        f"/api/v1/positions/{project.position()}/applications",
+        json={"motivation": "退休教师,熟悉社区"},
+        headers=volunteer,
+    )
+    assert applied.status_code == 201, applied.text
+    applicants = await world.client.get(f"/api/v1/projects/{project.id}/applications", headers=project.lead)
+    [listed] = [a for a in applicants.json()["items"] if a["id"] == applied.json()["id"]]
+    assert listed["motivation"] == "退休教师,熟悉社区"
+    own = await world.client.get(f"/api/v1/applications/{applied.json()['id']}", headers=volunteer)
+    assert own.json()["motivation"] == "退休教师,熟悉社区"

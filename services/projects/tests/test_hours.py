@@ -533,3 +533,61 @@ async def test_project_totals_page_through_each_volunteer_once_with_the_project_
     )
     assert bad.status_code == 422
     assert bad.json()["code"] == "cursor_invalid"
+
+
+async def test_a_session_signed_out_after_midnight_in_china_is_not_late(world: World) -> None:
+    """Recorded on site as it ends: a session from 22:00 to 01:00 is the evening's, not 补录."""
+    from datetime import UTC, datetime
+
+    project = await world.project(positions=POSITIONS)
+    _, volunteer, _ = await world.admitted_volunteer(project)
+    world.clock.set(datetime(2026, 1, 10, 14, 0, tzinfo=UTC))  # 22:00 in China
+    signed_in = await sign(world, project.id, volunteer, "in", await code_for(world, project.id, project.lead, "in"))
+    assert signed_in["http_status"] == 201, signed_in
+    world.clock.set(datetime(2026, 1, 10, 17, 0, tzinfo=UTC))  # 01:00 the next day in China
+    out = await sign(world, project.id, volunteer, "out", await code_for(world, project.id, project.lead, "out"))
+    record = (await world.client.get(f"/api/v1/hours/{out['record_id']}", headers=project.lead)).json()
+    assert (record["service_date"], record["minutes"], record["late"]) == ("2026-01-10", 180, False)
+
+
+async def test_a_volunteer_signed_in_signs_out_before_leaving(world: World) -> None:
+    """Signed in, they are serving: leaving then would leave the session open for ever (sign-out
+    refused once they left). A session forgotten long ago ends unrecorded, and they may leave."""
+    project = await world.project(positions=POSITIONS)
+    _, volunteer, application_id = await world.admitted_volunteer(project)
+    await sign(world, project.id, volunteer, "in", await code_for(world, project.id, project.lead, "in"))
+    world.clock.advance(hours=3)
+    leave = f"/api/v1/applications/{application_id}/leave"
+    refused = await world.client.post(leave, headers=volunteer)
+    assert (refused.status_code, refused.json()["code"]) == (409, "leave_while_signed_in")
+    world.clock.advance(hours=20)  # past the longest session: forgotten
+    assert (await world.client.post(leave, headers=volunteer)).status_code == 200
+    async with world.runtime.engine.connect() as conn:
+        still_open = await conn.scalar(
+            text("SELECT count(*) FROM attendances WHERE application_id = :a AND signed_out_at IS NULL"),
+            {"a": application_id},
+        )
+    assert still_open == 0
+
+
+async def test_the_projects_hours_list_shows_each_corrected_records_history(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    _, _, application_id = await world.admitted_volunteer(project)
+    world.clock.set(world.clock.now().replace(day=6))
+    first = await record(
+        world, project.id, project.lead, application_id=application_id, service_date="2026-01-05", minutes=120
+    )
+    plain = await record(
+        world, project.id, project.lead, application_id=application_id, service_date="2026-01-06", minutes=30
+    )
+    corrected = await world.client.post(
+        f"/api/v1/hours/{first['id']}/corrections", json={"minutes": 60, "reason": "早退一小时"}, headers=project.lead
+    )
+    assert corrected.status_code == 200, corrected.text
+    items = {
+        i["id"]: i
+        for i in (await world.client.get(f"/api/v1/projects/{project.id}/hours", headers=project.lead)).json()["items"]
+    }
+    history = items[first["id"]]["corrections"]
+    assert [(c["previous_minutes"], c["new_minutes"], c["reason"]) for c in history] == [(120, 60, "早退一小时")]
+    assert items[plain["id"]]["corrections"] == []

@@ -238,6 +238,58 @@ async def test_project_lead_who_is_not_team_admin_cannot_extend(world: World) ->
     world.clock.advance(days=2)
     result = await extend(world, project.id, project.lead)
     assert result["http_status"] == 403
+    # the lead manages the project; the refusal says who extends it, not that leads may not manage
+    assert result["code"] == "extension_needs_team_admin"
+    assert result["message"] == "项目延期须由本团体的管理员办理(项目负责人不能延期)"
+    _, stranger = await world.volunteer()
+    assert (await extend(world, project.id, stranger))["code"] == "not_team_manager"
+
+
+AUTO_ONE = [{"name": "引导员", "quota": 1, "admission_mode": "auto"}]
+
+
+async def stage_of(world: World, application_id: str, headers: dict[str, str]) -> str:
+    return str((await world.client.get(f"/api/v1/applications/{application_id}", headers=headers)).json()["stage"])
+
+
+async def test_a_closed_projects_automatic_positions_admit_nobody_until_it_is_extended(world: World) -> None:
+    """A raised quota is refused as a new position is; a place a leave frees stays free while the
+    project is closed, and goes to the one waiting when it is extended."""
+    project = await world.project(positions=AUTO_ONE)
+    _, first, first_application = await world.admitted_volunteer(project)
+    _, second = await world.volunteer()
+    waiting = (await world.apply(project.position(), second)).json()
+    assert waiting["stage"] == "applied"
+    await close(world, project.id)
+    raised = await world.client.put(
+        f"/api/v1/positions/{project.position()}/quota", json={"quota": 2}, headers=project.lead
+    )
+    assert (raised.status_code, raised.json()["code"]) == (409, "project_closed")
+    left = await world.client.post(f"/api/v1/applications/{first_application}/leave", headers=first)
+    assert left.status_code == 200, left.text
+    from projects.services import give_places_left
+
+    world.clock.advance(days=1)
+    await give_places_left(world.runtime)  # the admission sweep finds nothing to give either
+    assert await stage_of(world, waiting["id"], second) == "applied"
+    assert (await extend(world, project.id, project.admin))["http_status"] == 200
+    assert await stage_of(world, waiting["id"], second) == "admitted"
+
+
+async def test_a_copy_goes_to_the_copier_when_the_source_lead_no_longer_leads_in_the_team(world: World) -> None:
+    from shared.contracts.teams import TeamProjectLeadRemoved
+
+    project = await world.project()
+    await world.feed(TeamProjectLeadRemoved(team_id=project.team_id, account_id=project.lead_id))
+    dates = {
+        "starts_on": "2026-04-01",
+        "ends_on": "2026-06-30",
+        "recruit_starts_on": "2026-04-01",
+        "recruit_ends_on": "2026-04-15",
+    }
+    response = await world.client.post(f"/api/v1/projects/{project.id}/copies", json=dates, headers=project.admin)
+    assert response.status_code == 201, response.text
+    assert response.json()["lead_account_id"] == str(project.admin_id)
 
 
 async def test_open_project_cannot_be_extended(world: World) -> None:

@@ -14,6 +14,18 @@ from pydantic import BaseModel, Field
 
 
 @dataclass(frozen=True, slots=True)
+class Localised:
+    """A message parameter said differently in each language (a stage's name, say): the Chinese
+    message shows ``zh``, the English one ``en``."""
+
+    zh: str
+    en: str
+
+    def in_(self, lang: str) -> str:
+        return self.en if lang == "en" else self.zh
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorSpec:
     code: str
     status: int
@@ -25,7 +37,7 @@ class ErrorSpec:
         if not params:
             return template
         try:
-            return template.format(**params)
+            return template.format(**{k: v.in_(lang) if isinstance(v, Localised) else v for k, v in params.items()})
         except (KeyError, IndexError, ValueError):
             return template
 

@@ -93,6 +93,12 @@ EXTENSION_ALREADY_USED = ErrorSpec(
     "团体负责人只能在结项后30天内延期一次,本项目已延期过;如需再次延期请联系全国服务电话",
     "A team admin may extend a project only once within 30 days of closing; it was already extended",
 )
+EXTENSION_NEEDS_TEAM_ADMIN = ErrorSpec(
+    "extension_needs_team_admin",
+    403,
+    "项目延期须由本团体的管理员办理(项目负责人不能延期)",
+    "A project is extended by its team's admins (its lead cannot extend it)",
+)
 EXTENSION_NEEDS_NATIONAL_ADMIN = ErrorSpec(
     "extension_needs_national_admin",
     403,
@@ -117,13 +123,16 @@ PROJECT_NOT_RECRUITING = ErrorSpec(
     "project_not_recruiting", 409, "该项目当前不在招募期内", "The project is not recruiting at the moment"
 )
 ALREADY_APPLIED = ErrorSpec(
-    "already_applied", 409, "您已报名该岗位,不能重复报名", "You have already applied to this position"
+    "already_applied",
+    409,
+    "您已报名该岗位(报名状态:{stage}),不能重复报名",
+    "You have already applied to this position (the application is {stage})",
 )
 POSITION_FULL = ErrorSpec("position_full", 409, "该岗位名额已满", "The position has no places left")
 STAGE_TRANSITION_NOT_ALLOWED = ErrorSpec(
     "stage_transition_not_allowed",
     409,
-    "报名当前处于“{current}”阶段,不能变更为“{target}”",
+    "报名当前为“{current}”,不能变更为“{target}”",
     "The application is at stage '{current}' and cannot move to '{target}'",
 )
 WITHDRAW_NOT_PENDING = ErrorSpec(
@@ -140,6 +149,12 @@ LEAVE_REFUSED_HOURS_RECORDED = ErrorSpec(
     409,
     "您在该项目已有服务时间记录,不能脱离项目",
     "Service hours are recorded for you on this project, so you can no longer leave it",
+)
+LEAVE_WHILE_SIGNED_IN = ErrorSpec(
+    "leave_while_signed_in",
+    409,
+    "您已签到,正在服务中,请先签退再退出项目",
+    "You are signed in and serving: sign out before you leave the project",
 )
 RATING_NOT_ALLOWED = ErrorSpec(
     "rating_not_allowed", 409, "服务开始后才能进行评价", "Ratings are possible once the service has started"

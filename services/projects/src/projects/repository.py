@@ -298,6 +298,15 @@ async def position(s: AsyncSession, position_id: uuid.UUID) -> Row | None:
     return (await s.execute(stmt)).mappings().first()
 
 
+async def automatic_positions_with_free_places(s: AsyncSession, project_id: uuid.UUID) -> list[uuid.UUID]:
+    stmt = select(positions.c.id).where(
+        positions.c.project_id == project_id,
+        positions.c.admission_mode == "auto",
+        positions.c.admitted < positions.c.quota,
+    )
+    return list((await s.execute(stmt.order_by(positions.c.id))).scalars())
+
+
 async def set_quota(s: AsyncSession, position_id: uuid.UUID, quota: int) -> int | None:
     """A quota never drops below the places already taken (same guard as admission: one statement)."""
     result = await s.execute(
@@ -500,6 +509,16 @@ async def apply(
         return None, True
 
 
+async def existing_stage(conn: asyncpg.Connection, position_id: uuid.UUID, account_id: uuid.UUID) -> str | None:
+    """The stage of the volunteer's application to the position that is not withdrawn, if any."""
+    stage: str | None = await conn.fetchval(
+        "SELECT stage FROM applications WHERE position_id = $1 AND account_id = $2 AND stage <> 'withdrawn'",
+        position_id,
+        account_id,
+    )
+    return stage
+
+
 _TAKE_PLACE = text(
     "UPDATE positions SET admitted = admitted + 1 WHERE id = :position_id AND admitted < quota RETURNING admitted"
 )
@@ -690,9 +709,12 @@ def _application_list_stmt() -> Any:
         applications.c.created_at,
         applications.c.updated_at,
         positions.c.name.label("position_name"),
+        applications.c.motivation,
         applications.c.reason,
         applications.c.team_rating,
+        applications.c.team_comment,
         applications.c.volunteer_rating,
+        applications.c.volunteer_comment,
         projects.c.title.label("project_title"),
         projects.c.contact_name,
         projects.c.contact_phone,
@@ -993,6 +1015,21 @@ async def corrections_of(s: AsyncSession, record_id: uuid.UUID) -> list[Row]:
         .order_by(hours_corrections.c.corrected_at)
     )
     return list((await s.execute(stmt)).mappings())
+
+
+async def corrections_of_records(s: AsyncSession, record_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Row]]:
+    """The corrections of several records (a page of them), each record's oldest first."""
+    if not record_ids:
+        return {}
+    stmt = (
+        select(hours_corrections)
+        .where(hours_corrections.c.record_id.in_(record_ids))
+        .order_by(hours_corrections.c.record_id, hours_corrections.c.corrected_at)
+    )
+    found: dict[uuid.UUID, list[Row]] = {}
+    for row in (await s.execute(stmt)).mappings():
+        found.setdefault(row["record_id"], []).append(row)
+    return found
 
 
 async def list_hours(

@@ -178,16 +178,20 @@ async def create_project(uow: UnitOfWork, principal: Principal, data: dict[str, 
 async def copy_project(
     uow: UnitOfWork, principal: Principal, source_id: uuid.UUID, dates: project_rules.ProjectDates
 ) -> uuid.UUID:
-    """P3: same content and positions, new dates; a new draft."""
+    """P3: same content and positions, new dates; a new draft. Its lead is the source's while they
+    still hold a role in the team, else whoever copies it (who may hand it on: ``assign_lead``)."""
     source, _ = await managed_project(uow, principal, source_id)
     positions = await repo.positions_of(uow.session, source_id)
+    lead = source["lead_account_id"]
+    if lead != principal.account_id and not await repo.team_roles_of(uow.session, source["team_id"], lead):
+        lead = principal.account_id
     data: dict[str, Any] = {
         key: source[key]
         for key in ("team_id", "title", "description", "category", "region_code", "address", "requirements")
     }
     data.update(
         contact={"name": source["contact_name"], "phone": source["contact_phone"], "email": source["contact_email"]},
-        lead_account_id=source["lead_account_id"],
+        lead_account_id=lead,
         copied_from=source_id,
         starts_on=dates.starts_on,
         ends_on=dates.ends_on,
@@ -249,6 +253,8 @@ async def change_quota(uow: UnitOfWork, principal: Principal, position_id: uuid.
     if row is None:
         raise AppError(errors.POSITION_NOT_FOUND)
     await require_manager(uow, row, principal)
+    if row["status"] == project_rules.CLOSED:
+        raise AppError(errors.PROJECT_CLOSED)  # as adding a position: an extension reopens it
     # the new places go to those waiting, in order of application, before any later applicant;
     # locked before the position's row (the order an admission takes them in), all in one statement
     auto = row["admission_mode"] == "auto"
@@ -295,6 +301,8 @@ async def _admit_waiting(uow: UnitOfWork, position_id: uuid.UUID) -> set[uuid.UU
     row = await repo.position(s, position_id)
     if row is None or row["admission_mode"] != "auto" or row["admitted"] >= row["quota"]:
         return set()
+    if row["status"] == project_rules.CLOSED:
+        return set()  # nobody is admitted to a closed project; its extension gives the places
     waiters = await repo.next_in_line(s, position_id, row["quota"] - row["admitted"])
     if not waiters:
         return set()
@@ -393,7 +401,12 @@ async def close_due_projects(runtime: ProjectsRuntime) -> int:
     return closed
 
 
-async def extend_project(uow: UnitOfWork, principal: Principal, project_id: uuid.UUID, new_end_date: date) -> None:
+async def extend_project(
+    uow: UnitOfWork, principal: Principal, project_id: uuid.UUID, new_end_date: date
+) -> list[uuid.UUID]:
+    """P4. Returns the automatic positions with places free (freed while the project was closed, by
+    a leave): once this is committed, the caller gives them to those waiting (:func:`admit_waiting`;
+    the admission sweep does it otherwise, as the positions are marked)."""
     row = await load_project(uow, project_id, for_update=True)
     access = await access_to(uow, row, principal)
     project_rules.check_extension(
@@ -408,6 +421,7 @@ async def extend_project(uow: UnitOfWork, principal: Principal, project_id: uuid
             today=local_today(uow.clock),
             by_team_admin=access.is_team_admin,
             by_national_admin=principal.is_national_admin,
+            by_project_lead=access.is_lead,
         )
     )
     values: dict[str, Any] = {
@@ -420,6 +434,10 @@ async def extend_project(uow: UnitOfWork, principal: Principal, project_id: uuid
     if not principal.is_national_admin:  # the team admin's one extension is now used
         values["team_admin_extensions"] = row["team_admin_extensions"] + 1
     await repo.update_project(uow.session, project_id, **values)
+    # places freed while it was closed (a leave) go to those waiting, once this has committed
+    free = await repo.automatic_positions_with_free_places(uow.session, project_id)
+    for position_id in free:
+        await repo.mark_places_to_give(uow.session, position_id, uow.clock.now())
     uow.raise_event(
         ProjectExtended(
             project_id=project_id,
@@ -431,6 +449,7 @@ async def extend_project(uow: UnitOfWork, principal: Principal, project_id: uuid
             lead_account_ids=[row["lead_account_id"]],
         )
     )
+    return free
 
 
 # -- applications (P5, P6, P8) ----------------------------------------------------------------------
@@ -496,9 +515,11 @@ async def _apply(
         events=_apply_event_params(uow),
     )
     if already_applied:
-        raise AppError(errors.ALREADY_APPLIED)
+        raise stages.already_applied(await repo.existing_stage(conn, position_id, principal.account_id))
     if ctx is None:
         raise AppError(errors.POSITION_NOT_FOUND)
+    if ctx["status"] == project_rules.DRAFT:
+        raise AppError(errors.POSITION_NOT_FOUND)  # a draft is seen by its team only
     if not ctx["verified"]:
         raise AppError(errors.VOLUNTEER_NOT_VERIFIED)
     if not project_rules.is_recruiting(ctx["status"], dates_of(ctx), today):
@@ -584,7 +605,9 @@ async def withdraw(uow: UnitOfWork, principal: Principal, application_id: uuid.U
     uow.raise_event(ApplicationWithdrawn(**_application_event_fields(row, application_id, row["account_id"])))
 
 
-async def leave(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID) -> uuid.UUID | None:
+async def leave(
+    uow: UnitOfWork, principal: Principal, application_id: uuid.UUID, *, session_max_minutes: int
+) -> uuid.UUID | None:
     """P6: an admitted volunteer with no hours leaves; the lead is emailed at once (application.left).
     The place frees up; on an auto-admitting position the next in line takes it. Returns the
     automatic position whose place nobody waiting took: once this is committed, the caller gives it
@@ -592,8 +615,17 @@ async def leave(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID
     row = await _owned_application(uow, principal, application_id)  # locked: recordings wait or re-check
     s = uow.session
     stages.check_can_leave(row["stage"], await repo.recorded_minutes(s, application_id))
-    # the next in line is locked before the position's row (the order an admission takes them in)
-    waiters = await repo.next_in_line(s, row["position_id"]) if row["admission_mode"] == "auto" else []
+    # signed in, the volunteer is serving: the sign-out records the time, then they may leave (a
+    # session forgotten long ago says nothing of service: it ends unrecorded, as at a sign-out)
+    attendance = await repo.current_attendance(s, application_id)
+    if attendance is not None:
+        if not hours_rules.session_forgotten(attendance["signed_in_at"], uow.clock.now(), session_max_minutes):
+            raise AppError(errors.LEAVE_WHILE_SIGNED_IN)
+        await repo.close_attendance(s, attendance["id"], uow.clock.now(), None, abandoned=True)
+    # the next in line is locked before the position's row (the order an admission takes them in);
+    # nobody is admitted to a closed project (its extension gives the places)
+    automatic = row["admission_mode"] == "auto" and row["project_status"] != project_rules.CLOSED
+    waiters = await repo.next_in_line(s, row["position_id"]) if automatic else []
     await repo.set_stage(s, application_id, stages.LEFT, uow.clock.now())
     await repo.release_place(s, row["position_id"])
     admitted = await _admit_next(uow, row, waiters[0]) if waiters else None
@@ -611,7 +643,7 @@ async def leave(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID
     )
     if admitted is not None:
         uow.raise_event(admitted)
-    freed: uuid.UUID | None = row["position_id"] if row["admission_mode"] == "auto" and admitted is None else None
+    freed: uuid.UUID | None = row["position_id"] if automatic and admitted is None else None
     if freed is not None:
         await repo.mark_places_to_give(s, freed, uow.clock.now())
     return freed
@@ -720,6 +752,8 @@ async def _record(
         hours_rules.check_daily_cap(over, settings.hours_daily_cap_minutes)
     grace = settings.hours_late_grace_days
     late_on = {d: hours_rules.is_late(d, today, project_closed=closed, grace_days=grace) for d in dates}
+    if source == "sign":  # recorded on site as the session ends (one past midnight too): late only after closing
+        late_on = dict.fromkeys(dates, closed)
     if len(rows) > 1:
         await repo.plan_for_these_arrays(uow.session)
     recorded = await repo.record_hours(

@@ -102,9 +102,12 @@ def _application_out(row: Any) -> sch.ApplicationOut:
         minutes_total=row["minutes_total"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        motivation=row.get("motivation"),
         reason=row.get("reason"),
         team_rating=row.get("team_rating"),
+        team_comment=row.get("team_comment"),
         volunteer_rating=row.get("volunteer_rating"),
+        volunteer_comment=row.get("volunteer_comment"),
         project_contact=_contact(row) if stages.shows_contact(row["stage"]) and "contact_name" in row else None,
     )
 
@@ -362,6 +365,7 @@ async def copy_project(
         errors.PROJECT_NOT_CLOSED,
         errors.NOT_TEAM_MANAGER,
         errors.EXTENSION_ALREADY_USED,
+        errors.EXTENSION_NEEDS_TEAM_ADMIN,
         errors.EXTENSION_NEEDS_NATIONAL_ADMIN,
         errors.EXTENSION_WINDOW_OVER,
         errors.EXTENSION_DATE_INVALID,
@@ -372,7 +376,9 @@ async def extend_project(
     project_id: uuid.UUID, body: sch.ExtensionIn, principal: CurrentPrincipal, runtime: RuntimeDep
 ) -> sch.ProjectOut:
     async with runtime.uow() as uow:
-        await services.extend_project(uow, principal, project_id, body.new_end_date)
+        free = await services.extend_project(uow, principal, project_id, body.new_end_date)
+    for position_id in free:  # committed: places freed while it was closed go to those waiting
+        await services.admit_waiting_after_commit(runtime.uow(), position_id)
     return await _project_view(runtime, project_id)
 
 
@@ -451,12 +457,18 @@ async def withdraw(application_id: uuid.UUID, principal: CurrentPrincipal, runti
     tags=["applications"],
     summary="Leave the project (P6): admitted, no hours recorded; the lead is emailed at once",
     responses=error_responses(
-        *AUTH, errors.APPLICATION_NOT_FOUND, errors.LEAVE_NOT_ADMITTED, errors.LEAVE_REFUSED_HOURS_RECORDED
+        *AUTH,
+        errors.APPLICATION_NOT_FOUND,
+        errors.LEAVE_NOT_ADMITTED,
+        errors.LEAVE_REFUSED_HOURS_RECORDED,
+        errors.LEAVE_WHILE_SIGNED_IN,
     ),
 )
 async def leave(application_id: uuid.UUID, principal: CurrentPrincipal, runtime: RuntimeDep) -> sch.ApplicationOut:
     async with runtime.uow() as uow:
-        freed = await services.leave(uow, principal, application_id)
+        freed = await services.leave(
+            uow, principal, application_id, session_max_minutes=runtime.settings.sign_session_max_minutes
+        )
     if freed is not None:  # committed: the place goes to whoever went into line meanwhile
         await services.admit_waiting_after_commit(runtime.uow(), freed)
     async with runtime.uow() as uow:
@@ -710,10 +722,12 @@ async def list_project_hours(
     async with runtime.uow() as uow:
         await services.managed_project(uow, principal, project_id)
         rows = await repo.list_hours(uow.session, project_id=project_id, after=_time_cursor(cursor), limit=limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        # the history of every corrected record on the page, in one query: nothing silently overwritten
+        history = await repo.corrections_of_records(uow.session, [r["id"] for r in rows if r["corrected"]])
     return sch.HoursPage(
-        items=[_record_out(r, []) for r in rows],
+        items=[_record_out(r, history.get(r["id"], [])) for r in rows],
         next_cursor=encode_cursor(rows[-1]["recorded_at"], rows[-1]["id"]) if more else None,
     )
 

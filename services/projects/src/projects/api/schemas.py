@@ -167,9 +167,14 @@ class ApplicationOut(BaseModel):
     minutes_total: int
     created_at: datetime
     updated_at: datetime
+    #: what the volunteer wrote when applying
+    motivation: str | None = None
     reason: str | None = None
+    #: the team's rating of the volunteer's service, and the volunteer's of the project (1-5), with comments
     team_rating: int | None = None
+    team_comment: str | None = None
     volunteer_rating: int | None = None
+    volunteer_comment: str | None = None
     #: P8: shown while the application waits for an answer
     project_contact: ContactOut | None = None
 
@@ -186,6 +191,13 @@ class ApplicantOut(BaseModel):
     stage: str
     minutes_total: int
     created_at: datetime
+    #: what the volunteer wrote when applying (for deciding on the application)
+    motivation: str | None = None
+    #: the team's rating of the volunteer's service, and the volunteer's of the project, with comments
+    team_rating: int | None = None
+    team_comment: str | None = None
+    volunteer_rating: int | None = None
+    volunteer_comment: str | None = None
 
 
 class ApplicantPage(BaseModel):

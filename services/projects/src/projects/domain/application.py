@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from projects import errors
-from shared.errors import AppError
+from shared.errors import AppError, Localised
 
 APPLIED = "applied"
 INTERVIEW = "interview"
@@ -16,6 +16,18 @@ WITHDRAWN = "withdrawn"
 LEFT = "left"
 
 STAGES = (APPLIED, INTERVIEW, ADMITTED, TRAINING, SERVING, COMPLETED, REJECTED, WITHDRAWN, LEFT)
+#: each stage as a refusal's message names it (the code stays in ``detail``)
+STAGE_NAMES: dict[str, Localised] = {
+    APPLIED: Localised("待审核", "applied"),
+    INTERVIEW: Localised("面试", "interview"),
+    ADMITTED: Localised("已录用", "admitted"),
+    TRAINING: Localised("培训", "training"),
+    SERVING: Localised("服务中", "serving"),
+    COMPLETED: Localised("已完成", "completed"),
+    REJECTED: Localised("未录用", "rejected"),
+    WITHDRAWN: Localised("已撤回", "withdrawn"),
+    LEFT: Localised("已退出", "left"),
+}
 #: waiting for an answer: the volunteer may delete it and sees the project's contact (P8)
 PENDING = frozenset({APPLIED, INTERVIEW})
 #: holding a place: hours may be recorded, the volunteer may leave while none are
@@ -35,22 +47,33 @@ _LEAD_MOVES: dict[str, frozenset[str]] = {
 LEAD_TARGETS = (INTERVIEW, TRAINING, SERVING, COMPLETED, REJECTED)
 
 
+def _transition_refused(current: str, target: str) -> AppError:
+    return AppError(
+        errors.STAGE_TRANSITION_NOT_ALLOWED,
+        {"current": current, "target": target},
+        params={"current": STAGE_NAMES[current], "target": STAGE_NAMES[target]},
+    )
+
+
 def check_lead_move(current: str, target: str) -> None:
     if target not in _LEAD_MOVES.get(current, frozenset()):
-        raise AppError(
-            errors.STAGE_TRANSITION_NOT_ALLOWED,
-            {"current": current, "target": target},
-            params={"current": current, "target": target},
-        )
+        raise _transition_refused(current, target)
 
 
 def check_admissible(current: str) -> None:
     if current not in PENDING:
-        raise AppError(
-            errors.STAGE_TRANSITION_NOT_ALLOWED,
-            {"current": current, "target": ADMITTED},
-            params={"current": current, "target": ADMITTED},
-        )
+        raise _transition_refused(current, ADMITTED)
+
+
+#: the existing application was withdrawn between the statement and the look at its stage
+_JUST_CHANGED = Localised("刚刚变更,请重试", "just changed; try again")
+
+
+def already_applied(stage: str | None) -> AppError:
+    """One application per volunteer and position (a withdrawn one aside): the refusal names the
+    stage the existing one is at, so a volunteer not admitted reads that, not "pending"."""
+    name = STAGE_NAMES[stage] if stage is not None else _JUST_CHANGED
+    return AppError(errors.ALREADY_APPLIED, {"stage": stage}, params={"stage": name})
 
 
 def check_withdrawable(current: str) -> None:

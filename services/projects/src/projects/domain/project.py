@@ -87,6 +87,8 @@ class ExtensionRequest:
     today: date
     by_team_admin: bool
     by_national_admin: bool
+    #: the project's lead, who manages it but does not extend it (the team's admins do)
+    by_project_lead: bool = False
 
 
 def check_extension(req: ExtensionRequest) -> None:
@@ -94,15 +96,13 @@ def check_extension(req: ExtensionRequest) -> None:
     after 60 days nobody. Each refusal names the rule that applied. Who may ask is checked first,
     so a stranger learns nothing about the project's state."""
     if not req.by_national_admin and not req.by_team_admin:
-        raise AppError(errors.NOT_TEAM_MANAGER)
+        raise AppError(errors.EXTENSION_NEEDS_TEAM_ADMIN if req.by_project_lead else errors.NOT_TEAM_MANAGER)
     if req.status != CLOSED or req.closed_at is None:
         raise AppError(errors.PROJECT_NOT_CLOSED)
     since_closing = req.now - req.closed_at
     if since_closing > NATIONAL_ADMIN_EXTENSION_WINDOW:
         raise AppError(errors.EXTENSION_WINDOW_OVER, {"days_since_closing": since_closing.days})
     if not req.by_national_admin:
-        if not req.by_team_admin:
-            raise AppError(errors.NOT_TEAM_MANAGER)
         if since_closing > TEAM_ADMIN_EXTENSION_WINDOW:
             raise AppError(errors.EXTENSION_NEEDS_NATIONAL_ADMIN, {"days_since_closing": since_closing.days})
         if req.team_admin_extensions >= 1:
