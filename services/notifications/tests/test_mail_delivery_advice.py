@@ -4,6 +4,10 @@ piece of advice from the deployment's settings, in Chinese or English."""
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
+from notifications.config import NotificationsSettings
 from shared.testing import SmtpServer
 
 from .conftest import StartService
@@ -41,3 +45,21 @@ async def test_by_default_the_faq_s_providers_are_recommended(
         advice = (await service.client.get("/api/v1/mail-delivery-advice")).json()
 
     assert advice["recommended_domains"] == ["qq.com", "163.com", "126.com", "sina.com", "sohu.com", "sogou.com"]
+
+
+async def test_a_sender_on_an_internationalised_domain_sends_with_its_ascii_form(
+    start_service: StartService, own_smtp: SmtpServer
+) -> None:
+    """N3: a sender such as noreply@志愿.中国 is a real address; the Message-ID took its Unicode
+    domain, and every email failed as it was built."""
+    async with start_service(own_smtp, mail_from_address="noreply@志愿.中国") as service:
+        _, address = await service.register()
+        [email] = await own_smtp.wait_for(lambda m: address in m.rcpt_tos, timeout=20)
+    assert email.message["Message-ID"].endswith("@xn--m6t44a.xn--fiqs8s>")
+    assert "noreply@xn--m6t44a.xn--fiqs8s" in email.message["From"]
+
+
+@pytest.mark.parametrize("sender", ["noreply", "noreply@", "a b@example.org", "x@example.org\r\nBcc: y@example.org"])
+def test_a_sender_that_is_no_address_stops_the_service_at_start_up(sender: str) -> None:
+    with pytest.raises(ValidationError, match="mail_from_address"):
+        NotificationsSettings(mail_from_address=sender)

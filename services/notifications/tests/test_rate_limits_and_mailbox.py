@@ -7,7 +7,7 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from shared.clock import ManualClock
+from shared.clock import CHINA_TZ, ManualClock
 from shared.contracts.identity import AccountRegistered, PasswordResetRequested
 from shared.contracts.teams import TeamReviewOverdue, TeamReviewReminderRequested
 from shared.testing import SmtpServer, assert_valid_html, eventually
@@ -218,6 +218,9 @@ async def test_mailbox_shows_one_email_as_a_web_page(start_service: StartService
         assert missing.status_code == 404
         as_json = await service.client.get(f"/api/v1/mailbox/{email['id']}")
         assert (as_json.json()["to_name"], as_json.json()["language"]) == ("<i>Ivy</i>", "en")
+        # sent at China time, as the emails' own times are written
+        sent = datetime.fromisoformat(as_json.json()["sent_at"]).astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M")
+        assert f"<td>{sent}(北京时间 China time)</td>" in html
 
 
 async def test_a_browser_gets_the_mailbox_as_a_page_linking_to_each_email(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
+import idna
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -110,6 +111,21 @@ class NotificationsSettings(ServiceSettings):
         parts = urlsplit(self.site_url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
             raise ValueError(f"site_url must be an http(s) address without query or fragment: {self.site_url!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _sender_is_an_address(self) -> NotificationsSettings:
+        """The sender goes into every email's From and Message-ID: one without a domain, with a
+        space or a line break (a ``Bcc:`` written into every email), or whose domain has no ASCII
+        form stops the service at start-up instead of failing every email."""
+        address = self.mail_from_address
+        local, at, domain = address.rpartition("@")
+        if not at or not local or "." not in domain.strip(".") or not address.isprintable() or " " in address:
+            raise ValueError(f"mail_from_address must be an email address: {address!r}")
+        try:
+            idna.encode(domain, uts46=True)
+        except idna.IDNAError as exc:
+            raise ValueError(f"mail_from_address's domain has no ASCII form: {domain!r}") from exc
         return self
 
     @model_validator(mode="after")

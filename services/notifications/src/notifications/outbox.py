@@ -35,6 +35,7 @@ from notifications.models import (
     Recipient,
 )
 from notifications.templates import Templates
+from notifications.transport import smtp_address
 from shared.db import UnitOfWork
 from shared.messaging.envelope import Envelope
 
@@ -149,7 +150,7 @@ async def _row(
     settings = templates.settings
     now = uow.clock.now()
     key = dedupe_key(envelope.event_id, recipient_key, template)
-    domain = settings.mail_from_address.rpartition("@")[2] or "localhost"
+    domain = smtp_address(settings.mail_from_address).rpartition("@")[2]  # in its ASCII form
     values: dict[str, Any] = {
         "id": uuid.uuid4(),
         "dedupe_key": key,

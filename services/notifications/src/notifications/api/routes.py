@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from notifications import repository
 from notifications.bootstrap import NotificationsRuntime
+from notifications.consumers import local_time
 from notifications.errors import (
     EMAIL_NOT_FOUND,
     EMAIL_NOT_REPLAYABLE,
@@ -167,7 +168,13 @@ async def list_mailbox(
         return MailboxPage(items=items, next_cursor=next_cursor)
     next_url = f"{MAILBOX_URL}?{urlencode({'limit': limit, 'cursor': next_cursor})}" if next_cursor else None
     page = runtime.templates.page(
-        "_mailbox_list.html.j2", {"items": items, "list_url": MAILBOX_URL, "next_url": next_url}
+        "_mailbox_list.html.j2",
+        {
+            "items": items,
+            "sent_at": {i.id: local_time(i.sent_at) for i in items if i.sent_at},  # China time, as in the emails
+            "list_url": MAILBOX_URL,
+            "next_url": next_url,
+        },
     )
     return HTMLResponse(page, headers={"Content-Security-Policy": SELF_CONTAINED_PAGE_POLICY, "Vary": "Accept"})
 
@@ -202,7 +209,7 @@ async def show_mailbox_email(email_id: uuid.UUID, runtime: RuntimeDep) -> HTMLRe
             "to_address": email.to_address,
             "language": email.language,
             "subject": email.subject,
-            "sent_at": email.sent_at.isoformat() if email.sent_at else "",
+            "sent_at": f"{local_time(email.sent_at)}(北京时间 China time)" if email.sent_at else "",
             "message_id": email.message_id,
             "body_html": email.body_html,
             "body_text": email.body_text,
