@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from notifications.consumers import send_welcome
 from notifications.models import Email, Recipient
 from notifications.outbox import dedupe_key, message_id_for
+from notifications.transport import SENT_UNCONFIRMED
 from shared.auth import ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER
 from shared.contracts.identity import AccountContactChanged, AccountRegistered, VolunteerVerified
 from shared.contracts.projects import ApplicationLeft
@@ -215,6 +216,58 @@ async def test_temporary_refusal_is_retried_with_growing_delays_until_accepted(
         assert sent["attempts"] >= 4
         assert sent["last_error"] is None
         assert len(own_smtp.to(event.email)) == 1
+
+
+async def test_a_connection_lost_after_the_message_went_out_is_an_attempt_sent_again_later(
+    start_service: StartService, own_smtp: SmtpServer
+) -> None:
+    """The server took the message in, then the connection dropped before its answer. That is no
+    kept connection gone stale (replaced at once, no attempt used): the email counts the attempt
+    with its reason and goes again after the back-off, under the same Message-ID (SMTP's rule:
+    never confirmed, so sent again), where it was resent at once and looked sent first time."""
+    async with start_service(own_smtp) as service:
+        await service.register()  # a kept-open connection in the pool
+        own_smtp.drop_after_accepting = 1
+        event = registration()
+        [event_id] = await service.produce(event)
+
+        async def unconfirmed() -> Email | None:
+            rows = await email_rows(service, event_id=event_id)
+            return rows[0] if rows and rows[0].last_error == SENT_UNCONFIRMED else None
+
+        row = await eventually(unconfirmed, timeout=20)
+        assert (row.status, row.attempts) == ("pending", 1)
+        [sent] = await service.settled(event_id)
+        assert sent["attempts"] == 2
+        copies = own_smtp.to(event.email)
+        assert len(copies) == 2
+        assert copies[0].message["Message-ID"] == copies[1].message["Message-ID"] == row.message_id
+
+
+async def test_a_send_never_outlasts_its_lease_so_no_other_loop_sends_it_again(
+    start_service: StartService, own_smtp: SmtpServer
+) -> None:
+    """A server answering each step just inside the timeout (here 0.6 s a step, 1 s timeout) made
+    one send outlast the lease (1.2 s left for it here), and another loop claimed and sent the
+    email again. The send is cut at the lease's end, deferred with the reason, and the email is
+    sent once the server answers in time again."""
+    async with start_service(own_smtp, smtp_timeout=1.0, mail_send_lease_seconds=3.2) as service:
+        own_smtp.reply_delay = 0.6
+        event = registration()
+        [event_id] = await service.produce(event)
+
+        async def cut() -> Email | None:
+            rows = await email_rows(service, event_id=event_id)
+            return rows[0] if rows and rows[0].last_error == "the send outlasted the sender's lease" else None
+
+        await eventually(cut, timeout=20)
+        own_smtp.reply_delay = 0.0
+        [sent] = await service.settled(event_id)
+        # each copy the server kept came from an attempt the email counts (a cut one may still have
+        # got through): none from a second loop sending it beside the first under one claim
+        copies = own_smtp.to(event.email)
+        assert 1 <= len(copies) <= sent["attempts"]
+        assert len({m.message["Message-ID"] for m in copies}) == 1
 
 
 async def test_temporary_refusals_end_as_failed_after_the_last_attempt(

@@ -135,14 +135,19 @@ class ReceivedEmail:
 @dataclass
 class SmtpServer:
     """aiosmtpd in this process. ``refuse_with`` makes it answer RCPT with that code; ``delay``
-    makes it take that many seconds before accepting a message; ``on_accept`` is called (on the
-    server's thread) for each message it accepts."""
+    makes it take that many seconds before accepting a message; ``reply_delay`` makes it take that
+    long before each answer to EHLO, MAIL, RCPT and DATA (a tarpit: every answer inside a client's
+    timeout, the whole exchange not); ``drop_after_accepting`` takes that many next messages in and
+    then closes the connection instead of answering; ``on_accept`` is called (on the server's
+    thread) for each message it accepts."""
 
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
     received: list[ReceivedEmail] = field(default_factory=list)
     refuse_with: str | None = None
     delay: float = 0.0
+    reply_delay: float = 0.0
+    drop_after_accepting: int = 0
     on_accept: Callable[[], None] | None = None
     _controller: Any = None
 
@@ -152,19 +157,33 @@ class SmtpServer:
         server = self
 
         class Handler:
+            async def handle_EHLO(self, srv: Any, session: Any, envelope: Any, hostname: str, responses: Any) -> Any:
+                await asyncio.sleep(server.reply_delay)
+                session.host_name = hostname
+                return responses
+
+            async def handle_MAIL(self, srv: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+                await asyncio.sleep(server.reply_delay)
+                envelope.mail_from = address
+                envelope.mail_options.extend(options)
+                return "250 OK"
+
             async def handle_RCPT(self, srv: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+                await asyncio.sleep(server.reply_delay)
                 if server.refuse_with:
                     return server.refuse_with
                 envelope.rcpt_tos.append(address)
                 return "250 OK"
 
             async def handle_DATA(self, srv: Any, session: Any, envelope: Any) -> str:
-                if server.delay:
-                    await asyncio.sleep(server.delay)
+                await asyncio.sleep(server.delay + server.reply_delay)
                 msg = message_from_bytes(envelope.content, policy=policy.default)
                 server.received.append(ReceivedEmail(envelope.mail_from, list(envelope.rcpt_tos), msg))
                 if server.on_accept is not None:
                     server.on_accept()
+                if server.drop_after_accepting > 0:
+                    server.drop_after_accepting -= 1
+                    srv.transport.close()  # the message is in; the client never hears so
                 return "250 Message accepted"
 
         self._controller = Controller(Handler(), hostname=self.host, port=self.port)

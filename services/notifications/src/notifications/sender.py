@@ -63,11 +63,13 @@ class Outcome(NamedTuple):
 #: disk (``synchronous_commit`` off for this statement's transaction only): were the database to
 #: crash and lose it, the email would be due again when the lease ends, so a duplicate at worst,
 #: never a loss (the email itself was queued by a durable commit).
+#: an outcome is recorded only under the lease it was sent under ($7, the claim's lease end): a
+#: send loop that somehow outlived its lease never overwrites what the next claimer recorded
 _RECORD = """
     WITH no_flush_wait AS (SELECT set_config('synchronous_commit', 'off', true))
     UPDATE emails SET status = $2, attempts = $3, last_error = $4,
                       sent_at = coalesce($5, sent_at), next_attempt_at = coalesce($6, next_attempt_at)
-    WHERE id = $1 AND EXISTS (SELECT 1 FROM no_flush_wait)
+    WHERE id = $1 AND next_attempt_at = $7 AND EXISTS (SELECT 1 FROM no_flush_wait)
 """
 
 
@@ -176,6 +178,11 @@ class EmailSender:
         failpoint("sender_before_send")
         # no send starts that could outlive the lease
         last_start = lease_ends - timedelta(seconds=SMTP_TIMEOUTS_PER_SEND * self.settings.smtp_timeout)
+        # and none runs past it: a server answering each of a send's round trips just inside the
+        # timeout took longer than those timeouts, and another loop claimed and sent the email again
+        send_deadline = (
+            asyncio.get_running_loop().time() + self.settings.mail_send_lease_seconds - (self.settings.smtp_timeout)
+        )
         unsent = {email.id for email in emails}
         server_down: TemporarySendError | None = None
         try:
@@ -186,23 +193,23 @@ class EmailSender:
                     if self.clock.now() > last_start:
                         log.warning("sender_lease_running_out", unsent=len(unsent))
                         break
-                    outcome, server_down = await self._send_one(email, server_down)
+                    outcome, server_down = await self._send_one(email, server_down, send_deadline)
                     # committed before the next send: a crash resends at most this one email
-                    await recorder.execute(_RECORD, email.id, *outcome)
+                    await recorder.execute(_RECORD, email.id, *outcome, lease_ends)
                     unsent.discard(email.id)
         finally:
             if unsent:
                 # stopped, failed or out of time: what was not sent is due again now, not at the
                 # lease's end (shielded: a stopping loop still gives them back)
-                await asyncio.shield(self._give_back(unsent))
+                await asyncio.shield(self._give_back(unsent, lease_ends))
         return len(emails)
 
-    async def _give_back(self, ids: set[uuid.UUID]) -> None:
+    async def _give_back(self, ids: set[uuid.UUID], lease_ends: datetime) -> None:
         try:
             async with self.session_factory() as session, session.begin():
                 await session.execute(
                     update(Email)
-                    .where(Email.id.in_(ids), Email.status == PENDING)
+                    .where(Email.id.in_(ids), Email.status == PENDING, Email.next_attempt_at == lease_ends)
                     .values(next_attempt_at=self.clock.now()),
                     execution_options={"synchronize_session": False},
                 )
@@ -210,7 +217,7 @@ class EmailSender:
             log.warning("sender_give_back_failed", emails=len(ids), error=type(exc).__name__)
 
     async def _send_one(
-        self, email: Email, server_down: TemporarySendError | None
+        self, email: Email, server_down: TemporarySendError | None, deadline: float
     ) -> tuple[Outcome, TemporarySendError | None]:
         """Send one email; returns the outcome to record. Once the server could not be reached, the rest
         of the batch is deferred with that reason without trying: a dead server would otherwise
@@ -221,7 +228,11 @@ class EmailSender:
         try:
             if server_down is not None:
                 raise server_down
-            await self.transport.send(email)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self.transport.send(email)
+            except TimeoutError as exc:  # the lease's end: deferred, and the connection dropped
+                raise TemporarySendError("the send outlasted the sender's lease") from exc
         except PermanentSendError as exc:
             FAILED.labels(email.template).inc()
             # the reason goes to the row (operators read it there): servers often echo the address

@@ -7,7 +7,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from email.utils import formataddr, formatdate
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosmtplib
 import idna
@@ -132,6 +132,18 @@ def encoded_words(text: str, *, plain_ascii: bool = True) -> str:
     return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w.encode()).decode('ascii')}?=" for w in words)
 
 
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client, telling whether the current transaction reached DATA: a connection
+    lost before it sent nothing (a kept connection the server dropped while idle: replaced at
+    once), one lost after it may have delivered the message."""
+
+    data_started = False
+
+    async def data(self, *args: Any, **kwargs: Any) -> Any:
+        self.data_started = True
+        return await super().data(*args, **kwargs)
+
+
 class SmtpTransport:
     """aiosmtplib over a small pool of kept-open connections: one SMTP handshake per connection,
     not per email. A connection that failed is closed and never reused; a kept connection the
@@ -139,11 +151,11 @@ class SmtpTransport:
 
     def __init__(self, settings: NotificationsSettings) -> None:
         self.settings = settings
-        self._idle: list[aiosmtplib.SMTP] = []
+        self._idle: list[_Client] = []
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> _Client:
         s = self.settings
-        client = aiosmtplib.SMTP(
+        client = _Client(
             hostname=s.smtp_host,
             port=s.smtp_port,
             username=s.smtp_username,
@@ -179,8 +191,9 @@ class SmtpTransport:
         except _StaleConnection as exc:
             raise TemporarySendError("the server closed the connection") from exc
 
-    async def _send_on(self, client: aiosmtplib.SMTP, outgoing: _Outgoing) -> None:
+    async def _send_on(self, client: _Client, outgoing: _Outgoing) -> None:
         keep = False
+        client.data_started = False
         # RFC 6531: a server offering SMTPUTF8 supports 8BITMIME too (the header is raw UTF-8)
         options = ["SMTPUTF8", "BODY=8BITMIME"] if outgoing.smtputf8 else []
         try:
@@ -193,6 +206,8 @@ class SmtpTransport:
                 raise PermanentSendError(_reason(exc.recipients[0].code, exc.recipients[0].message)) from exc
             raise TemporarySendError(f"recipient deferred: {codes}") from exc
         except aiosmtplib.SMTPServerDisconnected as exc:
+            if client.data_started:  # the message went out; whether it arrived, the server never said
+                raise TemporarySendError(SENT_UNCONFIRMED) from exc
             raise _StaleConnection() from exc
         except aiosmtplib.SMTPNotSupported as exc:
             keep = True  # refused before anything was sent; the same server will not learn it
@@ -218,6 +233,11 @@ class SmtpTransport:
         idle, self._idle = self._idle, []
         for client in idle:
             client.close()
+
+
+#: the reason recorded when the connection was lost after the message was sent: it is sent again
+#: later (SMTP's rule: the server never confirmed it), with the same Message-ID, and operators see why
+SENT_UNCONFIRMED = "the connection was lost after the message was sent, before the server confirmed it"
 
 
 class _StaleConnection(Exception):
