@@ -8,8 +8,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from shared.clock import CHINA_TZ, ManualClock
-from shared.contracts.identity import AccountRegistered, PasswordResetRequested
-from shared.contracts.teams import TeamReviewOverdue, TeamReviewReminderRequested
+from shared.contracts.identity import AccountRegistered, PasswordResetRequested, TemporaryPasswordSet
+from shared.contracts.teams import TeamMemberJoined, TeamReviewOverdue, TeamReviewReminderRequested
 from shared.testing import SmtpServer, assert_valid_html, eventually
 
 from .conftest import Service, StartService
@@ -63,6 +63,31 @@ async def test_password_reset_requests_beyond_the_limit_do_not_reach_the_mailbox
         [later_id] = await service.produce(reset_for(victim, 100))
         await service.settled(later_id)
         assert len([m for m in smtp_server.to(address) if "重置密码" in m.subject]) == 6
+
+
+async def test_what_a_team_admin_can_send_a_member_at_will_is_limited_too(
+    start_service: StartService, smtp_server: SmtpServer
+) -> None:
+    """A team admin may reset a member's password, or add someone to a team, as often as they like:
+    each tells the member by email, so both are held to the default limits (5 and 10 an hour)."""
+    async with start_service(smtp_server) as service:
+        member, _ = await service.register()
+        admin, team_id = uuid.uuid4(), uuid.uuid4()
+        notices = [
+            TemporaryPasswordSet(account_id=member, set_by_account_id=admin, by_team_id=team_id) for _ in range(7)
+        ]
+        added = [
+            TeamMemberJoined(
+                team_id=uuid.uuid4(), account_id=member, added_by_account_id=uuid.uuid4(), team_name="某队"
+            )
+            for _ in range(12)
+        ]
+        ids = []
+        for event in [*notices, *added]:
+            ids += await service.produce(event)
+        found = await statuses(service, ids)
+        assert found[:7].count("suppressed") == 2
+        assert found[7:].count("suppressed") == 2
 
 
 async def test_an_operator_may_release_a_suppressed_email(start_service: StartService, smtp_server: SmtpServer) -> None:

@@ -79,10 +79,18 @@ class NotificationsSettings(ServiceSettings):
 
     #: per-recipient limits against mailbox flooding: at most N emails of a template per
     #: recipient per window; the excess is kept as ``suppressed`` with the reason. Only for emails
-    #: a user can trigger at will (the remind-review button, password reset requests): the
-    #: system's own (review_escalation, raised once per team by the teams service's sweep) are
-    #: never limited, or a region with many overdue teams would lose escalations for good
-    mail_rate_limits: dict[str, int] = Field(default_factory=lambda: {"review_reminder": 3, "password_reset": 5})
+    #: a user can trigger at will (the remind-review button, password reset requests, and a team
+    #: admin's temporary password for a member or bringing someone into a team): the system's own
+    #: (review_escalation, raised once per team by the teams service's sweep) are never limited,
+    #: or a region with many overdue teams would lose escalations for good
+    mail_rate_limits: dict[str, int] = Field(
+        default_factory=lambda: {
+            "review_reminder": 3,
+            "password_reset": 5,
+            "temporary_password": 5,
+            "team_member_added": 10,
+        }
+    )
     mail_rate_window_seconds: int = 3600
 
     #: emails in a final state (sent, failed, suppressed) are deleted, with their replay history,
