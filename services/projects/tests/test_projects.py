@@ -101,14 +101,18 @@ async def test_project_of_exactly_365_days_is_accepted(world: World) -> None:
     assert response.status_code == 201, response.text
 
 
+#: the new dates a copy asks for, after the source project (which ends 2026-03-31)
+COPY_DATES = {
+    "starts_on": "2026-04-01",
+    "ends_on": "2026-06-30",
+    "recruit_starts_on": "2026-04-01",
+    "recruit_ends_on": "2026-04-15",
+}
+
+
 async def test_copy_keeps_content_and_asks_only_for_new_dates(world: World) -> None:
     project = await world.project()
-    dates = {
-        "starts_on": "2026-04-01",
-        "ends_on": "2026-06-30",
-        "recruit_starts_on": "2026-04-01",
-        "recruit_ends_on": "2026-04-15",
-    }
+    dates = COPY_DATES
     response = await world.client.post(f"/api/v1/projects/{project.id}/copies", json=dates, headers=project.lead)
     assert response.status_code == 201, response.text
     copy = response.json()
@@ -281,12 +285,7 @@ async def test_a_copy_goes_to_the_copier_when_the_source_lead_no_longer_leads_in
 
     project = await world.project()
     await world.feed(TeamProjectLeadRemoved(team_id=project.team_id, account_id=project.lead_id))
-    dates = {
-        "starts_on": "2026-04-01",
-        "ends_on": "2026-06-30",
-        "recruit_starts_on": "2026-04-01",
-        "recruit_ends_on": "2026-04-15",
-    }
+    dates = COPY_DATES
     response = await world.client.post(f"/api/v1/projects/{project.id}/copies", json=dates, headers=project.admin)
     assert response.status_code == 201, response.text
     assert response.json()["lead_account_id"] == str(project.admin_id)
