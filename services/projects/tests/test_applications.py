@@ -437,3 +437,16 @@ async def test_the_lead_reads_the_motivation_an_applicant_wrote(world: World) ->
     assert listed["motivation"] == "退休教师,熟悉社区"
     own = await world.client.get(f"/api/v1/applications/{applied.json()['id']}", headers=volunteer)
     assert own.json()["motivation"] == "退休教师,熟悉社区"
+    # deleted by the volunteer (P6), what they wrote goes with it
+    withdrawn = await world.client.delete(f"/api/v1/applications/{applied.json()['id']}", headers=volunteer)
+    assert withdrawn.status_code in (200, 204), withdrawn.text
+    after = await world.client.get(
+        f"/api/v1/projects/{project.id}/applications", params={"stage": "withdrawn"}, headers=project.lead
+    )
+    [gone] = [a for a in after.json()["items"] if a["id"] == applied.json()["id"]]
+    assert gone["motivation"] is None
+    async with world.runtime.engine.connect() as conn:
+        kept = await conn.scalar(
+            text("SELECT motivation FROM applications WHERE id = :id"), {"id": applied.json()["id"]}
+        )
+    assert kept is None

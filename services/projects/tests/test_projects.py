@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from shared.testing import eventually, lock_waiters
+
 from .conftest import World, project_body
 
 
@@ -277,6 +279,44 @@ async def test_a_closed_projects_automatic_positions_admit_nobody_until_it_is_ex
     await give_places_left(world.runtime)  # the admission sweep finds nothing to give either
     assert await stage_of(world, waiting["id"], second) == "applied"
     assert (await extend(world, project.id, project.admin))["http_status"] == 200
+    assert await stage_of(world, waiting["id"], second) == "admitted"
+
+
+async def test_a_leave_while_the_project_is_being_extended_waits_and_gives_its_place_to_the_one_waiting(
+    world: World,
+) -> None:
+    """The leave reads the project's status held: it waits for the extension in progress and finds
+    the project open again, so its place goes to the next in line. Unheld, it read "closed", gave
+    the place to nobody, and the extension, which had counted the position full, marked nothing."""
+    import asyncio
+    from datetime import date
+
+    from projects import services
+    from shared.auth import ROLE_VOLUNTEER, Principal
+
+    project = await world.project(positions=AUTO_ONE)
+    first_id, _, first_application = await world.admitted_volunteer(project)
+    _, second = await world.volunteer()
+    waiting = (await world.apply(project.position(), second)).json()
+    await close(world, project.id)
+    admin = Principal(project.admin_id, frozenset({ROLE_VOLUNTEER}))
+    leaver = Principal(first_id, frozenset({ROLE_VOLUNTEER}))
+    async with world.runtime.uow() as extension:
+        free = await services.extend_project(extension, admin, uuid.UUID(project.id), date(2026, 6, 30))
+        assert free == []  # the position is full as the extension counts it
+
+        async def leave() -> uuid.UUID | None:
+            async with world.runtime.uow() as uow:
+                return await services.leave(uow, leaver, uuid.UUID(first_application), session_max_minutes=960)
+
+        leaving = asyncio.ensure_future(leave())
+
+        async def leave_waits() -> bool:
+            return leaving.done() or bool(await lock_waiters(world.runtime.engine))
+
+        await eventually(leave_waits)
+        assert not leaving.done()
+    await leaving  # the extension committed: the project is open and the next in line is admitted
     assert await stage_of(world, waiting["id"], second) == "admitted"
 
 

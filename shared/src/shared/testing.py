@@ -59,6 +59,20 @@ def envelope_for(
     )
 
 
+async def lock_waiters(engine: Any) -> int:
+    """How many sessions of the engine's database wait for a lock now (a request a test holds back
+    with a transaction of its own)."""
+    from sqlalchemy import text
+
+    async with engine.connect() as conn:
+        waiting = await conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+    return int(waiting or 0)
+
+
 def sqlalchemy_url(dsn: str) -> str:
     return dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
 

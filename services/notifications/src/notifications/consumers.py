@@ -196,6 +196,9 @@ async def send_temporary_password_notice(
             "set_at": local_time(envelope.occurred_at),
             "path": links.LOGIN,
         },
+        # a team admin's resets are limited (at will, one member after another); the national
+        # admin's, V10's way back for someone who lost everything, never is
+        limited=event.by_team_id is not None,
     )
 
 

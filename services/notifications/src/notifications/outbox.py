@@ -66,9 +66,12 @@ async def queue_for_account(
     template: str,
     account_id: uuid.UUID,
     context: dict[str, Any],
+    limited: bool = True,
 ) -> bool:
     """Queue one email to an account, addressed from the recipients read model (or kept
-    awaiting the account when the read model does not know it yet)."""
+    awaiting the account when the read model does not know it yet). ``limited=False``: an email
+    of a limited template that no user can trigger at will (the national admin's reset) is never
+    held back by the template's rate limit."""
     # Serialised with the recipients handler: otherwise this could miss a recipient committed
     # meanwhile and park the email as awaiting after the resolution already ran.
     # (Two statements on purpose: one statement's snapshot is taken before it waits for the lock.)
@@ -83,6 +86,7 @@ async def queue_for_account(
         account_id=account_id,
         recipient=(known.email, known.display_name, known.language) if known else None,
         context=context,
+        limited=limited,
     )
     return await _insert(uow, row)
 
@@ -145,6 +149,7 @@ async def _row(
     account_id: uuid.UUID | None,
     recipient: tuple[str, str, str] | None,
     context: dict[str, Any],
+    limited: bool = True,
 ) -> dict[str, Any]:
     """The email's row: rendered when the recipient is known, its status set by the rate limits."""
     settings = templates.settings
@@ -166,7 +171,8 @@ async def _row(
         "next_attempt_at": now,
         **_addressed(templates, template, context, recipient),
     }
-    reason = await _rate_limited(uow, settings.mail_rate_limits, settings.mail_rate_window_seconds, now, values)
+    limits = settings.mail_rate_limits if limited else {}
+    reason = await _rate_limited(uow, limits, settings.mail_rate_window_seconds, now, values)
     if reason is not None:
         values.update(status=SUPPRESSED, last_error=reason)
     elif recipient is None:

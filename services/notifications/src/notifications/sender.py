@@ -178,11 +178,13 @@ class EmailSender:
         failpoint("sender_before_send")
         # no send starts that could outlive the lease
         last_start = lease_ends - timedelta(seconds=SMTP_TIMEOUTS_PER_SEND * self.settings.smtp_timeout)
-        # and none runs past it: a server answering each of a send's round trips just inside the
-        # timeout took longer than those timeouts, and another loop claimed and sent the email again
-        send_deadline = (
-            asyncio.get_running_loop().time() + self.settings.mail_send_lease_seconds - (self.settings.smtp_timeout)
-        )
+        # and no message goes out that could still be on its way when the lease ends (its DATA, the
+        # message and the final answer: two timeouts): a server answering each of a send's round
+        # trips just inside the timeout took longer than the timeouts counted above, and another
+        # loop claimed and sent the email beside it. Before the message, a send is cut and deferred;
+        # once the message is out, only the server's answer (or its timeout) ends it
+        left = (lease_ends - self.clock.now()).total_seconds()
+        start_data_by = asyncio.get_running_loop().time() + left - 2 * self.settings.smtp_timeout
         unsent = {email.id for email in emails}
         server_down: TemporarySendError | None = None
         try:
@@ -193,9 +195,11 @@ class EmailSender:
                     if self.clock.now() > last_start:
                         log.warning("sender_lease_running_out", unsent=len(unsent))
                         break
-                    outcome, server_down = await self._send_one(email, server_down, send_deadline)
+                    outcome, server_down = await self._send_one(email, server_down, start_data_by)
                     # committed before the next send: a crash resends at most this one email
-                    await recorder.execute(_RECORD, email.id, *outcome, lease_ends)
+                    if await recorder.execute(_RECORD, email.id, *outcome, lease_ends) == "UPDATE 0":
+                        # the lease had ended and another loop claimed it: its outcome stands
+                        log.warning("sender_outcome_dropped", email_id=str(email.id), status=outcome.status)
                     unsent.discard(email.id)
         finally:
             if unsent:
@@ -217,7 +221,7 @@ class EmailSender:
             log.warning("sender_give_back_failed", emails=len(ids), error=type(exc).__name__)
 
     async def _send_one(
-        self, email: Email, server_down: TemporarySendError | None, deadline: float
+        self, email: Email, server_down: TemporarySendError | None, start_data_by: float
     ) -> tuple[Outcome, TemporarySendError | None]:
         """Send one email; returns the outcome to record. Once the server could not be reached, the rest
         of the batch is deferred with that reason without trying: a dead server would otherwise
@@ -228,11 +232,7 @@ class EmailSender:
         try:
             if server_down is not None:
                 raise server_down
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self.transport.send(email)
-            except TimeoutError as exc:  # the lease's end: deferred, and the connection dropped
-                raise TemporarySendError("the send outlasted the sender's lease") from exc
+            await self.transport.send(email, start_data_by)
         except PermanentSendError as exc:
             FAILED.labels(email.template).inc()
             # the reason goes to the row (operators read it there): servers often echo the address

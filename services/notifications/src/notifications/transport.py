@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import uuid
@@ -29,7 +30,10 @@ class TemporarySendError(Exception):
 
 
 class Transport(Protocol):
-    async def send(self, email: Email) -> None: ...
+    async def send(self, email: Email, start_data_by: float | None = None) -> None:
+        """Send one email; ``start_data_by`` (the event loop's clock): no message goes out after it
+        (the send is refused with :data:`LEASE_RUNS_OUT`), so none goes out twice."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -138,8 +142,12 @@ class _Client(aiosmtplib.SMTP):
     once), one lost after it may have delivered the message."""
 
     data_started = False
+    #: the event loop's time after which this transaction sends no message (None: any time)
+    start_data_by: float | None = None
 
     async def data(self, *args: Any, **kwargs: Any) -> Any:
+        if self.start_data_by is not None and asyncio.get_running_loop().time() > self.start_data_by:
+            raise _TooLate
         self.data_started = True
         return await super().data(*args, **kwargs)
 
@@ -166,7 +174,7 @@ class SmtpTransport:
         await client.connect()
         return client
 
-    async def send(self, email: Email) -> None:
+    async def send(self, email: Email, start_data_by: float | None = None) -> None:
         try:
             sender = smtp_address(self.settings.mail_from_address)
             recipient = smtp_address(email.to_address)
@@ -174,7 +182,7 @@ class SmtpTransport:
         except Exception as exc:
             # no retry can build it (the type only: the error's text may quote the address)
             raise PermanentSendError(f"message cannot be built: {type(exc).__name__}") from exc
-        outgoing = _Outgoing(sender, recipient, message, needs_smtputf8(sender, recipient))
+        outgoing = _Outgoing(sender, recipient, message, needs_smtputf8(sender, recipient), start_data_by)
         while self._idle:
             client = self._idle.pop()
             try:
@@ -193,7 +201,7 @@ class SmtpTransport:
 
     async def _send_on(self, client: _Client, outgoing: _Outgoing) -> None:
         keep = False
-        client.data_started = False
+        client.data_started, client.start_data_by = False, outgoing.start_data_by
         # RFC 6531: a server offering SMTPUTF8 supports 8BITMIME too (the header is raw UTF-8)
         options = ["SMTPUTF8", "BODY=8BITMIME"] if outgoing.smtputf8 else []
         try:
@@ -205,6 +213,8 @@ class SmtpTransport:
             if codes and all(c >= 500 for c in codes):
                 raise PermanentSendError(_reason(exc.recipients[0].code, exc.recipients[0].message)) from exc
             raise TemporarySendError(f"recipient deferred: {codes}") from exc
+        except _TooLate as exc:  # the transaction is left half-way: the connection goes
+            raise TemporarySendError(LEASE_RUNS_OUT) from exc
         except aiosmtplib.SMTPServerDisconnected as exc:
             if client.data_started:  # the message went out; whether it arrived, the server never said
                 raise TemporarySendError(SENT_UNCONFIRMED) from exc
@@ -222,7 +232,7 @@ class SmtpTransport:
                 raise PermanentSendError(_reason(exc.code, exc.message)) from exc
             raise TemporarySendError(_reason(exc.code, exc.message)) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise TemporarySendError(type(exc).__name__) from exc
+            raise TemporarySendError(SENT_UNCONFIRMED if client.data_started else type(exc).__name__) from exc
         finally:
             if keep and client.is_connected and len(self._idle) < self.settings.mail_senders:
                 self._idle.append(client)
@@ -240,18 +250,29 @@ class SmtpTransport:
 SENT_UNCONFIRMED = "the connection was lost after the message was sent, before the server confirmed it"
 
 
+#: the reason recorded when a send reached its message too late: another loop may claim the email
+#: once the lease ends, so this one sends no message that could still be on its way then
+LEASE_RUNS_OUT = "the sender's lease was running out before the message could go"
+
+
 class _StaleConnection(Exception):
     pass
 
 
+class _TooLate(Exception):
+    """The message would have started after ``start_data_by``."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Outgoing:
-    """One email as it goes on the wire: envelope addresses, message, whether SMTPUTF8 is needed."""
+    """One email as it goes on the wire: envelope addresses, message, whether SMTPUTF8 is needed,
+    and the loop time after which its message may not go out."""
 
     sender: str
     recipient: str
     message: bytes
     smtputf8: bool
+    start_data_by: float | None = None
 
 
 #: an operator reads this (no address in it: reasons must not carry personal data)
@@ -269,7 +290,7 @@ _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
 class MailboxTransport:
     """Standalone mode: the row itself is the mailbox; 'sending' only marks it delivered."""
 
-    async def send(self, email: Email) -> None:
+    async def send(self, email: Email, start_data_by: float | None = None) -> None:
         return None
 
     async def close(self) -> None:

@@ -153,8 +153,9 @@ LEAVE_REFUSED_HOURS_RECORDED = ErrorSpec(
 LEAVE_WHILE_SIGNED_IN = ErrorSpec(
     "leave_while_signed_in",
     409,
-    "您已签到,正在服务中,请先签退再退出项目",
-    "You are signed in and serving: sign out before you leave the project",
+    "您已签到,正在服务中,不能退出项目:签退时将记录本次服务时间,有服务时间记录后不能再退出项目",
+    "You are signed in and serving, so you cannot leave: signing out records this session's hours, "
+    "and with hours recorded you can no longer leave the project",
 )
 RATING_NOT_ALLOWED = ErrorSpec(
     "rating_not_allowed", 409, "服务开始后才能进行评价", "Ratings are possible once the service has started"

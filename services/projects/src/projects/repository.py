@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import delete, func, insert, literal_column, select, text, tuple_, update
+from sqlalchemy import case, delete, func, insert, literal_column, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -279,6 +279,17 @@ async def project(s: AsyncSession, project_id: uuid.UUID, *, for_update: bool = 
     if for_update:
         stmt = stmt.with_for_update()
     return (await s.execute(stmt)).mappings().first()
+
+
+async def hold_project_status(s: AsyncSession, project_id: uuid.UUID) -> str:
+    """The project's status, held (``FOR SHARE``) until the caller's commit: a path that admits
+    (an admission, a leave's next in line, a raised quota, the line after a freed place) decides on
+    a status the close sweep and an extension, which write it, wait for, and they for it; such
+    paths only share the row, so they do not wait for each other."""
+    status: str = (
+        await s.execute(text("SELECT status FROM projects WHERE id = :id FOR SHARE"), {"id": project_id})
+    ).scalar_one()
+    return status
 
 
 async def position(s: AsyncSession, position_id: uuid.UUID) -> Row | None:
@@ -582,7 +593,8 @@ _APPLICATION_CONTEXT = """
     SELECT a.id, a.position_id, a.project_id, a.account_id, a.stage, a.seq,
            (SELECT coalesce(sum(h.minutes), 0) FROM hours_records h WHERE h.application_id = a.id)::int
                AS minutes_total,
-           a.motivation, a.reason, a.created_at, a.updated_at,
+           CASE WHEN a.stage = 'withdrawn' THEN NULL ELSE a.motivation END AS motivation,
+           a.reason, a.created_at, a.updated_at,
            a.team_rating, a.team_comment, a.volunteer_rating, a.volunteer_comment,
            pos.name AS position_name, pos.admission_mode,
            p.title AS project_title, p.team_id, p.lead_account_id, p.status AS project_status,
@@ -597,6 +609,10 @@ _APPLICATION_CONTEXT = """
 async def application(s: AsyncSession, application_id: uuid.UUID, *, for_update: bool = False) -> Row | None:
     sql = _APPLICATION_CONTEXT + (" FOR UPDATE OF a" if for_update else "")
     return (await s.execute(text(sql), {"id": application_id})).mappings().first()
+
+
+async def forget_motivation(s: AsyncSession, application_id: uuid.UUID) -> None:
+    await s.execute(update(applications).where(applications.c.id == application_id).values(motivation=None))
 
 
 async def set_stage(
@@ -709,7 +725,9 @@ def _application_list_stmt() -> Any:
         applications.c.created_at,
         applications.c.updated_at,
         positions.c.name.label("position_name"),
-        applications.c.motivation,
+        # a withdrawn (deleted, P6) application's motivation is not shown, also one withdrawn before
+        # withdrawing cleared it
+        case((applications.c.stage == stages.WITHDRAWN, None), else_=applications.c.motivation).label("motivation"),
         applications.c.reason,
         applications.c.team_rating,
         applications.c.team_comment,

@@ -253,7 +253,7 @@ async def change_quota(uow: UnitOfWork, principal: Principal, position_id: uuid.
     if row is None:
         raise AppError(errors.POSITION_NOT_FOUND)
     await require_manager(uow, row, principal)
-    if row["status"] == project_rules.CLOSED:
+    if await repo.hold_project_status(uow.session, row["project_id"]) == project_rules.CLOSED:
         raise AppError(errors.PROJECT_CLOSED)  # as adding a position: an extension reopens it
     # the new places go to those waiting, in order of application, before any later applicant;
     # locked before the position's row (the order an admission takes them in), all in one statement
@@ -301,7 +301,7 @@ async def _admit_waiting(uow: UnitOfWork, position_id: uuid.UUID) -> set[uuid.UU
     row = await repo.position(s, position_id)
     if row is None or row["admission_mode"] != "auto" or row["admitted"] >= row["quota"]:
         return set()
-    if row["status"] == project_rules.CLOSED:
+    if await repo.hold_project_status(s, row["project_id"]) == project_rules.CLOSED:
         return set()  # nobody is admitted to a closed project; its extension gives the places
     waiters = await repo.next_in_line(s, position_id, row["quota"] - row["admitted"])
     if not waiters:
@@ -575,7 +575,7 @@ async def _owned_application(uow: UnitOfWork, principal: Principal, application_
 
 async def admit(uow: UnitOfWork, principal: Principal, application_id: uuid.UUID) -> None:
     row = await _managed_application(uow, principal, application_id)
-    if row["project_status"] == project_rules.CLOSED:
+    if await repo.hold_project_status(uow.session, row["project_id"]) == project_rules.CLOSED:
         raise AppError(errors.PROJECT_CLOSED)  # an extension reopens it
     stages.check_admissible(row["stage"])
     if not await repo.take_place(uow.session, row["position_id"]):
@@ -602,6 +602,7 @@ async def withdraw(uow: UnitOfWork, principal: Principal, application_id: uuid.U
     row = await _owned_application(uow, principal, application_id)
     stages.check_withdrawable(row["stage"])
     await repo.set_stage(uow.session, application_id, stages.WITHDRAWN, uow.clock.now())
+    await repo.forget_motivation(uow.session, application_id)  # deleted (P6): what they wrote goes too
     uow.raise_event(ApplicationWithdrawn(**_application_event_fields(row, application_id, row["account_id"])))
 
 
@@ -624,7 +625,8 @@ async def leave(
         await repo.close_attendance(s, attendance["id"], uow.clock.now(), None, abandoned=True)
     # the next in line is locked before the position's row (the order an admission takes them in);
     # nobody is admitted to a closed project (its extension gives the places)
-    automatic = row["admission_mode"] == "auto" and row["project_status"] != project_rules.CLOSED
+    closed = await repo.hold_project_status(s, row["project_id"]) == project_rules.CLOSED
+    automatic = row["admission_mode"] == "auto" and not closed
     waiters = await repo.next_in_line(s, row["position_id"]) if automatic else []
     await repo.set_stage(s, application_id, stages.LEFT, uow.clock.now())
     await repo.release_place(s, row["position_id"])

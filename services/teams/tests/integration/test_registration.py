@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import text
 from stdnum.cn import uscc
 
-from shared.testing import eventually
+from shared.testing import eventually, lock_waiters
 
 
 def credit_code(department: str, category: str, org: str) -> str:
@@ -236,14 +236,7 @@ async def test_a_registration_waits_for_a_withdrawal_of_its_liaison_in_progress(
         registering = asyncio.ensure_future(teams.register(applicant, teams.registration("330106", liaison["id"])))
 
         async def waiting_or_done() -> bool:
-            if registering.done():
-                return True
-            async with teams.runtime.engine.connect() as conn:
-                waiting = (
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-                return bool(await conn.scalar(text(waiting)))
+            return registering.done() or bool(await lock_waiters(teams.runtime.engine))
 
         await eventually(waiting_or_done)
         await withdrawal.commit()

@@ -296,7 +296,7 @@ async def assign_lead(
     tags=["projects"],
     summary="Change a position's quota; never below the places already taken",
     responses=error_responses(
-        *AUTH, errors.POSITION_NOT_FOUND, errors.NOT_PROJECT_MANAGER, errors.QUOTA_BELOW_ADMITTED
+        *AUTH, errors.POSITION_NOT_FOUND, errors.NOT_PROJECT_MANAGER, errors.QUOTA_BELOW_ADMITTED, errors.PROJECT_CLOSED
     ),
 )
 async def change_quota(
