@@ -519,6 +519,22 @@ async def test_an_import_at_the_moment_its_people_sign_up_leaves_no_unnoticed_se
             assert live == 1 or cases == 1, (k, live, cases)
 
 
+async def test_a_sign_up_does_not_wait_for_a_large_imports_final_sweep(identity: Identity) -> None:
+    """The sweep holds the import's case lock through a scan of every record (17 s at 2 million):
+    sign-ups, and the logins queued behind their connections, waited it out. They wait only for a
+    batch's probe, which every batch of a swept import has committed before the sweep."""
+    conn = await asyncpg.connect(asyncpg_dsn(identity.settings.database_url))
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('identity-import-cases'))")  # the sweep
+            signed_up = await asyncio.wait_for(
+                identity.client.post("/api/v1/accounts", json=sign_up_body(id_number=new_id())), timeout=10
+            )
+            assert signed_up.status_code == 201, signed_up.text
+    finally:
+        await conn.close()
+
+
 # -- the API --------------------------------------------------------------------------------
 def csv_bytes(rows: list[list[str]], encoding: str = "utf-8") -> bytes:
     text = io.StringIO()

@@ -8,9 +8,11 @@ import hashlib
 import re
 import uuid
 from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
+import pytest
 
 from identity.testing import Identity, StartIdentity
 
@@ -248,6 +250,48 @@ async def test_one_address_trying_many_accounts_is_throttled(start_identity: Sta
         body, _ = await identity.sign_up()
         response = await identity.log_in(body["username"], body["password"])
         assert response.status_code == 429
+
+
+async def test_right_passwords_from_an_address_past_its_free_failures_neither_lock_it_nor_keep_its_count(
+    start_identity: StartIdentity,
+) -> None:
+    """Attempts are counted before they are checked; a right one takes its count back with the
+    lock it set. Behind one address (a school's NAT), each good login after a few typos locked the
+    address for everyone, and good logins kept the typos from ageing out."""
+    async with start_identity(login_address_free_failures=3, login_account_free_failures=100) as identity:
+        first, _ = await identity.sign_up()
+        second, _ = await identity.sign_up()
+        for n in range(3):  # the third locks the address for 30 s
+            assert (await identity.log_in(f"nobody-{n}-{uuid.uuid4().hex[:6]}", "a wrong password")).status_code == 401
+        identity.clock.advance(seconds=31)
+        assert (await identity.log_in(first["username"], first["password"])).status_code == 200
+        assert (await identity.log_in(second["username"], second["password"])).status_code == 200
+        for _ in range(2):  # two days of good logins only: the typos age out
+            identity.clock.advance(timedelta(hours=20))
+            assert (await identity.log_in(first["username"], first["password"])).status_code == 200
+        assert (await identity.log_in("nobody-else", "a wrong password")).status_code == 401
+        assert (await identity.log_in(second["username"], second["password"])).status_code == 200
+
+
+async def test_an_attempt_that_could_not_be_judged_is_no_failed_attempt(
+    start_identity: StartIdentity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted before its check, an attempt that then fails (the pool, the database) is given
+    back: five such, then the right password, got 429 for the owner."""
+    from identity import throttle
+
+    async with start_identity() as identity:
+        body, _ = await identity.sign_up()
+        real = throttle.Throttle.succeeded
+
+        async def unavailable(self: Any, *args: Any) -> None:
+            raise TimeoutError("the pool had no connection")
+
+        monkeypatch.setattr(throttle.Throttle, "succeeded", unavailable)
+        for _ in range(identity.settings.login_account_free_failures):
+            assert (await identity.log_in(body["username"], body["password"])).status_code >= 500
+        monkeypatch.setattr(throttle.Throttle, "succeeded", real)
+        assert (await identity.log_in(body["username"], body["password"])).status_code == 200
 
 
 async def test_throttle_stores_no_usernames(identity: Identity) -> None:

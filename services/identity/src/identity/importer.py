@@ -862,8 +862,13 @@ async def _load_batch(
             inserted = await conn.fetch(INSERT_RECORDS, now, str(job_id))
             if inserted and probe_cases:
                 # Loaders of concurrent batches take turns here until commit, so the later one
-                # sees the earlier one's records with the same number.
+                # sees the earlier one's records with the same number; and sign-ups, which take the
+                # probe's own lock shared, are waited for (or wait) so each sees the other's record
+                # (registration._IMPORT_PROBE_SHARED). The final sweep of a large import takes only
+                # the first: every batch has committed by then, so a sign-up sees them anyway and
+                # need not wait for a sweep's scan.
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext('identity-import-cases'))")
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('identity-import-probe'))")
                 indexes = [r[0] for r in inserted]
                 if batch.records[0][PREVIOUS_BLIND_INDEX] is not None:  # a blind-index key rotation
                     previous = {rec[2]: rec[PREVIOUS_BLIND_INDEX] for rec in batch.records}

@@ -205,7 +205,7 @@ async def sign_up(runtime: IdentityRuntime, data: SignUp) -> Account:
     return account
 
 
-_IMPORT_CASES_SHARED = text("SELECT pg_advisory_xact_lock_shared(hashtext('identity-import-cases'))")
+_IMPORT_PROBE_SHARED = text("SELECT pg_advisory_xact_lock_shared(hashtext('identity-import-probe'))")
 
 #: the constraints a concurrent sign-up with the same ID number (or claiming the same imported
 #: record, whose id the account takes) runs into; any other violation is a bug, not a duplicate
@@ -287,10 +287,10 @@ async def _register(
         raise
     # An import committing a record with this number after the look above: its duplicate probe
     # ran before this sign-up commits and saw one record, and this sign-up saw none. The probe
-    # (and an import's final sweep) holds this lock exclusively until its commit, so each side
-    # sees the other: the probe waits for this sign-up, or this sign-up for the probe, and looks
-    # again. Shared: sign-ups do not wait for each other.
-    await uow.session.execute(_IMPORT_CASES_SHARED)
+    # holds this lock exclusively until its commit, so each side sees the other: the probe waits
+    # for this sign-up, or this sign-up for the probe, and looks again. Shared: sign-ups do not
+    # wait for each other, nor for a large import's final sweep (see importer._load_batch).
+    await uow.session.execute(_IMPORT_PROBE_SHARED)
     if len(await Records(uow.session).live_by_blind_index(identity.blind_indexes)) > 1:
         raise _RecordAppeared
     account.raise_event(

@@ -3,6 +3,7 @@ changes and one-use reset links."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import uuid
@@ -82,19 +83,26 @@ async def _authenticate(runtime: IdentityRuntime, username: str, password: str, 
     account_throttle, address_throttle = account_key(username), address_key(address)
     now = runtime.clock.now()
     # counted before the password is checked: attempts at the same moment cannot all be checked
-    await throttle.attempt([account_throttle, address_throttle], now)
-    async with runtime.session_factory() as session:
-        account = await Accounts(session).by_username(username)
-        found = Verified(account.id, account.password_hash) if account is not None else None
-    if found is None:
-        await runtime.passwords.verify(await _dummy_hash(runtime), password)  # same time for unknown names
-        ok = False
-    else:
-        ok = await runtime.passwords.verify(found.password_hash, password)
+    reservation = await throttle.attempt([account_throttle, address_throttle], now)
+    try:
+        async with runtime.session_factory() as session:
+            account = await Accounts(session).by_username(username)
+            found = Verified(account.id, account.password_hash) if account is not None else None
+        if found is None:
+            await runtime.passwords.verify(await _dummy_hash(runtime), password)  # same time for unknown names
+            ok = False
+        else:
+            ok = await runtime.passwords.verify(found.password_hash, password)
+        if ok and found is not None:
+            await throttle.succeeded(reservation, account_throttle)
+    except BaseException:
+        # not judged (the database, the pool or the hashing failed, or the caller went): no failure
+        with contextlib.suppress(Exception):
+            await throttle.give_back(reservation)
+        raise
     if not ok or found is None:
         log.info("login_failed", known_account=found is not None)
         raise AppError(errors.INVALID_CREDENTIALS)
-    await throttle.succeeded(account_throttle, address_throttle)
     return found
 
 

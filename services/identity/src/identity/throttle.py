@@ -12,6 +12,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -64,13 +65,14 @@ class Throttle:
     def free(self, key: str) -> int:
         return self.policy.account_free if key.startswith("account:") else self.policy.address_free
 
-    async def attempt(self, keys: list[str], now: datetime) -> None:
+    async def attempt(self, keys: list[str], now: datetime) -> Reservation:
         """Count an attempt against each key before its password is checked, or refuse it while a
         key is locked (a refused attempt counts for nothing, so hammering a locked account does
         not keep its owner out longer). Counted first, attempts made at the same moment take
         turns on the keys' rows: no more of them are checked than the free failures allow, where
         checking first and counting after let all of them through. The attempt that reaches the
-        free failures sets the lock; a success takes its count back (``succeeded``)."""
+        free failures sets the lock. A right password (``succeeded``) or an attempt that could
+        not be judged (``give_back``) takes its count back, with the lock it set."""
         keys = sorted(set(keys))  # one lock order for every attempt
         async with self.engine.begin() as conn:
             await conn.execute(
@@ -102,36 +104,76 @@ class Throttle:
                     params={"retry_after": retry_after},
                     headers={"Retry-After": str(retry_after)},
                 )
+            counted: dict[str, Counted] = {}
             for row in rows:
                 # a day without failures starts the count again
                 failures = 1 if row.last_failure_at < now - timedelta(days=1) else row.failures + 1
                 seconds = self.policy.lock_seconds(row.key, failures)
+                lock = now + timedelta(seconds=seconds) if seconds else None
                 await conn.execute(
                     text(
                         "UPDATE login_throttle SET failures = :failures, last_failure_at = :now,"
-                        " locked_until = CASE WHEN :seconds > 0 THEN CAST(:until AS timestamptz) ELSE locked_until END"
-                        " WHERE key = :key"
+                        " locked_until = coalesce(CAST(:lock AS timestamptz), locked_until) WHERE key = :key"
                     ),
-                    {
-                        "key": row.key,
-                        "failures": failures,
-                        "now": now,
-                        "seconds": seconds,
-                        "until": now + timedelta(seconds=seconds),
-                    },
+                    {"key": row.key, "failures": failures, "now": now, "lock": lock},
                 )
+                counted[row.key] = Counted(row.failures, row.last_failure_at, row.locked_until, failures, lock)
+        return Reservation(now, counted)
 
-    async def succeeded(self, account: str, address: str) -> None:
-        """The right password: the account's count is cleared, lock included; the address takes
-        back the attempt counted for it, and the lock that attempt set, if the count it leaves is
-        free (failures made meanwhile from the address keep theirs)."""
+    async def succeeded(self, reservation: Reservation, account: str) -> None:
+        """The right password: the account's count is cleared, lock included; every other key
+        (the address) takes back this attempt, as :meth:`give_back`."""
         async with self.engine.begin() as conn:
             await conn.execute(text("DELETE FROM login_throttle WHERE key = :key"), {"key": account})
+            await self._take_back(conn, reservation, [k for k in reservation.counted if k != account])
+
+    async def give_back(self, reservation: Reservation) -> None:
+        """An attempt that was not judged (the database or the hashing failed): no failure."""
+        async with self.engine.begin() as conn:
+            await self._take_back(conn, reservation, list(reservation.counted))
+
+    async def _take_back(self, conn: Any, reservation: Reservation, keys: list[str]) -> None:
+        """One count fewer on each key, and where nothing changed the row since this attempt (its
+        lock and its time are still there), the lock and time it had before: a right password from
+        an address past its free failures neither locks the address nor keeps its count from
+        ageing. What attempts made since did to the row stays."""
+        for key in sorted(keys):
+            was = reservation.counted[key]
             await conn.execute(
                 text(
                     "UPDATE login_throttle SET failures = greatest(failures - 1, 0),"
-                    " locked_until = CASE WHEN failures - 1 < :free THEN NULL ELSE locked_until END"
+                    " locked_until = CASE WHEN locked_until IS NOT DISTINCT FROM CAST(:ours AS timestamptz)"
+                    "   THEN CAST(:before AS timestamptz) ELSE locked_until END,"
+                    " last_failure_at = CASE WHEN last_failure_at = :now AND failures = :counted"
+                    "   THEN :last_before ELSE last_failure_at END"
                     " WHERE key = :key"
                 ),
-                {"key": address, "free": self.free(address)},
+                {
+                    "key": key,
+                    "ours": was.lock if was.lock is not None else was.locked_until,
+                    "before": was.locked_until,
+                    "now": reservation.now,
+                    "counted": was.counted,
+                    "last_before": was.last_failure_at,
+                },
             )
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A key's row as an attempt found it, and the lock the attempt set (None: none)."""
+
+    failures: int
+    last_failure_at: datetime
+    locked_until: datetime | None
+    #: the count and the lock the attempt set
+    counted: int
+    lock: datetime | None
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """An attempt counted against its keys (see :meth:`Throttle.attempt`)."""
+
+    now: datetime
+    counted: dict[str, Counted]

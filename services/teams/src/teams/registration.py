@@ -34,7 +34,7 @@ from teams.access import is_reviewer, liaison_reviewer_ids, load_team, require_r
 from teams.api.schemas import ContactOut, ReviewDecision, ReviewerOut, RootTeamCreate, TeamContact, TeamRegistration
 from teams.config import AuthorityContact, TeamsSettings
 from teams.domain import review
-from teams.domain.kinds import TeamKind, check_registration
+from teams.domain.kinds import NATIONAL_AUTHORITY, TeamKind, check_registration
 from teams.domain.liaison import LiaisonCandidate, liaison_refusal
 from teams.domain.naming import check_team_name
 from teams.errors import (
@@ -401,7 +401,10 @@ async def review_status(
     reviewer: ReviewerOut
     if team.registration_authority_region is not None:
         authority_region = regions.get(team.registration_authority_region)
-        name = f"{authority_region.name if authority_region else team.registration_authority_region}民政部门"
+        if team.registration_authority_region == NATIONAL_AUTHORITY:
+            name = "民政部"
+        else:
+            name = f"{authority_region.name if authority_region else team.registration_authority_region}民政部门"
         reviewer = ReviewerOut(kind="registration_authority", name=name)
         found = _authority_contact(settings, team.registration_authority_region)
         if found is not None:

@@ -89,20 +89,25 @@ def test_a_form_whose_name_part_shows_nothing_is_the_bare_form(invisible: str) -
 
 def test_invisible_characters_inside_a_name_are_removed_so_look_alikes_are_one_name() -> None:
     assert check_team_name("阳光\u200b西湖\u00ad志愿\u2060服务队") == "阳光西湖志愿服务队"
-    assert check_team_name("阳光\u3164西湖志愿服务队") == "阳光 西湖志愿服务队"
+    for drawn_as_nothing in ("\u3164", "\ufe0f", "\u034f", "\u17b4", "\u2061", "\U000e0041"):
+        assert check_team_name(f"阳光{drawn_as_nothing}西湖志愿服务队") == "阳光西湖志愿服务队"
+    assert check_team_name("阳光\u2800西湖志愿服务队") == "阳光 西湖志愿服务队"  # drawn as a blank
 
 
 def test_the_example_given_for_an_institution_name_is_a_name_that_would_be_accepted() -> None:
-    for name in ("杭州" + "某" * 51 + "有限公司", "杭州" + "某" * 52 + "有限公司"):  # 57 and 58 characters
+    examples = []
+    for name in ("杭州" + "某" * 49 + "有限公司", "杭州" + "某" * 52 + "有限公司"):  # 55 and 58 characters
         with pytest.raises(AppError) as caught:
             check_team_name(name)
         assert caught.value.code == "team_name_not_allowed"
         example = caught.value.detail["example"]
         assert example in caught.value.spec.message("zh", caught.value.params)
         assert "不超过 60 个字" in caught.value.spec.message("zh", caught.value.params)
-        if example != "XXX志愿服务队":
-            assert check_team_name(example) == example
-    assert example == "XXX志愿服务队"  # the 58-character name with 志愿服务队 would be 63
+        examples.append(example)
+    # the 55-character name in the form fits (60) and is accepted; the 58-character one would be 63
+    assert examples[0] == "杭州" + "某" * 49 + "有限公司志愿服务队"
+    assert check_team_name(examples[0]) == examples[0]
+    assert examples[1] == "XXX志愿服务队"
 
 
 # -- T1 kinds -------------------------------------------------------------------------------------
@@ -163,6 +168,17 @@ def test_a_code_from_a_region_that_no_longer_exists_names_an_authority_in_its_pr
     with pytest.raises(AppError) as caught:
         check_registration(TeamKind.SOCIAL_GROUP, nowhere, "330106")
     assert caught.value.code == "uscc_authority_mismatch"
+
+
+def test_an_organisation_the_ministry_registered_names_the_national_authority() -> None:
+    national = credit_code("5", "1", region="100000")  # 民政部: no region of GB/T 2260
+    assert check_registration(TeamKind.SOCIAL_GROUP, national, "100000") == (national, "100000")
+    with pytest.raises(AppError) as caught:
+        check_registration(TeamKind.SOCIAL_GROUP, national, "110105")
+    assert caught.value.code == "uscc_authority_mismatch"
+    with pytest.raises(AppError) as caught:  # 100000 is the ministry only for the ministry's codes
+        check_registration(TeamKind.SOCIAL_GROUP, credit_code("5", "1", region="110105"), "100000")
+    assert caught.value.code == "region_invalid"
 
 
 def test_unregistered_group_gives_no_code() -> None:

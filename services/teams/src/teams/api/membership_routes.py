@@ -71,7 +71,7 @@ def _member_out(member: Membership, volunteer: Volunteer | None) -> MemberOut:
     response_model=TeamOut,
     tags=["membership"],
     summary="Team settings: join mode (T6) and published contact details (team admins)",
-    responses=error_responses(*ADMIN_ERRORS),
+    responses=error_responses(*ADMIN_ERRORS, E.TEAM_REJECTED),
 )
 async def update_settings(
     team_id: uuid.UUID, body: TeamSettingsUpdate, principal: CurrentPrincipal, uow: UoW
@@ -91,6 +91,7 @@ async def update_settings(
     responses=error_responses(
         E.TEAM_NOT_FOUND,
         E.TEAM_NOT_APPROVED,
+        E.TEAM_REJECTED,
         E.VOLUNTEER_NOT_VERIFIED,
         E.TEAM_CLOSED_TO_MEMBERS,
         E.ALREADY_MEMBER,
@@ -134,6 +135,7 @@ async def pending_applications(
     responses=error_responses(
         *ADMIN_ERRORS,
         E.TEAM_NOT_APPROVED,
+        E.TEAM_REJECTED,
         E.JOIN_REQUEST_NOT_FOUND,
         E.JOIN_REQUEST_DECIDED,
         E.JOIN_REQUEST_CLOSED,
@@ -213,9 +215,10 @@ def _invitation_out(invitation: Invitation, team_name: str) -> InvitationOut:
     responses=error_responses(
         *ADMIN_ERRORS,
         E.TEAM_NOT_APPROVED,
+        E.TEAM_REJECTED,
         E.INVITE_TARGET_REQUIRED,
         E.VOLUNTEER_NOT_FOUND,
-        E.ALREADY_MEMBER,
+        E.VOLUNTEER_ALREADY_MEMBER,
         E.INVITATION_PENDING,
     ),
 )
@@ -312,7 +315,12 @@ async def _answer(
 
 
 _ANSWER_ERRORS = error_responses(
-    E.INVITATION_NOT_FOUND, E.INVITATION_ANSWERED, E.INVITATION_CLOSED, E.TEAM_NOT_APPROVED, E.ALREADY_MEMBER
+    E.INVITATION_NOT_FOUND,
+    E.INVITATION_ANSWERED,
+    E.INVITATION_CLOSED,
+    E.TEAM_NOT_APPROVED,
+    E.TEAM_REJECTED,
+    E.ALREADY_MEMBER,
 )
 
 
@@ -387,10 +395,11 @@ async def members(
     responses=error_responses(
         *ADMIN_ERRORS,
         E.TEAM_NOT_APPROVED,
+        E.TEAM_REJECTED,
         E.VOLUNTEER_MATCH_INVALID,
         E.VOLUNTEER_MATCH_USED,
         E.VOLUNTEER_NOT_FOUND,
-        E.ALREADY_MEMBER,
+        E.VOLUNTEER_ALREADY_MEMBER,
     ),
 )
 async def add_found_volunteer(
@@ -409,7 +418,7 @@ async def add_found_volunteer(
     status_code=204,
     tags=["membership"],
     summary="Leave the team",
-    responses=error_responses(E.TEAM_NOT_FOUND, E.TEAM_NOT_APPROVED, E.NOT_MEMBER, E.LAST_ADMIN),
+    responses=error_responses(E.TEAM_NOT_FOUND, E.TEAM_NOT_APPROVED, E.TEAM_REJECTED, E.NOT_MEMBER, E.LAST_ADMIN),
 )
 async def leave(team_id: uuid.UUID, principal: CurrentPrincipal, uow: UoW) -> Response:
     async with uow:
@@ -422,7 +431,7 @@ async def leave(team_id: uuid.UUID, principal: CurrentPrincipal, uow: UoW) -> Re
     status_code=204,
     tags=["membership"],
     summary="Remove a member (team admins)",
-    responses=error_responses(*ADMIN_ERRORS, E.TEAM_NOT_APPROVED, E.NOT_MEMBER, E.LAST_ADMIN),
+    responses=error_responses(*ADMIN_ERRORS, E.TEAM_NOT_APPROVED, E.TEAM_REJECTED, E.NOT_MEMBER, E.LAST_ADMIN),
 )
 async def remove_member(team_id: uuid.UUID, account_id: uuid.UUID, principal: CurrentPrincipal, uow: UoW) -> Response:
     async with uow:
@@ -430,7 +439,7 @@ async def remove_member(team_id: uuid.UUID, account_id: uuid.UUID, principal: Cu
     return Response(status_code=204)
 
 
-_ROLE_ERRORS = error_responses(*ADMIN_ERRORS, E.TEAM_NOT_APPROVED, E.NOT_MEMBER, E.LAST_ADMIN)
+_ROLE_ERRORS = error_responses(*ADMIN_ERRORS, E.TEAM_NOT_APPROVED, E.TEAM_REJECTED, E.NOT_MEMBER, E.LAST_ADMIN)
 
 
 async def _set_role(

@@ -6,7 +6,8 @@ The authority reviews the registration (T5), so the applicant does not get to ch
 code's third to eighth characters are the region of the authority that issued it, and the
 authority given must be that region. A code issued where the region code has since been
 withdrawn (districts merged, renumbered) cannot be checked that closely; its authority must
-then lie in the same province, the code's first two digits."""
+then lie in the same province, the code's first two digits. An organisation the Ministry of Civil
+Affairs registered (region part 100000) gives 100000, and the national admins review it."""
 
 from __future__ import annotations
 
@@ -52,6 +53,11 @@ CATEGORY_OF = {
 }
 
 
+#: the region part of a code the Ministry of Civil Affairs issued (民政部), no region of GB/T 2260:
+#: such an organisation names it as its authority, and the national admins review it
+NATIONAL_AUTHORITY = "100000"
+
+
 def check_registration(kind: TeamKind, uscc: str | None, authority_region: str | None) -> tuple[str | None, str | None]:
     """The normalised (code, authority region) for ``kind``, or a refusal."""
     if not kind.is_social_organisation:
@@ -68,9 +74,11 @@ def check_registration(kind: TeamKind, uscc: str | None, authority_region: str |
         raise AppError(USCC_NOT_CIVIL_AFFAIRS, {"department_code": code[0]})
     if code[1] != "9" and code[1] != CATEGORY_OF[kind]:
         raise AppError(USCC_KIND_MISMATCH, {"category_code": code[1], "kind": kind.value})
+    issued_in = code[2:8]
+    if issued_in == NATIONAL_AUTHORITY and authority_region == NATIONAL_AUTHORITY:
+        return code, authority_region  # registered with the Ministry of Civil Affairs: national admins review
     if not regions.is_valid(authority_region) or len(authority_region) != 6:
         raise AppError(REGION_INVALID, {"field": "registration_authority_region"})
-    issued_in = code[2:8]
     if issued_in != authority_region and (regions.is_valid(issued_in) or issued_in[:2] != authority_region[:2]):
         params = {"issued_in": issued_in, "authority_region": authority_region}
         raise AppError(USCC_AUTHORITY_MISMATCH, params, params=params)

@@ -86,17 +86,26 @@ INSTITUTION_ENDINGS: tuple[str, ...] = (
 
 MIN_LENGTH, MAX_LENGTH = 4, 60
 _SPACES = re.compile(r"\s+")
-#: characters that show as blank without being spaces: Hangul fillers, the blank Braille
-#: pattern, the combining grapheme joiner and Khmer's inherent vowels
-_BLANKS = dict.fromkeys(map(ord, "\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u17b5"), " ")
+#: Unicode's default-ignorable code points (DerivedCoreProperties: zero-width spaces and joiners,
+#: soft hyphen, direction marks and isolates, the combining grapheme joiner, Hangul fillers, Khmer
+#: inherent vowels, variation selectors, tags...), which a font draws as nothing; the Mongolian free
+#: variation selectors and vowel separator (U+180B-U+180F) are kept: they spell Mongolian words
+_IGNORABLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u200b-\u200f\u202a-\u202e\u2060-\u206f"
+    "\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0000-\U000e0fff]"
+)
+#: drawn as a blank without being a space: the blank Braille pattern
+_BLANKS = {ord("\u2800"): " "}
 
 
 def normalise(name: str) -> str:
-    """Full-width letters and digits to half-width; invisible format characters (zero-width
-    spaces and joiners, soft hyphens, direction marks) removed and blank-looking ones taken as
-    spaces, so that a zero-width space before 志愿服务队 leaves the bare form and a look-alike of a registered
-    name is that name; surrounding and repeated spaces removed."""
-    visible = "".join(c for c in unicodedata.normalize("NFKC", name) if unicodedata.category(c) != "Cf")
+    """Full-width letters and digits to half-width; characters drawn as nothing (default-ignorable:
+    zero-width spaces and joiners, soft hyphens, direction marks, variation selectors, Hangul
+    fillers) removed and blank-looking ones taken as spaces, so that a zero-width space before
+    志愿服务队 leaves the bare form and a look-alike of a registered name is that name; surrounding
+    and repeated spaces removed."""
+    visible = _IGNORABLE.sub("", unicodedata.normalize("NFKC", name))
     return _SPACES.sub(" ", visible.translate(_BLANKS)).strip()
 
 
