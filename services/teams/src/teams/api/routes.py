@@ -96,6 +96,22 @@ async def support_contacts(
 
 
 # -- teams --------------------------------------------------------------------------------------
+#: the refusals of a team's name (T2) and kind (T1), for registered and root teams alike
+_NAME_AND_KIND_ERRORS = (
+    E.TEAM_NAME_NOT_ALLOWED,
+    E.TEAM_NAME_FORM_REQUIRED,
+    E.TEAM_NAME_LENGTH,
+    E.TEAM_NAME_TAKEN,
+    E.USCC_REQUIRED,
+    E.USCC_INVALID,
+    E.USCC_NOT_CIVIL_AFFAIRS,
+    E.USCC_KIND_MISMATCH,
+    E.USCC_AUTHORITY_MISMATCH,
+    E.USCC_TAKEN,
+    E.USCC_NOT_ALLOWED,
+)
+
+
 @router.post(
     "/teams",
     status_code=201,
@@ -104,17 +120,7 @@ async def support_contacts(
     summary="Register a team (verified volunteers); the applicant becomes its first admin",
     responses=error_responses(
         E.VOLUNTEER_NOT_VERIFIED,
-        E.TEAM_NAME_NOT_ALLOWED,
-        E.TEAM_NAME_FORM_REQUIRED,
-        E.TEAM_NAME_LENGTH,
-        E.TEAM_NAME_TAKEN,
-        E.USCC_REQUIRED,
-        E.USCC_INVALID,
-        E.USCC_NOT_CIVIL_AFFAIRS,
-        E.USCC_KIND_MISMATCH,
-        E.USCC_AUTHORITY_MISMATCH,
-        E.USCC_TAKEN,
-        E.USCC_NOT_ALLOWED,
+        *_NAME_AND_KIND_ERRORS,
         E.REGION_INVALID,
         E.LIAISON_REQUIRED,
         E.LIAISON_NOT_FOUND,
@@ -140,17 +146,7 @@ async def register_team(body: TeamRegistration, principal: CurrentPrincipal, run
     responses=error_responses(
         E.NOT_REGION_ADMIN,
         E.REGION_INVALID,
-        E.TEAM_NAME_NOT_ALLOWED,
-        E.TEAM_NAME_FORM_REQUIRED,
-        E.TEAM_NAME_LENGTH,
-        E.TEAM_NAME_TAKEN,
-        E.USCC_REQUIRED,
-        E.USCC_INVALID,
-        E.USCC_NOT_CIVIL_AFFAIRS,
-        E.USCC_KIND_MISMATCH,
-        E.USCC_AUTHORITY_MISMATCH,
-        E.USCC_TAKEN,
-        E.USCC_NOT_ALLOWED,
+        *_NAME_AND_KIND_ERRORS,
         E.VOLUNTEER_NOT_FOUND,
     ),
 )
