@@ -62,9 +62,6 @@ class Throttle:
         self.engine = engine
         self.policy = policy
 
-    def free(self, key: str) -> int:
-        return self.policy.account_free if key.startswith("account:") else self.policy.address_free
-
     async def attempt(self, keys: list[str], now: datetime) -> Reservation:
         """Count an attempt against each key before its password is checked, or refuse it while a
         key is locked (a refused attempt counts for nothing, so hammering a locked account does

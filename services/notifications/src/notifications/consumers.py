@@ -9,7 +9,7 @@ the handler: the broker's retries would run out long before a late sign-up event
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from notifications import links
@@ -24,8 +24,8 @@ from notifications.outbox import (
     resolve_awaiting_many,
     store_recipients,
 )
+from notifications.templates import local_date, local_time
 from shared import regions
-from shared.clock import CHINA_TZ
 from shared.contracts.identity import (
     AccountContactChanged,
     AccountRegistered,
@@ -63,17 +63,6 @@ handlers = Handlers("notifications")
 #: 60 days the national admin can (asked through the national service line); after that nobody
 TEAM_ADMIN_EXTENSION_WINDOW = timedelta(days=30)
 NATIONAL_ADMIN_EXTENSION_WINDOW = timedelta(days=60)
-
-
-def local_time(moment: datetime) -> str:
-    """Times in emails are China time, minutes precision."""
-    return moment.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M")
-
-
-def local_date(moment: datetime | date) -> str:
-    if isinstance(moment, datetime):
-        return moment.astimezone(CHINA_TZ).date().isoformat()
-    return moment.isoformat()
 
 
 @handlers("recipients", batch=True)

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from notifications.config import NotificationsSettings
+from shared.clock import CHINA_TZ
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 #: the names emails are queued under (``Email.template``): every message has a Chinese subject
 TEMPLATE_NAMES = frozenset(path.name.split(".")[0] for path in TEMPLATE_DIR.glob("*.zh.subject.j2"))
+
+
+def local_time(moment: datetime) -> str:
+    """Times in emails are China time, minutes precision."""
+    return moment.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M")
+
+
+def local_date(moment: datetime | date) -> str:
+    if isinstance(moment, datetime):
+        return moment.astimezone(CHINA_TZ).date().isoformat()
+    return moment.isoformat()
 
 
 @dataclass(frozen=True)

@@ -616,8 +616,9 @@ async def leave(
     row = await _owned_application(uow, principal, application_id)  # locked: recordings wait or re-check
     s = uow.session
     stages.check_can_leave(row["stage"], await repo.recorded_minutes(s, application_id))
-    # signed in, the volunteer is serving: the sign-out records the time, then they may leave (a
-    # session forgotten long ago says nothing of service: it ends unrecorded, as at a sign-out)
+    # signed in, the volunteer is serving: no leaving (the sign-out records the session, and with
+    # hours recorded they no longer may); a session forgotten long ago says nothing of service: it
+    # ends unrecorded, as at a sign-out, and they may leave
     attendance = await repo.current_attendance(s, application_id)
     if attendance is not None:
         if not hours_rules.session_forgotten(attendance["signed_in_at"], uow.clock.now(), session_max_minutes):

@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from notifications import repository
 from notifications.bootstrap import NotificationsRuntime
-from notifications.consumers import local_time
 from notifications.errors import (
     EMAIL_NOT_FOUND,
     EMAIL_NOT_REPLAYABLE,
@@ -23,6 +22,7 @@ from notifications.errors import (
 )
 from notifications.models import SENT, Email
 from notifications.repository import BULK_REPLAY_MAX, EmailFilter, ReplayFilter
+from notifications.templates import local_time
 from shared.auth import NationalAdmin
 from shared.errors import (
     FORBIDDEN,
