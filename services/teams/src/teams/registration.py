@@ -389,10 +389,15 @@ class ReviewView:
 async def review_status(
     uow: UnitOfWork, clock: Clock, settings: TeamsSettings, principal: Principal, team_id: uuid.UUID
 ) -> ReviewView:
-    """What the applicant (or a reviewer) sees of a review; reviewer contact from day 7."""
+    """What the applicant sees of a review, and the reviewers and the admins of the team's region
+    with it (the escalation of day 7 goes to those admins); reviewer contact from day 7."""
     repo = TeamsRepository(uow.session)
     team = await load_team(repo, team_id)
-    if team.applicant_account_id != principal.account_id and not await is_reviewer(repo, principal, team):
+    if (
+        team.applicant_account_id != principal.account_id
+        and not principal.administers_region(team.region_code)
+        and not await is_reviewer(repo, principal, team)
+    ):
         if team.status != APPROVED:
             raise AppError(TEAM_NOT_FOUND)
         raise AppError(NOT_APPLICANT)

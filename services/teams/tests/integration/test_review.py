@@ -420,3 +420,19 @@ async def test_national_admins_review_where_no_regional_admin_is_known(teams: An
     [registered] = await teams.events("team.registered", response.json()["id"])
     assert str(national.account_id) in registered["reviewer_account_ids"]
     assert (await decide(teams, response.json()["id"], national, "approved")).status_code == 200
+
+
+async def test_region_admins_who_get_the_escalation_can_read_the_review(teams: Any) -> None:
+    """The team's region admins see a team under review (and are emailed on day 7): its review
+    status is theirs to read too; another region's admin still gets 404."""
+    team, _, _, liaison = await pending_team(teams)
+    district_admin = await teams.region_admin("330106")
+    other_admin = await teams.region_admin("330200")
+    path = f"/api/v1/teams/{team['id']}/review"
+    teams.clock.advance(days=7)
+    seen = await teams.client.get(path, headers=teams.auth(district_admin))
+    assert seen.status_code == 200, seen.text
+    assert seen.json()["overdue"] is True
+    assert seen.json()["reviewer"]["contact"] == liaison["contact"]
+    assert (await teams.client.get(f"/api/v1/teams/{team['id']}", headers=teams.auth(other_admin))).status_code == 404
+    assert (await teams.client.get(path, headers=teams.auth(other_admin))).status_code == 404
