@@ -108,27 +108,71 @@ async def test_an_operator_may_release_a_suppressed_email(start_service: StartSe
         assert len([m for m in smtp_server.to(address) if "重置密码" in m.subject]) == 2
 
 
-async def test_review_reminders_cannot_flood_a_reviewer(start_service: StartService, smtp_server: SmtpServer) -> None:
+def reminder(team_id: uuid.UUID, reviewer: uuid.UUID, name: str) -> TeamReviewReminderRequested:
+    return TeamReviewReminderRequested(
+        team_id=team_id,
+        name=name,
+        applicant_account_id=uuid.uuid4(),
+        reviewer_account_ids=[reviewer],
+        requested_at=datetime.now(UTC),
+        days_waiting=4,
+    )
+
+
+async def test_review_reminders_cannot_flood_a_reviewer_but_each_team_is_heard(
+    start_service: StartService, smtp_server: SmtpServer
+) -> None:
+    """One team's reminders to a reviewer are limited (3 an hour); a liaison reviewing many teams
+    still hears of each of them (the teams service lets each remind once a day)."""
     async with start_service(smtp_server) as service:
         reviewer, address = await service.register()
+        flooding = uuid.uuid4()
         ids = []
-        for n in range(5):  # five teams naming the same reviewer press "remind review"
-            ids += await service.produce(
-                TeamReviewReminderRequested(
-                    team_id=uuid.uuid4(),
-                    name=f"刷屏团体{n}",
-                    applicant_account_id=uuid.uuid4(),
-                    reviewer_account_ids=[reviewer],
-                    requested_at=datetime.now(UTC),
-                    days_waiting=4,
-                )
-            )
+        for _ in range(5):  # the same team's reminders, pressed again and again
+            ids += await service.produce(reminder(flooding, reviewer, "刷屏团体"))
+        others = []
+        for n in range(5):  # five other teams waiting for the same reviewer
+            others += await service.produce(reminder(uuid.uuid4(), reviewer, f"待审团体{n}"))
         found = await statuses(service, ids)
         assert found.count("suppressed") == 2
+        assert "suppressed" not in await statuses(service, others)
+        for event_id, status in zip(ids + others, found + ["pending"] * 5, strict=True):
+            if status != "suppressed":
+                await service.settled(event_id)
+        reminders = [m for m in smtp_server.to(address) if "提醒审核" in m.subject]
+        assert len(reminders) == 8
+        assert len([m for m in reminders if "刷屏团体" in m.text()]) == 3
+
+
+async def test_accounts_sharing_a_mailbox_share_its_limit(start_service: StartService, smtp_server: SmtpServer) -> None:
+    """A family registering three accounts with one address, or someone registering accounts with
+    a victim's address: reset requests over all of them reach that mailbox at most 5 times an hour."""
+    async with start_service(smtp_server) as service:
+        shared_address = f"Family-{uuid.uuid4().hex[:10]}@Example.org"
+        accounts = [uuid.uuid4() for _ in range(3)]
+        registered = []
+        for n, account_id in enumerate(accounts):
+            registered += await service.produce(
+                AccountRegistered(
+                    account_id=account_id,
+                    username=f"f{account_id.hex[:10]}",
+                    display_name=f"家人{n}",
+                    # the same mailbox, however it is spelled
+                    email=shared_address if n == 0 else shared_address.lower(),
+                )
+            )
+        for event_id in registered:
+            await service.settled(event_id)
+        ids = []
+        for n in range(9):  # three resets for each account
+            ids += await service.produce(reset_for(accounts[n % 3], n))
+        found = await statuses(service, ids)
+        assert found.count("suppressed") == 4
         for event_id, status in zip(ids, found, strict=True):
             if status != "suppressed":
                 await service.settled(event_id)
-        assert len([m for m in smtp_server.to(address) if "提醒审核" in m.subject]) == 3
+        into_mailbox = [m for m in smtp_server.received if [r.lower() for r in m.rcpt_tos] == [shared_address.lower()]]
+        assert len([m for m in into_mailbox if "重置密码" in m.subject]) == 5
 
 
 async def test_escalations_of_many_overdue_teams_all_reach_the_region_admin(

@@ -242,6 +242,8 @@ async def send_review_reminder(
         template="review_reminder",
         account_ids=event.reviewer_account_ids,
         context={"team_name": event.name, "days_waiting": event.days_waiting, "path": links.REVIEWS},
+        # limited per team: a liaison reviewing many teams hears of each of them
+        rate_scope=str(event.team_id),
     )
 
 

@@ -66,7 +66,7 @@ class Email(Base):
         Index("ix_emails_created", "created_at", "id"),
         # the operator's list of one account's emails, newest first
         Index("ix_emails_account_created", "recipient_account_id", "created_at", "id"),
-        Index("ix_emails_rate", "recipient_key", "template", "created_at"),
+        Index("ix_emails_rate_key", "rate_key", "template", "created_at"),
         Index("ix_emails_unresolved", "recipient_account_id", postgresql_where=text("to_address = ''")),
         # an account's pending emails, re-addressed when its contact changes (few rows at any time)
         Index("ix_emails_pending_account", "recipient_account_id", postgresql_where=text("status = 'pending'")),
@@ -85,8 +85,13 @@ class Email(Base):
     event_type: Mapped[str] = mapped_column(String(120))
     template: Mapped[str] = mapped_column(String(80))
     #: "account:<id>" for emails addressed to an account, else the lower-cased address: the
-    #: recipient part of the dedupe key and what the rate limits count by
+    #: recipient part of the dedupe key
     recipient_key: Mapped[str] = mapped_column(String(300))
+    #: what the rate limits count by: the lower-cased address when known as the email is queued
+    #: (accounts sharing one mailbox share its limit), else the recipient key; a template limited
+    #: per subject appends it ("#<team id>" for review reminders). NULL on emails queued before
+    #: migration 0009 outside its backfill (older than any window)
+    rate_key: Mapped[str | None] = mapped_column(String(340))
     recipient_account_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     #: the template's variables, kept until the recipient is known (then the email is rendered)
     context: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

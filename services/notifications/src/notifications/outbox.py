@@ -9,7 +9,9 @@ account's contact changes, its emails not yet sent follow to the new address
 (:func:`readdress_pending`).
 
 Per-recipient rate limits (settings ``mail_rate_limits``) keep the excess of a flood as
-``suppressed`` rows with the reason, visible to operators, instead of sending them.
+``suppressed`` rows with the reason, visible to operators, instead of sending them. They count by
+mailbox (accounts sharing one address share its limit) and, for review reminders, per team: a
+reviewer of many teams hears of each (the teams service lets a team remind once a day).
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ def account_key(account_id: uuid.UUID) -> str:
     return f"account:{account_id}"
 
 
+def rate_key(recipient_key: str, address: str | None, scope: str | None = None) -> str:
+    """What a rate limit counts by: the mailbox when its address is known, else the recipient;
+    per ``scope`` when the template is limited per subject."""
+    base = address.strip().lower() if address else recipient_key
+    return f"{base}#{scope}" if scope else base
+
+
 def message_id_for(key: str, domain: str) -> str:
     """A Message-ID derived from the unique key: a resend carries the same id, so mail
     clients and servers can fold the rare double delivery into one."""
@@ -67,11 +76,13 @@ async def queue_for_account(
     account_id: uuid.UUID,
     context: dict[str, Any],
     limited: bool = True,
+    rate_scope: str | None = None,
 ) -> bool:
     """Queue one email to an account, addressed from the recipients read model (or kept
     awaiting the account when the read model does not know it yet). ``limited=False``: an email
     of a limited template that no user can trigger at will (the national admin's reset) is never
-    held back by the template's rate limit."""
+    held back by the template's rate limit. ``rate_scope``: the subject the limit counts per
+    (see :func:`rate_key`)."""
     # Serialised with the recipients handler: otherwise this could miss a recipient committed
     # meanwhile and park the email as awaiting after the resolution already ran.
     # (Two statements on purpose: one statement's snapshot is taken before it waits for the lock.)
@@ -87,6 +98,7 @@ async def queue_for_account(
         recipient=(known.email, known.display_name, known.language) if known else None,
         context=context,
         limited=limited,
+        rate_scope=rate_scope,
     )
     return await _insert(uow, row)
 
@@ -105,10 +117,16 @@ async def queue_for_accounts(
     template: str,
     account_ids: list[uuid.UUID],
     context: dict[str, Any],
+    rate_scope: str | None = None,
 ) -> int:
     """One email per distinct account (an account listed twice gets one)."""
     return await queue_for_each(
-        uow, templates, envelope, template=template, contexts=dict.fromkeys(account_ids, context)
+        uow,
+        templates,
+        envelope,
+        template=template,
+        contexts=dict.fromkeys(account_ids, context),
+        rate_scope=rate_scope,
     )
 
 
@@ -119,6 +137,7 @@ async def queue_for_each(
     *,
     template: str,
     contexts: dict[uuid.UUID, dict[str, Any]],
+    rate_scope: str | None = None,
 ) -> int:
     """One email per account, each with its own variables (an account's role in the event)."""
     queued = 0
@@ -126,7 +145,13 @@ async def queue_for_each(
     # concurrent handlers do not deadlock (a run lost to one anyway is run again at no attempt's cost)
     for account_id in sorted(contexts, key=lambda a: _lock_key(str(a))):
         queued += await queue_for_account(
-            uow, templates, envelope, template=template, account_id=account_id, context=contexts[account_id]
+            uow,
+            templates,
+            envelope,
+            template=template,
+            account_id=account_id,
+            context=contexts[account_id],
+            rate_scope=rate_scope,
         )
     return queued
 
@@ -150,6 +175,7 @@ async def _row(
     recipient: tuple[str, str, str] | None,
     context: dict[str, Any],
     limited: bool = True,
+    rate_scope: str | None = None,
 ) -> dict[str, Any]:
     """The email's row: rendered when the recipient is known, its status set by the rate limits."""
     settings = templates.settings
@@ -163,6 +189,7 @@ async def _row(
         "event_type": envelope.event_type,
         "template": template,
         "recipient_key": recipient_key,
+        "rate_key": rate_key(recipient_key, recipient[0] if recipient else None, rate_scope),
         "recipient_account_id": account_id,
         # the variables are kept only until the email can be rendered (they may hold a one-use link)
         "context": context if recipient is None else None,
@@ -234,6 +261,7 @@ _INSERTED_COLUMNS = (
     "event_type",
     "template",
     "recipient_key",
+    "rate_key",
     "recipient_account_id",
     "context",
     "message_id",
@@ -289,13 +317,13 @@ async def _rate_limited(
         return None
     # Serialise concurrent handlers counting for the same recipient and template, so two
     # simultaneous requests cannot both slip under the limit.
-    await _advisory_lock(uow, _RATE_LOCKS, f"{values['recipient_key']}:{values['template']}")
+    await _advisory_lock(uow, _RATE_LOCKS, f"{values['rate_key']}:{values['template']}")
     since = now - timedelta(seconds=window_seconds)
     count = await uow.session.scalar(
         select(func.count())
         .select_from(Email)
         .where(
-            Email.recipient_key == values["recipient_key"],
+            Email.rate_key == values["rate_key"],
             Email.template == values["template"],
             Email.created_at > since,
             Email.status != SUPPRESSED,
@@ -303,7 +331,7 @@ async def _rate_limited(
     )
     if (count or 0) < limit:
         return None
-    return f"rate limit: at most {limit} '{values['template']}' emails per recipient per {window_seconds} s"
+    return f"rate limit: at most {limit} '{values['template']}' emails per mailbox per {window_seconds} s"
 
 
 _AWAITING = (
