@@ -88,6 +88,29 @@ async def test_join_after_approval_shows_contact_to_the_pending_applicant(teams:
     assert after[0]["team_contact"] is None
 
 
+async def test_applications_made_before_a_switch_to_reject_anyone_stay_decidable(teams: Any) -> None:
+    [admin, early, late] = await teams.volunteers(3)
+    team = await teams.approved_team(admin, join_mode="approval")
+    pending = await apply(teams, team["id"], early)
+    assert pending.status_code == 201, pending.text
+    settings = await teams.client.patch(
+        f"/api/v1/teams/{team['id']}", json={"join_mode": "reject_anyone"}, headers=teams.auth(admin)
+    )
+    assert settings.status_code == 200, settings.text
+    closed = await apply(teams, team["id"], late)
+    assert closed.status_code == 409
+    assert closed.json()["code"] == "team_closed_to_members"
+    listed = await teams.client.get(f"/api/v1/teams/{team['id']}/join-requests", headers=teams.auth(admin))
+    assert [i["id"] for i in listed.json()["items"]] == [pending.json()["request_id"]]
+    approved = await teams.client.post(
+        f"/api/v1/teams/{team['id']}/join-requests/{pending.json()['request_id']}/decision",
+        json={"outcome": "approved"},
+        headers=teams.auth(admin),
+    )
+    assert approved.status_code == 200, approved.text
+    assert str(early.account_id) in [e["account_id"] for e in await teams.events("team.member_joined", team["id"])]
+
+
 async def test_applicant_withdraws_a_pending_application(teams: Any) -> None:
     [admin, volunteer] = await teams.volunteers(2)
     team = await teams.approved_team(admin, join_mode="approval")
