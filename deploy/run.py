@@ -153,7 +153,10 @@ class _Server:
             def capture_signals(self) -> Iterator[None]:
                 yield
 
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, log_level=log_level.lower())
+        # no uvicorn access line (it quotes query strings); shared.web logs each request by its route
+        config = uvicorn.Config(
+            app, host=host, port=port, log_config=None, log_level=log_level.lower(), access_log=False
+        )
         return QuietServer(config)
 
 

@@ -16,7 +16,7 @@ from shared.testing import RAW_LOGS
 
 ID_CANDIDATE = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 MOBILE = re.compile(r"(?<![0-9A-Za-z])(?:\+?86)?1[3-9]\d{9}(?![0-9A-Za-z])")
-EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+(?:@|%40)[A-Za-z0-9.-]+\.[A-Za-z]{2,}", re.IGNORECASE)
 #: addresses of the system itself (the sender), not of people
 SYSTEM_ADDRESSES = re.compile(r"^(noreply|no-reply|postmaster)@", re.IGNORECASE)
 
@@ -34,8 +34,13 @@ def find_personal_data(lines: list[str]) -> list[str]:
 
 def test_scanner_finds_what_it_must() -> None:
     # The scanner itself can fail: a valid ID number, a mobile and an email are all caught.
-    lines = ['{"event": "x", "id": "11010519491231002X"}', "call 13812345678", "to zhang@example.org"]
-    assert len(find_personal_data(lines)) == 3
+    lines = [
+        '{"event": "x", "id": "11010519491231002X"}',
+        "call 13812345678",
+        "to zhang@example.org",
+        '"GET /api/v1/emails?recipient=zhang%40example.org HTTP/1.1" 200',
+    ]
+    assert len(find_personal_data(lines)) == 4
     assert find_personal_data(['{"event": "ok", "request_id": "0f3a9c"}', "noreply@volunteer.example.org"]) == []
 
 

@@ -17,10 +17,11 @@ from pydantic import ValidationError
 from structlog.types import EventDict, Processor
 
 # 18-digit resident ID (last may be X), 15-digit legacy ID (also glued to letters: "ID1101..."),
-# mainland mobile (also written 138 1234 5678 or 138-1234-5678), email (also internationalised).
+# mainland mobile (also written 138 1234 5678 or 138-1234-5678), email (also internationalised,
+# and percent-encoded as a query string carries it: zhang%40example.org).
 _ID_NUMBER = re.compile(r"(?<!\d)\d{17}[\dXx](?![0-9A-Za-z])|(?<!\d)\d{15}(?!\d)")
 _MOBILE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d(?:[- ]?\d{4}){2}(?!\d)")
-_EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.\w{2,}")
+_EMAIL = re.compile(r"[\w.%+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)*\.\w{2,}", re.IGNORECASE)
 #: containers deeper than this are logged as their (masked) text
 _MAX_DEPTH = 8
 
@@ -101,6 +102,9 @@ def configure_logging(service: str, fmt: str = "console", level: str = "INFO") -
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
+    # uvicorn's access line quotes the raw path and query string (an address searched for, a card
+    # check's token): the services' own line (shared.web) names the route template instead
+    logging.getLogger("uvicorn.access").disabled = True
     # aiormq logs every reconnect attempt at WARNING with a traceback; keep them, once.
     logging.getLogger("aiormq").setLevel(logging.ERROR)
     structlog.contextvars.bind_contextvars(service=service)

@@ -147,6 +147,7 @@ def main(
             port=args.port,
             workers=args.workers,
             log_config=None,
+            access_log=False,  # shared.web logs each request by its route, without its query
             proxy_headers=True,
             # connections still open at a stop (a request in flight, or one a client left half-sent)
             # are waited for this long, then cut, so the lifespan's own stop always runs

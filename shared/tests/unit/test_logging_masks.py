@@ -23,6 +23,11 @@ from shared.logging import mask_personal_data, scrub_personal_data
         ("to zhang.san@example.org", "to [email]"),
         ("to 张三@例子.中国", "to [email]"),
         ("to user@例子.中国", "to [email]"),
+        (
+            '"GET /api/v1/emails?recipient=zhang.san%40example.org HTTP/1.1"',
+            '"GET /api/v1/emails?recipient=[email] HTTP/1.1"',
+        ),
+        ("?to=Zhang%40Example.ORG", "?to=[email]"),
     ],
 )
 def test_personal_data_is_masked_however_it_is_written(text: str, masked: str) -> None:
