@@ -69,14 +69,29 @@ async def test_failed_verification_is_shown_with_its_reason(identity: Identity) 
     me = await identity.verification(await identity.headers_for(body), "failed")
     assert me["verification"]["reason"]
     assert me["verification"]["volunteer_number"] is None
+    assert me["verification"]["id_card_upload"] == "needed"
     [event] = await identity.events("volunteer.verification_changed", account["id"])
     assert (event["status"], event["manual"]) == ("failed", False)
 
 
-async def test_provider_can_ask_for_manual_review(identity: Identity) -> None:
-    body, _ = await identity.sign_up(real_name="周人工复核")
-    me = await identity.verification(await identity.headers_for(body), "manual_review")
+async def test_provider_can_ask_for_manual_review_and_the_volunteer_is_told_to_upload_the_id_card(
+    identity: Identity,
+) -> None:
+    """A provider's "manual review" is decided by a regional admin from the ID card's front: the
+    status says the upload is needed (and notifications emails it), then that it waits for review."""
+    body, account = await identity.sign_up(real_name="周人工复核")
+    headers = await identity.headers_for(body)
+    me = await identity.verification(headers, "manual_review")
     assert me["verification"]["expected_by"] is not None
+    assert me["verification"]["id_card_upload"] == "needed"
+    [event] = await identity.events("volunteer.verification_changed", account["id"])
+    assert (event["status"], event["manual"]) == ("manual_review", False)
+    uploaded = await identity.client.post(
+        "/api/v1/accounts/me/id-card-images", files={"file": ("front.png", PNG_BYTES, "image/png")}, headers=headers
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    assert (await identity.me(headers))["verification"]["id_card_upload"] == "waiting_for_review"
+    assert await pending_review(identity, identity.regional_admin("110105"), account["id"]) is not None
 
 
 async def test_check_waits_for_its_due_time_on_the_clock(start_identity: StartIdentity) -> None:
@@ -456,3 +471,37 @@ async def test_a_provider_that_does_not_answer_in_time_is_retried_later(start_id
             return bool(rows[0][0] >= 1 and rows[0][1] == "pending")
 
         await eventually(attempted, timeout=30)
+
+
+async def test_an_id_card_image_is_deleted_once_decided_or_withdrawn(identity: Identity) -> None:
+    """V6: the image is shown only to those reviewing it. Once decided (or withdrawn by a name
+    change) it is deleted: no admin of the region, one appointed later included, opens it again."""
+    headers, account_id, admin, item = await upload_awaiting_review(identity)
+    decided = await identity.client.post(
+        f"/api/v1/admin/id-card-reviews/{item['id']}/decision",
+        json={"approved": False, "reason": "照片模糊"},
+        headers=admin,
+    )
+    assert decided.status_code == 200, decided.text
+    later_admin = identity.regional_admin("110105")
+    image = await identity.client.get(str(item["image_url"]), headers=later_admin)
+    assert (image.status_code, image.json()["code"]) == (409, "review_already_decided")
+
+    # the volunteer uploads again; a name change then withdraws that upload
+    again = await identity.client.post(
+        "/api/v1/accounts/me/id-card-images", files={"file": ("front.png", PNG_BYTES, "image/png")}, headers=headers
+    )
+    assert again.status_code == 201, again.text
+    second = await pending_review(identity, admin, account_id)
+    assert second is not None
+    renamed = await identity.client.patch("/api/v1/accounts/me", json={"real_name": "王改名验证失败"}, headers=headers)
+    assert renamed.status_code == 200, renamed.text
+    withdrawn = await identity.client.get(str(second["image_url"]), headers=later_admin)
+    assert (withdrawn.status_code, withdrawn.json()["code"]) == (409, "review_superseded")
+
+    kept = await identity.fetch(
+        "SELECT status, image_ciphertext IS NULL, reviewed_by IS NOT NULL FROM id_card_uploads "
+        "WHERE account_id = :a ORDER BY uploaded_at",
+        a=uuid.UUID(account_id),
+    )
+    assert [tuple(r) for r in kept] == [("rejected", True, True), ("superseded", True, False)]

@@ -147,6 +147,29 @@ async def test_verification_success_carries_the_volunteer_number(service: Servic
     assert_sender_and_advice(email)
 
 
+async def test_a_provider_asking_for_manual_review_tells_the_volunteer_to_upload_the_id_card(
+    service: Service,
+) -> None:
+    """V5/V6: the provider could not decide; a regional admin does, from the ID card's front the
+    volunteer uploads. The upload itself (``manual``) moves the status too: no email for that."""
+    account_id, address = await service.register()
+    [asked] = await service.produce(
+        VolunteerVerificationChanged(account_id=account_id, status="manual_review", reason="需要人工核验", manual=False)
+    )
+    email = await one_email_to(service, address, "人工审核")
+    assert email.subject == "实名认证需要人工审核"
+    assert "上传身份证件正面图片" in email.text()
+    assert "原因:需要人工核验" in email.text()
+    assert f"{SITE}/account/identity" in email.text()
+    assert_sender_and_advice(email)
+    [uploaded] = await service.produce(
+        VolunteerVerificationChanged(account_id=account_id, status="manual_review", manual=True)
+    )
+    await service.handled(uploaded, "verification_email")
+    assert await service.emails(event_id=str(uploaded)) == []
+    assert [e["template"] for e in await service.emails(event_id=str(asked))] == ["verification_manual_review"]
+
+
 async def test_manual_review_outcomes_are_mailed_both_ways(service: Service) -> None:
     passed_id, passed = await service.register()
     failed_id, failed = await service.register(language="en", name="Bob")

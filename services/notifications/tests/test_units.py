@@ -179,6 +179,7 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "welcome": {"username": "u1", "path": "/login"},
     "verification_verified": {"volunteer_number": "110105", "manual": True, "path": "/account/card"},
     "verification_failed": {"reason": "r", "manual": False, "path": "/account/identity"},
+    "verification_manual_review": {"reason": "r", "path": "/account/identity"},
     "password_reset": {"reset_url": "https://x/reset", "expires_at": "2026-11-26 10:30"},
     "temporary_password": {"by_team": False, "set_at": "2026-11-26 10:30", "path": "/login"},
     "team_approved": {"team_name": "t", "reason": None, "path": "/teams/t1"},

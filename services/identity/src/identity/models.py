@@ -235,7 +235,9 @@ class AuditEntry(Base):
 
 
 class IdCardUpload(Base):
-    """The front of an ID card a volunteer uploaded after a failed verification (V6), encrypted."""
+    """The front of an ID card a volunteer uploaded after a failed verification (V6), encrypted.
+    The image is kept only while it waits for review: a decision or a withdrawal (a name change,
+    a newer upload) deletes it, and who decided what stays here and in the audit."""
 
     __tablename__ = "id_card_uploads"
     __table_args__ = (
@@ -248,9 +250,9 @@ class IdCardUpload(Base):
     region_code: Mapped[str] = mapped_column(String(12))
     content_type: Mapped[str] = mapped_column(String(32))
     size: Mapped[int] = mapped_column(Integer)
-    image_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    image_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     key_id: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16))  # pending | approved | rejected
+    status: Mapped[str] = mapped_column(String(16))  # pending | approved | rejected | superseded
     uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     reviewed_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

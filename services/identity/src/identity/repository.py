@@ -220,11 +220,16 @@ class Reviews:
             query = query.with_for_update().execution_options(populate_existing=True)
         return (await self.session.execute(query)).scalar_one_or_none()
 
+    async def has_pending(self, account_id: uuid.UUID) -> bool:
+        """Whether an upload of the account waits for review."""
+        query = select(IdCardUpload.id).where(IdCardUpload.account_id == account_id, IdCardUpload.status == "pending")
+        return (await self.session.execute(query.limit(1))).first() is not None
+
     async def supersede_pending(self, account_id: uuid.UUID) -> None:
         await self.session.execute(
             update(IdCardUpload)
             .where(IdCardUpload.account_id == account_id, IdCardUpload.status == "pending")
-            .values(status="superseded")
+            .values(status="superseded", image_ciphertext=None)  # nobody is to see it any more
         )
 
     async def pending_page(

@@ -106,10 +106,14 @@ async def pending(
 async def image(
     runtime: IdentityRuntime, uow: UnitOfWork, principal: Principal, upload_id: uuid.UUID
 ) -> tuple[str, bytes]:
+    """The image of an upload waiting for review, for those who may review it (V6): once decided
+    or withdrawn it is deleted (``REVIEW_ALREADY_DECIDED`` / ``REVIEW_SUPERSEDED``)."""
     item = await Reviews(uow.session).get(upload_id)
     if item is None:
         raise AppError(errors.REVIEW_NOT_FOUND)
     _check_scope(principal, item)
+    _check_pending(item)
+    assert item.image_ciphertext is not None  # pending uploads keep theirs
     data = runtime.cipher.open(Sealed(item.key_id, item.image_ciphertext), context=id_card_context(item.id))
     Audit(uow.session).write(
         at=uow.clock.now(),
@@ -145,6 +149,7 @@ async def decide(
     item.reviewed_by = principal.account_id
     item.reviewed_at = now
     item.reason = reason
+    item.image_ciphertext = None  # reviewed: nobody is to see it any more
     await apply_outcome(uow, account, "verified" if approved else "failed", reason, manual=True)
     Audit(uow.session).write(
         at=now,

@@ -149,6 +149,11 @@ async def send_verification_outcome(
         template = "verification_failed"
         # the way on (FAQ V5/V6): the ID-card upload, or a corrected name, on the identity page
         context = {"reason": event.reason, "manual": event.manual, "path": links.IDENTITY}
+    elif event.status == "manual_review" and not event.manual:
+        # the provider could not decide: a regional admin does, from the ID card the volunteer
+        # uploads (an upload itself also moves the status to manual review: nothing to tell then)
+        template = "verification_manual_review"
+        context = {"reason": event.reason, "path": links.IDENTITY}
     else:
         return
     await queue_for_account(

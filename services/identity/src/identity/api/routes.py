@@ -8,7 +8,7 @@ from identity import errors, registration
 from identity.api.deps import Runtime, UoW
 from identity.api.schemas import AccountOut, ProfilePatch, SignUpRequest
 from identity.api.views import account_out
-from identity.repository import Accounts
+from identity.repository import Accounts, Reviews
 from shared.auth import CurrentPrincipal
 from shared.errors import TOKEN_INVALID, UNAUTHENTICATED, VALIDATION_FAILED, AppError, error_responses
 
@@ -86,7 +86,7 @@ async def me(principal: CurrentPrincipal, uow: UoW) -> AccountOut:
         account = await Accounts(uow.session).get(principal.account_id)
         if account is None:
             raise AppError(errors.ACCOUNT_NOT_FOUND)
-        return account_out(account)
+        return account_out(account, id_card_pending=await Reviews(uow.session).has_pending(account.id))
 
 
 @router.patch(
@@ -111,4 +111,5 @@ async def change_profile(body: ProfilePatch, principal: CurrentPrincipal, uow: U
             registration.ProfileChange(**body.model_dump(exclude_unset=True)),
             delay_seconds=runtime.settings.verification_delay_seconds,
         )
-    return account_out(account)
+        pending = await Reviews(uow.session).has_pending(account.id)
+    return account_out(account, id_card_pending=pending)

@@ -55,6 +55,13 @@ class VerificationOut(BaseModel):
     expected_from: date | None = Field(None, description="Earliest expected date (3 Chinese working days)")
     expected_by: date | None = Field(None, description="Latest expected date (5 Chinese working days)")
     reason: str | None = None
+    id_card_upload: Literal["needed", "waiting_for_review"] | None = Field(
+        None,
+        description="The way on after a failed check, or when the verification provider asks for a "
+        "manual review (V5/V6): `needed`, upload the front of the ID card (POST "
+        "/api/v1/accounts/me/id-card-images; or correct the name, which is checked again); "
+        "`waiting_for_review`, an upload waits for a regional admin",
+    )
     volunteer_number: str | None = None
     verified_at: datetime | None = None
 

@@ -120,6 +120,8 @@ async def list_reviews(
         errors.REVIEW_NOT_FOUND,
         errors.REVIEW_OUT_OF_REGION,
         errors.REVIEW_OWN_UPLOAD,
+        errors.REVIEW_ALREADY_DECIDED,
+        errors.REVIEW_SUPERSEDED,
     ),
 )
 async def review_image(

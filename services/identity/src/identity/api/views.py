@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from identity.api.schemas import AccountOut, VerificationOut
 from identity.models import Account
 from identity.registration import expected_verification_window
+from identity.verification import STATUS_FAILED, STATUS_MANUAL_REVIEW
 
 
-def account_out(account: Account) -> AccountOut:
+def account_out(account: Account, *, id_card_pending: bool = False) -> AccountOut:
+    """``id_card_pending``: an upload of the account waits for review (see ``Reviews.has_pending``)."""
     record = account.record
     verification = None
     if account.verification_status is not None:
         window = expected_verification_window(account)
+        upload: Literal["needed", "waiting_for_review"] | None = None
+        if account.verification_status in (STATUS_FAILED, STATUS_MANUAL_REVIEW) and record is not None:
+            upload = "waiting_for_review" if id_card_pending else "needed"
         verification = VerificationOut(
             status=account.verification_status,
             expected_from=window[0] if window else None,
             expected_by=window[1] if window else None,
             reason=account.verification_reason,
+            id_card_upload=upload,
             volunteer_number=account.volunteer_number,
             verified_at=account.verified_at,
         )
