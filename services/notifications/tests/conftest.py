@@ -15,6 +15,7 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from notifications.bootstrap import NotificationsRuntime, build_runtime
 from notifications.config import NotificationsSettings
@@ -112,7 +113,14 @@ class Service:
     admin_token: str
     database_url: str
     signer: TokenSigner
+    app: FastAPI
     registered: dict[uuid.UUID, str] = field(default_factory=dict)
+
+    def client_from(self, host: str) -> httpx.AsyncClient:
+        """A client whose requests come from ``host`` (the app's lifespan already runs)."""
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app, client=(host, 50000)), base_url="http://test"
+        )
 
     @property
     def admin(self) -> dict[str, str]:
@@ -300,6 +308,6 @@ def start_service(
         app = create_app(settings, runtime)
         async with running(app) as client:
             token = signer.issue(uuid.uuid4(), roles=[ROLE_NATIONAL_ADMIN])
-            yield Service(client, runtime, producer, publisher, smtp, token, url, signer)
+            yield Service(client, runtime, producer, publisher, smtp, token, url, signer, app)
 
     return start

@@ -226,6 +226,20 @@ async def test_standalone_mailbox_keeps_emails_for_reading(start_service: StartS
         assert sorted(i["to_address"] for i in items) == sorted(addresses)
         assert all(i["subject"].startswith("欢迎") for i in items)
 
+        # it holds every email whole (reset links too): only a reader on this machine gets it,
+        # though standalone mode may listen on the network for phones opening a card's page
+        for host in ("192.168.1.20", "::ffff:10.0.0.7", "2001:db8::1"):
+            async with service.client_from(host) as remote:
+                for path in (
+                    "/api/v1/mailbox",
+                    f"/api/v1/mailbox/{items[0]['id']}",
+                    f"/api/v1/mailbox/{items[0]['id']}.html",
+                ):
+                    refused = await remote.get(path)
+                    assert (refused.status_code, refused.json()["code"]) == (403, "mailbox_local_only"), path
+        async with service.client_from("::1") as local:
+            assert (await local.get("/api/v1/mailbox")).status_code == 200
+
         one = await service.client.get(f"/api/v1/mailbox/{items[0]['id']}")
         assert one.status_code == 200
         body = one.json()

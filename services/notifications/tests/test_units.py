@@ -284,6 +284,19 @@ def test_production_refuses_a_site_url_on_this_machine() -> None:
     assert NotificationsSettings().site_url == "http://localhost:3000"  # development
 
 
+def test_production_refuses_the_standalone_mailbox() -> None:
+    production: dict[str, Any] = {
+        "environment": "production",
+        "secret_key": "a-real-secret",
+        "amqp_url": "amqp://vs:pw@mq.internal:5672/",
+        "site_url": "https://zyz.example.cn",
+    }
+    with pytest.raises(ValueError, match="mail_transport must be smtp in production"):
+        NotificationsSettings(**production, mail_transport="mailbox")
+    assert NotificationsSettings(**production).mail_transport == "smtp"
+    assert NotificationsSettings(mail_transport="mailbox").mail_transport == "mailbox"  # development
+
+
 @pytest.mark.parametrize("url", ["zyz.example.cn", "ftp://zyz.example.cn", "https://zyz.example.cn/?a=1", "https://"])
 def test_site_url_must_be_a_plain_web_address(url: str) -> None:
     with pytest.raises(ValueError, match="site_url"):

@@ -115,6 +115,13 @@ class NotificationsSettings(ServiceSettings):
         return {"site_url": self.site_url}
 
     @model_validator(mode="after")
+    def _mail_leaves_in_production(self) -> NotificationsSettings:
+        """The local mailbox is standalone mode's: in production nobody would get an email."""
+        if self.environment == "production" and self.mail_transport != "smtp":
+            raise ValueError("mail_transport must be smtp in production (the mailbox is for standalone mode)")
+        return self
+
+    @model_validator(mode="after")
     def _site_url_is_a_web_address(self) -> NotificationsSettings:
         parts = urlsplit(self.site_url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:

@@ -5,6 +5,12 @@ from __future__ import annotations
 from shared.errors import ErrorSpec
 
 EMAIL_NOT_FOUND = ErrorSpec("email_not_found", 404, "邮件不存在", "No such email")
+MAILBOX_LOCAL_ONLY = ErrorSpec(
+    "mailbox_local_only",
+    403,
+    "本地邮箱只能在运行本系统的计算机上查看(其中有密码重置链接等)",
+    "The local mailbox can be read only on the machine running the system (it holds password reset links)",
+)
 EMAIL_NOT_REPLAYABLE = ErrorSpec(
     "email_not_replayable",
     409,

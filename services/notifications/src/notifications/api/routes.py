@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -16,6 +17,7 @@ from notifications.bootstrap import NotificationsRuntime
 from notifications.errors import (
     EMAIL_NOT_FOUND,
     EMAIL_NOT_REPLAYABLE,
+    MAILBOX_LOCAL_ONLY,
     REPLAY_FILTER_REQUIRED,
     REPLAY_TEMPLATE_UNKNOWN,
     REPLAY_TIME_RANGE_INVALID,
@@ -121,10 +123,25 @@ async def mail_delivery_advice(
     )
 
 
-def _require_mailbox(runtime: NotificationsRuntime) -> None:
-    # The mailbox view exists only in standalone mode, where no real mail leaves the machine.
+def _require_mailbox(runtime: NotificationsRuntime, request: Request) -> None:
+    """The mailbox view exists only in standalone mode, where no real mail leaves the machine, and
+    only for a reader on that machine: it holds every email whole, live password reset links
+    included, and standalone mode may listen on the network (``VS_RUN_HOST``) for phones to open
+    a card's check page."""
     if runtime.settings.mail_transport != "mailbox":
         raise AppError(NOT_FOUND)
+    if not _is_loopback(request.client.host if request.client else None):
+        log.info("mailbox_refused_remote_reader")
+        raise AppError(MAILBOX_LOCAL_ONLY)
+
+
+def _is_loopback(host: str | None) -> bool:
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return (mapped or address).is_loopback
 
 
 def _json_error_responses(*specs: ErrorSpec) -> dict[int | str, dict[str, Any]]:
@@ -148,18 +165,19 @@ MAILBOX_URL = "/api/v1/mailbox"
         "email's page; API clients get JSON."
     ),
     responses={
-        **_json_error_responses(NOT_FOUND, CURSOR_INVALID),
+        **_json_error_responses(NOT_FOUND, MAILBOX_LOCAL_ONLY, CURSOR_INVALID),
         200: {"content": {"text/html": {"schema": {"type": "string"}}}},
     },
 )
 async def list_mailbox(
     runtime: RuntimeDep,
+    request: Request,
     response: Response,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     accept: Annotated[str | None, Header()] = None,
 ) -> MailboxPage | HTMLResponse:
-    _require_mailbox(runtime)
+    _require_mailbox(runtime, request)
     async with runtime.session_factory() as session:
         rows, next_cursor = await repository.list_emails(session, EmailFilter(status=SENT), limit=limit, cursor=cursor)
     items = [MailboxItem.model_validate(r, from_attributes=True) for r in rows]
@@ -179,8 +197,8 @@ async def list_mailbox(
     return HTMLResponse(page, headers={"Content-Security-Policy": SELF_CONTAINED_PAGE_POLICY, "Vary": "Accept"})
 
 
-async def _delivered(runtime: NotificationsRuntime, email_id: uuid.UUID) -> Email:
-    _require_mailbox(runtime)
+async def _delivered(runtime: NotificationsRuntime, request: Request, email_id: uuid.UUID) -> Email:
+    _require_mailbox(runtime, request)
     async with runtime.session_factory() as session:
         email = await repository.get_email(session, email_id)
     if email.status != SENT:  # not in the mailbox (yet)
@@ -194,10 +212,13 @@ async def _delivered(runtime: NotificationsRuntime, email_id: uuid.UUID) -> Emai
     response_class=HTMLResponse,
     tags=["mailbox"],
     summary="Standalone mode: one email as a web page (sender, recipient, language, subject, HTML body)",
-    responses={**_json_error_responses(NOT_FOUND, EMAIL_NOT_FOUND), 200: {"content": {"text/html": {}}}},
+    responses={
+        **_json_error_responses(NOT_FOUND, MAILBOX_LOCAL_ONLY, EMAIL_NOT_FOUND),
+        200: {"content": {"text/html": {}}},
+    },
 )
-async def show_mailbox_email(email_id: uuid.UUID, runtime: RuntimeDep) -> HTMLResponse:
-    email = await _delivered(runtime, email_id)
+async def show_mailbox_email(email_id: uuid.UUID, runtime: RuntimeDep, request: Request) -> HTMLResponse:
+    email = await _delivered(runtime, request, email_id)
     settings = runtime.settings
     page = runtime.templates.page(
         "_mailbox_email.html.j2",
@@ -225,10 +246,10 @@ async def show_mailbox_email(email_id: uuid.UUID, runtime: RuntimeDep) -> HTMLRe
     response_model=MailboxEmail,
     tags=["mailbox"],
     summary="Standalone mode: read one delivered email (as a web page: add .html)",
-    responses=error_responses(NOT_FOUND, EMAIL_NOT_FOUND),
+    responses=error_responses(NOT_FOUND, MAILBOX_LOCAL_ONLY, EMAIL_NOT_FOUND),
 )
-async def read_mailbox(email_id: uuid.UUID, runtime: RuntimeDep) -> MailboxEmail:
-    email = await _delivered(runtime, email_id)
+async def read_mailbox(email_id: uuid.UUID, runtime: RuntimeDep, request: Request) -> MailboxEmail:
+    email = await _delivered(runtime, request, email_id)
     return MailboxEmail.model_validate(email, from_attributes=True)
 
 
