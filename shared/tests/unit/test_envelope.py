@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import aio_pika
+import pytest
 
 from shared.messaging.amqp import to_message
+from shared.messaging.consumer import Dispatcher, PermanentError
 from shared.messaging.envelope import CONTENT_TYPE, Envelope
 
 
@@ -98,3 +100,16 @@ def test_amqp_message_headers_carry_only_what_the_envelope_has() -> None:
     assert bare == {"schema_version": 2, "producer": "identity"}
     full = to_message(_envelope()).headers or {}
     assert full["correlation_id"] == "corr-1"
+
+
+def test_an_unreadable_payload_is_refused_without_quoting_its_values() -> None:
+    """The refusal ends in logs and the dead-letter reason: it names the fields, not what they held."""
+    payload = {"account_id": "not-a-uuid", "username": "u", "display_name": "欧阳娜娜", "email": 7}
+    envelope = _envelope(event_type="account.registered", schema_version=1, payload=payload)
+    with pytest.raises(PermanentError) as refused:
+        Dispatcher._read(envelope)
+    message = str(refused.value)
+    assert "cannot read account.registered v1" in message
+    assert "account_id" in message
+    assert "not-a-uuid" not in message
+    assert "欧阳娜娜" not in message

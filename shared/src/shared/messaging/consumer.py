@@ -185,7 +185,10 @@ class Dispatcher:
         try:
             return event_class(envelope.event_type, envelope.schema_version).model_validate(envelope.payload)
         except (LookupError, ValidationError) as exc:
-            raise PermanentError(f"cannot read {envelope.event_type} v{envelope.schema_version}: {exc}") from exc
+            # described without the values pydantic quotes (a name or an address in the payload)
+            raise PermanentError(
+                f"cannot read {envelope.event_type} v{envelope.schema_version}: {describe_error(exc, limit=1000)}"
+            ) from exc
 
     async def _handle_one(self, subscription: Subscription, envelope: Envelope, event: Event) -> None:
         spec = self.handlers.specs[subscription.handler]
