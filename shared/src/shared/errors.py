@@ -123,12 +123,19 @@ def _ranked(header: str) -> list[tuple[str, float]]:
 
 
 def preferred_language(accept_language: str | None) -> str:
-    """``"en"`` when the client's best-ranked language is English, otherwise ``"zh"``."""
-    best_lang, best_q = "zh", -1.0
-    for lang, q in _ranked(accept_language or ""):
-        if q > max(best_q, 0.0):  # q=0: "not this one"
+    """The best of the languages the system speaks (Chinese, English) that the client accepts:
+    ``"en"`` for ``fr, en;q=0.5`` too (French is not spoken here, English is acceptable);
+    ``"zh"`` when neither is (or for ``*``), the default. A ``q`` of 0 means "not this one"; one
+    outside 0–1 is unreadable; of two equal, the first listed wins."""
+    best_lang, best_q = "zh", 0.0
+    for tag, q in _ranked(accept_language or ""):
+        if not 0.0 < q <= 1.0:
+            continue
+        primary = tag.partition("-")[0]
+        lang = "en" if primary == "en" else "zh" if primary in ("zh", "*") else None
+        if lang is not None and q > best_q:
             best_lang, best_q = lang, q
-    return "en" if best_lang.startswith("en") else "zh"
+    return best_lang
 
 
 def prefers_html(accept: str | None) -> bool:

@@ -21,7 +21,9 @@ CURSOR_INVALID = ErrorSpec("cursor_invalid", 422, "分页游标无效", "The pag
 
 
 def encode_cursor(*parts: object) -> str:
-    raw = json.dumps([p.isoformat() if isinstance(p, datetime) else str(p) for p in parts])
+    # UTF-8 as it is (3 bytes a Chinese character) rather than \uXXXX escapes (6): a cursor on a
+    # 60-character team name stays within what the routes take (400 characters)
+    raw = json.dumps([p.isoformat() if isinstance(p, datetime) else str(p) for p in parts], ensure_ascii=False)
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -56,14 +58,23 @@ _DIGITS = re.compile(r"-?[0-9]+")
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 
 
+#: longer than any cursor this module makes (base64 of a few values: a 60-character team name
+#: and an id make about 300)
+MAX_CURSOR_LENGTH = 1024
+
+
 def decode_cursor(cursor: str, *kinds: type) -> tuple[Any, ...]:
-    """The cursor's parts converted to ``kinds`` (datetime, uuid.UUID, int or str), or a refusal."""
+    """The cursor's parts converted to ``kinds`` (datetime, uuid.UUID, int or str), or a refusal.
+    Ours are short (a time and an id, or a number): a longer one was not made here, and one of
+    deeply nested lists would exhaust the JSON reader's recursion, so neither is read."""
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise AppError(CURSOR_INVALID)
     try:
         parts = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(parts, list) or len(parts) != len(kinds):
             raise ValueError("wrong number of parts")
         return tuple(_part(value, kind) for value, kind in zip(parts, kinds, strict=True))
-    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
+    except (ValueError, TypeError, OverflowError, RecursionError, binascii.Error, UnicodeDecodeError) as exc:
         raise AppError(CURSOR_INVALID) from exc
 
 

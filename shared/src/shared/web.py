@@ -126,8 +126,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return render_error(request, MALFORMED_BODY)  # e.g. a form body that does not parse
         if exc.status_code == 404:
             return render_error(request, NOT_FOUND)
-        if exc.status_code == 405:
-            return render_error(request, METHOD_NOT_ALLOWED)
+        if exc.status_code == 405:  # with the route's Allow header (RFC 9110)
+            return render_error(request, METHOD_NOT_ALLOWED, headers=dict(exc.headers or {}))
         if exc.status_code == 413:
             return render_error(request, PAYLOAD_TOO_LARGE)
         spec = ErrorSpec(f"http_{exc.status_code}", exc.status_code, str(exc.detail), str(exc.detail))

@@ -24,9 +24,18 @@ def test_name_and_sequence_cursors_round_trip() -> None:
     assert decode_cursor(encode_cursor(42), int) == (42,)
 
 
+def test_a_cursor_on_the_longest_team_name_fits_what_the_routes_take() -> None:
+    name, item = "志" * 60, uuid.uuid4()
+    cursor = encode_cursor(name, item)
+    assert len(cursor) <= 400  # the teams list's cursor parameter
+    assert decode_cursor(cursor, str, uuid.UUID) == (name, item)
+
+
 @pytest.mark.parametrize(
     "cursor",
     [
+        base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode(),  # nested past the reader's recursion
+        base64.urlsafe_b64encode(b"[" * 600 + b"]" * 600).decode(),  # longer than any cursor made here
         "not-a-cursor",
         "",
         encode_cursor("2026-11-26T08:30:00", uuid.uuid4()),  # no zone

@@ -146,8 +146,10 @@ async def test_unknown_route_is_not_found_json(client: httpx.AsyncClient) -> Non
     assert body["message"] == NOT_FOUND.zh
 
 
-async def test_wrong_method_is_405_json(client: httpx.AsyncClient) -> None:
-    assert_error_shape(await client.delete("/api/v1/items"), 405, "method_not_allowed")
+async def test_wrong_method_is_405_json_naming_the_allowed_ones(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/api/v1/items")
+    assert_error_shape(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST"
 
 
 async def test_lost_database_is_503_service_unavailable(client: httpx.AsyncClient) -> None:
@@ -292,10 +294,18 @@ async def test_valid_request_passes_and_gets_a_request_id(client: httpx.AsyncCli
         ("en", "en"),
         ("en-GB", "en"),
         ("zh-CN,zh;q=0.9,en;q=0.8", "zh"),
-        ("fr, en;q=0.5", "zh"),
+        ("fr, en;q=0.5", "en"),  # French is not spoken here; English is acceptable
+        ("de-DE,de;q=0.9,en-US;q=0.8,en;q=0.7", "en"),
+        ("ja,en", "en"),
+        ("fr", "zh"),  # neither: the default
+        ("fr, zh-TW;q=0.4, en;q=0.3", "zh"),
+        ("*, en;q=0.5", "zh"),
         ("en;q=0.9, zh;q=0.8", "en"),
+        ("en, zh", "en"),  # equal: the first listed
         ("en;q=bogus, zh", "zh"),
         ("en;q=0", "zh"),  # "not English"
+        ("en;q=2, zh;q=0.5", "zh"),  # q outside 0-1: unreadable
+        ("english", "zh"),  # not a tag for English
     ],
 )
 def test_preferred_language(header: str | None, lang: str) -> None:
