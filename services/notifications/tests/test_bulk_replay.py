@@ -195,6 +195,10 @@ async def test_only_national_admins_bulk_replay_and_bad_filters_are_refused_with
         await refused({"created_from": same, "created_before": same}, "replay_time_range_invalid")
         unknown = await refused({"template": "welcom"}, "replay_template_unknown")
         assert unknown["message"] == "没有这个邮件模板:welcom"
+        padded = await service.client.post(
+            "/api/v1/emails/replay", json={"template": " welcome ", "dry_run": True}, headers=service.admin
+        )
+        assert padded.status_code == 200, padded.text  # trimmed, as every body is
         english = await refused({}, "replay_filter_required", **{"Accept-Language": "en"})
         assert english["message"].startswith("Give at least one filter")
         for bad in (

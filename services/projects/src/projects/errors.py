@@ -91,7 +91,8 @@ EXTENSION_ALREADY_USED = ErrorSpec(
     "extension_already_used",
     409,
     "团体负责人只能在结项后30天内延期一次,本项目已延期过;如需再次延期请联系全国服务电话",
-    "A team admin may extend a project only once within 30 days of closing; it was already extended",
+    "A team admin may extend a project only once within 30 days of closing; it was already extended. "
+    "To extend it again, call the national service line",
 )
 EXTENSION_NEEDS_TEAM_ADMIN = ErrorSpec(
     "extension_needs_team_admin",
@@ -103,7 +104,8 @@ EXTENSION_NEEDS_NATIONAL_ADMIN = ErrorSpec(
     "extension_needs_national_admin",
     403,
     "项目自动结项已超过30天(未超过60天),只能由全国管理员延期,请拨打全国服务电话处理",
-    "More than 30 (and at most 60) days after closing, only a national admin can extend the project",
+    "More than 30 (and at most 60) days after closing, only a national admin can extend the project: "
+    "call the national service line",
 )
 EXTENSION_WINDOW_OVER = ErrorSpec(
     "extension_window_over",

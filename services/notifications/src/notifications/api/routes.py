@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from notifications import repository
 from notifications.bootstrap import NotificationsRuntime
@@ -39,7 +39,7 @@ from shared.errors import (
     preferred_language,
     prefers_html,
 )
-from shared.inputs import NO_CONTROL, Moment
+from shared.inputs import INPUT_CONFIG, NO_CONTROL, Moment
 from shared.logging import get_logger
 from shared.pagination import CURSOR_INVALID
 from shared.web import SELF_CONTAINED_PAGE_POLICY
@@ -375,7 +375,7 @@ class BulkReplayRequest(BaseModel):
     """Which failed emails to replay. At least one filter, or ``all_failed`` to confirm replaying
     every failed email: an empty body never replays everything by accident."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = INPUT_CONFIG
 
     template: str | None = Field(default=None, max_length=80, pattern=NO_CONTROL)
     error_prefix: str | None = Field(
