@@ -387,7 +387,12 @@ class ReviewView:
 
 
 async def review_status(
-    uow: UnitOfWork, clock: Clock, settings: TeamsSettings, principal: Principal, team_id: uuid.UUID
+    uow: UnitOfWork,
+    clock: Clock,
+    settings: TeamsSettings,
+    principal: Principal,
+    team_id: uuid.UUID,
+    lang: str = "zh",
 ) -> ReviewView:
     """What the applicant sees of a review, and the reviewers and the admins of the team's region
     with it (the escalation of day 7 goes to those admins); reviewer contact from day 7."""
@@ -406,10 +411,11 @@ async def review_status(
     reviewer: ReviewerOut
     if team.registration_authority_region is not None:
         authority_region = regions.get(team.registration_authority_region)
+        place = authority_region.name if authority_region else team.registration_authority_region
         if team.registration_authority_region == NATIONAL_AUTHORITY:
-            name = "民政部"
+            name = "Ministry of Civil Affairs" if lang == "en" else "民政部"
         else:
-            name = f"{authority_region.name if authority_region else team.registration_authority_region}民政部门"
+            name = f"Civil affairs bureau of {place}" if lang == "en" else f"{place}民政部门"
         reviewer = ReviewerOut(kind="registration_authority", name=name)
         found = _authority_contact(settings, team.registration_authority_region)
         if found is not None:
@@ -422,7 +428,7 @@ async def review_status(
     else:
         liaison = await repo.team(team.liaison_team_id) if team.liaison_team_id else None
         if liaison is not None and not await liaison_reviewer_ids(repo, team):
-            reviewer = _region_admins_reviewer(settings, liaison.region_code, show_contact)
+            reviewer = _region_admins_reviewer(settings, liaison.region_code, show_contact, lang)
         else:
             reviewer = ReviewerOut(kind="liaison_team", name=liaison.name if liaison else "")
             if show_contact and liaison is not None:
@@ -430,11 +436,17 @@ async def review_status(
     return ReviewView(team=team, now=now, reviewer=reviewer)
 
 
-def _region_admins_reviewer(settings: TeamsSettings, region_code: str, show_contact: bool) -> ReviewerOut:
+def _region_admins_reviewer(
+    settings: TeamsSettings, region_code: str, show_contact: bool, lang: str = "zh"
+) -> ReviewerOut:
     """The admins of the liaison's region, reviewing in place of a liaison team with no other
-    admin; their office's contact is the region's configured authority contact."""
+    admin; their office's contact is the region's configured authority contact. (Region names
+    are Chinese in either language: GB/T 2260 names them so.)"""
     region = regions.get(region_code)
-    reviewer = ReviewerOut(kind="region_admins", name=f"{region.name if region else region_code}地区管理员")
+    place = region.name if region else region_code
+    reviewer = ReviewerOut(
+        kind="region_admins", name=f"Region admins of {place}" if lang == "en" else f"{place}地区管理员"
+    )
     found = _authority_contact(settings, region_code)
     if found is not None and show_contact:
         reviewer.contact = ContactOut(person=found.person, phone=found.phone, email=found.email, address=found.address)

@@ -138,6 +138,11 @@ async def test_social_organisation_is_reviewed_by_its_registration_authority(tea
     [overdue] = await teams.events("team.review_overdue", team["id"])
     assert overdue["registration_authority_region"] == "330106"
     assert overdue["liaison_team_name"] is None
+    path = f"/api/v1/teams/{team['id']}/review"
+    chinese = (await teams.client.get(path, headers=teams.auth(applicant))).json()
+    assert chinese["reviewer"]["name"] == "西湖区民政部门"
+    english = await teams.client.get(path, headers={**teams.auth(applicant), "Accept-Language": "en"})
+    assert english.json()["reviewer"]["name"] == "Civil affairs bureau of 西湖区"
     approved = await decide(teams, team["id"], authority_admin, "approved")
     assert approved.status_code == 200, approved.text
 
@@ -398,6 +403,10 @@ async def test_sub_team_of_a_root_team_without_admins_is_reviewed_by_the_liaison
     assert overdue["reviewer_account_ids"] == [str(region_admin.account_id)]
     status = (await teams.client.get(f"/api/v1/teams/{team['id']}/review", headers=teams.auth(applicant))).json()
     assert (status["reviewer"]["kind"], status["reviewer"]["name"]) == ("region_admins", "湖州市地区管理员")
+    english = await teams.client.get(
+        f"/api/v1/teams/{team['id']}/review", headers={**teams.auth(applicant), "Accept-Language": "en"}
+    )
+    assert english.json()["reviewer"]["name"] == "Region admins of 湖州市"
 
     approved = await decide(teams, team["id"], region_admin, "approved")
     assert approved.status_code == 200, approved.text

@@ -316,9 +316,16 @@ async def my_reviews(
     summary="Review status for the applicant: reminder availability; reviewer contact from day 7",
     responses=error_responses(E.TEAM_NOT_FOUND, E.NOT_APPLICANT),
 )
-async def review_status(team_id: uuid.UUID, principal: CurrentPrincipal, runtime: Runtime, uow: UoW) -> ReviewStatus:
+async def review_status(
+    team_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    runtime: Runtime,
+    uow: UoW,
+    accept_language: Annotated[str | None, Header()] = None,
+) -> ReviewStatus:
+    lang = preferred_language(accept_language)
     async with uow:
-        view = await registration.review_status(uow, runtime.clock, runtime.settings, principal, team_id)
+        view = await registration.review_status(uow, runtime.clock, runtime.settings, principal, team_id, lang)
     team, now = view.team, view.now
     pending = team.status == PENDING
     verdict = review.reminder_decision(team.submitted_at, team.last_reminder_at, now)
