@@ -652,6 +652,7 @@ def require_roles(*roles: str) -> Callable[..., Any]:
             raise AppError(FORBIDDEN, {"required_roles": list(roles)})
         return principal
 
+    dependency.required_roles = roles  # type: ignore[attr-defined]  # read by shared.docs
     return dependency
 
 

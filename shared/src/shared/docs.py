@@ -11,14 +11,32 @@ whatever it is given.
 
 from __future__ import annotations
 
+import json
 import os
 from importlib.resources import files
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
+from fastapi.routing import iter_route_contexts
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
+
+from shared.errors import (
+    FORBIDDEN,
+    MALFORMED_BODY,
+    MALFORMED_JSON,
+    PAYLOAD_TOO_LARGE,
+    TOKEN_EXPIRED,
+    TOKEN_INVALID,
+    UNAUTHENTICATED,
+    UNSUPPORTED_MEDIA_TYPE,
+    VALIDATION_FAILED,
+    ErrorBody,
+    ErrorSpec,
+)
 
 #: where the documentation page's script, style and icon are served
 STATIC_PATH = "/docs/static"
@@ -60,3 +78,76 @@ def install_docs(app: FastAPI, *, title: str) -> None:
             swagger_css_url=f"{root}{STATIC_PATH}/swagger-ui.css",
             swagger_favicon_url=f"{root}{STATIC_PATH}/favicon.png",
         )
+
+
+#: what any route taking a token may answer (an optional one too: a bad token is refused)
+AUTH_REFUSALS = (UNAUTHENTICATED, TOKEN_INVALID, TOKEN_EXPIRED)
+#: what any route taking a body may answer before its own rules run
+BODY_REFUSALS = (MALFORMED_JSON, MALFORMED_BODY, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, VALIDATION_FAILED)
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+_FASTAPI_422 = "Validation Error"
+
+
+def document_common_refusals(app: FastAPI) -> None:
+    """Every operation's OpenAPI lists the refusals the shared layers give whatever the route:
+    the token's (401) where it takes one, ``forbidden`` (403) where it requires a role, the body's
+    (400, 413, 415) where it takes one, and ``validation_failed`` (422) in the one error shape,
+    where FastAPI documents its own ``HTTPValidationError`` (which no route answers). Routes list
+    their own rules' refusals."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        by_role = {
+            (route.path_format, method.lower())
+            for route in iter_route_contexts(app.routes)
+            if isinstance(getattr(route, "dependant", None), Dependant) and _requires_roles(route.dependant)
+            for method in route.methods or ()
+        }
+        for path, item in schema.get("paths", {}).items():
+            for method, operation in item.items():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                common: list[ErrorSpec] = []
+                if "security" in operation:
+                    common += AUTH_REFUSALS
+                if (path, method) in by_role:
+                    common.append(FORBIDDEN)
+                if "requestBody" in operation:
+                    common += BODY_REFUSALS
+                elif operation.get("parameters") or "422" in operation["responses"]:
+                    common.append(VALIDATION_FAILED)
+                for spec in common:
+                    _add_refusal(operation["responses"], spec)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.setdefault("ErrorBody", ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}"))
+        for unused in ("HTTPValidationError", "ValidationError"):
+            if unused in components and f'/{unused}"' not in json.dumps({**schema, "components": {}}):
+                del components[unused]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _requires_roles(dependant: Dependant) -> bool:
+    return any(
+        getattr(d.call, "required_roles", None) is not None or _requires_roles(d) for d in dependant.dependencies
+    )
+
+
+def _add_refusal(responses: dict[str, Any], spec: ErrorSpec) -> None:
+    line = f"`{spec.code}`: {spec.zh} / {spec.en}"
+    response = responses.get(str(spec.status))
+    if response is None:
+        responses[str(spec.status)] = {"description": line, "content": _ERROR_CONTENT}
+        return
+    if "HTTPValidationError" in json.dumps(response.get("content", {})):
+        response["content"] = _ERROR_CONTENT
+    description = response.get("description", "")
+    if description == _FASTAPI_422:
+        response["description"] = line
+    elif f"`{spec.code}`" not in description:
+        response["description"] = f"{description}; {line}" if description else line

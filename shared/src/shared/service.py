@@ -17,7 +17,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 
-from shared.docs import install_docs
+from shared.docs import document_common_refusals, install_docs
 from shared.logging import configure_logging, get_logger
 from shared.migrations import upgrade_head
 from shared.runtime import Runtime
@@ -112,6 +112,7 @@ def build_app(
         app.include_router(router)
     # last: every request walks the routes in order, and the API's are the ones it looks for
     install_docs(app, title=title)
+    document_common_refusals(app)
     return app
 
 
