@@ -61,3 +61,22 @@ def test_every_refusal_of_a_service_has_one_code_a_chinese_and_an_english_messag
         if earlier != spec:
             problems.append(f"{where}: the code is also used for another refusal ({earlier.status}, {earlier.zh})")
     assert problems == []
+
+
+#: ways out a Chinese message gives, and what its English one must say for the same
+WAYS_OUT = {
+    "全国服务电话": "national service line",
+    "命令行工具": "command-line tool",
+    "分批": "split",
+}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_english_message_gives_the_way_out_the_chinese_one_gives(service: str) -> None:
+    problems = [
+        f"{module}: {spec.code}: the Chinese says {zh}, the English not {en!r}"
+        for module, spec in [*specs_of("shared"), *specs_of(service)]
+        for zh, en in WAYS_OUT.items()
+        if zh in spec.zh and en not in spec.en.lower()
+    ]
+    assert problems == []

@@ -101,7 +101,7 @@ def test_a_number_whose_area_has_no_counties_is_refused_not_crashed() -> None:
     number = resident_id(region="110199")  # a valid check digit on an area stdnum cannot look up
     with pytest.raises(AppError) as refused:
         documents.check_document(DocumentType.RESIDENT_ID, number, None)
-    assert refused.value.spec.code == "id_number_invalid"
+    assert refused.value.spec.code == "id_number_area_invalid"
     assert refused.value.detail == {"reason": "area"}
 
 

@@ -7,6 +7,12 @@ USERNAME_TAKEN = ErrorSpec("username_taken", 409, "该用户名已被使用", "T
 ID_NUMBER_INVALID = ErrorSpec(
     "id_number_invalid", 422, "身份证号码不正确,请核对校验位和出生日期", "The resident ID number is not valid"
 )
+ID_NUMBER_AREA_INVALID = ErrorSpec(
+    "id_number_area_invalid",
+    422,
+    "身份证号码前6位地址码不正确,请核对",
+    "The first six digits of the resident ID number are not a known area code",
+)
 DOCUMENT_NUMBER_INVALID = ErrorSpec(
     "document_number_invalid", 422, "证件号码格式不正确", "The document number is not valid for its type"
 )
@@ -15,6 +21,14 @@ BIRTH_DATE_REQUIRED = ErrorSpec(
 )
 BIRTH_DATE_MISMATCH = ErrorSpec(
     "birth_date_mismatch", 422, "出生日期与身份证号码不一致", "The birth date does not match the ID number"
+)
+#: a typed birth date (passport, permits; an import's birth date column): not a date, in the
+#: future, or further back than anyone alive
+BIRTH_DATE_INVALID = ErrorSpec(
+    "birth_date_invalid",
+    422,
+    "出生日期不正确,请核对:应为有效日期(如 1990-01-01),不能晚于今天,也不能早于150年前",
+    "The birth date is not valid: a real date (such as 1990-01-01), not in the future and not more than 150 years ago",
 )
 TOO_YOUNG = ErrorSpec(
     "too_young", 422, "未满{minimum_age}周岁不能注册为志愿者", "Volunteers must be at least {minimum_age} years old"
@@ -50,6 +64,12 @@ IMPORTED_NAME_MISMATCH = ErrorSpec(
     409,
     "使用该证件号码的志愿者数据已经被导入,请输入正确的姓名进行注册以激活数据!",
     "A record with this ID number was imported; enter the correct name to activate it",
+)
+IMPORTED_BIRTH_DATE_MISMATCH = ErrorSpec(
+    "imported_birth_date_mismatch",
+    409,
+    "使用该证件号码的志愿者数据已经被导入,出生日期与导入数据不一致,请核对",
+    "A record with this ID number was imported with another birth date; check the birth date",
 )
 NAME_LOCKED_AFTER_VERIFICATION = ErrorSpec(
     "name_locked_after_verification",

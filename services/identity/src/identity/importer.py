@@ -1,7 +1,7 @@
 """Bulk import of legacy volunteer records (issue 3, "Bulk import"; SPEC V3, V4).
 
 A file (CSV in UTF-8 with or without BOM, or GB18030; or XLSX) is read as a stream, each row
-checked like a sign-up would check it (resident ID check digit, birth date and birth place,
+checked like a sign-up would check it (resident ID check digit, birth date and area code,
 region code, mobile), and the valid rows are sealed with the sign-up's cipher and blind index,
 so a later sign-up finds and claims them (V4). Loading is PostgreSQL ``COPY`` into a temporary
 staging table, then ``INSERT ... SELECT ... ON CONFLICT (id) DO NOTHING`` into
@@ -63,15 +63,12 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
 
 import asyncpg
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from stdnum import exceptions as stdnum_errors
-from stdnum.cn import ric
 
 from identity import errors as identity_errors
 from identity.bootstrap import IdentityRuntime
@@ -114,7 +111,10 @@ IMPORT_FORMAT_UNSUPPORTED = ErrorSpec(
     "import_format_unsupported", 415, "仅支持 CSV 和 XLSX 文件", "Only CSV and XLSX files can be imported"
 )
 IMPORT_FILE_TOO_LARGE = ErrorSpec(
-    "import_file_too_large", 413, "导入文件过大,请分批导入或使用命令行工具", "The file is too large to upload"
+    "import_file_too_large",
+    413,
+    "导入文件过大,请分批导入或使用命令行工具",
+    "The file is too large to upload: split it into batches or use the command-line tool",
 )
 IMPORT_ENCODING_INVALID = ErrorSpec(
     "import_encoding_invalid",
@@ -137,7 +137,8 @@ NAME_MISSING = ErrorSpec("name_missing", 422, "姓名不能为空", "The name is
 NAME_TOO_LONG = ErrorSpec("name_too_long", 422, "姓名过长", "The name is too long")
 ID_NUMBER_MISSING = ErrorSpec("id_number_missing", 422, "证件号码不能为空", "The ID number is missing")
 DOCUMENT_TYPE_INVALID = ErrorSpec("document_type_invalid", 422, "证件类型不正确", "Unknown document type")
-BIRTH_DATE_INVALID = ErrorSpec("birth_date_invalid", 422, "出生日期格式不正确", "The birth date is not valid")
+#: a birth date cell that is no date, or one from the future or before anyone alive (as sign-up says)
+BIRTH_DATE_INVALID = identity_errors.BIRTH_DATE_INVALID
 VOLUNTEER_NUMBER_INVALID = ErrorSpec(
     "volunteer_number_invalid", 422, "志愿者编号格式不正确", "The volunteer number is not valid"
 )
@@ -175,6 +176,7 @@ ROW_REASONS: dict[str, ErrorSpec] = {
         CELL_CONTROL_CHARACTERS,
         CELL_TOO_LONG,
         identity_errors.ID_NUMBER_INVALID,
+        identity_errors.ID_NUMBER_AREA_INVALID,
         identity_errors.DOCUMENT_NUMBER_INVALID,
         identity_errors.BIRTH_DATE_REQUIRED,
         identity_errors.BIRTH_DATE_MISMATCH,
@@ -394,30 +396,14 @@ class Batch:
     rows: int = 0
 
 
-@lru_cache(maxsize=65_536)
-def _birth_place_known(prefix: str, year: int) -> bool:
-    # stdnum's place check (the slow part of ric.validate) depends on these two only
-    try:
-        ric.get_birth_place(f"{prefix}{year:04d}0101" + "0000")
-    except (stdnum_errors.ValidationError, KeyError):  # KeyError: stdnum on an area without counties
-        return False
-    return True
-
-
 def check_resident_id(number: str, today: date) -> date:
-    """``ric.validate`` (length, digits, check digit, birth date, birth place), fast: the
-    place lookup is cached per area code and year. Returns the birth date."""
-    if len(number) != 18 or not (number[:17].isascii() and number[:17].isdigit()):
-        raise _Reject(identity_errors.ID_NUMBER_INVALID, "id_number")
-    if number[-1] != ric.calc_check_digit(number):
-        raise _Reject(identity_errors.ID_NUMBER_INVALID, "id_number")
+    """Sign-up's check of a resident ID number (:func:`documents.check_resident_id`: length,
+    digits, check digit, a real birth date, an address code known in any year; the address code
+    lookup is cached per code). Returns the birth date."""
     try:
-        born = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
-    except ValueError:
-        raise _Reject(identity_errors.ID_NUMBER_INVALID, "id_number") from None
-    if born > today or not _birth_place_known(number[:6], born.year):
-        raise _Reject(identity_errors.ID_NUMBER_INVALID, "id_number")
-    return born
+        return documents.check_resident_id(number, today)
+    except AppError as exc:
+        raise _Reject(exc.spec, "id_number") from None
 
 
 def _parse_birth_date(value: str) -> date | None:
@@ -523,13 +509,15 @@ class RowChecker:
         except _Reject as reject:
             return Rejection(line, reject.spec.code, reject.field, masked)
         doc_value = self._values[doc_type]
-        # the sign-up's blind index input (documents.blind_index_input) and sealing
-        blind_index = self.cipher.blind_index(f"{doc_value}:{number}")
+        # the sign-up's blind index input (the number's document key: one for every form of a
+        # permit) and sealing (the number as written)
+        blind_input = documents.blind_index_input(doc_type, number)
+        blind_index = self.cipher.blind_index(blind_input)
         sealed = self.cipher.seal(number.encode(), context=self._context[doc_type])
         previous_id: str | None = None
         previous_index: bytes | None = None
         if self._rotating:
-            previous_index = self.cipher.blind_indexes(f"{doc_value}:{number}")[1]
+            previous_index = self.cipher.blind_indexes(blind_input)[1]
             previous_id = record_id(previous_index, name, legacy_number)
         return (
             record_id(blind_index, name, legacy_number),
@@ -552,20 +540,17 @@ class RowChecker:
         )
 
     def _check_number(self, doc_type: DocumentType, number: str, given_birth: date | None) -> date:
+        """As a sign-up checks it: a resident ID number's birth date is its own (not after today,
+        nor before anyone alive), a typed one is checked so too (``birth_date_invalid``)."""
         if doc_type is DocumentType.RESIDENT_ID:
             born = check_resident_id(number, self.today)
             if given_birth is not None and given_birth != born:
                 raise _Reject(identity_errors.BIRTH_DATE_MISMATCH, "birth_date")
-        else:
-            try:
-                born = documents.check_document(doc_type, number, given_birth)[1]
-            except AppError as exc:
-                raise _Reject(exc.spec, "birth_date" if "birth_date" in exc.code else "id_number") from None
+            return born
         try:
-            documents.check_birth_date(born, self.today)  # as a sign-up would: none from the future or 1 AD
+            return documents.check_document(doc_type, number, given_birth, self.today)[1]
         except AppError as exc:
-            raise _Reject(exc.spec, "birth_date") from None
-        return born
+            raise _Reject(exc.spec, "birth_date" if "birth_date" in exc.code else "id_number") from None
 
     @staticmethod
     def _checked_mobile(value: str) -> str:

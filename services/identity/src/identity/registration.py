@@ -100,7 +100,9 @@ class SealedIdentity:
     document_type: DocumentType
     #: under the current key: what is written
     blind_index: bytes
-    #: under every key in use (the current one first): what is looked up
+    #: under every key in use (the current one first): what is looked up; for an old-form permit
+    #: number also the index of the whole number, which records stored before its document key
+    #: (:func:`~identity.domain.documents.document_key`) have until a re-index (:mod:`identity.reindex`)
     blind_indexes: tuple[bytes, ...]
     blind_key_id: str
     ciphertext: bytes
@@ -134,15 +136,26 @@ def check_email(email: str) -> str:
 
 
 def seal_identity(
-    cipher: DataCipher, document_type: DocumentType, id_number: str, birth_date: date | None
+    cipher: DataCipher,
+    document_type: DocumentType,
+    id_number: str,
+    birth_date: date | None,
+    today: date | None = None,
 ) -> SealedIdentity:
-    number, born = documents.check_document(document_type, id_number, birth_date)
+    """The checked number sealed as typed (normalised), with its blind indexes, which hash the
+    number's :func:`~identity.domain.documents.document_key` (one for every form of a permit)."""
+    number, born = documents.check_document(document_type, id_number, birth_date, today)
     sealed = cipher.seal(number.encode(), context=id_number_context(document_type))
     indexes = cipher.blind_indexes(documents.blind_index_input(document_type, number))
+    lookups = indexes
+    if documents.document_key(document_type, number) != number:
+        # stored before numbers had a document key, under the whole number: still found by it
+        whole = cipher.blind_indexes(f"{document_type.value}:{number}")
+        lookups += tuple(index for index in whole if index not in indexes)
     return SealedIdentity(
         document_type=document_type,
         blind_index=indexes[0],
-        blind_indexes=indexes,
+        blind_indexes=lookups,
         blind_key_id=cipher.blind_key_id,
         ciphertext=sealed.data,
         key_id=sealed.key_id,
@@ -164,8 +177,11 @@ class _RecordAppeared(Exception):
 async def sign_up(runtime: IdentityRuntime, data: SignUp) -> Account:
     settings, clock = runtime.settings, runtime.clock
     check_password(data.password, username=data.username)
-    identity = seal_identity(runtime.cipher, data.document_type, data.id_number, data.birth_date)
-    age = documents.check_age(identity.birth_date, local_today(clock), minimum_age=settings.minimum_age)
+    today = local_today(clock)
+    identity = seal_identity(runtime.cipher, data.document_type, data.id_number, data.birth_date, today)
+    # The age and guardian checks run on this birth date; claiming an imported record (V4) needs
+    # the record's to be the same (_register), so they ran on the record's too.
+    age = documents.check_age(identity.birth_date, today, minimum_age=settings.minimum_age)
     if age < settings.guardian_consent_below_age and data.guardian is None:
         raise AppError(errors.GUARDIAN_CONSENT_REQUIRED)
     if data.guardian is not None:
@@ -233,6 +249,10 @@ async def _register(
         record = records[0]
         if not documents.same_name(record.real_name, data.real_name):
             raise AppError(errors.IMPORTED_NAME_MISMATCH)
+        if record.birth_date is not None and record.birth_date != identity.birth_date:
+            # the sign-up's age and guardian checks ran on its own birth date: the record keeps
+            # the imported one, so they must be the same (a resident ID number's always are)
+            raise AppError(errors.IMPORTED_BIRTH_DATE_MISMATCH)
         # V4: the imported record becomes this account, keeping its id and history.
         record.status = RECORD_ACTIVE
         record.claimed_at = now

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
+from functools import lru_cache
 
-from stdnum import exceptions as stdnum_errors
+from stdnum import numdb
 from stdnum.cn import ric
 
 from identity import errors
 from shared import regions
+from shared.clock import CHINA_TZ
 from shared.errors import AppError
 
 
@@ -39,25 +41,32 @@ def normalise_number(document_type: DocumentType, number: str) -> str:
     return re.sub(r"[\s-]", "", _ascii(number)).upper()
 
 
-def check_document(document_type: DocumentType, number: str, birth_date: date | None) -> tuple[str, date]:
-    """The normalised number and the birth date, or a refusal.
+def document_key(document_type: DocumentType, number: str) -> str:
+    """The part of a normalised number that names the holder: what duplicate checks and claims
+    compare (through :func:`blind_index_input`).
 
-    A resident ID number carries the birth date (GB 11643); other documents need it given.
+    A Home Return Permit (港澳居民来往内地通行证) is H or M and the holder's 8 permanent digits; the
+    old booklet added a 2-digit issue count (换证次数), which the card dropped: ``H1234567801``,
+    ``H1234567802`` and ``H12345678`` are one person. Every other number is its own key."""
+    if document_type is DocumentType.HK_MACAO_PERMIT and len(number) == 11:
+        return number[:9]
+    return number
+
+
+def check_document(
+    document_type: DocumentType, number: str, birth_date: date | None, today: date | None = None
+) -> tuple[str, date]:
+    """The normalised number (as the person typed it: the sealed and masked form) and the birth
+    date, or a refusal.
+
+    A resident ID number carries the birth date (GB 11643); other documents need it given, and a
+    given date must be one someone alive has (:func:`check_birth_date`) on ``today`` (China's
+    calendar day; the real one when not given).
     """
+    today = today or datetime.now(CHINA_TZ).date()
     number = normalise_number(document_type, number)
     if document_type is DocumentType.RESIDENT_ID:
-        try:
-            ric.validate(number)
-        except stdnum_errors.InvalidChecksum as exc:
-            raise AppError(errors.ID_NUMBER_INVALID, {"reason": "check_digit"}) from exc
-        except stdnum_errors.InvalidComponent as exc:
-            raise AppError(errors.ID_NUMBER_INVALID, {"reason": "birth_date"}) from exc
-        except stdnum_errors.ValidationError as exc:
-            raise AppError(errors.ID_NUMBER_INVALID, {"reason": "format"}) from exc
-        except KeyError as exc:
-            # stdnum's area table lookup fails for area codes without counties (e.g. 110199)
-            raise AppError(errors.ID_NUMBER_INVALID, {"reason": "area"}) from exc
-        born = ric.get_birth_date(number)
+        born = check_resident_id(number, today)
         if birth_date is not None and birth_date != born:
             raise AppError(errors.BIRTH_DATE_MISMATCH)
         return number, born
@@ -65,7 +74,42 @@ def check_document(document_type: DocumentType, number: str, birth_date: date | 
         raise AppError(errors.DOCUMENT_NUMBER_INVALID, {"document_type": document_type.value})
     if birth_date is None:
         raise AppError(errors.BIRTH_DATE_REQUIRED)
+    check_birth_date(birth_date, today)
     return number, birth_date
+
+
+@lru_cache(maxsize=8192)
+def area_code_known(code: str) -> bool:
+    """A six-digit address code that GB/T 2260 lists or once listed (a county, a city's 市辖区, a
+    province), whatever the year: GB 11643's address code is where the number was issued, which
+    may be long after the holder was born (an area created or renamed since, a move), and a
+    withdrawn code stays on the numbers issued under it. python-stdnum's table has them all, each
+    with the years it was in use, which are deliberately not compared with the birth year."""
+    if len(code) != 6 or not (code.isascii() and code.isdigit()):
+        return False
+    found = numdb.get("cn/loc").info(code)
+    return any("county" in props for _, props in found)
+
+
+def check_resident_id(number: str, today: date) -> date:
+    """A normalised 18-character resident ID number (GB 11643) as issued: digits, the check
+    character, a real birth date (not after ``today``, not older than anyone alive) and a known
+    address code (:func:`area_code_known`). Returns the birth date. Refusals say which part is
+    wrong in ``detail.reason``: ``format`` (a 15-digit first-generation number among them),
+    ``check_digit``, ``birth_date``; an unknown address code has a code of its own."""
+    if len(number) != 18 or not (number[:17].isascii() and number[:17].isdigit()):
+        raise AppError(errors.ID_NUMBER_INVALID, {"reason": "format"})
+    if number[-1] != ric.calc_check_digit(number):
+        raise AppError(errors.ID_NUMBER_INVALID, {"reason": "check_digit"})
+    try:
+        born = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+    except ValueError:
+        raise AppError(errors.ID_NUMBER_INVALID, {"reason": "birth_date"}) from None
+    if not birth_date_plausible(born, today):
+        raise AppError(errors.ID_NUMBER_INVALID, {"reason": "birth_date"})
+    if not area_code_known(number[:6]):
+        raise AppError(errors.ID_NUMBER_AREA_INVALID, {"reason": "area"})
+    return born
 
 
 def age_on(birth_date: date, today: date) -> int:
@@ -79,10 +123,16 @@ def age_on(birth_date: date, today: date) -> int:
 MAXIMUM_AGE = 150
 
 
-def check_birth_date(birth_date: date, today: date) -> None:
+def birth_date_plausible(birth_date: date, today: date) -> bool:
     """A birth date someone alive has: not in the future, not more than MAXIMUM_AGE years back."""
-    if birth_date > today or age_on(birth_date, today) > MAXIMUM_AGE:
-        raise AppError(errors.ID_NUMBER_INVALID, {"reason": "birth_date"})
+    return birth_date <= today and age_on(birth_date, today) <= MAXIMUM_AGE
+
+
+def check_birth_date(birth_date: date, today: date) -> None:
+    """A typed birth date (a passport's, a permit's) someone alive has; a resident ID number's
+    own is checked with the number (:func:`check_resident_id`)."""
+    if not birth_date_plausible(birth_date, today):
+        raise AppError(errors.BIRTH_DATE_INVALID, {"field": "birth_date"})
 
 
 def check_age(birth_date: date, today: date, *, minimum_age: int) -> int:
@@ -109,8 +159,10 @@ def check_region(code: str) -> str:
 
 
 def blind_index_input(document_type: DocumentType, number: str) -> str:
-    """What the blind index hashes: the type keeps a passport from colliding with a permit."""
-    return f"{document_type.value}:{number}"
+    """What the blind index hashes: the type keeps a passport from colliding with a permit, and
+    the number's :func:`document_key` makes the forms of one permit one index (a number that is
+    its own key, a new card's ``H12345678`` among them, is indexed as it always was)."""
+    return f"{document_type.value}:{document_key(document_type, number)}"
 
 
 def mask_number(document_type: DocumentType, number: str) -> str:
@@ -130,5 +182,33 @@ def mask_name(name: str) -> str:
     return name[0] + "*" * (len(name) - 1)
 
 
+#: the dots people type between the parts of a name (阿依古丽·买买提, 爱新觉罗·溥仪): the middle dot
+#: U+00B7 that the ID card prints, and what input methods and fonts give in its place. Compared
+#: after NFKC, which already makes ．(U+FF0E) and ․ (U+2024) a full stop, ･ (U+FF65) a katakana
+#: middle dot and the Greek ano teleia (U+0387) a middle dot.
+NAME_SEPARATORS = re.compile(
+    "["
+    "\u00b7"  # · middle dot
+    "\u2022"  # • bullet
+    "\u30fb"  # ・ katakana middle dot
+    "\u2027"  # ‧ hyphenation point
+    "."  # full stop (and full-width ．)
+    "\u2219"  # ∙ bullet operator
+    "\u22c5"  # ⋅ dot operator
+    "\u2e31"  # ⸱ word separator middle dot
+    "\u2e33"  # ⸳ raised dot
+    "\ua78f"  # ꞏ sinological dot
+    "\u25cf"  # ● black circle
+    "\u2981"  # ⦁ z notation spot
+    "]"
+)
+
+
+def _name_key(name: str) -> str:
+    return NAME_SEPARATORS.sub("\u00b7", re.sub(r"\s+", "", _ascii(name)))
+
+
 def same_name(a: str, b: str) -> bool:
-    return re.sub(r"\s+", "", _ascii(a)) == re.sub(r"\s+", "", _ascii(b))
+    """One person's name however typed: full-width or not (NFKC), with or without spaces, and with
+    any of :data:`NAME_SEPARATORS` between its parts."""
+    return _name_key(a) == _name_key(b)
