@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
+from projects import idempotency
 from projects import repository as repo
 
 from .conftest import World
@@ -591,3 +592,77 @@ async def test_the_projects_hours_list_shows_each_corrected_records_history(worl
     history = items[first["id"]]["corrections"]
     assert [(c["previous_minutes"], c["new_minutes"], c["reason"]) for c in history] == [(120, 60, "早退一小时")]
     assert items[plain["id"]]["corrections"] == []
+
+
+async def test_a_recording_sent_again_under_its_idempotency_key_counts_once(world: World) -> None:
+    """A client whose answer a lost connection swallowed sends the recording again: under the same
+    Idempotency-Key it gets the first answer, and the volunteer's hours are not doubled; at the
+    same moment too. The key names one request: used for another, it is refused."""
+    project = await world.project(positions=POSITIONS)
+    volunteer_id, volunteer, application_id = await world.admitted_volunteer(project)
+    url = f"/api/v1/projects/{project.id}/hours"
+    row = {"application_id": application_id, "service_date": "2026-01-05", "minutes": 120}
+    keyed = {**project.lead, "Idempotency-Key": "d7f0c1e2-0001"}
+    first = await world.client.post(url, json=row, headers=keyed)
+    again = await world.client.post(url, json=row, headers=keyed)
+    assert (first.status_code, again.status_code) == (201, 201), again.text
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    racing = {**project.lead, "Idempotency-Key": "d7f0c1e2-0002"}
+    both = await asyncio.gather(*(world.client.post(url, json=row, headers=racing) for _ in range(2)))
+    assert [r.status_code for r in both] == [201, 201]
+    assert both[0].json()["id"] == both[1].json()["id"]
+    assert (await world.client.get("/api/v1/me/hours", headers=volunteer)).json()["minutes"] == 240
+
+    other_body = await world.client.post(url, json={**row, "minutes": 60}, headers=keyed)
+    assert (other_body.status_code, other_body.json()["code"]) == (422, "idempotency_key_reused")
+    bulk = await world.client.post(f"{url}/bulk", json={"rows": [row]}, headers=keyed)  # another route
+    assert bulk.json()["code"] == "idempotency_key_reused"
+    # keys are the account's own: another admin's same key is another request
+    by_admin = await world.client.post(url, json=row, headers={**project.admin, "Idempotency-Key": "d7f0c1e2-0001"})
+    assert by_admin.status_code == 201
+    assert "idempotent-replayed" not in by_admin.headers
+    assert (await world.client.get("/api/v1/me/hours", headers=volunteer)).json()["minutes"] == 360
+    events = [p for p in await world.outbox("hours.recorded") if p["project_id"] == project.id]
+    assert len(events) == 3
+    assert str(volunteer_id) == events[0]["records"][0]["account_id"]
+
+
+async def test_a_refused_recording_leaves_its_key_free_and_a_bulk_sheet_counts_once(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    _, volunteer, application_id = await world.admitted_volunteer(project)
+    url = f"/api/v1/projects/{project.id}/hours/bulk"
+    key = {**project.lead, "Idempotency-Key": "sheet-2026-01-05"}
+    over = {"rows": [{"application_id": application_id, "service_date": "2026-01-05", "minutes": 800}]}
+    refused = await world.client.post(url, json=over, headers=key)
+    assert refused.json()["code"] == "hours_daily_cap_exceeded"
+    sheet = {"rows": [{"application_id": application_id, "service_date": "2026-01-05", "minutes": 300}]}
+    first = await world.client.post(url, json=sheet, headers=key)  # the key was not taken by the refusal
+    again = await world.client.post(url, json=sheet, headers=key)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.content == first.content
+    assert (await world.client.get("/api/v1/me/hours", headers=volunteer)).json()["minutes"] == 300
+    bad_key = await world.client.post(url, json=sheet, headers={**project.lead, "Idempotency-Key": "has space"})
+    assert bad_key.json()["code"] == "validation_failed"
+
+
+async def test_idempotency_keys_are_forgotten_after_a_day(world: World) -> None:
+    project = await world.project(positions=POSITIONS)
+    _, _, application_id = await world.admitted_volunteer(project)
+    row = {"application_id": application_id, "service_date": "2026-01-05", "minutes": 30}
+    headers = {**project.lead, "Idempotency-Key": "old-key"}
+    assert (
+        await world.client.post(f"/api/v1/projects/{project.id}/hours", json=row, headers=headers)
+    ).status_code == 201
+    engine = world.runtime.engine
+
+    async def kept() -> bool:
+        async with engine.connect() as conn:
+            found = await conn.execute(text("SELECT 1 FROM idempotent_requests WHERE key = 'old-key'"))
+            return found.first() is not None
+
+    await idempotency.purge(engine, world.clock.now() + timedelta(hours=23))
+    assert await kept()
+    await idempotency.purge(engine, world.clock.now() + timedelta(hours=24, seconds=1))
+    assert not await kept()

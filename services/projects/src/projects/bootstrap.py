@@ -56,6 +56,17 @@ class ProjectsRuntime(Runtime):
             log=log,
         )
 
+    async def idempotency_purge_loop(self) -> None:
+        """Forget ``Idempotency-Key`` answers older than a day (every replica may: batches of rows)."""
+        from projects import idempotency
+
+        await every(
+            3600.0,
+            lambda: idempotency.purge(self.engine, self.clock.now()),
+            failed="idempotency_purge_failed",
+            log=log,
+        )
+
 
 def build_runtime(
     settings: ProjectsSettings,
@@ -79,4 +90,5 @@ def build_runtime(
         runtime.background.append(runtime.close_sweep_loop)
     if settings.run_admission_sweep:
         runtime.background.append(runtime.admission_sweep_loop)
+    runtime.background.append(runtime.idempotency_purge_loop)
     return runtime

@@ -204,3 +204,9 @@ ALREADY_SIGNED_IN = ErrorSpec(
     "already_signed_in", 409, "您已签到,请先签退", "You are already signed in; sign out first"
 )
 NOT_SIGNED_IN = ErrorSpec("not_signed_in", 409, "您今天还没有签到", "You have not signed in today")
+IDEMPOTENCY_KEY_REUSED = ErrorSpec(
+    "idempotency_key_reused",
+    422,
+    "该 Idempotency-Key 已用于另一个请求,请为新的请求使用新的键",
+    "This Idempotency-Key was used for another request; use a new key for a new request",
+)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Table,
@@ -285,3 +286,20 @@ project_activity = Table(
     Column("payload", JSONB, nullable=False),
 )
 Index("ix_project_activity_project", project_activity.c.project_id, project_activity.c.occurred_at)
+
+#: requests a client may send again (a recording whose answer a lost connection swallowed) under
+#: an ``Idempotency-Key``: the first one's answer, given again to the retries (``projects.idempotency``)
+idempotent_requests = Table(
+    "idempotent_requests",
+    metadata,
+    Column("account_id", UUID(as_uuid=True), primary_key=True),
+    Column("key", String(100), primary_key=True),
+    #: the route and its path parameters, and a hash of the body: a key used again for another
+    #: request is refused rather than answered with the first one's result
+    Column("scope", String(200), nullable=False),
+    Column("fingerprint", LargeBinary, nullable=False),
+    Column("status_code", SmallInteger, nullable=True),
+    Column("response", LargeBinary, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_idempotent_requests_created", idempotent_requests.c.created_at)

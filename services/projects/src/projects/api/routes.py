@@ -6,16 +6,16 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic_core import to_json
 
-from projects import errors, services
+from projects import errors, idempotency, services
 from projects import repository as repo
 from projects.api import schemas as sch
 from projects.bootstrap import ProjectsRuntime
 from projects.domain import application as stages
 from projects.domain import project as project_rules
-from shared.auth import CurrentPrincipal, OptionalPrincipal
+from shared.auth import CurrentPrincipal, OptionalPrincipal, Principal
 from shared.clock import local_today
 from shared.errors import UNAUTHENTICATED, AppError, error_responses
 from shared.pagination import CURSOR_INVALID, decode_cursor, encode_cursor, time_cursor
@@ -610,20 +610,56 @@ _HOURS_ERRORS = (
 )
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=idempotency.HEADER,
+        pattern=idempotency.KEY_PATTERN,
+        description="Any unique string (a UUID) the client keeps for this recording: sent again under "
+        "the same key (its answer lost to the network), the recording is not made twice and the first "
+        "answer comes back, with `Idempotent-Replayed: true`. Kept 24 hours.",
+    ),
+]
+
+
+async def _recorded_once(
+    uow: Any, principal: Principal, key: str | None, scope: str, request: bytes, record: Any
+) -> Response:
+    """``record()``'s 201 answer, or the one an earlier request under ``key`` got (see ``projects.idempotency``)."""
+    if key is not None:
+        now = uow.clock.now()
+        earlier = await idempotency.claim(uow.session, principal.account_id, key, scope=scope, body=request, now=now)
+        if earlier is not None:
+            headers = {"Idempotent-Replayed": "true"}
+            return Response(earlier.body, earlier.status_code, headers=headers, media_type="application/json")
+    body = await record()
+    if key is not None:
+        await idempotency.keep(uow.session, principal.account_id, key, idempotency.Answer(201, body))
+    return Response(body, status_code=201, media_type="application/json")
+
+
 @router.post(
     "/projects/{project_id}/hours",
     status_code=201,
     response_model=sch.HoursOut,
     tags=["hours"],
     summary="Record one volunteer's service time for a date (late recordings flagged, 补录)",
-    responses=error_responses(*_HOURS_ERRORS),
+    responses=error_responses(*_HOURS_ERRORS, errors.IDEMPOTENCY_KEY_REUSED),
 )
 async def record_hours(
-    project_id: uuid.UUID, body: sch.HoursIn, principal: CurrentPrincipal, runtime: RuntimeDep
-) -> sch.HoursOut:
-    async with runtime.uow() as uow:
+    project_id: uuid.UUID,
+    body: sch.HoursIn,
+    principal: CurrentPrincipal,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    async def record() -> bytes:
         [row] = await services.record_hours(uow, runtime, principal, project_id, [body], source="single")
-    return sch.HoursOut.model_validate(dict(row))
+        return sch.HoursOut.model_validate(dict(row)).model_dump_json().encode()
+
+    async with runtime.uow() as uow:
+        scope = f"hours:{project_id}"
+        return await _recorded_once(uow, principal, idempotency_key, scope, body.model_dump_json().encode(), record)
 
 
 @router.post(
@@ -632,17 +668,28 @@ async def record_hours(
     response_model=sch.BulkHoursOut,
     tags=["hours"],
     summary="Record many rows in one request (one INSERT ... SELECT FROM unnest); all or nothing",
-    responses=error_responses(*_HOURS_ERRORS, errors.HOURS_BULK_TOO_LARGE),
+    responses=error_responses(*_HOURS_ERRORS, errors.HOURS_BULK_TOO_LARGE, errors.IDEMPOTENCY_KEY_REUSED),
 )
 async def record_hours_bulk(
-    project_id: uuid.UUID, body: sch.BulkHoursIn, principal: CurrentPrincipal, runtime: RuntimeDep
+    project_id: uuid.UUID,
+    body: sch.BulkHoursIn,
+    principal: CurrentPrincipal,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     limit = runtime.settings.hours_bulk_max_rows
     if len(body.rows) > limit:
         raise AppError(errors.HOURS_BULK_TOO_LARGE, {"limit": limit}, params={"limit": limit})
+
+    async def record() -> bytes:
+        return _bulk_hours_json(
+            await services.record_hours(uow, runtime, principal, project_id, body.rows, source="bulk")
+        )
+
     async with runtime.uow() as uow:
-        rows = await services.record_hours(uow, runtime, principal, project_id, body.rows, source="bulk")
-    return Response(_bulk_hours_json(rows), status_code=201, media_type="application/json")
+        # the fingerprint only with a key: a sheet of 500 rows costs its JSON once more
+        request = body.model_dump_json().encode() if idempotency_key is not None else b""
+        return await _recorded_once(uow, principal, idempotency_key, f"hours/bulk:{project_id}", request, record)
 
 
 def _bulk_hours_json(rows: list[Any]) -> bytes:
