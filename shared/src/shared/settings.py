@@ -6,15 +6,20 @@ one refuses to start instead of running with a key everybody knows.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-change-me"  # noqa: S105 - the marker the validator refuses outside development
 
-_LOOPBACK_HOSTS = frozenset({"localhost", "::1", "0.0.0.0"})  # noqa: S104 - compared, not bound
+#: the account RabbitMQ creates, which the AMQP client (aiormq) also sends for a URL without a
+#: user name or password; RabbitMQ lets it in from localhost only, unless told otherwise
+_GUEST = "guest"
+_IPV4_PART = {10: re.compile(r"[0-9]+"), 16: re.compile(r"[0-9a-fA-F]*"), 8: re.compile(r"[0-7]+")}
 #: defaults of the request body's pace (see ``ServiceSettings.request_body_timeout_seconds``)
 BODY_TIMEOUT_SECONDS = 20.0
 BODY_MIN_RATE = 500
@@ -110,11 +115,10 @@ class ServiceSettings(BaseSettings):
         for name, value in self._secret_values().items():
             if value is None or value == DEV_SECRET or value == "":
                 raise ValueError(f"{name} must be set to a real secret outside development")
-        if "guest:guest@" in self.amqp_url:
-            raise ValueError("amqp_url uses the default guest account; set real credentials")
+        if problem := _guest_login(self.amqp_url):
+            raise ValueError(f"amqp_url {problem}; set the service's own broker account")
         for name, url in self._public_urls().items():
-            host = (urlsplit(url).hostname or "").lower()
-            if host in _LOOPBACK_HOSTS or host.startswith("127."):
+            if is_this_machine(urlsplit(url).hostname or ""):
                 raise ValueError(f"{name} points at this machine ({url}); set the address people reach")
         return self
 
@@ -126,3 +130,73 @@ class ServiceSettings(BaseSettings):
         """Addresses put in emails, QR codes or pages people open: never localhost in production.
         Subclasses add theirs."""
         return {}
+
+
+def _guest_login(amqp_url: str) -> str | None:
+    """Why the broker would see the default guest account at ``amqp_url``, or None. The AMQP client
+    sends ``guest`` for a user name or a password the URL leaves out, and decodes ``%XX`` first."""
+    parts = urlsplit(amqp_url)
+    auth = next((value for key, value in parse_qsl(parts.query) if key == "auth"), "plain")  # as aiormq reads it
+    if auth.lower() == "external":  # a TLS client certificate logs in, not a user name
+        return None
+    user = unquote(parts.username or "")
+    if user in ("", _GUEST):
+        return "logs in as the default guest account" if user else "names no broker account (the client sends guest)"
+    if not unquote(parts.password or ""):
+        return "gives no password (the client sends guest)"
+    return None
+
+
+def is_this_machine(host: str) -> bool:
+    """Whether a browser given ``host`` (a URL's host, IPv6 without brackets) would open this
+    machine: ``localhost`` and its subdomains, a loopback or unspecified address in any spelling a
+    browser takes (``127.1``, ``2130706433``, ``0x7f000001``, ``0``, ``::ffff:127.0.0.1``, ``::``),
+    with or without the trailing dot of a fully qualified name."""
+    host = unquote(host).lower()
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")  # full-width letters, ideographic dots
+        except UnicodeError:
+            return False
+    host = host.rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    address = _ip_address(host)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address is not None and (address.is_loopback or address.is_unspecified)
+
+
+def _ip_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if ":" in host:
+        try:
+            return ipaddress.IPv6Address(host)
+        except ValueError:
+            return None
+    return _browser_ipv4(host)
+
+
+def _browser_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a browser reads in ``host`` (the WHATWG URL standard's IPv4 parser: one to
+    four parts, each decimal, ``0x`` hex or ``0``-led octal, the last filling the bytes left), or
+    None for a name."""
+    parts = host.split(".")
+    if len(parts) > 4:
+        return None
+    numbers: list[int] = []
+    for part in parts:
+        base, digits = 10, part
+        if part[:2] in ("0x", "0X"):
+            base, digits = 16, part[2:]
+        elif len(part) > 1 and part.startswith("0"):
+            base, digits = 8, part[1:]
+        if not part or not _IPV4_PART[base].fullmatch(digits):
+            return None
+        numbers.append(int(digits, base) if digits else 0)
+    *leading, last = numbers
+    if any(number > 255 for number in leading) or last >= 256 ** (4 - len(leading)):
+        return None
+    value = last
+    for index, number in enumerate(leading):
+        value += number << (8 * (3 - index))
+    return ipaddress.IPv4Address(value)

@@ -117,7 +117,8 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             return render_error(request, MALFORMED_JSON)
-        detail = [{"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")} for e in errors]
+        lang = preferred_language(request.headers.get("accept-language"))
+        detail = [{"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": _problem(e, lang)} for e in errors]
         return render_error(request, VALIDATION_FAILED, detail)
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -137,6 +138,65 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     # Anything else is rendered by RequestContextMiddleware (503 for a lost database, else 500).
+
+
+#: pydantic's problems in Chinese (its own text is English), by its stable ``type``, with its ``ctx``
+_PROBLEMS_ZH = {
+    "missing": "必填",
+    "extra_forbidden": "不接受该字段",
+    "string_type": "应为文本",
+    "string_too_short": "至少 {min_length} 个字符",
+    "string_too_long": "最多 {max_length} 个字符",
+    "string_pattern_mismatch": "格式不正确",
+    "int_type": "应为整数",
+    "int_parsing": "应为整数",
+    "int_from_float": "应为整数",
+    "float_type": "应为数字",
+    "float_parsing": "应为数字",
+    "bool_type": "应为 true 或 false",
+    "bool_parsing": "应为 true 或 false",
+    "greater_than": "应大于 {gt}",
+    "greater_than_equal": "应不小于 {ge}",
+    "less_than": "应小于 {lt}",
+    "less_than_equal": "应不大于 {le}",
+    "multiple_of": "应为 {multiple_of} 的倍数",
+    "too_short": "至少 {min_length} 项",
+    "too_long": "最多 {max_length} 项",
+    "list_type": "应为列表",
+    "dict_type": "应为对象",
+    "model_type": "应为对象",
+    "model_attributes_type": "应为对象",
+    "date_type": "应为日期(如 2026-01-05)",
+    "date_parsing": "应为日期(如 2026-01-05)",
+    "date_from_datetime_parsing": "应为日期(如 2026-01-05)",
+    "date_from_datetime_inexact": "应为日期,不带时间",
+    "datetime_type": "应为带时区的时间(如 2026-01-05T09:30:00+08:00)",
+    "datetime_parsing": "应为带时区的时间(如 2026-01-05T09:30:00+08:00)",
+    "datetime_from_date_parsing": "应为带时区的时间(如 2026-01-05T09:30:00+08:00)",
+    "timezone_aware": "时间应带时区(如 +08:00)",
+    "uuid_type": "应为 UUID",
+    "uuid_parsing": "应为 UUID",
+    "uuid_version": "应为 UUID",
+    "literal_error": "应为以下之一:{expected}",
+    "enum": "应为以下之一:{expected}",
+    "url_parsing": "应为网址",
+    "url_scheme": "网址应以 {expected_schemes} 开头",
+    "value_error": "取值不正确",
+    "assertion_error": "取值不正确",
+    "json_type": "应为 JSON",
+}
+
+
+def _problem(error: Any, lang: str) -> str:
+    """One field's problem in the answer's language: pydantic's text in English, ours in Chinese
+    (a problem of a kind not listed here says the value is not accepted)."""
+    if lang == "en":
+        return str(error.get("msg", ""))
+    template = _PROBLEMS_ZH.get(str(error.get("type")), "取值不正确")
+    try:
+        return template.format(**(error.get("ctx") or {}))
+    except (KeyError, IndexError, ValueError):  # a ctx without what the text names
+        return "取值不正确"
 
 
 _BODY_TYPES = (

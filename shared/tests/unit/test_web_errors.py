@@ -132,6 +132,23 @@ async def test_invalid_body_is_422_validation_failed_with_field_locations(client
     assert ("body", "name") in locations
     assert ("body", "count") in locations
     assert ("body", "extra") in locations
+    problems = {tuple(e["loc"]): e["msg"] for e in body["detail"]}
+    assert problems[("body", "name")] == "至少 1 个字符"
+    assert problems[("body", "count")] == "应为整数"
+    assert problems[("body", "extra")] == "不接受该字段"
+
+
+async def test_validation_problems_follow_the_answers_language(client: httpx.AsyncClient) -> None:
+    english = await client.post("/api/v1/items", json={"name": "x" * 21}, headers={"Accept-Language": "en"})
+    body = assert_error_shape(english, 422, "validation_failed")
+    problems = {tuple(e["loc"]): e["msg"] for e in body["detail"]}
+    assert problems[("body", "name")] == "String should have at most 20 characters"
+    assert problems[("body", "count")] == "Field required"
+    chinese = (await client.post("/api/v1/items", json={"name": "x" * 21})).json()
+    assert {tuple(e["loc"]): e["msg"] for e in chinese["detail"]} == {
+        ("body", "name"): "最多 20 个字符",
+        ("body", "count"): "必填",
+    }
 
 
 async def test_malformed_json_is_400_malformed_json(client: httpx.AsyncClient) -> None:
