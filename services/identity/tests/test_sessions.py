@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from identity.testing import Identity, StartIdentity
+from shared.testing import eventually
 
 
 async def test_login_gives_an_access_token_and_a_refresh_token_that_rotates(identity: Identity) -> None:
@@ -152,6 +153,33 @@ async def test_reset_link_is_one_use_and_stored_only_hashed(identity: Identity) 
     )
     assert again.status_code == 400
     assert again.json()["code"] == "reset_token_invalid"
+
+
+async def test_a_reset_link_leaves_the_outbox_once_published(identity: Identity) -> None:
+    """The event carries the link to notifications; the outbox row, kept for days after, does not
+    keep it: a database reader or a backup of those days finds no usable link."""
+    body, account = await identity.sign_up()
+    await identity.client.post("/api/v1/password-resets", json={"email": body["email"]})
+    [event] = await identity.events("account.password_reset_requested", account["id"])
+    assert "token=" in event["reset_url"]  # as published
+
+    async def stored() -> Any:
+        rows = await identity.fetch(
+            "SELECT payload, published_at FROM outbox WHERE event_type = 'account.password_reset_requested' "
+            "AND payload->>'account_id' = :a",
+            a=account["id"],
+        )
+        return rows[0] if rows and rows[0][1] is not None else None
+
+    payload, _ = await eventually(stored, timeout=20)
+    assert "reset_url" not in payload
+    assert payload["account_id"] == account["id"]
+    assert "expires_at" in payload
+    [registered] = await identity.fetch(
+        "SELECT payload FROM outbox WHERE event_type = 'account.registered' AND payload->>'account_id' = :a",
+        a=account["id"],
+    )
+    assert registered[0]["email"] == body["email"]  # other events keep their payload
 
 
 async def reset_link(identity: Identity, username: str, account_id: str) -> str:

@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 
 from notifications.config import NotificationsSettings
 from notifications.models import Email, Recipient
+from notifications.sender import BODY_FORGOTTEN
 from shared.contracts.identity import (
     AccountContactChanged,
     AccountRegistered,
@@ -246,6 +247,9 @@ async def test_password_reset_link_is_mailed_with_its_expiry_in_china_time(servi
         row = await session.get(Email, uuid.UUID(sent["id"]))
     assert row is not None
     assert row.context is None
+    # nor does the database keep it once sent: a reader or a backup finds no usable link
+    assert url not in row.body_text + row.body_html
+    assert row.body_text == row.body_html == BODY_FORGOTTEN
 
 
 async def test_temporary_password_notice_never_contains_a_password(service: Service) -> None:

@@ -200,6 +200,19 @@ async def test_escalations_of_many_overdue_teams_all_reach_the_region_admin(
         assert len([m for m in smtp_server.to(address) if "审核超时" in m.subject]) == 5
 
 
+async def test_the_standalone_mailbox_keeps_a_reset_link_to_follow(
+    start_service: StartService, own_smtp: SmtpServer
+) -> None:
+    """Sent by SMTP, a reset email's link is not kept; in the local mailbox (read on the machine
+    itself) it is what a newcomer follows to try the reset."""
+    async with start_service(own_smtp, mail_transport="mailbox") as service:
+        account_id, _ = await service.register(wait=False)
+        [event_id] = await service.produce(reset_for(account_id, 7))
+        [sent] = await service.settled(event_id)
+        read = (await service.client.get(f"/api/v1/mailbox/{sent['id']}")).json()
+        assert "https://volunteer.example.org/reset#7" in read["body_text"]
+
+
 async def test_standalone_mailbox_keeps_emails_for_reading(start_service: StartService, own_smtp: SmtpServer) -> None:
     async with start_service(own_smtp, mail_transport="mailbox") as service:
         ids = []

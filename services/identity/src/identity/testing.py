@@ -37,6 +37,19 @@ class Identity:
     clock: ManualClock
     settings: IdentitySettings
 
+    def __post_init__(self) -> None:
+        # Each event as it was published, whole: the relay takes an event's secrets (a reset link)
+        # out of its outbox row once published, and tests read them as the consumers got them.
+        self.published: dict[str, dict[str, Any]] = {}
+        broker = self.runtime.broker
+        publish = broker.publish
+
+        async def keep_and_publish(envelope: Any) -> Any:
+            self.published[str(envelope.event_id)] = dict(envelope.payload)
+            return await publish(envelope)
+
+        broker.publish = keep_and_publish  # type: ignore[method-assign]
+
     def bearer(
         self,
         account_id: uuid.UUID | str | None = None,
@@ -79,8 +92,11 @@ class Identity:
             return list((await conn.execute(text(sql), params)).all())
 
     async def events(self, event_type: str, account_id: uuid.UUID | str | None = None) -> list[dict[str, Any]]:
-        rows = await self.fetch("SELECT payload FROM outbox WHERE event_type = :t ORDER BY seq", t=event_type)
-        payloads = [r[0] if isinstance(r[0], dict) else json.loads(r[0]) for r in rows]
+        """The events of a type in outbox order, each with its payload as published (secrets too)."""
+        rows = await self.fetch("SELECT id, payload FROM outbox WHERE event_type = :t ORDER BY seq", t=event_type)
+        payloads = [
+            self.published.get(str(r[0])) or (r[1] if isinstance(r[1], dict) else json.loads(r[1])) for r in rows
+        ]
         if account_id is not None:
             payloads = [p for p in payloads if p.get("account_id") == str(account_id)]
         return payloads

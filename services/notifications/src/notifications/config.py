@@ -114,6 +114,13 @@ class NotificationsSettings(ServiceSettings):
     def _public_urls(self) -> dict[str, str]:
         return {"site_url": self.site_url}
 
+    def _secret_values(self) -> dict[str, str | None]:
+        """Notifications signs and derives nothing: no code of the service reads ``secret_key``, so
+        production does not ask for ``NOTIFICATIONS_SECRET_KEY``."""
+        values = super()._secret_values()
+        del values["secret_key"]
+        return values
+
     @model_validator(mode="after")
     def _mail_leaves_in_production(self) -> NotificationsSettings:
         """The local mailbox is standalone mode's: in production nobody would get an email."""

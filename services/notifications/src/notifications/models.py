@@ -117,6 +117,10 @@ class Email(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+#: templates whose body holds a secret only the recipient may see (a one-use link): withheld
+#: from operators, and not kept once sent (``notifications.sender``)
+WITHHELD_BODIES = frozenset({"password_reset"})
+
 # operators search by address, whatever its case
 Index("ix_emails_to_address_lower", func.lower(Email.to_address))
 

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from notifications.config import SMTP_TIMEOUTS_PER_SEND, NotificationsSettings
 from notifications.models import FAILED as FAILED_STATUS
-from notifications.models import PENDING, Email
+from notifications.models import PENDING, WITHHELD_BODIES, Email
 from notifications.models import SENT as SENT_STATUS
 from notifications.transport import PermanentSendError, TemporarySendError, Transport
 from shared.clock import Clock
@@ -68,9 +68,13 @@ class Outcome(NamedTuple):
 _RECORD = """
     WITH no_flush_wait AS (SELECT set_config('synchronous_commit', 'off', true))
     UPDATE emails SET status = $2, attempts = $3, last_error = $4,
-                      sent_at = coalesce($5, sent_at), next_attempt_at = coalesce($6, next_attempt_at)
+                      sent_at = coalesce($5, sent_at), next_attempt_at = coalesce($6, next_attempt_at),
+                      body_text = CASE WHEN $8 THEN $9 ELSE body_text END,
+                      body_html = CASE WHEN $8 THEN $9 ELSE body_html END
     WHERE id = $1 AND next_attempt_at = $7 AND EXISTS (SELECT 1 FROM no_flush_wait)
 """
+#: what is kept of a sent email's body that held a one-use link (``WITHHELD_BODIES``)
+BODY_FORGOTTEN = "(sent; its one-use link is not kept / 已发送,其中的一次性链接不予保存)"
 
 
 class EmailSender:
@@ -84,6 +88,7 @@ class EmailSender:
         self.session_factory = session_factory
         self._engine: AsyncEngine = session_factory.kw["bind"] if session_factory is not None else None
         self.transport = transport
+        self._forget_sent_bodies = settings.mail_transport != "mailbox"
         self.settings = settings
         self.clock = clock
         self._loops = max(1, settings.mail_senders)
@@ -197,7 +202,12 @@ class EmailSender:
                         break
                     outcome, server_down = await self._send_one(email, server_down, start_data_by)
                     # committed before the next send: a crash resends at most this one email
-                    if await recorder.execute(_RECORD, email.id, *outcome, lease_ends) == "UPDATE 0":
+                    # a sent email's one-use link is not kept (the local mailbox, read on the
+                    # machine itself, keeps it: it is how a newcomer follows the link)
+                    forget = self._forget_sent_bodies and outcome.status == SENT_STATUS
+                    forget = forget and email.template in WITHHELD_BODIES
+                    recorded = await recorder.execute(_RECORD, email.id, *outcome, lease_ends, forget, BODY_FORGOTTEN)
+                    if recorded == "UPDATE 0":
                         # the lease had ended and another loop claimed it: its outcome stands
                         log.warning("sender_outcome_dropped", email_id=str(email.id), status=outcome.status)
                     unsent.discard(email.id)

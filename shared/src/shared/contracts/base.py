@@ -21,6 +21,9 @@ class Event(BaseModel):
     aggregate_field: ClassVar[str]
     producer: ClassVar[str]
     summary: ClassVar[str] = ""
+    #: fields holding a credential (a one-use link): the producer's outbox keeps them only until
+    #: the event is published (``shared.messaging.relay``); consumers get them whole
+    secret_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -49,6 +52,11 @@ def event_class(event_type: str, schema_version: int = 1) -> type[Event]:
 def all_events() -> list[type[Event]]:
     _import_all()
     return sorted(_REGISTRY.values(), key=lambda c: (c.producer, c.event_type, c.schema_version))
+
+
+def secret_fields_by_type() -> dict[str, tuple[str, ...]]:
+    """Event types whose payload holds secrets, with those fields (see ``Event.secret_fields``)."""
+    return {c.event_type: c.secret_fields for c in all_events() if c.secret_fields}
 
 
 def _import_all() -> None:

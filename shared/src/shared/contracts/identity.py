@@ -65,6 +65,7 @@ class PasswordResetRequested(_AccountEvent):
 
     event_type: ClassVar[str] = "account.password_reset_requested"
     summary: ClassVar[str] = "A password reset link was issued (30 minutes, one use)"
+    secret_fields: ClassVar[tuple[str, ...]] = ("reset_url",)
 
     account_id: uuid.UUID
     reset_url: str

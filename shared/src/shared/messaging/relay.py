@@ -13,7 +13,9 @@
   consumers' inbox absorbs the duplicate;
 * a broker outage backs the whole relay off; a refused message (unroutable, nacked) backs
   off that row alone, with its error recorded;
-* wakes on ``LISTEN/NOTIFY`` from the unit of work, polls as a fallback, purges old rows.
+* wakes on ``LISTEN/NOTIFY`` from the unit of work, polls as a fallback, purges old rows;
+* takes an event's secrets (``Event.secret_fields``: a reset link) out of its row as it marks it
+  published: a database reader, or a backup, of the days the row is kept finds no usable link.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.aio import cancel_and_wait
+from shared.contracts.base import secret_fields_by_type
 from shared.db import delete_in_batches
 from shared.failpoints import failpoint
 from shared.logging import describe_error, get_logger
@@ -108,6 +111,10 @@ class OutboxRelay:
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._outbox = messaging.outbox.name
+        secrets = secret_fields_by_type()
+        #: event types whose secrets leave the row once published, and those fields
+        self._secret_types = sorted(secrets)
+        self._secret_fields = sorted({name for names in secrets.values() for name in names})
         #: hook for crash tests: called after publishing a batch, before marking it published
         self.after_publish_hook: Any = None
 
@@ -217,10 +224,12 @@ class OutboxRelay:
             if published:
                 await conn.execute(
                     text(
-                        f"UPDATE {outbox} SET published_at = now(), attempts = attempts + 1 "  # noqa: S608
+                        f"UPDATE {outbox} SET published_at = now(), attempts = attempts + 1, "  # noqa: S608
+                        "payload = CASE WHEN event_type = ANY(CAST(:secret_types AS text[])) "
+                        "THEN payload - CAST(:secret_fields AS text[]) ELSE payload END "
                         "WHERE id = ANY(CAST(:ids AS uuid[]))"
                     ),
-                    {"ids": published},
+                    {"ids": published, "secret_types": self._secret_types, "secret_fields": self._secret_fields},
                 )
                 PUBLISHED.labels(self.service).inc(len(published))
             for row, error in failed:

@@ -22,7 +22,7 @@ from notifications.errors import (
     REPLAY_TEMPLATE_UNKNOWN,
     REPLAY_TIME_RANGE_INVALID,
 )
-from notifications.models import SENT, Email
+from notifications.models import SENT, WITHHELD_BODIES, Email
 from notifications.repository import BULK_REPLAY_MAX, EmailFilter, ReplayFilter
 from notifications.templates import local_time
 from shared.auth import NationalAdmin
@@ -292,10 +292,6 @@ class EmailDetail(EmailSummary):
     #: that it went and why it failed, never the link itself
     body_withheld: bool = False
     replays: list[ReplayRecord]
-
-
-#: templates whose body holds a secret only the recipient may see
-WITHHELD_BODIES = frozenset({"password_reset"})
 
 
 class EmailPage(BaseModel):
