@@ -7,16 +7,27 @@ PYTHON ?= python3
 # The suite starts services as subprocesses (crash points, standalone, load): without bytecode
 # caches every start recompiles the whole dependency tree (about 7 s on a 2-core machine).
 unexport PYTHONDONTWRITEBYTECODE
-UV := $(PYTHON) -m uv
+UV_VERSIONS := >=0.5,<1
+# uv is $(PYTHON)'s module when it has one or pip can install one; else (Debian's own python3:
+# pip refuses with PEP 668, and pip and venv may be missing) the binary deploy/bootstrap-uv.py
+# fetches from PyPI into .tools/ with nothing but the standard library; uv then builds .venv on
+# $(PYTHON) itself. Decided once, at its first use, after the `uv` target has run.
+UV_BIN := .tools/uv
+UV = $(eval UV := $(if $(shell $(PYTHON) -m uv --version >/dev/null 2>&1 && echo module),$(PYTHON) -m uv,UV_PYTHON=$(PYTHON) $(UV_BIN)))$(UV)
 # auto: distributed when any <SERVICE>_DATABASE_URL is set, else standalone (deploy/run.py decides);
 # VS_RUN_MODE in the environment sets it as well (make run MODE=... wins)
 MODE ?= $(or $(VS_RUN_MODE),auto)
 
-.PHONY: setup run test lint unit soak load bench asyncapi migrate clean
+.PHONY: setup uv run test lint unit soak load bench asyncapi migrate clean
 
-setup:
-	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5,<1"
+setup: uv
 	$(UV) sync --all-packages --frozen
+
+# pip is tried until a uv binary was fetched once; the script keeps one whose version is in range
+uv:
+	@if $(PYTHON) -m uv --version >/dev/null 2>&1; then :; \
+	elif [ ! -e $(UV_BIN) ] && $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv$(UV_VERSIONS)" 2>/dev/null; then :; \
+	else $(PYTHON) deploy/bootstrap-uv.py $(UV_BIN) "$(UV_VERSIONS)"; fi
 
 run: setup
 	$(UV) run --frozen python deploy/run.py --mode $(MODE)
@@ -56,4 +67,4 @@ migrate: setup
 	for s in identity teams projects notifications; do $(UV) run --frozen python -m $$s migrate || exit 1; done
 
 clean:
-	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .standalone
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .standalone .tools

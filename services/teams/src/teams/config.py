@@ -34,3 +34,10 @@ class TeamsSettings(ServiceSettings):
     authority_contacts: dict[str, AuthorityContact] = Field(default_factory=dict)
     #: the support lines shown by ``GET /api/v1/support-contacts`` (JSON in TEAMS_SUPPORT_CONTACTS, X2)
     support_contacts: SupportContacts = Field(default_factory=SupportContacts)
+
+    def _secret_values(self) -> dict[str, str | None]:
+        """Teams signs and derives nothing: no code of the service reads ``secret_key``, so
+        production does not ask for ``TEAMS_SECRET_KEY``."""
+        values = super()._secret_values()
+        del values["secret_key"]
+        return values
