@@ -15,7 +15,9 @@ from shared.logging import mask_personal_data
 from shared.testing import RAW_LOGS
 
 ID_CANDIDATE = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
-MOBILE = re.compile(r"(?<![0-9A-Za-z])(?:\+?86)?1[3-9]\d{9}(?![0-9A-Za-z])")
+MOBILE = re.compile(
+    r"(?<![0-9A-Za-z])(?:\+?86)?1[3-9]\d{9}(?![0-9A-Za-z])|(?<![0-9A-Za-z])\+[1-9]\d{6,14}(?![0-9A-Za-z])"
+)
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+(?:@|%40)[A-Za-z0-9.-]+\.[A-Za-z]{2,}", re.IGNORECASE)
 #: addresses of the system itself (the sender), not of people
 SYSTEM_ADDRESSES = re.compile(r"^(noreply|no-reply|postmaster)@", re.IGNORECASE)

@@ -26,7 +26,7 @@ from stdnum import numdb
 from stdnum.cn import ric
 from stdnum.exceptions import ValidationError
 
-from identity import importer
+from identity import errors, importer
 from identity.api import import_routes
 from identity.domain.documents import DocumentType, blind_index_input
 from identity.importer import ImportSummary, check_resident_id, run_import, segments
@@ -574,7 +574,7 @@ async def test_uploaded_file_is_imported_in_the_background_and_its_report_downlo
     lines = list(csv.reader(io.StringIO(report.content.decode("utf-8-sig"))))
     assert lines == [
         ["line", "code", "message", "field", "id_number"],
-        ["3", "mobile_invalid", "手机号码格式不正确", "mobile", bad[:6] + "********" + bad[-4:]],
+        ["3", "mobile_invalid", errors.MOBILE_INVALID.zh, "mobile", bad[:6] + "********" + bad[-4:]],
     ]
     english = await identity.client.get(job["report_url"], headers={**admin, "Accept-Language": "en"})
     assert "The mobile number is not valid" in english.content.decode("utf-8-sig")

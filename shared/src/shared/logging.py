@@ -17,10 +17,14 @@ from pydantic import ValidationError
 from structlog.types import EventDict, Processor
 
 # 18-digit resident ID (last may be X), 15-digit legacy ID (also glued to letters: "ID1101..."),
-# mainland mobile (also written 138 1234 5678 or 138-1234-5678), email (also internationalised,
+# mainland mobile (also written 138 1234 5678 or 138-1234-5678) and any other in international form
+# (+852 9123 4567), email (also internationalised,
 # and percent-encoded as a query string carries it: zhang%40example.org).
 _ID_NUMBER = re.compile(r"(?<!\d)\d{17}[\dXx](?![0-9A-Za-z])|(?<!\d)\d{15}(?!\d)")
-_MOBILE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d(?:[- ]?\d{4}){2}(?!\d)")
+_MOBILE = re.compile(
+    r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d(?:[- ]?\d{4}){2}(?!\d)"
+    r"|(?:\+|%2[Bb])[1-9](?:[- ]?\d){6,14}(?!\d)"  # any other country's, in international form
+)
 _EMAIL = re.compile(r"[\w.%+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)*\.\w{2,}", re.IGNORECASE)
 #: containers deeper than this are logged as their (masked) text
 _MAX_DEPTH = 8

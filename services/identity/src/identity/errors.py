@@ -45,7 +45,14 @@ GUARDIAN_CONSENT_TIME_INVALID = ErrorSpec(
     "监护人同意时间不正确:须带时区,不能晚于当前时间,也不能早于出生日期",
     "The guardian's consent time must carry a time zone, must not be in the future and not before the birth date",
 )
-MOBILE_INVALID = ErrorSpec("mobile_invalid", 422, "手机号码格式不正确", "The mobile number is not valid")
+#: a mainland mobile, or any other in international form (identity.domain.documents.check_mobile)
+MOBILE_INVALID = ErrorSpec(
+    "mobile_invalid",
+    422,
+    "手机号码格式不正确:中国大陆手机号为11位数字,其他国家或地区的号码请以+和国家或地区代码开头(如+852)",
+    "The mobile number is not valid: a mainland China mobile has 11 digits; any other starts with + and "
+    "the country or region code (such as +852)",
+)
 EMAIL_INVALID = ErrorSpec(
     "email_invalid", 422, "电子邮箱格式不正确,一般格式为:用户名@域名", "The email address is not valid"
 )

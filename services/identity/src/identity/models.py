@@ -110,6 +110,18 @@ class Account(EventSource, Base):
     __table_args__ = (
         # One account per ID number: the arbiter of concurrent sign-ups (no check-then-insert).
         Index("ux_accounts_id_blind_index", "id_blind_index", unique=True),
+        # One account per username ignoring case (V1): ``ZhangSan`` is refused once ``zhangsan``
+        # exists, also when both sign up at once. Case-twins registered before (migration 0014)
+        # stay, as usernames never change and accounts are never deleted (V7): all but the oldest
+        # of each are marked ``username_case_twin`` and left out of this index.
+        Index(
+            "ux_accounts_username_lower",
+            text("lower(username)"),
+            unique=True,
+            postgresql_where=text("NOT username_case_twin"),
+        ),
+        # those twins, found by the same lookup (``Accounts.by_username``) without reading the table
+        Index("ix_accounts_username_lower_twins", text("lower(username)"), postgresql_where=text("username_case_twin")),
         Index(
             "ix_accounts_verification_due",
             "verification_due_at",
@@ -119,6 +131,9 @@ class Account(EventSource, Base):
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     username: Mapped[str] = mapped_column(String(64), unique=True)
+    #: a username that an older account's equals ignoring case, both registered before usernames
+    #: were unique ignoring case (set by migration 0014 only; never on a new account)
+    username_case_twin: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     password_hash: Mapped[str] = mapped_column(String(255))
     display_name: Mapped[str] = mapped_column(String(100))
     email: Mapped[str] = mapped_column(String(254))

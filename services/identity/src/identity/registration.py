@@ -226,6 +226,9 @@ _IMPORT_PROBE_SHARED = text("SELECT pg_advisory_xact_lock_shared(hashtext('ident
 #: the constraints a concurrent sign-up with the same ID number (or claiming the same imported
 #: record, whose id the account takes) runs into; any other violation is a bug, not a duplicate
 _ONE_ACCOUNT_PER_PERSON = ("ux_accounts_id_blind_index", "pk_accounts", "uq_accounts_record_id")
+#: the username as typed, and ignoring case (``ZhangSan`` once ``zhangsan`` exists, V1): both are
+#: the database's word, so two sign-ups differing only in case at the same moment give one account
+_ONE_ACCOUNT_PER_USERNAME = ("uq_accounts_username", "ux_accounts_username_lower")
 
 
 async def _register(
@@ -300,7 +303,7 @@ async def _register(
     try:
         await uow.flush()
     except IntegrityError as exc:
-        if "uq_accounts_username" in str(exc.orig):
+        if any(name in str(exc.orig) for name in _ONE_ACCOUNT_PER_USERNAME):
             raise AppError(errors.USERNAME_TAKEN) from None
         if any(name in str(exc.orig) for name in _ONE_ACCOUNT_PER_PERSON):
             raise AppError(errors.ID_NUMBER_ALREADY_REGISTERED, {"way_out": ALREADY_REGISTERED_WAY_OUT}) from None

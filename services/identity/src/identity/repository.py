@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, text, tuple_, update
+from sqlalchemy import and_, case, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,8 +40,30 @@ class Accounts:
         return (await self.session.execute(query)).unique().scalar_one_or_none()
 
     async def by_username(self, username: str) -> Account | None:
-        result = await self.session.execute(select(Account).where(Account.username == username))
-        return result.unique().scalar_one_or_none()
+        """The account a typed username names: the one with exactly that username, else the one
+        whose username equals it ignoring case, if only one does (``ZhangSan`` finds ``zhangsan``).
+        Case-twins registered before usernames were unique ignoring case (``username_case_twin``,
+        migration 0014) are each found by their own spelling, and by no other.
+
+        One statement, read through the indexes, whatever matches: a known name costs what an
+        unknown one costs (the login says nothing about which usernames exist)."""
+        folded = func.lower(Account.username) == func.lower(username)
+        query = (
+            select(Account)
+            .where(
+                or_(
+                    Account.username == username,
+                    and_(folded, ~Account.username_case_twin),  # ux_accounts_username_lower
+                    and_(folded, Account.username_case_twin),  # ix_accounts_username_lower_twins
+                )
+            )
+            .order_by(case((Account.username == username, 0), else_=1))
+            .limit(2)
+        )
+        found = (await self.session.execute(query)).unique().scalars().all()
+        if found and found[0].username == username:
+            return found[0]
+        return found[0] if len(found) == 1 else None
 
     async def by_email(self, email: str, *, limit: int = 5) -> Sequence[Account]:
         query = select(Account).where(func.lower(Account.email) == email.lower()).limit(limit)

@@ -86,6 +86,8 @@ async def _authenticate(runtime: IdentityRuntime, username: str, password: str, 
     reservation = await throttle.attempt([account_throttle, address_throttle], now)
     try:
         async with runtime.session_factory() as session:
+            # as typed, else ignoring case if only one account has it: one statement whatever it
+            # finds, and the throttle's account key ignores case too (no fresh count per spelling)
             account = await Accounts(session).by_username(username)
             found = Verified(account.id, account.password_hash) if account is not None else None
         if found is None:
@@ -232,7 +234,7 @@ async def request_reset(runtime: IdentityRuntime, *, username: str | None, email
         repo = Accounts(uow.session)
         found: list[Account] = []
         if username:
-            account = await repo.by_username(username)
+            account = await repo.by_username(username)  # as the login finds it (another case too)
             found = [account] if account is not None else []
         elif email:
             found = list(await repo.by_email(email))

@@ -11,6 +11,14 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 from identity.domain.documents import DocumentType
 from shared.inputs import INPUT_CONFIG, Line, within_the_calendar
 
+#: what ``identity.domain.documents.check_mobile`` takes; long enough for 15 digits written in groups
+MOBILE_MAX_LENGTH = 32
+MOBILE_DESCRIPTION = (
+    "A mainland China mobile (11 digits, `+86` optional), or any other in international form: `+`, the "
+    "country or region code and the number (E.164, at most 15 digits), such as `+852 9123 4567`; spaces "
+    "and hyphens are dropped (else `mobile_invalid`)"
+)
+
 
 class _In(BaseModel):
     """Text fields are ``Line``s, or carry a pattern of their own that admits no control character:
@@ -25,7 +33,7 @@ class GuardianIn(_In):
 
     name: Line = Field(min_length=1, max_length=100)
     relation: Line = Field(min_length=1, max_length=20, examples=["父亲"])
-    phone: Line = Field(min_length=5, max_length=20)
+    phone: Line = Field(min_length=5, max_length=MOBILE_MAX_LENGTH, description=MOBILE_DESCRIPTION)
     consented_at: Annotated[datetime, AfterValidator(within_the_calendar)] = Field(
         description="When the guardian consented: RFC 3339 with a time zone, not in the future "
         "(else `guardian_consent_time_invalid`)",
@@ -41,7 +49,7 @@ class SignUpRequest(_In):
     document_type: DocumentType = DocumentType.RESIDENT_ID
     id_number: Line = Field(min_length=5, max_length=32)
     birth_date: date | None = Field(default=None, description="Required for documents other than the resident ID")
-    mobile: Line = Field(min_length=5, max_length=20)
+    mobile: Line = Field(min_length=5, max_length=MOBILE_MAX_LENGTH, description=MOBILE_DESCRIPTION)
     email: Line = Field(min_length=3, max_length=254)
     region_code: str = Field(pattern=r"^\d{6}$", description="GB/T 2260 six-digit code")
     address: Line | None = Field(default=None, max_length=200)
@@ -87,7 +95,9 @@ class AccountOut(BaseModel):
 
 
 class ProfilePatch(_In):
-    mobile: Line | None = Field(default=None, min_length=5, max_length=20)
+    mobile: Line | None = Field(
+        default=None, min_length=5, max_length=MOBILE_MAX_LENGTH, description=MOBILE_DESCRIPTION
+    )
     email: Line | None = Field(default=None, min_length=3, max_length=254)
     address: Line | None = Field(default=None, max_length=200)
     display_name: Line | None = Field(default=None, min_length=1, max_length=100)
@@ -145,7 +155,9 @@ class RolesIn(_In):
 class CredentialResetIn(_In):
     reason: Line = Field(min_length=2, max_length=500)
     email: Line | None = Field(default=None, min_length=3, max_length=254)
-    mobile: Line | None = Field(default=None, min_length=5, max_length=20)
+    mobile: Line | None = Field(
+        default=None, min_length=5, max_length=MOBILE_MAX_LENGTH, description=MOBILE_DESCRIPTION
+    )
 
 
 class TemporaryPasswordOut(BaseModel):

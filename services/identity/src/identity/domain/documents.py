@@ -29,7 +29,11 @@ _PATTERNS: dict[DocumentType, re.Pattern[str]] = {
     DocumentType.HK_MACAO_PERMIT: re.compile(r"^[HM][0-9]{8}([0-9]{2})?$"),
     DocumentType.TAIWAN_PERMIT: re.compile(r"^[0-9]{8}([0-9]{2})?$"),
 }
+#: a mainland mobile, stored as these 11 digits (also when typed with +86)
 MOBILE = re.compile(r"^1[3-9][0-9]{9}$", re.ASCII)
+#: any other country's (or Hong Kong's, Macao's, Taiwan's) number in international form (E.164):
+#: + then the country code and number, at most 15 digits (and at least 7, the shortest in use)
+INTERNATIONAL_MOBILE = re.compile(r"^\+[1-9][0-9]{6,14}$", re.ASCII)
 
 
 def _ascii(text: str) -> str:
@@ -144,9 +148,17 @@ def check_age(birth_date: date, today: date, *, minimum_age: int) -> int:
 
 
 def check_mobile(mobile: str) -> str:
+    """A mobile number as stored (V1, V8): a mainland one as its 11 digits (``13812345678``, also
+    typed ``+86 138-1234-5678``); any other in international form, ``+`` and the country code
+    (``+852 9123 4567``: Hong Kong, Macao and Taiwan permit holders, passport holders, and anyone
+    living abroad, whatever their document), as ``+85291234567``. Spaces and hyphens are dropped;
+    a number without ``+`` that is not a mainland mobile, or a +86 number that is not a mobile, is
+    refused."""
     mobile = re.sub(r"[\s-]", "", _ascii(mobile))
     if mobile.startswith("+86"):
         mobile = mobile[3:]
+    elif INTERNATIONAL_MOBILE.match(mobile):
+        return mobile
     if not MOBILE.match(mobile):
         raise AppError(errors.MOBILE_INVALID)
     return mobile
