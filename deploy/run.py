@@ -80,6 +80,19 @@ def reachable_host(options: Options) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def card_font_note() -> list[str]:
+    """A note when the phone card's image would show names as boxes (no font with Chinese glyphs)."""
+    from identity.cards import find_font
+
+    if find_font(os.environ.get("IDENTITY_CARD_FONT_PATH") or None) is not None:
+        return []
+    return [
+        "  note: no font with Chinese glyphs is installed: the phone card image (card.png) shows",
+        "        names as boxes (the PDF card is fine). Install one (Debian: apt-get install",
+        "        fonts-wqy-microhei) or set IDENTITY_CARD_FONT_PATH, then start again.",
+    ]
+
+
 def print_urls(options: Options, *, mailbox: bool) -> None:
     host = reachable_host(options)
     lines = ["", "Volunteer service information system is up:"]
@@ -88,6 +101,7 @@ def print_urls(options: Options, *, mailbox: bool) -> None:
         lines.append(f"  {service:<14} {base}   (OpenAPI: {base}/docs)")
     if mailbox:
         lines.append(f"  mailbox        http://{host}:{options.ports['notifications']}/api/v1/mailbox")
+    lines += card_font_note()
     lines += ["Press Ctrl-C to stop.", ""]
     print("\n".join(lines), flush=True)
 

@@ -31,3 +31,20 @@ def test_urls_name_a_host_a_browser_opens(listened_on: str, in_urls: str) -> Non
     run = run_module()
     options = run.parse_args(["--host", listened_on])
     assert run.reachable_host(options) == in_urls
+
+
+def test_the_banner_says_when_the_phone_card_would_show_names_as_boxes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from identity import cards
+
+    run = run_module()
+    monkeypatch.delenv("IDENTITY_CARD_FONT_PATH", raising=False)
+    monkeypatch.setattr(cards, "find_font", lambda configured: configured)  # no font installed
+    note = "\n".join(run.card_font_note())
+    assert "fonts-wqy-microhei" in note
+    assert "IDENTITY_CARD_FONT_PATH" in note
+    font = tmp_path / "wqy-microhei.ttc"
+    font.write_bytes(b"")
+    monkeypatch.setenv("IDENTITY_CARD_FONT_PATH", str(font))
+    assert run.card_font_note() == []

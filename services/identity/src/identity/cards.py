@@ -185,7 +185,9 @@ _FONT_GLOBS = (
 
 
 @lru_cache(maxsize=4)
-def _find_font(configured: str | None) -> str | None:
+def find_font(configured: str | None) -> str | None:
+    """The font the phone card's image is drawn with: the configured one, else an installed font
+    with Chinese glyphs; None when there is none (names would show as boxes)."""
     if configured:
         return configured
     for pattern in _FONT_GLOBS:
@@ -204,7 +206,7 @@ def _font(path: str | None, size: int) -> ImageFont.FreeTypeFont | ImageFont.Ima
 def render_png(face: CardFace, *, font_path: str | None = None) -> bytes:
     """1012 × 638 pixels (ID-1 at 300 dpi). Needs a font with Chinese glyphs
     (``IDENTITY_CARD_FONT_PATH`` or an installed WenQuanYi/Noto CJK) for the name."""
-    path = _find_font(font_path)
+    path = find_font(font_path)
     if path is None:
         log.warning("card_font_missing", hint="install fonts-wqy-microhei or set IDENTITY_CARD_FONT_PATH")
     image = Image.new("RGB", (1012, 638), "white")
