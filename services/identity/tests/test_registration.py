@@ -410,3 +410,16 @@ async def test_guardian_consent_time_must_carry_a_zone_and_not_lie_in_the_future
         id_number=resident_id(birth=born), guardian={**guardian, "consented_at": on_the_day}
     )
     assert account["guardian_consent_recorded"] is True
+
+
+async def test_a_real_name_with_invisible_formatting_is_refused_and_stays_unchanged(identity: Identity) -> None:
+    """A right-to-left override would print 张三 reversed on the card; nothing is stored."""
+    refused = await identity.client.post("/api/v1/accounts", json=sign_up_body(real_name="\u202e三张"))
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "validation_failed"
+    assert refused.json()["detail"][0]["loc"] == ["body", "real_name"]
+    body, _ = await identity.sign_up(real_name="阿依古丽·买买提")
+    headers = await identity.headers_for(body)
+    renamed = await identity.client.patch("/api/v1/accounts/me", json={"real_name": "张\u200b三"}, headers=headers)
+    assert renamed.status_code == 422
+    assert (await identity.me(headers))["real_name"] == "阿依古丽·买买提"

@@ -14,6 +14,7 @@ trailing space is accepted); the schema only asks clients to send text as it wil
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -74,6 +75,33 @@ NO_CONTROL_BUT_LINES = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
 Line = Annotated[str, StringConstraints(pattern=NO_CONTROL)]
 #: text of several lines
 Lines = Annotated[str, StringConstraints(pattern=NO_CONTROL_BUT_LINES)]
+
+#: invisible characters some scripts' names need: zero-width non-joiner and joiner, and the
+#: Mongolian vowel separator (the variation selectors beside it are marks, allowed)
+_JOINERS = frozenset({"\u200c", "\u200d", "\u180e"})
+#: combining marks one letter may carry: Tibetan stacks two or three, and a "zalgo" name dozens
+_MAX_MARKS = 4
+
+
+def a_person_name(name: str) -> str:
+    """A person's name as a document prints it: no invisible formatting characters (a
+    right-to-left override that shows ``张三`` reversed on a card, a zero-width space, a soft
+    hyphen; the joiners some scripts need apart), no private-use or unassigned code points, and
+    no pile of combining marks
+    drawn over the lines around it; else a ``ValueError`` (validation_failed)."""
+    marks = 0
+    for char in name:
+        category = unicodedata.category(char)
+        if category in ("Co", "Cn", "Cs") or (category == "Cf" and char not in _JOINERS):
+            raise ValueError(f"a name holds no invisible or unassigned character (U+{ord(char):04X})")
+        marks = marks + 1 if category in ("Mn", "Me") else 0
+        if marks > _MAX_MARKS:
+            raise ValueError(f"a name's letter carries at most {_MAX_MARKS} combining marks")
+    return name
+
+
+#: a person's real name (one line, as a document prints it: :func:`a_person_name`)
+PersonName = Annotated[str, StringConstraints(pattern=NO_CONTROL), AfterValidator(a_person_name)]
 
 
 def within_the_calendar(moment: datetime) -> datetime:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
-from shared.inputs import INPUT_CONFIG, NO_CONTROL, TRIMMED
+from shared.inputs import INPUT_CONFIG, NO_CONTROL, TRIMMED, a_person_name
 
 
 class Sample(BaseModel):
@@ -114,3 +114,27 @@ def test_trimmed_names_exactly_the_characters_the_models_trim() -> None:
     for c in ("\x1c", "\ufeff", "\u200b", "a", "中"):
         assert ecma.is_valid(f"{c}x{c}")
         assert re.fullmatch(TRIMMED, f"{c}x{c}")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["张三", "阿依古丽·买买提", "Zhang San", "བཀྲ་ཤིས་", "ᠪᠠᠲᠤ\u180eᠮᠥ\u180b", "Ruža Šimić", "محمد\u200cعلی"],
+)
+def test_a_person_name_takes_the_names_people_have(name: str) -> None:
+    assert a_person_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u202e三张",  # right-to-left override: shown reversed on the card
+        "张\u200b三",  # zero-width space
+        "张\u00ad三",  # soft hyphen
+        "张\ue000三",  # private use
+        "张\u0378三",  # unassigned
+        "Z" + "\u0301" * 5 + "alg" + "\u0336" * 20 + "o",  # zalgo
+    ],
+)
+def test_a_person_name_refuses_what_no_document_prints(name: str) -> None:
+    with pytest.raises(ValueError, match="a name"):
+        a_person_name(name)

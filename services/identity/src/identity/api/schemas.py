@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from identity.domain.documents import DocumentType
-from shared.inputs import INPUT_CONFIG, Line, within_the_calendar
+from shared.inputs import INPUT_CONFIG, Line, PersonName, within_the_calendar
 
 #: what ``identity.domain.documents.check_mobile`` takes; long enough for 15 digits written in groups
 MOBILE_MAX_LENGTH = 32
@@ -45,7 +45,7 @@ class SignUpRequest(_In):
     username: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     # Length and strength are checked by the password policy, with their own error codes.
     password: Line = Field(min_length=1, max_length=1024)
-    real_name: Line = Field(min_length=1, max_length=100, examples=["张三"])
+    real_name: PersonName = Field(min_length=1, max_length=100, examples=["张三"])
     document_type: DocumentType = DocumentType.RESIDENT_ID
     id_number: Line = Field(min_length=5, max_length=32)
     birth_date: date | None = Field(default=None, description="Required for documents other than the resident ID")
@@ -102,7 +102,7 @@ class ProfilePatch(_In):
     address: Line | None = Field(default=None, max_length=200)
     display_name: Line | None = Field(default=None, min_length=1, max_length=100)
     language: Literal["zh", "en"] | None = None
-    real_name: Line | None = Field(default=None, min_length=1, max_length=100)
+    real_name: PersonName | None = Field(default=None, min_length=1, max_length=100)
 
 
 class LoginRequest(_In):
