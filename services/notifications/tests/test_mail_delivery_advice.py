@@ -28,6 +28,7 @@ async def test_the_advice_names_the_deployment_s_sender_and_how_to_allow_list_it
 
     assert chinese.status_code == 200, chinese.text
     assert chinese.headers["cache-control"] == "public, max-age=300"
+    assert (chinese.headers["content-language"], english.headers["content-language"]) == ("zh-CN", "en")
     advice = chinese.json()
     assert (advice["sender_address"], advice["sender_name"]) == ("noreply@volunteer.example.cn", "某省志愿服务信息系统")
     assert "白名单" in advice["allowlist_advice"]

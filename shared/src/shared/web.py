@@ -86,6 +86,8 @@ def render_error(
     body = {"code": spec.code, "message": spec.message(lang, params), "detail": detail}
     response = JSONResponse(body, status_code=spec.status, headers=headers)
     response.headers["Content-Language"] = "en" if lang == "en" else "zh-CN"
+    # a cache between (a CDN, the browser's) keeps one answer per language, not the first asked
+    response.headers.append("Vary", "Accept-Language")
     return response
 
 

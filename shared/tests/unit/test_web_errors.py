@@ -113,6 +113,9 @@ async def test_message_is_english_when_accept_language_prefers_it(client: httpx.
 async def test_chinese_ranked_first_wins_over_english(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/conflict", headers={"Accept-Language": "en;q=0.4, zh-CN"})
     assert response.json()["message"] == CONFLICT.zh
+    # a cache between keeps one answer per language
+    assert response.headers["content-language"] == "zh-CN"
+    assert "Accept-Language" in response.headers["vary"]
 
 
 async def test_params_fill_the_message_and_detail_passes_through(client: httpx.AsyncClient) -> None:

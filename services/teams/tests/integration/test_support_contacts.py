@@ -65,6 +65,7 @@ async def test_english_is_given_when_asked_for_and_a_line_s_own_hours_win(start_
 
     lines = {line["region_code"] or line["kind"]: line for line in response.json()["lines"]}
     assert response.headers["vary"] == "Accept-Language"
+    assert response.headers["content-language"] == "en"
     assert lines["national"]["scope"] == SCOPES["national"]["en"]
     assert lines["national"]["working_hours"] == "Working days, 8:30-17:30"
     # Beijing's own hours, given in Chinese only, rather than the general hours in English

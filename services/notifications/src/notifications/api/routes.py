@@ -114,6 +114,7 @@ async def mail_delivery_advice(
     settings, lang = runtime.settings, preferred_language(accept_language)
     response.headers["Cache-Control"] = "public, max-age=300"
     response.headers["Vary"] = "Accept-Language"
+    response.headers["Content-Language"] = "en" if lang == "en" else "zh-CN"
     return MailDeliveryAdvice(
         sender_address=settings.mail_from_address,
         sender_name=settings.mail_from_name_en if lang == "en" else settings.mail_from_name,

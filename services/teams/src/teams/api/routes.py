@@ -90,9 +90,11 @@ async def support_contacts(
     deployment's settings (``TEAMS_SUPPORT_CONTACTS``); a line not configured is left out."""
     if region_code is not None and regions.get(region_code) is None:
         raise AppError(E.REGION_NOT_FOUND)
+    lang = preferred_language(accept_language)
     response.headers["Cache-Control"] = "public, max-age=300"
     response.headers["Vary"] = "Accept-Language"
-    return support_lines(runtime.settings.support_contacts, preferred_language(accept_language), region_code)
+    response.headers["Content-Language"] = "en" if lang == "en" else "zh-CN"
+    return support_lines(runtime.settings.support_contacts, lang, region_code)
 
 
 # -- teams --------------------------------------------------------------------------------------
