@@ -475,3 +475,30 @@ async def test_a_closed_project_admits_nobody_until_it_is_extended(world: World)
     assert extended.status_code == 200, extended.text
     admitted = await world.client.post(f"/api/v1/applications/{application_id}/admission", headers=project.lead)
     assert admitted.status_code == 200, admitted.text
+
+
+async def test_a_project_or_position_created_again_under_its_idempotency_key_is_made_once(world: World) -> None:
+    """A lead's app retries a creation whose answer was lost: under the same key it gets the first
+    one's project back, not a second project (or position) beside it."""
+    team_id, _, _ = await world.team()
+    lead_id, lead = await world.lead(team_id)
+    body = project_body(team_id, lead_account_id=str(lead_id))
+    keyed = {**lead, "Idempotency-Key": "create-2026-01-05"}
+    first = await world.client.post("/api/v1/projects", json=body, headers=keyed)
+    again = await world.client.post("/api/v1/projects", json=body, headers=keyed)
+    assert (first.status_code, again.status_code) == (201, 201), again.text
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    other = await world.client.post("/api/v1/projects", json={**body, "title": "另一个项目"}, headers=keyed)
+    assert other.json()["code"] == "idempotency_key_reused"
+
+    url = f"/api/v1/projects/{first.json()['id']}/positions"
+    position = {"name": "安检员", "quota": 3, "admission_mode": "auto"}
+    added = [
+        await world.client.post(url, json=position, headers={**lead, "Idempotency-Key": "position-1"}) for _ in range(2)
+    ]
+    assert [r.status_code for r in added] == [201, 201]
+    names = [p["name"] for p in added[1].json()["positions"]]
+    assert names.count("安检员") == 1
+    without_key = await world.client.post(url, json=position, headers=lead)  # no key: a second one, as asked
+    assert [p["name"] for p in without_key.json()["positions"]].count("安检员") == 2

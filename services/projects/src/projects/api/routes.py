@@ -31,6 +31,35 @@ async def get_runtime(request: Request) -> ProjectsRuntime:
 
 RuntimeDep = Annotated[ProjectsRuntime, Depends(get_runtime)]
 Limit = Annotated[int, Query(ge=1, le=200)]
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=idempotency.HEADER,
+        pattern=idempotency.KEY_PATTERN,
+        description="Any unique string (a UUID) the client keeps for this request: sent again under the "
+        "same key (its answer lost to the network), it is not done twice and the first one's result "
+        "comes back, with `Idempotent-Replayed: true`. Kept 24 hours.",
+    ),
+]
+
+
+async def _claim(
+    uow: Any, principal: Principal, key: str | None, scope: str, request: bytes
+) -> idempotency.Answer | None:
+    """The earlier answer under ``key`` (``None`` without a key, or when this request is the first)."""
+    if key is None:
+        return None
+    now = uow.clock.now()
+    return await idempotency.claim(uow.session, principal.account_id, key, scope=scope, body=request, now=now)
+
+
+async def _keep(uow: Any, principal: Principal, key: str | None, answer: idempotency.Answer) -> None:
+    if key is not None:
+        await idempotency.keep(uow.session, principal.account_id, key, answer)
+
+
+REPLAYED = {"Idempotent-Replayed": "true"}
 AUTH = (UNAUTHENTICATED,)
 
 
@@ -129,11 +158,24 @@ def _application_out(row: Any) -> sch.ApplicationOut:
         errors.RECRUITMENT_OUTSIDE_PROJECT,
         errors.PROJECT_TOO_LONG,
         errors.LEAD_NOT_IN_TEAM,
+        errors.IDEMPOTENCY_KEY_REUSED,
     ),
 )
-async def create_project(body: sch.ProjectIn, principal: CurrentPrincipal, runtime: RuntimeDep) -> sch.ProjectOut:
+async def create_project(
+    body: sch.ProjectIn,
+    principal: CurrentPrincipal,
+    runtime: RuntimeDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> sch.ProjectOut:
     async with runtime.uow() as uow:
-        project_id = await services.create_project(uow, principal, body.model_dump())
+        earlier = await _claim(uow, principal, idempotency_key, "projects", body.model_dump_json().encode())
+        if earlier is None:
+            project_id = await services.create_project(uow, principal, body.model_dump())
+            await _keep(uow, principal, idempotency_key, idempotency.Answer(201, project_id.bytes))
+        else:  # the project the first request made, as it is now
+            project_id = uuid.UUID(bytes=earlier.body)
+            response.headers.update(REPLAYED)
     return await _project_view(runtime, project_id)
 
 
@@ -265,13 +307,29 @@ async def edit_project(
     response_model=sch.ProjectOut,
     tags=["projects"],
     summary="Add a position (岗位) to a draft or published project",
-    responses=error_responses(*AUTH, errors.PROJECT_NOT_FOUND, errors.NOT_PROJECT_MANAGER, errors.PROJECT_CLOSED),
+    responses=error_responses(
+        *AUTH,
+        errors.PROJECT_NOT_FOUND,
+        errors.NOT_PROJECT_MANAGER,
+        errors.PROJECT_CLOSED,
+        errors.IDEMPOTENCY_KEY_REUSED,
+    ),
 )
 async def add_position(
-    project_id: uuid.UUID, body: sch.PositionIn, principal: CurrentPrincipal, runtime: RuntimeDep
+    project_id: uuid.UUID,
+    body: sch.PositionIn,
+    principal: CurrentPrincipal,
+    runtime: RuntimeDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> sch.ProjectOut:
     async with runtime.uow() as uow:
-        await services.add_position(uow, principal, project_id, body.model_dump())
+        scope = f"positions:{project_id}"
+        if await _claim(uow, principal, idempotency_key, scope, body.model_dump_json().encode()) is None:
+            await services.add_position(uow, principal, project_id, body.model_dump())
+            await _keep(uow, principal, idempotency_key, idempotency.Answer(201, b""))
+        else:  # added by the first request: the project as it is now
+            response.headers.update(REPLAYED)
     return await _project_view(runtime, project_id)
 
 
@@ -610,31 +668,15 @@ _HOURS_ERRORS = (
 )
 
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias=idempotency.HEADER,
-        pattern=idempotency.KEY_PATTERN,
-        description="Any unique string (a UUID) the client keeps for this recording: sent again under "
-        "the same key (its answer lost to the network), the recording is not made twice and the first "
-        "answer comes back, with `Idempotent-Replayed: true`. Kept 24 hours.",
-    ),
-]
-
-
 async def _recorded_once(
     uow: Any, principal: Principal, key: str | None, scope: str, request: bytes, record: Any
 ) -> Response:
     """``record()``'s 201 answer, or the one an earlier request under ``key`` got (see ``projects.idempotency``)."""
-    if key is not None:
-        now = uow.clock.now()
-        earlier = await idempotency.claim(uow.session, principal.account_id, key, scope=scope, body=request, now=now)
-        if earlier is not None:
-            headers = {"Idempotent-Replayed": "true"}
-            return Response(earlier.body, earlier.status_code, headers=headers, media_type="application/json")
+    earlier = await _claim(uow, principal, key, scope, request)
+    if earlier is not None:
+        return Response(earlier.body, earlier.status_code, headers=REPLAYED, media_type="application/json")
     body = await record()
-    if key is not None:
-        await idempotency.keep(uow.session, principal.account_id, key, idempotency.Answer(201, body))
+    await _keep(uow, principal, key, idempotency.Answer(201, body))
     return Response(body, status_code=201, media_type="application/json")
 
 
