@@ -577,7 +577,7 @@ async def test_project_closing_and_extension_reach_the_leads(service: Service) -
     assert "自动结项" in closed.text()
     assert "2026-11-26" in closed.text()
     # a lead who is not a team admin: the team admins' window, to ask them
-    assert "团体管理员可在 2026-12-26 00:05(北京时间)前延期一次,请与团体管理员联系" in closed.text()
+    assert "团体管理员可在 2026-12-27 00:00(北京时间)前延期一次,请与团体管理员联系" in closed.text()
     assert f"{SITE}/projects/{project_id}" in closed.text()
     extended = await one_email_to(service, address, "已延期")
     assert "2026-12-31" in extended.text()
@@ -595,7 +595,9 @@ async def test_project_closing_tells_the_team_admins_the_extension_dates_once_ea
             project_id=uuid.uuid4(),
             team_id=uuid.uuid4(),
             title=title,
-            closed_at=datetime(2026, 11, 25, 16, 5, tzinfo=UTC),  # 2026-11-26 00:05 in Beijing
+            # the sweep ran three days late: the days count from the day after the end date
+            closed_at=datetime(2026, 11, 28, 16, 5, tzinfo=UTC),
+            closed_on=date(2026, 11, 26),
             lead_account_ids=[lead],
             team_admin_account_ids=[lead, admin],
             team_admin_extension_used=False,
@@ -604,12 +606,13 @@ async def test_project_closing_tells_the_team_admins_the_extension_dates_once_ea
     await service.settled(event_id, count=2)
     zh = (await one_email_to(service, lead_address, title)).text()
     assert "您所在志愿团体的志愿服务项目" in zh
-    assert "您作为团体管理员可在 2026-12-26 00:05(北京时间)前延期一次。" in zh
-    assert "在 2027-01-25 00:05(北京时间,结项后60天)前,可拨打全国服务电话,由全国管理员办理延期。" in zh
+    assert "已于 2026-11-26 自动结项" in zh
+    assert "您作为团体管理员可在 2026-12-27 00:00(北京时间)前延期一次。" in zh  # days 0-30, each whole
+    assert "在 2027-01-26 00:00(北京时间,结项后60天)前,可拨打全国服务电话,由全国管理员办理延期。" in zh
     assert "超过该时间后,项目不能再延期。" in zh
     en = (await one_email_to(service, admin_address, title)).text()
-    assert "As a team admin you may extend it once until 2026-12-26 00:05 (Beijing time)." in en
-    assert "Until 2027-01-25 00:05 (Beijing time, 60 days after closing) a national admin can extend it" in en
+    assert "As a team admin you may extend it once until 2026-12-27 00:00 (Beijing time)." in en
+    assert "Until 2027-01-26 00:00 (Beijing time, 60 days after closing) a national admin can extend it" in en
     assert "call the national service line" in en
     assert "After that the project can no longer be extended." in en
 
@@ -632,8 +635,8 @@ async def test_project_closing_after_the_team_admins_extension_was_used_gives_on
     )
     text = (await one_email_to(service, address, title)).text()
     assert "本项目已使用过团体管理员的一次延期,团体管理员不能再延期。" in text
-    assert "2026-12-26" not in text
-    assert "2027-01-25 00:05" in text
+    assert "2026-12-27" not in text
+    assert "2027-01-26 00:00" in text  # an event without closed_on: the day of closed_at
 
 
 async def test_email_to_an_account_not_yet_known_waits_for_its_registration(service: Service) -> None:

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from projects import idempotency
+from projects import idempotency, services
 from projects import repository as repo
 
 from .conftest import World
@@ -547,6 +547,28 @@ async def test_a_session_signed_out_after_midnight_in_china_is_not_late(world: W
     assert signed_in["http_status"] == 201, signed_in
     world.clock.set(datetime(2026, 1, 10, 17, 0, tzinfo=UTC))  # 01:00 the next day in China
     out = await sign(world, project.id, volunteer, "out", await code_for(world, project.id, project.lead, "out"))
+    record = (await world.client.get(f"/api/v1/hours/{out['record_id']}", headers=project.lead)).json()
+    assert (record["service_date"], record["minutes"], record["late"]) == ("2026-01-10", 180, False)
+
+
+async def test_a_session_on_the_last_evening_is_not_late_whether_or_not_the_project_closed_meanwhile(
+    world: World,
+) -> None:
+    """Signed in at 22:00 on the end date, out at 01:00: the close sweep may run at 00:01 or later;
+    the record is the same either way (recorded on site, not 补录)."""
+    from datetime import UTC, datetime
+
+    project = await world.project(positions=POSITIONS, ends_on="2026-01-10", recruit_ends_on="2026-01-09")
+    _, volunteer, _ = await world.admitted_volunteer(project)
+    world.clock.set(datetime(2026, 1, 10, 14, 0, tzinfo=UTC))  # 22:00 on the last day, in China
+    signed_in = await sign(world, project.id, volunteer, "in", await code_for(world, project.id, project.lead, "in"))
+    assert signed_in["http_status"] == 201, signed_in
+    world.clock.set(datetime(2026, 1, 10, 16, 1, tzinfo=UTC))  # 00:01: the sweep closes the project
+    await services.close_due_projects(world.runtime)
+    assert (await world.client.get(f"/api/v1/projects/{project.id}")).json()["status"] == "closed"
+    world.clock.set(datetime(2026, 1, 10, 17, 0, tzinfo=UTC))  # 01:00
+    out = await sign(world, project.id, volunteer, "out", await code_for(world, project.id, project.lead, "out"))
+    assert out["http_status"] == 201, out
     record = (await world.client.get(f"/api/v1/hours/{out['record_id']}", headers=project.lead)).json()
     assert (record["service_date"], record["minutes"], record["late"]) == ("2026-01-10", 180, False)
 

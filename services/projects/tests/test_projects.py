@@ -502,3 +502,40 @@ async def test_a_project_or_position_created_again_under_its_idempotency_key_is_
     assert names.count("安检员") == 1
     without_key = await world.client.post(url, json=position, headers=lead)  # no key: a second one, as asked
     assert [p["name"] for p in without_key.json()["positions"]].count("安检员") == 2
+
+
+async def test_a_lead_the_team_withdrew_hears_nothing_more_and_the_team_admins_hear_instead(world: World) -> None:
+    """A volunteer leaving, the project closing, its extension: the lead hears of them while they
+    hold a role in the team; after the team withdrew it, its admins do (P6: someone running the
+    project is told at once). 我的项目 no longer lists its projects to them, drafts included."""
+    from datetime import UTC, datetime
+
+    from projects import services
+    from shared.contracts.teams import TeamProjectLeadRemoved
+
+    project = await world.project(ends_on="2026-02-10", recruit_ends_on="2026-01-31")
+    draft = await world.project(publish=False)
+    _, volunteer, application_id = await world.admitted_volunteer(project)
+    for removed in (project, draft):
+        await world.feed(TeamProjectLeadRemoved(team_id=removed.team_id, account_id=removed.lead_id))
+    left = await world.client.post(f"/api/v1/applications/{application_id}/leave", headers=volunteer)
+    assert left.status_code == 200, left.text
+    [event] = [e for e in await world.outbox("application.left") if e["application_id"] == application_id]
+    assert event["lead_account_ids"] == [str(project.admin_id)]
+
+    world.clock.set(datetime(2026, 2, 11, 2, 0, tzinfo=UTC))
+    await services.close_due_projects(world.runtime)
+    [closed] = [e for e in await world.outbox("project.closed") if e["project_id"] == project.id]
+    assert str(project.lead_id) not in closed["lead_account_ids"]
+    assert str(project.admin_id) in closed["team_admin_account_ids"]
+    extension = {"new_end_date": "2026-03-10"}
+    extended = await world.client.post(
+        f"/api/v1/projects/{project.id}/extensions", json=extension, headers=project.admin
+    )
+    assert extended.status_code == 200, extended.text
+    [event] = [e for e in await world.outbox("project.extended") if e["project_id"] == project.id]
+    assert event["lead_account_ids"] == [str(project.admin_id)]
+
+    for removed in (project, draft):
+        mine = (await world.client.get("/api/v1/me/projects", headers=removed.lead)).json()["items"]
+        assert removed.id not in [p["id"] for p in mine]

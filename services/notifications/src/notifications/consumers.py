@@ -9,7 +9,7 @@ the handler: the broker's retries would run out long before a late sign-up event
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from notifications import links
@@ -26,6 +26,7 @@ from notifications.outbox import (
 )
 from notifications.templates import local_date, local_time
 from shared import regions
+from shared.clock import CHINA_TZ
 from shared.contracts.identity import (
     AccountContactChanged,
     AccountRegistered,
@@ -61,8 +62,9 @@ handlers = Handlers("notifications")
 
 #: P4 / FAQ T9: a closed project's team admins may extend it once within 30 days of closing; up to
 #: 60 days the national admin can (asked through the national service line); after that nobody
-TEAM_ADMIN_EXTENSION_WINDOW = timedelta(days=30)
-NATIONAL_ADMIN_EXTENSION_WINDOW = timedelta(days=60)
+#: P4's windows: whole China days after the closing day (its own day 0)
+TEAM_ADMIN_EXTENSION_DAYS = 30
+NATIONAL_ADMIN_EXTENSION_DAYS = 60
 
 
 @handlers("recipients", batch=True)
@@ -355,14 +357,20 @@ def closing_contexts(event: ProjectClosed, runtime: NotificationsRuntime, path: 
     """The closing notice goes to the project's leads and the team's admins (who may extend it):
     the dates of each extension window, the team admins' only while their one extension is unused.
     An account both lead and admin gets the admin's."""
+    # the closing day (an event from before projects said it: the day of closed_at)
+    closed_on = event.closed_on or event.closed_at.astimezone(CHINA_TZ).date()
+
+    def until(days: int) -> str:  # the window's last day, whole: "before" the next day's 00:00
+        return local_time(datetime.combine(closed_on + timedelta(days=days + 1), time(), CHINA_TZ))
+
     common: dict[str, Any] = {
         "project_title": event.title,
-        "closed_on": local_date(event.closed_at),
+        "closed_on": closed_on.isoformat(),
         "automatic": event.automatic,
         # None: an event from before the producer said (the email then says "if not used yet")
         "team_admin_extension_used": event.team_admin_extension_used,
-        "team_admin_until": local_time(event.closed_at + TEAM_ADMIN_EXTENSION_WINDOW),
-        "national_admin_until": local_time(event.closed_at + NATIONAL_ADMIN_EXTENSION_WINDOW),
+        "team_admin_until": until(TEAM_ADMIN_EXTENSION_DAYS),
+        "national_admin_until": until(NATIONAL_ADMIN_EXTENSION_DAYS),
         "service_line": runtime.settings.national_service_line,
         "path": path,
     }

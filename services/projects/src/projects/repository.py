@@ -211,6 +211,29 @@ async def team_admin_ids(s: AsyncSession, team_ids: Sequence[uuid.UUID]) -> dict
     return admins
 
 
+async def leads_to_tell(s: AsyncSession, projects_rows: Sequence[Any]) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """Who hears of each project as its lead (a leave, its closing, its extension): the lead while
+    they hold a role in the project's team, else the team's admins (a lead the team withdrew no
+    longer runs the project, and someone must hear that a volunteer left it)."""
+    if not projects_rows:
+        return {}
+    pairs = {(r["team_id"], r["lead_account_id"]) for r in projects_rows}
+    held = await s.execute(
+        select(team_roles.c.team_id, team_roles.c.account_id)
+        .where(tuple_(team_roles.c.team_id, team_roles.c.account_id).in_(list(pairs)))
+        .distinct()
+    )
+    holding = {(team_id, account_id) for team_id, account_id in held}
+    orphaned = [r["team_id"] for r in projects_rows if (r["team_id"], r["lead_account_id"]) not in holding]
+    admins = await team_admin_ids(s, orphaned) if orphaned else {}
+    return {
+        r["id"]: [r["lead_account_id"]]
+        if (r["team_id"], r["lead_account_id"]) in holding
+        else admins.get(r["team_id"], [])
+        for r in projects_rows
+    }
+
+
 async def volunteer_shown(s: AsyncSession, account_id: uuid.UUID) -> Row | None:
     """How the volunteer is shown to leads: masked name and volunteer number."""
     stmt = select(volunteers.c.masked_name, volunteers.c.volunteer_number).where(volunteers.c.account_id == account_id)
@@ -377,9 +400,12 @@ async def list_managed_projects(
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[Row]:
-    """我的项目: projects the account leads or whose team it administers, every status."""
+    """我的项目: projects the account leads while holding a role in their team, or whose team it
+    administers; every status (a lead the team withdrew no longer runs, nor sees, its drafts)."""
     admin_of = select(team_roles.c.team_id).where(team_roles.c.account_id == account_id, team_roles.c.role == "admin")
-    stmt = select(projects).where((projects.c.lead_account_id == account_id) | projects.c.team_id.in_(admin_of))
+    in_team_of = select(team_roles.c.team_id).where(team_roles.c.account_id == account_id)
+    led = (projects.c.lead_account_id == account_id) & projects.c.team_id.in_(in_team_of)
+    stmt = select(projects).where(led | projects.c.team_id.in_(admin_of))
     if status is not None:
         stmt = stmt.where(projects.c.status == status)
     if after is not None:
@@ -403,7 +429,7 @@ async def close_due_projects(s: AsyncSession, *, today: date, now: datetime, bat
             UPDATE projects p
             SET status = 'closed', closed_at = :now, closed_automatically = true
             FROM due WHERE p.id = due.id AND p.status = 'published'
-            RETURNING p.id, p.team_id, p.title, p.lead_account_id, p.closed_at, p.team_admin_extensions
+            RETURNING p.id, p.team_id, p.title, p.lead_account_id, p.closed_at, p.ends_on, p.team_admin_extensions
             """
         ),
         {"today": today, "now": now, "batch": batch},

@@ -380,6 +380,7 @@ async def close_due_projects(runtime: ProjectsRuntime) -> int:
                 batch=runtime.settings.close_sweep_batch,
             )
             admins = await repo.team_admin_ids(uow.session, [row["team_id"] for row in rows]) if rows else {}
+            leads = await repo.leads_to_tell(uow.session, rows)
             for row in rows:
                 uow.raise_event(
                     ProjectClosed(
@@ -387,8 +388,9 @@ async def close_due_projects(runtime: ProjectsRuntime) -> int:
                         team_id=row["team_id"],
                         title=row["title"],
                         closed_at=row["closed_at"],
+                        closed_on=project_rules.closing_day(row["closed_at"], row["ends_on"]),
                         automatic=True,
-                        lead_account_ids=[row["lead_account_id"]],
+                        lead_account_ids=leads[row["id"]],
                         team_admin_account_ids=admins.get(row["team_id"], []),
                         team_admin_extension_used=row["team_admin_extensions"] >= 1,
                     )
@@ -417,7 +419,6 @@ async def extend_project(
             starts_on=row["starts_on"],
             ends_on=row["ends_on"],
             new_end_date=new_end_date,
-            now=uow.clock.now(),
             today=local_today(uow.clock),
             by_team_admin=access.is_team_admin,
             by_national_admin=principal.is_national_admin,
@@ -446,7 +447,7 @@ async def extend_project(
             new_end_date=new_end_date,
             extended_by_account_id=principal.account_id,
             by_national_admin=principal.is_national_admin,
-            lead_account_ids=[row["lead_account_id"]],
+            lead_account_ids=(await repo.leads_to_tell(uow.session, [row]))[row["id"]],
         )
     )
     return free
@@ -633,11 +634,13 @@ async def leave(
     await repo.release_place(s, row["position_id"])
     admitted = await _admit_next(uow, row, waiters[0]) if waiters else None
     shown = await repo.volunteer_shown(s, row["account_id"])
-    # the lead learns who left as projects shows volunteers to leads: masked name and number
+    project = {"id": row["project_id"], "team_id": row["team_id"], "lead_account_id": row["lead_account_id"]}
+    # the lead (or, the lead gone from the team, its admins) learns who left as projects shows
+    # volunteers to leads: masked name and number
     uow.raise_event(
         ApplicationLeft(
             **_application_event_fields(row, application_id, row["account_id"]),
-            lead_account_ids=[row["lead_account_id"]],
+            lead_account_ids=(await repo.leads_to_tell(s, [project]))[row["project_id"]],
             masked_name=shown["masked_name"] if shown else None,
             volunteer_number=shown["volunteer_number"] if shown else None,
             admission_mode=row["admission_mode"],
@@ -755,8 +758,9 @@ async def _record(
         hours_rules.check_daily_cap(over, settings.hours_daily_cap_minutes)
     grace = settings.hours_late_grace_days
     late_on = {d: hours_rules.is_late(d, today, project_closed=closed, grace_days=grace) for d in dates}
-    if source == "sign":  # recorded on site as the session ends (one past midnight too): late only after closing
-        late_on = dict.fromkeys(dates, closed)
+    if source == "sign":  # recorded on site as the session ends: never 补录 (one past midnight, on the
+        # project's last evening, is the evening's, whether or not the close sweep ran meanwhile)
+        late_on = dict.fromkeys(dates, False)
     if len(rows) > 1:
         await repo.plan_for_these_arrays(uow.session)
     recorded = await repo.record_hours(

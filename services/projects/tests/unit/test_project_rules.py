@@ -6,7 +6,13 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from projects.domain.project import ExtensionRequest, ProjectDates, check_extension, is_due_for_closing
+from projects.domain.project import (
+    ExtensionRequest,
+    ProjectDates,
+    check_extension,
+    extension_open_to,
+    is_due_for_closing,
+)
 from shared.errors import AppError
 
 CLOSED_AT = datetime(2026, 4, 1, 1, 0, tzinfo=UTC)
@@ -40,17 +46,18 @@ def test_project_dates_rules_each_have_their_code(value: ProjectDates, code: str
     assert code_of(value.check) == code
 
 
-def request(days: int, *, team_admin: bool = True, national: bool = False, used: int = 0) -> ExtensionRequest:
-    now = CLOSED_AT + timedelta(days=days)
+def request(
+    days: int, *, team_admin: bool = True, national: bool = False, used: int = 0, closed_at: datetime = CLOSED_AT
+) -> ExtensionRequest:
+    """A request ``days`` China days after the closing day (the end date 2026-03-31 + 1)."""
     return ExtensionRequest(
         status="closed",
-        closed_at=CLOSED_AT,
+        closed_at=closed_at,
         team_admin_extensions=used,
         starts_on=date(2026, 1, 5),
         ends_on=date(2026, 3, 31),
         new_end_date=date(2026, 12, 31),
-        now=now,
-        today=now.date(),
+        today=date(2026, 4, 1) + timedelta(days=days),
         by_team_admin=team_admin,
         by_national_admin=national,
     )
@@ -71,6 +78,32 @@ def request(days: int, *, team_admin: bool = True, national: bool = False, used:
 )
 def test_extension_windows(days: int, team_admin: bool, national: bool, code: str | None) -> None:
     assert code_of(check_extension, request(days, team_admin=team_admin, national=national)) == code
+
+
+@pytest.mark.parametrize(
+    ("days", "team_admin_may", "national_may"),
+    [(30, True, True), (31, False, True), (60, False, True), (61, False, False)],
+)
+def test_the_windows_are_whole_china_days_counted_from_the_day_after_the_end_date(
+    days: int, team_admin_may: bool, national_may: bool
+) -> None:
+    """Whenever the sweep ran: minutes past midnight, or a month late after an outage."""
+    for closed_at in (
+        datetime(2026, 3, 31, 16, 4, 30, tzinfo=UTC),  # 00:04:30 on April 1st in Beijing
+        datetime(2026, 4, 1, 15, 59, tzinfo=UTC),  # 23:59 that day
+        datetime(2026, 4, 30, 2, 0, tzinfo=UTC),  # the sweep was down for a month
+    ):
+        assert (code_of(check_extension, request(days, closed_at=closed_at)) is None) is team_admin_may
+        by_national = request(days, closed_at=closed_at, team_admin=False, national=True)
+        assert (code_of(check_extension, by_national) is None) is national_may
+        expected = "team_admin" if team_admin_may else "national_admin" if national_may else None
+        assert extension_open_to(closed_at, date(2026, 3, 31), date(2026, 4, 1) + timedelta(days=days), 0) == expected
+
+
+def test_a_refusal_counts_the_days_it_names() -> None:
+    with pytest.raises(AppError) as refused:
+        check_extension(request(31))
+    assert refused.value.detail == {"days_since_closing": 31}
 
 
 def test_team_admin_extends_only_once() -> None:

@@ -43,6 +43,9 @@ class ProjectClosed(_ProjectEvent):
     team_admin_account_ids: list[uuid.UUID] = Field(default_factory=list)
     #: whether the team admins' one extension was used already (None: not known, older events)
     team_admin_extension_used: bool | None = None
+    #: the China day it closed, from which P4's 30 and 60 days count (for 自动结项 the day after its
+    #: end date, whenever the sweep ran); None on older events (then ``closed_at``'s day)
+    closed_on: date | None = None
 
 
 class ProjectExtended(_ProjectEvent):

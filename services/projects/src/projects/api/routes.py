@@ -232,14 +232,16 @@ async def my_projects(
         rows = await repo.list_managed_projects(
             uow.session, principal.account_id, status=status, after=_time_cursor(cursor), limit=limit + 1
         )
-        now = uow.clock.now()
+        today = local_today(uow.clock)
     more = len(rows) > limit
     rows = rows[:limit]
     items = [
         sch.ManagedProject.model_validate(
             {
                 **dict(r),
-                "extension_open_to": project_rules.extension_open_to(r["closed_at"], now, r["team_admin_extensions"])
+                "extension_open_to": project_rules.extension_open_to(
+                    r["closed_at"], r["ends_on"], today, r["team_admin_extensions"]
+                )
                 if r["status"] == project_rules.CLOSED
                 else None,
             }

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from projects import errors
+from shared.clock import CHINA_TZ
 from shared.errors import AppError
 
 MAX_PROJECT_DAYS = 365
-TEAM_ADMIN_EXTENSION_WINDOW = timedelta(days=30)
-NATIONAL_ADMIN_EXTENSION_WINDOW = timedelta(days=60)
+#: days after the closing day within which a team admin may extend (once), then a national admin
+TEAM_ADMIN_EXTENSION_DAYS = 30
+NATIONAL_ADMIN_EXTENSION_DAYS = 60
 
 DRAFT = "draft"
 PUBLISHED = "published"
@@ -63,14 +65,27 @@ def is_due_for_closing(status: str, ends_on: date, today: date) -> bool:
     return status == PUBLISHED and ends_on < today
 
 
-def extension_open_to(closed_at: datetime | None, now: datetime, team_admin_extensions: int) -> str | None:
+def closing_day(closed_at: datetime, ends_on: date) -> date:
+    """The China day a project closed: for 自动结项 the day after its end date, whenever the sweep
+    happened to run (late after an outage, or minutes past midnight); the day it was closed, when
+    that was earlier."""
+    return min(closed_at.astimezone(CHINA_TZ).date(), ends_on + timedelta(days=1))
+
+
+def days_since_closing(closed_at: datetime, ends_on: date, today: date) -> int:
+    """Whole China days since the closing day (0 on that day): the 30 and 60 days of P4 are days
+    of the calendar, each whole, not hours from the moment a sweep ran."""
+    return (today - closing_day(closed_at, ends_on)).days
+
+
+def extension_open_to(closed_at: datetime | None, ends_on: date, today: date, team_admin_extensions: int) -> str | None:
     """Who may still extend a closed project (P4): ``team_admin``, ``national_admin`` or nobody."""
     if closed_at is None:
         return None
-    since_closing = now - closed_at
-    if since_closing > NATIONAL_ADMIN_EXTENSION_WINDOW:
+    since = days_since_closing(closed_at, ends_on, today)
+    if since > NATIONAL_ADMIN_EXTENSION_DAYS:
         return None
-    if since_closing <= TEAM_ADMIN_EXTENSION_WINDOW and team_admin_extensions == 0:
+    if since <= TEAM_ADMIN_EXTENSION_DAYS and team_admin_extensions == 0:
         return "team_admin"
     return "national_admin"
 
@@ -83,7 +98,7 @@ class ExtensionRequest:
     starts_on: date
     ends_on: date
     new_end_date: date
-    now: datetime
+    #: China's date (the windows are days of its calendar)
     today: date
     by_team_admin: bool
     by_national_admin: bool
@@ -99,12 +114,12 @@ def check_extension(req: ExtensionRequest) -> None:
         raise AppError(errors.EXTENSION_NEEDS_TEAM_ADMIN if req.by_project_lead else errors.NOT_TEAM_MANAGER)
     if req.status != CLOSED or req.closed_at is None:
         raise AppError(errors.PROJECT_NOT_CLOSED)
-    since_closing = req.now - req.closed_at
-    if since_closing > NATIONAL_ADMIN_EXTENSION_WINDOW:
-        raise AppError(errors.EXTENSION_WINDOW_OVER, {"days_since_closing": since_closing.days})
+    since = days_since_closing(req.closed_at, req.ends_on, req.today)
+    if since > NATIONAL_ADMIN_EXTENSION_DAYS:
+        raise AppError(errors.EXTENSION_WINDOW_OVER, {"days_since_closing": since})
     if not req.by_national_admin:
-        if since_closing > TEAM_ADMIN_EXTENSION_WINDOW:
-            raise AppError(errors.EXTENSION_NEEDS_NATIONAL_ADMIN, {"days_since_closing": since_closing.days})
+        if since > TEAM_ADMIN_EXTENSION_DAYS:
+            raise AppError(errors.EXTENSION_NEEDS_NATIONAL_ADMIN, {"days_since_closing": since})
         if req.team_admin_extensions >= 1:
             raise AppError(errors.EXTENSION_ALREADY_USED)
     if req.new_end_date <= req.today or req.new_end_date <= req.ends_on:
