@@ -295,3 +295,29 @@ def test_every_ciphertext_column_of_the_schema_is_rekeyed() -> None:
         if column.name.endswith("ciphertext")
     }
     assert {c.name for c in SEALED_COLUMNS} == ciphertexts == {RECORDS, CARDS}
+
+
+async def test_rekey_passes_over_id_card_images_deleted_after_their_review(start_identity: StartIdentity) -> None:
+    """A decided upload keeps its key id but no image (V6): nothing to re-seal, nothing that keeps
+    the old key in use."""
+    keys = {OLD: new_key(), NEW: new_key()}
+    async with start_identity(data_keys=ring({OLD: keys[OLD]}), data_key_id=OLD) as before:
+        database_url = before.settings.database_url
+        body, _ = await before.sign_up(real_name="陈验证失败")
+        headers = await before.headers_for(body)
+        await before.verification(headers, "failed")
+        upload = await before.client.post(
+            "/api/v1/accounts/me/id-card-images", files={"file": ("f.png", PNG_BYTES, "image/png")}, headers=headers
+        )
+        assert upload.status_code == 201, upload.text
+        decided = await before.client.post(
+            f"/api/v1/admin/id-card-reviews/{upload.json()['id']}/decision",
+            json={"approved": False, "reason": "照片不清楚"},
+            headers=before.national_admin(),
+        )
+        assert decided.status_code == 200, decided.text
+    run = await rekey_command(database_url, keys, NEW)
+    assert run.code == 0, run.output
+    assert run.resealed()[CARDS] == (0, 0)
+    status = await rekey_command(database_url, keys, NEW, "--status")
+    assert status.usage().get((CARDS, OLD), 0) == 0  # the old key seals none of them

@@ -92,6 +92,9 @@ async def test_provider_can_ask_for_manual_review_and_the_volunteer_is_told_to_u
     assert uploaded.status_code == 201, uploaded.text
     assert (await identity.me(headers))["verification"]["id_card_upload"] == "waiting_for_review"
     assert await pending_review(identity, identity.regional_admin("110105"), account["id"]) is not None
+    search = {"username": body["username"], "reason": "核对实名认证进度"}
+    found = await identity.client.post("/api/v1/admin/account-searches", json=search, headers=identity.national_admin())
+    assert found.json()["items"][0]["verification"]["id_card_upload"] == "waiting_for_review"  # admins see the same
 
 
 async def test_check_waits_for_its_due_time_on_the_clock(start_identity: StartIdentity) -> None:
@@ -505,3 +508,20 @@ async def test_an_id_card_image_is_deleted_once_decided_or_withdrawn(identity: I
         a=uuid.UUID(account_id),
     )
     assert [tuple(r) for r in kept] == [("rejected", True, True), ("superseded", True, False)]
+
+
+async def test_correcting_only_the_middle_dot_of_a_failed_name_is_stored_and_checked_again(
+    start_identity: StartIdentity,
+) -> None:
+    """Names match a record whatever dot separates their parts; a correction the volunteer asks
+    for is still a correction: stored as written and checked again."""
+    async with start_identity(dev_verification_rules={"\u2022": "failed"}) as identity:
+        body, _ = await identity.sign_up(real_name="阿依古丽\u2022买买提")
+        headers = await identity.headers_for(body)
+        await identity.verification(headers, "failed")
+        patched = await identity.client.patch(
+            "/api/v1/accounts/me", json={"real_name": "阿依古丽·买买提"}, headers=headers
+        )
+        assert patched.status_code == 200, patched.text
+        me = await identity.verification(headers, "verified")
+        assert me["real_name"] == "阿依古丽·买买提"

@@ -86,14 +86,15 @@ _MAX_MARKS = 4
 def a_person_name(name: str) -> str:
     """A person's name as a document prints it: no invisible formatting characters (a
     right-to-left override that shows ``张三`` reversed on a card, a zero-width space, a soft
-    hyphen; the joiners some scripts need apart), no private-use or unassigned code points, and
-    no pile of combining marks
-    drawn over the lines around it; else a ``ValueError`` (validation_failed)."""
+    hyphen; the joiners some scripts need apart), and no pile of combining marks drawn over the
+    lines around it; else a ``ValueError`` (validation_failed). Private-use characters stay (older
+    systems wrote rare name characters, 生僻字, there, as GB 18030 mapped some), and so do those this
+    Python's Unicode tables do not know yet (CJK extensions added for names and places since)."""
     marks = 0
     for char in name:
         category = unicodedata.category(char)
-        if category in ("Co", "Cn", "Cs") or (category == "Cf" and char not in _JOINERS):
-            raise ValueError(f"a name holds no invisible or unassigned character (U+{ord(char):04X})")
+        if category == "Cf" and char not in _JOINERS:
+            raise ValueError(f"a name holds no invisible formatting character (U+{ord(char):04X})")
         marks = marks + 1 if category in ("Mn", "Me") else 0
         if marks > _MAX_MARKS:
             raise ValueError(f"a name's letter carries at most {_MAX_MARKS} combining marks")

@@ -394,7 +394,9 @@ async def change_profile(
             raise AppError(errors.NOT_A_VOLUNTEER)
         if account.verification_status == STATUS_VERIFIED:
             raise AppError(errors.NAME_LOCKED_AFTER_VERIFICATION)
-        if not documents.same_name(record.real_name, change.real_name):
+        # any edit, a middle dot or a space too (the provider compares as written; ``same_name``
+        # is for recognising one person, not for what the volunteer asked to store)
+        if change.real_name.strip() != record.real_name:
             record.rename(change.real_name.strip())
             if account.verification_status in (STATUS_FAILED, STATUS_MANUAL_REVIEW):
                 await _recheck_under_new_name(uow, account, delay_seconds)

@@ -118,9 +118,10 @@ async def _reseal_column(
 ) -> ResealResult:
     table, current = column.table, cipher.current_key_id
     row_id, key_id = table.c.id, table.c[column.key_id]
+    held = table.c[column.ciphertext].is_not(None)  # an ID-card image deleted once reviewed seals nothing
     pick = (
         select(row_id, table.c[column.ciphertext], key_id, *(table.c[name] for name in column.context_columns))
-        .where(key_id != current)
+        .where(key_id != current, held)
         .order_by(row_id)
         .limit(min(batch_size, column.max_batch or batch_size))
         # FOR NO KEY UPDATE: what the UPDATE below takes anyway (no key changes), so a request
@@ -161,7 +162,7 @@ async def _reseal_column(
         if batches % PROGRESS_EVERY == 0:
             log.info("rekey_progress", column=column.name, resealed=result.resealed)
     async with engine.connect() as conn:
-        remaining = await conn.execute(select(func.count()).select_from(table).where(key_id != current))
+        remaining = await conn.execute(select(func.count()).select_from(table).where(key_id != current, held))
         result.remaining = remaining.scalar_one()
     log.info(
         "rekey_column_done",
@@ -185,7 +186,8 @@ async def key_usage(engine: AsyncEngine, columns: Sequence[SealedColumn] = SEALE
     async with engine.connect() as conn:
         for column in columns:
             key_id = column.table.c[column.key_id]
-            rows = await conn.execute(select(key_id, func.count()).group_by(key_id).order_by(key_id))
+            held = column.table.c[column.ciphertext].is_not(None)
+            rows = await conn.execute(select(key_id, func.count()).where(held).group_by(key_id).order_by(key_id))
             usage.append(KeyUsage(column.name, {kid: count for kid, count in rows.tuples()}))
     return usage
 

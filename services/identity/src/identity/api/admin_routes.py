@@ -22,7 +22,7 @@ from identity.api.views import account_out
 from identity.crypto import DataCipher
 from identity.domain.documents import mask_name
 from identity.models import DuplicateCase
-from identity.repository import Cases
+from identity.repository import Cases, Reviews
 from shared.auth import NationalAdmin
 from shared.db import UnitOfWork
 from shared.errors import FORBIDDEN, TOKEN_INVALID, UNAUTHENTICATED, VALIDATION_FAILED, error_responses
@@ -43,7 +43,8 @@ AUTH_ERRORS = (UNAUTHENTICATED, TOKEN_INVALID, FORBIDDEN)
 async def set_roles(account_id: uuid.UUID, body: RolesIn, principal: NationalAdmin, uow: UoW) -> AccountOut:
     async with uow:
         account = await admin.set_roles(uow, principal, account_id, body.roles, body.admin_region)
-    return account_out(account)
+        pending = await Reviews(uow.session).has_pending(account.id)
+    return account_out(account, id_card_pending=pending)
 
 
 @router.post(

@@ -11,7 +11,7 @@ from identity.api.deps import Runtime, UoW
 from identity.api.schemas import AccountSearchIn, AccountSearchOut, AuditEntryOut, AuditPage
 from identity.api.views import account_out
 from identity.domain import documents
-from identity.repository import Accounts, Audit
+from identity.repository import Accounts, Audit, Reviews
 from shared.auth import NationalAdmin, RegionalOrNationalAdmin
 from shared.errors import FORBIDDEN, TOKEN_INVALID, UNAUTHENTICATED, VALIDATION_FAILED, error_responses
 from shared.inputs import NO_CONTROL
@@ -89,4 +89,7 @@ async def search_accounts(
             reason=body.reason,
             detail={"by": "username" if body.username is not None else "id_number", "found": found is not None},
         )
-    return AccountSearchOut(items=[account_out(found)] if found else [])
+        if found is None:
+            return AccountSearchOut(items=[])
+        pending = await Reviews(uow.session).has_pending(found.id)
+    return AccountSearchOut(items=[account_out(found, id_card_pending=pending)])

@@ -75,7 +75,7 @@ async def sign_up(body: SignUpRequest, runtime: Runtime) -> AccountOut:
             guardian=guardian,
         ),
     )
-    return account_out(account)
+    return account_out(account, id_card_pending=False)  # just signed up: nothing uploaded yet
 
 
 @router.get(

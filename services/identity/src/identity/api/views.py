@@ -10,7 +10,7 @@ from identity.registration import expected_verification_window
 from identity.verification import STATUS_FAILED, STATUS_MANUAL_REVIEW
 
 
-def account_out(account: Account, *, id_card_pending: bool = False) -> AccountOut:
+def account_out(account: Account, *, id_card_pending: bool) -> AccountOut:
     """``id_card_pending``: an upload of the account waits for review (see ``Reviews.has_pending``)."""
     record = account.record
     verification = None
