@@ -19,7 +19,7 @@ from notifications.outbox import lock_account
 from notifications.repository import ReplayFilter
 from shared.auth import ROLE_NATIONAL_ADMIN, ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER
 from shared.clock import ManualClock
-from shared.contracts.identity import AccountRegistered
+from shared.contracts.identity import AccountRegistered, TemporaryPasswordSet
 from shared.testing import SmtpServer, eventually
 
 from .conftest import Service, StartService
@@ -295,25 +295,45 @@ async def _if_sent(detail: Any) -> dict[str, Any] | None:
 async def test_bulk_replay_leaves_rate_limited_emails_suppressed_and_replayed_ones_still_count(
     start_service: StartService, own_smtp: SmtpServer
 ) -> None:
-    """A failed reset was counted by the limit when queued and is the same email when replayed; a
-    suppressed one is the limit's decision and stays held."""
-    async with start_service(own_smtp, mail_rate_limits={"password_reset": 1}) as service:
+    """A failed temporary-password notice was counted by the limit when queued and is the same email
+    when replayed; a suppressed one is the limit's decision and stays held. (A reset link is never
+    replayed: its link is not kept.)"""
+    async with start_service(own_smtp, mail_rate_limits={"temporary_password": 1}) as service:
         account_id, address = await service.register()
+
+        def notice() -> TemporaryPasswordSet:
+            return TemporaryPasswordSet(account_id=account_id, set_by_account_id=uuid.uuid4(), by_team_id=uuid.uuid4())
+
         own_smtp.refuse_with = REFUSED
-        [failed_id] = await service.produce(reset_for(account_id, 1))
+        [failed_id] = await service.produce(notice())
         await service.settled(failed_id, status="failed")
-        [held_id] = await service.produce(reset_for(account_id, 2))
+        [held_id] = await service.produce(notice())
         [held] = await service.settled(held_id, status="suppressed")
         own_smtp.refuse_with = None
 
-        result = await bulk(service, template="password_reset")
+        result = await bulk(service, template="temporary_password")
         assert (result["replayed"], result["remaining"]) == (1, 0)
         await service.settled(failed_id)
-        [later_id] = await service.produce(reset_for(account_id, 3))
+        [later_id] = await service.produce(notice())
         await service.settled(later_id, status="suppressed")  # the replayed one still counts
         assert (await bulk(service, all_failed=True))["replayed"] == 0
         assert (await service.settled(held_id, status="suppressed"))[0]["id"] == held["id"]
-        assert len([m for m in own_smtp.to(address) if "重置密码" in m.subject]) == 1
+        assert len([m for m in own_smtp.to(address) if "临时密码" in m.subject]) == 1
+
+
+async def test_a_failed_reset_email_keeps_no_link_and_is_left_out_of_bulk_replays(
+    start_service: StartService, own_smtp: SmtpServer
+) -> None:
+    async with start_service(own_smtp) as service:
+        account_id, _ = await service.register()
+        own_smtp.refuse_with = REFUSED
+        [failed_id] = await service.produce(reset_for(account_id, 1))
+        [failed] = await service.settled(failed_id, status="failed")
+        async with service.runtime.session_factory() as session:
+            row = await session.get(Email, uuid.UUID(failed["id"]))
+        assert row is not None
+        assert "reset#1" not in row.body_text + row.body_html
+        assert (await bulk(service, all_failed=True))["replayed"] == 0
 
 
 async def test_a_bulk_replay_of_a_thousand_emails_costs_a_fixed_number_of_statements(

@@ -406,6 +406,7 @@ async def test_pending_emails_follow_a_contact_change_of_their_account(
         [row] = await email_rows(service, event_id=event_id)
         assert row.status == "pending"
         assert (row.to_address, row.to_name) == (new_address, "王五")  # in the change's transaction
+        assert row.rate_key == new_address  # and the new mailbox's limits count it
 
         async def tried_twice_since() -> bool:  # so no send claimed before the change is in flight
             [now] = await email_rows(service, event_id=event_id)

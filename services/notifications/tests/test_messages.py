@@ -12,8 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from notifications.config import NotificationsSettings
-from notifications.models import Email, Recipient
-from notifications.sender import BODY_FORGOTTEN
+from notifications.models import BODY_FORGOTTEN, Email, Recipient
 from shared.contracts.identity import (
     AccountContactChanged,
     AccountRegistered,

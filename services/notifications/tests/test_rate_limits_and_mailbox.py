@@ -7,6 +7,7 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from notifications.models import Email
 from shared.clock import CHINA_TZ, ManualClock
 from shared.contracts.identity import AccountRegistered, PasswordResetRequested, TemporaryPasswordSet
 from shared.contracts.teams import TeamMemberJoined, TeamReviewOverdue, TeamReviewReminderRequested
@@ -95,17 +96,40 @@ async def test_what_a_team_admin_can_send_a_member_at_will_is_limited_too(
 
 
 async def test_an_operator_may_release_a_suppressed_email(start_service: StartService, smtp_server: SmtpServer) -> None:
-    async with start_service(smtp_server, mail_rate_limits={"password_reset": 1}) as service:
+    async with start_service(smtp_server, mail_rate_limits={"temporary_password": 1}) as service:
         account_id, address = await service.register()
-        first = await service.produce(reset_for(account_id, 1))
-        second = await service.produce(reset_for(account_id, 2))
+        notices = [
+            TemporaryPasswordSet(account_id=account_id, set_by_account_id=uuid.uuid4(), by_team_id=uuid.uuid4())
+            for _ in range(2)
+        ]
+        first = await service.produce(notices[0])
+        second = await service.produce(notices[1])
         await service.settled(first[0])
         [held] = await service.settled(second[0], status="suppressed")
         response = await service.client.post(f"/api/v1/emails/{held['id']}/replay", headers=service.admin)
         assert response.status_code == 200
         assert response.json()["replays"][0]["previous_status"] == "suppressed"
         await service.settled(second[0])
-        assert len([m for m in smtp_server.to(address) if "重置密码" in m.subject]) == 2
+        assert len([m for m in smtp_server.to(address) if "临时密码" in m.subject]) == 2
+
+
+async def test_a_reset_link_held_back_by_the_limit_is_kept_nowhere_and_not_replayed(
+    start_service: StartService, smtp_server: SmtpServer
+) -> None:
+    """The rate limit's suppressed reset holds a live link for half an hour: its body is not kept,
+    and an operator cannot release it (the person asks for a new link)."""
+    async with start_service(smtp_server, mail_rate_limits={"password_reset": 1}) as service:
+        account_id, _ = await service.register()
+        first = await service.produce(reset_for(account_id, 1))
+        second = await service.produce(reset_for(account_id, 2))
+        await service.settled(first[0])
+        [held] = await service.settled(second[0], status="suppressed")
+        async with service.runtime.session_factory() as session:
+            row = await session.get(Email, uuid.UUID(held["id"]))
+        assert row is not None
+        assert "reset#2" not in row.body_text + row.body_html + str(row.context)
+        refused = await service.client.post(f"/api/v1/emails/{held['id']}/replay", headers=service.admin)
+        assert (refused.status_code, refused.json()["code"]) == (409, "email_link_not_kept")
 
 
 def reminder(team_id: uuid.UUID, reviewer: uuid.UUID, name: str) -> TeamReviewReminderRequested:
@@ -173,6 +197,31 @@ async def test_accounts_sharing_a_mailbox_share_its_limit(start_service: StartSe
                 await service.settled(event_id)
         into_mailbox = [m for m in smtp_server.received if [r.lower() for r in m.rcpt_tos] == [shared_address.lower()]]
         assert len([m for m in into_mailbox if "重置密码" in m.subject]) == 5
+
+
+async def test_emails_that_waited_for_their_address_count_for_the_mailbox_they_went_to(
+    start_service: StartService, smtp_server: SmtpServer
+) -> None:
+    """Resets requested before the account reached notifications wait for its address, then count
+    for that mailbox like any other: ten within the hour, five reach it."""
+    async with start_service(smtp_server) as service:
+        account = uuid.uuid4()
+        address = f"late-{account.hex[:10]}@example.org"
+        early = []
+        for n in range(5):
+            early += await service.produce(reset_for(account, n))
+        for event_id in early:
+            await eventually(lambda e=event_id: service.emails(event_id=str(e)), timeout=20)
+        await service.produce(
+            AccountRegistered(account_id=account, username=f"u{account.hex[:8]}", display_name="李四", email=address)
+        )
+        for event_id in early:
+            await service.settled(event_id)
+        later = []
+        for n in range(5, 10):
+            later += await service.produce(reset_for(account, n))
+        assert await statuses(service, later) == ["suppressed"] * 5
+        assert len([m for m in smtp_server.to(address) if "重置密码" in m.subject]) == 5
 
 
 async def test_escalations_of_many_overdue_teams_all_reach_the_region_admin(

@@ -318,3 +318,14 @@ def test_emails_wait_a_day_for_their_recipient_unless_configured_and_never_zero_
     for hours in (0, -1):
         with pytest.raises(ValueError, match="awaiting_recipient_max_hours"):
             NotificationsSettings(awaiting_recipient_max_hours=hours)
+
+
+def test_a_rate_key_follows_the_email_to_its_mailbox_keeping_its_scope() -> None:
+    from notifications.outbox import rate_key, readdressed
+
+    team = "8c7e6f0a-0000-4000-8000-000000000001"
+    waiting = rate_key("account:42", None, team)
+    assert waiting == f"account:42 {team}"
+    assert readdressed(waiting, " Li.Si@Example.org ") == f"li.si@example.org {team}"
+    assert readdressed(rate_key("account:42", None), "a#b@example.org") == "a#b@example.org"  # '#' may be in an address
+    assert readdressed(None, "x@example.org") == "x@example.org"  # queued before migration 0009

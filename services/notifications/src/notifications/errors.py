@@ -11,6 +11,13 @@ MAILBOX_LOCAL_ONLY = ErrorSpec(
     "本地邮箱只能在运行本系统的计算机上查看(其中有密码重置链接等)",
     "The local mailbox can be read only on the machine running the system (it holds password reset links)",
 )
+EMAIL_LINK_NOT_KEPT = ErrorSpec(
+    "email_link_not_kept",
+    409,
+    "该邮件含一次性链接(如密码重置),链接不予保存,不能重新发送;请让用户重新申请",
+    "This email held a one-use link (a password reset), which is not kept: it cannot be replayed; "
+    "the person asks for a new one",
+)
 EMAIL_NOT_REPLAYABLE = ErrorSpec(
     "email_not_replayable",
     409,

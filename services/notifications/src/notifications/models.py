@@ -120,6 +120,9 @@ class Email(Base):
 #: templates whose body holds a secret only the recipient may see (a one-use link): withheld
 #: from operators, and not kept once sent (``notifications.sender``)
 WITHHELD_BODIES = frozenset({"password_reset"})
+#: what is kept of such an email's body once it can no longer be sent (sent, finally failed,
+#: suppressed): the link is not kept, and the email is not replayed (the person asks for a new one)
+BODY_FORGOTTEN = "(its one-use link is not kept / 其中的一次性链接不予保存)"
 
 # operators search by address, whatever its case
 Index("ix_emails_to_address_lower", func.lower(Email.to_address))

@@ -30,9 +30,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifications.models import (
     AWAITING_RECIPIENT,
+    BODY_FORGOTTEN,
     EMAIL_CHANNEL,
     PENDING,
     SUPPRESSED,
+    WITHHELD_BODIES,
     Email,
     Recipient,
 )
@@ -52,9 +54,17 @@ def account_key(account_id: uuid.UUID) -> str:
 
 def rate_key(recipient_key: str, address: str | None, scope: str | None = None) -> str:
     """What a rate limit counts by: the mailbox when its address is known, else the recipient;
-    per ``scope`` when the template is limited per subject."""
+    per ``scope`` when the template is limited per subject, after a space (which no address holds
+    unquoted, so the scope is found again when the email is addressed later: :func:`readdressed`)."""
     base = address.strip().lower() if address else recipient_key
-    return f"{base}#{scope}" if scope else base
+    return f"{base} {scope}" if scope else base
+
+
+def readdressed(key: str | None, address: str) -> str:
+    """The rate key of an email now addressed to ``address`` (it waited for its recipient, or the
+    recipient's address changed): the new mailbox's, with the same scope."""
+    _, space, scope = (key or "").partition(" ")
+    return rate_key("", address, scope if space else None)
 
 
 def message_id_for(key: str, domain: str) -> str:
@@ -202,6 +212,9 @@ async def _row(
     reason = await _rate_limited(uow, limits, settings.mail_rate_window_seconds, now, values)
     if reason is not None:
         values.update(status=SUPPRESSED, last_error=reason)
+        if template in WITHHELD_BODIES and settings.mail_transport != "mailbox":
+            # held back, its one-use link is kept nowhere (nor replayed: the person asks again)
+            values.update(body_text=BODY_FORGOTTEN, body_html=BODY_FORGOTTEN, context=None)
     elif recipient is None:
         values["status"] = AWAITING_RECIPIENT
     else:
@@ -335,14 +348,21 @@ async def _rate_limited(
 
 
 _AWAITING = (
-    select(_EMAILS.c.id, _EMAILS.c.template, _EMAILS.c.context, _EMAILS.c.status)
+    select(_EMAILS.c.id, _EMAILS.c.template, _EMAILS.c.context, _EMAILS.c.status, _EMAILS.c.rate_key)
     .where(_EMAILS.c.recipient_account_id == bindparam("account_id"), _EMAILS.c.to_address == "")
     .with_for_update()
 )
 
 
 _AWAITING_ANY = (
-    select(_EMAILS.c.id, _EMAILS.c.template, _EMAILS.c.context, _EMAILS.c.status, _EMAILS.c.recipient_account_id)
+    select(
+        _EMAILS.c.id,
+        _EMAILS.c.template,
+        _EMAILS.c.context,
+        _EMAILS.c.status,
+        _EMAILS.c.rate_key,
+        _EMAILS.c.recipient_account_id,
+    )
     .where(_EMAILS.c.recipient_account_id == func.any(bindparam("account_ids")), _EMAILS.c.to_address == "")
     .with_for_update()
 )
@@ -366,7 +386,7 @@ async def resolve_awaiting_many(uow: UnitOfWork, templates: Templates, recipient
         ids = [r.account_id for r in recipients]
         waiting = [tuple(row) for row in (await uow.session.execute(_AWAITING_ANY, {"account_ids": ids})).all()]
     by_account = {r.account_id: r for r in recipients}
-    for email_id, template, context, status, account_id in waiting:
+    for email_id, template, context, status, key, account_id in waiting:
         recipient = by_account[account_id]
         addressed = _addressed(
             templates,
@@ -382,6 +402,8 @@ async def resolve_awaiting_many(uow: UnitOfWork, templates: Templates, recipient
                 # a suppressed email, or one given up on as recipient_unknown, is addressed but
                 # stays as it is: it leaves only when an operator replays it
                 status=PENDING if status == AWAITING_RECIPIENT else status,
+                # its mailbox's limits count it from now on (queued, it was counted as the account's)
+                rate_key=readdressed(key, recipient.email),
                 context=None,
                 next_attempt_at=uow.clock.now(),
             )
@@ -403,7 +425,15 @@ _READDRESS_PENDING = (
             tuple_(_RECIPIENTS.c.email, _RECIPIENTS.c.display_name)
         ),
     )
-    .values(to_address=_RECIPIENTS.c.email, to_name=_RECIPIENTS.c.display_name)
+    .values(
+        to_address=_RECIPIENTS.c.email,
+        to_name=_RECIPIENTS.c.display_name,
+        # the new mailbox's rate key, with the scope after the space (see ``readdressed``)
+        rate_key=func.lower(func.btrim(_RECIPIENTS.c.email))
+        + func.coalesce(
+            func.nullif(func.substr(_EMAILS.c.rate_key, func.strpos(_EMAILS.c.rate_key, " ")), _EMAILS.c.rate_key), ""
+        ),
+    )
 )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifications.errors import (
+    EMAIL_LINK_NOT_KEPT,
     EMAIL_NOT_FOUND,
     EMAIL_NOT_REPLAYABLE,
     REPLAY_FILTER_REQUIRED,
@@ -23,6 +24,7 @@ from notifications.models import (
     FAILED,
     PENDING,
     SUPPRESSED,
+    WITHHELD_BODIES,
     Email,
     EmailReplay,
     Recipient,
@@ -99,6 +101,8 @@ async def replay(session: AsyncSession, email_id: uuid.UUID, *, by: uuid.UUID, n
         raise AppError(EMAIL_NOT_FOUND)
     if email.status not in REPLAYABLE:
         raise AppError(EMAIL_NOT_REPLAYABLE, {"status": email.status})
+    if email.template in WITHHELD_BODIES:
+        raise AppError(EMAIL_LINK_NOT_KEPT)
     readdressed = await _current_address(session, email)
     session.add(
         EmailReplay(
@@ -186,7 +190,8 @@ class ReplayFilter:
     def conditions(self) -> list[ColumnElement[bool]]:
         """The failed emails matching: only ``failed`` ones. A ``suppressed`` email is the rate
         limit's decision against a flood; releasing one stays a deliberate single replay."""
-        where: list[ColumnElement[bool]] = [Email.status == FAILED]
+        # nor emails whose one-use link is not kept (WITHHELD_BODIES)
+        where: list[ColumnElement[bool]] = [Email.status == FAILED, Email.template.not_in(WITHHELD_BODIES)]
         if self.template is not None:
             where.append(Email.template == self.template)
         if self.error_prefix is not None:

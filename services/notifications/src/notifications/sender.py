@@ -33,8 +33,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from notifications.config import SMTP_TIMEOUTS_PER_SEND, NotificationsSettings
+from notifications.models import BODY_FORGOTTEN, PENDING, WITHHELD_BODIES, Email
 from notifications.models import FAILED as FAILED_STATUS
-from notifications.models import PENDING, WITHHELD_BODIES, Email
 from notifications.models import SENT as SENT_STATUS
 from notifications.transport import PermanentSendError, TemporarySendError, Transport
 from shared.clock import Clock
@@ -73,8 +73,6 @@ _RECORD = """
                       body_html = CASE WHEN $8 THEN $9 ELSE body_html END
     WHERE id = $1 AND next_attempt_at = $7 AND EXISTS (SELECT 1 FROM no_flush_wait)
 """
-#: what is kept of a sent email's body that held a one-use link (``WITHHELD_BODIES``)
-BODY_FORGOTTEN = "(sent; its one-use link is not kept / 已发送,其中的一次性链接不予保存)"
 
 
 class EmailSender:
@@ -202,9 +200,9 @@ class EmailSender:
                         break
                     outcome, server_down = await self._send_one(email, server_down, start_data_by)
                     # committed before the next send: a crash resends at most this one email
-                    # a sent email's one-use link is not kept (the local mailbox, read on the
-                    # machine itself, keeps it: it is how a newcomer follows the link)
-                    forget = self._forget_sent_bodies and outcome.status == SENT_STATUS
+                    # a one-use link is not kept once sent or finally failed (the local mailbox,
+                    # read on the machine itself, keeps it: how a newcomer follows the link)
+                    forget = self._forget_sent_bodies and outcome.status in (SENT_STATUS, FAILED_STATUS)
                     forget = forget and email.template in WITHHELD_BODIES
                     recorded = await recorder.execute(_RECORD, email.id, *outcome, lease_ends, forget, BODY_FORGOTTEN)
                     if recorded == "UPDATE 0":

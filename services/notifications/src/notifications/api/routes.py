@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from notifications import repository
 from notifications.bootstrap import NotificationsRuntime
 from notifications.errors import (
+    EMAIL_LINK_NOT_KEPT,
     EMAIL_NOT_FOUND,
     EMAIL_NOT_REPLAYABLE,
     MAILBOX_LOCAL_ONLY,
@@ -360,7 +361,7 @@ async def read_email(email_id: uuid.UUID, runtime: RuntimeDep, admin: NationalAd
     response_model=EmailDetail,
     tags=["emails"],
     summary="Operators: send a failed or suppressed email again (attempts reset; audited)",
-    responses=error_responses(*AUTH_ERRORS, EMAIL_NOT_FOUND, EMAIL_NOT_REPLAYABLE),
+    responses=error_responses(*AUTH_ERRORS, EMAIL_NOT_FOUND, EMAIL_NOT_REPLAYABLE, EMAIL_LINK_NOT_KEPT),
 )
 async def replay_email(email_id: uuid.UUID, runtime: RuntimeDep, admin: NationalAdmin) -> EmailDetail:
     async with runtime.session_factory() as session, session.begin():
