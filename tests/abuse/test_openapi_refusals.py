@@ -52,6 +52,15 @@ def test_every_operation_documents_the_shared_refusals_it_can_meet(service: str)
     assert missing == []
 
 
+def test_a_route_reading_an_optional_token_documents_the_refusal_of_a_bad_one() -> None:
+    for service, method, path in [
+        ("teams", "GET", "/api/v1/teams/{team_id}"),
+        ("projects", "GET", "/api/v1/projects/{project_id}"),
+    ]:
+        found = {(m, p): op for m, p, op in operations(service)}
+        assert "`token_invalid`" in codes(found[(method, path)], 401), (service, path)
+
+
 def test_a_route_requiring_a_role_documents_forbidden() -> None:
     found = {(m, p): op for m, p, op in operations("teams")}
     assert "`forbidden`" in codes(found[("POST", "/api/v1/root-teams")], 403)

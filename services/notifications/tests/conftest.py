@@ -116,11 +116,9 @@ class Service:
     app: FastAPI
     registered: dict[uuid.UUID, str] = field(default_factory=dict)
 
-    def client_from(self, host: str) -> httpx.AsyncClient:
-        """A client whose requests come from ``host`` (the app's lifespan already runs)."""
-        return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app, client=(host, 50000)), base_url="http://test"
-        )
+    def client_from(self, host: str, base_url: str = "http://test") -> httpx.AsyncClient:
+        """A client whose requests come from ``host`` to ``base_url`` (the app's lifespan already runs)."""
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app, client=(host, 50000)), base_url=base_url)
 
     @property
     def admin(self) -> dict[str, str]:

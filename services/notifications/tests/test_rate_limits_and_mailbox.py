@@ -301,6 +301,9 @@ async def test_standalone_mailbox_keeps_emails_for_reading(start_service: StartS
                     assert (refused.status_code, refused.json()["code"]) == (403, "mailbox_local_only"), path
         async with service.client_from("::1") as local:
             assert (await local.get("/api/v1/mailbox")).status_code == 200
+        # listening on one address of the network (VS_RUN_HOST), the machine's own browser comes from it
+        async with service.client_from("192.168.1.5", "http://192.168.1.5:8004") as own_browser:
+            assert (await own_browser.get("/api/v1/mailbox")).status_code == 200
 
         one = await service.client.get(f"/api/v1/mailbox/{items[0]['id']}")
         assert one.status_code == 200

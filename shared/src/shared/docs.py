@@ -24,6 +24,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
+from shared.auth import get_optional_principal
 from shared.errors import (
     FORBIDDEN,
     MALFORMED_BODY,
@@ -106,12 +107,20 @@ def document_common_refusals(app: FastAPI) -> None:
             if isinstance(getattr(route, "dependant", None), Dependant) and _requires_roles(route.dependant)
             for method in route.methods or ()
         }
+        # a route that reads a token when one is sent (public otherwise) refuses a bad one all the same
+        optional_token = {
+            (route.path_format, method.lower())
+            for route in iter_route_contexts(app.routes)
+            if isinstance(getattr(route, "dependant", None), Dependant)
+            and _depends_on(route.dependant, get_optional_principal)
+            for method in route.methods or ()
+        }
         for path, item in schema.get("paths", {}).items():
             for method, operation in item.items():
                 if not isinstance(operation, dict) or "responses" not in operation:
                     continue
                 common: list[ErrorSpec] = []
-                if "security" in operation:
+                if "security" in operation or (path, method) in optional_token:
                     common += AUTH_REFUSALS
                 if (path, method) in by_role:
                     common.append(FORBIDDEN)
@@ -130,6 +139,10 @@ def document_common_refusals(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _depends_on(dependant: Dependant, call: Any) -> bool:
+    return any(d.call is call or _depends_on(d, call) for d in dependant.dependencies)
 
 
 def _requires_roles(dependant: Dependant) -> bool:

@@ -540,6 +540,8 @@ def configure_app(
             allow_origins=cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["x-request-id"],
+            # what a browser's script may read: the request's id, a replayed answer's mark
+            # (Idempotency-Key), when to try again and what a 405 takes
+            expose_headers=["x-request-id", "idempotent-replayed", "retry-after", "allow", "content-language"],
             allow_credentials=False,
         )

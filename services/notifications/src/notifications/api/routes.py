@@ -132,7 +132,11 @@ def _require_mailbox(runtime: NotificationsRuntime, request: Request) -> None:
     a card's check page."""
     if runtime.settings.mail_transport != "mailbox":
         raise AppError(NOT_FOUND)
-    if not _is_loopback(request.client.host if request.client else None):
+    client = request.client.host if request.client else None
+    server = request.scope.get("server")
+    # a reader on the machine itself: loopback, or the one address standalone mode listens on
+    # (VS_RUN_HOST=192.168.1.5: the machine's own browser then comes from that address too)
+    if not _is_loopback(client) and not (client is not None and server is not None and client == server[0]):
         log.info("mailbox_refused_remote_reader")
         raise AppError(MAILBOX_LOCAL_ONLY)
 

@@ -323,9 +323,12 @@ async def review_status(
     principal: CurrentPrincipal,
     runtime: Runtime,
     uow: UoW,
+    response: Response,
     accept_language: Annotated[str | None, Header()] = None,
 ) -> ReviewStatus:
     lang = preferred_language(accept_language)
+    response.headers["Vary"] = "Accept-Language"  # the reviewer's name is in the answer's language
+    response.headers["Content-Language"] = "en" if lang == "en" else "zh-CN"
     async with uow:
         view = await registration.review_status(uow, runtime.clock, runtime.settings, principal, team_id, lang)
     team, now = view.team, view.now
