@@ -664,3 +664,29 @@ async def test_a_merge_and_a_raise_or_leave_on_one_position_never_deadlock(rr: t
         state = await position_state(first, pos)
         assert_position_ok(state, auto=True)
     assert set(outcomes) <= {"merge=NoneType other=200"}, outcomes
+
+
+async def test_a_leave_and_the_same_volunteers_applications_at_once_never_deadlock(rr: tuple[World, World]) -> None:
+    """Leaving and applying again to the same automatic position, at once on two replicas: the
+    leave took the application's row and then the position's, the application the other way
+    round, and one of them died of a deadlock (a 500) in most rounds with a few applications
+    staggered over the leave."""
+    first, second = rr
+    project = await first.project(positions=[{"name": "引导员", "quota": 100_000, "admission_mode": "auto"}])
+    position = project.position()
+    answers: collections.Counter[str] = collections.Counter()
+
+    async def later(call: Any, delay: float) -> Any:
+        await asyncio.sleep(delay)
+        return await call
+
+    for round_ in range(25):
+        _, volunteer, application_id = await first.admitted_volunteer(project)
+        leaving, other = (first, second) if round_ % 2 else (second, first)
+        start = random.uniform(0, 0.02)
+        responses = await asyncio.gather(
+            leaving.client.post(f"/api/v1/applications/{application_id}/leave", headers=volunteer),
+            *(later((other if k % 2 else leaving).apply(position, volunteer), start + k * 0.0005) for k in range(8)),
+        )
+        answers.update(tally(list(responses)))
+    assert not [key for key in answers if key.startswith("5")], answers

@@ -125,10 +125,11 @@ async def merge_volunteer(s: AsyncSession, kept: uuid.UUID, merged: uuid.UUID) -
         await s.execute(
             update(hours_records).where(hours_records.c.application_id == loser).values(application_id=winner)
         )
-        await s.execute(update(applications).where(applications.c.id == loser).values(stage=stages.WITHDRAWN))
         if loser_stage in stages.HOLDS_PLACE:  # the winner holds one too: one person, one place
+            # the position before the stage, as a leave (an application takes them in that order)
             await release_place(s, clash["position_id"])
             freed.append(clash["position_id"])
+        await s.execute(update(applications).where(applications.c.id == loser).values(stage=stages.WITHDRAWN))
     await s.execute(update(applications).where(applications.c.account_id == merged).values(account_id=kept))
     await s.execute(update(hours_records).where(hours_records.c.account_id == merged).values(account_id=kept))
     # after the applications, like a recording (``add_to_days``): the two never deadlock

@@ -630,8 +630,11 @@ async def leave(
     closed = await repo.hold_project_status(s, row["project_id"]) == project_rules.CLOSED
     automatic = row["admission_mode"] == "auto" and not closed
     waiters = await repo.next_in_line(s, row["position_id"]) if automatic else []
-    await repo.set_stage(s, application_id, stages.LEFT, uow.clock.now())
+    # the position's row before the application's stage: an application to that position (the
+    # same volunteer applying again) takes the position's row first and then checks the unique
+    # index the stage is part of; the other order deadlocked the two
     await repo.release_place(s, row["position_id"])
+    await repo.set_stage(s, application_id, stages.LEFT, uow.clock.now())
     admitted = await _admit_next(uow, row, waiters[0]) if waiters else None
     shown = await repo.volunteer_shown(s, row["account_id"])
     project = {"id": row["project_id"], "team_id": row["team_id"], "lead_account_id": row["lead_account_id"]}
