@@ -6,13 +6,14 @@ of sending what another loop may already have claimed. (A killed worker: ``test_
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from notifications.bootstrap import SERVICE_ROOT
 from notifications.config import NotificationsSettings
@@ -151,3 +152,43 @@ async def test_a_sender_near_the_end_of_its_lease_stops_and_gives_the_rest_back(
     assert await outbox.sender.send_due() == 2  # a new lease from now
     assert {r.status for r in await outbox.rows()} == {"sent"}
     assert len(own_smtp.received) == 4
+
+
+async def test_an_outcome_whose_connection_is_lost_is_recorded_on_another_not_sent_again(
+    outbox: Outbox, own_smtp: SmtpServer
+) -> None:
+    """The database drops the sender's connection (a restart, a failover) as the server accepts a
+    message: the outcome is recorded on a new connection, and the email is not given back to be
+    sent again at once. The rest of the batch is given back and sent once."""
+    engine = outbox.sender._engine
+    database = engine.url.database
+
+    async def drop_connections() -> None:
+        other = make_engine(str(engine.url))
+        async with other.connect() as conn:
+            await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :d AND pid <> pg_backend_pid()"
+                ),
+                {"d": database},
+            )
+        await other.dispose()
+
+    def on_accept() -> None:  # on the SMTP server's thread, whose loop is busy with the message
+        if len(own_smtp.received) == 2:
+            worker = threading.Thread(target=lambda: asyncio.run(drop_connections()))
+            worker.start()
+            worker.join()
+
+    own_smtp.on_accept = on_accept
+    await outbox.queue(5)
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the lost connection ends the batch, whatever the driver calls it
+        await outbox.sender.send_due()
+    own_smtp.on_accept = None
+    while await outbox.sender.send_due():
+        pass
+    assert {r.status for r in await outbox.rows()} == {"sent"}
+    received = Counter(rcpt for m in own_smtp.received for rcpt in m.rcpt_tos)
+    assert len(received) == 5
+    assert set(received.values()) == {1}  # none twice

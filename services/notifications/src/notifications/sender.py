@@ -25,7 +25,7 @@ import random
 import uuid
 from collections import deque
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import asyncpg
 from prometheus_client import Counter
@@ -199,22 +199,48 @@ class EmailSender:
                         log.warning("sender_lease_running_out", unsent=len(unsent))
                         break
                     outcome, server_down = await self._send_one(email, server_down, start_data_by)
-                    # committed before the next send: a crash resends at most this one email
+                    # tried: never given back, which would make it due at once and, sent, send it
+                    # again; its outcome is recorded, on another connection if this one was lost
+                    unsent.discard(email.id)
                     # a one-use link is not kept once sent or finally failed (the local mailbox,
                     # read on the machine itself, keeps it: how a newcomer follows the link)
                     forget = self._forget_sent_bodies and outcome.status in (SENT_STATUS, FAILED_STATUS)
                     forget = forget and email.template in WITHHELD_BODIES
-                    recorded = await recorder.execute(_RECORD, email.id, *outcome, lease_ends, forget, BODY_FORGOTTEN)
+                    args = (email.id, *outcome, lease_ends, forget, BODY_FORGOTTEN)
+                    try:
+                        # committed before the next send: a crash resends at most this one email
+                        recorded = await recorder.execute(_RECORD, *args)
+                    except Exception:
+                        await self._record_again(args, lease_ends)
+                        raise  # this connection is gone: the rest of the batch is given back
                     if recorded == "UPDATE 0":
                         # the lease had ended and another loop claimed it: its outcome stands
                         log.warning("sender_outcome_dropped", email_id=str(email.id), status=outcome.status)
-                    unsent.discard(email.id)
         finally:
             if unsent:
                 # stopped, failed or out of time: what was not sent is due again now, not at the
                 # lease's end (shielded: a stopping loop still gives them back)
                 await asyncio.shield(self._give_back(unsent, lease_ends))
         return len(emails)
+
+    async def _record_again(self, args: tuple[Any, ...], lease_ends: datetime) -> None:
+        """Record an outcome whose connection was lost (a database restart, a failover), on new
+        connections, backing off, until shortly before the lease ends. Given up, the email is
+        claimed again when the lease ends: sent, it would go once more (logged)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (lease_ends - self.clock.now()).total_seconds() - self.settings.smtp_timeout
+        delay = 0.1
+        while loop.time() < deadline:
+            await asyncio.sleep(delay)
+            try:
+                async with self._engine.connect() as conn:
+                    recorder: asyncpg.Connection = (await conn.get_raw_connection()).driver_connection
+                    await recorder.execute(_RECORD, *args)
+                return
+            except Exception as exc:
+                log.warning("sender_record_retry", email_id=str(args[0]), error=type(exc).__name__)
+                delay = min(delay * 2, 5.0)
+        log.error("sender_outcome_lost", email_id=str(args[0]), status=args[1])
 
     async def _give_back(self, ids: set[uuid.UUID], lease_ends: datetime) -> None:
         try:
