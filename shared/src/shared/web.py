@@ -504,10 +504,18 @@ def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
     return router
 
 
+#: how long the readiness probe waits for the database: a server that stops answering (a frozen
+#: host, a partition) makes the pod unready within a probe's time instead of hanging the probe
+DATABASE_CHECK_SECONDS = 3.0
+
+
 def database_check(engine: Any) -> ReadinessCheck:
     async def check() -> bool:
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        async def select_one() -> None:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+
+        await asyncio.wait_for(select_one(), DATABASE_CHECK_SECONDS)
         return True
 
     return check
