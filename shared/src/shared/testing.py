@@ -163,6 +163,9 @@ class SmtpServer:
     reply_delay: float = 0.0
     drop_after_accepting: int = 0
     on_accept: Callable[[], None] | None = None
+    #: seconds between taking a message in (it is in ``received``) and answering, as a real
+    #: server queues a message on arrival and answers once it is safely stored
+    answer_delay: float = 0.0
     _controller: Any = None
 
     def start(self) -> None:
@@ -198,6 +201,7 @@ class SmtpServer:
                 if server.drop_after_accepting > 0:
                     server.drop_after_accepting -= 1
                     srv.transport.close()  # the message is in; the client never hears so
+                await asyncio.sleep(server.answer_delay)  # queued: a client gone now still had it sent
                 return "250 Message accepted"
 
         self._controller = Controller(Handler(), hostname=self.host, port=self.port)

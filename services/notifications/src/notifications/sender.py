@@ -36,7 +36,7 @@ from notifications.config import SMTP_TIMEOUTS_PER_SEND, NotificationsSettings
 from notifications.models import BODY_FORGOTTEN, PENDING, WITHHELD_BODIES, Email
 from notifications.models import FAILED as FAILED_STATUS
 from notifications.models import SENT as SENT_STATUS
-from notifications.transport import PermanentSendError, TemporarySendError, Transport
+from notifications.transport import LEASE_RUNS_OUT, PermanentSendError, TemporarySendError, Transport
 from shared.clock import Clock
 from shared.failpoints import failpoint
 from shared.logging import get_logger
@@ -198,7 +198,9 @@ class EmailSender:
                     if self.clock.now() > last_start:
                         log.warning("sender_lease_running_out", unsent=len(unsent))
                         break
-                    outcome, server_down = await self._send_one(email, server_down, start_data_by)
+                    outcome, server_down, stopping = await self._send_to_its_end(email, server_down, start_data_by)
+                    if stopping and outcome.status == PENDING and outcome.last_error == LEASE_RUNS_OUT:
+                        raise asyncio.CancelledError  # cut before its message: given back, no attempt counted
                     # tried: never given back, which would make it due at once and, sent, send it
                     # again; its outcome is recorded, on another connection if this one was lost
                     unsent.discard(email.id)
@@ -216,12 +218,35 @@ class EmailSender:
                     if recorded == "UPDATE 0":
                         # the lease had ended and another loop claimed it: its outcome stands
                         log.warning("sender_outcome_dropped", email_id=str(email.id), status=outcome.status)
+                    if stopping:
+                        raise asyncio.CancelledError  # the stop goes on; the rest is given back
         finally:
             if unsent:
                 # stopped, failed or out of time: what was not sent is due again now, not at the
                 # lease's end (shielded: a stopping loop still gives them back)
                 await asyncio.shield(self._give_back(unsent, lease_ends))
         return len(emails)
+
+    async def _send_to_its_end(
+        self, email: Email, server_down: TemporarySendError | None, start_data_by: float
+    ) -> tuple[Outcome, TemporarySendError | None, bool]:
+        """:meth:`_send_one`, which a stop does not cut once its message is out: given back then,
+        the email went again (SMTP cannot take back a message it is accepting; with eight loops,
+        a stop during a slow server's answers sent eight twice). Stopping, sends not yet at their
+        message give up at once, and one whose message is out waits for the answer (at most one
+        ``SMTP_TIMEOUT``), is recorded by the caller, and the stop goes on (the third value: stopping)."""
+        send = asyncio.ensure_future(self._send_one(email, server_down, start_data_by))
+        try:
+            outcome, server_down = await asyncio.shield(send)
+            return outcome, server_down, False
+        except asyncio.CancelledError:
+            self.transport.send_no_more()
+            try:
+                outcome, server_down = await asyncio.wait_for(asyncio.shield(send), self.settings.smtp_timeout + 1)
+            except BaseException:
+                send.cancel()
+                raise
+            return outcome, server_down, True
 
     async def _record_again(self, args: tuple[Any, ...], lease_ends: datetime) -> None:
         """Record an outcome whose connection was lost (a database restart, a failover), on new

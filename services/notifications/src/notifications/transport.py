@@ -37,6 +37,11 @@ class Transport(Protocol):
 
     async def close(self) -> None: ...
 
+    def send_no_more(self) -> None:
+        """Stopping: sends in progress that have not started their message give up at once
+        (:data:`LEASE_RUNS_OUT`); one whose message is out waits for the server's answer."""
+        ...
+
 
 def smtp_address(address: str) -> str:
     """The address as it goes on the wire: an internationalised domain (``例子.中国``, kept in
@@ -160,6 +165,12 @@ class SmtpTransport:
     def __init__(self, settings: NotificationsSettings) -> None:
         self.settings = settings
         self._idle: list[_Client] = []
+        #: connections with a send in progress (see :meth:`send_no_more`)
+        self._busy: set[_Client] = set()
+
+    def send_no_more(self) -> None:
+        for client in self._busy:
+            client.start_data_by = float("-inf")
 
     async def _connect(self) -> _Client:
         s = self.settings
@@ -202,6 +213,7 @@ class SmtpTransport:
     async def _send_on(self, client: _Client, outgoing: _Outgoing) -> None:
         keep = False
         client.data_started, client.start_data_by = False, outgoing.start_data_by
+        self._busy.add(client)
         # RFC 6531: a server offering SMTPUTF8 supports 8BITMIME too (the header is raw UTF-8)
         options = ["SMTPUTF8", "BODY=8BITMIME"] if outgoing.smtputf8 else []
         try:
@@ -234,6 +246,7 @@ class SmtpTransport:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise TemporarySendError(SENT_UNCONFIRMED if client.data_started else type(exc).__name__) from exc
         finally:
+            self._busy.discard(client)
             if keep and client.is_connected and len(self._idle) < self.settings.mail_senders:
                 self._idle.append(client)
             else:
@@ -294,4 +307,7 @@ class MailboxTransport:
         return None
 
     async def close(self) -> None:
+        return None
+
+    def send_no_more(self) -> None:
         return None
