@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,14 +210,22 @@ class AmqpBroker:
                 self._generation += 1
                 generation = self._generation
                 self._consume_channel = channel
+                # a consumer the broker cancels (its queue deleted, say to re-declare it with other
+                # arguments) leaves the channel open: without this it was never consumed again
+                cancelled = asyncio.Event()
+                underlay = await channel.get_underlay_channel()
+                underlay.on_consumer_cancel_callbacks.add(_setter(cancelled))
                 for sub, _ in self._subs:
                     queue = await channel.get_queue(sub.queue, ensure=True)
                     await queue.consume(self._make_callback(sub, generation), no_ack=False)
                 self.consumers_ready.set()
                 log.info("consumers_started", queues=[s.queue for s, _ in self._subs], generation=generation)
                 backoff = 0.2
-                await _wait_closed(conn, channel)
-                log.warning("broker_connection_lost", generation=generation)
+                await _wait_closed(conn, channel, cancelled)
+                if cancelled.is_set():
+                    log.warning("consumer_cancelled_by_broker", generation=generation)  # connect again
+                else:
+                    log.warning("broker_connection_lost", generation=generation)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -298,8 +307,19 @@ async def _settle(operation: Any) -> None:
         log.warning("settle_failed", error=repr(exc))
 
 
-async def _wait_closed(conn: AbstractConnection, channel: AbstractChannel) -> None:
-    waiters = [asyncio.ensure_future(conn.closed()), asyncio.ensure_future(channel.closed())]
+def _setter(event: asyncio.Event) -> Callable[[Any], None]:
+    def on_cancel(_frame: Any) -> None:
+        event.set()
+
+    return on_cancel
+
+
+async def _wait_closed(conn: AbstractConnection, channel: AbstractChannel, cancelled: asyncio.Event) -> None:
+    waiters = [
+        asyncio.ensure_future(conn.closed()),
+        asyncio.ensure_future(channel.closed()),
+        asyncio.ensure_future(cancelled.wait()),
+    ]
     try:
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
