@@ -104,15 +104,7 @@ async def sign_up_refusal(identity: Identity, number: str, name: str = "张三")
 
 
 async def team_admin(identity: Identity) -> dict[str, str]:
-    """A team admin as teams' events leave one in the read model (T7)."""
-    admin_id = uuid.uuid4()
-    async with identity.runtime.engine.begin() as conn:
-        await conn.exec_driver_sql(
-            "INSERT INTO team_memberships (team_id, account_id, member, admin, updated_at) "
-            "VALUES ($1, $2, true, true, now())",
-            (uuid.uuid4(), admin_id),
-        )
-    return identity.bearer(admin_id)
+    return await identity.team_admin()
 
 
 async def looked_up(identity: Identity, admin: dict[str, str], number: str, name: str) -> str | None:

@@ -410,17 +410,10 @@ async def test_an_imported_minority_name_is_claimed_and_found_with_another_middl
     [(record_id, status, _, _)] = await records_of(identity, DocumentType.RESIDENT_ID, number)
     assert (account["id"], status) == (str(record_id), "active")
     # a team admin's lookup (T7) compares names the same way
-    admin_id = uuid.uuid4()
-    async with identity.runtime.engine.begin() as conn:
-        await conn.exec_driver_sql(
-            "INSERT INTO team_memberships (team_id, account_id, member, admin, updated_at) "
-            "VALUES ($1, $2, true, true, now())",
-            (uuid.uuid4(), admin_id),
-        )
     found = await identity.client.post(
         "/api/v1/volunteer-lookups",
         json={"id_number": number, "real_name": "阿依古丽・买买提"},
-        headers=identity.bearer(admin_id),
+        headers=await identity.team_admin(),
     )
     assert found.status_code == 200, found.text
     assert found.json()["volunteer_id"] == account["id"]

@@ -66,8 +66,20 @@ def private_vhost() -> Any:
     delete_vhost(url)
 
 
-async def test_consumers_come_back_after_the_broker_drops_their_connection(
-    spine_factory: Any, private_vhost: str
+@pytest.mark.parametrize(
+    "drop",
+    [
+        # the broker drops their connection
+        lambda vhost, spine: ("close_all_connections", "-p", vhost, "test"),
+        # an operator deletes their queue to declare it again (another delivery limit, say): the
+        # broker cancels the consumers and leaves their channel open; they used to stay gone while
+        # /readyz said ready
+        lambda vhost, spine: ("delete_queue", "-p", vhost, spine.subscription.queue),
+    ],
+    ids=["connection_dropped", "queue_deleted"],
+)
+async def test_consumers_come_back_after_the_broker_drops_them(
+    spine_factory: Any, private_vhost: str, drop: Any
 ) -> None:
     spine = await spine_factory(amqp=private_vhost)
     await spine.relay().start()
@@ -75,34 +87,7 @@ async def test_consumers_come_back_after_the_broker_drops_their_connection(
     await spine.wait_for_effects(1)
     reconnects = spine.broker.reconnects
 
-    vhost = private_vhost.rsplit("/", 1)[1]
-    proc = await asyncio.create_subprocess_exec(
-        "rabbitmqctl", "-q", "close_all_connections", "-p", vhost, "test", stdout=asyncio.subprocess.DEVNULL
-    )
-    assert await proc.wait() == 0
-
-    await eventually(lambda: spine.broker.reconnects > reconnects, timeout=30)
-    await spine.broker.wait_ready(30)
-    [after] = await spine.produce(spine.thing(n=2))
-    await spine.wait_for_effects(2, timeout=30)
-    assert await spine.effects(before) == 1
-    assert await spine.effects(after) == 1
-
-
-async def test_consumers_come_back_when_the_broker_cancels_them_for_a_deleted_queue(
-    spine_factory: Any, private_vhost: str
-) -> None:
-    """An operator deletes a queue to declare it again (another delivery limit, say): the broker
-    cancels its consumers and leaves their channel open. They connect again, declare the topology
-    and consume the queue anew; they used to stay gone while /readyz said ready."""
-    spine = await spine_factory(amqp=private_vhost)
-    await spine.relay().start()
-    [before] = await spine.produce(spine.thing(n=1))
-    await spine.wait_for_effects(1)
-    reconnects = spine.broker.reconnects
-
-    vhost = private_vhost.rsplit("/", 1)[1]
-    await _rabbitmqctl("delete_queue", "-p", vhost, spine.subscription.queue)
+    await _rabbitmqctl(*drop(private_vhost.rsplit("/", 1)[1], spine))
 
     await eventually(lambda: spine.broker.reconnects > reconnects, timeout=30)
     await spine.broker.wait_ready(30)

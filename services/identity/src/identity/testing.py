@@ -60,6 +60,17 @@ class Identity:
         token = self.runtime.signer.issue(account_id or uuid.uuid4(), roles=roles, region=region)
         return {"Authorization": f"Bearer {token}"}
 
+    async def team_admin(self) -> dict[str, str]:
+        """A team admin's headers, as teams' events leave one in the read model (T7)."""
+        admin_id = uuid.uuid4()
+        async with self.runtime.engine.begin() as conn:
+            await conn.exec_driver_sql(
+                "INSERT INTO team_memberships (team_id, account_id, member, admin, updated_at) "
+                "VALUES ($1, $2, true, true, now())",
+                (uuid.uuid4(), admin_id),
+            )
+        return self.bearer(admin_id)
+
     def national_admin(self, account_id: uuid.UUID | None = None) -> dict[str, str]:
         return self.bearer(account_id, roles=(ROLE_NATIONAL_ADMIN,))
 
