@@ -397,8 +397,17 @@ async def test_draft_can_be_edited_with_the_date_rules_applied(world: World) -> 
     outside = await world.client.patch(url, json={"recruit_ends_on": "2026-04-15"}, headers=project.lead)
     assert outside.json()["code"] == "recruitment_outside_project"
     await world.client.post(f"{url}/publication", headers=project.lead)
-    late = await world.client.patch(url, json={"title": "改名"}, headers=project.lead)
-    assert late.json()["code"] == "project_not_draft"
+    late = await world.client.patch(url, json={"title": "改名", "starts_on": "2026-01-06"}, headers=project.lead)
+    assert (late.status_code, late.json()["code"]) == (409, "published_fields_locked")
+    assert late.json()["detail"] == {"fields": ["starts_on", "title"]}
+    # what applicants read and reach the managers by is still corrected (P8's published contact)
+    contact = {"name": "李老师", "phone": "010-87654321", "email": "new@example.org"}
+    fixed = await world.client.patch(
+        url, json={"contact": contact, "requirements": "有耐心,会手语优先"}, headers=project.lead
+    )
+    assert fixed.status_code == 200, fixed.text
+    assert fixed.json()["contact"]["phone"] == "010-87654321"
+    assert fixed.json()["title"] == "社区敬老(周末)"
 
 
 async def test_positions_can_be_added_and_quota_never_drops_below_admitted(world: World) -> None:

@@ -68,6 +68,12 @@ REGION_INVALID = ErrorSpec("region_invalid", 422, "行政区划代码无效", "T
 PROJECT_NOT_DRAFT = ErrorSpec(
     "project_not_draft", 409, "只有草稿状态的项目可以发布或修改", "Only a draft project can be published or edited"
 )
+PUBLISHED_FIELDS_LOCKED = ErrorSpec(
+    "published_fields_locked",
+    409,
+    "项目发布后只能修改联系方式、项目介绍和招募要求(项目日期通过延期修改):{fields}",
+    "Once published, only the contact details, description and requirements change (dates by an extension): {fields}",
+)
 QUOTA_BELOW_ADMITTED = ErrorSpec(
     "quota_below_admitted",
     409,

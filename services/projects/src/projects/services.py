@@ -224,11 +224,19 @@ EDITABLE = (
 )
 
 
+#: what may still change once a project is published (or closed): what people read to decide and to
+#: reach its managers (P8's published contact: a changed phone number is corrected); not what
+#: they applied to (title, category, place, dates: those change by an extension)
+EDITABLE_PUBLISHED = frozenset({"contact", "description", "requirements"})
+
+
 async def edit_draft(uow: UnitOfWork, principal: Principal, project_id: uuid.UUID, changes: dict[str, Any]) -> None:
-    """A draft's content and dates may change (P1/P2 checked on the result); a published project's not."""
+    """A draft's content and dates may change (P1/P2 checked on the result); a published or closed
+    project's contact details, description and requirements only."""
     row, _ = await managed_project(uow, principal, project_id, for_update=True)
-    if row["status"] != project_rules.DRAFT:
-        raise AppError(errors.PROJECT_NOT_DRAFT)
+    if row["status"] != project_rules.DRAFT and (locked := sorted(set(changes) - EDITABLE_PUBLISHED)):
+        fields = ", ".join(locked)
+        raise AppError(errors.PUBLISHED_FIELDS_LOCKED, {"fields": locked}, params={"fields": fields})
     merged = {**dict(row), **changes}
     dates_of(merged).check()
     if "region_code" in changes and not regions.is_valid(changes["region_code"]):

@@ -285,12 +285,13 @@ _DATE_ERRORS = (
     "/projects/{project_id}",
     response_model=sch.ProjectOut,
     tags=["projects"],
-    summary="Edit a draft (content, contact, dates; P1/P2 checked on the result)",
+    summary="Edit a draft (content, contact, dates; P1/P2 checked on the result); once published, "
+    "its contact details, description and requirements",
     responses=error_responses(
         *AUTH,
         errors.PROJECT_NOT_FOUND,
         errors.NOT_PROJECT_MANAGER,
-        errors.PROJECT_NOT_DRAFT,
+        errors.PUBLISHED_FIELDS_LOCKED,
         errors.REGION_INVALID,
         *_DATE_ERRORS,
     ),
