@@ -111,6 +111,9 @@ def configure_logging(service: str, fmt: str = "console", level: str = "INFO") -
     logging.getLogger("uvicorn.access").disabled = True
     # aiormq logs every reconnect attempt at WARNING with a traceback; keep them, once.
     logging.getLogger("aiormq").setLevel(logging.ERROR)
+    # httpx writes each outgoing request's whole URL at INFO (a query string can name a person)
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     structlog.contextvars.bind_contextvars(service=service)
 
 
