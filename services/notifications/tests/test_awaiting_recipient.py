@@ -260,3 +260,29 @@ async def test_gauges_show_how_many_emails_wait_for_their_recipient_and_for_how_
         await register(service, second)
         await sweep(service)
         assert await gauges(service) == (0, 0)
+
+
+async def test_a_reset_link_given_up_on_is_kept_nowhere_and_its_account_arriving_renders_none(
+    start_service: StartService, smtp_server: SmtpServer
+) -> None:
+    from notifications.models import BODY_FORGOTTEN, Email
+    from shared.contracts.identity import PasswordResetRequested
+
+    clock = ManualClock(datetime.now(UTC))
+    async with waiting_service(start_service, smtp_server, clock) as service:
+        account_id = uuid.uuid4()
+        url = f"https://volunteer.example.org/reset#{uuid.uuid4().hex}"
+        [event_id] = await service.produce(
+            PasswordResetRequested(account_id=account_id, reset_url=url, expires_at=datetime.now(UTC) + HOUR)
+        )
+        [waiting] = await service.settled(event_id, status="awaiting_recipient")
+        clock.advance(MAX_WAIT + HOUR)
+        assert await sweep(service) == 1
+        await register(service, account_id)  # arrives after all: the email is addressed, not rendered
+        async with service.runtime.session_factory() as session:
+            row = await session.get(Email, uuid.UUID(waiting["id"]))
+        assert row is not None
+        assert row.status == "failed"
+        assert row.context is None
+        assert url not in row.body_text + row.body_html
+        assert row.body_text in ("", BODY_FORGOTTEN)

@@ -120,8 +120,10 @@ def document_common_refusals(app: FastAPI) -> None:
                 if not isinstance(operation, dict) or "responses" not in operation:
                     continue
                 common: list[ErrorSpec] = []
-                if "security" in operation or (path, method) in optional_token:
+                if "security" in operation:
                     common += AUTH_REFUSALS
+                elif (path, method) in optional_token:  # no token: public; a bad one: refused
+                    common += (TOKEN_INVALID, TOKEN_EXPIRED)
                 if (path, method) in by_role:
                     common.append(FORBIDDEN)
                 if "requestBody" in operation:

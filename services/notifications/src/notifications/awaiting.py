@@ -23,11 +23,11 @@ from datetime import timedelta
 from typing import cast
 
 from prometheus_client import Gauge
-from sqlalchemy import DateTime, Table, bindparam, func, literal_column, select, update
+from sqlalchemy import DateTime, Table, bindparam, case, func, literal_column, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from notifications.config import NotificationsSettings
-from notifications.models import AWAITING_RECIPIENT, FAILED, Email
+from notifications.models import AWAITING_RECIPIENT, FAILED, WITHHELD_BODIES, Email
 from notifications.sender import FAILED as FAILED_TOTAL
 from shared.clock import Clock
 from shared.logging import get_logger
@@ -66,7 +66,13 @@ _EXPIRE = (
     update(_EMAILS)
     .where(_EMAILS.c.id.in_(_EXPIRED.scalar_subquery()), _IS_AWAITING)
     # from now on the moment it was given up on: the retention counts from there
-    .values(status=FAILED, last_error=RECIPIENT_UNKNOWN, next_attempt_at=_GIVEN_UP_AT)
+    .values(
+        status=FAILED,
+        last_error=RECIPIENT_UNKNOWN,
+        next_attempt_at=_GIVEN_UP_AT,
+        # a one-use link given up on is kept nowhere (nor replayed)
+        context=case((_EMAILS.c.template.in_(WITHHELD_BODIES), null()), else_=_EMAILS.c.context),
+    )
     .returning(_EMAILS.c.id, _EMAILS.c.template)
 )
 _WAITING = select(func.count(), func.min(_EMAILS.c.next_attempt_at)).where(_IS_AWAITING)

@@ -388,12 +388,23 @@ async def resolve_awaiting_many(uow: UnitOfWork, templates: Templates, recipient
     by_account = {r.account_id: r for r in recipients}
     for email_id, template, context, status, key, account_id in waiting:
         recipient = by_account[account_id]
-        addressed = _addressed(
-            templates,
-            template,
-            context or {},
-            (recipient.email, recipient.display_name, recipient.language),
-        )
+        if context is None and template in WITHHELD_BODIES:
+            # a one-use link held back by the limit (its variables not kept): addressed, not rendered
+            addressed = {
+                "to_address": recipient.email,
+                "to_name": recipient.display_name,
+                "language": _language(recipient.language),
+                "subject": "",
+                "body_text": BODY_FORGOTTEN,
+                "body_html": BODY_FORGOTTEN,
+            }
+        else:
+            addressed = _addressed(
+                templates,
+                template,
+                context or {},
+                (recipient.email, recipient.display_name, recipient.language),
+            )
         await uow.session.execute(
             update(Email)
             .where(Email.id == email_id)

@@ -214,6 +214,8 @@ class EmailSender:
                         recorded = await recorder.execute(_RECORD, *args)
                     except Exception:
                         await self._record_again(args, lease_ends)
+                        if stopping:
+                            raise asyncio.CancelledError from None  # the stop goes on
                         raise  # this connection is gone: the rest of the batch is given back
                     if recorded == "UPDATE 0":
                         # the lease had ended and another loop claimed it: its outcome stands
@@ -233,8 +235,9 @@ class EmailSender:
         """:meth:`_send_one`, which a stop does not cut once its message is out: given back then,
         the email went again (SMTP cannot take back a message it is accepting; with eight loops,
         a stop during a slow server's answers sent eight twice). Stopping, sends not yet at their
-        message give up at once, and one whose message is out waits for the answer (at most one
-        ``SMTP_TIMEOUT``), is recorded by the caller, and the stop goes on (the third value: stopping)."""
+        message give up at once, and one whose message is out waits for the answer (at most two
+        ``SMTP_TIMEOUT``s: the DATA command's and the message's), is recorded by
+        the caller, and the stop goes on (the third value: stopping)."""
         send = asyncio.ensure_future(self._send_one(email, server_down, start_data_by))
         try:
             outcome, server_down = await asyncio.shield(send)
@@ -242,10 +245,10 @@ class EmailSender:
         except asyncio.CancelledError:
             self.transport.send_no_more()
             try:
-                outcome, server_down = await asyncio.wait_for(asyncio.shield(send), self.settings.smtp_timeout + 1)
+                outcome, server_down = await asyncio.wait_for(asyncio.shield(send), 2 * self.settings.smtp_timeout + 1)
             except BaseException:
-                send.cancel()
-                raise
+                send.cancel()  # a server past its timeouts: given back, the stop goes on
+                raise asyncio.CancelledError from None
             return outcome, server_down, True
 
     async def _record_again(self, args: tuple[Any, ...], lease_ends: datetime) -> None:

@@ -167,8 +167,11 @@ class SmtpTransport:
         self._idle: list[_Client] = []
         #: connections with a send in progress (see :meth:`send_no_more`)
         self._busy: set[_Client] = set()
+        #: the loop time of the last stop: sends begun before it start no message
+        self._stopped_at = float("-inf")
 
     def send_no_more(self) -> None:
+        self._stopped_at = asyncio.get_running_loop().time()
         for client in self._busy:
             client.start_data_by = float("-inf")
 
@@ -193,7 +196,8 @@ class SmtpTransport:
         except Exception as exc:
             # no retry can build it (the type only: the error's text may quote the address)
             raise PermanentSendError(f"message cannot be built: {type(exc).__name__}") from exc
-        outgoing = _Outgoing(sender, recipient, message, needs_smtputf8(sender, recipient), start_data_by)
+        began = asyncio.get_running_loop().time()
+        outgoing = _Outgoing(sender, recipient, message, needs_smtputf8(sender, recipient), start_data_by, began)
         while self._idle:
             client = self._idle.pop()
             try:
@@ -212,7 +216,10 @@ class SmtpTransport:
 
     async def _send_on(self, client: _Client, outgoing: _Outgoing) -> None:
         keep = False
-        client.data_started, client.start_data_by = False, outgoing.start_data_by
+        # a send begun before a stop (still connecting, or onto a fresh connection after a stale
+        # one) starts no message either
+        cut = outgoing.began <= self._stopped_at
+        client.data_started, client.start_data_by = False, float("-inf") if cut else outgoing.start_data_by
         self._busy.add(client)
         # RFC 6531: a server offering SMTPUTF8 supports 8BITMIME too (the header is raw UTF-8)
         options = ["SMTPUTF8", "BODY=8BITMIME"] if outgoing.smtputf8 else []
@@ -286,6 +293,8 @@ class _Outgoing:
     message: bytes
     smtputf8: bool
     start_data_by: float | None = None
+    #: the event loop's time the send began (a stop after it cuts it before its message)
+    began: float = 0.0
 
 
 #: an operator reads this (no address in it: reasons must not carry personal data)
