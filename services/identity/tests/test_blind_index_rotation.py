@@ -103,10 +103,6 @@ async def sign_up_refusal(identity: Identity, number: str, name: str = "张三")
     return code
 
 
-async def team_admin(identity: Identity) -> dict[str, str]:
-    return await identity.team_admin()
-
-
 async def looked_up(identity: Identity, admin: dict[str, str], number: str, name: str) -> str | None:
     response = await identity.client.post(
         "/api/v1/volunteer-lookups", json={"id_number": number, "real_name": name}, headers=admin
@@ -179,7 +175,7 @@ async def test_during_and_after_a_reindex_every_number_is_found_under_either_key
     # 2. the new key is current, the old one previous: what was indexed before is still found
     async with start_identity(database_url=database_url, **keys.settings(keys.new, keys.old)) as during:
         assert await sign_up_refusal(during, registered_number) == "id_number_already_registered"
-        admin = await team_admin(during)
+        admin = await during.team_admin()
         assert await looked_up(during, admin, registered_number, "刘德华") == registered["id"]
         assert await searched(during, registered_number) == [registered["id"]]
         # a file loaded before the rotation adds nothing when loaded again
@@ -245,7 +241,7 @@ async def test_during_and_after_a_reindex_every_number_is_found_under_either_key
         assert await sign_up_refusal(after, registered_number) == "id_number_already_registered"
         assert await sign_up_refusal(after, newcomer_body["id_number"]) == "id_number_already_registered"
         assert await sign_up_refusal(after, twice_number, "孙庚") == "id_number_conflict"
-        admin = await team_admin(after)
+        admin = await after.team_admin()
         assert await looked_up(after, admin, registered_number, "刘德华") == registered["id"]
         assert await searched(after, registered_number) == [registered["id"]]
         [case] = await open_cases(after, twice_number)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
@@ -101,20 +102,9 @@ def document_common_refusals(app: FastAPI) -> None:
         if app.openapi_schema:
             return app.openapi_schema
         schema = build()
-        by_role = {
-            (route.path_format, method.lower())
-            for route in iter_route_contexts(app.routes)
-            if isinstance(getattr(route, "dependant", None), Dependant) and _requires_roles(route.dependant)
-            for method in route.methods or ()
-        }
+        by_role = _operations_depending_on(app, lambda call: getattr(call, "required_roles", None) is not None)
         # a route that reads a token when one is sent (public otherwise) refuses a bad one all the same
-        optional_token = {
-            (route.path_format, method.lower())
-            for route in iter_route_contexts(app.routes)
-            if isinstance(getattr(route, "dependant", None), Dependant)
-            and _depends_on(route.dependant, get_optional_principal)
-            for method in route.methods or ()
-        }
+        optional_token = _operations_depending_on(app, lambda call: call is get_optional_principal)
         for path, item in schema.get("paths", {}).items():
             for method, operation in item.items():
                 if not isinstance(operation, dict) or "responses" not in operation:
@@ -143,14 +133,18 @@ def document_common_refusals(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _depends_on(dependant: Dependant, call: Any) -> bool:
-    return any(d.call is call or _depends_on(d, call) for d in dependant.dependencies)
+def _operations_depending_on(app: FastAPI, wanted: Callable[[Any], bool]) -> set[tuple[str | None, str]]:
+    """(path, method) of every route with a dependency, however deep, whose callable is ``wanted``."""
+    return {
+        (route.path_format, method.lower())
+        for route in iter_route_contexts(app.routes)
+        if isinstance(getattr(route, "dependant", None), Dependant) and _depends_on(route.dependant, wanted)
+        for method in route.methods or ()
+    }
 
 
-def _requires_roles(dependant: Dependant) -> bool:
-    return any(
-        getattr(d.call, "required_roles", None) is not None or _requires_roles(d) for d in dependant.dependencies
-    )
+def _depends_on(dependant: Dependant, wanted: Callable[[Any], bool]) -> bool:
+    return any(wanted(d.call) or _depends_on(d, wanted) for d in dependant.dependencies)
 
 
 def _add_refusal(responses: dict[str, Any], spec: ErrorSpec) -> None:

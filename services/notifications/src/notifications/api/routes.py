@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -43,6 +42,7 @@ from shared.errors import (
 from shared.inputs import INPUT_CONFIG, NO_CONTROL, Moment
 from shared.logging import get_logger
 from shared.pagination import CURSOR_INVALID
+from shared.settings import is_this_machine
 from shared.web import SELF_CONTAINED_PAGE_POLICY
 
 router = APIRouter()
@@ -136,18 +136,9 @@ def _require_mailbox(runtime: NotificationsRuntime, request: Request) -> None:
     server = request.scope.get("server")
     # a reader on the machine itself: loopback, or the one address standalone mode listens on
     # (VS_RUN_HOST=192.168.1.5: the machine's own browser then comes from that address too)
-    if not _is_loopback(client) and not (client is not None and server is not None and client == server[0]):
+    if not is_this_machine(client or "") and not (client is not None and server is not None and client == server[0]):
         log.info("mailbox_refused_remote_reader")
         raise AppError(MAILBOX_LOCAL_ONLY)
-
-
-def _is_loopback(host: str | None) -> bool:
-    try:
-        address = ipaddress.ip_address(host or "")
-    except ValueError:
-        return False
-    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    return (mapped or address).is_loopback
 
 
 def _json_error_responses(*specs: ErrorSpec) -> dict[int | str, dict[str, Any]]:
