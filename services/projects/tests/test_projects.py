@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from shared.testing import eventually, lock_waiters
 
@@ -353,6 +354,43 @@ async def test_draft_is_hidden_from_the_public_and_listing_is_paginated(world: W
     nxt = await world.client.get("/api/v1/projects", params={"limit": 1, "cursor": body["next_cursor"]})
     assert nxt.json()["items"][0]["id"] != body["items"][0]["id"]
     assert all(i["status"] != "draft" for i in body["items"])
+
+
+async def test_the_public_list_puts_the_latest_publication_first(world: World) -> None:
+    drafted_first = await world.project(publish=False)
+    published_first = await world.client.post(
+        "/api/v1/projects", json=project_body(drafted_first.team_id), headers=drafted_first.admin
+    )
+    publish = f"/api/v1/projects/{published_first.json()['id']}/publication"
+    assert (await world.client.post(publish, headers=drafted_first.admin)).status_code == 200
+    world.clock.advance(timedelta(hours=1))
+    publish = f"/api/v1/projects/{drafted_first.id}/publication"
+    assert (await world.client.post(publish, headers=drafted_first.lead)).status_code == 200
+    listed = await world.client.get("/api/v1/projects", params={"team_id": str(drafted_first.team_id)})
+    assert [p["id"] for p in listed.json()["items"]] == [drafted_first.id, published_first.json()["id"]]
+    first, second = listed.json()["items"]
+    assert first["published_at"] > second["published_at"]
+    # and page by page in the same order
+    page = await world.client.get("/api/v1/projects", params={"team_id": str(drafted_first.team_id), "limit": 1})
+    rest = await world.client.get(
+        "/api/v1/projects",
+        params={"team_id": str(drafted_first.team_id), "limit": 1, "cursor": page.json()["next_cursor"]},
+    )
+    assert [page.json()["items"][0]["id"], rest.json()["items"][0]["id"]] == [first["id"], second["id"]]
+    assert rest.json()["next_cursor"] is None
+
+
+async def test_only_the_team_sees_which_account_leads_a_project(world: World) -> None:
+    project = await world.project()
+    _, stranger = await world.volunteer()
+    for who, headers in {"anonymous": {}, "a volunteer": stranger}.items():
+        shown = await world.client.get(f"/api/v1/projects/{project.id}", headers=headers)
+        assert shown.status_code == 200, who
+        assert shown.json()["lead_account_id"] is None, who
+        assert shown.json()["contact"]["phone"] == "010-12345678", who
+    for who, headers in {"the lead": project.lead, "a team admin": project.admin}.items():
+        shown = await world.client.get(f"/api/v1/projects/{project.id}", headers=headers)
+        assert shown.json()["lead_account_id"] == str(project.lead_id), who
 
 
 async def test_unknown_project_is_404_with_code(world: World) -> None:

@@ -120,22 +120,32 @@ projects = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     CheckConstraint("recruit_starts_on <= recruit_ends_on", name="recruit_order"),
     CheckConstraint("starts_on <= ends_on", name="date_order"),
+    #: listed projects are those that were published (the public list is in order of publication)
+    CheckConstraint("status = 'draft' OR published_at IS NOT NULL", name="published_when_listed"),
 )
 Index("ix_projects_due", projects.c.ends_on, postgresql_where=text("status = 'published'"))
-# The public list (published and closed, newest first) reads a page in the order of one of these:
-# every listed project; a team's (any status: 我的项目 finds its teams' projects here too); those
-# of a region prefix (``LIKE '33%'``; a few hundred rows sorted rather than a scan of the country).
+# The public list (published and closed, newest publication first) reads a page in the order of one
+# of these: every listed project; a team's; those of a region prefix (``LIKE '33%'``; a few hundred
+# rows sorted rather than a scan of the country). 我的项目 (any status, drafts included) reads a
+# team's projects newest created first.
 _LISTED = text("status IN ('published', 'closed')")
-Index("ix_projects_listed", projects.c.created_at.desc(), projects.c.id.desc(), postgresql_where=_LISTED)
-Index("ix_projects_team", projects.c.team_id, projects.c.created_at.desc(), projects.c.id.desc())
+Index("ix_projects_published", projects.c.published_at.desc(), projects.c.id.desc(), postgresql_where=_LISTED)
 Index(
-    "ix_projects_listed_region",
+    "ix_projects_team_published",
+    projects.c.team_id,
+    projects.c.published_at.desc(),
+    projects.c.id.desc(),
+    postgresql_where=_LISTED,
+)
+Index(
+    "ix_projects_published_region",
     projects.c.region_code,
-    projects.c.created_at.desc(),
+    projects.c.published_at.desc(),
     projects.c.id.desc(),
     postgresql_ops={"region_code": "varchar_pattern_ops"},
     postgresql_where=_LISTED,
 )
+Index("ix_projects_team", projects.c.team_id, projects.c.created_at.desc(), projects.c.id.desc())
 
 positions = Table(
     "positions",

@@ -374,8 +374,8 @@ async def list_projects(
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[Row]:
-    """Listed projects newest first, a page read in the order of ``ix_projects_listed`` (or of a team's
-    or a region's index). The statuses are written into the SQL, not sent as parameters: the indexes
+    """Listed projects, newest publication first, a page read in the order of ``ix_projects_published``
+    (or of a team's or a region's index). The statuses are written into the SQL, not sent as parameters: the indexes
     cover listed projects only, and a plan may use them only where the statement itself says the
     rows are listed ones (a prepared statement's generic plan knows no parameter's value)."""
     unknown = set(statuses) - LISTED_STATUSES
@@ -388,8 +388,8 @@ async def list_projects(
     if region_prefix:
         stmt = stmt.where(projects.c.region_code.startswith(region_prefix))
     if after is not None:
-        stmt = stmt.where(tuple_(projects.c.created_at, projects.c.id) < tuple_(*after))
-    stmt = stmt.order_by(projects.c.created_at.desc(), projects.c.id.desc()).limit(limit)
+        stmt = stmt.where(tuple_(projects.c.published_at, projects.c.id) < tuple_(*after))
+    stmt = stmt.order_by(projects.c.published_at.desc(), projects.c.id.desc()).limit(limit)
     return list((await s.execute(stmt)).mappings())
 
 

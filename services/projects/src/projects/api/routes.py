@@ -183,7 +183,7 @@ async def create_project(
     "/projects",
     response_model=sch.ProjectPage,
     tags=["projects"],
-    summary="Published (and closed) projects, newest first",
+    summary="Published (and closed) projects, newest publication first",
     responses=error_responses(CURSOR_INVALID),
 )
 async def list_projects(
@@ -210,7 +210,7 @@ async def list_projects(
     rows = rows[:limit]
     return sch.ProjectPage(
         items=[sch.ProjectSummary.model_validate(dict(r)) for r in rows],
-        next_cursor=encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None,
+        next_cursor=encode_cursor(rows[-1]["published_at"], rows[-1]["id"]) if more else None,
     )
 
 
@@ -261,15 +261,22 @@ async def my_projects(
     responses=error_responses(errors.PROJECT_NOT_FOUND),
 )
 async def get_project(project_id: uuid.UUID, principal: OptionalPrincipal, runtime: RuntimeDep) -> sch.ProjectOut:
-    view = await _project_view(runtime, project_id)
-    if view.status == project_rules.DRAFT:
+    async with runtime.uow() as uow:
         if principal is None:
+            row, insider = await services.load_project(uow, project_id), False
+        else:
+            row = await repo.project_with_roles(uow.session, project_id, principal.account_id)
+            if row is None:
+                raise AppError(errors.PROJECT_NOT_FOUND)
+            access = services.Access.of(row, principal, row["caller_roles"])
+            insider = access.manages or bool(access.team_roles)
+        if row["status"] == project_rules.DRAFT and not insider:
             raise AppError(errors.PROJECT_NOT_FOUND)
-        async with runtime.uow() as uow:
-            row = await services.load_project(uow, project_id)
-            access = await services.access_to(uow, row, principal)
-        if not (access.manages or access.team_roles):
-            raise AppError(errors.PROJECT_NOT_FOUND)
+        positions = await repo.positions_of(uow.session, project_id)
+        view = _project_out(row, positions, local_today(uow.clock))
+    if not insider:
+        # which account runs it is the team's business: the public sees the published contact (P8)
+        view.lead_account_id = None
     return view
 
 

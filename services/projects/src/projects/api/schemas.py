@@ -93,7 +93,8 @@ class PositionOut(BaseModel):
 class ProjectOut(BaseModel):
     id: uuid.UUID
     team_id: uuid.UUID
-    lead_account_id: uuid.UUID
+    #: the account running it: shown to the team's members and the project's lead, null to others
+    lead_account_id: uuid.UUID | None
     copied_from: uuid.UUID | None
     title: str
     description: str
@@ -124,6 +125,7 @@ class ProjectSummary(BaseModel):
     recruit_starts_on: date
     recruit_ends_on: date
     status: str
+    published_at: datetime | None
 
 
 class ManagedProject(ProjectSummary):
