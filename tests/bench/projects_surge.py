@@ -190,7 +190,8 @@ async def create_event(
 RAW_APPLY_CONTEXT = """
     SELECT pos.id, pos.name, pos.admission_mode, p.id AS project_id, p.title, p.status,
            p.recruit_starts_on, p.recruit_ends_on,
-           EXISTS (SELECT 1 FROM volunteers v WHERE v.account_id = $2 AND v.merged_into IS NULL) AS verified
+           EXISTS (SELECT 1 FROM volunteers v WHERE v.account_id = $2 AND v.merged_into IS NULL FOR KEY SHARE)
+               AS verified
     FROM positions pos JOIN projects p ON p.id = pos.project_id WHERE pos.id = $1
 """
 RAW_TAKE = """

@@ -92,15 +92,28 @@ _MOVE_DAYS = text(
 )
 
 
-#: a merged record not known here yet: a row that says only that it was merged (no number, name or
-#: region; never listed, since applications and hours move to the kept record)
+#: the merged record, held and marked merged. Its own verification may not have arrived yet (it comes
+#: in its account's lane, the merge in the kept one's): a row that says only that it was merged (no
+#: number, name or region; never listed, since applications and hours move to the kept record) keeps
+#: it from making the merged record a volunteer when it comes (its upsert never touches merged_into;
+#: one inserting the row at this moment is waited for). Held before it is marked: an application
+#: holds the record (``_APPLY``, key share) from its check to its commit, and the hold waits for those
+#: and stops new ones, which then find the record merged. The mark does not wait for them (an update
+#: of other columns and a key share do not conflict), and a hold taken after it would not either (an
+#: application's key share taken meanwhile sits on the version the mark replaced).
 _MERGED_TOMBSTONE = text(
     """
-    INSERT INTO volunteers (account_id, volunteer_number, masked_name, region_code, verified_at, merged_into)
-    VALUES (:merged, '', '', '', TIMESTAMPTZ '1970-01-01 00:00:00+00', :kept)
-    ON CONFLICT (account_id) DO UPDATE SET merged_into = excluded.merged_into
+    WITH known AS (
+        INSERT INTO volunteers (account_id, volunteer_number, masked_name, region_code, verified_at, merged_into)
+        VALUES (:merged, '', '', '', TIMESTAMPTZ '1970-01-01 00:00:00+00', :kept)
+        ON CONFLICT (account_id) DO NOTHING
+        RETURNING account_id
+    )
+    SELECT count(*) FROM known
     """
 )
+_HOLD_MERGED = text("SELECT merged_into FROM volunteers WHERE account_id = :merged FOR UPDATE")
+_MARK_MERGED = text("UPDATE volunteers SET merged_into = :kept WHERE account_id = :merged")
 
 
 def _standing(stage: str, minutes: int, kept: bool) -> tuple[bool, int, int, bool]:
@@ -115,6 +128,13 @@ async def merge_volunteer(s: AsyncSession, kept: uuid.UUID, merged: uuid.UUID) -
     place back: nobody waiting is admitted here (a waiter is locked before the position's row, held
     here from the release on); once this has committed the caller gives the places to those waiting
     (``services.admit_waiting``)."""
+    # First the merged record (``_MERGED_TOMBSTONE``): an application it makes from now on waits for
+    # this merge and finds it merged; one it made already has committed when the hold is granted, and
+    # is moved below with the others
+    params = {"kept": kept, "merged": merged}
+    if not (await s.execute(_MERGED_TOMBSTONE, params)).scalar_one():
+        await s.execute(_HOLD_MERGED, params)
+        await s.execute(_MARK_MERGED, params)
     freed: list[uuid.UUID] = []
     for clash in (await s.execute(_MERGE_CLASHES, {"kept": kept, "merged": merged})).mappings():
         keep_kept = _standing(clash["kept_stage"], clash["kept_minutes"], True) > _standing(
@@ -134,11 +154,6 @@ async def merge_volunteer(s: AsyncSession, kept: uuid.UUID, merged: uuid.UUID) -
     await s.execute(update(hours_records).where(hours_records.c.account_id == merged).values(account_id=kept))
     # after the applications, like a recording (``add_to_days``): the two never deadlock
     await s.execute(_MOVE_DAYS, {"kept": kept, "merged": merged})
-    # The merged record's own verification may not have arrived yet (it comes in its account's lane,
-    # this in the kept one's): a row marked merged keeps it from making the merged record a volunteer
-    # when it comes. An upsert: a verification inserting the row at this moment is waited for, then
-    # marked (its own upsert never touches merged_into).
-    await s.execute(_MERGED_TOMBSTONE, {"kept": kept, "merged": merged})
     return freed
 
 
@@ -441,12 +456,16 @@ async def close_due_projects(s: AsyncSession, *, today: date, now: datetime, bat
 # -- positions and applications ---------------------------------------------------------------------
 _APPLY = text(
     """
-    WITH context AS (
+    WITH volunteer AS (
+        -- held until commit: a merge of this record (``merge_volunteer``) waits for this application
+        -- and moves it, or this waits for the merge and finds the record merged (no longer verified)
+        SELECT merged_into FROM volunteers WHERE account_id = :account_id FOR KEY SHARE
+    ),
+    context AS (
         SELECT pos.id AS position_id, pos.name AS position_name, pos.admission_mode,
                p.id AS project_id, p.title AS project_title, p.status, p.team_id,
                p.starts_on, p.ends_on, p.recruit_starts_on, p.recruit_ends_on,
-               EXISTS (SELECT 1 FROM volunteers v WHERE v.account_id = :account_id AND v.merged_into IS NULL)
-                   AS verified
+               EXISTS (SELECT 1 FROM volunteer WHERE merged_into IS NULL) AS verified
         FROM positions pos JOIN projects p ON p.id = pos.project_id
         WHERE pos.id = :position_id
     ),
