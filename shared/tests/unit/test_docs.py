@@ -62,6 +62,9 @@ async def test_swagger_ui_loads_only_from_the_service(root_path: str) -> None:
     assert version is not None
     assert int(version[1]) >= 5
     assert "测试服务 - API" in page
+    # the page's language and charset are its own (the messages it shows are Chinese)
+    assert '<html lang="zh-CN">' in page
+    assert re.search(r'<head>\s*<meta charset="utf-8">', page), page[:300]
 
 
 async def test_there_is_no_redoc_page_to_load_from_a_cdn() -> None:
