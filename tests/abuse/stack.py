@@ -128,7 +128,8 @@ async def _wait_ready(client: httpx.AsyncClient, name: str, url: str) -> None:
     deadline = asyncio.get_running_loop().time() + 60
     while True:
         with contextlib.suppress(httpx.HTTPError):
-            if (await client.get(url + "/readyz")).status_code == 200:
+            # ready, not only degraded: the tests need the consumers running
+            if (await client.get(url + "/readyz")).json().get("status") == "ready":
                 return
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{name} did not become ready at {url}")

@@ -41,7 +41,8 @@ async def test_a_serving_process_stops_on_sigterm_although_a_client_holds_a_half
             assert teams.proc.poll() is None, teams.log()[-2000:]
             try:
                 async with httpx.AsyncClient(timeout=2) as client:
-                    return (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
+                    answer = await client.get(f"http://127.0.0.1:{port}/readyz")
+                    return bool(answer.json().get("status") == "ready")
             except httpx.HTTPError:
                 return False
 

@@ -120,7 +120,8 @@ async def _wait_ready(client: httpx.AsyncClient, cluster: Cluster, name: str, ti
     while True:
         cluster.check_alive()
         with contextlib.suppress(httpx.HTTPError):
-            if (await client.get(cluster.url(name, "/readyz"))).status_code == 200:
+            # ready, not only degraded: the load needs the consumers running
+            if (await client.get(cluster.url(name, "/readyz"))).json().get("status") == "ready":
                 return
         if loop.time() > deadline:
             raise RuntimeError(f"{name} not ready within {timeout:.0f}s:\n{cluster.log_tail(name)}")

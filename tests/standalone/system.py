@@ -64,7 +64,7 @@ def wait_until(check: Any, system: Standalone, timeout: float, what: str) -> Any
 def wait_ready(system: Standalone, client: httpx.Client) -> None:
     for service in SERVICES:
         wait_until(
-            lambda s=service: client.get(system.url(s, "/readyz")).status_code == 200,
+            lambda s=service: client.get(system.url(s, "/readyz")).json().get("status") == "ready",
             system,
             timeout=60,
             what=f"{service} /readyz",

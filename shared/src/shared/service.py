@@ -107,7 +107,11 @@ def build_app(
         body_min_rate=settings.request_body_min_rate,
         body_max_seconds=settings.request_body_max_seconds,
     )
-    app.include_router(health_router({"database": database_check(runtime.engine), "broker": runtime.broker_ready}))
+    app.include_router(
+        health_router(
+            {"database": database_check(runtime.engine), "broker": runtime.broker_ready}, degrading={"broker"}
+        )
+    )
     for router in routers:
         app.include_router(router)
     # last: every request walks the routes in order, and the API's are the ones it looks for

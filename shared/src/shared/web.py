@@ -7,7 +7,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from contextvars import ContextVar
 from typing import Any
 
@@ -477,14 +477,22 @@ class _BodyCut(Exception):
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
-def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
+def health_router(checks: dict[str, ReadinessCheck], *, degrading: Collection[str] = ()) -> APIRouter:
+    """``/healthz``, ``/readyz`` and ``/metrics``. ``/readyz`` is 503 when a check fails, except the
+    ``degrading`` ones: those the API serves without (the broker: requests write their events to
+    the outbox, which the relay publishes once it is back), which make it ``degraded`` and stay 200,
+    so a broker outage delays events instead of taking every replica out of the load balancer."""
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz", summary="Alive")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Database and broker reachable", responses={503: {"description": "Not ready"}})
+    @router.get(
+        "/readyz",
+        summary="Database reachable (503 otherwise); broker reachable and consumers running (else degraded)",
+        responses={503: {"description": "Not ready"}},
+    )
     async def readyz() -> Response:
         results: dict[str, bool] = {}
         for name, check in checks.items():
@@ -492,10 +500,10 @@ def health_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
                 results[name] = await check()
             except Exception:
                 results[name] = False
-        ready = all(results.values())
-        return JSONResponse(
-            {"status": "ready" if ready else "not_ready", "checks": results}, status_code=200 if ready else 503
-        )
+        failed = {name for name, ok in results.items() if not ok}
+        ready = failed <= set(degrading)
+        status = "not_ready" if not ready else "degraded" if failed else "ready"
+        return JSONResponse({"status": status, "checks": results}, status_code=200 if ready else 503)
 
     @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def metrics() -> Response:
