@@ -104,9 +104,9 @@ async def test_bulk_recordings_stay_right_past_the_prepared_statements_fifth_run
         body = response.json()
         assert (body["recorded"], body["late"]) == (12, 12)
         assert sorted(i["application_id"] for i in body["items"]) == sorted(ids)
-    over = [{"application_id": ids[0], "service_date": "2026-01-05", "minutes": 700}]
+    over = [{"application_id": ids[0], "service_date": "2026-01-05", "minutes": 700, "note": n} for n in "AB"]
     refused = await world.client.post(
-        f"/api/v1/projects/{project.id}/hours/bulk", json={"rows": over * 2}, headers=project.lead
+        f"/api/v1/projects/{project.id}/hours/bulk", json={"rows": over}, headers=project.lead
     )
     assert refused.json()["code"] == "hours_daily_cap_exceeded"
     totals = (await world.client.get(f"/api/v1/projects/{project.id}/hours/totals", headers=project.lead)).json()

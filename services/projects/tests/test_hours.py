@@ -152,7 +152,8 @@ async def test_a_bulk_sheet_with_dates_outside_the_project_is_refused_naming_the
         f"/api/v1/projects/{project.id}/hours/bulk", json={"rows": rows}, headers=project.lead
     )
     assert response.json()["code"] == "hours_date_outside_project"
-    assert response.json()["detail"] == {"service_date": "2026-01-09"}  # the first in row order
+    # the first in row order, with the sheet's rows on it (from 1)
+    assert response.json()["detail"] == {"service_date": "2026-01-09", "rows": [2]}
     totals = (await world.client.get(f"/api/v1/projects/{project.id}/hours/totals", headers=project.lead)).json()
     assert totals["minutes"] == 0
 
@@ -253,7 +254,7 @@ async def test_bulk_is_all_or_nothing_when_one_row_is_not_admitted(world: World)
 async def test_bulk_daily_cap_counts_rows_of_the_same_day_together(world: World) -> None:
     project = await world.project(positions=POSITIONS)
     _, _, application_id = await world.admitted_volunteer(project)
-    rows = [{"application_id": application_id, "service_date": "2026-01-05", "minutes": 400}] * 2
+    rows = [{"application_id": application_id, "service_date": "2026-01-05", "minutes": m} for m in (400, 401)]
     response = await world.client.post(
         f"/api/v1/projects/{project.id}/hours/bulk", json={"rows": rows}, headers=project.lead
     )

@@ -316,6 +316,38 @@ async def test_simultaneous_sign_ins_and_sign_outs_make_one_session_and_one_reco
         assert (row["n"], row["m"]) == (1, 90), row
 
 
+async def test_sign_ins_to_two_projects_at_once_open_one_session(rr: tuple[World, World]) -> None:
+    """A volunteer admitted to A and B signing in to both at once, on two replicas: each sign-in
+    looks for an open session before its insert and finds none, so only the database can refuse one
+    (one open session per volunteer, ``uq_attendances_open_account``). One opens; the other is
+    ``signed_in_elsewhere`` naming the project that won; signing out of both never counts the hours
+    twice."""
+    first, second = rr
+    pa = await first.project(positions=[{"name": "岗", "quota": 200, "admission_mode": "auto"}])
+    pb = await first.project(positions=[{"name": "岗", "quota": 200, "admission_mode": "auto"}])
+    code_a, code_b = await code_for(first, pa, "in"), await code_for(first, pb, "in")
+    outcomes: collections.Counter[str] = collections.Counter()
+    volunteers = [await _volunteer_on(first, [pa, pb]) for _ in range(N)]
+    for i, (_, h, _) in enumerate(volunteers):
+        a, b = (first, second) if i % 2 else (second, first)
+        rs = await asyncio.gather(
+            a.client.post(f"/api/v1/projects/{pa.id}/sign-ins", json={"code": code_a}, headers=h),
+            b.client.post(f"/api/v1/projects/{pb.id}/sign-ins", json={"code": code_b}, headers=h),
+        )
+        outcomes.update(tally(list(rs)))
+        assert sorted(r.status_code for r in rs) == [201, 409], [r.text for r in rs]
+        [won] = [p for p, r in zip((pa, pb), rs, strict=True) if r.status_code == 201]
+        [lost] = [r for r in rs if r.status_code == 409]
+        assert lost.json()["code"] == "signed_in_elsewhere", lost.text
+        assert lost.json()["detail"]["project_id"] == won.id
+    first.clock.advance(hours=4)
+    out_a, out_b = await code_for(first, pa, "out"), await code_for(first, pb, "out")
+    for account_id, h, _ in volunteers:
+        await first.client.post(f"/api/v1/projects/{pa.id}/sign-outs", json={"code": out_a}, headers=h)
+        await second.client.post(f"/api/v1/projects/{pb.id}/sign-outs", json={"code": out_b}, headers=h)
+        assert await day_total(first, account_id) == 240
+
+
 # -- daily cap --------------------------------------------------------------------------------------
 async def _on_two_projects(world: World) -> tuple[Any, Any, dict[str, str], str, str]:
     pa = await world.project(positions=[{"name": "岗", "quota": 200, "admission_mode": "auto"}])
@@ -659,9 +691,7 @@ async def test_applications_the_merged_record_makes_during_its_merge_are_moved_o
             a.feed(VolunteerMerged(account_id=kept_id, merged_account_id=merged_id, case_id=uuid.uuid4())),
             *(later(b.apply(project.position(k), merged), random.uniform(0, 0.1)) for k in range(4)),
         )
-        outcomes.update(
-            "made" if r.status_code == 201 else f"{r.status_code} {r.json().get('code')}" for r in applied
-        )
+        outcomes.update("made" if r.status_code == 201 else f"{r.status_code} {r.json().get('code')}" for r in applied)
         stranded = await q(first, "SELECT id FROM applications WHERE account_id = :m", m=merged_id)
         assert stranded == [], (stranded, outcomes)
         kept = await q(first, "SELECT id::text AS app FROM applications WHERE account_id = :k", k=kept_id)

@@ -2,9 +2,9 @@
 
 ``vs-asyncapi [--output PATH]`` (``make asyncapi`` writes ``docs/asyncapi.yaml``). One channel per
 event type on the topic exchange ``events`` (routing key = event type), one channel per consuming
-queue ``<service>.<handler>``; a ``send`` operation per event by its producing service and a
-``receive`` operation per subscription. A message's payload is the envelope as it travels,
-with the event's own schema under ``payload``.
+queue ``<service>.<handler>``; a ``send`` operation per event by its producing service (listing the
+versions it still produces) and a ``receive`` operation per subscription. A message's payload is
+the envelope as it travels, with the event's own schema under ``payload``.
 """
 
 from __future__ import annotations
@@ -112,6 +112,12 @@ def _queue_binding(sub: Subscription) -> dict[str, Any]:
     }
 
 
+def is_produced(cls: type[Event]) -> bool:
+    """Whether the producer still sends this version: a superseded one kept for consumers to read
+    old messages sets ``produced = False`` and gets no ``send`` operation (it stays receivable)."""
+    return bool(getattr(cls, "produced", True))
+
+
 def build_document(
     events: list[type[Event]] | None = None, subscriptions: tuple[Subscription, ...] = SUBSCRIPTIONS
 ) -> dict[str, Any]:
@@ -153,16 +159,19 @@ def build_document(
             "messages": channel_messages,
             "bindings": {"amqp": _exchange_binding()},
         }
+        sent = sorted((c for c in classes if is_produced(c)), key=lambda c: c.schema_version)
+        if not sent:
+            continue
         operations[f"{producer}.send.{event_type}"] = {
             "action": "send",
             "title": f"{producer} publishes {event_type}",
-            "summary": classes[-1].summary or f"{producer} publishes {event_type}",
+            "summary": sent[-1].summary or f"{producer} publishes {event_type}",
             "description": (
                 "Written to the producer's outbox in the transaction of the state change; the relay "
                 "publishes it persistent and mandatory with publisher confirms."
             ),
             "channel": {"$ref": f"#/channels/{event_type}"},
-            "messages": [{"$ref": f"#/channels/{event_type}/messages/{mid}"} for mid in channel_messages],
+            "messages": [{"$ref": f"#/channels/{event_type}/messages/{message_id(c)}"} for c in sent],
             "tags": [{"name": producer}],
             "x-service": producer,
             "bindings": {"amqp": {"deliveryMode": 2, "mandatory": True, "bindingVersion": AMQP_BINDING_VERSION}},

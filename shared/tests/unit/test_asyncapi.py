@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.asyncapi import build_document, main, message_id, render
+from shared.asyncapi import build_document, is_produced, main, message_id, render
 from shared.contracts import all_events
 from shared.messaging.topology import SUBSCRIPTIONS, Subscription
 
@@ -97,3 +97,28 @@ def test_checked_in_document_is_up_to_date() -> None:
     if not checked_in.exists():
         pytest.fail("docs/asyncapi.yaml is missing: run `make asyncapi`")
     assert checked_in.read_text(encoding="utf-8") == render(build_document()), "run `make asyncapi`"
+
+
+def test_a_version_no_longer_produced_is_received_but_not_sent(document: dict[str, Any]) -> None:
+    """hours.recorded v1 is declared for consumers reading old messages; projects sends only v2."""
+    send = document["operations"]["projects.send.hours.recorded"]
+    sent = {ref["$ref"].rsplit("/", 1)[-1] for ref in send["messages"]}
+    assert sent == {"hours.recorded.v2"}
+    assert "Superseded" not in send["summary"]
+    assert "hours.recorded.v1" in document["channels"]["hours.recorded"]["messages"]
+    received = {
+        ref["$ref"].rsplit("/", 1)[-1]
+        for op in document["operations"].values()
+        if op["action"] == "receive"
+        for ref in op["messages"]
+    }
+    assert {"hours.recorded.v1", "hours.recorded.v2"} <= received
+
+
+def test_every_send_operation_lists_only_versions_still_produced(document: dict[str, Any]) -> None:
+    retired = {message_id(cls) for cls in all_events() if not is_produced(cls)}
+    assert retired  # hours.recorded v1 at least
+    for operation in document["operations"].values():
+        if operation["action"] == "send":
+            assert operation["messages"]
+            assert not {ref["$ref"].rsplit("/", 1)[-1] for ref in operation["messages"]} & retired

@@ -46,7 +46,9 @@ async def on_volunteer(
             event.verified_at,
         )
     else:
-        freed = await repo.merge_volunteer(uow.session, kept=event.account_id, merged=event.merged_account_id)
+        freed = await repo.merge_volunteer(
+            uow.session, kept=event.account_id, merged=event.merged_account_id, now=uow.clock.now()
+        )
         # A place given back goes to those waiting once the merge has committed, as after a leave or
         # a raised quota (services.admit_waiting): an application made while this transaction runs
         # reads the position as full and goes into line unseen by it, and a waiter is locked before

@@ -194,6 +194,19 @@ HOURS_DAILY_CAP_EXCEEDED = ErrorSpec(
     "每名志愿者每天记录的服务时间不能超过{cap_hours}小时",
     "At most {cap_hours} hours a day can be recorded for a volunteer",
 )
+HOURS_DUPLICATE_ROWS = ErrorSpec(
+    "hours_duplicate_rows",
+    422,
+    "表格中有完全相同的行(同一报名、同一日期、相同时长和备注),请删除重复行后再提交:第{rows}行",
+    "The sheet repeats rows (same application, date, minutes and note); remove the copies and send it again: "
+    "rows {rows}",
+)
+HOURS_CORRECTION_UNCHANGED = ErrorSpec(
+    "hours_correction_unchanged",
+    422,
+    "更正后的服务时间与原记录相同({minutes}分钟),无需更正",
+    "The corrected time equals the recorded one ({minutes} minutes); nothing to correct",
+)
 HOURS_BULK_TOO_LARGE = ErrorSpec(
     "hours_bulk_too_large", 413, "一次最多记录{limit}条服务时间", "At most {limit} records per request"
 )
@@ -208,6 +221,12 @@ SIGN_CODE_EXPIRED = ErrorSpec(
 )
 ALREADY_SIGNED_IN = ErrorSpec(
     "already_signed_in", 409, "您已签到,请先签退", "You are already signed in; sign out first"
+)
+SIGNED_IN_ELSEWHERE = ErrorSpec(
+    "signed_in_elsewhere",
+    409,
+    "您已在另一个项目签到,请先在该项目签退,再在本项目签到",
+    "You are signed in on another project; sign out there before signing in here",
 )
 NOT_SIGNED_IN = ErrorSpec("not_signed_in", 409, "您今天还没有签到", "You have not signed in today")
 IDEMPOTENCY_KEY_REUSED = ErrorSpec(

@@ -269,6 +269,8 @@ attendances = Table(
     metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
     Column("application_id", UUID(as_uuid=True), ForeignKey("applications.id"), nullable=False),
+    #: the application's volunteer (moved with it by a merge): one open session per volunteer
+    Column("account_id", UUID(as_uuid=True), nullable=False),
     Column("service_date", Date, nullable=False),
     Column("signed_in_at", DateTime(timezone=True), nullable=False),
     Column("signed_out_at", DateTime(timezone=True), nullable=True),
@@ -281,6 +283,15 @@ attendances = Table(
 Index(
     "uq_attendances_open",
     attendances.c.application_id,
+    unique=True,
+    postgresql_where=text("signed_out_at IS NULL"),
+)
+# And per volunteer, over every project (migration 0016): on site in one place at a time, so no
+# minute is counted twice. Signed in at A, a sign-in at B is refused (signed_in_elsewhere); two at
+# once cannot both commit.
+Index(
+    "uq_attendances_open_account",
+    attendances.c.account_id,
     unique=True,
     postgresql_where=text("signed_out_at IS NULL"),
 )

@@ -116,12 +116,37 @@ _HOLD_MERGED = text("SELECT merged_into FROM volunteers WHERE account_id = :merg
 _MARK_MERGED = text("UPDATE volunteers SET merged_into = :kept WHERE account_id = :merged")
 
 
+#: after the applications moved: the open session that stays is one whose application still holds a
+#: place (one withdrawn by the merge can never be signed out), then the latest sign-in
+_END_SECOND_SESSIONS = text(
+    """
+    WITH open AS (
+        SELECT t.id, row_number() OVER (
+                   ORDER BY a.stage IN ('admitted', 'training', 'serving', 'completed') DESC,
+                            t.signed_in_at DESC, t.id DESC
+               ) AS n
+        FROM attendances t JOIN applications a ON a.id = t.application_id
+        WHERE t.account_id IN (:kept, :merged) AND t.signed_out_at IS NULL
+    )
+    UPDATE attendances t SET signed_out_at = :now, abandoned = true
+    FROM open o WHERE t.id = o.id AND o.n > 1
+    """
+)
+#: the merged record's sessions, found through the applications now the kept record's (its index)
+_MOVE_SESSIONS = text(
+    """
+    UPDATE attendances SET account_id = :kept
+    WHERE account_id = :merged AND application_id IN (SELECT id FROM applications WHERE account_id = :kept)
+    """
+)
+
+
 def _standing(stage: str, minutes: int, kept: bool) -> tuple[bool, int, int, bool]:
     holds_place = stage in stages.HOLDS_PLACE
     return (holds_place, stages.STAGES.index(stage) if holds_place else 0, minutes, kept)
 
 
-async def merge_volunteer(s: AsyncSession, kept: uuid.UUID, merged: uuid.UUID) -> list[uuid.UUID]:
+async def merge_volunteer(s: AsyncSession, kept: uuid.UUID, merged: uuid.UUID, now: datetime) -> list[uuid.UUID]:
     """Move applications and hours of ``merged`` to ``kept``. Where both records applied to one position
     one application stays (see ``_MERGE_CLASHES``), taking the other's hours, and the other is withdrawn;
     if both held a place, the withdrawn one's place is given back. Returns the positions that got a
@@ -152,6 +177,12 @@ async def merge_volunteer(s: AsyncSession, kept: uuid.UUID, merged: uuid.UUID) -
         await s.execute(update(applications).where(applications.c.id == loser).values(stage=stages.WITHDRAWN))
     await s.execute(update(applications).where(applications.c.account_id == merged).values(account_id=kept))
     await s.execute(update(hours_records).where(hours_records.c.account_id == merged).values(account_id=kept))
+    # one open session per volunteer (``uq_attendances_open_account``): of both records' open
+    # sessions, one stays, the others end unrecorded (abandoned: their leads record that time). A
+    # sign-in of the kept record committing between these two statements makes the move a unique
+    # violation: the merge fails and its redelivery ends that session or this one
+    await s.execute(_END_SECOND_SESSIONS, {"kept": kept, "merged": merged, "now": now})
+    await s.execute(_MOVE_SESSIONS, {"kept": kept, "merged": merged})
     # after the applications, like a recording (``add_to_days``): the two never deadlock
     await s.execute(_MOVE_DAYS, {"kept": kept, "merged": merged})
     return freed
@@ -955,6 +986,24 @@ async def add_to_days(
     return await fetch_on_driver(s, _ADD_TO_DAYS, params)
 
 
+_DAYS_OVER = text(
+    """
+    SELECT d.account_id, d.service_date, d.minutes
+    FROM unnest(CAST(:account_ids AS uuid[]), CAST(:service_dates AS date[])) AS t(account_id, service_date)
+    JOIN volunteer_days d ON d.account_id = t.account_id AND d.service_date = t.service_date
+    WHERE d.minutes > :cap
+    ORDER BY d.account_id, d.service_date
+    """
+)
+
+
+async def days_over(s: AsyncSession, account_ids: list[uuid.UUID], service_dates: list[date], cap: int) -> list[Row]:
+    """Which of these volunteer-days (pairs of ``account_ids`` and ``service_dates``) total more than
+    ``cap`` minutes, as this transaction sees them: what a refused recording names."""
+    params = {"account_ids": account_ids, "service_dates": service_dates, "cap": cap}
+    return list((await s.execute(_DAYS_OVER, params)).mappings())
+
+
 _CUSTOM_PLANS = text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
 
 
@@ -1217,16 +1266,37 @@ async def volunteer_totals(s: AsyncSession, account_id: uuid.UUID) -> list[Row]:
 
 # -- sign-in / sign-out -----------------------------------------------------------------------------
 async def open_attendance(
-    s: AsyncSession, *, application_id: uuid.UUID, service_date: date, now: datetime
+    s: AsyncSession, *, application_id: uuid.UUID, account_id: uuid.UUID, service_date: date, now: datetime
 ) -> uuid.UUID | None:
+    """The session, or None when the application or the volunteer has one open already: the unique
+    indexes on open sessions (``uq_attendances_open``, ``uq_attendances_open_account``) decide, so of
+    two sign-ins at once, in one project or two, one opens and the other waits for it and gets None."""
     attendance_id = uuid.uuid4()
     stmt = (
         pg_insert(attendances)
-        .values(id=attendance_id, application_id=application_id, service_date=service_date, signed_in_at=now)
+        .values(
+            id=attendance_id,
+            application_id=application_id,
+            account_id=account_id,
+            service_date=service_date,
+            signed_in_at=now,
+        )
         .on_conflict_do_nothing()
         .returning(attendances.c.id)
     )
     return attendance_id if (await s.execute(stmt)).first() is not None else None
+
+
+async def open_attendance_of(s: AsyncSession, account_id: uuid.UUID) -> Row | None:
+    """The volunteer's open session in any project (at most one), locked, with its application's
+    project and stage."""
+    stmt = (
+        select(attendances, applications.c.project_id, applications.c.stage)
+        .select_from(attendances.join(applications, applications.c.id == attendances.c.application_id))
+        .where(attendances.c.account_id == account_id, attendances.c.signed_out_at.is_(None))
+        .with_for_update(of=attendances)
+    )
+    return (await s.execute(stmt)).mappings().first()
 
 
 async def current_attendance(s: AsyncSession, application_id: uuid.UUID) -> Row | None:

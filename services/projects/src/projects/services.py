@@ -759,14 +759,20 @@ async def _record(
     service_dates = [r.service_date for r in rows]
     minutes = [r.minutes for r in rows]
     # the date rules once per distinct date (a sheet's hundreds of rows share a few), in row order:
-    # a refusal names the first row's date that breaks them (and a sheet breaking the dates and the
-    # cap is refused for its dates); then the first row over the daily cap on its own
+    # a refusal names the first row's date that breaks them, with the sheet's rows on that date (and
+    # a sheet breaking the dates and the cap is refused for its dates)
     dates = dict.fromkeys(service_dates)
+    sheet = source == "bulk"
     for service_date in dates:
-        hours_rules.check_service_date(service_date, project["starts_on"], project["ends_on"], today)
-    over = next((m for m in minutes if m > settings.hours_daily_cap_minutes), None)
-    if over is not None:
-        hours_rules.check_daily_cap(over, settings.hours_daily_cap_minutes)
+        try:
+            hours_rules.check_service_date(service_date, project["starts_on"], project["ends_on"], today)
+        except AppError as refused:
+            if not sheet:
+                raise
+            on_it = [n for n, d in enumerate(service_dates, 1) if d == service_date]
+            raise AppError(refused.spec, {**refused.detail, "rows": on_it}, params=refused.params) from None
+    if sheet:
+        _check_no_duplicate_rows(rows)
     grace = settings.hours_late_grace_days
     late_on = {d: hours_rules.is_late(d, today, project_closed=closed, grace_days=grace) for d in dates}
     if source == "sign":  # recorded on site as the session ends: never 补录 (one past midnight, on the
@@ -791,8 +797,52 @@ async def _record(
         found = {r["application_id"] for r in recorded}
         missing = sorted({str(a) for a in application_ids if a not in found})
         raise AppError(errors.HOURS_NOT_ADMITTED, {"application_ids": missing})
-    hours_rules.check_daily_cap(recorded[0]["day_minutes"], settings.hours_daily_cap_minutes)
+    # a row over the cap on its own puts its day over too: one check, against the days' totals
+    cap = settings.hours_daily_cap_minutes
+    if recorded[0]["day_minutes"] > cap:
+        over = await _days_over_cap(uow, rows, recorded, cap, sheet=sheet)
+        hours_rules.check_daily_cap(recorded[0]["day_minutes"], cap, over=over)
     return recorded
+
+
+async def _days_over_cap(
+    uow: UnitOfWork, rows: Sequence[HoursInput], recorded: list[repo.Row], cap: int, *, sheet: bool
+) -> list[dict[str, Any]]:
+    """Each volunteer-day a refused recording put over the cap: the volunteer, the date, the day's
+    total with it, the recording's applications on that day and (a sheet) its row numbers, from 1."""
+    account_of = {r["application_id"]: r["account_id"] for r in recorded}
+    rows_on: dict[tuple[uuid.UUID, date], list[tuple[int, uuid.UUID]]] = {}
+    for n, row in enumerate(rows, 1):
+        rows_on.setdefault((account_of[row.application_id], row.service_date), []).append((n, row.application_id))
+    pairs = sorted(rows_on)
+    days = await repo.days_over(uow.session, [a for a, _ in pairs], [d for _, d in pairs], cap)
+    over: list[dict[str, Any]] = []
+    for day in days:
+        on_it = rows_on[(day["account_id"], day["service_date"])]
+        entry: dict[str, Any] = {
+            "account_id": str(day["account_id"]),
+            "service_date": day["service_date"].isoformat(),
+            "minutes_that_day": day["minutes"],
+            "application_ids": sorted({str(a) for _, a in on_it}),
+        }
+        if sheet:
+            entry["rows"] = [n for n, _ in on_it]
+        over.append(entry)
+    return over
+
+
+def _check_no_duplicate_rows(rows: Sequence[HoursInput]) -> None:
+    """A sheet listing one row twice (same application, date, minutes and note) is refused, naming
+    the rows (from 1), each group of copies together: a row pasted twice would count its time
+    twice. Two sessions of one day (other minutes, or another note) are two rows."""
+    seen: dict[tuple[Any, ...], list[int]] = {}
+    for n, row in enumerate(rows, 1):
+        seen.setdefault((row.application_id, row.service_date, row.minutes, row.note or None), []).append(n)
+    copies = [numbers for numbers in seen.values() if len(numbers) > 1]
+    if copies:
+        shown = ", ".join("=".join(str(n) for n in numbers) for numbers in copies[:10])
+        more = " …" if len(copies) > 10 else ""
+        raise AppError(errors.HOURS_DUPLICATE_ROWS, {"rows": copies}, params={"rows": shown + more})
 
 
 async def correct_hours(
@@ -810,6 +860,8 @@ async def correct_hours(
     access = await access_to(uow, record, principal)
     if not access.manages:
         raise AppError(errors.NOT_PROJECT_MANAGER)
+    if minutes == record["minutes"]:  # nothing to correct: no history, no event, not marked corrected
+        raise AppError(errors.HOURS_CORRECTION_UNCHANGED, {"minutes": minutes}, params={"minutes": minutes})
     cap = runtime.settings.hours_daily_cap_minutes
     hours_rules.check_daily_cap(minutes, cap)
     [day] = await repo.add_to_days(
@@ -843,6 +895,7 @@ async def correct_hours(
             late=record["late"],
             previous_minutes=record["minutes"],
             reason=reason,
+            corrected_by=principal.account_id,
         )
     )
 
@@ -871,16 +924,35 @@ async def sign_in(
     application = await repo.on_board_application(uow.session, project_id, principal.account_id)
     if application is None:
         raise AppError(errors.SIGN_IN_NOT_ADMITTED)
-    stale = await repo.current_attendance(uow.session, application["id"])
+    # one open session per volunteer over every project: on site in one place at a time, so no
+    # minute counts twice (signed in at A and B, signing out of both counted the hours twice)
+    stale = await repo.open_attendance_of(uow.session, principal.account_id)
     if stale is not None:
-        if not hours_rules.session_forgotten(stale["signed_in_at"], now, runtime.settings.sign_session_max_minutes):
-            raise AppError(errors.ALREADY_SIGNED_IN)
-        # an earlier sign-in never signed out: it ends unrecorded, and today's session starts
+        forgotten = hours_rules.session_forgotten(stale["signed_in_at"], now, runtime.settings.sign_session_max_minutes)
+        # an earlier sign-in never signed out, or its application no longer holds a place (withdrawn
+        # by a merge: nobody can sign it out): it ends unrecorded, and this session starts
+        if not forgotten and stale["stage"] in stages.HOLDS_PLACE:
+            raise _signed_in(stale, project_id)
         await repo.close_attendance(uow.session, stale["id"], now, None, abandoned=True)
-    opened = await repo.open_attendance(uow.session, application_id=application["id"], service_date=today, now=now)
+    opened = await repo.open_attendance(
+        uow.session, application_id=application["id"], account_id=principal.account_id, service_date=today, now=now
+    )
     if opened is None:
-        raise AppError(errors.ALREADY_SIGNED_IN)
+        # another sign-in of this volunteer, here or elsewhere, committed first (the unique indexes
+        # made this one wait for it): a statement of its own sees it
+        winner = await repo.open_attendance_of(uow.session, principal.account_id)
+        raise _signed_in(winner, project_id) if winner is not None else AppError(errors.ALREADY_SIGNED_IN)
     return now
+
+
+def _signed_in(session: repo.Row, project_id: uuid.UUID) -> AppError:
+    """The refusal of a sign-in while ``session`` is open: here, or in another project (named)."""
+    if session["project_id"] == project_id:
+        return AppError(errors.ALREADY_SIGNED_IN)
+    return AppError(
+        errors.SIGNED_IN_ELSEWHERE,
+        {"project_id": str(session["project_id"]), "signed_in_at": session["signed_in_at"].isoformat()},
+    )
 
 
 async def sign_out(

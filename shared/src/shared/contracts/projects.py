@@ -167,6 +167,8 @@ class HoursRecordedV1(_HoursEvent):
 
     event_type: ClassVar[str] = "hours.recorded"
     summary: ClassVar[str] = "Superseded by v2 (one event per recording, listing its records); no longer produced"
+    #: declared for consumers only: the AsyncAPI document lists it as received, not as sent
+    produced: ClassVar[bool] = False
 
 
 class HoursCorrected(_HoursEvent):
@@ -175,3 +177,5 @@ class HoursCorrected(_HoursEvent):
 
     previous_minutes: int
     reason: str
+    #: who corrected it (as ``hours.recorded`` carries ``recorded_by``); None on older events
+    corrected_by: uuid.UUID | None = None

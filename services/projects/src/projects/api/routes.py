@@ -265,9 +265,10 @@ async def get_project(project_id: uuid.UUID, principal: OptionalPrincipal, runti
         if principal is None:
             row, insider = await services.load_project(uow, project_id), False
         else:
-            row = await repo.project_with_roles(uow.session, project_id, principal.account_id)
-            if row is None:
+            found = await repo.project_with_roles(uow.session, project_id, principal.account_id)
+            if found is None:
                 raise AppError(errors.PROJECT_NOT_FOUND)
+            row = found
             access = services.Access.of(row, principal, row["caller_roles"])
             insider = access.manages or bool(access.team_roles)
         if row["status"] == project_rules.DRAFT and not insider:
@@ -720,7 +721,9 @@ async def record_hours(
     response_model=sch.BulkHoursOut,
     tags=["hours"],
     summary="Record many rows in one request (one INSERT ... SELECT FROM unnest); all or nothing",
-    responses=error_responses(*_HOURS_ERRORS, errors.HOURS_BULK_TOO_LARGE, errors.IDEMPOTENCY_KEY_REUSED),
+    responses=error_responses(
+        *_HOURS_ERRORS, errors.HOURS_DUPLICATE_ROWS, errors.HOURS_BULK_TOO_LARGE, errors.IDEMPOTENCY_KEY_REUSED
+    ),
 )
 async def record_hours_bulk(
     project_id: uuid.UUID,
@@ -773,7 +776,12 @@ def _record_out(row: Any, corrections: list[Any]) -> sch.HoursRecordOut:
     tags=["hours"],
     summary="Correct a record: the old value, who, when and why are kept",
     responses=error_responses(
-        *AUTH, errors.HOURS_RECORD_NOT_FOUND, errors.NOT_PROJECT_MANAGER, errors.HOURS_DAILY_CAP_EXCEEDED
+        *AUTH,
+        errors.HOURS_RECORD_NOT_FOUND,
+        errors.NOT_PROJECT_MANAGER,
+        errors.HOURS_CORRECTION_UNCHANGED,
+        errors.HOURS_DAILY_CAP_EXCEEDED,
+        errors.HOURS_NOT_ADMITTED,
     ),
 )
 async def correct_hours(
@@ -910,6 +918,7 @@ async def sign_code(
         errors.HOURS_DATE_OUTSIDE_PROJECT,
         errors.SIGN_IN_NOT_ADMITTED,
         errors.ALREADY_SIGNED_IN,
+        errors.SIGNED_IN_ELSEWHERE,
     ),
 )
 async def sign_in(

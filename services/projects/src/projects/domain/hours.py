@@ -9,6 +9,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from projects import errors
 from shared.errors import AppError
@@ -27,13 +28,13 @@ def is_late(service_date: date, today: date, *, project_closed: bool, grace_days
     return project_closed or (today - service_date).days > grace_days
 
 
-def check_daily_cap(minutes_that_day: int, cap_minutes: int) -> None:
+def check_daily_cap(minutes_that_day: int, cap_minutes: int, *, over: list[dict[str, Any]] | None = None) -> None:
+    """``over``: the volunteer-days over the cap, for a recording to say which (its ``detail``)."""
     if minutes_that_day > cap_minutes:
-        raise AppError(
-            errors.HOURS_DAILY_CAP_EXCEEDED,
-            {"minutes_that_day": minutes_that_day, "cap_minutes": cap_minutes},
-            params={"cap_hours": _hours(cap_minutes)},
-        )
+        detail: dict[str, Any] = {"minutes_that_day": minutes_that_day, "cap_minutes": cap_minutes}
+        if over is not None:
+            detail["over"] = over
+        raise AppError(errors.HOURS_DAILY_CAP_EXCEEDED, detail, params={"cap_hours": _hours(cap_minutes)})
 
 
 def _hours(minutes: int) -> str:
