@@ -286,3 +286,69 @@ async def test_a_reset_link_given_up_on_is_kept_nowhere_and_its_account_arriving
         assert row.context is None
         assert url not in row.body_text + row.body_html
         assert row.body_text in ("", BODY_FORGOTTEN)
+
+
+async def test_a_waiting_email_that_no_longer_renders_fails_alone_and_the_account_still_gets_its_mail(
+    start_service: StartService, smtp_server: SmtpServer
+) -> None:
+    """An email queued by an older release waits with that release's variables; the templates of
+    the running one may need more (the closing notice's ``team_admin`` and ``service_line``). Its
+    account arriving renders it: the failure marks that one email failed with the reason, and the
+    account is stored, its other waiting emails and its welcome go out, and later mail is addressed."""
+    from sqlalchemy import update
+
+    from notifications.models import Email, Recipient
+    from shared.contracts.projects import ProjectClosed
+
+    async with start_service(smtp_server) as service:
+        account_id = uuid.uuid4()
+        [closed_event] = await service.produce(
+            ProjectClosed(
+                project_id=uuid.uuid4(),
+                team_id=uuid.uuid4(),
+                title="旧版本排队的结项通知",
+                closed_at=datetime.now(UTC),
+                lead_account_ids=[account_id],
+            )
+        )
+        [closing] = await service.settled(closed_event, status="awaiting_recipient")
+        verified_waiting = await awaiting_email(service, account_id)
+        # the closing notice's variables as an older release stored them
+        async with service.runtime.session_factory() as session, session.begin():
+            row = await session.get(Email, uuid.UUID(closing["id"]))
+            assert row is not None
+            assert row.context is not None
+            older = {k: v for k, v in row.context.items() if k not in ("team_admin", "service_line")}
+            await session.execute(update(Email).where(Email.id == row.id).values(context=older))
+
+        address = await register(service, account_id, name="赵六")
+
+        async with service.runtime.session_factory() as session:
+            assert await session.get(Recipient, account_id) is not None
+        failed = await detail(service, closing["id"])
+        assert failed["status"] == "failed"
+        assert failed["last_error"] == "render_failed: UndefinedError"
+        assert failed["attempts"] == 0  # never handed to the mail server
+        [sent] = await service.settled(uuid.UUID(verified_waiting["event_id"]))
+        assert sent["to_address"] == address
+        await smtp_server.wait_for(lambda m: address in m.rcpt_tos and "欢迎" in m.subject, timeout=30)
+        # later mail finds the account at once
+        [later] = await service.produce(verified(account_id))
+        await service.settled(later)
+        assert [m for m in smtp_server.to(address) if "结项" in m.subject] == []
+        # what was logged names the email and the template, never the recipient
+        [line] = [json.loads(x) for x in RAW_LOGS.lines if "email_render_failed" in x and closing["id"] in x]
+        assert line["error"] == "UndefinedError"
+        assert line["template"] == "project_closed"
+        assert address not in json.dumps(line)
+        assert "赵六" not in json.dumps(line)
+
+        # an email that could not be rendered is not sent empty by a replay
+        refused = await service.client.post(f"/api/v1/emails/{closing['id']}/replay", headers=service.admin)
+        assert (refused.status_code, refused.json()["code"]) == (409, "email_not_rendered")
+        bulk = await service.client.post(
+            "/api/v1/emails/replay", json={"template": "project_closed"}, headers=service.admin
+        )
+        assert bulk.status_code == 200, bulk.text
+        assert bulk.json()["replayed"] == 0
+        assert (await detail(service, closing["id"]))["status"] == "failed"

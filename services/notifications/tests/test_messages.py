@@ -41,11 +41,13 @@ from .conftest import Service, StartService
 
 DEFAULTS = NotificationsSettings()
 SITE = DEFAULTS.site_url
+#: the deployment's national service line, named in the emails that send people to it
+SERVICE_LINE = "010-12345678(工作日 8:30–17:30)"
 
 
 @pytest.fixture(scope="module")
 async def service(start_service: StartService, smtp_server: SmtpServer) -> AsyncIterator[Service]:
-    async with start_service(smtp_server) as svc:
+    async with start_service(smtp_server, national_service_line=SERVICE_LINE) as svc:
         yield svc
 
 
@@ -289,6 +291,22 @@ async def test_a_volunteer_brought_into_a_team_by_its_admin_is_told_and_nobody_e
     assert await service.emails(event_id=str(own_join)) == []
 
 
+async def test_a_volunteer_brought_into_a_team_is_given_the_national_service_line_to_call(service: Service) -> None:
+    added, address = await service.register()
+    english, english_address = await service.register(language="en", name="Li Si")
+    team_name = f"朝阳助老服务队{uuid.uuid4().hex[:6]}"
+    by_admin = {"team_id": uuid.uuid4(), "added_by_account_id": uuid.uuid4(), "team_name": team_name}
+    await service.produce(
+        TeamMemberJoined(account_id=added, **by_admin), TeamMemberJoined(account_id=english, **by_admin)
+    )
+    zh = await one_email_to(service, address, team_name)
+    assert f"并联系全国服务电话:{SERVICE_LINE}。" in zh.text()
+    assert f"并联系全国服务电话:{SERVICE_LINE}。" in zh.html()
+    en = await one_email_to(service, english_address, team_name)
+    assert f"call the national service line: {SERVICE_LINE}." in en.text()
+    assert f"call the national service line: {SERVICE_LINE}." in en.html()
+
+
 async def test_team_review_outcomes_reach_the_applicant(service: Service) -> None:
     applicant, address = await service.register()
     approved_team, rejected_team = uuid.uuid4(), uuid.uuid4()
@@ -313,7 +331,13 @@ async def test_team_review_outcomes_reach_the_applicant(service: Service) -> Non
     assert f"{SITE}/teams/{approved_team}" in approved.text()
     rejected = await one_email_to(service, address, "审核未通过")
     assert "登记材料缺少负责人信息" in rejected.text()
-    assert f"{SITE}/teams/{rejected_team}" in rejected.text()
+    # a rejected registration can no longer change (teams: "correct it and register again"): the
+    # email leads to a new registration, not to the rejected team's page
+    assert "您可以根据审核意见修改后重新登记:" in rejected.text()
+    assert f"{SITE}/teams/new" in rejected.text()
+    assert f'href="{SITE}/teams/new"' in rejected.html()
+    assert str(rejected_team) not in rejected.text() + rejected.html()
+    assert "重新提交" not in rejected.text()
 
 
 async def test_a_root_team_created_by_an_admin_tells_nobody_their_application_passed(service: Service) -> None:
@@ -347,6 +371,8 @@ async def test_an_english_applicant_sees_the_reviewers_reason_quoted_as_written(
     )
     email = await one_email_to(service, address, "was not approved")
     assert 'The reviewer\'s reason, quoted as written: "登记材料缺少负责人信息"' in email.text()
+    assert f"register the team again: {SITE}/teams/new" in email.text()
+    assert "apply again" not in email.text()
     assert_sender_and_advice(email, english=True)
 
 
@@ -442,6 +468,35 @@ async def test_escalation_of_a_social_organisation_names_its_registration_author
     )
     email = await one_email_to(service, address, "东城社工协会")
     assert "审核方为登记机关(东城区民政部门)" in email.text()
+
+
+async def test_escalation_of_an_organisation_registered_with_the_ministry_names_the_ministry(
+    service: Service,
+) -> None:
+    """A code the Ministry of Civil Affairs issued carries 100000, no region: the email names the
+    ministry (as teams does), never the bare code nor "100000's civil affairs department"."""
+    reviewer, address = await service.register()
+    admin, admin_address = await service.register(language="en", name="Ivan")
+    await service.produce(
+        TeamReviewOverdue(
+            team_id=uuid.uuid4(),
+            name="中华志愿者协会分会",
+            region_code="110101",
+            applicant_account_id=uuid.uuid4(),
+            reviewer_account_ids=[reviewer],
+            region_admin_account_ids=[admin],
+            submitted_at=datetime(2026, 11, 18, 17, 0, tzinfo=UTC),
+            registration_authority_region="100000",
+        )
+    )
+    zh = await one_email_to(service, address, "中华志愿者协会分会")
+    assert "审核方为登记机关(民政部)。" in zh.text()
+    assert "审核方为登记机关(民政部)。" in zh.html()
+    en = await one_email_to(service, admin_address, "中华志愿者协会分会")
+    assert "It is reviewed by the registration authority (the Ministry of Civil Affairs)." in en.text()
+    assert "It is reviewed by the registration authority (the Ministry of Civil Affairs)." in en.html()
+    for email in (zh, en):
+        assert "100000" not in email.text() + email.html()
 
 
 async def test_admission_and_rejection_reach_the_volunteer(service: Service) -> None:
@@ -607,7 +662,7 @@ async def test_project_closing_tells_the_team_admins_the_extension_dates_once_ea
     assert "您所在志愿团体的志愿服务项目" in zh
     assert "已于 2026-11-26 自动结项" in zh
     assert "您作为团体管理员可在 2026-12-27 00:00(北京时间)前延期一次。" in zh  # days 0-30, each whole
-    assert "在 2027-01-26 00:00(北京时间,结项后60天)前,可拨打全国服务电话,由全国管理员办理延期。" in zh
+    assert f"在 2027-01-26 00:00(北京时间,结项后60天)前,可拨打全国服务电话:{SERVICE_LINE},由全国管理员办理延期。" in zh
     assert "超过该时间后,项目不能再延期。" in zh
     en = (await one_email_to(service, admin_address, title)).text()
     assert "As a team admin you may extend it once until 2026-12-27 00:00 (Beijing time)." in en

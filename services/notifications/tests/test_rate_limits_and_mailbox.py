@@ -318,6 +318,40 @@ async def test_standalone_mailbox_keeps_emails_for_reading(start_service: StartS
         assert missing.json()["code"] == "email_not_found"
 
 
+async def test_the_mailbox_refuses_a_page_of_another_site_reaching_it_from_this_machine(
+    start_service: StartService, own_smtp: SmtpServer
+) -> None:
+    """DNS rebinding: a site whose name its owner points at 127.0.0.1 once its page is loaded has the
+    browser ask from this machine, to this machine's address, under the site's own name. Only the
+    names of this machine (and the address it listens on) are answered."""
+    async with start_service(own_smtp, mail_transport="mailbox") as service:
+        account_id = uuid.uuid4()
+        [event_id] = await service.produce(
+            AccountRegistered(
+                account_id=account_id,
+                username="rebind",
+                display_name="新人",
+                email=f"r-{account_id.hex[:8]}@example.org",
+            )
+        )
+        [email] = await service.settled(event_id)
+        paths = ("/api/v1/mailbox", f"/api/v1/mailbox/{email['id']}", f"/api/v1/mailbox/{email['id']}.html")
+        # connected to 127.0.0.1:8004 from 127.0.0.1, as the rebound name resolves
+        async with service.client_from("127.0.0.1", "http://127.0.0.1:8004") as browser:
+            for foreign in ("attacker.example:8004", "attacker.example", "127.0.0.1.attacker.example:8004"):
+                for path in paths:
+                    refused = await browser.get(path, headers={"Host": foreign})
+                    assert (refused.status_code, refused.json()["code"]) == (403, "mailbox_local_only"), (foreign, path)
+            for own in ("127.0.0.1:8004", "localhost", "localhost:8004", "[::1]:8004", "LOCALHOST:8004"):
+                for path in paths:
+                    assert (await browser.get(path, headers={"Host": own})).status_code == 200, (own, path)
+        # listening on one address of the network (VS_RUN_HOST): the machine's own browser names that address
+        async with service.client_from("192.168.1.5", "http://192.168.1.5:8004") as own_browser:
+            assert (await own_browser.get("/api/v1/mailbox", headers={"Host": "192.168.1.5:8004"})).status_code == 200
+            refused = await own_browser.get("/api/v1/mailbox", headers={"Host": "attacker.example:8004"})
+            assert (refused.status_code, refused.json()["code"]) == (403, "mailbox_local_only")
+
+
 async def test_mailbox_lists_only_delivered_emails_not_those_awaiting_their_recipient(
     start_service: StartService, own_smtp: SmtpServer
 ) -> None:
@@ -359,6 +393,8 @@ async def test_mailbox_shows_one_email_as_a_web_page(start_service: StartService
         assert "script-src 'none'" in page.headers["content-security-policy"]
         html = page.text
         assert_valid_html(html)  # the page and the email framed in it open alike in Chrome and Firefox (X3)
+        # laid out for the screen it is on, as the list is (a phone's browser would zoom out otherwise)
+        assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
         settings = service.runtime.settings
         # From (the English sender name for an English recipient), To with name and address, language, subject
         assert f"{settings.mail_from_name_en} &lt;{settings.mail_from_address}&gt;" in html

@@ -183,14 +183,15 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "password_reset": {"reset_url": "https://x/reset", "expires_at": "2026-11-26 10:30"},
     "temporary_password": {"by_team": False, "set_at": "2026-11-26 10:30", "path": "/login"},
     "team_approved": {"team_name": "t", "reason": None, "path": "/teams/t1"},
-    "team_rejected": {"team_name": "t", "reason": "r", "path": "/teams/t1"},
-    "team_member_added": {"team_name": "t", "added_at": "2026-11-26 10:30", "path": "/teams/t1"},
+    "team_rejected": {"team_name": "t", "reason": "r", "path": "/teams/new"},
+    "team_member_added": {"team_name": "t", "added_at": "2026-11-26 10:30", "service_line": "", "path": "/teams/t1"},
     "review_reminder": {"team_name": "t", "days_waiting": 4, "path": "/reviews"},
     "review_escalation": {
         "team_name": "t",
         "submitted_on": "2026-11-19",
         "liaison_team_name": None,
         "authority_region_name": None,
+        "national_authority": False,
         "reviewer": True,
         "path": "/reviews",
     },
@@ -310,6 +311,34 @@ def test_the_closing_notice_names_the_national_service_line_from_settings() -> N
     assert "可拨打全国服务电话:010-12345678(工作日 8:30–17:30),由全国管理员办理延期" in zh.text
     en = Templates(settings).render("project_closed", "en", context)
     assert "call the national service line: 010-12345678" in en.text
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_the_member_added_notice_names_the_national_service_line_from_settings(language: str) -> None:
+    settings = NotificationsSettings(national_service_line="010-12345678(工作日 8:30–17:30)")
+    context = {**CONTEXTS["team_member_added"], "service_line": settings.national_service_line, "name": "N"}
+    rendered = Templates(settings).render("team_member_added", language, context)
+    said = "并联系全国服务电话:010-12345678" if language == "zh" else "call the national service line: 010-12345678"
+    assert said in rendered.text
+    assert said in rendered.html
+    # none configured: the sentence ends without an empty colon
+    bare = Templates(NotificationsSettings()).render("team_member_added", language, {**context, "service_line": ""})
+    ending = "并联系全国服务电话。" if language == "zh" else "call the national service line."
+    assert ending in bare.text
+    assert ending in bare.html
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+@pytest.mark.parametrize(
+    ("template", "added"), [("team_member_added", "service_line"), ("review_escalation", "national_authority")]
+)
+def test_an_email_queued_before_a_variable_was_added_still_renders(template: str, added: str, language: str) -> None:
+    """An email waiting for its recipient keeps the variables of the release that queued it: a
+    variable added since is optional in the templates, so such an email still goes out."""
+    older = {k: v for k, v in CONTEXTS[template].items() if k != added}
+    rendered = Templates(NotificationsSettings()).render(template, language, {**older, "name": "N"})
+    assert rendered.subject
+    assert CONTEXTS[template]["path"] in rendered.text
 
 
 def test_emails_wait_a_day_for_their_recipient_unless_configured_and_never_zero_hours() -> None:

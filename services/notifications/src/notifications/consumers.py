@@ -16,6 +16,7 @@ from notifications import links
 from notifications.models import Recipient, platform_roles
 from notifications.outbox import (
     Addressed,
+    newer_recipients,
     queue_emails,
     queue_for_account,
     queue_for_accounts,
@@ -66,6 +67,10 @@ handlers = Handlers("notifications")
 TEAM_ADMIN_EXTENSION_DAYS = 30
 NATIONAL_ADMIN_EXTENSION_DAYS = 60
 
+#: the registration authority region of an organisation the Ministry of Civil Affairs (民政部)
+#: registered: no region of GB/T 2260 (teams' ``NATIONAL_AUTHORITY``)
+NATIONAL_AUTHORITY = "100000"
+
 
 @handlers("recipients", batch=True)
 async def keep_recipients(
@@ -111,24 +116,27 @@ async def keep_roles(
 async def send_welcome(
     items: list[tuple[AccountRegistered, Envelope]], uow: UnitOfWork, runtime: NotificationsRuntime
 ) -> None:
-    await queue_emails(
-        uow,
-        runtime.templates,
-        [
+    # the bootstrapped national admin is staff, not a volunteer to greet
+    greeted = [(event, envelope) for event, envelope in items if not event.staff]
+    # The recipients queue may have run ahead: the sign-up and a later contact change both stored
+    # before this welcome existed to be re-addressed. Then the welcome goes where the read model
+    # says, not to the address the owner already replaced.
+    newer = await newer_recipients(uow, {event.account_id: envelope.occurred_at for event, envelope in greeted})
+    emails = []
+    for event, envelope in greeted:
+        address, name, language = newer.get(event.account_id, (event.email, event.display_name, event.language))
+        emails.append(
             Addressed(
                 envelope,
                 template="welcome",
-                to_address=event.email,
-                to_name=event.display_name,
-                language=event.language,
+                to_address=address,
+                to_name=name,
+                language=language,
                 context={"username": event.username, "path": links.LOGIN},
                 account_id=event.account_id,
             )
-            for event, envelope in items
-            # the bootstrapped national admin is staff, not a volunteer to greet
-            if not event.staff
-        ],
-    )
+        )
+    await queue_emails(uow, runtime.templates, emails)
 
 
 @handlers("verification_email")
@@ -216,6 +224,8 @@ async def send_member_added_notice(
         context={
             "team_name": event.team_name or "",
             "added_at": local_time(envelope.occurred_at),
+            # the number to call if they did not ask for it
+            "service_line": runtime.settings.national_service_line,
             "path": links.team(event.team_id),
         },
     )
@@ -227,14 +237,19 @@ async def send_team_review_outcome(
 ) -> None:
     if isinstance(event, TeamApproved) and event.root_team:
         return  # an admin created it directly: nobody applied, nobody is told an application passed
-    template = "team_approved" if isinstance(event, TeamApproved) else "team_rejected"
+    if isinstance(event, TeamApproved):
+        template, path = "team_approved", links.team(event.team_id)
+    else:
+        # teams refuses any change to a rejected team ("correct it and register again"): its page
+        # offers nothing to do, a new registration does
+        template, path = "team_rejected", links.TEAM_REGISTRATION
     await queue_for_account(
         uow,
         runtime.templates,
         envelope,
         template=template,
         account_id=event.applicant_account_id,
-        context={"team_name": event.name, "reason": event.reason, "path": links.team(event.team_id)},
+        context={"team_name": event.name, "reason": event.reason, "path": path},
     )
 
 
@@ -265,6 +280,8 @@ async def send_review_escalation(
         "submitted_on": local_date(event.submitted_at),
         "liaison_team_name": event.liaison_team_name,
         "authority_region_name": _region_name(event.registration_authority_region),
+        # registered with the Ministry of Civil Affairs itself: the email names the ministry
+        "national_authority": event.registration_authority_region == NATIONAL_AUTHORITY,
     }
     contexts = {
         account_id: {**common, "reviewer": False, "path": links.team(event.team_id)}
@@ -277,8 +294,8 @@ async def send_review_escalation(
 
 
 def _region_name(code: str | None) -> str | None:
-    if code is None:
-        return None
+    if code is None or code == NATIONAL_AUTHORITY:
+        return None  # the ministry is no region's civil affairs department
     region = regions.get(code)
     return region.name if region is not None else code
 

@@ -24,6 +24,13 @@ EMAIL_NOT_REPLAYABLE = ErrorSpec(
     "只有发送失败或被限流拦截的邮件可以重新发送",
     "Only failed or suppressed emails can be replayed",
 )
+EMAIL_NOT_RENDERED = ErrorSpec(
+    "email_not_rendered",
+    409,
+    "该邮件未能用排队时保存的变量生成内容(通常是系统升级前排队的邮件),没有可发送的内容,不能重新发送",
+    "This email could not be rendered from the variables it was queued with (usually queued before an "
+    "upgrade): it has nothing to send and cannot be replayed",
+)
 REPLAY_FILTER_REQUIRED = ErrorSpec(
     "replay_filter_required",
     422,

@@ -17,6 +17,8 @@ CARD = "/account/card"
 REVIEWS = "/reviews"
 #: the projects recruiting
 PROJECTS = "/projects"
+#: register a team (a rejected registration can no longer change: its applicant registers again)
+TEAM_REGISTRATION = "/teams/new"
 
 
 def team(team_id: uuid.UUID) -> str:

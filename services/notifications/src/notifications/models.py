@@ -37,6 +37,10 @@ FAILED = "failed"
 #: stopped by a per-recipient rate limit; kept with the reason, an operator may replay it
 SUPPRESSED = "suppressed"
 EMAIL_STATUSES = (AWAITING_RECIPIENT, PENDING, SENT, FAILED, SUPPRESSED)
+#: the start of the failure reason of an email whose template could not be rendered with the
+#: variables it waited with (queued by an older release, say, whose variables a newer template
+#: lacks): ``render_failed: <the error's type>``. It has no subject or body, so it is never replayed
+RENDER_FAILED = "render_failed"
 #: the states an email leaves only by an operator's replay: what the retention may delete
 FINAL_STATUSES = (SENT, FAILED, SUPPRESSED)
 #: written into statements and the partial index's predicate (a bound list would not match it)

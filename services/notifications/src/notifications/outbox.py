@@ -4,7 +4,8 @@ An email to an account whose address the recipients read model does not hold yet
 ``account.registered`` has not arrived) is never dropped: it is stored as
 ``awaiting_recipient`` with the account id and the template's variables, and rendered and
 made ``pending`` in the transaction that brings the account into the read model (should that
-never happen, it is given up on after ``awaiting_recipient_max_hours``: ``awaiting``). When an
+never happen, it is given up on after ``awaiting_recipient_max_hours``: ``awaiting``; one that no
+longer renders is marked failed on its own, ``render_failed``, and the account is stored). When an
 account's contact changes, its emails not yet sent follow to the new address
 (:func:`readdress_pending`).
 
@@ -32,16 +33,22 @@ from notifications.models import (
     AWAITING_RECIPIENT,
     BODY_FORGOTTEN,
     EMAIL_CHANNEL,
+    FAILED,
     PENDING,
+    RENDER_FAILED,
     SUPPRESSED,
     WITHHELD_BODIES,
     Email,
     Recipient,
 )
+from notifications.sender import FAILED as FAILED_TOTAL
 from notifications.templates import Templates
 from notifications.transport import smtp_address
 from shared.db import UnitOfWork
+from shared.logging import get_logger
 from shared.messaging.envelope import Envelope
+
+log = get_logger("notifications.outbox")
 
 
 def dedupe_key(event_id: uuid.UUID, recipient: str, template: str) -> str:
@@ -399,12 +406,19 @@ async def resolve_awaiting_many(uow: UnitOfWork, templates: Templates, recipient
                 "body_html": BODY_FORGOTTEN,
             }
         else:
-            addressed = _addressed(
-                templates,
-                template,
-                context or {},
-                (recipient.email, recipient.display_name, recipient.language),
-            )
+            try:
+                addressed = _addressed(
+                    templates,
+                    template,
+                    context or {},
+                    (recipient.email, recipient.display_name, recipient.language),
+                )
+            except Exception as exc:
+                # Each email on its own: one that no longer renders (its variables stored by an older
+                # release that lacked some a newer template needs) must not fail the handler, which
+                # would dead-letter the account's registration and leave all its later mail waiting.
+                await _render_failed(uow, email_id, template, key, recipient, exc)
+                continue
         await uow.session.execute(
             update(Email)
             .where(Email.id == email_id)
@@ -422,6 +436,35 @@ async def resolve_awaiting_many(uow: UnitOfWork, templates: Templates, recipient
     if waiting:
         await notify_sender(uow)
     return len(waiting)
+
+
+async def _render_failed(
+    uow: UnitOfWork, email_id: uuid.UUID, template: str, key: str | None, recipient: Recipient, exc: Exception
+) -> None:
+    """Mark a waiting email that cannot be rendered failed, addressed (operators find it under the
+    recipient's address) but with nothing to send. The reason and the log name the error's type
+    only: its message may quote the variables (names, titles)."""
+    reason = f"{RENDER_FAILED}: {type(exc).__name__}"
+    await uow.session.execute(
+        update(Email)
+        .where(Email.id == email_id)
+        .values(
+            to_address=recipient.email,
+            to_name=recipient.display_name,
+            language=_language(recipient.language),
+            subject="",
+            body_text="",
+            body_html="",
+            status=FAILED,
+            last_error=reason,
+            rate_key=readdressed(key, recipient.email),
+            context=None,
+            # a final state from now: the retention counts from here
+            next_attempt_at=uow.clock.now(),
+        )
+    )
+    FAILED_TOTAL.labels(template).inc()
+    log.error("email_render_failed", email_id=str(email_id), template=template, error=type(exc).__name__)
 
 
 #: an account's pending emails, to its current address and name (from the read model)
@@ -547,6 +590,44 @@ async def store_recipients(uow: UnitOfWork, recipients: list[tuple[Recipient, da
 
 _RECIPIENT_LOCKS = 6001
 _RATE_LOCKS = 6002
+
+#: these accounts' recipient locks, every one in one order (that of the recipients handler's
+#: batches: no deadlock with them)
+_LOCK_MANY = text(
+    """
+    SELECT count(pg_advisory_xact_lock(:namespace, k))
+      FROM (SELECT k FROM unnest(CAST(:keys AS int[])) AS k ORDER BY k) AS keys
+    """
+)
+
+_NEWER_RECIPIENTS = select(
+    _RECIPIENTS.c.account_id,
+    _RECIPIENTS.c.email,
+    _RECIPIENTS.c.display_name,
+    _RECIPIENTS.c.language,
+    _RECIPIENTS.c.updated_at,
+).where(_RECIPIENTS.c.account_id == func.any(bindparam("account_ids")))
+
+
+async def newer_recipients(
+    uow: UnitOfWork, known_at: dict[uuid.UUID, datetime]
+) -> dict[uuid.UUID, tuple[str, str, str]]:
+    """The (address, name, language) the read model holds for those of these accounts whose contact
+    there is newer than the moment given (an event's), as the read model orders its updates; taken
+    under the accounts' recipient locks, so no contact change commits between this and the
+    caller's insert (one committed after finds the caller's emails pending and re-addresses them)."""
+    if not known_at:
+        return {}
+    keys = sorted({_lock_key(str(account_id)) for account_id in known_at})
+    await uow.session.execute(_LOCK_MANY, {"namespace": _RECIPIENT_LOCKS, "keys": keys})
+    # a statement of its own, after the locks: its snapshot sees what committed before they were had
+    rows = await uow.session.execute(_NEWER_RECIPIENTS, {"account_ids": list(known_at)})
+    return {
+        row.account_id: (row.email, row.display_name, row.language)
+        for row in rows
+        # the read model keeps an event's contact unless it holds one at least as new
+        if row.updated_at > known_at[row.account_id]
+    }
 
 
 async def lock_recipient(uow: UnitOfWork, account_id: uuid.UUID) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from notifications.errors import (
     EMAIL_LINK_NOT_KEPT,
     EMAIL_NOT_FOUND,
+    EMAIL_NOT_RENDERED,
     EMAIL_NOT_REPLAYABLE,
     REPLAY_FILTER_REQUIRED,
     REPLAY_TEMPLATE_UNKNOWN,
@@ -23,6 +24,7 @@ from notifications.models import (
     EMAIL_CHANNEL,
     FAILED,
     PENDING,
+    RENDER_FAILED,
     SUPPRESSED,
     WITHHELD_BODIES,
     Email,
@@ -103,6 +105,8 @@ async def replay(session: AsyncSession, email_id: uuid.UUID, *, by: uuid.UUID, n
         raise AppError(EMAIL_NOT_REPLAYABLE, {"status": email.status})
     if email.template in WITHHELD_BODIES:
         raise AppError(EMAIL_LINK_NOT_KEPT)
+    if _not_rendered(email.last_error):
+        raise AppError(EMAIL_NOT_RENDERED)  # it would go out empty
     readdressed = await _current_address(session, email)
     session.add(
         EmailReplay(
@@ -143,6 +147,10 @@ async def _current_address(session: AsyncSession, email: Email) -> dict[str, str
     if current is None:
         return {}
     return {"to_address": current.email, "to_name": current.display_name}
+
+
+def _not_rendered(last_error: str | None) -> bool:
+    return last_error is not None and last_error.startswith(f"{RENDER_FAILED}:")
 
 
 # -- bulk replay ---------------------------------------------------------------------------------
@@ -190,8 +198,13 @@ class ReplayFilter:
     def conditions(self) -> list[ColumnElement[bool]]:
         """The failed emails matching: only ``failed`` ones. A ``suppressed`` email is the rate
         limit's decision against a flood; releasing one stays a deliberate single replay."""
-        # nor emails whose one-use link is not kept (WITHHELD_BODIES)
-        where: list[ColumnElement[bool]] = [Email.status == FAILED, Email.template.not_in(WITHHELD_BODIES)]
+        # nor emails whose one-use link is not kept (WITHHELD_BODIES), nor those that could not be
+        # rendered (they have nothing to send)
+        where: list[ColumnElement[bool]] = [
+            Email.status == FAILED,
+            Email.template.not_in(WITHHELD_BODIES),
+            or_(Email.last_error.is_(None), ~Email.last_error.startswith(f"{RENDER_FAILED}:", autoescape=True)),
+        ]
         if self.template is not None:
             where.append(Email.template == self.template)
         if self.error_prefix is not None:

@@ -16,6 +16,7 @@ from notifications.bootstrap import NotificationsRuntime
 from notifications.errors import (
     EMAIL_LINK_NOT_KEPT,
     EMAIL_NOT_FOUND,
+    EMAIL_NOT_RENDERED,
     EMAIL_NOT_REPLAYABLE,
     MAILBOX_LOCAL_ONLY,
     REPLAY_FILTER_REQUIRED,
@@ -127,9 +128,9 @@ async def mail_delivery_advice(
 
 def _require_mailbox(runtime: NotificationsRuntime, request: Request) -> None:
     """The mailbox view exists only in standalone mode, where no real mail leaves the machine, and
-    only for a reader on that machine: it holds every email whole, live password reset links
-    included, and standalone mode may listen on the network (``VS_RUN_HOST``) for phones to open
-    a card's check page."""
+    only for a reader on that machine, opening it by a name of this machine: it holds every email
+    whole, live password reset links included, and standalone mode may listen on the network
+    (``VS_RUN_HOST``) for phones to open a card's check page."""
     if runtime.settings.mail_transport != "mailbox":
         raise AppError(NOT_FOUND)
     client = request.client.host if request.client else None
@@ -138,6 +139,13 @@ def _require_mailbox(runtime: NotificationsRuntime, request: Request) -> None:
     # (VS_RUN_HOST=192.168.1.5: the machine's own browser then comes from that address too)
     if not is_this_machine(client or "") and not (client is not None and server is not None and client == server[0]):
         log.info("mailbox_refused_remote_reader")
+        raise AppError(MAILBOX_LOCAL_ONLY)
+    # and a page of this machine: a site whose name an attacker points at 127.0.0.1 once its page is
+    # loaded (DNS rebinding) has the browser come from this machine, but under the site's own name
+    # in the Host header, which a page of this machine never has
+    host = request.url.hostname or ""  # the Host header's host (lower case, no brackets, no port)
+    if not is_this_machine(host) and not (server is not None and host == server[0]):
+        log.info("mailbox_refused_foreign_host")
         raise AppError(MAILBOX_LOCAL_ONLY)
 
 
@@ -356,7 +364,9 @@ async def read_email(email_id: uuid.UUID, runtime: RuntimeDep, admin: NationalAd
     response_model=EmailDetail,
     tags=["emails"],
     summary="Operators: send a failed or suppressed email again (attempts reset; audited)",
-    responses=error_responses(*AUTH_ERRORS, EMAIL_NOT_FOUND, EMAIL_NOT_REPLAYABLE, EMAIL_LINK_NOT_KEPT),
+    responses=error_responses(
+        *AUTH_ERRORS, EMAIL_NOT_FOUND, EMAIL_NOT_REPLAYABLE, EMAIL_LINK_NOT_KEPT, EMAIL_NOT_RENDERED
+    ),
 )
 async def replay_email(email_id: uuid.UUID, runtime: RuntimeDep, admin: NationalAdmin) -> EmailDetail:
     async with runtime.session_factory() as session, session.begin():
