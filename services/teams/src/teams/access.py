@@ -18,6 +18,18 @@ async def load_team(repo: TeamsRepository, team_id: uuid.UUID, *, for_update: bo
     return team
 
 
+async def load_visible_team(
+    repo: TeamsRepository, team_id: uuid.UUID, principal: Principal, *, for_update: bool = False
+) -> Team:
+    """The team, or ``team_not_found`` when ``principal`` may not see it (``can_see``), before any
+    other check: a team under review that GET hides from strangers must not show through another
+    route's refusal (``team_not_approved``, ``not_team_admin``) either."""
+    team = await load_team(repo, team_id, for_update=for_update)
+    if not await can_see(repo, principal, team):
+        raise AppError(TEAM_NOT_FOUND)
+    return team
+
+
 async def require_team_admin(repo: TeamsRepository, team: Team, principal: Principal) -> Membership:
     membership = await repo.membership(team.id, principal.account_id)
     if membership is None or not membership.is_admin:

@@ -25,8 +25,9 @@ TEAM_NAME_NOT_ALLOWED = ErrorSpec(
 TEAM_NAME_FORM_REQUIRED = ErrorSpec(
     "team_name_form_required",
     422,
-    "志愿团体名称请按“XXX志愿服务队”的形式填写(以志愿服务队、志愿者协会、志愿服务中心等结尾)",
-    'The team name must follow the form "XXX志愿服务队" (ending 志愿服务队, 志愿者协会, 志愿服务中心 and the like)',
+    "志愿团体名称请按“XXX志愿服务队”的形式填写(以志愿服务队、志愿者协会、义工联合会、志愿服务中心等结尾)",
+    'The team name must follow the form "XXX志愿服务队" (ending 志愿服务队, 志愿者协会, 义工联合会, 志愿服务中心 '
+    "and the like)",
 )
 TEAM_NAME_LENGTH = ErrorSpec(
     "team_name_length",
@@ -132,6 +133,12 @@ TEAM_REJECTED = ErrorSpec(
     "该志愿团体的注册申请未通过审核,不能再变更;可修改后重新注册",
     "The team's registration was rejected and can no longer change; correct it and register again",
 )
+TEAM_WITHDRAWN = ErrorSpec(
+    "team_withdrawn",
+    409,
+    "该志愿团体的注册申请已由申请人撤回,不能再变更;可重新注册",
+    "The team's registration was withdrawn by its applicant and can no longer change; register again",
+)
 
 # -- review (T5) -------------------------------------------------------------------------------
 NOT_REVIEWER = ErrorSpec("not_reviewer", 403, "您不是该志愿团体的审核人", "You are not a reviewer of this team")
@@ -144,14 +151,14 @@ REJECTION_REASON_REQUIRED = ErrorSpec(
 REMINDER_TOO_EARLY = ErrorSpec(
     "reminder_too_early",
     409,
-    "提交注册超过4天仍未审核时才可以提醒审核,可提醒时间:{available_at}",
-    "You can remind the reviewer once the review has waited 4 days, from {available_at}",
+    "提交注册超过4天仍未审核时才可以提醒审核,可提醒时间:{available_at}(北京时间)",
+    "You can remind the reviewer once the review has waited 4 days, from {available_at} (Beijing time)",
 )
 REMINDER_ALREADY_SENT_TODAY = ErrorSpec(
     "reminder_already_sent_today",
     429,
-    "每天只能提醒审核一次,下次可提醒时间:{next_available_at}",
-    "A reminder can be sent once a day; next possible at {next_available_at}",
+    "每天只能提醒审核一次,下次可提醒时间:{next_available_at}(北京时间)",
+    "A reminder can be sent once a day; next possible at {next_available_at} (Beijing time)",
 )
 NOT_APPLICANT = ErrorSpec("not_applicant", 403, "只有申请人可以进行此操作", "Only the applicant can do this")
 

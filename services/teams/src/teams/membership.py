@@ -24,7 +24,7 @@ from shared.contracts.teams import (
 )
 from shared.db import UnitOfWork
 from shared.errors import AppError
-from teams.access import load_team, require_region_admin, require_team_admin, require_verified
+from teams.access import load_team, load_visible_team, require_region_admin, require_team_admin, require_verified
 from teams.api.schemas import InvitationCreate, JoinDecision, TeamSettingsUpdate
 from teams.errors import (
     ALREADY_MEMBER,
@@ -44,6 +44,7 @@ from teams.errors import (
     TEAM_HAS_ADMIN,
     TEAM_NOT_APPROVED,
     TEAM_REJECTED,
+    TEAM_WITHDRAWN,
     VOLUNTEER_ALREADY_MEMBER,
     VOLUNTEER_MATCH_INVALID,
     VOLUNTEER_MATCH_USED,
@@ -59,6 +60,7 @@ from teams.models import (
     REJECT_ANYONE,
     REJECTED,
     REVOKED,
+    WITHDRAWN,
     Invitation,
     JoinRequest,
     Membership,
@@ -70,11 +72,18 @@ from teams.repository import MergedMembership, TeamsRepository
 Role = Literal["admin", "project_lead"]
 
 
-def _require_approved(team: Team) -> None:
-    """Membership facts go out only once the team is approved (after ``team.approved``). A
-    rejected registration stays as its applicant left it: a record of what was refused."""
+def _require_live(team: Team) -> None:
+    """A rejected or withdrawn registration stays as its applicant left it: a record of what was
+    asked."""
     if team.status == REJECTED:
         raise AppError(TEAM_REJECTED)
+    if team.status == WITHDRAWN:
+        raise AppError(TEAM_WITHDRAWN)
+
+
+def _require_approved(team: Team) -> None:
+    """Membership facts go out only once the team is approved (after ``team.approved``)."""
+    _require_live(team)
     if team.status != APPROVED:
         raise AppError(TEAM_NOT_APPROVED)
 
@@ -130,10 +139,9 @@ async def _add_member(
 
 async def update_settings(uow: UnitOfWork, principal: Principal, team_id: uuid.UUID, data: TeamSettingsUpdate) -> Team:
     repo = TeamsRepository(uow.session)
-    team = await load_team(repo, team_id, for_update=True)
+    team = await load_visible_team(repo, team_id, principal, for_update=True)
     await require_team_admin(repo, team, principal)
-    if team.status == REJECTED:  # under review, the applicant may still set its contact and join mode
-        raise AppError(TEAM_REJECTED)
+    _require_live(team)  # under review, the applicant may still set its contact and join mode
     if data.join_mode is not None:
         team.join_mode = data.join_mode
     if data.contact is not None:
@@ -147,8 +155,8 @@ async def apply_to_join(
 ) -> tuple[Team, JoinRequest | None]:
     """Joins at once (anyone may join) or files an application (join after approval)."""
     repo = TeamsRepository(uow.session)
+    team = await load_visible_team(repo, team_id, principal, for_update=True)
     await require_verified(repo, principal)
-    team = await load_team(repo, team_id, for_update=True)
     _require_approved(team)
     if await repo.membership(team.id, principal.account_id) is not None:
         raise AppError(ALREADY_MEMBER)
@@ -186,7 +194,7 @@ async def decide_application(
     decision: JoinDecision,
 ) -> JoinRequest:
     repo = TeamsRepository(uow.session)
-    team = await load_team(repo, team_id, for_update=True)
+    team = await load_visible_team(repo, team_id, principal, for_update=True)
     await require_team_admin(repo, team, principal)
     _require_approved(team)
     request = await repo.join_request(request_id, for_update=True)
@@ -211,9 +219,9 @@ async def invite(
     uow: UnitOfWork, clock: Clock, principal: Principal, team_id: uuid.UUID, data: InvitationCreate
 ) -> Invitation:
     repo = TeamsRepository(uow.session)
+    team = await load_visible_team(repo, team_id, principal, for_update=True)
     if (data.account_id is None) == (data.volunteer_number is None):
         raise AppError(INVITE_TARGET_REQUIRED)
-    team = await load_team(repo, team_id, for_update=True)
     await require_team_admin(repo, team, principal)
     _require_approved(team)
     volunteer = (
@@ -248,7 +256,7 @@ async def add_found_volunteer(
     (identity). Kept as an invitation accepted when made, so the team knows which admin added whom.
     Whoever is not the team's admin is refused before the token is looked at."""
     repo = TeamsRepository(uow.session)
-    team = await load_team(repo, team_id, for_update=True)
+    team = await load_visible_team(repo, team_id, principal, for_update=True)
     await require_team_admin(repo, team, principal)
     _require_approved(team)
     match = await verified_volunteer_match(matches, match_token, principal.account_id)
@@ -310,7 +318,7 @@ async def revoke_invitation(
 ) -> Invitation:
     """A team admin withdraws an invitation that is still open."""
     repo = TeamsRepository(uow.session)
-    team = await load_team(repo, team_id, for_update=True)
+    team = await load_visible_team(repo, team_id, principal, for_update=True)
     await require_team_admin(repo, team, principal)
     invitation = await repo.invitation(invitation_id, for_update=True)
     if invitation is None or invitation.team_id != team.id:
@@ -339,13 +347,13 @@ async def _remove(repo: TeamsRepository, uow: UnitOfWork, team: Team, account_id
 
 async def leave(uow: UnitOfWork, principal: Principal, team_id: uuid.UUID) -> None:
     repo = TeamsRepository(uow.session)
-    team = await load_team(repo, team_id, for_update=True)
+    team = await load_visible_team(repo, team_id, principal, for_update=True)
     await _remove(repo, uow, team, principal.account_id)
 
 
 async def remove_member(uow: UnitOfWork, principal: Principal, team_id: uuid.UUID, account_id: uuid.UUID) -> None:
     repo = TeamsRepository(uow.session)
-    team = await load_team(repo, team_id, for_update=True)
+    team = await load_visible_team(repo, team_id, principal, for_update=True)
     await require_team_admin(repo, team, principal)
     await _remove(repo, uow, team, account_id)
 
@@ -354,7 +362,7 @@ async def set_role(
     uow: UnitOfWork, principal: Principal, team_id: uuid.UUID, account_id: uuid.UUID, role: Role, on: bool
 ) -> Membership:
     repo = TeamsRepository(uow.session)
-    team = await load_team(repo, team_id, for_update=True)
+    team = await load_visible_team(repo, team_id, principal, for_update=True)
     await require_team_admin(repo, team, principal)
     _require_approved(team)
     membership = await repo.membership(team.id, account_id, for_update=True)
@@ -386,7 +394,7 @@ async def appoint_first_admin(
     admin (a root team created without one) its first admin, a verified volunteer. From then on
     the team's admins appoint the others; asking again for the same admin changes nothing."""
     repo = TeamsRepository(uow.session)
-    team = await load_team(repo, team_id, for_update=True)
+    team = await load_visible_team(repo, team_id, principal, for_update=True)
     require_region_admin(principal, team.region_code)
     _require_approved(team)
     admins = await repo.lock_admins(team.id)

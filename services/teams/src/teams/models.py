@@ -21,8 +21,11 @@ class Base(DeclarativeBase):
 metadata = Base.metadata
 messaging = define_messaging_tables(metadata, "teams")
 
-# team status
-PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
+# team status; WITHDRAWN: a registration its applicant withdrew while under review
+PENDING, APPROVED, REJECTED, WITHDRAWN = "pending", "approved", "rejected", "withdrawn"
+#: the teams that hold their name and credit code: a rejected or withdrawn registration frees both
+LIVE_STATUSES = (PENDING, APPROVED)
+_LIVE = "status IN ('pending', 'approved')"
 # join modes (T6)
 REJECT_ANYONE, ANYONE, APPROVAL = "reject_anyone", "anyone", "approval"
 # join request / invitation status; CLOSED: the account joined the team by another route (an
@@ -36,6 +39,10 @@ class Team(Base, EventSource):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(60))
+    #: what must be unique per region (``teams.domain.naming.name_key``: spaces removed, NFKC, case
+    #: folded); a live twin of an earlier team's key kept from before migration 0011 has ``#2``,
+    #: ``#3`` ... appended, in the order they were submitted
+    name_key: Mapped[str] = mapped_column(Text)
     region_code: Mapped[str] = mapped_column(String(12))
     level: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(32))
@@ -60,11 +67,12 @@ class Team(Base, EventSource):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (
-        # Names are unique within a region among live teams; a rejected applicant may try again.
-        Index(
-            "uq_teams_region_name", "region_code", "name", unique=True, postgresql_where=text("status <> 'rejected'")
-        ),
-        Index("uq_teams_uscc", "uscc", unique=True, postgresql_where=text("uscc IS NOT NULL AND status <> 'rejected'")),
+        # Names (by their key) are unique within a region among live teams; a rejected or withdrawn
+        # applicant may try again.
+        Index("uq_teams_region_name_key", "region_code", "name_key", unique=True, postgresql_where=text(_LIVE)),
+        Index("uq_teams_uscc", "uscc", unique=True, postgresql_where=text(f"uscc IS NOT NULL AND {_LIVE}")),
+        # the directory of a region, in name order
+        Index("ix_teams_region_name", "region_code", "name", postgresql_where=text("status = 'approved'")),
         Index("ix_teams_liaison_candidates", "region_code", postgresql_where=text("liaison_authorised")),
         # the review queue in its order (the overdue sweep, reviews of region admins) and per
         # liaison team (reviews of its admins); the public directory in its order

@@ -30,13 +30,20 @@ from shared.contracts.teams import (
 )
 from shared.db import UnitOfWork
 from shared.errors import AppError
-from teams.access import is_reviewer, liaison_reviewer_ids, load_team, require_region_admin, require_verified
+from teams.access import (
+    is_reviewer,
+    liaison_reviewer_ids,
+    load_team,
+    load_visible_team,
+    require_region_admin,
+    require_verified,
+)
 from teams.api.schemas import ContactOut, ReviewDecision, ReviewerOut, RootTeamCreate, TeamContact, TeamRegistration
 from teams.config import AuthorityContact, TeamsSettings
 from teams.domain import review
 from teams.domain.kinds import NATIONAL_AUTHORITY, TeamKind, check_registration
 from teams.domain.liaison import LiaisonCandidate, liaison_refusal
-from teams.domain.naming import check_team_name
+from teams.domain.naming import check_team_name, name_key
 from teams.errors import (
     LIAISON_NOT_AVAILABLE,
     LIAISON_NOT_FOUND,
@@ -51,10 +58,11 @@ from teams.errors import (
     TEAM_NAME_TAKEN,
     TEAM_NOT_APPROVED,
     TEAM_NOT_FOUND,
+    TEAM_WITHDRAWN,
     USCC_TAKEN,
     VOLUNTEER_NOT_FOUND,
 )
-from teams.models import APPROVED, PENDING, REJECTED, Membership, Team
+from teams.models import APPROVED, PENDING, REJECTED, WITHDRAWN, Membership, Team
 from teams.repository import TeamsRepository
 
 
@@ -76,7 +84,7 @@ def contact_of(team: Team) -> ContactOut:
 
 
 async def _check_unique(repo: TeamsRepository, region_code: str, name: str, uscc: str | None) -> None:
-    if await repo.name_taken(region_code, name):
+    if await repo.name_taken(region_code, name_key(name)):
         raise AppError(TEAM_NAME_TAKEN, {"region_code": region_code})
     if uscc is not None and await repo.uscc_taken(uscc):
         raise AppError(USCC_TAKEN)
@@ -172,6 +180,7 @@ async def register_team(uow: UnitOfWork, clock: Clock, principal: Principal, dat
     team = Team(
         id=uuid.uuid4(),
         name=name,
+        name_key=name_key(name),
         region_code=region.code,
         level=region.level,
         kind=kind.value,
@@ -220,6 +229,7 @@ async def create_root_team(uow: UnitOfWork, clock: Clock, principal: Principal, 
     team = Team(
         id=uuid.uuid4(),
         name=name,
+        name_key=name_key(name),
         region_code=region.code,
         level=region.level,
         kind=kind.value,
@@ -263,7 +273,7 @@ async def set_liaison_authorisation(
     uow: UnitOfWork, principal: Principal, team_id: uuid.UUID, authorised: bool
 ) -> Team:
     repo = TeamsRepository(uow.session)
-    team = await load_team(repo, team_id, for_update=True)
+    team = await load_visible_team(repo, team_id, principal, for_update=True)
     require_region_admin(principal, team.region_code)
     if team.status != APPROVED:
         raise AppError(TEAM_NOT_APPROVED)
@@ -296,11 +306,10 @@ async def decide(
     uow: UnitOfWork, clock: Clock, principal: Principal, team_id: uuid.UUID, decision: ReviewDecision
 ) -> Team:
     repo = TeamsRepository(uow.session)
-    team = await load_team(repo, team_id, for_update=True)
+    team = await load_visible_team(repo, team_id, principal, for_update=True)
     if not await is_reviewer(repo, principal, team):
         raise AppError(NOT_REVIEWER)
-    if team.status != PENDING:
-        raise AppError(TEAM_ALREADY_REVIEWED, {"status": team.status})
+    _require_pending(team)
     reason = (decision.reason or "").strip() or None
     team.decided_at = clock.now()
     team.decided_by = principal.account_id
@@ -336,11 +345,34 @@ async def decide(
     return team
 
 
+def _require_pending(team: Team) -> None:
+    if team.status == WITHDRAWN:
+        raise AppError(TEAM_WITHDRAWN)
+    if team.status != PENDING:
+        raise AppError(TEAM_ALREADY_REVIEWED, {"status": team.status})
+
+
+async def withdraw_registration(uow: UnitOfWork, clock: Clock, principal: Principal, team_id: uuid.UUID) -> Team:
+    """The applicant withdraws a registration still under review (its liaison lost its right to
+    take sub-teams, or they want another): it leaves every review list, the overdue sweep and the
+    reminders, and frees its name and credit code for a registration under another liaison; the row
+    stays, ``withdrawn``, a record of what was asked. Asked again, nothing changes. Once decided, the
+    decision stands (``team_already_reviewed``). No event: the other services never hear of a
+    registration before it is decided (``team.registered`` is teams' own)."""
+    repo = TeamsRepository(uow.session)
+    team = await _applicant_team(repo, principal, team_id, lock=True)  # decide() waits, or is waited for
+    if team.status == WITHDRAWN:
+        return team
+    if team.status != PENDING:
+        raise AppError(TEAM_ALREADY_REVIEWED, {"status": team.status})
+    team.status = WITHDRAWN
+    team.decided_at = clock.now()  # when its review ended; decided_by stays empty: no reviewer decided
+    return team
+
+
 async def _applicant_team(repo: TeamsRepository, principal: Principal, team_id: uuid.UUID, lock: bool) -> Team:
-    team = await load_team(repo, team_id, for_update=lock)
+    team = await load_visible_team(repo, team_id, principal, for_update=lock)  # hidden from strangers
     if team.applicant_account_id != principal.account_id:
-        if team.status != APPROVED and not await is_reviewer(repo, principal, team):
-            raise AppError(TEAM_NOT_FOUND)  # a team under review is not shown to strangers
         raise AppError(NOT_APPLICANT)
     return team
 
@@ -349,8 +381,7 @@ async def remind(uow: UnitOfWork, clock: Clock, principal: Principal, team_id: u
     """提醒审核: from 4 days without a decision, at most once a day."""
     repo = TeamsRepository(uow.session)
     team = await _applicant_team(repo, principal, team_id, lock=True)
-    if team.status != PENDING:
-        raise AppError(TEAM_ALREADY_REVIEWED, {"status": team.status})
+    _require_pending(team)
     now = clock.now()
     verdict = review.reminder_decision(team.submitted_at, team.last_reminder_at, now)
     if not verdict.allowed:

@@ -17,8 +17,8 @@ from shared import regions
 from teams.models import (
     APPROVED,
     CLOSED,
+    LIVE_STATUSES,
     PENDING,
-    REJECTED,
     Invitation,
     JoinRequest,
     Membership,
@@ -64,12 +64,14 @@ class TeamsRepository:
         stmt = select(Team).where(Team.id.in_(ids)).order_by(Team.id).with_for_update()
         return list((await self.session.execute(stmt)).scalars().all())
 
-    async def name_taken(self, region_code: str, name: str) -> bool:
-        stmt = select(Team.id).where(Team.region_code == region_code, Team.name == name, Team.status != REJECTED)
+    async def name_taken(self, region_code: str, name_key: str) -> bool:
+        stmt = select(Team.id).where(
+            Team.region_code == region_code, Team.name_key == name_key, Team.status.in_(LIVE_STATUSES)
+        )
         return (await self.session.execute(stmt.limit(1))).first() is not None
 
     async def uscc_taken(self, uscc: str) -> bool:
-        stmt = select(Team.id).where(Team.uscc == uscc, Team.status != REJECTED)
+        stmt = select(Team.id).where(Team.uscc == uscc, Team.status.in_(LIVE_STATUSES))
         return (await self.session.execute(stmt.limit(1))).first() is not None
 
     async def liaison_candidates(self, region_code: str) -> Sequence[Team]:
@@ -88,7 +90,7 @@ class TeamsRepository:
             stmt = stmt.where(Team.region_code.startswith(region_prefix, autoescape=True))
             if region_prefix.isdigit():
                 # the same codes (digits, at most 12) as a range the planner can estimate and read
-                # through uq_teams_region_name: a small region's teams, then sorted, instead of
+                # through ix_teams_region_name: a small region's teams, then sorted, instead of
                 # walking the whole directory in name order looking for them
                 stmt = stmt.where(Team.region_code.between(region_prefix, region_prefix.ljust(12, "9")))
         if after is not None:

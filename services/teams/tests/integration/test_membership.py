@@ -130,7 +130,9 @@ async def test_unverified_accounts_and_teams_under_review_take_no_members(teams:
     assert response.json()["code"] == "volunteer_not_verified"
     city = await teams.root_team("330100", liaison_admin)
     pending = (await teams.register(admin, teams.registration("330106", city["id"]))).json()
-    refused = await apply(teams, pending["id"], volunteer)
+    hidden = await apply(teams, pending["id"], volunteer)  # a stranger is not shown a team under review
+    assert (hidden.status_code, hidden.json()["code"]) == (404, "team_not_found")
+    refused = await apply(teams, pending["id"], liaison_admin)  # its reviewer sees it
     assert refused.status_code == 409
     assert refused.json()["code"] == "team_not_approved"
     missing = await apply(teams, str(uuid.uuid4()), volunteer)

@@ -233,3 +233,54 @@ async def test_a_migration_stops_while_an_index_is_still_being_built_concurrentl
         for connection in (holder, builder, watcher):
             await connection.close()
         await engine.dispose()
+
+
+async def test_upgrade_gives_each_team_its_name_key_and_marks_later_live_twins(
+    database_factory: Callable[[str], Awaitable[str]],
+) -> None:
+    """Names registered twice before keys (spaces, case) keep their names: the first submitted
+    keeps the key, later live twins get ``#2``, ``#3``; rejected ones keep the plain key. The
+    migration does not fail on them, and the key is unique from then on."""
+    engine = make_engine(await database_factory("teams_upgrade_name_key"), pool_size=1, max_overflow=0)
+    rows = [  # name, region, status, minutes after the first submission
+        ("西湖 阳光F3志愿服务队", "330106", "pending", 2),
+        ("西湖阳光F3志愿服务队", "330106", "approved", 0),
+        ("西湖阳光f3志愿服务队", "330106", "approved", 1),
+        ("西湖阳光F3 志愿服务队", "330106", "rejected", 3),
+        ("西湖阳光f3志愿服务队", "330203", "approved", 4),  # another region
+    ]
+    ids = [uuid.uuid4() for _ in rows]
+    try:
+        async with engine.begin() as conn:
+            await migrate_to(conn, "0010")
+            for team, (name, region, status, minute) in zip(ids, rows, strict=True):
+                await conn.execute(
+                    text(
+                        "INSERT INTO teams (id, name, region_code, level, kind, status, join_mode, contact_person,"
+                        " contact_phone, contact_email, contact_address, applicant_account_id, submitted_at)"
+                        " VALUES (:t, :name, :region, 'county', 'other', :status, 'reject_anyone', '王',"
+                        " '0571-88886666', 'a@example.org', '杭州', gen_random_uuid(),"
+                        " now() + make_interval(mins => :m))"
+                    ),
+                    {"t": team, "name": name, "region": region, "status": status, "m": minute},
+                )
+        await upgrade_head(engine, SERVICE_ROOT)
+        async with engine.connect() as conn:
+            keys = dict((await conn.execute(text("SELECT id, name_key FROM teams"))).all())
+            names = dict((await conn.execute(text("SELECT id, name FROM teams"))).all())
+        with pytest.raises(DBAPIError, match="uq_teams_region_name_key"):
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "INSERT INTO teams (id, name, name_key, region_code, level, kind, status, join_mode,"
+                        " contact_person, contact_phone, contact_email, contact_address, applicant_account_id,"
+                        " submitted_at) VALUES (gen_random_uuid(), '西湖阳光F3志愿服务队 ', '西湖阳光f3志愿服务队',"
+                        " '330106', 'county', 'other', 'pending', 'reject_anyone', '王', '0571-88886666',"
+                        " 'a@example.org', '杭州', gen_random_uuid(), now())"
+                    )
+                )
+    finally:
+        await engine.dispose()
+    key = "西湖阳光f3志愿服务队"
+    assert [keys[t] for t in ids] == [f"{key}#3", key, f"{key}#2", key, key]
+    assert [names[t] for t in ids] == [name for name, *_ in rows]  # names as they were

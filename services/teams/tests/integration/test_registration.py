@@ -280,3 +280,37 @@ async def test_unknown_fields_and_bad_input_are_refused_with_codes(teams: Any) -
     unknown_region = await teams.register(applicant, teams.registration("339999"))
     assert unknown_region.status_code == 422
     assert unknown_region.json()["code"] == "region_invalid"
+
+
+async def test_names_in_an_equivalent_team_form_register_and_bare_institution_names_do_not(teams: Any) -> None:
+    [admin, applicant] = await teams.volunteers(2)
+    city = await teams.root_team("330100", admin)
+    tag = uuid.uuid4().hex[:4]
+    for name in (f"西湖{tag}大学青年志愿者服务总队", f"西湖区{tag}义工联合会", f"西湖区{tag}蓝天救援队"):
+        response = await teams.register(applicant, teams.registration("330106", city["id"], name=name))
+        assert response.status_code == 201, (name, response.text)
+        assert response.json()["name"] == name
+    root = await teams.client.post(
+        "/api/v1/root-teams",
+        json={"name": f"深圳市{tag}义工联合会", "region_code": "440300", "contact": teams.contact("sz")},
+        headers=teams.auth(teams.national_admin()),
+    )
+    assert root.status_code == 201, root.text
+    for name, refusal in ((f"西湖{tag}大学", "team_name_not_allowed"), ("义工联合会", "team_name_form_required")):
+        refused = await teams.register(applicant, teams.registration("330106", city["id"], name=name))
+        assert (refused.status_code, refused.json()["code"]) == (422, refusal)
+        assert "XXX志愿服务队" in refused.json()["message"]
+
+
+async def test_names_that_differ_only_in_spaces_width_or_case_are_one_name_in_a_region(teams: Any) -> None:
+    [admin, first, second, third, fourth] = await teams.volunteers(5)
+    city = await teams.root_team("330100", admin)
+    ningbo = await teams.root_team("330200", admin)
+    tag = uuid.uuid4().hex[:4].upper()
+    name = f"西湖阳光{tag}F3志愿服务队"
+    assert (await teams.register(first, teams.registration("330106", city["id"], name=name))).status_code == 201
+    for who, twin in ((second, f"西湖 阳光{tag}F3志愿服务队"), (third, f"西湖阳光{tag.lower()}ｆ3志愿服务队")):
+        again = await teams.register(who, teams.registration("330106", city["id"], name=twin))
+        assert (again.status_code, again.json()["code"]) == (409, "team_name_taken"), twin
+    elsewhere = await teams.register(fourth, teams.registration("330203", ningbo["id"], name=name.lower()))
+    assert elsewhere.status_code == 201, elsewhere.text  # unique within a region only

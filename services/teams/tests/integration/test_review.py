@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import text
 from stdnum.cn import uscc
 
+from shared.clock import CHINA_TZ
 from shared.contracts.identity import AccountRolesChanged
 from shared.testing import eventually
 from teams.models import RegionAdmin
@@ -40,12 +41,13 @@ async def test_liaison_team_admin_approves_and_the_applicant_becomes_admin_membe
     team, applicant, liaison_admin, _ = await pending_team(teams)
     [stranger] = await teams.volunteers(1)
     refused = await decide(teams, team["id"], stranger, "approved")
-    assert refused.status_code == 403
-    assert refused.json()["code"] == "not_reviewer"
+    assert refused.status_code == 404  # a team under review is not shown to strangers
+    assert refused.json()["code"] == "team_not_found"
     waiting = (await teams.client.get("/api/v1/reviews", headers=teams.auth(liaison_admin))).json()["items"]
     assert [t["id"] for t in waiting] == [team["id"]]
     own = await decide(teams, team["id"], applicant, "approved")
     assert own.status_code == 403
+    assert own.json()["code"] == "not_reviewer"
 
     approved = await decide(teams, team["id"], liaison_admin, "approved")
     assert approved.status_code == 200, approved.text
@@ -97,12 +99,14 @@ async def test_a_rejected_registration_stays_as_it_was_and_says_it_was_rejected(
         "invite": teams.client.post(
             f"{path}/invitations", json={"account_id": str(volunteer.account_id)}, headers=teams.auth(applicant)
         ),
-        "join": teams.client.post(f"{path}/join-requests", json={}, headers=teams.auth(volunteer)),
+        "join": teams.client.post(f"{path}/join-requests", json={}, headers=teams.auth(liaison_admin)),
     }
     for what, attempt in attempts.items():
         refused = await attempt
         assert (refused.status_code, refused.json()["code"]) == (409, "team_rejected"), what
     assert refused.json()["message"].startswith("该志愿团体的注册申请未通过审核")
+    hidden = await teams.client.post(f"{path}/join-requests", json={}, headers=teams.auth(volunteer))
+    assert (hidden.status_code, hidden.json()["code"]) == (404, "team_not_found")  # as GET hides it
     async with teams.runtime.session_factory() as session:
         join_mode = await session.scalar(text("SELECT join_mode FROM teams WHERE id = :id"), {"id": team["id"]})
     assert join_mode == "approval"
@@ -131,8 +135,8 @@ async def test_social_organisation_is_reviewed_by_its_registration_authority(tea
     listed = (await teams.client.get("/api/v1/reviews", headers=teams.auth(authority_admin))).json()["items"]
     assert team["id"] in [t["id"] for t in listed]
     outside = await decide(teams, team["id"], other_admin, "approved")
-    assert outside.status_code == 403
-    assert outside.json()["code"] == "not_reviewer"
+    assert outside.status_code == 404  # an admin of another region is not shown it
+    assert outside.json()["code"] == "team_not_found"
     teams.clock.advance(days=7)
     await teams.runtime.sweep_overdue_reviews()
     [overdue] = await teams.events("team.review_overdue", team["id"])
@@ -391,7 +395,7 @@ async def test_sub_team_of_a_root_team_without_admins_is_reviewed_by_the_liaison
     assert team["id"] in await waiting_ids(teams, region_admin)
     assert team["id"] not in await waiting_ids(teams, elsewhere)
     outside = await decide(teams, team["id"], elsewhere, "approved")
-    assert outside.json()["code"] == "not_reviewer"
+    assert outside.json()["code"] == "team_not_found"  # not shown to an admin of another region
 
     teams.clock.advance(days=4)
     assert (await remind(teams, team["id"], applicant)).status_code == 202
@@ -445,3 +449,129 @@ async def test_region_admins_who_get_the_escalation_can_read_the_review(teams: A
     assert seen.json()["reviewer"]["contact"] == liaison["contact"]
     assert (await teams.client.get(f"/api/v1/teams/{team['id']}", headers=teams.auth(other_admin))).status_code == 404
     assert (await teams.client.get(path, headers=teams.auth(other_admin))).status_code == 404
+
+
+async def test_reminder_refusals_say_their_time_is_beijing_time(teams: Any) -> None:
+    """The message gives the time in Beijing time (the detail's timestamp is UTC): it says so."""
+    team, applicant, _, _ = await pending_team(teams)
+    submitted = datetime.fromisoformat(team["submitted_at"])
+    beijing = (submitted + timedelta(days=4)).astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M")
+    early_en = (await remind(teams, team["id"], applicant, lang="en")).json()
+    assert early_en["code"] == "reminder_too_early"
+    assert early_en["message"].endswith(f"from {beijing} (Beijing time)")
+    early_zh = (await remind(teams, team["id"], applicant)).json()
+    assert early_zh["message"].endswith(f"可提醒时间:{beijing}(北京时间)")
+    teams.clock.advance(days=4)
+    assert (await remind(teams, team["id"], applicant)).status_code == 202
+    again = (await remind(teams, team["id"], applicant, lang="en")).json()
+    assert again["code"] == "reminder_already_sent_today"
+    assert again["message"].endswith("(Beijing time)")
+    assert (await remind(teams, team["id"], applicant)).json()["message"].endswith("(北京时间)")
+
+
+async def test_a_team_under_review_is_not_found_by_any_route_for_those_who_may_not_see_it(teams: Any) -> None:
+    """GET hides a registration under review from strangers; every other route answers the same
+    ``team_not_found`` before any other check, so none of their refusals shows it exists."""
+    team, applicant, liaison_admin, _ = await pending_team(teams)
+    [stranger] = await teams.volunteers(1)
+    other_region_admin = await teams.region_admin("330200")
+    base = f"/api/v1/teams/{team['id']}"
+    target = str(applicant.account_id)
+    calls = {
+        "get": ("GET", base, None),
+        "join": ("POST", f"{base}/join-requests", {}),
+        "leave": ("DELETE", f"{base}/members/me", None),
+        "settings": ("PATCH", base, {"join_mode": "anyone"}),
+        "members": ("GET", f"{base}/members", None),
+        "join requests": ("GET", f"{base}/join-requests", None),
+        "invitations": ("GET", f"{base}/invitations", None),
+        "invite": ("POST", f"{base}/invitations", {"account_id": target}),
+        "remove": ("DELETE", f"{base}/members/{target}", None),
+        "make admin": ("PUT", f"{base}/admins/{target}", None),
+        "make lead": ("PUT", f"{base}/project-leads/{target}", None),
+        "history": ("GET", f"{base}/history", None),
+        "review": ("GET", f"{base}/review", None),
+        "remind": ("POST", f"{base}/review/reminders", None),
+        "decide": ("POST", f"{base}/review/decision", {"outcome": "approved"}),
+        "withdraw": ("POST", f"{base}/withdrawal", None),
+    }
+    for who in (stranger, other_region_admin):
+        for what, (method, path, body) in calls.items():
+            answer = await teams.client.request(method, path, json=body, headers=teams.auth(who))
+            assert (answer.status_code, answer.json()["code"]) == (404, "team_not_found"), what
+    first_admin = await teams.client.put(f"{base}/admins/first/{target}", headers=teams.auth(other_region_admin))
+    assert (first_admin.status_code, first_admin.json()["code"]) == (404, "team_not_found")
+    authorise = await teams.client.put(f"{base}/liaison-authorisation", headers=teams.auth(other_region_admin))
+    assert (authorise.status_code, authorise.json()["code"]) == (404, "team_not_found")
+    # those who see it get the refusal that applies to them
+    joined = await teams.client.post(f"{base}/join-requests", json={}, headers=teams.auth(liaison_admin))
+    assert (joined.status_code, joined.json()["code"]) == (409, "team_not_approved")
+    left = await teams.client.delete(f"{base}/members/me", headers=teams.auth(applicant))
+    assert (left.status_code, left.json()["code"]) == (409, "team_not_approved")
+    listed = await teams.client.get(f"{base}/members", headers=teams.auth(liaison_admin))
+    assert (listed.status_code, listed.json()["code"]) == (403, "not_team_admin")
+    reminded = await teams.client.post(f"{base}/review/reminders", headers=teams.auth(liaison_admin))
+    assert (reminded.status_code, reminded.json()["code"]) == (403, "not_applicant")
+
+
+async def test_the_applicant_withdraws_a_registration_stuck_with_a_withdrawn_liaison_and_registers_again(
+    teams: Any,
+) -> None:
+    """A liaison that lost its right to take sub-teams keeps the registrations made under it; the
+    applicant withdraws theirs (the name and review are freed) and registers under another."""
+    [admin_a, admin_b, applicant] = await teams.volunteers(3)
+    hz_admin = await teams.region_admin("330100")
+    a, b = await teams.root_team("330100", admin_a), await teams.root_team("330100", admin_b)
+    body = teams.registration("330106", a["id"])
+    team = (await teams.register(applicant, body)).json()
+    withdrawn = await teams.client.delete(
+        f"/api/v1/teams/{a['id']}/liaison-authorisation", headers=teams.auth(hz_admin)
+    )
+    assert withdrawn.json()["liaison_authorised"] is False
+    taken = await teams.register(applicant, {**body, "liaison_team_id": b["id"]})
+    assert (taken.status_code, taken.json()["code"]) == (409, "team_name_taken")
+
+    path = f"/api/v1/teams/{team['id']}/withdrawal"
+    by_reviewer = await teams.client.post(path, headers=teams.auth(admin_a))
+    assert (by_reviewer.status_code, by_reviewer.json()["code"]) == (403, "not_applicant")
+    done = await teams.client.post(path, headers=teams.auth(applicant))
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "withdrawn"
+    again = await teams.client.post(path, headers=teams.auth(applicant))  # asked twice: as it is
+    assert (again.status_code, again.json()["status"]) == (200, "withdrawn")
+    assert team["id"] not in await waiting_ids(teams, admin_a)
+
+    moved = await teams.register(applicant, {**body, "liaison_team_id": b["id"]})
+    assert moved.status_code == 201, moved.text
+    assert moved.json()["name"] == body["name"]
+    assert moved.json()["id"] in await waiting_ids(teams, admin_b)
+
+    # the withdrawn registration is a record: it changes no more and nobody decides it
+    late = await decide(teams, team["id"], admin_a, "approved")
+    assert (late.status_code, late.json()["code"]) == (409, "team_withdrawn")
+    teams.clock.advance(days=7)
+    reminded = await remind(teams, team["id"], applicant)
+    assert (reminded.status_code, reminded.json()["code"]) == (409, "team_withdrawn")
+    settings = await teams.client.patch(
+        f"/api/v1/teams/{team['id']}", json={"join_mode": "anyone"}, headers=teams.auth(applicant)
+    )
+    assert (settings.status_code, settings.json()["code"]) == (409, "team_withdrawn")
+    await teams.runtime.sweep_overdue_reviews()
+    assert await teams.events("team.review_overdue", team["id"]) == []
+    assert len(await teams.events("team.review_overdue", moved.json()["id"])) == 1
+    mine = (await teams.client.get("/api/v1/me/teams", headers=teams.auth(applicant))).json()
+    assert {t["team_id"]: t["status"] for t in mine} == {team["id"]: "withdrawn", moved.json()["id"]: "pending"}
+    seen = await teams.client.get(f"/api/v1/teams/{team['id']}", headers=teams.auth(applicant))
+    assert seen.json()["status"] == "withdrawn"
+
+
+async def test_a_decided_registration_cannot_be_withdrawn(teams: Any) -> None:
+    team, applicant, liaison_admin, _ = await pending_team(teams)
+    assert (await decide(teams, team["id"], liaison_admin, "approved")).status_code == 200
+    refused = await teams.client.post(f"/api/v1/teams/{team['id']}/withdrawal", headers=teams.auth(applicant))
+    assert (refused.status_code, refused.json()["code"]) == (409, "team_already_reviewed")
+    assert refused.json()["detail"]["status"] == "approved"
+    other, other_applicant, other_admin, _ = await pending_team(teams)
+    assert (await decide(teams, other["id"], other_admin, "rejected", "材料不全")).status_code == 200
+    rejected = await teams.client.post(f"/api/v1/teams/{other['id']}/withdrawal", headers=teams.auth(other_applicant))
+    assert (rejected.status_code, rejected.json()["code"]) == (409, "team_already_reviewed")

@@ -19,6 +19,7 @@ from shared.db import UnitOfWork
 from shared.testing import ExplainingSession
 from teams import registration
 from teams.access import is_reviewer
+from teams.domain.naming import name_key
 from teams.repository import TeamsRepository
 
 PENDING_TEAMS = 250  # more than the largest page (200)
@@ -57,10 +58,11 @@ async def insert_pending_teams(teams: Any, liaison_id: str, count: int, tag: str
             text(
                 "INSERT INTO teams (id, name, region_code, level, kind, liaison_team_id, status, is_root,"
                 " liaison_authorised, join_mode, contact_person, contact_phone, contact_email,"
-                " contact_address, applicant_account_id, submitted_at, created_at)"
+                " contact_address, applicant_account_id, submitted_at, created_at, name_key)"
                 " SELECT gen_random_uuid(), :tag || g || '志愿服务队', '330106', 'county', 'other', :liaison,"
                 " 'pending', false, false, 'reject_anyone', '王老师', '0571-88886666', 't@example.org',"
-                " '杭州市西湖区', gen_random_uuid(), now() - g * interval '1 second', now()"
+                " '杭州市西湖区', gen_random_uuid(), now() - g * interval '1 second', now(),"
+                " lower(:tag || g || '志愿服务队')"
                 " FROM generate_series(1, :n) AS g"
             ),
             {"liaison": uuid.UUID(liaison_id), "n": count, "tag": tag},
@@ -174,12 +176,17 @@ async def test_the_paged_review_list_shows_exactly_the_registrations_the_reader_
                 text(
                     "INSERT INTO teams (id, name, region_code, level, kind, registration_authority_region,"
                     " liaison_team_id, status, is_root, liaison_authorised, join_mode, contact_person,"
-                    " contact_phone, contact_email, contact_address, applicant_account_id, submitted_at)"
+                    " contact_phone, contact_email, contact_address, applicant_account_id, submitted_at, name_key)"
                     " VALUES (:id, :name, :region, 'county', 'other', :authority, :liaison, :status, :root, true,"
                     " 'reject_anyone', '王', '0571-88886666', 'a@example.org', '杭州', :applicant,"
-                    " now() - interval '1 day' + :n * interval '1 second')"
+                    " now() - interval '1 day' + :n * interval '1 second', :name_key)"
                 ),
-                {**row, "name": f"规则{n}{uuid.uuid4().hex[:6]}志愿服务队", "n": n},
+                {
+                    **row,
+                    "name": (name := f"规则{n}{uuid.uuid4().hex[:6]}志愿服务队"),
+                    "name_key": name_key(name),
+                    "n": n,
+                },
             )
         for team_id, account_id in memberships:
             await conn.execute(
@@ -236,12 +243,13 @@ async def test_team_directory_page_reads_a_page_not_the_whole_table(big: Any) ->
             text(
                 "INSERT INTO teams (id, name, region_code, level, kind, status, is_root, liaison_authorised,"
                 " join_mode, contact_person, contact_phone, contact_email, contact_address,"
-                " applicant_account_id, submitted_at, created_at)"
+                " applicant_account_id, submitted_at, created_at, name_key)"
                 " SELECT gen_random_uuid(), 'dir' || g || '志愿服务队',"
                 " CASE WHEN g % 500 = 1 THEN '650102'"
                 " ELSE (ARRAY['110105','330106','440305','510104','320102'])[1 + g % 5] END, 'county', 'other',"
                 " CASE WHEN g % 10 = 0 THEN 'pending' ELSE 'approved' END, false, false, 'reject_anyone',"
-                " '王老师', '0571-88886666', 't@example.org', '地址', gen_random_uuid(), now(), now()"
+                " '王老师', '0571-88886666', 't@example.org', '地址', gen_random_uuid(), now(), now(),"
+                " 'dir' || g || '志愿服务队'"
                 " FROM generate_series(1, :n) AS g"
             ),
             {"n": APPROVED_TEAMS},
@@ -302,10 +310,11 @@ async def insert_review_queue(
         text(
             "INSERT INTO teams (id, name, region_code, level, kind, registration_authority_region,"
             " liaison_team_id, status, is_root, liaison_authorised, join_mode, contact_person, contact_phone,"
-            " contact_email, contact_address, applicant_account_id, submitted_at, created_at)"
+            " contact_email, contact_address, applicant_account_id, submitted_at, created_at, name_key)"
             " SELECT gen_random_uuid(), :tag || g || '志愿服务队', :region, 'county', 'other', :authority,"
             " :liaison, 'pending', false, false, 'reject_anyone', '王老师', '0571-88886666', 't@example.org',"
-            " '地址', coalesce(:applicant, gen_random_uuid()), now() + (:offset + g) * interval '1 second', now()"
+            " '地址', coalesce(:applicant, gen_random_uuid()), now() + (:offset + g) * interval '1 second', now(),"
+            " lower(:tag || g || '志愿服务队')"
             " FROM generate_series(1, :n) AS g"
         ),
         {
@@ -327,7 +336,8 @@ async def test_a_region_admins_review_page_reads_the_regions_queue_not_the_count
     federation_admin = uuid.uuid4()
 
     def liaison(region: str, tag: str) -> dict[str, Any]:
-        return {"id": uuid.uuid4(), "region": region, "name": f"{tag}{uuid.uuid4().hex[:6]}联合会"}
+        name = f"{tag}{uuid.uuid4().hex[:6]}联合会"
+        return {"id": uuid.uuid4(), "region": region, "name": name, "name_key": name_key(name)}
 
     elsewhere_headless, elsewhere_federation = liaison("440300", "深圳"), liaison("440300", "深圳")
     headless, federation = liaison("350500", "泉州"), liaison("350500", "泉州")
@@ -337,9 +347,9 @@ async def test_a_region_admins_review_page_reads_the_regions_queue_not_the_count
                 text(
                     "INSERT INTO teams (id, name, region_code, level, kind, status, is_root, liaison_authorised,"
                     " join_mode, contact_person, contact_phone, contact_email, contact_address,"
-                    " applicant_account_id, submitted_at)"
+                    " applicant_account_id, submitted_at, name_key)"
                     " VALUES (:id, :name, :region, 'city', 'other', 'approved', true, true, 'reject_anyone',"
-                    " '王', '0571-88886666', 'a@example.org', '地址', gen_random_uuid(), now())"
+                    " '王', '0571-88886666', 'a@example.org', '地址', gen_random_uuid(), now(), :name_key)"
                 ),
                 team,
             )

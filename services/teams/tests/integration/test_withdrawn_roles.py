@@ -92,7 +92,8 @@ async def test_regional_admin_whose_role_is_withdrawn_can_no_longer_approve_with
     teams.clock.advance(seconds=30)
     await roles_changed(teams, admin, [ROLE_VOLUNTEER])
     refused = await approve(teams, team, old_token)  # the same token, still valid for minutes
-    assert (refused.status_code, refused.json()["code"]) == (403, "not_reviewer")
+    # no longer its reviewer nor an admin of its region: the team under review is not shown to them
+    assert (refused.status_code, refused.json()["code"]) == (404, "team_not_found")
     assert team["id"] not in await waiting(teams, old_token)
     root = await teams.client.post(
         "/api/v1/root-teams",
@@ -118,8 +119,8 @@ async def test_token_issued_after_the_change_acts_with_the_new_region(teams: Any
     teams.clock.advance(seconds=1)
     new_token = teams.auth(dataclasses.replace(admin, region="330200"))
     for token in (old_token, new_token):
-        refused = await approve(teams, xihu, token)
-        assert (refused.status_code, refused.json()["code"]) == (403, "not_reviewer")
+        refused = await approve(teams, xihu, token)  # Xihu's registration is no longer shown to them
+        assert (refused.status_code, refused.json()["code"]) == (404, "team_not_found")
     approved = await approve(teams, ningbo, new_token)
     assert approved.status_code == 200, approved.text
     assert approved.json()["status"] == "approved"
@@ -150,8 +151,8 @@ async def test_an_older_role_change_arriving_after_a_newer_one_does_not_restore_
     assert row is not None
     assert (row.roles, row.region_code, row.is_national) == ([ROLE_VOLUNTEER], None, False)
     team = await social_group(teams, "330106")
-    refused = await approve(teams, team, old_token)
-    assert (refused.status_code, refused.json()["code"]) == (403, "not_reviewer")
+    refused = await approve(teams, team, old_token)  # not shown to them, let alone theirs to decide
+    assert (refused.status_code, refused.json()["code"]) == (404, "team_not_found")
     [registered] = await teams.events("team.registered", uuid.UUID(team["id"]))
     assert str(admin.account_id) not in registered["reviewer_account_ids"]
 

@@ -12,7 +12,7 @@ from shared.errors import AppError
 from teams.domain import review
 from teams.domain.kinds import TeamKind, check_registration
 from teams.domain.liaison import LiaisonCandidate, liaison_refusal, liaison_region_for
-from teams.domain.naming import check_team_name
+from teams.domain.naming import check_team_name, name_key
 
 
 def credit_code(department: str, category: str, region: str = "330106", org: str = "MJ0000001") -> str:
@@ -24,6 +24,81 @@ def credit_code(department: str, category: str, region: str = "330106", org: str
 @pytest.mark.parametrize("name", ["西湖区阳光志愿服务队", "浙江大学青年志愿者协会", "文三社区志愿服务站"])
 def test_team_form_names_are_accepted(name: str) -> None:
     assert check_team_name(f"  {name} ") == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "西湖某某大学青年志愿者服务总队",
+        "西湖区某某志愿服务总队",
+        "西湖区义工联合会",
+        "深圳市义工联合会",
+        "西湖区某某志愿者联盟",
+        "西湖区某某志愿服务工作站",
+        "阳光义工社",
+        "阳光志愿服务团",
+        "阳光志愿者俱乐部",
+        "阳光志愿者之家",
+        "阳光志愿服务小组",
+        "阳光志愿服务促进会",
+        "阳光志愿者服务中队",
+        "某某公司青年志愿者协会",
+    ],
+)
+def test_equivalent_team_forms_are_accepted(name: str) -> None:
+    """T2's "equivalent team form": a volunteer word (志愿, 志愿者, 义工), 服务 or 工作 optionally,
+    then a kind of team, after the XXX; not only the endings of a list."""
+    assert check_team_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["香港某某志願服務隊", "澳門義工聯合會", "台北某某志願者協會"])
+def test_equivalent_team_forms_in_traditional_characters_are_accepted_as_written(name: str) -> None:
+    assert check_team_name(name) == name
+
+
+def test_a_civil_rescue_team_is_a_team_form_but_a_fire_brigade_is_not() -> None:
+    assert check_team_name("西湖区蓝天救援队") == "西湖区蓝天救援队"
+    assert check_team_name("西湖区蓝天应急救援大队") == "西湖区蓝天应急救援大队"
+    with pytest.raises(AppError) as caught:
+        check_team_name("西湖区消防救援大队")  # a unit of the state fire and rescue service
+    assert caught.value.code == "team_name_form_required"
+
+
+@pytest.mark.parametrize("ending", ["义工联合会", "志愿者服务总队", "志愿服务工作站", "救援队", "志願服務隊"])
+def test_an_equivalent_form_alone_is_refused_as_missing_its_name(ending: str) -> None:
+    with pytest.raises(AppError) as caught:
+        check_team_name(ending)
+    assert caught.value.code == "team_name_form_required"
+    assert "XXX志愿服务队" in caught.value.spec.message("zh", caught.value.params)
+
+
+@pytest.mark.parametrize(
+    ("name", "refusal"),
+    [
+        ("西湖区阳光服务队", "team_name_form_required"),  # a kind of team without a volunteer word
+        ("西湖区志愿者读书会馆", "team_name_form_required"),  # a volunteer word without a kind of team
+        ("西湖区志愿服务委员会", "team_name_not_allowed"),  # an institution's own name
+        ("西湖某某大学", "team_name_not_allowed"),
+    ],
+)
+def test_names_in_no_team_form_are_still_refused(name: str, refusal: str) -> None:
+    with pytest.raises(AppError) as caught:
+        check_team_name(name)
+    assert caught.value.code == refusal
+    assert "XXX志愿服务队" in caught.value.spec.message("zh", caught.value.params)
+
+
+def test_names_that_differ_only_in_spaces_width_or_case_have_one_key() -> None:
+    key = name_key("西湖阳光F3志愿服务队")
+    assert key == "西湖阳光f3志愿服务队"
+    for twin in (
+        "西湖 阳光F3志愿服务队",
+        "西湖阳光f3志愿服务队",
+        "西湖\u3000阳光Ｆ３志愿服务队",
+        " 西湖阳光 F 3 志愿服务队",
+    ):
+        assert name_key(twin) == key, twin
+    assert name_key("西湖阳光F4志愿服务队") != key
 
 
 @pytest.mark.parametrize(("name", "ending"), [("杭州某某科技有限公司", "有限公司"), ("杭州市文三路小学", "小学")])

@@ -13,7 +13,7 @@ from shared.errors import error_responses
 from shared.pagination import CURSOR_INVALID, encode_cursor, time_cursor
 from teams import errors as E
 from teams import membership
-from teams.access import load_team, require_team_admin
+from teams.access import load_team, load_visible_team, require_team_admin
 from teams.api.deps import Runtime, UoW
 from teams.api.schemas import (
     InvitationCreate,
@@ -40,6 +40,9 @@ from teams.repository import TeamsRepository
 
 router = APIRouter()
 ADMIN_ERRORS = (E.TEAM_NOT_FOUND, E.NOT_TEAM_ADMIN)
+_ROLE_ERRORS = error_responses(
+    *ADMIN_ERRORS, E.TEAM_NOT_APPROVED, E.TEAM_REJECTED, E.TEAM_WITHDRAWN, E.NOT_MEMBER, E.LAST_ADMIN
+)
 
 
 def _request_out(request: JoinRequest, volunteer: Volunteer | None) -> JoinRequestOut:
@@ -71,7 +74,7 @@ def _member_out(member: Membership, volunteer: Volunteer | None) -> MemberOut:
     response_model=TeamOut,
     tags=["membership"],
     summary="Team settings: join mode (T6) and published contact details (team admins)",
-    responses=error_responses(*ADMIN_ERRORS, E.TEAM_REJECTED),
+    responses=error_responses(*ADMIN_ERRORS, E.TEAM_REJECTED, E.TEAM_WITHDRAWN),
 )
 async def update_settings(
     team_id: uuid.UUID, body: TeamSettingsUpdate, principal: CurrentPrincipal, uow: UoW
@@ -92,6 +95,7 @@ async def update_settings(
         E.TEAM_NOT_FOUND,
         E.TEAM_NOT_APPROVED,
         E.TEAM_REJECTED,
+        E.TEAM_WITHDRAWN,
         E.VOLUNTEER_NOT_VERIFIED,
         E.TEAM_CLOSED_TO_MEMBERS,
         E.ALREADY_MEMBER,
@@ -136,6 +140,7 @@ async def pending_applications(
         *ADMIN_ERRORS,
         E.TEAM_NOT_APPROVED,
         E.TEAM_REJECTED,
+        E.TEAM_WITHDRAWN,
         E.JOIN_REQUEST_NOT_FOUND,
         E.JOIN_REQUEST_DECIDED,
         E.JOIN_REQUEST_CLOSED,
@@ -216,6 +221,7 @@ def _invitation_out(invitation: Invitation, team_name: str) -> InvitationOut:
         *ADMIN_ERRORS,
         E.TEAM_NOT_APPROVED,
         E.TEAM_REJECTED,
+        E.TEAM_WITHDRAWN,
         E.INVITE_TARGET_REQUIRED,
         E.VOLUNTEER_NOT_FOUND,
         E.VOLUNTEER_ALREADY_MEMBER,
@@ -276,7 +282,7 @@ async def _admins_page(
     after = time_cursor(cursor) if cursor else None
     async with uow:
         repo = TeamsRepository(uow.session)
-        team = await load_team(repo, team_id)
+        team = await load_visible_team(repo, team_id, principal)
         await require_team_admin(repo, team, principal)
         rows = await fetch(repo, team.id, after=after, limit=limit + 1)
     last = rows[limit - 1][0] if len(rows) > limit else None
@@ -320,6 +326,7 @@ _ANSWER_ERRORS = error_responses(
     E.INVITATION_CLOSED,
     E.TEAM_NOT_APPROVED,
     E.TEAM_REJECTED,
+    E.TEAM_WITHDRAWN,
     E.ALREADY_MEMBER,
 )
 
@@ -368,7 +375,7 @@ async def members(
     after = time_cursor(cursor) if cursor else None
     async with uow:
         repo = TeamsRepository(uow.session)
-        team = await load_team(repo, team_id)
+        team = await load_visible_team(repo, team_id, principal)
         await require_team_admin(repo, team, principal)
         rows = await repo.members_page(team.id, after=after, limit=limit + 1)
     items = [_member_out(m, v) for m, v in rows[:limit]]
@@ -396,6 +403,7 @@ async def members(
         *ADMIN_ERRORS,
         E.TEAM_NOT_APPROVED,
         E.TEAM_REJECTED,
+        E.TEAM_WITHDRAWN,
         E.VOLUNTEER_MATCH_INVALID,
         E.VOLUNTEER_MATCH_USED,
         E.VOLUNTEER_NOT_FOUND,
@@ -418,7 +426,9 @@ async def add_found_volunteer(
     status_code=204,
     tags=["membership"],
     summary="Leave the team",
-    responses=error_responses(E.TEAM_NOT_FOUND, E.TEAM_NOT_APPROVED, E.TEAM_REJECTED, E.NOT_MEMBER, E.LAST_ADMIN),
+    responses=error_responses(
+        E.TEAM_NOT_FOUND, E.TEAM_NOT_APPROVED, E.TEAM_REJECTED, E.TEAM_WITHDRAWN, E.NOT_MEMBER, E.LAST_ADMIN
+    ),
 )
 async def leave(team_id: uuid.UUID, principal: CurrentPrincipal, uow: UoW) -> Response:
     async with uow:
@@ -431,15 +441,12 @@ async def leave(team_id: uuid.UUID, principal: CurrentPrincipal, uow: UoW) -> Re
     status_code=204,
     tags=["membership"],
     summary="Remove a member (team admins)",
-    responses=error_responses(*ADMIN_ERRORS, E.TEAM_NOT_APPROVED, E.TEAM_REJECTED, E.NOT_MEMBER, E.LAST_ADMIN),
+    responses=_ROLE_ERRORS,
 )
 async def remove_member(team_id: uuid.UUID, account_id: uuid.UUID, principal: CurrentPrincipal, uow: UoW) -> Response:
     async with uow:
         await membership.remove_member(uow, principal, team_id, account_id)
     return Response(status_code=204)
-
-
-_ROLE_ERRORS = error_responses(*ADMIN_ERRORS, E.TEAM_NOT_APPROVED, E.TEAM_REJECTED, E.NOT_MEMBER, E.LAST_ADMIN)
 
 
 async def _set_role(

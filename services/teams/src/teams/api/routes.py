@@ -13,7 +13,7 @@ from shared.errors import AppError, error_responses, preferred_language
 from shared.pagination import CURSOR_INVALID, decode_cursor, encode_cursor, time_cursor
 from teams import errors as E
 from teams import registration
-from teams.access import can_see, load_team
+from teams.access import can_see, load_visible_team
 from teams.api.deps import Runtime, UoW
 from teams.api.membership_routes import router as membership_router
 from teams.api.schemas import (
@@ -216,7 +216,7 @@ async def team_history(
     after = time_cursor(cursor) if cursor else None
     async with uow:
         repo = TeamsRepository(uow.session)
-        team = await load_team(repo, team_id)
+        team = await load_visible_team(repo, team_id, principal)
         if not principal.administers_region(team.region_code):
             membership = await repo.membership(team.id, principal.account_id)
             if membership is None or not membership.is_admin:
@@ -359,6 +359,7 @@ async def review_status(
         E.TEAM_NOT_FOUND,
         E.NOT_APPLICANT,
         E.TEAM_ALREADY_REVIEWED,
+        E.TEAM_WITHDRAWN,
         E.REMINDER_TOO_EARLY,
         E.REMINDER_ALREADY_SENT_TODAY,
     ),
@@ -379,13 +380,29 @@ async def remind_review(team_id: uuid.UUID, principal: CurrentPrincipal, runtime
     response_model=TeamOut,
     tags=["review"],
     summary="Approve or reject a team (its liaison team's admins, or its registration authority)",
-    responses=error_responses(E.TEAM_NOT_FOUND, E.NOT_REVIEWER, E.TEAM_ALREADY_REVIEWED, E.REJECTION_REASON_REQUIRED),
+    responses=error_responses(
+        E.TEAM_NOT_FOUND, E.NOT_REVIEWER, E.TEAM_ALREADY_REVIEWED, E.TEAM_WITHDRAWN, E.REJECTION_REASON_REQUIRED
+    ),
 )
 async def decide_review(
     team_id: uuid.UUID, body: ReviewDecision, principal: CurrentPrincipal, runtime: Runtime, uow: UoW
 ) -> TeamOut:
     async with uow:
         team = await registration.decide(uow, runtime.clock, principal, team_id, body)
+    return team_out(team)
+
+
+@router.post(
+    "/teams/{team_id}/withdrawal",
+    response_model=TeamOut,
+    tags=["review"],
+    summary="Withdraw my registration while it is under review (the applicant): status `withdrawn`, its name "
+    "and credit code free to register again, e.g. under another liaison team",
+    responses=error_responses(E.TEAM_NOT_FOUND, E.NOT_APPLICANT, E.TEAM_ALREADY_REVIEWED),
+)
+async def withdraw_registration(team_id: uuid.UUID, principal: CurrentPrincipal, runtime: Runtime, uow: UoW) -> TeamOut:
+    async with uow:
+        team = await registration.withdraw_registration(uow, runtime.clock, principal, team_id)
     return team_out(team)
 
 

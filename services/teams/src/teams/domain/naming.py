@@ -9,46 +9,80 @@ import unicodedata
 from shared.errors import AppError
 from teams.errors import TEAM_NAME_FORM_REQUIRED, TEAM_NAME_LENGTH, TEAM_NAME_NOT_ALLOWED
 
-#: endings that make a name a volunteer team's name (longest first so the stem is right)
-TEAM_FORMS: tuple[str, ...] = tuple(
-    sorted(
-        {
-            "志愿服务队",
-            "志愿者服务队",
-            "志愿服务总队",
-            "志愿服务大队",
-            "志愿服务支队",
-            "志愿服务分队",
-            "志愿服务小队",
-            "志愿者队",
-            "志愿者总队",
-            "志愿者大队",
-            "志愿者支队",
-            "志愿者分队",
-            "志愿者小队",
-            "志愿队",
-            "志愿者协会",
-            "志愿服务协会",
-            "志愿者服务协会",
-            "志愿者联合会",
-            "志愿服务联合会",
-            "志愿服务促进会",
-            "志愿服务中心",
-            "志愿者服务中心",
-            "志愿服务站",
-            "志愿者服务站",
-            "志愿者之家",
-            "志愿服务团",
-            "志愿者团",
-            "志愿服务团队",
-            "志愿者团队",
-            "志愿服务基金会",
-            "志愿者基金会",
-        },
-        key=len,
-        reverse=True,
-    )
+#: The rule of T2's "equivalent team form": the name ends with a volunteer word (志愿, 志愿者, 义工),
+#: optionally 服务 and/or 工作, then a word for a kind of team, with the XXX before it. A rule rather
+#: than a list of endings, so 志愿者服务总队, 义工联合会, 志愿者联盟 and 志愿服务工作站 all pass as
+#: 志愿服务队 does. Civil rescue teams (蓝天救援队 and the like) are an established volunteer form
+#: without the word 志愿: 救援 then a 队-word is one too, unless 消防 precedes it (消防救援大队 is a
+#: unit of the state fire and rescue service, an institution's name). Names in traditional
+#: characters are read through ``_SIMPLIFIED`` (the characters of the rule only), so 志願服務隊 and
+#: 義工聯合會 pass.
+VOLUNTEER_WORDS: tuple[str, ...] = ("志愿者", "志愿", "义工")
+#: the kinds of team: every 队 (总队, 大队, 中队, 支队, 分队, 小队), 团 and 团队, every 会 (协会,
+#: 联合会, 促进会, 联谊会, 基金会, 总会, 分会), 中心, 站 (服务站, 工作站 with the words above), 社,
+#: 联盟, 俱乐部, 之家, 小组
+TEAM_TYPES: tuple[str, ...] = (
+    "队",
+    "总队",
+    "大队",
+    "中队",
+    "支队",
+    "分队",
+    "小队",
+    "团",
+    "总团",
+    "团队",
+    "会",
+    "总会",
+    "分会",
+    "协会",
+    "联合会",
+    "促进会",
+    "联谊会",
+    "基金会",
+    "中心",
+    "站",
+    "社",
+    "联盟",
+    "俱乐部",
+    "之家",
+    "小组",
 )
+_RESCUE_TYPES = tuple(t for t in TEAM_TYPES if t.endswith("队") and t != "团队")
+
+
+def _either(words: tuple[str, ...]) -> str:
+    return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+
+
+_TEAM_FORM = re.compile(
+    f"(?:(?:{_either(VOLUNTEER_WORDS)})(?:服务)?(?:工作)?(?:{_either(TEAM_TYPES)})"
+    f"|(?<!消防)救援(?:{_either(_RESCUE_TYPES)}))$"
+)
+#: traditional characters of the words above, read as their simplified ones (for the rule only:
+#: the name is kept as written)
+_SIMPLIFIED = str.maketrans("願義務隊總團會協聯進誼組樂", "愿义务队总团会协联进谊组乐")
+#: examples of the forms, for the refusal's detail (the rule above decides, not this list)
+TEAM_FORMS: tuple[str, ...] = (
+    "志愿服务队",
+    "志愿者服务总队",
+    "志愿者协会",
+    "志愿服务联合会",
+    "志愿服务中心",
+    "志愿服务站",
+    "志愿者联盟",
+    "义工联合会",
+    "义工社",
+    "救援队",
+)
+
+
+def team_form_stem(name: str) -> str | None:
+    """The XXX of a name in a team form (what stands before its volunteer or rescue word), or
+    None when the name is in no team form."""
+    found = _TEAM_FORM.search(name.translate(_SIMPLIFIED))
+    return None if found is None else name[: found.start()]
+
 
 #: endings of an institution's own name, which must not be used as the team's name as such
 INSTITUTION_ENDINGS: tuple[str, ...] = (
@@ -117,8 +151,8 @@ def _names_something(stem: str) -> bool:
 def check_team_name(raw: str) -> str:
     """The normalised name, or a refusal that names the form to use."""
     name = normalise(raw)
-    if any(name.endswith(form) for form in TEAM_FORMS):
-        stem = next(name[: -len(form)] for form in TEAM_FORMS if name.endswith(form))
+    stem = team_form_stem(name)
+    if stem is not None:
         if not _names_something(stem) or len(name) < MIN_LENGTH:
             # the ending alone ("志愿服务队"): the XXX of the form is missing
             raise AppError(TEAM_NAME_FORM_REQUIRED, {"name": name, "forms": list(TEAM_FORMS)})
@@ -145,3 +179,12 @@ def check_team_name(raw: str) -> str:
     raise AppError(
         TEAM_NAME_FORM_REQUIRED, {"name": name, "suggested_form": "XXX志愿服务队", "forms": list(TEAM_FORMS)}
     )
+
+
+def name_key(name: str) -> str:
+    """What two names of one region must not share (T2, unique per region): the normalised name
+    with every space removed, full-width letters and digits half-width (NFKC) and case folded, so
+    "西湖 阳光F3志愿服务队" and "西湖阳光f3志愿服务队" are the name "西湖阳光F3志愿服务队". Kept in
+    ``teams.name_key``, where the unique index is (migration 0011 holds a copy of this function)."""
+    folded = unicodedata.normalize("NFKC", normalise(name).casefold())
+    return "".join(folded.split())
