@@ -9,8 +9,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from alembic import command
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from projects import repository as repo
@@ -85,6 +87,44 @@ async def test_a_session_forgotten_on_another_project_ends_unrecorded_at_the_nex
     assert (await world.client.get("/api/v1/me/hours", headers=volunteer)).json()["minutes"] == 0
 
 
+async def test_a_volunteer_who_left_a_project_without_signing_out_ends_that_session_to_sign_in_elsewhere(
+    world: World,
+) -> None:
+    """Only A's lead shows A's sign-out code: gone from A without signing out, the volunteer was kept
+    from signing in anywhere for the rest of the day. Asked, they end A's session (unrecorded: A's
+    lead records that time by hand) and sign in at B; no minute counts twice."""
+    a, b, volunteer_id, volunteer = await on_two_projects(world)
+    world.clock.set(datetime(2026, 1, 6, 1, 0, tzinfo=UTC))  # 09:00 in China at A
+    await sign(world, a.id, volunteer, "in", await code_for(world, a.id, a.lead, "in"))
+    world.clock.set(datetime(2026, 1, 6, 5, 0, tzinfo=UTC))  # 13:00 at B, A never signed out
+    code_b = await code_for(world, b.id, b.lead, "in")
+    refused = await sign(world, b.id, volunteer, "in", code_b)
+    assert (refused["http_status"], refused["code"]) == (409, "signed_in_elsewhere")
+    assert "确认结束该次签到" in refused["message"]
+    ended = await world.client.post(
+        f"/api/v1/projects/{b.id}/sign-ins", json={"code": code_b, "end_other_session": True}, headers=volunteer
+    )
+    assert ended.status_code == 201, ended.text
+    assert await sessions_of(world, volunteer_id) == [(a.id, False, True), (b.id, True, False)]
+    world.clock.set(datetime(2026, 1, 6, 7, 0, tzinfo=UTC))  # 15:00: two hours at B
+    out_b = await sign(world, b.id, volunteer, "out", await code_for(world, b.id, b.lead, "out"))
+    assert out_b["minutes"] == 120
+    assert (await world.client.get("/api/v1/me/hours", headers=volunteer)).json()["minutes"] == 120
+    # the confirmation never ends a session on the same project: signed in there already
+    again = await world.client.post(
+        f"/api/v1/projects/{a.id}/sign-ins",
+        json={"code": await code_for(world, a.id, a.lead, "in"), "end_other_session": True},
+        headers=volunteer,
+    )
+    assert again.status_code == 201, again.text
+    same = await world.client.post(
+        f"/api/v1/projects/{a.id}/sign-ins",
+        json={"code": await code_for(world, a.id, a.lead, "in"), "end_other_session": True},
+        headers=volunteer,
+    )
+    assert (same.status_code, same.json()["code"]) == (409, "already_signed_in")
+
+
 async def test_the_database_holds_one_open_session_per_volunteer_whatever_the_project(world: World) -> None:
     """What refuses two sign-ins at once is the index, not the look before the insert."""
     a, b, volunteer_id, _ = await on_two_projects(world)
@@ -149,7 +189,7 @@ async def test_the_upgrade_keeps_the_latest_of_a_volunteers_overlapping_open_ses
     engine = make_engine(await database_factory("projects_sessions_upgrade"), pool_size=1, max_overflow=0)
     volunteer, other = uuid.uuid4(), uuid.uuid4()
     nine, ten = datetime(2026, 1, 6, 1, 0, tzinfo=UTC), datetime(2026, 1, 6, 2, 0, tzinfo=UTC)
-    sessions = {}
+    sessions, applications = {}, {}
     try:
         async with engine.begin() as conn:
             await migrate_to(conn, "0015")
@@ -187,14 +227,28 @@ async def test_the_upgrade_keeps_the_latest_of_a_volunteers_overlapping_open_ses
                     {"s": session, "a": application, "at": signed_in},
                 )
                 sessions[(account, signed_in)] = session
+                applications[(account, signed_in)] = application
         await upgrade_head(engine, SERVICE_ROOT)
         async with engine.connect() as conn:
             after = {
                 r.id: (r.account_id, r.signed_out_at, r.abandoned)
                 for r in await conn.execute(text("SELECT id, account_id, signed_out_at, abandoned FROM attendances"))
             }
+        # a replica of the release before opens sessions without their volunteer (a rolling update):
+        # the trigger fills it from the application, and the one-open-session index holds for it too
+        old_sign_in = text(
+            "INSERT INTO attendances (id, application_id, service_date, signed_in_at)"
+            " VALUES (gen_random_uuid(), :a, '2026-01-07', now()) RETURNING account_id"
+        )
+        with pytest.raises(DBAPIError, match="uq_attendances_open_account"):
+            async with engine.begin() as conn:  # the volunteer's session at ten is open
+                await conn.execute(old_sign_in, {"a": applications[(volunteer, nine)]})
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE attendances SET signed_out_at = now() WHERE account_id = :v"), {"v": other})
+            filled = (await conn.execute(old_sign_in, {"a": applications[(other, nine)]})).scalar()
     finally:
         await engine.dispose()
+    assert filled == other
     assert after == {
         sessions[(volunteer, nine)]: (volunteer, ten, True),
         sessions[(volunteer, ten)]: (volunteer, None, False),
@@ -271,7 +325,14 @@ async def test_a_sheet_repeating_a_row_is_refused_naming_the_rows_and_records_no
     response = await bulk(world, project, rows)
     assert (response.status_code, response.json()["code"]) == (422, "hours_duplicate_rows")
     assert response.json()["detail"] == {"rows": [[1, 4], [2, 5]]}
-    assert "1=4, 2=5" in response.json()["message"]
+    assert "第1、4行相同;第2、5行相同" in response.json()["message"]
+    assert "备注" in response.json()["message"]  # the way to keep two real sessions of one day
+    english = await world.client.post(
+        f"/api/v1/projects/{project.id}/hours/bulk",
+        json={"rows": rows},
+        headers={**project.lead, "Accept-Language": "en"},
+    )
+    assert "rows 1 and 4 are the same; rows 2 and 5 are the same" in english.json()["message"]
     assert (await world.client.get("/api/v1/me/hours", headers=volunteer)).json()["minutes"] == 0
     # two sessions of one day (another note, other minutes) are two rows
     allowed = await bulk(world, project, [morning, {**morning, "note": "下午"}, {**morning, "minutes": 120}])

@@ -10,6 +10,10 @@ signing out of both counted the same hours twice. Sessions now carry their volun
 session per volunteer: a sign-in elsewhere is ``signed_in_elsewhere``, and of two at once only one
 commits.
 
+During a rolling update, replicas of the release before open sessions without their volunteer: a
+trigger fills a missing ``account_id`` from the session's application (``account_filled``), so their
+sign-ins are not refused by the column's NOT NULL and meet the new index as new ones do.
+
 Open sessions that already overlap would make the index fail. A volunteer is in one place at a
 time, so the latest sign-in stays open (where they went last), and each earlier one ends at that
 sign-in, flagged abandoned with nothing recorded: as for a forgotten sign-out, its lead records
@@ -35,6 +39,21 @@ def upgrade() -> None:
     op.alter_column("attendances", "account_id", nullable=False)
     op.execute(
         """
+        CREATE FUNCTION attendances_account_filled() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.account_id IS NULL THEN
+                SELECT account_id INTO NEW.account_id FROM applications WHERE id = NEW.application_id;
+            END IF;
+            RETURN NEW;
+        END $$
+        """
+    )
+    op.execute(
+        "CREATE TRIGGER account_filled BEFORE INSERT ON attendances"
+        " FOR EACH ROW EXECUTE FUNCTION attendances_account_filled()"
+    )
+    op.execute(
+        """
         WITH open AS (
             SELECT id,
                    row_number() OVER (PARTITION BY account_id ORDER BY signed_in_at DESC, id DESC) AS n,
@@ -49,5 +68,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER account_filled ON attendances")
+    op.execute("DROP FUNCTION attendances_account_filled()")
     op.drop_index("uq_attendances_open_account", table_name="attendances", postgresql_where=OPEN)
     op.drop_column("attendances", "account_id")

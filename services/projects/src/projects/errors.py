@@ -197,9 +197,10 @@ HOURS_DAILY_CAP_EXCEEDED = ErrorSpec(
 HOURS_DUPLICATE_ROWS = ErrorSpec(
     "hours_duplicate_rows",
     422,
-    "表格中有完全相同的行(同一报名、同一日期、相同时长和备注),请删除重复行后再提交:第{rows}行",
-    "The sheet repeats rows (same application, date, minutes and note); remove the copies and send it again: "
-    "rows {rows}",
+    "表格中有完全相同的行(同一报名、同一日期、相同时长和备注):{rows}。请删除重复的行后再提交;"
+    "若是同一天的几次服务,请在备注中分别注明(如上午、下午)",
+    "The sheet repeats rows (same application, date, minutes and note): {rows}. Remove the copies and "
+    "send it again; for several sessions on one day, tell them apart in the note (morning, afternoon)",
 )
 HOURS_CORRECTION_UNCHANGED = ErrorSpec(
     "hours_correction_unchanged",
@@ -225,8 +226,11 @@ ALREADY_SIGNED_IN = ErrorSpec(
 SIGNED_IN_ELSEWHERE = ErrorSpec(
     "signed_in_elsewhere",
     409,
-    "您已在另一个项目签到,请先在该项目签退,再在本项目签到",
-    "You are signed in on another project; sign out there before signing in here",
+    "您已在另一个项目签到,请先在该项目签退,再在本项目签到;若已离开该项目而忘记签退,"
+    "可确认结束该次签到(该次不计时长,由该项目负责人补录)后在本项目签到",
+    "You are signed in on another project; sign out there before signing in here. If you left it "
+    "without signing out, confirm to end that session (it records nothing; its lead records the time "
+    "by hand) and sign in here",
 )
 NOT_SIGNED_IN = ErrorSpec("not_signed_in", 409, "您今天还没有签到", "You have not signed in today")
 IDEMPOTENCY_KEY_REUSED = ErrorSpec(

@@ -569,12 +569,13 @@ async def apply(
     events: dict[str, Any],
 ) -> tuple[Any, bool]:
     """An application in one statement, its own transaction: the position and project it needs and
-    whether the volunteer is verified (the context, no lock taken), then, if the rules hold, the
-    place (auto admission: the same conditional update as ``take_place``, taken only while nobody
-    waits: a place left free beside a waiter, whose admission after a leave, raise or merge has not
-    run yet or was lost with its process, is the waiter's; this application then goes into line
-    and, finding the place free after commit, admits the line in order, see ``services.apply``), the
-    application row and its outbox rows, so the position's row is locked for one statement.
+    whether the volunteer is verified (the context; the volunteer's row held, key share, against a
+    merge: ``merge_volunteer``), then, if the rules hold, the place (auto admission: the same
+    conditional update as ``take_place``, taken only while nobody waits: a place left free beside a
+    waiter, whose admission after a leave, raise or merge has not run yet or was lost with its process,
+    is the waiter's; this application then goes into line and, finding the place free after commit,
+    admits the line in order, see ``services.apply``), the application row and its outbox rows, so the
+    position's row is locked for one statement.
 
     Returns the context with the application's ``stage`` (None when the rules refused it and nothing
     was written), or None when the position does not exist; and whether the volunteer had already

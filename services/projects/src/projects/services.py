@@ -33,7 +33,7 @@ from shared.contracts.projects import (
     ProjectPublished,
 )
 from shared.db import UnitOfWork
-from shared.errors import AppError
+from shared.errors import AppError, Localised
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
@@ -840,9 +840,12 @@ def _check_no_duplicate_rows(rows: Sequence[HoursInput]) -> None:
         seen.setdefault((row.application_id, row.service_date, row.minutes, row.note or None), []).append(n)
     copies = [numbers for numbers in seen.values() if len(numbers) > 1]
     if copies:
-        shown = ", ".join("=".join(str(n) for n in numbers) for numbers in copies[:10])
-        more = " …" if len(copies) > 10 else ""
-        raise AppError(errors.HOURS_DUPLICATE_ROWS, {"rows": copies}, params={"rows": shown + more})
+        more = len(copies) > 10
+        zh = ";".join(f"第{'、'.join(map(str, numbers))}行相同" for numbers in copies[:10]) + (" ……" if more else "")
+        en = "; ".join(
+            f"rows {', '.join(map(str, numbers[:-1]))} and {numbers[-1]} are the same" for numbers in copies[:10]
+        ) + (" …" if more else "")
+        raise AppError(errors.HOURS_DUPLICATE_ROWS, {"rows": copies}, params={"rows": Localised(zh, en)})
 
 
 async def correct_hours(
@@ -913,7 +916,13 @@ async def sign_code(
 
 
 async def sign_in(
-    uow: UnitOfWork, runtime: ProjectsRuntime, principal: Principal, project_id: uuid.UUID, code: str
+    uow: UnitOfWork,
+    runtime: ProjectsRuntime,
+    principal: Principal,
+    project_id: uuid.UUID,
+    code: str,
+    *,
+    end_other_session: bool = False,
 ) -> datetime:
     now = uow.clock.now()
     hours_rules.read_sign_code(_sign_secret(runtime), code, project_id=project_id, kind=hours_rules.SIGN_IN, now=now)
@@ -930,8 +939,11 @@ async def sign_in(
     if stale is not None:
         forgotten = hours_rules.session_forgotten(stale["signed_in_at"], now, runtime.settings.sign_session_max_minutes)
         # an earlier sign-in never signed out, or its application no longer holds a place (withdrawn
-        # by a merge: nobody can sign it out): it ends unrecorded, and this session starts
-        if not forgotten and stale["stage"] in stages.HOLDS_PLACE:
+        # by a merge: nobody can sign it out), or one on another project the volunteer left without
+        # signing out and says so (only its lead shows the sign-out code): it ends unrecorded, and
+        # this session starts
+        elsewhere = end_other_session and stale["project_id"] != project_id
+        if not forgotten and not elsewhere and stale["stage"] in stages.HOLDS_PLACE:
             raise _signed_in(stale, project_id)
         await repo.close_attendance(uow.session, stale["id"], now, None, abandoned=True)
     opened = await repo.open_attendance(

@@ -20,6 +20,11 @@ A registration its applicant withdrew (status ``withdrawn``, from this revision)
 credit code as a rejected one does: both unique indexes cover pending and approved teams only. The
 directory's index on region and name (it was the unique one) is kept for approved teams.
 
+During a rolling update, replicas of the release before write teams without a key: a trigger
+fills a missing key in SQL (``name_key_filled``: spaces removed, NFKC, lower case; the same key for
+any name but those with letters ``lower`` and ``casefold`` treat differently, ß say), so their
+registrations are not refused by the column's NOT NULL and meet the unique index as new ones do.
+
 A downgrade turns withdrawn registrations into rejected ones (what older code knows that frees a
 name) and puts the unique index back on the names as written.
 """
@@ -72,6 +77,20 @@ def upgrade() -> None:
             {"ids": ids[start : start + BATCH], "keys": keys[start : start + BATCH]},
         )
     op.alter_column("teams", "name_key", nullable=False)
+    op.execute(
+        """
+        CREATE FUNCTION teams_name_key_filled() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.name_key IS NULL THEN
+                NEW.name_key := lower(regexp_replace(normalize(NEW.name, NFKC), '\\s', '', 'g'));
+            END IF;
+            RETURN NEW;
+        END $$
+        """
+    )
+    op.execute(
+        "CREATE TRIGGER name_key_filled BEFORE INSERT ON teams FOR EACH ROW EXECUTE FUNCTION teams_name_key_filled()"
+    )
     op.drop_index("uq_teams_region_name", table_name="teams")
     op.drop_index("uq_teams_uscc", table_name="teams")
     op.create_index(
@@ -86,6 +105,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER name_key_filled ON teams")
+    op.execute("DROP FUNCTION teams_name_key_filled()")
     op.execute("UPDATE teams SET status = 'rejected' WHERE status = 'withdrawn'")
     op.drop_index("ix_teams_region_name", table_name="teams")
     op.drop_index("uq_teams_uscc", table_name="teams")

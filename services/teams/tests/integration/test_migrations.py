@@ -279,8 +279,22 @@ async def test_upgrade_gives_each_team_its_name_key_and_marks_later_live_twins(
                         " 'a@example.org', '杭州', gen_random_uuid(), now())"
                     )
                 )
+        # a replica of the release before writes no key (a rolling update): the trigger fills it,
+        # and the name meets the unique index all the same
+        old_insert = text(
+            "INSERT INTO teams (id, name, region_code, level, kind, status, join_mode, contact_person,"
+            " contact_phone, contact_email, contact_address, applicant_account_id, submitted_at)"
+            " VALUES (:t, :name, '330106', 'county', 'other', 'pending', 'reject_anyone', '王',"
+            " '0571-88886666', 'a@example.org', '杭州', gen_random_uuid(), now()) RETURNING name_key"
+        )
+        async with engine.begin() as conn:
+            filled = (await conn.execute(old_insert, {"t": uuid.uuid4(), "name": "西湖　阳光G9志愿服务队"})).scalar()
+        with pytest.raises(DBAPIError, match="uq_teams_region_name_key"):
+            async with engine.begin() as conn:
+                await conn.execute(old_insert, {"t": uuid.uuid4(), "name": "西湖阳光g9 志愿服务队"})
     finally:
         await engine.dispose()
+    assert filled == "西湖阳光g9志愿服务队"
     key = "西湖阳光f3志愿服务队"
     assert [keys[t] for t in ids] == [f"{key}#3", key, f"{key}#2", key, key]
     assert [names[t] for t in ids] == [name for name, *_ in rows]  # names as they were

@@ -925,7 +925,9 @@ async def sign_in(
     project_id: uuid.UUID, body: sch.SignIn, principal: CurrentPrincipal, runtime: RuntimeDep
 ) -> sch.SignInOut:
     async with runtime.uow() as uow:
-        at = await services.sign_in(uow, runtime, principal, project_id, body.code)
+        at = await services.sign_in(
+            uow, runtime, principal, project_id, body.code, end_other_session=body.end_other_session
+        )
     return sch.SignInOut(signed_in_at=at)
 
 

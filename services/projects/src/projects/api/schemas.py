@@ -93,7 +93,7 @@ class PositionOut(BaseModel):
 class ProjectOut(BaseModel):
     id: uuid.UUID
     team_id: uuid.UUID
-    #: the account running it: shown to the team's members and the project's lead, null to others
+    #: the account running it: shown to the team's admins and project leads, null to others
     lead_account_id: uuid.UUID | None
     copied_from: uuid.UUID | None
     title: str
@@ -309,6 +309,9 @@ class SignCodeOut(BaseModel):
 
 class SignIn(Input):
     code: Line = Field(min_length=10, max_length=500)
+    #: signed in on another project and gone from it without signing out (``signed_in_elsewhere``):
+    #: true ends that session unrecorded (its lead records the time by hand) and signs in here
+    end_other_session: bool = False
 
 
 class SignInOut(BaseModel):

@@ -13,8 +13,8 @@ from teams.errors import TEAM_NAME_FORM_REQUIRED, TEAM_NAME_LENGTH, TEAM_NAME_NO
 #: optionally 服务 and/or 工作, then a word for a kind of team, with the XXX before it. A rule rather
 #: than a list of endings, so 志愿者服务总队, 义工联合会, 志愿者联盟 and 志愿服务工作站 all pass as
 #: 志愿服务队 does. Civil rescue teams (蓝天救援队 and the like) are an established volunteer form
-#: without the word 志愿: 救援 then a 队-word is one too, unless 消防 precedes it (消防救援大队 is a
-#: unit of the state fire and rescue service, an institution's name). Names in traditional
+#: without the word 志愿: 救援 then a 队-word is one too, unless what precedes it names a state unit
+#: (``_state_rescue``: 消防救援大队 is the state fire and rescue service, 公安局救援队 a bureau's). Names in traditional
 #: characters are read through ``_SIMPLIFIED`` (the characters of the rule only), so 志願服務隊 and
 #: 義工聯合會 pass.
 VOLUNTEER_WORDS: tuple[str, ...] = ("志愿者", "志愿", "义工")
@@ -57,7 +57,7 @@ def _either(words: tuple[str, ...]) -> str:
 
 _TEAM_FORM = re.compile(
     f"(?:(?:{_either(VOLUNTEER_WORDS)})(?:服务)?(?:工作)?(?:{_either(TEAM_TYPES)})"
-    f"|(?<!消防)救援(?:{_either(_RESCUE_TYPES)}))$"
+    f"|(?P<rescue>救援(?:{_either(_RESCUE_TYPES)})))$"
 )
 #: traditional characters of the words above, read as their simplified ones (for the rule only:
 #: the name is kept as written)
@@ -81,7 +81,18 @@ def team_form_stem(name: str) -> str | None:
     """The XXX of a name in a team form (what stands before its volunteer or rescue word), or
     None when the name is in no team form."""
     found = _TEAM_FORM.search(name.translate(_SIMPLIFIED))
-    return None if found is None else name[: found.start()]
+    if found is None:
+        return None
+    stem = name[: found.start()]
+    return None if found.group("rescue") and _state_rescue(stem) else stem
+
+
+def _state_rescue(stem: str) -> bool:
+    """A rescue team's XXX that names a state unit, not a civil team: the fire and rescue service
+    (消防), an institution (…局, …政府, …医院: ``INSTITUTION_ENDINGS``), the state's own (国家…);
+    read without spaces, so 消防 救援支队 is the fire service's too."""
+    compact = "".join(stem.split())
+    return compact.endswith(("消防", *INSTITUTION_ENDINGS)) or compact.startswith("国家")
 
 
 #: endings of an institution's own name, which must not be used as the team's name as such
