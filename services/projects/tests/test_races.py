@@ -18,6 +18,7 @@ from sqlalchemy import text
 from projects.services import close_due_projects
 from shared.clock import ManualClock
 from shared.contracts.identity import VolunteerMerged
+from shared.testing import eventually, lock_waiters
 
 from .conftest import START, StartProjects, World
 
@@ -699,6 +700,55 @@ async def test_applications_the_merged_record_makes_during_its_merge_are_moved_o
         for k in range(4):
             assert_position_ok(await position_state(first, project.position(k)), auto=k % 2 == 0)
     assert set(outcomes) <= {"made", "403 volunteer_not_verified"}, outcomes
+
+
+async def test_a_sign_in_the_merged_record_makes_during_its_merge_goes_to_the_kept_record(
+    rr: tuple[World, World],
+) -> None:
+    """The merged record signing in on site while its merge is handled: the session must end up the
+    kept record's (one open session per volunteer holds for the person), else the kept record could
+    sign in elsewhere beside it and count the time twice. The sign-in holds its application from its
+    check to its commit, and the merge's move of the application waits for it (the review of this
+    session suspected it did not). Held back here by a transaction of the test's own, the sign-in is
+    mid-way when the merge starts."""
+    world = rr[0]
+    positions = [{"name": "岗", "quota": 5, "admission_mode": "auto"}]
+    project, elsewhere = await world.project(positions=positions), await world.project(positions=positions)
+    (merged_id, merged), (kept_id, _) = await world.volunteer(), await world.volunteer()
+    applied, other = await world.apply(project.position(), merged), await world.apply(elsewhere.position(), merged)
+    assert applied.json()["stage"] == other.json()["stage"] == "admitted"
+    response = await world.client.post(
+        f"/api/v1/projects/{project.id}/sign-codes", params={"kind": "in"}, headers=project.lead
+    )
+    code = response.json()["code"]
+    async with world.runtime.engine.connect() as holder:
+        # an open session of the volunteer elsewhere, not committed: the sign-in's insert waits for it
+        await holder.execute(
+            text(
+                "INSERT INTO attendances (id, application_id, account_id, service_date, signed_in_at)"
+                " VALUES (gen_random_uuid(), :a, :m, '2026-01-05', now())"
+            ),
+            {"a": uuid.UUID(other.json()["id"]), "m": merged_id},
+        )
+        signing = asyncio.create_task(
+            world.client.post(f"/api/v1/projects/{project.id}/sign-ins", json={"code": code}, headers=merged)
+        )
+
+        async def waiting(n: int) -> bool:
+            return await lock_waiters(world.runtime.engine) >= n
+
+        await eventually(lambda: waiting(1), timeout=10)
+        merging = asyncio.create_task(
+            world.feed(VolunteerMerged(account_id=kept_id, merged_account_id=merged_id, case_id=uuid.uuid4()))
+        )
+        # the merge waits for the sign-in under way (or, were it not held, would run past it)
+        await eventually(lambda: merging.done() or waiting(2), timeout=10)
+        await holder.rollback()
+    signed, _ = await asyncio.gather(signing, merging)
+    assert signed.status_code == 201, signed.text
+    assert await q(world, "SELECT id FROM attendances WHERE account_id = :m", m=merged_id) == []
+    [session] = await q(world, "SELECT application_id FROM attendances WHERE account_id = :k", k=kept_id)
+    assert str(session["application_id"]) == applied.json()["id"]
 
 
 async def test_a_merge_and_a_raise_or_leave_on_one_position_never_deadlock(rr: tuple[World, World]) -> None:
