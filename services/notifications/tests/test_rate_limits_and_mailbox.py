@@ -199,6 +199,30 @@ async def test_accounts_sharing_a_mailbox_share_its_limit(start_service: StartSe
         assert len([m for m in into_mailbox if "重置密码" in m.subject]) == 5
 
 
+async def test_sign_ups_with_someone_elses_address_cannot_flood_it_with_welcomes(
+    start_service: StartService, smtp_server: SmtpServer
+) -> None:
+    """Anyone can sign up with any address (accounts are permanent, V7): twelve sign-ups with a
+    victim's address in a minute reached it twelve times. Five welcomes an hour reach a mailbox
+    (a family sharing one gets each of theirs); the rest are kept as suppressed."""
+    async with start_service(smtp_server) as service:
+        victim = f"victim-{uuid.uuid4().hex[:10]}@example.org"
+        ids = []
+        for n in range(12):
+            account_id = uuid.uuid4()
+            ids += await service.produce(
+                AccountRegistered(
+                    account_id=account_id, username=f"w{account_id.hex[:10]}", display_name=f"某{n}", email=victim
+                )
+            )
+        found = await statuses(service, ids)
+        assert (found.count("suppressed"), len(found)) == (7, 12)
+        for event_id, status in zip(ids, found, strict=True):
+            if status != "suppressed":
+                await service.settled(event_id)
+        assert len(smtp_server.to(victim)) == 5
+
+
 async def test_emails_that_waited_for_their_address_count_for_the_mailbox_they_went_to(
     start_service: StartService, smtp_server: SmtpServer
 ) -> None:

@@ -79,8 +79,10 @@ class NotificationsSettings(ServiceSettings):
 
     #: per-recipient limits against mailbox flooding: at most N emails of a template per
     #: recipient per window; the excess is kept as ``suppressed`` with the reason. Only for emails
-    #: a user can trigger at will (the remind-review button, password reset requests, and a team
-    #: admin's temporary password for a member or bringing someone into a team): the system's own
+    #: a user can trigger at will (the remind-review button, password reset requests, a team
+    #: admin's temporary password for a member or bringing someone into a team, and a sign-up with
+    #: someone else's address: its welcome, and the failed check a made-up ID number gets; a real
+    #: one's verification always reaches its owner): the system's own
     #: (review_escalation, raised once per team by the teams service's sweep) are never limited,
     #: or a region with many overdue teams would lose escalations for good
     mail_rate_limits: dict[str, int] = Field(
@@ -89,6 +91,9 @@ class NotificationsSettings(ServiceSettings):
             "password_reset": 5,
             "temporary_password": 5,
             "team_member_added": 10,
+            "welcome": 5,
+            "verification_failed": 5,
+            "verification_manual_review": 5,
         }
     )
     mail_rate_window_seconds: int = 3600

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -193,8 +194,10 @@ async def _row(
     context: dict[str, Any],
     limited: bool = True,
     rate_scope: str | None = None,
+    earlier: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The email's row: rendered when the recipient is known, its status set by the rate limits."""
+    """The email's row: rendered when the recipient is known, its status set by the rate limits
+    (counting the ``earlier`` rows of the same batch, not inserted yet, with those stored)."""
     settings = templates.settings
     now = uow.clock.now()
     key = dedupe_key(envelope.event_id, recipient_key, template)
@@ -216,7 +219,7 @@ async def _row(
         **_addressed(templates, template, context, recipient),
     }
     limits = settings.mail_rate_limits if limited else {}
-    reason = await _rate_limited(uow, limits, settings.mail_rate_window_seconds, now, values)
+    reason = await _rate_limited(uow, limits, settings.mail_rate_window_seconds, now, values, earlier)
     if reason is not None:
         values.update(status=SUPPRESSED, last_error=reason)
         if template in WITHHELD_BODIES and settings.mail_transport != "mailbox":
@@ -247,20 +250,31 @@ class Addressed:
 
 async def queue_emails(uow: UnitOfWork, templates: Templates, emails: list[Addressed]) -> int:
     """Queue emails to addresses their events carry (a batch's in one statement); returns how many
-    were new (a redelivered event's email is already there)."""
-    rows = [
-        await _row(
-            uow,
-            templates,
-            e.envelope,
-            template=e.template,
-            recipient_key=e.to_address.strip().lower(),
-            account_id=e.account_id,
-            recipient=(e.to_address, e.to_name, e.language),
-            context=e.context,
+    were new (a redelivered event's email is already there). A batch counts for the rate limits as
+    its emails would one by one (twelve sign-ups with one address in a batch are twelve welcomes):
+    the limited ones' locks are taken first, in one order, so concurrent batches never wait for
+    each other in a cycle."""
+    limits = templates.settings.mail_rate_limits
+    held = {
+        f"{rate_key(e.to_address.strip().lower(), e.to_address)}:{e.template}" for e in emails if e.template in limits
+    }
+    for key in sorted(held, key=_lock_key):
+        await _advisory_lock(uow, _RATE_LOCKS, key)
+    rows: list[dict[str, Any]] = []
+    for e in emails:
+        rows.append(
+            await _row(
+                uow,
+                templates,
+                e.envelope,
+                template=e.template,
+                recipient_key=e.to_address.strip().lower(),
+                account_id=e.account_id,
+                recipient=(e.to_address, e.to_name, e.language),
+                context=e.context,
+                earlier=rows,
+            )
         )
-        for e in emails
-    ]
     if not rows:
         return 0
     if len(rows) == 1:  # with the sender's wake-up in the same round trip
@@ -330,7 +344,12 @@ def _addressed(
 
 
 async def _rate_limited(
-    uow: UnitOfWork, limits: dict[str, int], window_seconds: int, now: datetime, values: dict[str, Any]
+    uow: UnitOfWork,
+    limits: dict[str, int],
+    window_seconds: int,
+    now: datetime,
+    values: dict[str, Any],
+    earlier: Sequence[dict[str, Any]] = (),
 ) -> str | None:
     limit = limits.get(values["template"])
     if limit is None:
@@ -349,7 +368,13 @@ async def _rate_limited(
             Email.status != SUPPRESSED,
         )
     )
-    if (count or 0) < limit:
+    count = (count or 0) + sum(
+        1
+        for row in earlier
+        if (row["rate_key"], row["template"]) == (values["rate_key"], values["template"])
+        and row["status"] != SUPPRESSED
+    )
+    if count < limit:
         return None
     return f"rate limit: at most {limit} '{values['template']}' emails per mailbox per {window_seconds} s"
 
