@@ -80,7 +80,12 @@ def install_docs(app: FastAPI, *, title: str) -> None:
             swagger_css_url=f"{root}{STATIC_PATH}/swagger-ui.css",
             swagger_favicon_url=f"{root}{STATIC_PATH}/favicon.png",
         )
-        return HTMLResponse(_as_chinese_page(bytes(page.body).decode()))
+        # another site may not show the page in a frame of its own (clickjacking an operator's
+        # "Try it out", which sends their token)
+        return HTMLResponse(
+            _as_chinese_page(bytes(page.body).decode()),
+            headers={"Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Options": "DENY"},
+        )
 
 
 def _as_chinese_page(html: str) -> str:

@@ -313,6 +313,10 @@ class RequestContextMiddleware:
                 status_holder["status"] = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append(request_id_header)
+                if not any(name.lower() == b"x-content-type-options" for name, _ in headers):
+                    # a browser takes every answer as the type it says (an ID-card image as an
+                    # image, JSON as JSON), never as a page it sniffs out of the bytes
+                    headers.append(_NOSNIFF)
                 if unread["body"] and (open_ended or message["status"] >= 400):
                     # an answer before the body's end (a refusal, a 404, a long body a route never
                     # reads): without this the server would keep the connection and take the rest
@@ -464,6 +468,7 @@ class RequestContextMiddleware:
 
 
 _CLOSE = (b"connection", b"close")
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
 #: a body up to this long that a route leaves unread is let be: the server drops it in passing
 _SMALL_BODY = 64 * 1024
 #: methods whose requests carry a body the routes read

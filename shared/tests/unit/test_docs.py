@@ -67,6 +67,17 @@ async def test_swagger_ui_loads_only_from_the_service(root_path: str) -> None:
     assert re.search(r'<head>\s*<meta charset="utf-8">', page), page[:300]
 
 
+async def test_the_docs_page_is_not_framed_by_another_site_and_nothing_is_sniffed() -> None:
+    transport = httpx.ASGITransport(app=make_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        page = await c.get("/docs")
+        assert page.headers["content-security-policy"] == "frame-ancestors 'none'"
+        assert page.headers["x-frame-options"] == "DENY"
+        for path in ("/docs", "/openapi.json", "/api/v1/things", "/api/v1/nowhere"):
+            response = await c.get(path)
+            assert response.headers["x-content-type-options"] == "nosniff", path
+
+
 async def test_there_is_no_redoc_page_to_load_from_a_cdn() -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=make_app()), base_url="http://t") as c:
         assert (await c.get("/redoc")).status_code == 404
