@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from sqlalchemy import text
 
@@ -11,6 +12,7 @@ from notifications import repository
 from notifications.bootstrap import SERVICE_ROOT
 from shared.db import make_engine, make_session_factory
 from shared.migrations import upgrade_head
+from shared.pagination import encode_cursor
 from shared.testing import ExplainingSession
 
 EMAILS = 30_000
@@ -49,5 +51,24 @@ async def test_the_emails_of_one_account_read_a_page_not_the_table(
             )
         assert len(rows) == 2
         assert max(session.rows_read) <= 1_000, (session.rows_read, session.plans)
+
+        # a page deep in the operators' list (and the mailbox's: sent ones) reads a page, not every
+        # email back to the newest
+        async with make_session_factory(engine)() as real:
+            session = ExplainingSession(real)
+            cursor = None
+            for _ in range(3):
+                rows, cursor = await repository.list_emails(
+                    session,  # type: ignore[arg-type]
+                    repository.EmailFilter(),
+                    limit=50,
+                    cursor=cursor,
+                )
+            deep = encode_cursor(rows[-1].created_at - timedelta(seconds=20_000), uuid.uuid4())
+            for f in (repository.EmailFilter(), repository.EmailFilter(status="sent")):
+                deeper, _ = await repository.list_emails(session, f, limit=50, cursor=deep)  # type: ignore[arg-type]
+                assert len(deeper) == 50
+        print(f"\nlist_emails pages: rows read {session.rows_read}")
+        assert max(session.rows_read) <= 1_000, (session.rows_read, session.plans[-1])
     finally:
         await engine.dispose()

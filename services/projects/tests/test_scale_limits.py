@@ -225,6 +225,28 @@ async def test_public_project_list_reads_a_page_not_every_project(
     assert session.rows_read[0] <= PAGE_READ_LIMIT, f"a page of 51 projects read {session.rows_read[0]} rows"
 
 
+@pytest.mark.parametrize("caller", ["team_admin", "lead", "stranger"])
+async def test_my_projects_reads_a_page_of_the_callers_teams_not_every_project(
+    world: World, listed_projects: Project, caller: str
+) -> None:
+    """我的项目 for the admin of the team with 20,000 projects, for a lead of one of its projects, and
+    for a volunteer with none: one condition over both ways read every project for each of them."""
+    account = {
+        "team_admin": listed_projects.admin_id,
+        "lead": listed_projects.lead_id,
+        "stranger": uuid.uuid4(),
+    }[caller]
+    rows, session = await _explained(
+        world, repo.list_managed_projects, account_id=account, status=None, after=None, limit=51
+    )
+    assert len(rows) == {"team_admin": 51, "lead": 51, "stranger": 0}[caller]
+    if caller == "team_admin":
+        created = [(r["created_at"], r["id"]) for r in rows]
+        assert created == sorted(created, reverse=True)
+    print(f"\nlist_managed_projects {caller}: rows read {session.rows_read} in {session.ms} ms\n{session.plans[0]}")
+    assert session.rows_read[0] <= PAGE_READ_LIMIT, f"a page of my projects read {session.rows_read[0]} rows"
+
+
 async def test_raising_a_quota_admits_the_line_in_a_bounded_number_of_statements(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, bindparam, func, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifications.errors import (
@@ -69,7 +69,9 @@ async def list_emails(
     query = _filtered(select(Email), f)
     if cursor:
         created, email_id = time_cursor(cursor)
-        query = query.where(or_(Email.created_at < created, and_(Email.created_at == created, Email.id < email_id)))
+        # a row comparison, which the index reads as a range from the cursor on (an OR of the two
+        # was only a filter: a page deep in the list read every email back to the newest)
+        query = query.where(tuple_(Email.created_at, Email.id) < tuple_(created, email_id))
     query = query.order_by(Email.created_at.desc(), Email.id.desc()).limit(limit + 1)
     rows = list((await session.execute(query)).scalars())
     more = len(rows) > limit

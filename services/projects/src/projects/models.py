@@ -71,6 +71,8 @@ team_roles = Table(
     #: "admin" or "lead"
     Column("role", String(10), primary_key=True),
 )
+#: an account's roles (我的项目 reads the teams the caller administers or leads in)
+Index("ix_team_roles_account", team_roles.c.account_id, team_roles.c.role, team_roles.c.team_id)
 
 #: the teams event each (team, account, role) was last set by (its outbox sequence), so an older
 #: event delivered late (an operator replaying a dead letter) does not undo a newer one: a removed
@@ -94,7 +96,7 @@ projects = Table(
     metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
     Column("team_id", UUID(as_uuid=True), nullable=False),
-    Column("lead_account_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("lead_account_id", UUID(as_uuid=True), nullable=False),
     Column("created_by", UUID(as_uuid=True), nullable=False),
     Column("copied_from", UUID(as_uuid=True), nullable=True),
     Column("title", String(200), nullable=False),
@@ -146,6 +148,8 @@ Index(
     postgresql_where=_LISTED,
 )
 Index("ix_projects_team", projects.c.team_id, projects.c.created_at.desc(), projects.c.id.desc())
+# a lead's projects, newest created first (我的项目; also who leads what)
+Index("ix_projects_lead", projects.c.lead_account_id, projects.c.created_at.desc(), projects.c.id.desc())
 
 positions = Table(
     "positions",

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import case, delete, func, insert, literal_column, select, text, tuple_, update
+from sqlalchemy import Select, case, delete, func, insert, literal_column, select, text, true, tuple_, union, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -448,16 +448,29 @@ async def list_managed_projects(
     limit: int,
 ) -> list[Row]:
     """我的项目: projects the account leads while holding a role in their team, or whose team it
-    administers; every status (a lead the team withdrew no longer runs, nor sees, its drafts)."""
-    admin_of = select(team_roles.c.team_id).where(team_roles.c.account_id == account_id, team_roles.c.role == "admin")
-    in_team_of = select(team_roles.c.team_id).where(team_roles.c.account_id == account_id)
-    led = (projects.c.lead_account_id == account_id) & projects.c.team_id.in_(in_team_of)
-    stmt = select(projects).where(led | projects.c.team_id.in_(admin_of))
-    if status is not None:
-        stmt = stmt.where(projects.c.status == status)
-    if after is not None:
-        stmt = stmt.where(tuple_(projects.c.created_at, projects.c.id) < tuple_(*after))
-    stmt = stmt.order_by(projects.c.created_at.desc(), projects.c.id.desc()).limit(limit)
+    administers; every status (a lead the team withdrew no longer runs, nor sees, its drafts).
+
+    A page of each team the account administers (``ix_projects_team``, an index range each) and a
+    page of those it leads (``ix_projects_lead``), the newest of their union: what a page
+    reads grows with the page and the caller's teams, not with the country's projects (one
+    condition over both ways read every project and every team role, for any caller)."""
+
+    def page(stmt: Select[Any]) -> Select[Any]:
+        if status is not None:
+            stmt = stmt.where(projects.c.status == status)
+        if after is not None:
+            stmt = stmt.where(tuple_(projects.c.created_at, projects.c.id) < tuple_(*after))
+        return stmt.order_by(projects.c.created_at.desc(), projects.c.id.desc()).limit(limit)
+
+    roles = team_roles.c
+    administered = select(roles.team_id).where(roles.account_id == account_id, roles.role == "admin").subquery()
+    of_team = page(select(projects.c.id).where(projects.c.team_id == administered.c.team_id)).lateral()
+    in_team_of = select(roles.team_id).where(roles.account_id == account_id)
+    led = page(
+        select(projects.c.id).where(projects.c.lead_account_id == account_id, projects.c.team_id.in_(in_team_of))
+    )
+    ids = union(select(of_team.c.id).select_from(administered).join(of_team, true()), led).subquery()
+    stmt = page(select(projects).join(ids, ids.c.id == projects.c.id))
     return list((await s.execute(stmt)).mappings())
 
 

@@ -77,6 +77,13 @@ class Team(Base, EventSource):
         # the review queue in its order (the overdue sweep, reviews of region admins) and per
         # liaison team (reviews of its admins); the public directory in its order
         Index("ix_teams_pending_submitted_id", "submitted_at", "id", postgresql_where=text("status = 'pending'")),
+        # the registrations the overdue sweep has still to escalate (those escalated and undecided
+        # pile up in the queue, and every pass read them all again)
+        Index(
+            "ix_teams_overdue_due",
+            "submitted_at",
+            postgresql_where=text("status = 'pending' AND overdue_raised_at IS NULL"),
+        ),
         Index(
             "ix_teams_pending_liaison",
             "liaison_team_id",

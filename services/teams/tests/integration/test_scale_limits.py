@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -445,3 +446,36 @@ async def test_a_teams_open_requests_or_invitations_page_reads_a_page_not_all_of
     for label, rows, ms, plan in zip(("first", "later"), session.rows_read, session.ms, session.plans, strict=True):
         print(f"\n{listing} ({label} page): rows read {rows} in {ms:.1f} ms\n{plan}")
     assert max(session.rows_read) <= 1_000, f"a page of 51 read {session.rows_read} rows"
+
+
+async def test_the_overdue_sweep_reads_the_registrations_still_to_escalate_not_the_whole_queue(big: Any) -> None:
+    """5,000 registrations escalated weeks ago and still undecided, and 30 now overdue: a pass of the
+    T5 sweep (every replica, every 5 minutes) read all of them again, idle passes too."""
+    async with big.runtime.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO teams (id, name, region_code, level, kind, status, is_root, liaison_authorised,"
+                " join_mode, contact_person, contact_phone, contact_email, contact_address,"
+                " applicant_account_id, submitted_at, created_at, overdue_raised_at, name_key)"
+                " SELECT gen_random_uuid(), 'od' || g || '志愿服务队', '330106', 'county', 'other', 'pending',"
+                " false, false, 'reject_anyone', '王老师', '0571-88886666', 't@example.org', '地址',"
+                " gen_random_uuid(), CAST(:now AS timestamptz) - interval '30 days' - g * interval '1 second', CAST(:now AS timestamptz),"
+                " CASE WHEN g <= 30 THEN NULL ELSE CAST(:now AS timestamptz) - interval '20 days' END, 'od' || g || '志愿服务队'"
+                " FROM generate_series(1, 5030) AS g"
+            ),
+            {"now": big.runtime.clock.now()},
+        )
+        await conn.execute(text("ANALYZE teams"))
+    week_ago = big.runtime.clock.now() - timedelta(days=7)
+    async with big.runtime.session_factory() as real:
+        session = ExplainingSession(real)
+        due = await TeamsRepository(session).overdue_reviews(week_ago, 100)  # type: ignore[arg-type]
+        await real.execute(
+            text("UPDATE teams SET overdue_raised_at = now() WHERE id = ANY(:ids)"), {"ids": [t.id for t in due]}
+        )
+        idle = await TeamsRepository(session).overdue_reviews(week_ago, 100)  # type: ignore[arg-type]
+        await real.rollback()
+    assert (len(due), len(idle)) == (30, 0)
+    for label, rows, plan in zip(("due", "idle"), session.rows_read, session.plans, strict=True):
+        print(f"\noverdue_reviews ({label} pass): rows read {rows}\n{plan}")
+    assert max(session.rows_read) <= 1_000, f"a pass of the overdue sweep read {session.rows_read} rows"
