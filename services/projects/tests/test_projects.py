@@ -23,6 +23,22 @@ async def test_team_lead_creates_a_draft_project_with_positions(world: World) ->
     assert project.data["contact"]["phone"] == "010-12345678"
 
 
+async def test_positions_keep_the_order_the_team_gave_them_and_a_copy_keeps_it(world: World) -> None:
+    given = ["组员", "组长", "安全员"]
+    project = await world.project(positions=[{"name": n, "quota": 3, "admission_mode": "manual"} for n in given])
+    assert [p["name"] for p in project.data["positions"]] == given
+    added = await world.client.post(
+        f"/api/v1/projects/{project.id}/positions",
+        json={"name": "后勤", "quota": 2, "admission_mode": "auto"},
+        headers=project.lead,
+    )
+    assert added.status_code in (200, 201), added.text
+    shown = await world.client.get(f"/api/v1/projects/{project.id}")
+    assert [p["name"] for p in shown.json()["positions"]] == [*given, "后勤"]
+    copy = await world.client.post(f"/api/v1/projects/{project.id}/copies", json=COPY_DATES, headers=project.admin)
+    assert [p["name"] for p in copy.json()["positions"]] == [*given, "后勤"]
+
+
 async def test_a_contact_email_of_the_longest_valid_length_is_kept(world: World) -> None:
     # 254 characters, the most an address may have (RFC 5321); the column once held 200 (a 500)
     email = "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 57 + ".org"

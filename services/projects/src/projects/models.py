@@ -162,6 +162,8 @@ positions = Table(
     Column("admitted", Integer, nullable=False, server_default="0"),
     #: "manual" (review) or "auto" (in order of application)
     Column("admission_mode", String(10), nullable=False),
+    #: the order the team gave its positions in (组长 before 组员), kept in every view and copy
+    Column("seq", BigInteger, Identity(always=False), nullable=False),
     CheckConstraint("admitted >= 0 AND admitted <= quota", name="within_quota"),
 )
 

@@ -399,7 +399,7 @@ async def set_quota(s: AsyncSession, position_id: uuid.UUID, quota: int) -> int 
 
 
 async def positions_of(s: AsyncSession, project_id: uuid.UUID) -> list[Row]:
-    rows = await s.execute(select(positions).where(positions.c.project_id == project_id).order_by(positions.c.name))
+    rows = await s.execute(select(positions).where(positions.c.project_id == project_id).order_by(positions.c.seq))
     return list(rows.mappings())
 
 
