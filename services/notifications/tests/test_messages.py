@@ -638,6 +638,34 @@ async def test_project_closing_and_extension_reach_the_leads(service: Service) -
     assert f"{SITE}/projects/{project_id}" in extended.text()
 
 
+async def test_a_national_admins_extension_reaches_the_team_admins_as_well_as_the_leads(service: Service) -> None:
+    """The team admins were told of the closing and to call the national line: they hear that the
+    national admin extended it too (only the leads did)."""
+    lead, lead_address = await service.register()
+    admin, admin_address = await service.register(language="en", name="Heidi")
+    title = f"河道守护{uuid.uuid4().hex[:6]}"
+    [event_id] = await service.produce(
+        ProjectExtended(
+            project_id=uuid.uuid4(),
+            team_id=uuid.uuid4(),
+            title=title,
+            new_end_date=date(2027, 1, 31),
+            extended_by_account_id=uuid.uuid4(),
+            by_national_admin=True,
+            lead_account_ids=[lead],
+            team_admin_account_ids=[admin],
+        )
+    )
+    await service.settled(event_id, count=2)
+    to_lead = await one_email_to(service, lead_address, title)
+    assert "您负责的志愿服务项目" in to_lead.text()
+    assert "由全国系统管理员延期" in to_lead.text()
+    to_admin = await one_email_to(service, admin_address, title)
+    assert "Your team's project" in to_admin.text()
+    assert "by the national administrator" in to_admin.text()
+    assert "2027-01-31" in to_admin.text()
+
+
 async def test_project_closing_tells_the_team_admins_the_extension_dates_once_each(service: Service) -> None:
     """P4 / FAQ T9: the team admins' one extension until closing + 30 days, the national admin's (by
     the national service line) until + 60 days, none after; the lead who is also an admin gets one."""

@@ -243,6 +243,8 @@ async def test_national_admin_extends_59_days_after_closing(world: World) -> Non
     assert result["http_status"] == 200, result
     extended = [p for p in await world.outbox("project.extended") if p["project_id"] == project.id]
     assert extended[0]["by_national_admin"] is True
+    # the team's admins, told of the closing, hear of the extension as well
+    assert extended[0]["team_admin_account_ids"] == [str(project.admin_id)]
 
 
 async def test_nobody_extends_61_days_after_closing(world: World) -> None:

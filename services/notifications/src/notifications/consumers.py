@@ -354,16 +354,14 @@ async def send_project_notice(
         context: dict[str, Any] = {
             "project_title": event.title,
             "new_end_date": local_date(event.new_end_date),
+            "by_national_admin": event.by_national_admin,
             "path": path,
         }
-        await queue_for_accounts(
-            uow,
-            runtime.templates,
-            envelope,
-            template="project_extended",
-            account_ids=event.lead_account_ids,
-            context=context,
-        )
+        # the leads, and the team's admins, told of the closing, but the one who extended it; an
+        # account both lead and admin gets the lead's
+        contexts = {account_id: {**context, "team_admin": True} for account_id in event.team_admin_account_ids}
+        contexts.update({account_id: {**context, "team_admin": False} for account_id in event.lead_account_ids})
+        await queue_for_each(uow, runtime.templates, envelope, template="project_extended", contexts=contexts)
         return
     await queue_for_each(
         uow, runtime.templates, envelope, template="project_closed", contexts=closing_contexts(event, runtime, path)

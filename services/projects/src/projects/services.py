@@ -456,6 +456,11 @@ async def extend_project(
             extended_by_account_id=principal.account_id,
             by_national_admin=principal.is_national_admin,
             lead_account_ids=(await repo.leads_to_tell(uow.session, [row]))[row["id"]],
+            team_admin_account_ids=[
+                a
+                for a in (await repo.team_admin_ids(uow.session, [row["team_id"]])).get(row["team_id"], [])
+                if a != principal.account_id
+            ],
         )
     )
     return free

@@ -358,6 +358,14 @@ class TeamsRepository:
     async def volunteer(self, account_id: uuid.UUID) -> Volunteer | None:
         return await self.session.get(Volunteer, account_id)
 
+    async def volunteers(self, account_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Volunteer]:
+        """These accounts' volunteer rows (those known), in one statement."""
+        ids = list(set(account_ids))
+        if not ids:
+            return {}
+        stmt = select(Volunteer).where(Volunteer.account_id.in_(ids))
+        return {v.account_id: v for v in (await self.session.execute(stmt)).scalars()}
+
     async def volunteer_by_number(self, volunteer_number: str) -> Volunteer | None:
         stmt = select(Volunteer).where(Volunteer.volunteer_number == volunteer_number)
         return (await self.session.execute(stmt)).scalar_one_or_none()

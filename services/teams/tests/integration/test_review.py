@@ -151,6 +151,38 @@ async def test_social_organisation_is_reviewed_by_its_registration_authority(tea
     assert approved.status_code == 200, approved.text
 
 
+async def test_reviewers_see_the_credit_code_the_authority_and_who_applied(teams: Any) -> None:
+    """A civil-affairs reviewer approved a social organisation without any view showing the credit
+    code they check, or who applied (T1, T5)."""
+    [applicant] = await teams.volunteers(1)
+    authority_admin = await teams.region_admin("330106")
+    response = await register_social_group(teams, applicant, "330106")
+    team = response.json()
+    code = team["uscc"]
+    assert len(code) == 18
+    async with teams.runtime.session_factory() as session:
+        shown_as = (
+            await session.execute(
+                text("SELECT masked_name, volunteer_number FROM volunteers WHERE account_id = :a"),
+                {"a": applicant.account_id},
+            )
+        ).one()
+    expected = {
+        "account_id": str(applicant.account_id),
+        "masked_name": shown_as.masked_name,
+        "volunteer_number": shown_as.volunteer_number,
+    }
+    listed = (await teams.client.get("/api/v1/reviews", headers=teams.auth(authority_admin))).json()["items"]
+    [waiting] = [t for t in listed if t["id"] == team["id"]]
+    viewed = (await teams.client.get(f"/api/v1/teams/{team['id']}", headers=teams.auth(authority_admin))).json()
+    for view in (waiting, viewed):
+        assert (view["uscc"], view["registration_authority_region"]) == (code, "330106")
+        assert view["applicant"] == expected
+    assert (await decide(teams, team["id"], authority_admin, "approved")).status_code == 200
+    public = (await teams.client.get(f"/api/v1/teams/{team['id']}")).json()
+    assert (public["uscc"], public["applicant"]) == (code, None)  # decided: who applied is the team's business
+
+
 async def test_remind_review_is_refused_before_day_four_then_allowed_once_a_day(teams: Any) -> None:
     team, applicant, liaison_admin, _ = await pending_team(teams)
     teams.clock.advance(days=3)

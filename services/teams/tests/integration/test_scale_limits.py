@@ -459,8 +459,10 @@ async def test_the_overdue_sweep_reads_the_registrations_still_to_escalate_not_t
                 " applicant_account_id, submitted_at, created_at, overdue_raised_at, name_key)"
                 " SELECT gen_random_uuid(), 'od' || g || '志愿服务队', '330106', 'county', 'other', 'pending',"
                 " false, false, 'reject_anyone', '王老师', '0571-88886666', 't@example.org', '地址',"
-                " gen_random_uuid(), CAST(:now AS timestamptz) - interval '30 days' - g * interval '1 second', CAST(:now AS timestamptz),"
-                " CASE WHEN g <= 30 THEN NULL ELSE CAST(:now AS timestamptz) - interval '20 days' END, 'od' || g || '志愿服务队'"
+                " gen_random_uuid(), CAST(:now AS timestamptz) - interval '30 days' - g * interval '1 second',"
+                " CAST(:now AS timestamptz),"
+                " CASE WHEN g <= 30 THEN NULL ELSE CAST(:now AS timestamptz) - interval '20 days' END,"
+                " 'od' || g || '志愿服务队'"
                 " FROM generate_series(1, 5030) AS g"
             ),
             {"now": big.runtime.clock.now()},

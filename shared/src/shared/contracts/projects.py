@@ -59,6 +59,8 @@ class ProjectExtended(_ProjectEvent):
     extended_by_account_id: uuid.UUID
     by_national_admin: bool = False
     lead_account_ids: list[uuid.UUID] = Field(default_factory=list)
+    #: the team's admins but the one who extended it (they were told of the closing and its windows)
+    team_admin_account_ids: list[uuid.UUID] = Field(default_factory=list)
 
 
 class _ApplicationEvent(Event):

@@ -196,7 +196,8 @@ async def get_team(team_id: uuid.UUID, principal: OptionalPrincipal, uow: UoW) -
         team = await repo.team(team_id)
         if team is None or not await can_see(repo, principal, team):
             raise AppError(E.TEAM_NOT_FOUND)
-    return team_out(team)
+        applicants = await repo.volunteers([team.applicant_account_id]) if team.status == PENDING else {}
+    return team_out(team, applicants)
 
 
 @router.get(
@@ -304,9 +305,10 @@ async def my_reviews(
     after = time_cursor(cursor) if cursor else None
     async with uow:
         rows = await registration.reviews_waiting_for(uow, principal, after=after, limit=limit + 1)
+        applicants = await TeamsRepository(uow.session).volunteers(t.applicant_account_id for t in rows[:limit])
     last = rows[limit - 1] if len(rows) > limit else None
     return TeamPage(
-        items=[team_out(t) for t in rows[:limit]],
+        items=[team_out(t, applicants) for t in rows[:limit]],
         next_cursor=encode_cursor(last.submitted_at, last.id) if last else None,
     )
 

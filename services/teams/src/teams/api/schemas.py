@@ -78,6 +78,14 @@ class ContactOut(BaseModel):
     address: str
 
 
+class ApplicantOut(BaseModel):
+    """Who applied, as teams shows volunteers: masked name and volunteer number."""
+
+    account_id: uuid.UUID
+    masked_name: str
+    volunteer_number: str
+
+
 class TeamOut(BaseModel):
     id: uuid.UUID
     name: str
@@ -92,6 +100,13 @@ class TeamOut(BaseModel):
     join_mode: str
     contact: ContactOut
     submitted_at: datetime
+    #: a social organisation's unified social credit code and the region of its registration
+    #: authority (T1: public, as on its registration certificate); null for other teams
+    uscc: str | None = None
+    registration_authority_region: str | None = None
+    #: who applied, while the registration is under review (to those who may see it: the reviewers
+    #: check it, T5); null once decided, and for a root team an operator created
+    applicant: ApplicantOut | None = None
 
 
 class TeamPage(BaseModel):
