@@ -148,7 +148,7 @@ class World:
             ("PUT", "/api/v1/admin/accounts/{account_id}/roles"): {"json": {"roles": ["volunteer", "national_admin"]}},
             ("POST", "/api/v1/admin/accounts/{account_id}/temporary-passwords"): {"json": {"reason": "访问矩阵测试"}},
             ("POST", "/api/v1/admin/duplicate-cases/{case_id}/resolution"): {
-                "json": {"keep_record_id": ids["account_id"]}
+                "json": {"keep_record_id": ids["account_id"], "record_ids": [ids["account_id"]]}
             },
             ("POST", "/api/v1/admin/account-searches"): {
                 "json": {"username": self.a.username, "reason": "访问矩阵测试"}

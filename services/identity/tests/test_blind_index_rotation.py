@@ -250,7 +250,7 @@ async def test_during_and_after_a_reindex_every_number_is_found_under_either_key
         keep = sorted(records)[0]
         resolved = await after.client.post(
             f"/api/v1/admin/duplicate-cases/{case['id']}/resolution",
-            json={"keep_record_id": keep},
+            json={"keep_record_id": keep, "record_ids": sorted(records)},
             headers=after.national_admin(),
         )
         assert resolved.status_code == 200, resolved.text

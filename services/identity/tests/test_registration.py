@@ -214,8 +214,11 @@ async def test_number_held_by_two_records_is_refused_and_queued_for_the_national
     assert {r["record_id"] for r in case["records"]} == {str(first), str(second)}
     assert all(r["masked_name"] == "李*" for r in case["records"])
 
+    seen = [r["record_id"] for r in case["records"]]
     resolved = await identity.client.post(
-        f"/api/v1/admin/duplicate-cases/{case['id']}/resolution", json={"keep_record_id": str(first)}, headers=admin
+        f"/api/v1/admin/duplicate-cases/{case['id']}/resolution",
+        json={"keep_record_id": str(first), "record_ids": seen},
+        headers=admin,
     )
     assert resolved.status_code == 200, resolved.text
     assert resolved.json()["status"] == "resolved"
@@ -225,7 +228,9 @@ async def test_number_held_by_two_records_is_refused_and_queued_for_the_national
     assert history[0]["merged"][0]["hours"] == 3
 
     again = await identity.client.post(
-        f"/api/v1/admin/duplicate-cases/{case['id']}/resolution", json={"keep_record_id": str(first)}, headers=admin
+        f"/api/v1/admin/duplicate-cases/{case['id']}/resolution",
+        json={"keep_record_id": str(first), "record_ids": seen},
+        headers=admin,
     )
     assert again.json()["code"] == "case_already_resolved"
     # With one live record left, the volunteer can claim it.

@@ -15,13 +15,14 @@ from sqlalchemy.exc import IntegrityError
 from identity import errors
 from identity.bootstrap import IdentityRuntime
 from identity.crypto import DataCipher, Sealed, id_number_context
-from identity.domain import documents
+from identity.domain import documents, usernames
 from identity.domain.documents import DocumentType, blind_index_input
 from identity.domain.password_policy import check_password
 from identity.models import RECORD_MERGED, Account, DuplicateCase, VolunteerRecord
 from identity.registration import check_email
 from identity.repository import Accounts, Audit, Cases
 from identity.sessions import retire_credentials
+from identity.throttle import account_key
 from shared import regions
 from shared.auth import ROLE_NATIONAL_ADMIN, ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER, ROLES, Principal
 from shared.contracts.identity import (
@@ -45,12 +46,20 @@ def temporary_password() -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(12))
 
 
+#: the account's login failures (identity.throttle keeps them under its username's key)
+_CLEAR_LOGIN_FAILURES = text("DELETE FROM login_throttle WHERE key = :key")
+
+
 async def set_temporary_password(runtime: IdentityRuntime, uow: UnitOfWork, account: Account) -> str:
-    """A temporary password, changed at the next login; the old sessions and reset links end."""
+    """A temporary password, changed at the next login; the old sessions and reset links end, and
+    so do the account's login failures with their lock: the owner (often the one who failed, or
+    someone guessing at the account) is given the password to log in with now, not minutes later.
+    The client addresses' counts stay."""
     password = temporary_password()
     account.password_hash = await runtime.passwords.hash(password)
     account.must_change_password = True
     await retire_credentials(uow, account.id, uow.clock.now())
+    await uow.session.execute(_CLEAR_LOGIN_FAILURES, {"key": account_key(account.username)})
     return password
 
 
@@ -173,10 +182,21 @@ async def registered_record_ids(uow: UnitOfWork, record_ids: Sequence[uuid.UUID]
 
 
 async def resolve_case(
-    uow: UnitOfWork, actor: Principal, case_id: uuid.UUID, keep_record_id: uuid.UUID, cipher: DataCipher
+    uow: UnitOfWork,
+    actor: Principal,
+    case_id: uuid.UUID,
+    keep_record_id: uuid.UUID,
+    cipher: DataCipher,
+    seen_record_ids: Sequence[uuid.UUID],
 ) -> DuplicateCase:
     """Keep one record; the others are merged into it and the other services move their
-    memberships, applications and hours through ``volunteer.merged``."""
+    memberships, applications and hours through ``volunteer.merged``. Only the records the admin
+    saw (``seen_record_ids``, the live ones of the case view) are merged: when the number's live
+    records are others now (a later import or sign-up added one, or one left), ``case_changed``."""
+    # Taken before the case's row, as the importer and sign-up's case opening take it before they
+    # touch a case: a batch adding a record of this number either committed before (and is seen
+    # here) or waits, and then finds this case resolved and opens a new one for its record.
+    await uow.session.execute(text("SELECT pg_advisory_xact_lock(hashtext('identity-import-cases'))"))
     case = await Cases(uow.session).get(case_id, for_update=True)
     if case is None:
         raise AppError(errors.CASE_NOT_FOUND)
@@ -186,6 +206,12 @@ async def resolve_case(
     kept = next((r for r in records if r.id == keep_record_id), None)
     if kept is None:
         raise AppError(errors.RECORD_NOT_IN_CASE)
+    live, seen = {r.id for r in records}, set(seen_record_ids)
+    if live != seen:
+        raise AppError(
+            errors.CASE_CHANGED,
+            {"added": sorted(str(i) for i in live - seen), "gone": sorted(str(i) for i in seen - live)},
+        )
     registered = await registered_record_ids(uow, [r.id for r in records])
     if registered and kept.id not in registered:
         raise AppError(errors.MERGE_MUST_KEEP_REGISTERED)
@@ -224,6 +250,8 @@ async def create_national_admin(
 ) -> uuid.UUID:
     """The first national admin (``python -m identity create-admin``); a staff account with
     no volunteer identity. Later admins are granted roles through the API."""
+    if not usernames.could_exist(username):  # what sign-up takes: the login looks up no other name
+        raise AppError(errors.USERNAME_INVALID)
     check_password(password, username=username)
     password_hash = await runtime.passwords.hash(password)
     async with runtime.uow() as uow:

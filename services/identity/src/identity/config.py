@@ -42,6 +42,13 @@ class IdentitySettings(ServiceSettings):
     minimum_age: int = 14
     #: below this age a guardian's consent is required
     guardian_consent_below_age: int = 18
+    #: sign-ups from one client address answered with what the ID number is (already registered,
+    #: held twice, or an imported record's name or birth date differs) within an hour of each
+    #: other before its sign-ups are refused for an hour (429): each such answer tells whoever
+    #: asks something about someone's ID number. Generous: a campus sign-up drive comes from one
+    #: address, and "already registered" is the commonest answer real people get (FAQ V1); it
+    #: still turns a sweep of a thousand serial numbers from seconds into ten hours per address
+    sign_up_identity_refusals_per_hour: int = Field(default=100, ge=1)
 
     # -- login throttling -------------------------------------------------------------------
     #: failures of one account before each further failure locks it for a while
@@ -51,8 +58,12 @@ class IdentitySettings(ServiceSettings):
     login_lock_base_seconds: int = 30
     #: the longest lock; short, so an attacker cannot keep an owner out for long
     login_lock_max_seconds: int = 900
-    #: trust the first X-Forwarded-For address (only behind a proxy that sets it)
+    #: take the client address from X-Forwarded-For (only behind a proxy that appends to it)
     trust_forwarded_for: bool = False
+    #: how many proxies of ours append to X-Forwarded-For: the address is the entry this many from
+    #: the right (1: the one the ingress appended); the entries left of it are whatever the client
+    #: sent. A header with fewer entries gives the socket's address.
+    forwarded_hops: int = Field(default=1, ge=1)
 
     # -- password reset ---------------------------------------------------------------------
     #: the frontend page that takes ``?token=``; the emailed link is built from it
@@ -76,6 +87,10 @@ class IdentitySettings(ServiceSettings):
     )
     #: largest accepted ID-card image (bytes)
     id_card_max_bytes: int = 5 * 1024 * 1024
+    #: largest ID-card image decoded (width × height; a phone photo has 12 to 24 million), and its
+    #: longest side: a few kilobytes of PNG can declare gigabytes of pixels
+    id_card_max_pixels: int = Field(default=40_000_000, ge=1)
+    id_card_max_side: int = Field(default=10_000, ge=1)
 
     # -- bulk import (issue 3) --------------------------------------------------------------
     #: uploaded imports one process runs at once (each holds a database connection of its own,

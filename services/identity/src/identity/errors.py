@@ -4,6 +4,13 @@ from shared.errors import ErrorSpec
 
 # -- registration (V1–V4) -------------------------------------------------------------------
 USERNAME_TAKEN = ErrorSpec("username_taken", 409, "该用户名已被使用", "This username is already taken")
+#: ``create-admin`` only (the API's sign-up refuses such a name with validation_failed)
+USERNAME_INVALID = ErrorSpec(
+    "username_invalid",
+    422,
+    "用户名为3至64个字符,只能包含英文字母、数字、下划线、点和连字符",
+    "A username has 3 to 64 characters: ASCII letters, digits, _ . and -",
+)
 ID_NUMBER_INVALID = ErrorSpec(
     "id_number_invalid", 422, "身份证号码不正确,请核对校验位和出生日期", "The resident ID number is not valid"
 )
@@ -78,6 +85,14 @@ IMPORTED_BIRTH_DATE_MISMATCH = ErrorSpec(
     "使用该证件号码的志愿者数据已经被导入,出生日期与导入数据不一致,请核对",
     "A record with this ID number was imported with another birth date; check the birth date",
 )
+#: sign-up's answers about an ID number (registered, held twice, an imported record's name or birth
+#: date), too many from one client address (IDENTITY_SIGN_UP_IDENTITY_REFUSALS_PER_HOUR)
+TOO_MANY_SIGN_UP_ATTEMPTS = ErrorSpec(
+    "too_many_sign_up_attempts",
+    429,
+    "注册尝试过于频繁,请{retry_after}秒后再试",
+    "Too many sign-up attempts; retry in {retry_after} s",
+)
 NAME_LOCKED_AFTER_VERIFICATION = ErrorSpec(
     "name_locked_after_verification",
     409,
@@ -138,6 +153,14 @@ MERGE_MUST_KEEP_REGISTERED = ErrorSpec(
     "必须保留已注册账号对应的记录",
     "The record that has a registered account must be the one kept",
 )
+#: the resolution names the records the admin saw; another record of the number arrived since (an
+#: import, a sign-up) or one of them left: look at the case again
+CASE_CHANGED = ErrorSpec(
+    "case_changed",
+    409,
+    "该处理单的记录已发生变化,请重新查看后再处理",
+    "The case's records changed since you looked at them: look at the case again, then resolve it",
+)
 PASSWORD_UNCHANGED = ErrorSpec(
     "password_unchanged", 422, "新密码不能与当前密码相同", "The new password must differ from the current one"
 )
@@ -157,6 +180,12 @@ ID_CARD_IMAGE_TOO_LARGE = ErrorSpec(
     413,
     "身份证件照片不能超过{max_kib}KB",
     "The ID-card image must not exceed {max_kib} KiB",
+)
+ID_CARD_IMAGE_TOO_MANY_PIXELS = ErrorSpec(
+    "id_card_image_too_many_pixels",
+    413,
+    "身份证件照片尺寸过大,请缩小到{max_megapixels}百万像素、每边{max_side}像素以内",
+    "The ID-card image is too big: at most {max_megapixels} megapixels and {max_side} pixels a side",
 )
 REVIEW_NOT_FOUND = ErrorSpec("review_not_found", 404, "审核记录不存在", "No such ID-card review")
 REVIEW_ALREADY_DECIDED = ErrorSpec("review_already_decided", 409, "该审核已处理", "This review is already decided")

@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, text
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from identity.models import Base
@@ -55,6 +55,8 @@ class ImportJob(Base):
     existing_rows: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     rejected_rows: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     duplicate_cases_opened: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    #: header cells of the file that name no field, as written: their columns were not read
+    ignored_columns: Mapped[list[str]] = mapped_column(ARRAY(String(100)), server_default=text("'{}'"))
     error_code: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -187,7 +187,8 @@ ROW_REASONS: dict[str, ErrorSpec] = {
 }
 
 # -- columns ---------------------------------------------------------------------------------
-#: header spellings (lower-cased, spaces removed) an operator's file may use, per field
+#: header spellings (compared as :func:`_header_key` folds them: NFKC, so the full-width ``（）`` of
+#: ``服务时长（小时）`` are these ASCII ones, lower-cased, spaces removed) an operator's file may use, per field
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "real_name": ("real_name", "name", "姓名", "真实姓名"),
     "document_type": ("document_type", "证件类型"),
@@ -212,7 +213,18 @@ FIELDS = (
     "volunteer_number",
     "service_hours",
 )
-_ALIAS_TO_FIELD = {alias: name for name, aliases in COLUMN_ALIASES.items() for alias in aliases}
+
+
+def _header_key(cell: Any) -> str:
+    """A header cell as :data:`COLUMN_ALIASES` are compared: NFKC-folded (full-width brackets,
+    letters and digits are the ASCII ones), without spaces or a byte order mark, lower-cased."""
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(cell or ""))).lower().lstrip("\ufeff")
+
+
+_ALIAS_TO_FIELD = {_header_key(alias): name for name, aliases in COLUMN_ALIASES.items() for alias in aliases}
+#: at most this many ignored header cells are kept on a job, each cut to this length (the column's size)
+MAX_IGNORED_COLUMNS = 50
+IGNORED_COLUMN_LENGTH = 100
 
 DOCUMENT_TYPE_NAMES: dict[str, DocumentType] = {
     "": DocumentType.RESIDENT_ID,
@@ -345,14 +357,21 @@ ON CONFLICT (id_blind_index) WHERE status = 'open' DO NOTHING
 
 
 #: V3 for a big import: one pass over the table at the end finds every number this job's records
-#: share with another live record (cheaper than probing the index for each row of each batch)
+#: share with another live record (cheaper than probing the index for each row of each batch).
+#: The records of the same file (its SHA-256) loaded by earlier jobs count as this job's: a job cut
+#: off before its sweep (a restart) left them without their cases, and the upload of the same file
+#: that finishes it loads none of them again (they are its ``existing_rows``)
 SWEEP_CASES = """
 INSERT INTO duplicate_cases (id, id_blind_index, id_blind_key_id, id_masked, status, opened_by, opened_at)
 SELECT gen_random_uuid(), r.id_blind_index, min(r.id_blind_key_id), min(r.id_masked), 'open', 'import', $1
 FROM volunteer_records r
 WHERE r.status <> 'merged' AND r.id_blind_index IN (
     SELECT id_blind_index FROM volunteer_records
-    WHERE source = 'import' AND history -> 'import' ->> 'job_id' = $2
+    WHERE source = 'import' AND history -> 'import' ->> 'job_id' IN (
+        SELECT j.id::text FROM import_jobs j
+        WHERE j.id = $2::uuid
+           OR j.file_sha256 = (SELECT file_sha256 FROM import_jobs WHERE id = $2::uuid)
+    )
 )
 GROUP BY r.id_blind_index
 HAVING count(*) >= 2
@@ -590,25 +609,24 @@ def resolve_encoding(path: Path, requested: str) -> str:
     return "gb18030"
 
 
-def _row_getter(header: Iterable[Any]) -> tuple[int, Callable[[list[str]], Row]]:
-    width, columns = _row_columns(header)
-    getter: Callable[[list[str]], Row] = operator.itemgetter(*columns)
-    return width, getter
-
-
-def _row_columns(header: Iterable[Any]) -> tuple[int, tuple[int, ...]]:
-    """The header's width, and for each of :data:`FIELDS` its column, or -1 where absent
-    (rows get one empty cell appended for those)."""
+def _row_columns(header: Iterable[Any]) -> tuple[int, tuple[int, ...], list[str]]:
+    """The header's width; for each of :data:`FIELDS` its column, or -1 where absent (rows get one
+    empty cell appended for those); and the non-empty header cells that name no field (or one
+    already taken by an earlier column), as written: their columns are not read, which the job
+    reports (a warning, not a refusal: an operator's extra columns are common)."""
     columns: dict[str, int] = {}
+    ignored: list[str] = []
     width = 0
     for width, cell in enumerate(header, start=1):
-        field_name = _ALIAS_TO_FIELD.get(re.sub(r"\s+", "", str(cell or "")).lower().lstrip("\ufeff"))
-        if field_name is not None:
-            columns.setdefault(field_name, width - 1)
+        field_name = _ALIAS_TO_FIELD.get(_header_key(cell))
+        if field_name is not None and field_name not in columns:
+            columns[field_name] = width - 1
+        elif (written := _cell_text(cell).lstrip("\ufeff").strip()) and len(ignored) < MAX_IGNORED_COLUMNS:
+            ignored.append(written[:IGNORED_COLUMN_LENGTH])
     missing = [name for name in REQUIRED_COLUMNS if name not in columns]
     if missing:
         raise AppError(IMPORT_HEADER_INVALID, {"missing": missing}, params={"missing": ", ".join(missing)})
-    return width, tuple(columns.get(name, -1) for name in FIELDS)
+    return width, tuple(columns.get(name, -1) for name in FIELDS), ignored
 
 
 def _cell_text(value: Any) -> str:
@@ -638,6 +656,8 @@ class SourceFile:
         self.encoding: str | None = None
         self._handle: IO[str] | None = None
         self._workbook: Any = None
+        #: header cells that name no field (see :func:`_row_columns`)
+        self.ignored_columns: list[str] = []
         if file_format == "csv":
             self.encoding = resolve_encoding(path, encoding)
             self._rows = self._open_csv()
@@ -665,7 +685,7 @@ class SourceFile:
         if self.file_format == "csv":
             with self.path.open("rb") as f:
                 return max(sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")) - 1, 0)
-        sheet = self._workbook.active if self._workbook is not None else None
+        sheet = self._workbook.worksheets[0] if self._workbook is not None and self._workbook.worksheets else None
         rows = getattr(sheet, "max_row", None)
         return rows - 1 if isinstance(rows, int) and rows > 0 else None
 
@@ -681,7 +701,7 @@ class SourceFile:
         if header is None:
             self.close()
             raise AppError(IMPORT_HEADER_INVALID, {"missing": list(REQUIRED_COLUMNS)}, params={"missing": "*"})
-        self.width, self.columns = _row_columns(header)
+        self.width, self.columns, self.ignored_columns = _row_columns(header)
         return self._csv_rows(reader, self.width, operator.itemgetter(*self.columns))
 
     @staticmethod
@@ -692,9 +712,11 @@ class SourceFile:
             try:
                 for cells in reader:
                     line = reader.line_num + offset
+                    if not any(cells) or "".join(cells).isspace():
+                        # a blank line, or a row of empty cells (``,,,,,,,``: Excel writes the rows it
+                        # once formatted so): nothing to import nor to report, as XLSX's empty rows
+                        continue
                     if len(cells) != width:
-                        if not any(cells):
-                            continue  # a blank line
                         if any(cells[width:]):
                             yield line, ROW_MALFORMED.code
                             continue
@@ -716,7 +738,9 @@ class SourceFile:
 
         try:
             self._workbook = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
-            rows = self._workbook.active.iter_rows(values_only=True)
+            # the first worksheet, not the active one: the sheet the operator last looked at when
+            # saving (a second sheet of withdrawn people, say) is not the list (no sheet: unreadable)
+            rows = self._workbook.worksheets[0].iter_rows(values_only=True)
             header = next(rows, None)
         except Exception as exc:
             self.close()
@@ -724,8 +748,8 @@ class SourceFile:
         if header is None:
             self.close()
             raise AppError(IMPORT_HEADER_INVALID, {"missing": list(REQUIRED_COLUMNS)}, params={"missing": "*"})
-        width, getter = _row_getter(header)
-        return self._xlsx_rows(rows, width, getter)
+        width, columns, self.ignored_columns = _row_columns(header)
+        return self._xlsx_rows(rows, width, operator.itemgetter(*columns))
 
     @staticmethod
     def _xlsx_rows(rows: Iterator[tuple[Any, ...]], width: int, getter: Callable[[list[str]], Row]) -> Rows:
@@ -806,6 +830,8 @@ class ImportSummary:
     error_code: str | None = None
     #: False when another loader had the job, or it was no longer queued: nothing was run
     claimed: bool = True
+    #: header cells naming no field: their columns were not read (see :func:`_row_columns`)
+    ignored_columns: list[str] = field(default_factory=list)
 
 
 Progress = Callable[[int], None]
@@ -959,8 +985,10 @@ async def run_import(
                 error=type(exc).__name__,
                 at=f"{Path(where.filename).name}:{where.lineno} {where.name}" if where else None,
             )
-        if not options.probe_cases and summary.inserted_rows:
-            # also after a failure: the records loaded so far are this job's, and a re-run adds none
+        if not options.probe_cases and (summary.inserted_rows or summary.existing_rows):
+            # also after a failure: the records loaded so far are this job's, and a re-run adds none;
+            # and when this job loaded nothing new: an earlier job of the file may have been cut off
+            # before its sweep (SWEEP_CASES)
             summary.duplicate_cases_opened += await _sweep_cases(conn, job_id, clock.now())
         await conn.execute(
             "UPDATE import_jobs SET status = $2, error_code = $3, finished_at = $4 WHERE id = $1",
@@ -1016,7 +1044,13 @@ async def _import_rows(
     on_rejections: Callable[[list[Rejection]], None] | None,
 ) -> None:
     source = await asyncio.to_thread(SourceFile, path, options.file_format, options.encoding)
-    await conn.execute("UPDATE import_jobs SET encoding = $2 WHERE id = $1", job_id, source.encoding)
+    summary.ignored_columns = source.ignored_columns
+    await conn.execute(
+        "UPDATE import_jobs SET encoding = $2, ignored_columns = $3 WHERE id = $1",
+        job_id,
+        source.encoding,
+        source.ignored_columns,
+    )
     if options.workers > 1 and options.file_format == "csv":
         source.close()
         await _load_csv_in_workers(settings, path, source, options, job_id, clock, summary, progress, on_rejections)
@@ -1075,7 +1109,7 @@ async def _import_rows(
 async def _sweep_cases(conn: asyncpg.Connection, job_id: uuid.UUID, now: datetime) -> int:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('identity-import-cases'))")
-        status = await conn.execute(SWEEP_CASES, now, str(job_id))
+        status = await conn.execute(SWEEP_CASES, now, job_id)
         opened = int(status.rsplit(" ", 1)[1])
         await conn.execute(
             "UPDATE import_jobs SET duplicate_cases_opened = duplicate_cases_opened + $2 WHERE id = $1", job_id, opened
@@ -1267,15 +1301,16 @@ class ImportJobs:
         return [Rejection(r.line, r.code, r.field, r.id_masked) for r in rows]
 
 
-def _probe(path: Path, file_format: str, encoding: str) -> str | None:
+def _probe(path: Path, file_format: str, encoding: str) -> tuple[str | None, list[str]]:
     """The checks an upload gets before its 202: a CSV's encoding and header (quick: a pass over
     the bytes); of an XLSX only that it is a workbook, since reading its header means parsing all
-    its shared strings (17.6 s for 300k rows): the job does that, and fails with the file's code."""
+    its shared strings (17.6 s for 300k rows): the job does that, and fails with the file's code.
+    Returns the encoding and the header cells that name no field (a CSV's; an XLSX's come with its job)."""
     if file_format == "xlsx":
         _check_workbook(path)
-        return None
+        return None, []
     with SourceFile(path, file_format, encoding) as source:
-        return source.encoding
+        return source.encoding, source.ignored_columns
 
 
 def _check_workbook(path: Path) -> None:
@@ -1294,7 +1329,7 @@ def _check_workbook(path: Path) -> None:
 async def submit(uow: UnitOfWork, submitted_by: uuid.UUID, path: Path, *, file_format: str, encoding: str) -> ImportJob:
     """A queued job for an uploaded file; what can be checked quickly (:func:`_probe`) is checked
     now, so such a wrong file is refused at once rather than failing in the background."""
-    detected = await asyncio.to_thread(_probe, path, file_format, encoding)
+    detected, ignored_columns = await asyncio.to_thread(_probe, path, file_format, encoding)
     size, sha256 = await asyncio.to_thread(file_facts, path)
     job = ImportJob(
         id=uuid.uuid4(),
@@ -1310,6 +1345,7 @@ async def submit(uow: UnitOfWork, submitted_by: uuid.UUID, path: Path, *, file_f
         existing_rows=0,
         rejected_rows=0,
         duplicate_cases_opened=0,
+        ignored_columns=ignored_columns,
         created_at=uow.clock.now(),
     )
     ImportJobs(uow.session).add(job)
@@ -1552,6 +1588,7 @@ async def _cli(args: argparse.Namespace) -> int:
                 "existing_rows": summary.existing_rows,
                 "rejected_rows": summary.rejected_rows,
                 "duplicate_cases_opened": summary.duplicate_cases_opened,
+                "ignored_columns": summary.ignored_columns,
                 "report": str(report_path),
             },
             ensure_ascii=False,

@@ -9,6 +9,7 @@ concurrent sign-up's: the unique index still decides between them.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -32,6 +33,7 @@ from identity.models import (
     VolunteerRecord,
 )
 from identity.repository import Accounts, Records, Reviews
+from identity.throttle import Policy, Throttle, sign_up_key
 from identity.verification import STATUS_FAILED, STATUS_MANUAL_REVIEW, STATUS_PENDING, STATUS_VERIFIED, begin
 from shared.clock import CHINA_TZ, local_today
 from shared.contracts.identity import AccountContactChanged, AccountRegistered, VolunteerVerificationChanged
@@ -174,7 +176,22 @@ class _RecordAppeared(Exception):
     """A record with the number was committed (an import) after this sign-up looked: look again."""
 
 
-async def sign_up(runtime: IdentityRuntime, data: SignUp) -> Account:
+#: the refusals that say what an ID number is (registered, held twice, imported under another name
+#: or birth date): given only to a sign-up that would otherwise create the account (``_register``
+#: checks the username first, ``sign_up`` everything else), and only so often per client address
+IDENTITY_ANSWERS = frozenset(
+    spec.code
+    for spec in (
+        errors.ID_NUMBER_ALREADY_REGISTERED,
+        errors.ID_NUMBER_CONFLICT,
+        errors.IMPORTED_NAME_MISMATCH,
+        errors.IMPORTED_BIRTH_DATE_MISMATCH,
+    )
+)
+
+
+async def sign_up(runtime: IdentityRuntime, data: SignUp, *, address: str) -> Account:
+    """A new account, or a refusal. ``address`` is the client's (throttling its identity answers)."""
     settings, clock = runtime.settings, runtime.clock
     check_password(data.password, username=data.username)
     today = local_today(clock)
@@ -190,6 +207,40 @@ async def sign_up(runtime: IdentityRuntime, data: SignUp) -> Account:
     email = check_email(data.email)
     region = documents.check_region(data.region_code)
     guardian_phone = documents.check_mobile(data.guardian.phone) if data.guardian else None
+    # Counted before the number is looked up, as a login before its password is checked:
+    # simultaneous probes cannot outrun the budget. Only an identity answer keeps its count.
+    throttle = Throttle(
+        runtime.engine, Policy.for_sign_ups(settings), refusal=errors.TOO_MANY_SIGN_UP_ATTEMPTS, what="sign_up"
+    )
+    reservation = await throttle.attempt([sign_up_key(address)], clock.now())
+    try:
+        account = await _sign_up(runtime, data, identity, mobile, email, region, guardian_phone)
+    except AppError as exc:
+        if exc.spec.code in IDENTITY_ANSWERS:
+            log.info("sign_up_identity_answered", code=exc.spec.code)
+            raise
+        with contextlib.suppress(Exception):
+            await throttle.give_back(reservation)
+        raise
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await throttle.give_back(reservation)
+        raise
+    with contextlib.suppress(Exception):  # the account exists: a count left over is no reason to say otherwise
+        await throttle.give_back(reservation)
+    return account
+
+
+async def _sign_up(
+    runtime: IdentityRuntime,
+    data: SignUp,
+    identity: SealedIdentity,
+    mobile: str,
+    email: str,
+    region: str,
+    guardian_phone: str | None,
+) -> Account:
+    settings = runtime.settings
     password_hash = await runtime.passwords.hash(data.password)
     try:
         for looks in (1, 2):
@@ -243,6 +294,11 @@ async def _register(
     delay_seconds: float,
 ) -> Account:
     now = uow.clock.now()
+    # The username before the number: a sign-up that could not create the account (a taken name
+    # is the cheapest way to make sure of that) learns nothing about the number. The unique
+    # indexes still decide between sign-ups at the same moment.
+    if await Accounts(uow.session).username_taken(data.username):
+        raise AppError(errors.USERNAME_TAKEN)
     records = await Records(uow.session).live_by_blind_index(identity.blind_indexes)
     if len(records) >= 2:
         raise _Duplicates(identity)

@@ -39,6 +39,14 @@ class Accounts:
             query = query.with_for_update(of=Account)
         return (await self.session.execute(query)).unique().scalar_one_or_none()
 
+    async def username_taken(self, username: str) -> bool:
+        """Whether a sign-up with this username would meet ``ux_accounts_username_lower`` (every
+        case-twin's lower-cased name is also its oldest twin's, which that index holds)."""
+        query = select(Account.id).where(
+            func.lower(Account.username) == func.lower(username), ~Account.username_case_twin
+        )
+        return (await self.session.scalar(query.limit(1))) is not None
+
     async def by_username(self, username: str) -> Account | None:
         """The account a typed username names: the one with exactly that username, else the one
         whose username equals it ignoring case, if only one does (``ZhangSan`` finds ``zhangsan``).

@@ -8,14 +8,16 @@ written to the audit log. The outcome leaves as ``volunteer.verified`` (manual) 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from identity import errors
 from identity.bootstrap import IdentityRuntime
 from identity.crypto import Sealed, id_card_context
-from identity.domain.images import sniff
+from identity.domain import images
 from identity.models import Account, IdCardUpload
 from identity.repository import Accounts, Audit, Reviews
 from identity.verification import STATUS_FAILED, STATUS_MANUAL_REVIEW, apply_outcome
@@ -34,14 +36,32 @@ REJECTED = "rejected"
 SUPERSEDED = "superseded"
 
 
-async def upload(runtime: IdentityRuntime, uow: UnitOfWork, account_id: uuid.UUID, data: bytes) -> IdCardUpload:
-    max_bytes = runtime.settings.id_card_max_bytes
+@dataclass(frozen=True)
+class CheckedImage:
+    """An upload that decoded whole as the JPEG or PNG it claims to be, encoded afresh."""
+
+    content_type: str
+    data: bytes
+
+
+async def check_image(runtime: IdentityRuntime, data: bytes) -> CheckedImage:
+    """The upload decoded and re-encoded (:func:`identity.domain.images.reencoded`), in a worker
+    thread: a large photo takes the CPU for a while, which the event loop's other requests would
+    wait for. Before any unit of work opens: no connection is held meanwhile."""
+    settings = runtime.settings
+    max_bytes = settings.id_card_max_bytes
     if len(data) > max_bytes:
         kib = max_bytes // 1024
         raise AppError(errors.ID_CARD_IMAGE_TOO_LARGE, {"max_kib": kib}, params={"max_kib": kib})
-    content_type = sniff(data)
-    if content_type is None:
-        raise AppError(errors.ID_CARD_IMAGE_TYPE)
+    content_type, encoded = await asyncio.to_thread(
+        images.reencoded, data, max_pixels=settings.id_card_max_pixels, max_side=settings.id_card_max_side
+    )
+    return CheckedImage(content_type, encoded)
+
+
+async def upload(runtime: IdentityRuntime, uow: UnitOfWork, account_id: uuid.UUID, image: CheckedImage) -> IdCardUpload:
+    """Keep a checked image (:func:`check_image`) for review."""
+    content_type, data = image.content_type, image.data
     account = await Accounts(uow.session).get(account_id, for_update=True)
     if account is None:
         raise AppError(errors.ACCOUNT_NOT_FOUND)

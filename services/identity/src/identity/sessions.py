@@ -15,6 +15,7 @@ from sqlalchemy import select, text
 
 from identity import errors
 from identity.bootstrap import IdentityRuntime
+from identity.domain import usernames
 from identity.domain.password_policy import check_password
 from identity.models import Account, AuditEntry, PasswordResetToken, RefreshToken
 from identity.repository import Accounts, RefreshTokens, ResetTokens
@@ -85,11 +86,15 @@ async def _authenticate(runtime: IdentityRuntime, username: str, password: str, 
     # counted before the password is checked: attempts at the same moment cannot all be checked
     reservation = await throttle.attempt([account_throttle, address_throttle], now)
     try:
-        async with runtime.session_factory() as session:
-            # as typed, else ignoring case if only one account has it: one statement whatever it
-            # finds, and the throttle's account key ignores case too (no fresh count per spelling)
-            account = await Accounts(session).by_username(username)
-            found = Verified(account.id, account.password_hash) if account is not None else None
+        found: Verified | None = None
+        # A name sign-up could not have produced belongs to no account: never looked up (the
+        # database's lower() would fold some of them onto one that exists), answered as unknown.
+        if usernames.could_exist(username):
+            async with runtime.session_factory() as session:
+                # as typed, else ignoring case if only one account has it: one statement whatever
+                # it finds, and the throttle's account key ignores case too (one count for all spellings)
+                account = await Accounts(session).by_username(username)
+                found = Verified(account.id, account.password_hash) if account is not None else None
         if found is None:
             await runtime.passwords.verify(await _dummy_hash(runtime), password)  # same time for unknown names
             ok = False
@@ -234,7 +239,8 @@ async def request_reset(runtime: IdentityRuntime, *, username: str | None, email
         repo = Accounts(uow.session)
         found: list[Account] = []
         if username:
-            account = await repo.by_username(username)  # as the login finds it (another case too)
+            # as the login finds it (another case too; a name no account can have, never)
+            account = await repo.by_username(username) if usernames.could_exist(username) else None
             found = [account] if account is not None else []
         elif email:
             found = list(await repo.by_email(email))

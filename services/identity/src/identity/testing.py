@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import sys
 import uuid
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from PIL import Image
 from sqlalchemy import text
 
 from identity.bootstrap import IdentityRuntime
@@ -26,8 +28,15 @@ from shared.auth import ROLE_NATIONAL_ADMIN, ROLE_REGIONAL_ADMIN, ROLE_VOLUNTEER
 from shared.clock import ManualClock
 from shared.testing import eventually, sign_up_body
 
-#: fast verification polling; small pools (the test machine's PostgreSQL is shared by many suites)
-FAST: dict[str, Any] = {"verification_poll_seconds": 0.1, "database_pool_size": 4, "database_max_overflow": 6}
+#: fast verification polling; small pools (the test machine's PostgreSQL is shared by many suites);
+#: every sign-up of a suite comes from one client address, so its identity answers are not
+#: budgeted as one prober's (tests of that budget set it)
+FAST: dict[str, Any] = {
+    "verification_poll_seconds": 0.1,
+    "database_pool_size": 4,
+    "database_max_overflow": 6,
+    "sign_up_identity_refusals_per_hour": 100_000,
+}
 
 
 @dataclass
@@ -126,12 +135,29 @@ class Identity:
 StartIdentity = Callable[..., AbstractAsyncContextManager[Identity]]
 
 
-#: a tiny valid PNG (1×1) and the start of a JPEG, for upload tests
+#: a tiny valid PNG (1×1, one red pixel), for upload tests
 PNG_BYTES = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde"
     b"\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef\x00\x00\x00\x00IEND\xaeB`\x82"
 )
-JPEG_BYTES = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 64 + b"\xff\xd9"
+
+
+def jpeg_bytes(size: tuple[int, int] = (8, 8), *, exif: Image.Exif | None = None, comment: bytes = b"") -> bytes:
+    """A small JPEG that decodes (uploads are decoded whole), optionally with EXIF and a comment."""
+    out = io.BytesIO()
+    Image.new("RGB", size, (30, 120, 200)).save(out, format="JPEG", exif=exif or b"", comment=comment)
+    return out.getvalue()
+
+
+JPEG_BYTES = jpeg_bytes()
+
+
+def picture(data: bytes) -> tuple[str | None, tuple[int, int], str, bytes]:
+    """What an image shows (format, size, mode, pixels), whatever bytes encode it: an upload is
+    kept re-encoded, so a reviewer gets the same picture in other bytes."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return image.format, image.size, image.mode, image.tobytes()
 
 
 class ScriptedProvider:

@@ -4,6 +4,10 @@ After a number of free failures, each further failure locks the key for an expon
 growing time capped at a few minutes: enough to make guessing hopeless, too short for an
 attacker to keep the owner out for long. An attempt is counted before its password is checked
 (simultaneous attempts cannot outrun the count); a success clears the account's count.
+
+Sign-up's identity answers (the ID number is registered, the imported record has another name)
+are budgeted per client address the same way (:func:`sign_up_key`, :meth:`Policy.for_sign_ups`):
+only a refusal of that kind keeps its count.
 """
 
 from __future__ import annotations
@@ -19,19 +23,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from identity import errors
 from identity.config import IdentitySettings
-from shared.errors import AppError
+from identity.domain import usernames
+from shared.errors import AppError, ErrorSpec
 from shared.logging import get_logger
 
 log = get_logger("identity.throttle")
 
 
 def account_key(username: str) -> str:
-    # A hash: unknown usernames are throttled too, and the table holds no usernames.
-    return "account:" + hashlib.sha256(username.strip().lower().encode()).hexdigest()[:40]
+    # A hash: unknown usernames are throttled too, and the table holds no usernames. Every
+    # spelling that finds one account (another case; a look-alike letter) has one key.
+    return "account:" + hashlib.sha256(usernames.fold(username).encode()).hexdigest()[:40]
 
 
 def address_key(address: str) -> str:
     return "address:" + address
+
+
+def sign_up_key(address: str) -> str:
+    return "sign-up:" + address
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,8 @@ class Policy:
     address_free: int
     base_seconds: int
     max_seconds: int
+    #: this long without a failure starts a key's count again
+    window: timedelta = timedelta(days=1)
 
     @classmethod
     def from_settings(cls, settings: IdentitySettings) -> Policy:
@@ -50,6 +62,14 @@ class Policy:
             settings.login_lock_max_seconds,
         )
 
+    @classmethod
+    def for_sign_ups(cls, settings: IdentitySettings) -> Policy:
+        """Sign-up's identity answers per address: the ``sign_up_identity_refusals_per_hour``th
+        within an hour of the one before locks the address's sign-ups for an hour, after which
+        the count starts again."""
+        per_hour = settings.sign_up_identity_refusals_per_hour
+        return cls(per_hour, per_hour, 3600, 3600, window=timedelta(hours=1))
+
     def lock_seconds(self, key: str, failures: int) -> int:
         free = self.account_free if key.startswith("account:") else self.address_free
         if failures < free:
@@ -58,9 +78,19 @@ class Policy:
 
 
 class Throttle:
-    def __init__(self, engine: AsyncEngine, policy: Policy) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        policy: Policy,
+        *,
+        refusal: ErrorSpec = errors.TOO_MANY_ATTEMPTS,
+        what: str = "login",
+    ) -> None:
         self.engine = engine
         self.policy = policy
+        #: the 429 a locked key answers (``retry_after`` in its message), and what it throttles (logs)
+        self.refusal = refusal
+        self.what = what
 
     async def attempt(self, keys: list[str], now: datetime) -> Reservation:
         """Count an attempt against each key before its password is checked, or refuse it while a
@@ -94,17 +124,17 @@ class Throttle:
             )
             if until is not None:
                 retry_after = max(1, math.ceil((until - now).total_seconds()))
-                log.info("login_throttled", retry_after=retry_after)
+                log.info(f"{self.what}_throttled", retry_after=retry_after)
                 raise AppError(
-                    errors.TOO_MANY_ATTEMPTS,
+                    self.refusal,
                     {"retry_after": retry_after},
                     params={"retry_after": retry_after},
                     headers={"Retry-After": str(retry_after)},
                 )
             counted: dict[str, Counted] = {}
             for row in rows:
-                # a day without failures starts the count again
-                failures = 1 if row.last_failure_at < now - timedelta(days=1) else row.failures + 1
+                # a day (the policy's window) without failures starts the count again
+                failures = 1 if row.last_failure_at <= now - self.policy.window else row.failures + 1
                 seconds = self.policy.lock_seconds(row.key, failures)
                 lock = now + timedelta(seconds=seconds) if seconds else None
                 await conn.execute(

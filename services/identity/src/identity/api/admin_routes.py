@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from identity import admin, errors
 from identity.api.deps import Runtime, UoW
@@ -18,10 +18,10 @@ from identity.api.schemas import (
     RolesIn,
     TemporaryPasswordOut,
 )
-from identity.api.views import account_out
+from identity.api.views import account_out, legacy_out
 from identity.crypto import DataCipher
 from identity.domain.documents import mask_name
-from identity.models import DuplicateCase
+from identity.models import DuplicateCase, VolunteerRecord
 from identity.repository import Cases, Reviews
 from shared.auth import NationalAdmin
 from shared.db import UnitOfWork
@@ -57,8 +57,15 @@ async def set_roles(account_id: uuid.UUID, body: RolesIn, principal: NationalAdm
     ),
 )
 async def national_reset(
-    account_id: uuid.UUID, body: CredentialResetIn, principal: NationalAdmin, uow: UoW, runtime: Runtime
+    account_id: uuid.UUID,
+    body: CredentialResetIn,
+    principal: NationalAdmin,
+    uow: UoW,
+    runtime: Runtime,
+    response: Response,
 ) -> TemporaryPasswordOut:
+    # a password in the body: no cache (a proxy's, the browser's) may keep the answer
+    response.headers["Cache-Control"] = "no-store"
     async with uow:
         password = await admin.national_reset(
             runtime,
@@ -68,6 +75,30 @@ async def national_reset(
             admin.CredentialReset(reason=body.reason, email=body.email, mobile=body.mobile),
         )
     return TemporaryPasswordOut(account_id=account_id, temporary_password=password)
+
+
+def _case_record_out(record: VolunteerRecord, registered: bool) -> CaseRecordOut:
+    """What tells the number's records apart (the name stays masked: see ``CaseRecordOut``)."""
+    loaded = (record.history or {}).get("import")
+    loaded = loaded if isinstance(loaded, dict) else {}
+    job_id, line = loaded.get("job_id"), loaded.get("line")
+    try:
+        import_job_id = uuid.UUID(job_id) if isinstance(job_id, str) else None
+    except ValueError:
+        import_job_id = None
+    return CaseRecordOut(
+        record_id=record.id,
+        masked_name=mask_name(record.real_name),
+        source=record.source,
+        status=record.status,
+        registered=registered,
+        birth_date=record.birth_date,
+        legacy=legacy_out(record.history),
+        import_job_id=import_job_id,
+        import_line=line if isinstance(line, int) else None,
+        claimed_at=record.claimed_at,
+        created_at=record.created_at,
+    )
 
 
 async def _case_out(uow: UnitOfWork, case: DuplicateCase, cipher: DataCipher) -> DuplicateCaseOut:
@@ -81,17 +112,7 @@ async def _case_out(uow: UnitOfWork, case: DuplicateCase, cipher: DataCipher) ->
         opened_at=case.opened_at,
         resolved_at=case.resolved_at,
         kept_record_id=case.kept_record_id,
-        records=[
-            CaseRecordOut(
-                record_id=r.id,
-                masked_name=mask_name(r.real_name),
-                source=r.source,
-                status=r.status,
-                registered=r.id in registered,
-                created_at=r.created_at,
-            )
-            for r in records
-        ],
+        records=[_case_record_out(r, r.id in registered) for r in records],
     )
 
 
@@ -122,11 +143,16 @@ async def list_cases(
     "/api/v1/admin/duplicate-cases/{case_id}/resolution",
     response_model=DuplicateCaseOut,
     summary="Resolve a case: keep one record, merge the others into it (volunteer.merged)",
+    description=(
+        "`record_ids` are the records the admin looked at (every record of the case view not `merged`): "
+        "when the number's live records differ now, `case_changed` and nothing is merged."
+    ),
     responses=error_responses(
         *AUTH_ERRORS,
         errors.CASE_NOT_FOUND,
         errors.CASE_ALREADY_RESOLVED,
         errors.RECORD_NOT_IN_CASE,
+        errors.CASE_CHANGED,
         errors.MERGE_MUST_KEEP_REGISTERED,
         VALIDATION_FAILED,
     ),
@@ -135,5 +161,7 @@ async def resolve_case(
     case_id: uuid.UUID, body: ResolutionIn, principal: NationalAdmin, uow: UoW, runtime: Runtime
 ) -> DuplicateCaseOut:
     async with uow:
-        case = await admin.resolve_case(uow, principal, case_id, body.keep_record_id, runtime.cipher)
+        case = await admin.resolve_case(
+            uow, principal, case_id, body.keep_record_id, runtime.cipher, seen_record_ids=body.record_ids
+        )
         return await _case_out(uow, case, runtime.cipher)

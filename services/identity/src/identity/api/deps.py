@@ -26,12 +26,20 @@ UoW = Annotated[UnitOfWork, Depends(get_uow)]
 
 
 def client_address(request: Request) -> str:
-    """The client's address for throttling; the proxy's header only where settings trust it."""
+    """The client's address for throttling; the proxy's header only where settings trust it.
+
+    Each proxy appends the address it took the request from to X-Forwarded-For: whatever stands
+    left of what our proxies appended, the client wrote (and a fresh address each time would be
+    a fresh throttle). So the entry ``forwarded_hops`` from the right, all the header's lines
+    taken as one list."""
     runtime: IdentityRuntime = request.app.state.runtime
-    if runtime.settings.trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            return forwarded.split(",")[0].strip()[:64]
+    settings = runtime.settings
+    if settings.trust_forwarded_for:
+        entries = ",".join(request.headers.getlist("x-forwarded-for")).split(",")
+        if len(entries) >= settings.forwarded_hops:
+            address = entries[-settings.forwarded_hops].strip()[:64]
+            if address:
+                return address
     return request.client.host if request.client else "unknown"
 
 

@@ -14,7 +14,7 @@ from typing import IO, Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, UploadFile
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, WithJsonSchema
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from identity import importer
 from identity.api.deps import Runtime, UoW
@@ -57,6 +57,11 @@ class ImportJobOut(BaseModel):
     existing_rows: int
     rejected_rows: int
     duplicate_cases_opened: int
+    ignored_columns: list[str] = Field(
+        description="Header cells that name no known column, as the file wrote them: those columns were not "
+        "read (a warning; the rest of the file is imported). Check the spelling of an optional column "
+        "(服务时长, 志愿者编号, 出生日期, ...) listed here."
+    )
     error_code: str | None
     created_at: datetime
     started_at: datetime | None
@@ -77,6 +82,7 @@ def _out(job: ImportJob) -> ImportJobOut:
         existing_rows=job.existing_rows,
         rejected_rows=job.rejected_rows,
         duplicate_cases_opened=job.duplicate_cases_opened,
+        ignored_columns=list(job.ignored_columns or []),
         error_code=job.error_code,
         created_at=job.created_at,
         started_at=job.started_at,

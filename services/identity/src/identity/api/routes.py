@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from identity import errors, registration
-from identity.api.deps import Runtime, UoW
+from identity.api.deps import ClientAddress, Runtime, UoW
 from identity.api.schemas import AccountOut, ProfilePatch, SignUpRequest
 from identity.api.views import account_out
 from identity.repository import Accounts, Reviews
@@ -35,6 +35,7 @@ SIGN_UP_ERRORS = (
     errors.PASSWORD_LENGTH,
     errors.PASSWORD_TOO_COMMON,
     errors.PASSWORD_CONTAINS_USERNAME,
+    errors.TOO_MANY_SIGN_UP_ATTEMPTS,
     VALIDATION_FAILED,
 )
 
@@ -46,7 +47,7 @@ SIGN_UP_ERRORS = (
     summary="Sign up as a volunteer (real name, ID document; claims an imported record with the same name)",
     responses=error_responses(*SIGN_UP_ERRORS),
 )
-async def sign_up(body: SignUpRequest, runtime: Runtime) -> AccountOut:
+async def sign_up(body: SignUpRequest, runtime: Runtime, address: ClientAddress) -> AccountOut:
     guardian = (
         registration.Guardian(
             name=body.guardian.name,
@@ -74,6 +75,7 @@ async def sign_up(body: SignUpRequest, runtime: Runtime) -> AccountOut:
             language=body.language,
             guardian=guardian,
         ),
+        address=address,
     )
     return account_out(account, id_card_pending=False)  # just signed up: nothing uploaded yet
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
+from identity.domain import usernames
 from identity.domain.documents import DocumentType
 from shared.inputs import INPUT_CONFIG, Line, PersonName, within_the_calendar
 
@@ -42,7 +43,7 @@ class GuardianIn(_In):
 
 
 class SignUpRequest(_In):
-    username: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    username: str = Field(min_length=usernames.MIN_LENGTH, max_length=usernames.MAX_LENGTH, pattern=usernames.PATTERN)
     # Length and strength are checked by the password policy, with their own error codes.
     password: Line = Field(min_length=1, max_length=1024)
     real_name: PersonName = Field(min_length=1, max_length=100, examples=["张三"])
@@ -74,6 +75,17 @@ class VerificationOut(BaseModel):
     verified_at: datetime | None = None
 
 
+class LegacyOut(BaseModel):
+    """What earlier systems knew (bulk import): read-only, kept when a record is claimed or merged."""
+
+    volunteer_numbers: list[str] = Field(
+        description="The legacy systems' own volunteer numbers (not the national one), each once"
+    )
+    service_hours: float | None = Field(
+        None, description="Legacy service hours, summed over the record and the records merged into it"
+    )
+
+
 class AccountOut(BaseModel):
     id: uuid.UUID
     username: str
@@ -91,6 +103,11 @@ class AccountOut(BaseModel):
     must_change_password: bool
     guardian_consent_recorded: bool
     verification: VerificationOut | None = None
+    legacy: LegacyOut | None = Field(
+        None,
+        description="The legacy volunteer numbers and service hours of the imported records this account "
+        "claimed or had merged into it (V3, V4); null when there are none",
+    )
     created_at: datetime
 
 
@@ -167,12 +184,23 @@ class TemporaryPasswordOut(BaseModel):
 
 
 class CaseRecordOut(BaseModel):
+    """One record of the number, with what tells it apart from the others. The name stays masked:
+    identity has no audited disclosure of a record's name to reuse (the ID number's is per account,
+    with a reason), and what follows is what the legacy system and the import knew of the record."""
+
     record_id: uuid.UUID
     masked_name: str
     source: str
     status: str
     registered: bool
-    created_at: datetime
+    birth_date: date | None = None
+    legacy: LegacyOut | None = Field(
+        None, description="The legacy volunteer number(s) and service hours (with those of records merged into it)"
+    )
+    import_job_id: uuid.UUID | None = Field(None, description="The import that loaded it (source `import`)")
+    import_line: int | None = Field(None, description="Its line in that import's file")
+    claimed_at: datetime | None = Field(None, description="When a sign-up claimed the imported record")
+    created_at: datetime = Field(description="When it was loaded (import) or signed up (sign-up)")
 
 
 class DuplicateCaseOut(BaseModel):
@@ -193,6 +221,13 @@ class DuplicateCasePage(BaseModel):
 
 class ResolutionIn(_In):
     keep_record_id: uuid.UUID
+    record_ids: list[uuid.UUID] = Field(
+        min_length=1,
+        max_length=1000,
+        description="The ids of the case's records the admin looked at, those not `merged` (every one the case "
+        "view listed): when the number's live records are not these any more (a record arrived or left since), "
+        "the resolution is refused with `case_changed` and nothing is merged",
+    )
 
 
 # -- manual verification (V6) -------------------------------------------------------------------

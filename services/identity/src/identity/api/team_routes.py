@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from identity import errors, invitations
 from identity.api.deps import Runtime, UoW
@@ -74,8 +74,15 @@ async def look_up(body: LookupIn, principal: CurrentPrincipal, uow: UoW, runtime
     ),
 )
 async def team_reset(
-    team_id: uuid.UUID, account_id: uuid.UUID, principal: CurrentPrincipal, uow: UoW, runtime: Runtime
+    team_id: uuid.UUID,
+    account_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    uow: UoW,
+    runtime: Runtime,
+    response: Response,
 ) -> TeamTemporaryPasswordOut:
+    # a password in the body: no cache (a proxy's, the browser's) may keep the answer
+    response.headers["Cache-Control"] = "no-store"
     async with uow:
         username, password = await invitations.team_admin_reset(runtime, uow, principal, team_id, account_id)
     return TeamTemporaryPasswordOut(

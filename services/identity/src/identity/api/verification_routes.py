@@ -63,14 +63,16 @@ AUTH_ERRORS = (UNAUTHENTICATED, TOKEN_INVALID, FORBIDDEN)
         errors.ID_CARD_UPLOAD_NOT_NEEDED,
         errors.ID_CARD_IMAGE_TYPE,
         errors.ID_CARD_IMAGE_TOO_LARGE,
+        errors.ID_CARD_IMAGE_TOO_MANY_PIXELS,
         VALIDATION_FAILED,
     ),
 )
 async def upload_id_card(file: UploadFile, principal: CurrentPrincipal, uow: UoW, runtime: Runtime) -> IdCardUploadOut:
     limit = runtime.settings.id_card_max_bytes
     data = await file.read(limit + 1)  # never more than one byte past the limit in memory
+    image = await review.check_image(runtime, data)
     async with uow:
-        item = await review.upload(runtime, uow, principal.account_id, data)
+        item = await review.upload(runtime, uow, principal.account_id, image)
     return IdCardUploadOut(
         id=item.id, status="pending", content_type=item.content_type, size=item.size, uploaded_at=item.uploaded_at
     )
@@ -129,7 +131,12 @@ async def review_image(
 ) -> Response:
     async with uow:
         content_type, data = await review.image(runtime, uow, principal, upload_id)
-    return Response(content=data, media_type=content_type, headers={"Cache-Control": "no-store"})
+    # nosniff: a browser shows the bytes as the image type they are stored as, never as a page
+    return Response(
+        content=data,
+        media_type=content_type,
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @router.post(

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from identity.api.schemas import AccountOut, VerificationOut
+from identity.api.schemas import AccountOut, LegacyOut, VerificationOut
+from identity.legacy import legacy_of
 from identity.models import Account
 from identity.registration import expected_verification_window
 from identity.verification import STATUS_FAILED, STATUS_MANUAL_REVIEW
+
+
+def legacy_out(history: dict[str, Any] | None) -> LegacyOut | None:
+    """A record's legacy numbers and hours, with those of the records merged into it; None: none."""
+    legacy = legacy_of(history)
+    if legacy.empty:
+        return None
+    hours = float(legacy.service_hours) if legacy.service_hours is not None else None
+    return LegacyOut(volunteer_numbers=list(legacy.volunteer_numbers), service_hours=hours)
 
 
 def account_out(account: Account, *, id_card_pending: bool) -> AccountOut:
@@ -45,5 +55,6 @@ def account_out(account: Account, *, id_card_pending: bool) -> AccountOut:
         must_change_password=account.must_change_password,
         guardian_consent_recorded=account.guardian_consented_at is not None,
         verification=verification,
+        legacy=legacy_out(record.history) if record else None,
         created_at=account.created_at,
     )

@@ -217,10 +217,11 @@ NAME_SEPARATORS = re.compile(
 
 
 def _name_key(name: str) -> str:
-    return NAME_SEPARATORS.sub("\u00b7", re.sub(r"\s+", "", _ascii(name)))
+    return NAME_SEPARATORS.sub("\u00b7", re.sub(r"\s+", "", _ascii(name))).casefold()
 
 
 def same_name(a: str, b: str) -> bool:
-    """One person's name however typed: full-width or not (NFKC), with or without spaces, and with
-    any of :data:`NAME_SEPARATORS` between its parts."""
+    """One person's name however typed: full-width or not (NFKC), with or without spaces, with any
+    of :data:`NAME_SEPARATORS` between its parts, and in any case (casefolded: a legacy system's
+    ``ADA LOVELACE`` is the passport holder's ``Ada Lovelace``; Chinese names have no case)."""
     return _name_key(a) == _name_key(b)
