@@ -239,6 +239,8 @@ class AuditEntry(Base):
     """Who did what to whose personal data or rights: unmasked reads, lookups, role grants, resets."""
 
     __tablename__ = "audit_log"
+    #: a page of one kind of entry, newest first (an action that is rare read the whole log)
+    __table_args__ = (Index("ix_audit_log_action_at", "action", "at", "id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
@@ -256,7 +258,15 @@ class IdCardUpload(Base):
 
     __tablename__ = "id_card_uploads"
     __table_args__ = (
-        Index("ix_id_card_uploads_pending", "region_code", "uploaded_at", postgresql_where=text("status = 'pending'")),
+        # the queue in its order: the country's (a national admin) and a region's (its codes a range)
+        Index("ix_id_card_uploads_pending_order", "uploaded_at", "id", postgresql_where=text("status = 'pending'")),
+        Index(
+            "ix_id_card_uploads_pending_region",
+            "region_code",
+            "uploaded_at",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)

@@ -193,9 +193,9 @@ class Audit:
         if action is not None:
             query = query.where(AuditEntry.action == action)
         if before is not None:
-            query = query.where(
-                (AuditEntry.at < before[0]) | ((AuditEntry.at == before[0]) & (AuditEntry.id < before[1]))
-            )
+            # a row comparison the index reads as a range from the cursor on (an OR of the two was a
+            # filter: a page half a million entries deep read all of them)
+            query = query.where(tuple_(AuditEntry.at, AuditEntry.id) < tuple_(*before))
         return (await self.session.execute(query)).scalars().all()
 
     async def did_since(self, actor_id: uuid.UUID, action: str, subject_account_id: uuid.UUID, since: datetime) -> bool:
@@ -278,14 +278,14 @@ class Reviews:
             .limit(limit)
         )
         if scope is not None:
-            query = query.where(IdCardUpload.region_code.startswith(region_prefix(scope), autoescape=True))
+            # the region's codes as a range of ``ix_id_card_uploads_pending_region`` (digits only: a
+            # code starts with the prefix exactly when it lies between it and it filled with 9s)
+            prefix = region_prefix(scope)
+            query = query.where(IdCardUpload.region_code.between(prefix, prefix.ljust(12, "9")))
         if excluding_account_id is not None:
             query = query.where(IdCardUpload.account_id != excluding_account_id)
         if after is not None:
-            query = query.where(
-                (IdCardUpload.uploaded_at > after[0])
-                | ((IdCardUpload.uploaded_at == after[0]) & (IdCardUpload.id > after[1]))
-            )
+            query = query.where(tuple_(IdCardUpload.uploaded_at, IdCardUpload.id) > tuple_(*after))
         rows = (await self.session.execute(query)).unique().all()
         return [(row[0], row[1]) for row in rows]
 
