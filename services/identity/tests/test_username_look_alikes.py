@@ -119,3 +119,23 @@ async def test_create_admin_refuses_a_username_sign_up_would_refuse(identity: Id
         await create_national_admin(identity.runtime, username=username, email="chief@example.org", **details)
     assert refused.value.spec.code == "username_invalid"
     assert await identity.fetch("SELECT 1 FROM accounts WHERE username = :u", u=username) == []
+
+
+async def test_a_national_admin_created_under_a_name_sign_up_refuses_still_logs_in_by_it_exactly(
+    identity: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``create-admin`` took any name before it refused them: an admin bootstrapped as
+    ``admin@example.org`` was locked out for good when such names stopped being looked up. Found as
+    typed it still logs in; another case of it finds nothing (the database's lower() is not asked)."""
+    from identity import admin as admin_module
+
+    name = f"chief{uuid.uuid4().hex[:6]}@example.org"
+    password = "a long national admin passphrase"
+    monkeypatch.setattr(admin_module.usernames, "could_exist", lambda _username: True)  # as before the check
+    await create_national_admin(
+        identity.runtime, username=name, password=password, email="chief@example.org", display_name="全国管理员"
+    )
+    monkeypatch.undo()
+    assert (await identity.log_in(name, password)).status_code == 200
+    other_case = await identity.log_in(name.upper(), password)
+    assert (other_case.status_code, other_case.json()["code"]) == (401, "invalid_credentials")

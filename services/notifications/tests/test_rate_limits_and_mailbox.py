@@ -223,6 +223,42 @@ async def test_sign_ups_with_someone_elses_address_cannot_flood_it_with_welcomes
         assert len(smtp_server.to(victim)) == 5
 
 
+async def test_a_redelivered_welcome_in_a_batch_is_not_counted_twice(
+    start_service: StartService, smtp_server: SmtpServer
+) -> None:
+    """A batch holding a redelivered event's welcome (stored already) and a new one: the stored one
+    counted once in the database and again as an earlier row of the batch, and the new welcome, the
+    fifth of the hour, was held back."""
+    from notifications.outbox import Addressed, queue_emails
+    from shared.testing import envelope_for
+
+    async with start_service(smtp_server) as service:
+        address = f"batch-{uuid.uuid4().hex[:10]}@example.org"
+
+        def welcome(n: int) -> Addressed:
+            event = AccountRegistered(
+                account_id=uuid.uuid4(), username=f"b{n}{uuid.uuid4().hex[:8]}", display_name=f"某{n}", email=address
+            )
+            return Addressed(
+                envelope_for(event),
+                template="welcome",
+                to_address=address,
+                to_name=event.display_name,
+                language="zh",
+                context={"username": event.username, "path": "/login"},
+                account_id=event.account_id,
+            )
+
+        first = [welcome(n) for n in range(4)]
+        async with service.runtime.uow() as uow:
+            assert await queue_emails(uow, service.runtime.templates, first) == 4
+        fifth = welcome(5)
+        async with service.runtime.uow() as uow:  # the fourth delivered again, twice, beside a new one
+            assert await queue_emails(uow, service.runtime.templates, [first[3], fifth, first[3]]) == 1
+        [row] = await service.emails(event_id=str(fifth.envelope.event_id))
+        assert row["status"] != "suppressed", row
+
+
 async def test_emails_that_waited_for_their_address_count_for_the_mailbox_they_went_to(
     start_service: StartService, smtp_server: SmtpServer
 ) -> None:

@@ -47,24 +47,25 @@ class Accounts:
         )
         return (await self.session.scalar(query.limit(1))) is not None
 
-    async def by_username(self, username: str) -> Account | None:
-        """The account a typed username names: the one with exactly that username, else the one
-        whose username equals it ignoring case, if only one does (``ZhangSan`` finds ``zhangsan``).
+    async def by_username(self, username: str, *, ignoring_case: bool = True) -> Account | None:
+        """The account a typed username names: the one with exactly that username, else (unless
+        ``ignoring_case`` is false) the one whose username equals it ignoring case, if only one
+        does (``ZhangSan`` finds ``zhangsan``).
         Case-twins registered before usernames were unique ignoring case (``username_case_twin``,
         migration 0014) are each found by their own spelling, and by no other.
 
         One statement, read through the indexes, whatever matches: a known name costs what an
         unknown one costs (the login says nothing about which usernames exist)."""
         folded = func.lower(Account.username) == func.lower(username)
+        ways = [Account.username == username]
+        if ignoring_case:
+            ways += [
+                and_(folded, ~Account.username_case_twin),  # ux_accounts_username_lower
+                and_(folded, Account.username_case_twin),  # ix_accounts_username_lower_twins
+            ]
         query = (
             select(Account)
-            .where(
-                or_(
-                    Account.username == username,
-                    and_(folded, ~Account.username_case_twin),  # ux_accounts_username_lower
-                    and_(folded, Account.username_case_twin),  # ix_accounts_username_lower_twins
-                )
-            )
+            .where(or_(*ways))
             .order_by(case((Account.username == username, 0), else_=1))
             .limit(2)
         )

@@ -87,14 +87,14 @@ async def _authenticate(runtime: IdentityRuntime, username: str, password: str, 
     reservation = await throttle.attempt([account_throttle, address_throttle], now)
     try:
         found: Verified | None = None
-        # A name sign-up could not have produced belongs to no account: never looked up (the
-        # database's lower() would fold some of them onto one that exists), answered as unknown.
-        if usernames.could_exist(username):
-            async with runtime.session_factory() as session:
-                # as typed, else ignoring case if only one account has it: one statement whatever
-                # it finds, and the throttle's account key ignores case too (one count for all spellings)
-                account = await Accounts(session).by_username(username)
-                found = Verified(account.id, account.password_hash) if account is not None else None
+        async with runtime.session_factory() as session:
+            # as typed, else ignoring case if only one account has it: one statement whatever it
+            # finds, and the throttle's account key ignores case too (one count for all spellings).
+            # A name sign-up could not have produced is found as typed only: the database's lower()
+            # would fold some of them onto a name that exists (admİn onto admin); as typed, it finds
+            # a national admin created under such a name before create-admin refused them.
+            account = await Accounts(session).by_username(username, ignoring_case=usernames.could_exist(username))
+            found = Verified(account.id, account.password_hash) if account is not None else None
         if found is None:
             await runtime.passwords.verify(await _dummy_hash(runtime), password)  # same time for unknown names
             ok = False
@@ -239,8 +239,8 @@ async def request_reset(runtime: IdentityRuntime, *, username: str | None, email
         repo = Accounts(uow.session)
         found: list[Account] = []
         if username:
-            # as the login finds it (another case too; a name no account can have, never)
-            account = await repo.by_username(username) if usernames.could_exist(username) else None
+            # as the login finds it (another case too, for a name sign-up could produce)
+            account = await repo.by_username(username, ignoring_case=usernames.could_exist(username))
             found = [account] if account is not None else []
         elif email:
             found = list(await repo.by_email(email))

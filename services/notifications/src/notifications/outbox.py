@@ -255,6 +255,15 @@ async def queue_emails(uow: UnitOfWork, templates: Templates, emails: list[Addre
     the limited ones' locks are taken first, in one order, so concurrent batches never wait for
     each other in a cycle."""
     limits = templates.settings.mail_rate_limits
+    # a redelivered event's email (stored already, or twice in the batch) is no new email: left out
+    # before counting, or it would count once stored and again as an earlier row of the batch
+    keys = [dedupe_key(e.envelope.event_id, e.to_address.strip().lower(), e.template) for e in emails]
+    stored = set((await uow.session.execute(_STORED_KEYS, {"keys": keys})).scalars()) if keys else set()
+    fresh: dict[str, Addressed] = {}
+    for key, e in zip(keys, emails, strict=True):
+        if key not in stored:
+            fresh.setdefault(key, e)
+    emails = list(fresh.values())
     held = {
         f"{rate_key(e.to_address.strip().lower(), e.to_address)}:{e.template}" for e in emails if e.template in limits
     }
@@ -288,6 +297,7 @@ async def queue_emails(uow: UnitOfWork, templates: Templates, emails: list[Addre
 # Core statements with bound parameters, compiled once and cached (an ORM insert with inline
 # values costs a cache-key walk per email).
 _EMAILS = cast(Table, Email.__table__)
+_STORED_KEYS = select(_EMAILS.c.dedupe_key).where(_EMAILS.c.dedupe_key == func.any(bindparam("keys")))
 _INSERTED_COLUMNS = (
     "id",
     "dedupe_key",

@@ -4,8 +4,9 @@ Sign-up takes ASCII letters, digits, ``_``, ``.`` and ``-`` only. The login find
 ignoring case with PostgreSQL's ``lower()``, which follows the database's locale: it folds some
 non-ASCII letters onto ASCII ones (``lower('admİn')`` is ``admin``) where Python folds them
 otherwise (``'admİn'.lower()`` is ``'admi̇n'``). A username sign-up could never have produced is
-therefore never looked up (no account has it), and the throttle counts every spelling of a name
-under one key.
+therefore looked up as typed only, never ignoring case (no account has it, but for a national
+admin ``create-admin`` made under such a name before it refused them), and the throttle counts
+every spelling of a name under one key.
 """
 
 from __future__ import annotations
