@@ -41,6 +41,12 @@ async def rr(replicas: tuple[World, World]) -> tuple[World, World]:
     return replicas
 
 
+async def later(coro: Any, delay: float) -> Any:
+    """``coro`` awaited after ``delay`` seconds: the second of a pair of racing requests."""
+    await asyncio.sleep(delay)
+    return await coro
+
+
 async def q(world: World, sql: str, **params: Any) -> list[Any]:
     async with world.runtime.engine.connect() as conn:
         return list((await conn.execute(text(sql), params)).mappings())
@@ -96,10 +102,6 @@ async def test_a_leave_and_a_recording_at_once_leave_no_hours_on_a_departed_volu
     for i in range(N):
         _, vol, app = await first.admitted_volunteer(project)
         a, b = (first, second) if i % 2 else (second, first)
-
-        async def later(coro: Any, delay: float) -> Any:
-            await asyncio.sleep(delay)
-            return await coro
 
         d = random.uniform(0, 0.01)
         left, rec = await asyncio.gather(
@@ -547,10 +549,6 @@ async def test_an_application_made_while_a_raise_admits_the_line_gets_a_place_le
         late = [await first.volunteer() for _ in range(4)]
         raiser, applier = (first, second) if i % 2 else (second, first)
 
-        async def later(coro: Any, delay: float) -> Any:
-            await asyncio.sleep(delay)
-            return await coro
-
         raised, *applied = await asyncio.gather(
             raiser.client.put(f"/api/v1/positions/{pos}/quota", json={"quota": 1 + 40 + 8}, headers=project.lead),
             *(later(applier.apply(pos, h), random.uniform(0, 0.05)) for _, h in late),
@@ -577,10 +575,6 @@ async def test_an_application_made_while_a_leave_frees_a_place_gets_that_place(r
             await first.admitted_volunteer(project)
         late = [await first.volunteer() for _ in range(3)]
         a, b = (first, second) if i % 2 else (second, first)
-
-        async def later(coro: Any, delay: float) -> Any:
-            await asyncio.sleep(delay)
-            return await coro
 
         left, *applied = await asyncio.gather(
             a.client.post(f"/api/v1/applications/{app}/leave", headers=leaver),
@@ -635,10 +629,6 @@ async def test_an_application_made_while_a_merge_frees_places_gets_one(rr: tuple
         late = [(pos, await first.volunteer()) for pos in positions]
         a, b = (first, second) if i % 2 else (second, first)
 
-        async def later(coro: Any, delay: float) -> Any:
-            await asyncio.sleep(delay)
-            return await coro
-
         _, *applied = await asyncio.gather(
             a.feed(VolunteerMerged(account_id=kept_id, merged_account_id=merged_id, case_id=uuid.uuid4())),
             *(later(b.apply(pos, h), random.uniform(0, 0.15)) for pos, (_, h) in late),
@@ -683,10 +673,6 @@ async def test_applications_the_merged_record_makes_during_its_merge_are_moved_o
         )
         (merged_id, merged), (kept_id, _) = await first.volunteer(), await first.volunteer()
         a, b = (first, second) if i % 2 else (second, first)
-
-        async def later(coro: Any, delay: float) -> Any:
-            await asyncio.sleep(delay)
-            return await coro
 
         _, *applied = await asyncio.gather(
             a.feed(VolunteerMerged(account_id=kept_id, merged_account_id=merged_id, case_id=uuid.uuid4())),
@@ -793,10 +779,6 @@ async def test_a_leave_and_the_same_volunteers_applications_at_once_never_deadlo
     project = await first.project(positions=[{"name": "引导员", "quota": 100_000, "admission_mode": "auto"}])
     position = project.position()
     answers: collections.Counter[str] = collections.Counter()
-
-    async def later(call: Any, delay: float) -> Any:
-        await asyncio.sleep(delay)
-        return await call
 
     for round_ in range(25):
         _, volunteer, application_id = await first.admitted_volunteer(project)
