@@ -50,7 +50,12 @@ def reencoded(data: bytes, *, max_pixels: int, max_side: int) -> tuple[str, byte
     too_big = AppError(
         errors.ID_CARD_IMAGE_TOO_MANY_PIXELS,
         {"max_pixels": max_pixels, "max_side": max_side},
-        params={"max_megapixels": max(max_pixels // 1_000_000, 1), "max_side": max_side},
+        # Chinese counts pixels in 万 (4000万像素), English in millions
+        params={
+            "max_wan_pixels": max(max_pixels // 10_000, 1),
+            "max_megapixels": max(max_pixels // 1_000_000, 1),
+            "max_side": max_side,
+        },
     )
     out = io.BytesIO()
     try:
