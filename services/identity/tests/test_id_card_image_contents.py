@@ -82,6 +82,10 @@ async def test_the_pixel_budget_is_a_setting(start_identity: StartIdentity) -> N
         too_wide = await upload(identity, headers, jpeg_bytes((1_001, 8)), "front.jpg")
         assert too_wide.json()["code"] == "id_card_image_too_many_pixels"
         assert too_wide.json()["message"] == "身份证件照片尺寸过大,请缩小到200万像素、每边1000像素以内"
+        english = await upload(identity, {**headers, "Accept-Language": "en"}, jpeg_bytes((1_001, 8)), "front.jpg")
+        assert (
+            english.json()["message"] == "The ID-card image is too big: at most 2 million pixels and 1000 pixels a side"
+        )
         assert (await upload(identity, headers, jpeg_bytes((1_000, 8)), "front.jpg")).status_code == 201
 
 

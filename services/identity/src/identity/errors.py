@@ -184,8 +184,8 @@ ID_CARD_IMAGE_TOO_LARGE = ErrorSpec(
 ID_CARD_IMAGE_TOO_MANY_PIXELS = ErrorSpec(
     "id_card_image_too_many_pixels",
     413,
-    "身份证件照片尺寸过大,请缩小到{max_wan_pixels}万像素、每边{max_side}像素以内",
-    "The ID-card image is too big: at most {max_megapixels} megapixels and {max_side} pixels a side",
+    "身份证件照片尺寸过大,请缩小到{max_pixels}像素、每边{max_side}像素以内",
+    "The ID-card image is too big: at most {max_pixels} pixels and {max_side} pixels a side",
 )
 REVIEW_NOT_FOUND = ErrorSpec("review_not_found", 404, "审核记录不存在", "No such ID-card review")
 REVIEW_ALREADY_DECIDED = ErrorSpec("review_already_decided", 409, "该审核已处理", "This review is already decided")

@@ -19,7 +19,7 @@ import io
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from identity import errors
-from shared.errors import AppError
+from shared.errors import AppError, Localised
 
 JPEG = "image/jpeg"
 PNG = "image/png"
@@ -50,12 +50,8 @@ def reencoded(data: bytes, *, max_pixels: int, max_side: int) -> tuple[str, byte
     too_big = AppError(
         errors.ID_CARD_IMAGE_TOO_MANY_PIXELS,
         {"max_pixels": max_pixels, "max_side": max_side},
-        # Chinese counts pixels in 万 (4000万像素), English in millions
-        params={
-            "max_wan_pixels": max(max_pixels // 10_000, 1),
-            "max_megapixels": max(max_pixels // 1_000_000, 1),
-            "max_side": max_side,
-        },
+        # Chinese counts pixels in 万 (4000万像素), English in millions (40 million)
+        params={"max_pixels": _pixels_said(max_pixels), "max_side": max_side},
     )
     out = io.BytesIO()
     try:
@@ -82,6 +78,12 @@ def reencoded(data: bytes, *, max_pixels: int, max_side: int) -> tuple[str, byte
         # the others: chunks or markers Pillow's parsers reject
         raise AppError(errors.ID_CARD_IMAGE_TYPE) from exc
     return content_type, out.getvalue()
+
+
+def _pixels_said(pixels: int) -> Localised:
+    zh = f"{pixels // 10_000}万" if pixels >= 10_000 else str(pixels)
+    en = f"{pixels / 1_000_000:g} million" if pixels >= 1_000_000 else str(pixels)
+    return Localised(zh, en)
 
 
 def _convertible(image: Image.Image) -> Image.Image:
