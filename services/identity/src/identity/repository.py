@@ -63,12 +63,7 @@ class Accounts:
                 and_(folded, ~Account.username_case_twin),  # ux_accounts_username_lower
                 and_(folded, Account.username_case_twin),  # ix_accounts_username_lower_twins
             ]
-        query = (
-            select(Account)
-            .where(or_(*ways))
-            .order_by(case((Account.username == username, 0), else_=1))
-            .limit(2)
-        )
+        query = select(Account).where(or_(*ways)).order_by(case((Account.username == username, 0), else_=1)).limit(2)
         found = (await self.session.execute(query)).unique().scalars().all()
         if found and found[0].username == username:
             return found[0]
