@@ -13,10 +13,8 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from alembic import command
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -26,9 +24,10 @@ from identity.bootstrap import SERVICE_ROOT
 from identity.domain import documents
 from identity.repository import Accounts
 from identity.testing import Identity, StartIdentity
+from shared import migrations
 from shared.db import make_engine, make_session_factory
 from shared.errors import AppError
-from shared.migrations import alembic_config, upgrade_head
+from shared.migrations import upgrade_head
 from shared.testing import ExplainingSession, recorded_statements, sign_up_body
 
 PASSWORD = "correct horse battery staple"
@@ -213,13 +212,7 @@ async def test_the_username_lookup_reads_a_few_rows_at_scale(
 
 # -- the migration, over a database holding case-twins ----------------------------------------
 async def migrate_to(conn: AsyncConnection, revision: str, *, down: bool = False) -> None:
-    cfg = alembic_config(SERVICE_ROOT, conn.engine.url.render_as_string(hide_password=False))
-
-    def run(connection: Any) -> None:
-        cfg.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(cfg, revision)
-
-    await conn.run_sync(run)
+    await migrations.migrate_to(conn, SERVICE_ROOT, revision, down=down)
 
 
 async def test_the_migration_keeps_case_twins_registered_before_and_refuses_new_ones(

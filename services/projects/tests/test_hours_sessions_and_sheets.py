@@ -10,16 +10,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from alembic import command
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from projects import repository as repo
 from projects.bootstrap import SERVICE_ROOT
+from shared import migrations
 from shared.contracts.identity import VolunteerMerged
 from shared.db import make_engine
-from shared.migrations import alembic_config, upgrade_head
+from shared.migrations import upgrade_head
 
 from .conftest import World
 from .test_hours import POSITIONS, code_for, record, sign
@@ -172,13 +172,7 @@ async def test_a_merge_leaves_the_kept_record_one_open_session(world: World) -> 
 
 
 async def migrate_to(conn: AsyncConnection, revision: str) -> None:
-    cfg = alembic_config(SERVICE_ROOT, conn.engine.url.render_as_string(hide_password=False))
-
-    def upgrade(connection: Any) -> None:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
-
-    await conn.run_sync(upgrade)
+    await migrations.migrate_to(conn, SERVICE_ROOT, revision)
 
 
 async def test_the_upgrade_keeps_the_latest_of_a_volunteers_overlapping_open_sessions(

@@ -16,7 +16,7 @@ from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
 def alembic_config(service_root: Path, database_url: str) -> Config:
@@ -50,6 +50,18 @@ async def upgrade_head(engine: AsyncEngine, service_root: Path) -> None:
     async with _process_lock(), engine.begin() as conn:
         await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('alembic_migrations'))"))
         await conn.run_sync(run)
+
+
+async def migrate_to(conn: AsyncConnection, service_root: Path, revision: str, *, down: bool = False) -> None:
+    """The database on ``conn`` upgraded (or downgraded) to ``revision``: a migration test writes
+    rows as the service of that time did, then upgrades to head."""
+    cfg = alembic_config(service_root, conn.engine.url.render_as_string(hide_password=False))
+
+    def run(connection: Connection) -> None:
+        cfg.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+
+    await conn.run_sync(run)
 
 
 def run_env(target_metadata: MetaData) -> None:

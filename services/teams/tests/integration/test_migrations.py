@@ -5,29 +5,22 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import asyncpg
 import pytest
-from alembic import command
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared import migrations
 from shared.db import asyncpg_dsn, make_engine
-from shared.migrations import alembic_config, upgrade_head
+from shared.migrations import upgrade_head
 from teams.bootstrap import SERVICE_ROOT
 
 
 async def migrate_to(conn: AsyncConnection, revision: str) -> None:
     """The database as the service left it at ``revision``, for rows of that time to be written."""
-    cfg = alembic_config(SERVICE_ROOT, conn.engine.url.render_as_string(hide_password=False))
-
-    def upgrade(connection: Any) -> None:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
-
-    await conn.run_sync(upgrade)
+    await migrations.migrate_to(conn, SERVICE_ROOT, revision)
 
 
 async def test_upgrade_closes_the_open_applications_and_invitations_of_members(
