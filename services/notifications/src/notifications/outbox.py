@@ -267,8 +267,7 @@ async def queue_emails(uow: UnitOfWork, templates: Templates, emails: list[Addre
     held = {
         f"{rate_key(e.to_address.strip().lower(), e.to_address)}:{e.template}" for e in emails if e.template in limits
     }
-    for key in sorted(held, key=_lock_key):
-        await _advisory_lock(uow, _RATE_LOCKS, key)
+    await _lock_many(uow, _RATE_LOCKS, [_lock_key(key) for key in held])
     rows: list[dict[str, Any]] = []
     for e in emails:
         rows.append(
@@ -626,8 +625,8 @@ async def store_recipients(uow: UnitOfWork, recipients: list[tuple[Recipient, da
 _RECIPIENT_LOCKS = 6001
 _RATE_LOCKS = 6002
 
-#: these accounts' recipient locks, every one in one order (that of the recipients handler's
-#: batches: no deadlock with them)
+#: locks of one namespace, every one in one order (that of the recipients handler's batches: no
+#: deadlock with them, nor between two callers)
 _LOCK_MANY = text(
     """
     SELECT count(pg_advisory_xact_lock(:namespace, k))
@@ -653,8 +652,7 @@ async def newer_recipients(
     caller's insert (one committed after finds the caller's emails pending and re-addresses them)."""
     if not known_at:
         return {}
-    keys = sorted({_lock_key(str(account_id)) for account_id in known_at})
-    await uow.session.execute(_LOCK_MANY, {"namespace": _RECIPIENT_LOCKS, "keys": keys})
+    await _lock_many(uow, _RECIPIENT_LOCKS, [_lock_key(str(account_id)) for account_id in known_at])
     # a statement of its own, after the locks: its snapshot sees what committed before they were had
     rows = await uow.session.execute(_NEWER_RECIPIENTS, {"account_ids": list(known_at)})
     return {
@@ -667,6 +665,12 @@ async def newer_recipients(
 
 async def lock_recipient(uow: UnitOfWork, account_id: uuid.UUID) -> None:
     await lock_account(uow.session, account_id)
+
+
+async def _lock_many(uow: UnitOfWork, namespace: int, keys: list[int]) -> None:
+    """These keys' transaction-scoped locks, in one statement and one order."""
+    if keys:
+        await uow.session.execute(_LOCK_MANY, {"namespace": namespace, "keys": sorted(set(keys))})
 
 
 async def lock_account(session: AsyncSession, account_id: uuid.UUID) -> None:
