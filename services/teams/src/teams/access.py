@@ -19,7 +19,7 @@ async def load_team(repo: TeamsRepository, team_id: uuid.UUID, *, for_update: bo
 
 
 async def load_visible_team(
-    repo: TeamsRepository, team_id: uuid.UUID, principal: Principal, *, for_update: bool = False
+    repo: TeamsRepository, team_id: uuid.UUID, principal: Principal | None, *, for_update: bool = False
 ) -> Team:
     """The team, or ``team_not_found`` when ``principal`` may not see it (``can_see``), before any
     other check: a team under review that GET hides from strangers must not show through another

@@ -13,7 +13,7 @@ from shared.errors import AppError, error_responses, preferred_language
 from shared.pagination import CURSOR_INVALID, decode_cursor, encode_cursor, time_cursor
 from teams import errors as E
 from teams import registration
-from teams.access import can_see, load_visible_team
+from teams.access import load_visible_team
 from teams.api.deps import Runtime, UoW
 from teams.api.membership_routes import router as membership_router
 from teams.api.schemas import (
@@ -193,9 +193,7 @@ async def list_teams(
 async def get_team(team_id: uuid.UUID, principal: OptionalPrincipal, uow: UoW) -> TeamOut:
     async with uow:
         repo = TeamsRepository(uow.session)
-        team = await repo.team(team_id)
-        if team is None or not await can_see(repo, principal, team):
-            raise AppError(E.TEAM_NOT_FOUND)
+        team = await load_visible_team(repo, team_id, principal)
         applicants = await repo.volunteers([team.applicant_account_id]) if team.status == PENDING else {}
     return team_out(team, applicants)
 
